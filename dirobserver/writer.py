@@ -1,0 +1,489 @@
+"""
+The batching Redis writer: the only module that talks to Redis.
+
+Events are held per queue, in the order they were pushed, and delivered in
+rounds.  A round sends, for every queue with events, one transaction::
+
+    MULTI / LPUSH queue e1 e2 ... en / INCRBY counter n / EXEC
+
+all written at once (pipelined); only one round is in flight at a time, so
+while Redis answers one round the next one grows (large batches under load,
+one round trip per event when traffic is light).  A queue's batch leaves
+memory only once its C{EXEC} reply says every command was applied; a batch
+whose reply did not come (timeout, lost connection, error reply) stays at the
+head of its queue and is sent again: at least once, never a gap, order kept.
+One transaction per queue keeps queues independent: a C{WRONGTYPE} on one key
+holds back that queue only.
+
+txredisapi is used at its protocol level, on one connection that this module
+opens, watches and reopens itself with a capped backoff.  That sidesteps the
+traps of its connection handler (a command sent while disconnected with
+C{reconnect=True} never returns; a failed AUTH or SELECT stops reconnecting
+for good; a C{MULTI} that hangs after a restart; pools that deadlock), and
+every call gets a deadline (C{timeout} from the configuration).
+
+Memory is bounded by C{max_held}: past it, new events are not held; their
+source is remembered and asked to list its directory again once Redis has
+taken everything held (the directory is the durable record).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Protocol
+
+import txredisapi
+from twisted.application import service
+from twisted.internet import defer, error, protocol
+from twisted.internet.endpoints import TCP4ClientEndpoint, UNIXClientEndpoint
+from twisted.logger import Logger
+
+from .config import RedisSettings
+
+#: Most events sent in one LPUSH; bounds the size of a command and of a resend.
+BATCH = 10_000
+
+
+class Relistable(Protocol):
+    """A source of events that can announce its files again by a listing."""
+
+    def relist(self) -> None:
+        """List the directory again: some of its events were not held."""
+
+
+class _RedisProtocol(txredisapi.RedisProtocol):
+    """txredisapi's protocol with a faster command builder for bulk pushes."""
+
+    def _build_command(self, *args: Any, **kwargs: Any) -> bytes:
+        # txredisapi makes several calls and copies per argument; a variadic
+        # LPUSH of thousands of events spends most of its time there.
+        parts = [b"*%d\r\n" % len(args)]
+        append = parts.append
+        encode = self._encode_value
+        for arg in args:
+            if type(arg) is not bytes:
+                arg = encode(arg)
+            append(b"$%d\r\n%s\r\n" % (len(arg), arg))
+        return b"".join(parts)
+
+
+class _ProtocolFactory(protocol.Factory):
+    """
+    Builds one protocol; provides what txredisapi's protocol expects of its
+    factory when AUTH or SELECT fails (it reports, we decide to retry).
+    """
+
+    isLazy = False
+    noisy = False
+
+    def __init__(self, settings: RedisSettings) -> None:
+        self.settings = settings
+        self.error: str | None = None
+
+    def buildProtocol(self, addr: Any) -> _RedisProtocol:
+        proto = _RedisProtocol(
+            charset="utf-8",
+            password=self.settings.password,
+            dbid=self.settings.db,
+            convertNumbers=False,
+        )
+        proto.factory = self
+        return proto
+
+    def stopTrying(self) -> None:
+        """Nothing to stop: L{RedisWriter} schedules every attempt itself."""
+
+    def connectionError(self, why: str) -> None:
+        self.error = why
+
+
+class _Queue:
+    """The events held for one Redis list."""
+
+    __slots__ = ("name", "counter", "pending", "in_flight")
+
+    def __init__(self, name: str, counter: str | None) -> None:
+        self.name = name
+        self.counter = counter
+        #: events not sent yet, oldest first
+        self.pending: list[bytes] = []
+        #: the batch sent and not acknowledged yet (resent first on failure)
+        self.in_flight: list[bytes] | None = None
+
+    def held(self) -> int:
+        return len(self.pending) + len(self.in_flight or ())
+
+    def next_batch(self) -> list[bytes]:
+        """The batch to send now: the unacknowledged one, or the next one."""
+        if self.in_flight is None:
+            if len(self.pending) <= BATCH:
+                self.in_flight, self.pending = self.pending, []
+            else:
+                self.in_flight = self.pending[:BATCH]
+                del self.pending[:BATCH]
+        return self.in_flight
+
+
+class RedisWriter(service.Service):
+    """
+    Holds events per queue and delivers them to Redis in batches.
+
+    @ivar delivered: events acknowledged by Redis.
+    @ivar dropped: events not held because C{max_held} was reached.
+    @ivar reconnects: successful connections after the first one.
+    """
+
+    _log = Logger()
+    initial_delay = 0.1
+    max_delay = 2.0
+
+    def __init__(self, settings: RedisSettings, max_held: int, reactor: Any = None) -> None:
+        if reactor is None:
+            from twisted.internet import reactor
+        self._reactor = reactor
+        self._settings = settings
+        self._max_held = max_held
+        self._queues: dict[str, _Queue] = {}
+        self._proto: _RedisProtocol | None = None
+        self._connecting: defer.Deferred | None = None
+        self._retry_call: Any = None
+        self._flush_call: Any = None
+        self._round: defer.Deferred | None = None
+        self._failures = 0
+        self._held = 0
+        self._overflowed: dict[int, Relistable] = {}
+        self._waiting: list[defer.Deferred] = []
+        self._drained: list[defer.Deferred] = []
+        self._room_waiters: list[defer.Deferred] = []
+        self._stopping = False
+        self.delivered = 0
+        self.dropped = 0
+        self.reconnects = 0
+        self.connections = 0
+
+    # -- what the rest of the observer uses ---------------------------------
+
+    def queue(self, name: str, counter: str | None) -> _Queue:
+        """The handle to push events to list C{name} (and count in C{counter})."""
+        q = self._queues.get(name)
+        if q is None:
+            q = self._queues[name] = _Queue(name, counter)
+        elif counter is not None and q.counter is None:
+            q.counter = counter
+        return q
+
+    def push(self, q: _Queue, payload: bytes, source: Relistable | None = None) -> None:
+        """
+        Hold one event for delivery, in order, to its queue.
+
+        Past C{max_held} held events the event is not held; C{source} is
+        asked to list its directory again once Redis has caught up.
+        """
+        if self._held >= self._max_held:
+            self.dropped += 1
+            if source is not None and id(source) not in self._overflowed:
+                self._overflowed[id(source)] = source
+                self._log.warn(
+                    "More than {max} events held while Redis is unreachable: "
+                    "not holding more; the directories concerned will be "
+                    "listed again once Redis has caught up",
+                    max=self._max_held,
+                )
+            return
+        q.pending.append(payload)
+        self._held += 1
+        if self._flush_call is None and self._round is None and self._proto is not None:
+            # Everything pushed during this reactor turn goes in one round.
+            self._flush_call = self._reactor.callLater(0, self._flush)
+
+    def held(self) -> int:
+        """How many events are waiting for Redis."""
+        return self._held
+
+    def room(self) -> defer.Deferred | None:
+        """
+        None while there is room for more events; else a Deferred that fires
+        once Redis has taken half of what is held (listings wait on it rather
+        than overrun C{max_held}).
+        """
+        if self._held < self._max_held // 2:
+            return None
+        d: defer.Deferred = defer.Deferred()
+        self._room_waiters.append(d)
+        return d
+
+    def connected(self) -> bool:
+        """Whether a connection to Redis is up."""
+        return self._proto is not None
+
+    def when_connected(self) -> defer.Deferred:
+        """A Deferred that fires once a connection to Redis is up."""
+        if self._proto is not None:
+            return defer.succeed(None)
+        d: defer.Deferred = defer.Deferred()
+        self._waiting.append(d)
+        return d
+
+    def queue_length(self, name: str) -> defer.Deferred:
+        """C{LLEN name}, with the deadline; fails when Redis is unreachable."""
+        if self._proto is None:
+            return defer.fail(txredisapi.ConnectionError("Not connected"))
+        d = defer.maybeDeferred(self._proto.execute_command, "LLEN", name)
+        d.addTimeout(self._settings.timeout, self._reactor)
+        d.addCallback(int)
+        return d
+
+    # -- connection ------------------------------------------------------------
+
+    def startService(self) -> None:
+        super().startService()
+        self._stopping = False
+        self._connect()
+
+    def _endpoint(self) -> Any:
+        s = self._settings
+        if s.unix_socket:
+            return UNIXClientEndpoint(self._reactor, s.unix_socket, timeout=s.timeout)
+        return TCP4ClientEndpoint(self._reactor, s.host, s.port, timeout=s.timeout)
+
+    def _connect(self) -> None:
+        self._retry_call = None
+        factory = _ProtocolFactory(self._settings)
+        d = self._endpoint().connect(factory)
+        d.addCallback(self._handshake, factory)
+        d.addTimeout(self._settings.timeout, self._reactor)
+        d.addCallbacks(self._connected, self._connect_failed)
+        self._connecting = d
+
+    def _handshake(self, proto: _RedisProtocol, factory: _ProtocolFactory) -> defer.Deferred:
+        """Wait until AUTH and SELECT are done, or the connection is closed."""
+        ready = proto.whenConnected()
+        lost = proto.whenDisconnected()
+
+        def cancel(_: Any) -> None:
+            proto.transport.abortConnection()
+
+        first = defer.DeferredList([ready, lost], fireOnOneCallback=True, consumeErrors=True)
+        outer: defer.Deferred = defer.Deferred(cancel)
+
+        def decide(result: Any) -> None:
+            if outer.called:
+                return
+            _value, index = result
+            if index == 0:
+                outer.callback(proto)
+            else:
+                outer.errback(
+                    txredisapi.ConnectionError(factory.error or "connection closed by the server")
+                )
+
+        first.addCallback(decide)
+        return outer
+
+    def _connected(self, proto: _RedisProtocol) -> None:
+        self._connecting = None
+        if self._stopping and not self._held:
+            proto.transport.loseConnection()
+            return
+        self._proto = proto
+        self.connections += 1
+        if self.connections > 1:
+            self.reconnects += 1
+        if self._failures:
+            self._log.info(
+                "Redis at {addr} answers again ({held} events held)",
+                addr=self._settings.describe(),
+                held=self._held,
+            )
+        self._failures = 0
+        proto.whenDisconnected().addCallback(self._lost)
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(None)
+        self._flush()
+
+    def _connect_failed(self, failure: Any) -> None:
+        self._connecting = None
+        if self._stopping:
+            self._fire_drained()
+            return
+        self._failures += 1
+        if self._failures == 1:
+            self._log.warn(
+                "Redis at {addr} is unreachable ({why}); {held} events held, "
+                "retrying until it answers",
+                addr=self._settings.describe(),
+                why=_describe(failure),
+                held=self._held,
+            )
+        delay = min(self.initial_delay * 2 ** (self._failures - 1), self.max_delay)
+        delay *= random.uniform(0.8, 1.2)
+        self._retry_call = self._reactor.callLater(delay, self._connect)
+
+    def _lost(self, proto: _RedisProtocol) -> None:
+        if self._proto is not proto:
+            return
+        self._proto = None
+        if self._stopping and not self._held:
+            return
+        self._log.warn(
+            "Lost the connection to Redis at {addr}; {held} events held, reconnecting",
+            addr=self._settings.describe(),
+            held=self._held,
+        )
+        self._failures = 1
+        self._retry_call = self._reactor.callLater(self.initial_delay, self._connect)
+
+    # -- delivery --------------------------------------------------------------
+
+    def _flush(self) -> None:
+        """Send one round: a transaction for every queue with events."""
+        self._flush_call = None
+        proto = self._proto
+        if proto is None or self._round is not None:
+            return
+        work = [q for q in self._queues.values() if q.in_flight or q.pending]
+        if not work:
+            self._after_drain()
+            return
+        replies = []
+        try:
+            for q in work:
+                batch = q.next_batch()
+                proto.execute_command("MULTI").addErrback(lambda f: None)
+                proto.execute_command("LPUSH", q.name, *batch).addErrback(lambda f: None)
+                if q.counter is not None:
+                    proto.execute_command("INCRBY", q.counter, len(batch)).addErrback(
+                        lambda f: None
+                    )
+                replies.append(proto.execute_command("EXEC"))
+        except Exception:
+            # Not connected any more: what was sent will fail by itself.
+            self._log.failure("Sending events to Redis failed")
+            proto.transport.abortConnection()
+        round_ = defer.DeferredList(replies, consumeErrors=True)
+        round_.addTimeout(self._settings.timeout, self._reactor)
+        round_.addBoth(self._round_done, proto, work[: len(replies)])
+        self._round = round_
+
+    def _round_done(self, results: Any, proto: _RedisProtocol, work: list[_Queue]) -> None:
+        self._round = None
+        if not isinstance(results, list):
+            # The deadline passed: treat the connection as dead, resend later.
+            self._log.warn(
+                "Redis at {addr} did not answer within {timeout} s; reconnecting",
+                addr=self._settings.describe(),
+                timeout=self._settings.timeout,
+            )
+            proto.transport.abortConnection()
+            return
+        failed = False
+        for q, (ok, reply) in zip(work, results):
+            problem = _exec_problem(ok, reply)
+            if problem is None:
+                n = len(q.in_flight or ())
+                q.in_flight = None
+                self._held -= n
+                self.delivered += n
+            else:
+                failed = True
+                self._log.warn(
+                    "Redis refused events for queue {queue}: {problem}; "
+                    "they are kept and sent again",
+                    queue=q.name,
+                    problem=problem,
+                )
+        if self._room_waiters and self._held < self._max_held // 2:
+            waiters, self._room_waiters = self._room_waiters, []
+            for d in waiters:
+                d.callback(None)
+        if failed:
+            # Errors such as OOM or READONLY last a while: do not spin.
+            self._flush_call = self._reactor.callLater(1.0, self._flush)
+        elif self._proto is not None:
+            self._flush()
+
+    def _after_drain(self) -> None:
+        """Everything held was delivered: catch up on what was not held."""
+        if self._overflowed and not self._stopping:
+            sources, self._overflowed = list(self._overflowed.values()), {}
+            self._log.info(
+                "Redis caught up; listing {n} directories for the events not held",
+                n=len(sources),
+            )
+            for source in sources:
+                source.relist()
+        self._fire_drained()
+
+    def _fire_drained(self) -> None:
+        drained, self._drained = self._drained, []
+        for d in drained:
+            d.callback(None)
+
+    # -- stopping --------------------------------------------------------------
+
+    def stopService(self) -> defer.Deferred:
+        """
+        Deliver what is held, for at most C{timeout} seconds, then disconnect.
+        """
+        super().stopService()
+        self._stopping = True
+        if self._retry_call is not None and self._retry_call.active():
+            self._retry_call.cancel()
+            self._retry_call = None
+        d: defer.Deferred = defer.Deferred()
+        if self._held and (self._proto is not None or self._connecting is not None):
+            self._drained.append(d)
+            d.addTimeout(self._settings.timeout, self._reactor)
+        else:
+            d.callback(None)
+
+        def finish(result: Any) -> None:
+            if self._held:
+                self._log.warn(
+                    "Stopping with {held} events not delivered (Redis at {addr} "
+                    "unreachable); the listing at the next start announces the "
+                    "files still present",
+                    held=self._held,
+                    addr=self._settings.describe(),
+                )
+            return self._disconnect()
+
+        return d.addBoth(finish)
+
+    def _disconnect(self) -> defer.Deferred:
+        if self._retry_call is not None and self._retry_call.active():
+            self._retry_call.cancel()
+        self._retry_call = None
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        self._flush_call = None
+        if self._connecting is not None:
+            self._connecting.cancel()
+        proto, self._proto = self._proto, None
+        if proto is None or not proto.transport:
+            return defer.succeed(None)
+        gone = proto.whenDisconnected()
+        proto.transport.loseConnection()
+        return gone.addCallback(lambda _: None)
+
+
+def _exec_problem(ok: bool, reply: Any) -> str | None:
+    """What went wrong with one transaction's EXEC reply, or None."""
+    if not ok:
+        return _describe(reply)
+    if not isinstance(reply, list):
+        return f"unexpected reply {reply!r}"
+    for item in reply:
+        if isinstance(item, Exception):
+            return str(item)
+    return None
+
+
+def _describe(failure: Any) -> str:
+    """A short text for a failure, for one log line."""
+    if failure.check(defer.TimeoutError, defer.CancelledError):
+        return "no answer in time"
+    if failure.check(error.ConnectionRefusedError):
+        return "connection refused"
+    return failure.getErrorMessage() or failure.type.__name__

