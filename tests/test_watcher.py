@@ -1,0 +1,220 @@
+"""
+The inotify layer, against real directories and the real reactor.
+
+These prove the two Twisted defects are fixed in L{dirobserver.watcher}: the
+end of one watch (deletion, move) no longer ends the others, and a kernel
+queue overflow is reported instead of dropped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from twisted.internet import defer, reactor, task
+from twisted.trial import unittest
+
+from dirobserver.watcher import IN_DELETE_SELF, IN_ISDIR, IN_MOVE_SELF, Watcher, WatchError
+
+
+class RecordingSink:
+    """A sink that records what it receives, and fires waiters."""
+
+    def __init__(self) -> None:
+        self.names: list[bytes] = []
+        self.masks: list[int] = []
+        self.ended: list[int] = []
+        self._waiters: list[tuple[object, defer.Deferred]] = []
+
+    def file_event(self, name: bytes, mask: int) -> None:
+        self.names.append(name)
+        self.masks.append(mask)
+        self._check()
+
+    def watch_ended(self, mask: int) -> None:
+        self.ended.append(mask)
+        self._check()
+
+    def wait(self, predicate) -> defer.Deferred:
+        d: defer.Deferred = defer.Deferred()
+        self._waiters.append((predicate, d))
+        self._check()
+        return d.addTimeout(5, reactor)
+
+    def _check(self) -> None:
+        for item in list(self._waiters):
+            predicate, d = item
+            if predicate(self):
+                self._waiters.remove(item)
+                d.callback(self)
+
+
+class WatcherTests(unittest.TestCase):
+    def setUp(self) -> None:
+        self.root = tempfile.mkdtemp(prefix="dirobserver-test-")
+        self.addCleanup(shutil.rmtree, self.root, True)
+        self.overflows = 0
+        self.watcher = Watcher(reactor, on_overflow=self._overflow)
+        self.watcher.startReading()
+        self.addCleanup(self.watcher.close)
+
+    def _overflow(self) -> None:
+        self.overflows += 1
+
+    def mkdir(self, name: str) -> bytes:
+        path = os.path.join(self.root, name)
+        os.makedirs(path, exist_ok=True)
+        return os.fsencode(path)
+
+    @defer.inlineCallbacks
+    def test_created_and_moved_in_files_are_reported(self):
+        """A file created in, or moved into, a watched directory is reported by name."""
+        d = self.mkdir("a")
+        sink = RecordingSink()
+        self.watcher.add(d, sink)
+        open(os.path.join(d, b"one"), "w").close()
+        outside = os.path.join(os.fsencode(self.root), b"outside")
+        open(outside, "w").close()
+        os.rename(outside, os.path.join(d, b"two"))
+        yield sink.wait(lambda s: len(s.names) >= 2)
+        self.assertEqual(sink.names, [b"one", b"two"])
+
+    @defer.inlineCallbacks
+    def test_undecodable_and_odd_names_arrive_as_bytes(self):
+        """Names with spaces, newlines and non-UTF-8 bytes arrive unchanged."""
+        d = self.mkdir("odd")
+        sink = RecordingSink()
+        self.watcher.add(d, sink)
+        names = [b"with space", b"new\nline", b"\xff\xfelatin1-\xe9"]
+        for name in names:
+            open(os.path.join(d, name), "w").close()
+        yield sink.wait(lambda s: len(s.names) >= 3)
+        self.assertEqual(sink.names, names)
+
+    @defer.inlineCallbacks
+    def test_subdirectory_creation_is_flagged_as_directory(self):
+        """The mask says a new entry is a directory: no stat needed."""
+        d = self.mkdir("p")
+        sink = RecordingSink()
+        self.watcher.add(d, sink)
+        os.mkdir(os.path.join(d, b"sub"))
+        yield sink.wait(lambda s: len(s.names) >= 1)
+        self.assertTrue(sink.masks[0] & IN_ISDIR)
+
+    @defer.inlineCallbacks
+    def test_deleting_one_directory_keeps_the_others_watched(self):
+        """
+        Twisted's INotify ends every watch when one watched directory is
+        deleted (loseConnection on IN_DELETE_SELF); ours ends only that one.
+        """
+        gone, kept = self.mkdir("gone"), self.mkdir("kept")
+        gone_sink, kept_sink = RecordingSink(), RecordingSink()
+        self.watcher.add(gone, gone_sink)
+        self.watcher.add(kept, kept_sink)
+        os.rmdir(gone)
+        yield gone_sink.wait(lambda s: s.ended)
+        self.assertTrue(gone_sink.ended[0] & IN_DELETE_SELF)
+        open(os.path.join(kept, b"after-delete"), "w").close()
+        yield kept_sink.wait(lambda s: s.names)
+        self.assertEqual(kept_sink.names, [b"after-delete"])
+        self.assertTrue(self.watcher.connected)
+        self.assertEqual(self.watcher.watch_count(), 1)
+
+    @defer.inlineCallbacks
+    def test_moved_directory_ends_its_watch_only(self):
+        """A watched directory renamed away is no longer watched; others go on."""
+        moved, kept = self.mkdir("moved"), self.mkdir("kept2")
+        moved_sink, kept_sink = RecordingSink(), RecordingSink()
+        self.watcher.add(moved, moved_sink)
+        self.watcher.add(kept, kept_sink)
+        elsewhere = os.path.join(os.fsencode(self.root), b"elsewhere")
+        os.rename(moved, elsewhere)
+        yield moved_sink.wait(lambda s: s.ended)
+        self.assertTrue(moved_sink.ended[0] & IN_MOVE_SELF)
+        # The kernel watch followed the inode; it must have been removed.
+        open(os.path.join(elsewhere, b"not-reported"), "w").close()
+        open(os.path.join(kept, b"reported"), "w").close()
+        yield kept_sink.wait(lambda s: s.names)
+        self.assertEqual(moved_sink.names, [])
+        self.assertEqual(kept_sink.names, [b"reported"])
+
+    @defer.inlineCallbacks
+    def test_two_sinks_share_one_watch(self):
+        """Two sections on the same directory both get every event."""
+        d = self.mkdir("shared")
+        first, second = RecordingSink(), RecordingSink()
+        wd1 = self.watcher.add(d, first)
+        wd2 = self.watcher.add(d, second)
+        self.assertEqual(wd1, wd2)
+        open(os.path.join(d, b"f"), "w").close()
+        yield second.wait(lambda s: s.names)
+        self.assertEqual(first.names, [b"f"])
+        self.watcher.remove(wd1, first)
+        open(os.path.join(d, b"g"), "w").close()
+        yield second.wait(lambda s: len(s.names) >= 2)
+        self.assertEqual(first.names, [b"f"])
+
+    def test_missing_directory_and_file_are_refused_with_errno(self):
+        """A missing path or a file cannot be watched: WatchError with errno."""
+        with self.assertRaises(WatchError) as missing:
+            self.watcher.add(os.fsencode(os.path.join(self.root, "nope")), RecordingSink())
+        self.assertEqual(missing.exception.errno, 2)
+        path = os.path.join(self.root, "file")
+        open(path, "w").close()
+        with self.assertRaises(WatchError) as not_dir:
+            self.watcher.add(os.fsencode(path), RecordingSink())
+        self.assertEqual(not_dir.exception.errno, 20)
+        self.assertIn("cannot watch", str(not_dir.exception))
+
+    @defer.inlineCallbacks
+    def test_a_failing_sink_does_not_stop_the_reading(self):
+        """An exception in one sink is logged; later events still arrive."""
+        d = self.mkdir("faulty")
+
+        class Faulty(RecordingSink):
+            def file_event(self, name, mask):
+                super().file_event(name, mask)
+                if name == b"boom":
+                    raise RuntimeError("boom")
+
+        sink = Faulty()
+        self.watcher.add(d, sink)
+        open(os.path.join(d, b"boom"), "w").close()
+        open(os.path.join(d, b"after"), "w").close()
+        yield sink.wait(lambda s: len(s.names) >= 2)
+        self.assertEqual(sink.names, [b"boom", b"after"])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    @defer.inlineCallbacks
+    def test_queue_overflow_is_reported(self):
+        """
+        More events than max_queued_events while the reactor does not read:
+        the kernel drops events and queues IN_Q_OVERFLOW, which Twisted
+        discards; our watcher counts it and calls on_overflow.
+        """
+        with open("/proc/sys/fs/inotify/max_queued_events") as f:
+            limit = int(f.read())
+        d = self.mkdir("flood")
+        sink = RecordingSink()
+        self.watcher.add(d, sink)
+        # Created by a child process while this reactor is busy waiting for
+        # it, so nothing is read until the queue has overflowed.
+        subprocess.run(
+            [sys.executable, "-c",
+             "import os,sys\n"
+             "d=sys.argv[1]\n"
+             "for i in range(int(sys.argv[2])):\n"
+             "    os.close(os.open(os.path.join(d, 'f%d' % i), os.O_CREAT|os.O_WRONLY))\n",
+             os.fsdecode(d), str(limit + 2000)],
+            check=True,
+        )
+        for _ in range(200):
+            if self.overflows:
+                break
+            yield task.deferLater(reactor, 0.01, lambda: None)
+        self.assertEqual(self.overflows, 1)
+        self.assertEqual(self.watcher.overflows, 1)
+        self.assertLess(len(sink.names), limit + 2000)
