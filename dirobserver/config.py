@@ -23,6 +23,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, NoReturn
 
 BASE_SECTION = "common"
 DEFAULT_SECTION = "DEFAULT"
@@ -80,8 +81,9 @@ class ExtendedConfigParser:
         except configparser.DuplicateOptionError as exc:
             self._syntax(exc.lineno, f"[{exc.section}] duplicate key {exc.option!r}")
         except configparser.ParsingError as exc:
-            lineno, line = exc.errors[0]
-            self._syntax(lineno, f"expected 'key = value', found {line.strip()!r}")
+            lineno = exc.errors[0][0]  # errors hold repr()s: quote the real line instead
+            line = text.split("\n")[lineno - 1].strip() if 0 < lineno <= text.count("\n") + 1 else "?"
+            self._syntax(lineno, f"expected 'key = value', found {line!r}")
         except configparser.Error as exc:  # future configparser errors: still one line
             self._syntax(getattr(exc, "lineno", None), exc.message)
         header_lines = _header_lines(text)
@@ -103,14 +105,14 @@ class ExtendedConfigParser:
         for name in self._own:
             self._lineage[name] = self._search_order(name)
 
-    def _syntax(self, lineno: int | None, detail: str) -> None:
+    def _syntax(self, lineno: int | None, detail: str) -> NoReturn:
         where = f" line {lineno}:" if lineno else ""
         raise ConfigError(f"{self.path}:{where} syntax error: {detail}")
 
     def _depth_first(self, name: str, chain: tuple[str, ...]) -> list[str]:
         if name in chain:
             cycle = " -> ".join((*chain[chain.index(name):], name))
-            raise ConfigError(f"{self.path}: [{chain[0]}] inheritance cycle: {cycle}")
+            raise ConfigError(f"{self.path}: [{name}] inheritance cycle: {cycle}")
         order = [name]
         for parent in self._parents[name]:
             # A diamond (two parents sharing an ancestor) visits it once, at
@@ -179,6 +181,8 @@ def _header_lines(text: str) -> dict[str, int]:
 
 def _any_match(patterns: tuple[re.Pattern[str], ...]) -> Callable[[str], object]:
     """A fast callable telling whether some pattern ``.match()``-es a name."""
+    if not patterns:
+        return lambda name: False
     if len(patterns) == 1:
         return patterns[0].match
     plain = re.compile("").flags
@@ -229,9 +233,9 @@ class SectionSettings:
     _ignore_match: Callable[[str], object] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        never: Callable[[str], object] = lambda name: False
-        object.__setattr__(self, "_only_match", _any_match(self.only) if self.only else never)
-        object.__setattr__(self, "_ignore_match", _any_match(self.ignore) if self.ignore else never)
+        # Precomputed once: accepts() runs for every file event.
+        object.__setattr__(self, "_only_match", _any_match(self.only))
+        object.__setattr__(self, "_ignore_match", _any_match(self.ignore))
 
     def accepts(self, name: str) -> bool:
         """True when ``name`` matches some ``only`` and no ``ignore`` pattern."""
@@ -267,17 +271,13 @@ class _Reader:
         origin = self.parser.source(self.section, key) or self.section
         self.warnings[f"{self.parser.path}: [{origin}] {key}: {message}"] = None
 
-    def text(self, key: str) -> str | None:
-        """The value, or None when absent or empty."""
+    def value(self, key: str, nulls: tuple[str, ...] = ("",)) -> str | None:
+        """The value, or None when absent or one of ``nulls`` (case-insensitive)."""
         value = self.parser.get(self.section, key, None)
-        return value or None
-
-    def nullable(self, key: str) -> str | None:
-        value = self.text(key)
-        return None if value is None or value.lower() in _NULL_WORDS else value
+        return None if value is None or value.lower() in nulls else value
 
     def required(self, key: str) -> str:
-        value = self.text(key)
+        value = self.value(key)
         if value is None:
             raise self.fail(key, "required in an active section")
         return value
@@ -291,28 +291,20 @@ class _Reader:
         except KeyError:
             raise self.fail(key, f"{value!r} is not a boolean (use true/false, yes/no, on/off, 1/0)") from None
 
-    def number(self, key: str, default: float) -> float:
-        value = self.parser.get(self.section, key, None)
+    def number(self, key: str, default: Any, low: float, high: int | None = None, kind: type = float) -> Any:
+        """A ``kind`` (float or int) within bounds; empty means ``default``."""
+        value = self.value(key)
         if value is None:
             return default
         try:
-            result = float(value)
+            result = kind(value)
         except ValueError:
             result = math.nan
-        if not math.isfinite(result):
-            raise self.fail(key, f"{value!r} is not a number")
-        return result
-
-    def integer(self, key: str, default: int | None, low: int, high: int | None = None) -> int | None:
-        value = self.text(key)
-        if value is None:
-            return default
-        try:
-            result = int(value)
-        except ValueError:
-            raise self.fail(key, f"{value!r} is not an integer") from None
+        if not math.isfinite(result):  # float() happily returns nan and inf
+            raise self.fail(key, f"{value!r} is not {'an integer' if kind is int else 'a number'}")
         if result < low or (high is not None and result > high):
-            raise self.fail(key, f"{value!r} must be " + (f"between {low} and {high}" if high else f"at least {low}"))
+            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise self.fail(key, f"{value!r} must be {bound}")
         return result
 
     def patterns(self, key: str, default: str) -> tuple[re.Pattern[str], ...]:
@@ -333,9 +325,6 @@ class _Reader:
 
 
 def _section(r: _Reader) -> SectionSettings:
-    forced_poll = r.number("forced_poll", 0.0)
-    if forced_poll < 0:
-        raise r.fail("forced_poll", f"{r.parser.get(r.section, 'forced_poll')!r} must be at least 0")
     ignore = r.patterns("ignore", "")
     if WORKING_PATTERN not in [p.pattern for p in ignore]:
         ignore += (re.compile(WORKING_PATTERN),)  # half-written files are never announced
@@ -344,17 +333,16 @@ def _section(r: _Reader) -> SectionSettings:
         raise r.fail("only", "empty list would skip every file (remove the key to accept all names)")
     return SectionSettings(
         name=r.section, directory=r.path(r.required("directory")),
-        queue=r.required("queue"), counter=r.nullable("counter"), forced_poll=forced_poll,
-        poll_queue_limit=r.integer("poll_queue_limit", 10000, 0),  # type: ignore[arg-type]
+        queue=r.required("queue"), counter=r.value("counter", _NULL_WORDS),
+        forced_poll=r.number("forced_poll", 0.0, 0),
+        poll_queue_limit=r.number("poll_queue_limit", 10000, 0, kind=int),
         ignore=ignore, only=only, subdirectories=r.boolean("subdirectories", False))
 
 
 def _redis(r: _Reader, redis_optional: bool) -> RedisSettings:
-    socket = r.nullable("redis_unix_socket")
-    host, port = r.text("redis_server"), r.integer("redis_port", None, 1, 65535)
-    timeout = r.number("timeout", DEFAULT_TIMEOUT)
-    if timeout < 0:
-        raise r.fail("timeout", f"{r.parser.get(r.section, 'timeout')!r} must be at least 0")
+    socket = r.value("redis_unix_socket", _NULL_WORDS)
+    host, port = r.value("redis_server"), r.number("redis_port", None, 1, 65535, kind=int)
+    timeout = r.number("timeout", DEFAULT_TIMEOUT, 0)
     if timeout == 0:
         # The old program read 0 as "wait forever"; with held events that
         # would silently stall the whole pipeline, so we refuse to wait forever.
@@ -372,8 +360,8 @@ def _redis(r: _Reader, redis_optional: bool) -> RedisSettings:
             if not redis_optional:
                 raise r.fail("redis_port", "required in an active section (or set redis_unix_socket)")
             port = 6379
-    return RedisSettings(host=host, port=port, unix_socket=socket, password=r.text("redis_password"),
-                         db=r.integer("redis_db", None, 0), timeout=timeout)
+    return RedisSettings(host=host, port=port, unix_socket=socket, password=r.value("redis_password"),
+                         db=r.number("redis_db", None, 0, kind=int), timeout=timeout)
 
 
 # Settings that exist once per daemon, so every active section must agree.
@@ -413,12 +401,12 @@ def parse(text: str, path: str, *, redis_optional: bool = False) -> Settings:
         r = _Reader(parser, name, warnings)
         sections.append(_section(r))
         redis = _redis(r, redis_optional)
-        inactivity = r.number("monitor_inactivitytimeout", 300.0)
-        held = r.integer("max_held_events", 100000, 1)
-        shared.append((name, {**dataclasses.asdict(redis), "inactivity_timeout": inactivity if inactivity > 0 else 0.0,
-                              "max_held_events": held}, redis))
-    first_name, first, redis = shared[0]
-    for name, values, _ in shared[1:]:
+        inactivity = r.number("monitor_inactivitytimeout", 300.0, -math.inf)
+        shared.append((name, redis, {  # everything here must be equal in all active sections
+            **dataclasses.asdict(redis), "inactivity_timeout": inactivity if inactivity > 0 else 0.0,
+            "max_held_events": r.number("max_held_events", 100000, 1, kind=int)}))
+    first_name, redis, first = shared[0]
+    for name, _, values in shared[1:]:
         for attr, key in _SHARED:
             if values[attr] != first[attr]:
                 shown = "values not shown" if attr == "password" else \
