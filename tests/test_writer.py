@@ -1,0 +1,249 @@
+"""
+The batching Redis writer against a real valkey-server (started per test).
+
+These run the real reactor (trial tests under pytest) and a real server
+process, and inject the faults for real: the server not started yet,
+SIGKILLed and restarted on the same port, SIGSTOPped (a Redis that does not
+answer), a key of the wrong type.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from twisted.internet import defer, reactor, task
+from twisted.trial import unittest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from helpers import RedisServer  # noqa: E402
+
+from dirobserver.config import RedisSettings  # noqa: E402
+from dirobserver.writer import RedisWriter  # noqa: E402
+
+
+def sleep(seconds: float) -> defer.Deferred:
+    return task.deferLater(reactor, seconds, lambda: None)
+
+
+class WriterTestMixin:
+    timeout_s = 1.0
+
+    def setUp(self) -> None:
+        self.server = RedisServer()
+        self.addCleanup(self.server.cleanup)
+        self.writers: list[RedisWriter] = []
+
+    def make_writer(self, max_held: int = 100_000, password: str | None = None) -> RedisWriter:
+        settings = RedisSettings(
+            host="127.0.0.1",
+            port=self.server.port,
+            unix_socket=None,
+            password=password,
+            db=None,
+            timeout=self.timeout_s,
+        )
+        writer = RedisWriter(settings, max_held, reactor)
+        self.writers.append(writer)
+        self.addCleanup(self._stop, writer)
+        return writer
+
+    def _stop(self, writer: RedisWriter) -> defer.Deferred:
+        if writer.running:
+            return writer.stopService()
+        return defer.succeed(None)
+
+    @defer.inlineCallbacks
+    def wait_for(self, predicate, timeout: float = 10.0):
+        for _ in range(int(timeout / 0.02)):
+            if predicate():
+                return True
+            yield sleep(0.02)
+        return predicate()
+
+    def contents(self, queue: str) -> list[bytes]:
+        """The list oldest first (the writer LPUSHes)."""
+        return list(reversed(self.server.client().lrange(queue, 0, -1)))
+
+
+class DeliveryTests(WriterTestMixin, unittest.TestCase):
+    @defer.inlineCallbacks
+    def test_events_arrive_in_order_with_counter(self):
+        """Events reach their list oldest-first; the counter counts them."""
+        self.server.start()
+        writer = self.make_writer()
+        writer.startService()
+        q = writer.queue("q:a", "c:a")
+        payloads = [b"e%d" % i for i in range(5000)]
+        for p in payloads:
+            writer.push(q, p)
+        ok = yield self.wait_for(lambda: writer.delivered == 5000)
+        self.assertTrue(ok)
+        self.assertEqual(self.contents("q:a"), payloads)
+        self.assertEqual(int(self.server.client().get("c:a")), 5000)
+        self.assertEqual(writer.held(), 0)
+
+    @defer.inlineCallbacks
+    def test_events_of_one_turn_go_in_one_lpush(self):
+        """A burst pushed in one reactor turn costs one LPUSH, not one per event."""
+        self.server.start()
+        writer = self.make_writer()
+        writer.startService()
+        yield writer.when_connected()
+        self.server.client().config_resetstat()
+        q = writer.queue("q:b", None)
+        for i in range(1000):
+            writer.push(q, b"x%d" % i)
+        yield self.wait_for(lambda: writer.delivered == 1000)
+        stats = self.server.client().info("commandstats")
+        self.assertEqual(stats["cmdstat_lpush"]["calls"], 1)
+        self.assertEqual(stats["cmdstat_exec"]["calls"], 1)
+
+    @defer.inlineCallbacks
+    def test_queues_are_independent_on_wrongtype(self):
+        """A WRONGTYPE on one key holds back that queue only, until it is fixed."""
+        self.server.start()
+        self.server.client().set("q:bad", "a string")
+        writer = self.make_writer()
+        writer.startService()
+        bad, good = writer.queue("q:bad", None), writer.queue("q:good", None)
+        writer.push(bad, b"b1")
+        writer.push(good, b"g1")
+        yield self.wait_for(lambda: writer.delivered == 1)
+        self.assertEqual(self.contents("q:good"), [b"g1"])
+        self.assertEqual(writer.held(), 1)
+        writer.push(good, b"g2")
+        self.server.client().delete("q:bad")
+        ok = yield self.wait_for(lambda: writer.delivered == 3)
+        self.assertTrue(ok)
+        self.assertEqual(self.contents("q:bad"), [b"b1"])
+        self.assertEqual(self.contents("q:good"), [b"g1", b"g2"])
+
+
+class OutageTests(WriterTestMixin, unittest.TestCase):
+    @defer.inlineCallbacks
+    def test_redis_down_at_start_then_started(self):
+        """Held while Redis is down at start-up; delivered in order once it runs."""
+        writer = self.make_writer()
+        writer.startService()
+        q = writer.queue("q:late", None)
+        for i in range(100):
+            writer.push(q, b"%d" % i)
+        yield sleep(0.5)
+        self.assertFalse(writer.connected())
+        self.assertEqual(writer.held(), 100)
+        self.server.start()
+        ok = yield self.wait_for(lambda: writer.delivered == 100)
+        self.assertTrue(ok)
+        self.assertEqual(self.contents("q:late"), [b"%d" % i for i in range(100)])
+
+    @defer.inlineCallbacks
+    def test_redis_killed_and_restarted_loses_nothing(self):
+        """SIGKILL mid-stream, restart on the same port: no gap, order kept."""
+        self.server.start()
+        writer = self.make_writer()
+        writer.startService()
+        q = writer.queue("q:k", None)
+        for i in range(100):
+            writer.push(q, b"before%d" % i)
+        yield self.wait_for(lambda: writer.delivered == 100)
+        self.server.kill()
+        for i in range(500):
+            writer.push(q, b"during%d" % i)
+        yield sleep(0.3)
+        self.server.restart()  # empty: the restarted server kept nothing
+        ok = yield self.wait_for(lambda: writer.held() == 0)
+        self.assertTrue(ok)
+        got = self.contents("q:k")
+        during = [e for e in got if e.startswith(b"during")]
+        self.assertEqual(during, [b"during%d" % i for i in range(500)])
+        self.assertGreaterEqual(writer.reconnects, 1)
+
+    @defer.inlineCallbacks
+    def test_unanswering_redis_hits_the_deadline_and_resends(self):
+        """
+        A Redis that accepts but never answers (SIGSTOP): the round's deadline
+        passes, the connection is dropped, and after SIGCONT the batch is sent
+        again: at least once.
+        """
+        self.server.start()
+        writer = self.make_writer()
+        writer.startService()
+        yield writer.when_connected()
+        q = writer.queue("q:slow", None)
+        self.server.pause()
+        writer.push(q, b"held")
+        yield sleep(self.timeout_s * 2.5)
+        self.assertEqual(writer.delivered, 0)
+        self.server.resume()
+        ok = yield self.wait_for(lambda: writer.delivered == 1)
+        self.assertTrue(ok)
+        self.assertIn(b"held", self.contents("q:slow"))
+
+    @defer.inlineCallbacks
+    def test_max_held_bound_asks_for_a_listing_after_catch_up(self):
+        """
+        Past max_held, events are not held; the source is asked to relist once
+        Redis has taken everything held.
+        """
+
+        class Source:
+            relists = 0
+
+            def relist(self):
+                Source.relists += 1
+
+        writer = self.make_writer(max_held=50)
+        writer.startService()
+        q = writer.queue("q:bound", None)
+        source = Source()
+        for i in range(200):
+            writer.push(q, b"%d" % i, source)
+        self.assertEqual(writer.held(), 50)
+        self.assertEqual(writer.dropped, 150)
+        self.assertEqual(Source.relists, 0)
+        self.server.start()
+        ok = yield self.wait_for(lambda: Source.relists == 1)
+        self.assertTrue(ok)
+        self.assertEqual(self.contents("q:bound"), [b"%d" % i for i in range(50)])
+
+    @defer.inlineCallbacks
+    def test_wrong_password_keeps_retrying(self):
+        """A failed AUTH is not fatal: the writer retries until it succeeds."""
+        self.server.start()
+        self.server.client().config_set("requirepass", "right")
+        writer = self.make_writer(password="wrong")
+        writer.startService()
+        q = writer.queue("q:auth", None)
+        writer.push(q, b"x")
+        yield sleep(0.5)
+        self.assertFalse(writer.connected())
+        self.server.client(password="right").config_set("requirepass", "wrong")
+        ok = yield self.wait_for(lambda: writer.delivered == 1)
+        self.assertTrue(ok)
+
+
+class StopTests(WriterTestMixin, unittest.TestCase):
+    @defer.inlineCallbacks
+    def test_stop_delivers_what_is_held(self):
+        """stopService fires after what was held is in Redis."""
+        self.server.start()
+        writer = self.make_writer()
+        writer.startService()
+        yield writer.when_connected()
+        q = writer.queue("q:stop", None)
+        for i in range(300):
+            writer.push(q, b"%d" % i)
+        yield writer.stopService()
+        self.assertEqual(len(self.contents("q:stop")), 300)
+
+    @defer.inlineCallbacks
+    def test_stop_with_redis_down_is_bounded_by_timeout(self):
+        """With Redis unreachable, stopping does not hang: it gives up after timeout."""
+        writer = self.make_writer()
+        writer.startService()
+        writer.push(writer.queue("q:x", None), b"lost")
+        start = reactor.seconds()
+        yield writer.stopService()
+        self.assertLess(reactor.seconds() - start, self.timeout_s + 1.0)
+        self.assertEqual(writer.held(), 1)
