@@ -195,6 +195,13 @@ class _Probe(Protocol):
         self.transport.loseConnection()
 
 
+class _ProbeFactory(Factory):
+    """Makes L{_Probe}s without logging "Starting factory" on every poll."""
+
+    protocol = _Probe
+    noisy = False
+
+
 class EmbeddedRedis(Service):
     """
     Run valkey-server as a child process for as long as this service runs.
@@ -348,7 +355,7 @@ class EmbeddedRedis(Service):
         endpoint = HostnameEndpoint(
             self._reactor, self.host, self.port, timeout=READY_POLL_INTERVAL * 20
         )
-        attempt = endpoint.connect(Factory.forProtocol(_Probe))
+        attempt = endpoint.connect(_ProbeFactory())
         attempt.addCallbacks(lambda _: self._setReady(True), self._schedulePoll)
 
     def _schedulePoll(self, _failure: Failure) -> None:

@@ -210,10 +210,12 @@ class DirectoryMonitor:
                 return
             room = limit - length
             if room <= 0:
+                if self.incomplete:
+                    return  # said already; the catch-up tries again later
                 self.incomplete = True
                 self._log.warn(
                     "[{section}] Queue {queue} holds {length} events "
-                    "(poll_queue_limit {limit}): listing skipped",
+                    "(poll_queue_limit {limit}): listing put off until it has room",
                     section=self.section.name,
                     queue=self.section.queue,
                     length=length,

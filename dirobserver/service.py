@@ -39,6 +39,10 @@ EXIT_WATCHDOG = 70
 #: Seconds between two attempts to watch a missing directory.
 RETRY_INTERVAL = 1.0
 
+#: Seconds between two looks at queues whose last listing was cut short by
+#: poll_queue_limit (the rest is listed once the queue has room again).
+CATCH_UP_INTERVAL = 5.0
+
 
 class ObserverService(service.Service):
     """
@@ -58,7 +62,9 @@ class ObserverService(service.Service):
         self.settings = settings
         self._reactor = reactor
         self.embedded = embedded
-        self.writer = RedisWriter(settings.redis, settings.max_held_events, reactor)
+        self.writer = RedisWriter(
+            settings.redis, settings.max_held_events, reactor, on_reconnect=self._reconnected
+        )
         self.monitors = [DirectoryMonitor(s, self.writer, reactor) for s in settings.sections]
         self.watcher: Watcher | None = None
         self.watchdog: Watchdog | None = None
@@ -66,7 +72,12 @@ class ObserverService(service.Service):
             self.watchdog = Watchdog(
                 settings.inactivity_timeout, reactor, self.reset_watcher, self._give_up
             )
-        self._retry = Periodic(self._retry_missing, RETRY_INTERVAL, "Retrying missing directories", reactor)
+        self._retry = Periodic(
+            self._retry_missing, RETRY_INTERVAL, "Retrying missing directories", reactor
+        )
+        self._catch_up = Periodic(
+            self._catch_up_listings, CATCH_UP_INTERVAL, "Catching up cut listings", reactor
+        )
         self._polls = [
             Periodic(m.relist, m.section.forced_poll, f"[{m.section.name}] Forced poll", reactor)
             for m in self.monitors
@@ -95,6 +106,7 @@ class ObserverService(service.Service):
         for monitor in self.monitors:
             monitor.attach(self.watcher)
         self._retry.start()
+        self._catch_up.start()
         for poll in self._polls:
             poll.start()
         if self.watchdog is not None:
@@ -142,6 +154,21 @@ class ObserverService(service.Service):
         if self.watchdog is not None:
             self.watchdog.attach(self.watcher)
 
+    def _reconnected(self) -> None:
+        """
+        Redis is back after losing its connection.  What we held is resent by
+        the writer; a listing of every directory also covers what Redis
+        itself may have lost (a restart without persistence) for the files
+        still present.  Cheap insurance, bounded by poll_queue_limit.
+        """
+        self._log.info("Redis reconnected: listing every directory as insurance")
+        self.relist_all()
+
+    def _catch_up_listings(self) -> None:
+        for monitor in self.monitors:
+            if monitor.incomplete and monitor.state == WATCHED:
+                monitor.relist()
+
     def _retry_missing(self) -> None:
         for monitor in self.monitors:
             if monitor.state != WATCHED:
@@ -159,6 +186,7 @@ class ObserverService(service.Service):
         super().stopService()
         self._log.info("dirobserver stopping: no new events; delivering what is held")
         self._retry.stop()
+        self._catch_up.stop()
         for poll in self._polls:
             poll.stop()
         if self.watchdog is not None:

@@ -137,7 +137,13 @@ class RedisWriter(service.Service):
     initial_delay = 0.1
     max_delay = 2.0
 
-    def __init__(self, settings: RedisSettings, max_held: int, reactor: Any = None) -> None:
+    def __init__(
+        self,
+        settings: RedisSettings,
+        max_held: int,
+        reactor: Any = None,
+        on_reconnect: Any = None,
+    ) -> None:
         if reactor is None:
             from twisted.internet import reactor
         self._reactor = reactor
@@ -156,6 +162,7 @@ class RedisWriter(service.Service):
         self._drained: list[defer.Deferred] = []
         self._room_waiters: list[defer.Deferred] = []
         self._stopping = False
+        self._on_reconnect = on_reconnect
         self.delivered = 0
         self.dropped = 0
         self.reconnects = 0
@@ -301,6 +308,8 @@ class RedisWriter(service.Service):
         for d in waiting:
             d.callback(None)
         self._flush()
+        if self.connections > 1 and self._on_reconnect is not None:
+            self._on_reconnect()
 
     def _connect_failed(self, failure: Any) -> None:
         self._connecting = None
