@@ -1,0 +1,37 @@
+# dirobserver: developer entry points.  `make test` is also what CI runs.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Touched after a successful install: the venv is rebuilt only when setup.py
+# (the list of dependencies) changes, or when an install failed half-way.
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: venv run test bench clean
+
+venv: $(STAMP)
+
+# Editable install, so the checkout itself (and its twisted/plugins dropin)
+# is what runs: edits take effect without reinstalling.
+$(STAMP): setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+# The demo configuration watches dir/stage1 and dir/stage2 and uses a
+# valkey-server started by the daemon itself.
+run: venv
+	mkdir -p dir/stage1 dir/stage2
+	$(BIN)/twistd -n dirobserver --config=directory_observer.ini --embedded-redis
+
+test: venv
+	$(BIN)/python -m pytest -q tests
+
+bench: venv
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Build and cache artifacts only: dir/ may hold files someone put there.
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache twisted/plugins/dropin.cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

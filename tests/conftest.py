@@ -1,0 +1,125 @@
+"""
+Fixtures shared by every test: real Redis servers and real observer daemons.
+
+Everything started here is torn down after its test, whatever the outcome;
+and at the end of the session anything still alive (a process a test made
+by hand and forgot) is killed, so a run never leaves servers or daemons
+behind.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, Sequence, Union
+
+import pytest
+
+# Test modules import the helpers as `from helpers import ...`; make that work
+# whatever pytest's import mode or rootdir is.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from helpers import (  # noqa: E402
+    REPO_ROOT,
+    Observer,
+    RedisServer,
+    kill_leftovers,
+)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Kill any RedisServer or Observer process that outlived its test."""
+    kill_leftovers()
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    """The repository root (where setup.py and twisted/plugins/ live)."""
+    return REPO_ROOT
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A started valkey-server on a free 127.0.0.1 port, private to the test."""
+    server = RedisServer(workdir=tmp_path / "redis-server")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def redis_client(redis_server: RedisServer) -> Iterator[Any]:
+    """A C{valkey.Valkey} client (bytes replies) for L{redis_server}."""
+    client = redis_server.client()
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def redis_server_factory(
+    tmp_path: Path,
+) -> Iterator[Callable[..., RedisServer]]:
+    """
+    Make more servers: C{factory(start=True, unix_socket=None, **kwargs)}.
+
+    Keyword arguments go to L{RedisServer}; all are stopped at teardown.
+    """
+    servers: list[RedisServer] = []
+
+    def factory(
+        start: bool = True,
+        unix_socket: Union[str, Path, None] = None,
+        **kwargs: Any,
+    ) -> RedisServer:
+        kwargs.setdefault("workdir", tmp_path / f"redis-server-{len(servers) + 1}")
+        server = RedisServer(**kwargs)
+        servers.append(server)
+        if start:
+            server.start(unix_socket=unix_socket)
+        return server
+
+    try:
+        yield factory
+    finally:
+        for server in servers:
+            server.cleanup()
+
+
+@pytest.fixture
+def observer_factory(tmp_path: Path) -> Iterator[Callable[..., Observer]]:
+    """
+    Make L{Observer}s: C{factory(config, extra_args=(), cwd=None, env=None)}.
+
+    They are not started (call C{.start()}).  The working directory defaults
+    to the test's tmp_path.  At teardown any still running is killed, and the
+    output of each is printed, so a failing test shows what the daemon said.
+    """
+    observers: list[Observer] = []
+
+    def factory(
+        config: Union[str, Path],
+        extra_args: Sequence[str] = (),
+        cwd: Union[str, Path, None] = None,
+        env: Optional[dict[str, str]] = None,
+    ) -> Observer:
+        observer = Observer(
+            config, extra_args=extra_args, cwd=cwd or tmp_path, env=env
+        )
+        observers.append(observer)
+        return observer
+
+    try:
+        yield factory
+    finally:
+        for number, observer in enumerate(observers, 1):
+            if observer.proc is None:
+                continue
+            if observer.is_running():
+                observer.kill()
+            # Captured by pytest, and shown only when the test failed.
+            print(f"--- observer #{number} {observer.args} (exit {observer.returncode})")
+            print(observer.output())
