@@ -29,6 +29,9 @@ BASE_SECTION = "common"
 DEFAULT_SECTION = "DEFAULT"
 WORKING_PATTERN = r"^.*\.working$"
 ACCEPT_ALL_PATTERN = r"^.*$"
+#: File names are matched with DOTALL: a name may contain a newline, and
+#: ``^.*$`` (the default ``only``) must still accept it.
+_FLAGS = re.DOTALL
 DEFAULT_TIMEOUT = 10.0
 _NULL_WORDS = ("", "null", "none")
 KNOWN_KEYS = (
@@ -185,13 +188,13 @@ def _any_match(patterns: tuple[re.Pattern[str], ...]) -> Callable[[str], object]
         return lambda name: False
     if len(patterns) == 1:
         return patterns[0].match
-    plain = re.compile("").flags
+    plain = re.compile("", _FLAGS).flags
     # One alternation is a single C-level scan instead of one per pattern.  It
     # is equivalent only without groups (back-references would be renumbered)
     # and without global inline flags such as (?i) (they would spread).
     if all(p.groups == 0 and p.flags == plain for p in patterns):
         try:
-            return re.compile("|".join(f"(?:{p.pattern})" for p in patterns)).match
+            return re.compile("|".join(f"(?:{p.pattern})" for p in patterns), _FLAGS).match
         except re.error:
             pass
     matchers = tuple(p.match for p in patterns)
@@ -313,7 +316,7 @@ class _Reader:
         for item in (part.strip() for part in value.split(";")):
             if item:
                 try:
-                    result.append(re.compile(item))
+                    result.append(re.compile(item, _FLAGS))
                 except re.error as exc:
                     raise self.fail(key, f"invalid regular expression {item!r}: {exc}") from None
         return tuple(result)
@@ -327,7 +330,7 @@ class _Reader:
 def _section(r: _Reader) -> SectionSettings:
     ignore = r.patterns("ignore", "")
     if WORKING_PATTERN not in [p.pattern for p in ignore]:
-        ignore += (re.compile(WORKING_PATTERN),)  # half-written files are never announced
+        ignore += (re.compile(WORKING_PATTERN, _FLAGS),)  # half-written files are never announced
     only = r.patterns("only", ACCEPT_ALL_PATTERN)
     if not only:
         raise r.fail("only", "empty list would skip every file (remove the key to accept all names)")

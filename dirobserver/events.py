@@ -49,6 +49,8 @@ class EventEncoder:
     def __init__(self, directory: str) -> None:
         self.directory = directory
         self._head = '{"directory": ' + _quote(directory) + ', "filename": '
+        self._tail_key: tuple[str, float] | None = None
+        self._tail = ""
 
     def encode(self, name: str, event: str, timestamp: float) -> bytes:
         """
@@ -58,12 +60,9 @@ class EventEncoder:
         @param event: L{CREATED} or L{EXISTS}.
         @param timestamp: seconds since the epoch.
         """
-        return (
-            self._head
-            + _quote(name)
-            + ', "event": "'
-            + event
-            + '", "event_timestamp": '
-            + repr(timestamp)
-            + "}"
-        ).encode("ascii")
+        if self._tail_key != (event, timestamp):
+            # Events read together share their timestamp (see the watcher's
+            # read_time), and a listing's share one: format it once.
+            self._tail_key = (event, timestamp)
+            self._tail = ', "event": "' + event + '", "event_timestamp": ' + repr(timestamp) + "}"
+        return (self._head + _quote(name) + self._tail).encode("ascii")

@@ -137,7 +137,7 @@ class DirectoryMonitor:
         if self._accepts(text):
             self._writer.push(
                 self._queue,
-                self._encoder.encode(text, CREATED, self._reactor.seconds()),
+                self._encoder.encode(text, CREATED, self._watcher.read_time),
                 self,
             )
 
@@ -264,9 +264,13 @@ class DirectoryMonitor:
         """Push C{"exists"} events, pausing while the writer is full."""
         now = self._reactor.seconds()
         push, encode, queue = self._writer.push, self._encoder.encode, self._queue
+        # Look at the writer's room often enough that a listing never pushes
+        # it past max_held (which would drop events and ask for this very
+        # listing again, endlessly).
+        step = max(1, min(CHUNK, self._writer.max_held // 4))
         for i, (_mtime, name) in enumerate(entries, 1):
             push(queue, encode(name, EXISTS, now), self)
-            if i % CHUNK == 0:
+            if i % step == 0:
                 if self._stopped:
                     return
                 yield self._writer.room()

@@ -98,6 +98,8 @@ class Watcher(inotify.INotify):
 
     @ivar overflows: how many times the kernel queue overflowed.
     @ivar events: how many events were read.
+    @ivar read_time: when the events being dispatched were read; sinks use it
+        as the event time (one clock call per read, not per event).
     """
 
     _log = Logger()
@@ -112,6 +114,8 @@ class Watcher(inotify.INotify):
         self._on_overflow = on_overflow
         self.overflows = 0
         self.events = 0
+        #: When the events being dispatched were read (one clock call per read).
+        self.read_time = self.reactor.seconds()
 
     def add(self, path: bytes, sink: Sink) -> int:
         """
@@ -165,6 +169,7 @@ class Watcher(inotify.INotify):
 
     def _doRead(self, in_: bytes) -> None:
         """Parse one read's worth of events and hand each to its sinks."""
+        self.read_time = self.reactor.seconds()
         unpack = _HEADER.unpack_from
         sinks_of = self._sinks.get
         size = len(in_)

@@ -149,6 +149,7 @@ class RedisWriter(service.Service):
         self._reactor = reactor
         self._settings = settings
         self._max_held = max_held
+        self._low_water = max(1, max_held // 2)
         self._queues: dict[str, _Queue] = {}
         self._proto: _RedisProtocol | None = None
         self._connecting: defer.Deferred | None = None
@@ -189,7 +190,10 @@ class RedisWriter(service.Service):
         if self._held >= self._max_held:
             self.dropped += 1
             if source is not None and id(source) not in self._overflowed:
+                first = not self._overflowed
                 self._overflowed[id(source)] = source
+                if not first:
+                    return
                 self._log.warn(
                     "More than {max} events held while Redis is unreachable: "
                     "not holding more; the directories concerned will be "
@@ -203,6 +207,11 @@ class RedisWriter(service.Service):
             # Everything pushed during this reactor turn goes in one round.
             self._flush_call = self._reactor.callLater(0, self._flush)
 
+    @property
+    def max_held(self) -> int:
+        """The most events held before falling back to listings."""
+        return self._max_held
+
     def held(self) -> int:
         """How many events are waiting for Redis."""
         return self._held
@@ -213,7 +222,7 @@ class RedisWriter(service.Service):
         once Redis has taken half of what is held (listings wait on it rather
         than overrun C{max_held}).
         """
-        if self._held < self._max_held // 2:
+        if self._held < self._low_water:
             return None
         d: defer.Deferred = defer.Deferred()
         self._room_waiters.append(d)
@@ -402,7 +411,7 @@ class RedisWriter(service.Service):
                     queue=q.name,
                     problem=problem,
                 )
-        if self._room_waiters and self._held < self._max_held // 2:
+        if self._room_waiters and self._held < self._low_water:
             waiters, self._room_waiters = self._room_waiters, []
             for d in waiters:
                 d.callback(None)

@@ -295,10 +295,13 @@ def test_accepts_matches_a_plain_loop_over_the_patterns():
             assert inverted.accepts(name) == (not any(p.match(name) for p in compiled)), (patterns, name)
 
 
-def test_default_only_pattern_keeps_re_semantics_for_newlines_in_names():
+def test_patterns_match_names_with_newlines_dotall():
+    """A file name may hold a newline: `.` matches it (DOTALL), so the
+    default `only` (^.*$) accepts every name and `.working` is still ignored."""
     section = parse(COMMON + STAGE1).sections[0]
-    assert section.accepts("a\n")          # `$` matches before a final newline
-    assert not section.accepts("a\nb")     # `.` does not match a newline
+    assert section.accepts("a\n")
+    assert section.accepts("a\nb")
+    assert not section.accepts("a\nb.working")
 
 
 def test_invalid_regular_expression_is_reported_with_section_and_key():
