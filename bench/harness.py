@@ -420,17 +420,17 @@ class Sampler(threading.Thread):
         self._client = client
         self._key = key
         self._interval = interval
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self.samples: list[tuple[float, int]] = []
 
     def run(self) -> None:
-        while not self._stop.wait(self._interval):
+        while not self._halt.wait(self._interval):
             try:
                 self.samples.append((time.time(), int(self._client.llen(self._key))))
             except Exception:
                 return
 
     def stop(self) -> list[tuple[float, int]]:
-        self._stop.set()
+        self._halt.set()
         self.join(5)
         return self.samples
