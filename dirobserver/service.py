@@ -191,6 +191,8 @@ class ObserverService(service.Service):
             poll.stop()
         if self.watchdog is not None:
             self.watchdog.stop()
+        if self.watcher is not None:
+            self.watcher.drain()
         for monitor in self.monitors:
             monitor.detach()
         if self.watcher is not None:
@@ -201,6 +203,12 @@ class ObserverService(service.Service):
         return d.addBoth(self._stopped)
 
     def _stopped(self, _: Any) -> None:
+        # twistd re-raises the signal that stopped the reactor once it is done
+        # (so the process "dies by SIGTERM").  A stop on SIGTERM or SIGINT is
+        # the normal, clean way for this daemon to end: everything held has
+        # been delivered or reported, so the exit status is 0.
+        if getattr(self._reactor, "_exitSignal", None) is not None:
+            self._reactor._exitSignal = None
         watcher = self.watcher
         self._log.info(
             "dirobserver stopped: {delivered} events delivered, {held} not delivered; "

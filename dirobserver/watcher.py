@@ -223,6 +223,21 @@ class Watcher(inotify.INotify):
         for sink in sinks:
             sink.watch_ended(mask)
 
+    def drain(self) -> None:
+        """
+        Read and dispatch everything the kernel has queued, now.  Used when
+        stopping: a file created just before SIGTERM is already in the
+        kernel queue, and must be announced before the watch is dropped.
+        """
+        while True:
+            try:
+                data = os.read(self._fd, _READ_SIZE)
+            except (BlockingIOError, OSError):
+                return
+            if not data:
+                return
+            self._doRead(data)
+
     def close(self) -> None:
         """Drop every watch and close the inotify descriptor."""
         self._sinks.clear()
