@@ -15,6 +15,7 @@ comes back is watched and listed.
 
 from __future__ import annotations
 
+import bisect
 import errno
 import os
 from typing import Any, Iterator
@@ -64,6 +65,9 @@ class DirectoryMonitor:
         self._problem: str | None = None
         self._listing: defer.Deferred | None = None
         self._list_again = False
+        self._again_full = False
+        #: the last (mtime, name) announced by a listing cut by the limit
+        self._cursor: tuple[float, str] | None = None
         self._stopped = False
         self.state = MISSING
         self.incomplete = False
@@ -164,17 +168,24 @@ class DirectoryMonitor:
 
     # -- listings --------------------------------------------------------------
 
-    def relist(self) -> defer.Deferred:
+    def relist(self, resume: bool = False) -> defer.Deferred:
         """
         List the directory and announce its files as C{"exists"}.
 
+        @param resume: continue after the last file announced by a listing
+            that C{poll_queue_limit} cut short (the catch-up), instead of
+            starting again from the oldest file.  Without it, a queue whose
+            consumer leaves files in place would see the same oldest files
+            announced again and again and the newer ones never.
+
         A request during a listing is remembered and served by one more
-        listing when the current one ends.
+        listing when the current one ends (a full one if any request was).
         """
         if self._listing is not None:
             self._list_again = True
+            self._again_full = self._again_full or not resume
             return self._listing
-        d = self._listing = defer.ensureDeferred(self._list())
+        d = self._listing = defer.ensureDeferred(self._list(resume))
 
         def done(result: Any) -> Any:
             self._listing = None
@@ -182,17 +193,19 @@ class DirectoryMonitor:
 
         return d.addBoth(done)
 
-    async def _list(self) -> None:
+    async def _list(self, resume: bool) -> None:
         again = True
         while again and not self._stopped and self._wd is not None:
             self._list_again = False
+            self._again_full = False
             try:
-                await self._list_once()
+                await self._list_once(resume)
             except Exception:
                 self._log.failure("[{section}] Listing failed", section=self.section.name)
             again = self._list_again
+            resume = not self._again_full
 
-    async def _list_once(self) -> None:
+    async def _list_once(self, resume: bool) -> None:
         await self._writer.when_connected()
         room = None
         limit = self.section.poll_queue_limit
@@ -235,9 +248,12 @@ class DirectoryMonitor:
             )
             return
         self.listings += 1
+        if resume and self._cursor is not None:
+            entries = entries[bisect.bisect_right(entries, self._cursor):]
         found = len(entries)
         if room is not None and found > room:
             entries = entries[:room]
+            self._cursor = entries[-1]
             self.incomplete = True
             self._log.warn(
                 "[{section}] Listing of {directory} stopped at poll_queue_limit "
@@ -249,6 +265,7 @@ class DirectoryMonitor:
                 found=found,
             )
         else:
+            self._cursor = None
             self.incomplete = False
         work = self._announce(entries)
         cooperate = self._cooperator.cooperate if self._cooperator else task.cooperate

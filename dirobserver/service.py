@@ -167,7 +167,7 @@ class ObserverService(service.Service):
     def _catch_up_listings(self) -> None:
         for monitor in self.monitors:
             if monitor.incomplete and monitor.state == WATCHED:
-                monitor.relist()
+                monitor.relist(resume=True)
 
     def _retry_missing(self) -> None:
         for monitor in self.monitors:
