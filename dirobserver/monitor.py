@@ -68,6 +68,8 @@ class DirectoryMonitor:
         self._again_full = False
         #: the last (mtime, name) announced by a listing cut by the limit
         self._cursor: tuple[float, str] | None = None
+        #: where the configured path pointed when watched, if it is a link
+        self._target: str | None = None
         self._stopped = False
         self.state = MISSING
         self.incomplete = False
@@ -109,7 +111,9 @@ class DirectoryMonitor:
         came_back = self._problem is not None
         self._problem = None
         self.state = WATCHED
+        self._target = None
         if os.path.islink(self.directory):
+            self._target = os.path.realpath(self.directory)
             self._log.info(
                 "[{section}] {directory} is a symbolic link to {target}; watching the target",
                 section=self.section.name,
@@ -125,6 +129,31 @@ class DirectoryMonitor:
         )
         self.relist()
         return True
+
+    def check_target(self) -> None:
+        """
+        A configured path that is a symbolic link may be pointed elsewhere
+        (a "current" link switched atomically): the kernel watch stays on the
+        old target, which still exists, so no event says so.  Follow the
+        link to its new target.
+        """
+        if self._target is None or self._wd is None:
+            return
+        target = os.path.realpath(self.directory)
+        if target == self._target:
+            return
+        self._log.warn(
+            "[{section}] {directory} now points to {target}: watching the new target",
+            section=self.section.name,
+            directory=self.directory,
+            target=target,
+        )
+        if self._watcher is not None:
+            self._watcher.remove(self._wd, self)
+        self._wd = None
+        self._target = None
+        self.state = MISSING
+        self.try_watch()
 
     def detach(self) -> None:
         """Stop watching and listing (the observer is stopping)."""
@@ -280,17 +309,23 @@ class DirectoryMonitor:
     def _announce(self, entries: list[tuple[float, str]]) -> Iterator[Any]:
         """Push C{"exists"} events, pausing while the writer is full."""
         now = self._reactor.seconds()
-        push, encode, queue = self._writer.push, self._encoder.encode, self._queue
-        # Look at the writer's room often enough that a listing never pushes
-        # it past max_held (which would drop events and ask for this very
-        # listing again, endlessly).
-        step = max(1, min(CHUNK, self._writer.max_held // 4))
+        writer = self._writer
+        push, encode, queue, held = writer.push, self._encoder.encode, self._queue, writer.held
+        # A listing never makes the writer drop events: it pauses at three
+        # quarters of max_held (whatever other listings run at the same
+        # time), which leaves room for live events.  Dropping here would ask
+        # for this very listing again, endlessly.
+        ceiling = max(1, writer.max_held * 3 // 4)
         for i, (_mtime, name) in enumerate(entries, 1):
-            push(queue, encode(name, EXISTS, now), self)
-            if i % step == 0:
+            while held() >= ceiling:
+                yield writer.room()
                 if self._stopped:
                     return
-                yield self._writer.room()
+            push(queue, encode(name, EXISTS, now), self)
+            if i % CHUNK == 0:
+                if self._stopped:
+                    return
+                yield None
 
 
 def _why_not(directory: str, e: WatchError) -> str:

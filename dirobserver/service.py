@@ -173,6 +173,8 @@ class ObserverService(service.Service):
         for monitor in self.monitors:
             if monitor.state != WATCHED:
                 monitor.try_watch()
+            else:
+                monitor.check_target()
 
     def _give_up(self) -> None:
         """The watchdog gave up: stop, and exit non-zero."""

@@ -195,9 +195,10 @@ class RedisWriter(service.Service):
                 if not first:
                     return
                 self._log.warn(
-                    "More than {max} events held while Redis is unreachable: "
-                    "not holding more; the directories concerned will be "
-                    "listed again once Redis has caught up",
+                    "{max} events held (max_held_events; Redis is unreachable or "
+                    "slower than the files arrive): not holding more; the "
+                    "directories concerned will be listed again once Redis has "
+                    "caught up",
                     max=self._max_held,
                 )
             return

@@ -1,0 +1,41 @@
+"""
+Smoke test of the benchmark: ``python -m bench --quick`` runs every workload
+end to end (its own valkey-server, real twistd observers, a creating child)
+and writes numeric figures; the burst announces every file.
+"""
+
+from __future__ import annotations
+
+import json
+import numbers
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+WORKLOADS = ("burst", "paced-1k", "paced-20k", "listing", "dirs")
+
+
+def test_bench_quick(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--quiet", "--json", str(out)],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=120,
+    )
+    output = proc.stdout.decode(errors="replace")
+    assert proc.returncode == 0, output
+    data = json.loads(out.read_text())
+    workloads = data["workloads"]
+    assert set(WORKLOADS) <= set(workloads), output
+    for name in WORKLOADS:
+        result = workloads[name]
+        assert "error" not in result, (name, result.get("error"), output)
+        assert result["figures"], (name, output)
+        for key, figure in result["figures"].items():
+            value = figure["value"]
+            assert isinstance(value, numbers.Real) and value == value, (name, key, value)
+    assert workloads["burst"]["figures"]["missing"]["value"] == 0, output
+    assert "machine:" in output
