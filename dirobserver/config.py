@@ -182,10 +182,31 @@ def _header_lines(text: str) -> dict[str, int]:
     return lines
 
 
+#: ``^.*SUFFIX$`` with a literal suffix (the shape of the ``.working`` rule).
+_SUFFIX_RULE = re.compile(r"\^\.\*((?:\\[^A-Za-z0-9]|[^\\.^$*+?{}\[\]|()])+)\$")
+
+
+def _suffix_of(pattern: re.Pattern[str]) -> str | None:
+    """The literal suffix of a ``^.*SUFFIX$`` pattern, else None."""
+    if not pattern.flags & re.DOTALL:
+        return None  # without DOTALL, `.*` stops at a newline
+    m = _SUFFIX_RULE.fullmatch(pattern.pattern)
+    return re.sub(r"\\(.)", r"\1", m.group(1)) if m else None
+
+
 def _any_match(patterns: tuple[re.Pattern[str], ...]) -> Callable[[str], object]:
     """A fast callable telling whether some pattern ``.match()``-es a name."""
     if not patterns:
         return lambda name: False
+    if any(p.pattern == ACCEPT_ALL_PATTERN and p.flags & re.DOTALL for p in patterns):
+        # ^.*$ with DOTALL matches every name: skip the regex engine.
+        return lambda name: True
+    suffixes = [_suffix_of(p) for p in patterns]
+    if all(suffix is not None for suffix in suffixes):
+        # ^.*\.working$ is a suffix test; the regex engine would scan the
+        # whole name and backtrack.  `$` also matches before a final newline.
+        ends = tuple(suffixes) + tuple(f"{suffix}\n" for suffix in suffixes)
+        return lambda name: name.endswith(ends)
     if len(patterns) == 1:
         return patterns[0].match
     plain = re.compile("", _FLAGS).flags

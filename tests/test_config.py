@@ -651,3 +651,22 @@ def test_default_section_values_reach_active_sections_but_default_is_never_monit
     assert [s.name for s in settings.sections] == ["stage1"]
     assert (settings.redis.host, settings.redis.port) == ("h", 6380)
     assert settings.sections[0].queue == "dq"
+
+
+def test_fast_paths_agree_with_the_regex_engine():
+    """The shortcuts for ^.*$ and ^.*SUFFIX$ (DOTALL) give the regex's answers."""
+    from dirobserver.config import _any_match, _FLAGS
+
+    names = ["a.working", "a.working\n", "a.working\nx", "x.tmp", "b", "", ".working",
+             "a+b", "xa+b", "aab", "x.5", "new\nline", "\udcff.working"]
+    for patterns in (
+        [r"^.*\.working$"],
+        [r"^.*\.working$", r"^.*\.tmp$"],
+        [r"^.*a\+b$"],
+        [r"^.*$"],
+        [r"^.*\.[0-9]$", r"^.*\.working$"],
+    ):
+        compiled = tuple(re.compile(p, _FLAGS) for p in patterns)
+        matcher = _any_match(compiled)
+        for name in names:
+            assert bool(matcher(name)) == any(p.match(name) for p in compiled), (patterns, name)
