@@ -24,7 +24,7 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from .config import SectionSettings
-from .events import CREATED, EXISTS, EventEncoder, decode_name
+from .events import CREATED, EXISTS, EventEncoder
 from .listing import CHUNK, scan_directory
 from .watcher import IN_DELETE_SELF, IN_ISDIR, IN_MOVE_SELF, IN_UNMOUNT, Watcher, WatchError
 from .writer import RedisWriter
@@ -162,17 +162,19 @@ class DirectoryMonitor:
             self._watcher.remove(self._wd, self)
         self._wd = None
 
-    def file_event(self, name: bytes, mask: int) -> None:
-        """An entry appeared in the directory: announce it if it passes."""
-        if mask & IN_ISDIR and not self._subdirectories:
-            return
-        text = decode_name(name)
-        if self._accepts(text):
-            self._writer.push(
-                self._queue,
-                self._encoder.encode(text, CREATED, self._watcher.read_time),
-                self,
-            )
+    def file_events(self, batch: list[tuple[bytes, int]]) -> None:
+        """Entries appeared in the directory: announce those that pass."""
+        subdirectories, accepts = self._subdirectories, self._accepts
+        encode, when = self._encoder.encode, self._watcher.read_time
+        payloads = []
+        for name, mask in batch:
+            if mask & IN_ISDIR and not subdirectories:
+                continue
+            text = name.decode("utf-8", "surrogateescape")  # see events.decode_name
+            if accepts(text):
+                payloads.append(encode(text, CREATED, when))
+        if payloads:
+            self._writer.push_many(self._queue, payloads, self)
 
     def watch_ended(self, mask: int) -> None:
         """The directory was deleted, moved or unmounted."""

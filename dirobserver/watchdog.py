@@ -104,9 +104,9 @@ class Watchdog:
 
     # -- the Sink interface ----------------------------------------------------
 
-    def file_event(self, name: bytes, mask: int) -> None:
-        """A probe came back."""
-        if name == self._expected:
+    def file_events(self, batch: list[tuple[bytes, int]]) -> None:
+        """A probe came back (or something else appeared there)."""
+        if any(name == self._expected for name, _mask in batch):
             self.answers += 1
             self._expected = None
             self._last_answer = self._clock.seconds()

@@ -85,8 +85,11 @@ class WatchError(OSError):
 class Sink(Protocol):
     """What receives the events of one watched directory."""
 
-    def file_event(self, name: bytes, mask: int) -> None:
-        """An entry called C{name} appeared (C{mask & IN_ISDIR}: a directory)."""
+    def file_events(self, batch: list[tuple[bytes, int]]) -> None:
+        """
+        Entries appeared, in this order: C{(name, mask)} pairs, where
+        C{mask & IN_ISDIR} says the entry is a directory.
+        """
 
     def watch_ended(self, mask: int) -> None:
         """The watch is over: the directory was deleted, moved or unmounted."""
@@ -168,10 +171,15 @@ class Watcher(inotify.INotify):
         return None
 
     def _doRead(self, in_: bytes) -> None:
-        """Parse one read's worth of events and hand each to its sinks."""
+        """
+        Parse one read's worth of events and hand them to their sinks, one
+        call per watched directory and read (a burst into one directory
+        costs one call per few thousand events, not one per event).
+        """
         self.read_time = self.reactor.seconds()
         unpack = _HEADER.unpack_from
         sinks_of = self._sinks.get
+        batches: dict[int, list[tuple[bytes, int]]] = {}
         size = len(in_)
         offset = 0
         count = 0
@@ -180,25 +188,35 @@ class Watcher(inotify.INotify):
             start = offset + 16
             offset = start + length
             count += 1
-            sinks = sinks_of(wd)
-            if sinks is None:
+            if sinks_of(wd) is None:
                 if wd == -1 and mask & IN_Q_OVERFLOW:
                     self._overflowed()
                 # Otherwise: the late IN_IGNORED of a watch we already
                 # dropped, or an event that was queued before its removal.
                 continue
             if mask & _ENDS_WATCH:
+                # What came before the end of the watch goes first.
+                self._dispatch(wd, batches.pop(wd, None))
                 self._end_watch(wd, mask)
                 continue
-            name = in_[start:offset].rstrip(b"\0")
-            try:
-                for sink in sinks:
-                    sink.file_event(name, mask)
-            except Exception:
-                # One bad event must not end the reading (the reactor would
-                # drop the descriptor) nor the rest of this buffer.
-                self._log.failure("Handling inotify event {name!r} failed", name=name)
+            batch = batches.get(wd)
+            if batch is None:
+                batch = batches[wd] = []
+            batch.append((in_[start:offset].rstrip(b"\0"), mask))
         self.events += count
+        for wd, batch in batches.items():
+            self._dispatch(wd, batch)
+
+    def _dispatch(self, wd: int, batch: list[tuple[bytes, int]] | None) -> None:
+        if not batch:
+            return
+        for sink in self._sinks.get(wd, ()):
+            try:
+                sink.file_events(batch)
+            except Exception:
+                # A failing sink must not end the reading (the reactor would
+                # drop the descriptor) nor cost the other sinks their events.
+                self._log.failure("Handling inotify events failed")
 
     def _overflowed(self) -> None:
         self.overflows += 1
@@ -221,7 +239,10 @@ class Watcher(inotify.INotify):
             # name: drop that watch, it no longer covers the configured path.
             _libc.inotify_rm_watch(self._fd, wd)
         for sink in sinks:
-            sink.watch_ended(mask)
+            try:
+                sink.watch_ended(mask)
+            except Exception:
+                self._log.failure("Handling the end of a watch failed")
 
     def drain(self) -> None:
         """

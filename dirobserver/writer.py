@@ -57,14 +57,11 @@ class _RedisProtocol(txredisapi.RedisProtocol):
     def _build_command(self, *args: Any, **kwargs: Any) -> bytes:
         # txredisapi makes several calls and copies per argument; a variadic
         # LPUSH of thousands of events spends most of its time there.
-        parts = [b"*%d\r\n" % len(args)]
-        append = parts.append
         encode = self._encode_value
-        for arg in args:
-            if type(arg) is not bytes:
-                arg = encode(arg)
-            append(b"$%d\r\n%s\r\n" % (len(arg), arg))
-        return b"".join(parts)
+        args = [arg if type(arg) is bytes else encode(arg) for arg in args]
+        return b"*%d\r\n" % len(args) + b"".join(
+            [b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in args]
+        )
 
 
 class _ProtocolFactory(protocol.Factory):
@@ -212,6 +209,20 @@ class RedisWriter(service.Service):
     def max_held(self) -> int:
         """The most events held before falling back to listings."""
         return self._max_held
+
+    def push_many(self, q: _Queue, payloads: list[bytes], source: Relistable | None = None) -> None:
+        """L{push} for several events of one queue, in order."""
+        room = self._max_held - self._held
+        if len(payloads) > room:
+            for payload in payloads[max(room, 0):]:
+                self.push(q, payload, source)  # counts and logs the drops
+            payloads = payloads[: max(room, 0)]
+            if not payloads:
+                return
+        q.pending.extend(payloads)
+        self._held += len(payloads)
+        if self._flush_call is None and self._round is None and self._proto is not None:
+            self._flush_call = self._reactor.callLater(0, self._flush)
 
     def held(self) -> int:
         """How many events are waiting for Redis."""

@@ -3,7 +3,7 @@ The watchdog's timing logic, with a L{task.Clock} (no real waiting).
 
 The probe files are real files in the watchdog's real probe directory; the
 watcher is a stand-in that records what it is asked to watch, and the test
-plays the kernel by calling C{file_event} (or not, to play a deaf inotify).
+plays the kernel by calling C{file_events} (or not, to play a deaf inotify).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class WatchdogTests(unittest.TestCase):
         """Play inotify: report the probe file that exists now."""
         names = os.listdir(os.fsencode(self.dog.directory))
         self.assertEqual(len(names), 1, "one probe file at a time")
-        self.dog.file_event(names[0], 0x100)
+        self.dog.file_events([(names[0], 0x100)])
 
     def test_probe_directory_is_private_and_watched(self):
         """start() creates a private directory, watches it and probes at once."""
@@ -101,7 +101,7 @@ class WatchdogTests(unittest.TestCase):
 
     def test_only_the_expected_probe_counts(self):
         """An unrelated name in the probe directory is not an answer."""
-        self.dog.file_event(b"something-else", 0x100)
+        self.dog.file_events([(b"something-else", 0x100)])
         self.assertEqual(self.dog.answers, 0)
         self.clock.advance(self.dog.interval)
         self.assertEqual(self.resets, 1)
