@@ -43,10 +43,20 @@ def _die_with_parent() -> None:
         pass
 
 
+def code_under_test() -> Optional[Path]:
+    """
+    Another copy of the project to measure (``--source DIR``, e.g. a
+    ``git archive`` of a commit): its C{dirobserver} and dropin come first.
+    """
+    source = os.environ.get("DIROBSERVER_BENCH_SOURCE")
+    return Path(source).resolve() if source else None
+
+
 def child_env() -> dict[str, str]:
     """The environment of every child: the repository root first on the path."""
     env = dict(os.environ)
-    parts = [str(REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    first = [str(code_under_test())] if code_under_test() else []
+    parts = first + [str(REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     env["PYTHONPATH"] = os.pathsep.join(parts)
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
@@ -160,7 +170,32 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "twisted": twisted_version,
         "inotify": limits,
+        "loadavg_at_start": os.getloadavg()[0],
+        "source": _source_state(),
     }
+
+
+def _source_state() -> dict[str, Any]:
+    """Which code was measured: the commit, and the files changed since."""
+    git = shutil.which("git")
+    source = code_under_test()
+    if source is not None:
+        # Measured from elsewhere: name it; a git checkout also names its commit.
+        state: dict[str, Any] = {"path": str(source)}
+        if git and (source / ".git").exists():
+            state["commit"] = subprocess.run([git, "-C", str(source), "rev-parse", "HEAD"],
+                                             capture_output=True, text=True).stdout.strip()
+        return state
+    if not git:
+        return {}
+    try:
+        head = subprocess.run([git, "-C", str(REPO_ROOT), "rev-parse", "HEAD"],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        status = subprocess.run([git, "-C", str(REPO_ROOT), "status", "--porcelain", "--", "dirobserver", "twisted"],
+                                capture_output=True, text=True, timeout=10).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {"commit": head, "changed": [line[3:] for line in status]}
 
 
 # -- /proc figures -----------------------------------------------------------
@@ -270,6 +305,13 @@ def write_config(path: Path, port: int, sections: Iterable[dict[str, str]]) -> N
 
 
 def twistd_command() -> list[str]:
+    # For experiments (a patched or instrumented twistd): the command that
+    # stands for "twistd", e.g. "python /tmp/wrapper.py".
+    override = os.environ.get("DIROBSERVER_BENCH_TWISTD")
+    if override:
+        import shlex
+
+        return shlex.split(override)
     script = Path(sys.executable).parent / "twistd"
     if os.access(script, os.X_OK):
         return [str(script)]
@@ -383,6 +425,28 @@ class Creator:
         if self.proc.returncode != 0:
             raise RuntimeError(f"the creator failed with {self.proc.returncode}: {out!r}")
         return json.loads(out.decode().strip().splitlines()[-1])
+
+
+class LatencyConsumer:
+    """A L{bench.consumer} child: receive times of one list, measured alone."""
+
+    def __init__(self, resources: Resources, port: int, queue: str, out: Path) -> None:
+        cmd = [sys.executable, "-m", "bench.consumer", str(port), queue, str(out)]
+        self.out = out
+        self.proc = resources.process(spawn(cmd, stdout=subprocess.PIPE, cwd=str(REPO_ROOT)), sig=signal.SIGUSR1)
+        line = self.proc.stdout.readline()
+        if line.strip() != b"ready":
+            raise RuntimeError(f"the latency consumer did not start: {line!r}")
+
+    def stop(self) -> list[tuple[str, float, float]]:
+        """Let it take what is left, and return [(filename, received_at, event_timestamp)]."""
+        import json
+
+        self.proc.send_signal(signal.SIGUSR1)
+        self.proc.communicate(timeout=60)
+        if self.proc.returncode != 0:
+            raise RuntimeError(f"the latency consumer failed with {self.proc.returncode}")
+        return [tuple(r) for r in json.loads(self.out.read_text())]
 
 
 # -- py-spy ----------------------------------------------------------------------

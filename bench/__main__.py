@@ -1,0 +1,174 @@
+"""
+``python -m bench [--quick] [--runs N] [--burst N] [--listing N] [--dirs N]
+[--paced-seconds S] [--only NAME,...] [--json PATH] [--profile DIR] [--source DIR]``
+
+Runs the workloads (burst, paced-1k, paced-20k, listing, dirs), prints the
+machine and a table, and writes the same figures as JSON (by default
+``bench/results/latest.json``).  Exit status: 0 when every workload ran
+(whether or not its targets were met), 1 when one failed, 130 on Ctrl-C.
+
+``--profile DIR`` records the observer of each workload's first run with
+py-spy (``DIR/<workload>.txt``; summarize with ``python -m bench.profile``).
+For experiments, the environment variable C{DIROBSERVER_BENCH_TWISTD}
+replaces the twistd command (e.g. ``python /tmp/patched_twistd.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from . import report
+from .harness import REPO_ROOT, Redis, Resources, machine, scratch_root
+from .workloads import Context, burst_run, dirs_run, listing_prepare, listing_run, paced_run
+
+WORKLOADS = ("burst", "paced-1k", "paced-20k", "listing", "dirs")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[1])
+    p.add_argument("--quick", action="store_true", help="tiny sizes and 1 run: a smoke test")
+    p.add_argument("--runs", type=int, help="runs per workload (default 3; 1 with --quick)")
+    p.add_argument("--burst", type=int, help="files of the burst (default 1,000,000)")
+    p.add_argument("--listing", type=int, help="files present before start (default 1,000,000)")
+    p.add_argument("--dirs", type=int, help="monitored directories (default 10,000)")
+    p.add_argument("--paced-seconds", type=float, help="duration of each paced run (default 10)")
+    p.add_argument("--straggler-timeout", type=float, help="wait for late events, seconds (default 120)")
+    p.add_argument("--only", help=f"comma-separated workloads among {', '.join(WORKLOADS)} ('paced' = both)")
+    p.add_argument("--json", type=Path, default=REPO_ROOT / "bench" / "results" / "latest.json",
+                   help="where to write the figures (default bench/results/latest.json)")
+    p.add_argument("--profile", type=Path, metavar="DIR",
+                   help="record the observer with py-spy (first run of each workload) into DIR")
+    p.add_argument("--source", type=Path, metavar="DIR",
+                   help="measure the dirobserver package (and dropin) found in DIR, e.g. a "
+                        "'git archive' of some commit, instead of this checkout")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    a = p.parse_args(argv)
+    quick = a.quick
+    a.runs = a.runs or (1 if quick else 3)
+    a.burst = a.burst or (20_000 if quick else 1_000_000)
+    a.listing = a.listing or (20_000 if quick else 1_000_000)
+    a.dirs = a.dirs or (200 if quick else 10_000)
+    a.paced_seconds = a.paced_seconds or (1.0 if quick else 10.0)
+    a.straggler_timeout = a.straggler_timeout or (30.0 if quick else 120.0)
+    selected = []
+    for name in (a.only or ",".join(WORKLOADS)).split(","):
+        name = name.strip()
+        matches = [w for w in WORKLOADS if w == name or w.startswith(name + "-")]
+        if not matches:
+            p.error(f"unknown workload {name!r} (choose among {', '.join(WORKLOADS)})")
+        selected += [m for m in matches if m not in selected]
+    a.selected = [w for w in WORKLOADS if w in selected]
+    return a
+
+
+def _sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    if args.source is not None:
+        if not (args.source / "dirobserver" / "__init__.py").is_file():
+            print(f"--source {args.source}: no dirobserver package there", file=sys.stderr)
+            return 2
+        os.environ["DIROBSERVER_BENCH_SOURCE"] = str(args.source.resolve())
+    signal.signal(signal.SIGTERM, _sigterm)
+    # Even when started with SIGINT ignored (a background job of a script),
+    # a Ctrl-C / SIGINT must stop the run and clean up.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    started = time.time()
+    info = machine()
+    resources = Resources()
+    results: dict[str, Any] = {}
+    titles = {
+        "burst": f"burst {args.burst:,}",
+        "paced-1k": "paced 1k/s",
+        "paced-20k": "paced 20k/s",
+        "listing": f"listing {args.listing:,}",
+        "dirs": f"{args.dirs:,} dirs",
+    }
+    params = {
+        "runs": args.runs, "burst": args.burst, "listing": args.listing, "dirs": args.dirs,
+        "paced_seconds": args.paced_seconds, "straggler_timeout": args.straggler_timeout,
+        "quick": args.quick, "selected": args.selected,
+    }
+    interrupted = False
+    try:
+        root = scratch_root(resources)
+        redis = Redis(resources, root / "redis")
+        info["valkey"] = redis.version()
+        ctx = Context(resources, redis, root, profile_dir=args.profile, verbose=not args.quiet)
+        log = ctx.say
+        print(report.machine_line(info), flush=True)
+        for name in args.selected:
+            print(f"== {titles[name]} ({args.runs} run{'s' if args.runs > 1 else ''})", flush=True)
+            t_workload = time.time()
+            runs: list[dict[str, Any]] = []
+            try:
+                run_one: Callable[[int], dict[str, Any]]
+                if name == "burst":
+                    run_one = lambda i: burst_run(ctx, args.burst, i, args.straggler_timeout)
+                elif name.startswith("paced"):
+                    rate = 1000 if name == "paced-1k" else 20000
+                    run_one = lambda i, rate=rate: paced_run(ctx, rate, args.paced_seconds, i)
+                elif name == "listing":
+                    files = listing_prepare(ctx, args.listing)
+                    run_one = lambda i: listing_run(ctx, files, args.listing, i, max(60.0, args.straggler_timeout * 2))
+                else:
+                    run_one = lambda i: dirs_run(ctx, args.dirs, i, max(60.0, args.straggler_timeout))
+                for i in range(args.runs):
+                    figures = run_one(i)
+                    runs.append(figures)
+                    log(f"run {i + 1}: " + ", ".join(
+                        f"{f.key}={figures[f.key]:.4g}" for f in report.figures_for(name) if f.key in figures))
+                results[name] = {
+                    "title": titles[name],
+                    "seconds": time.time() - t_workload,
+                    # Other work on the machine skews every figure: keep a trace.
+                    "loadavg_after": os.getloadavg()[0],
+                    "figures": report.summarize(name, runs),
+                    "runs": runs,
+                }
+            except KeyboardInterrupt:
+                raise
+            except Exception as e:
+                traceback.print_exc()
+                results[name] = {"title": titles[name], "error": f"{type(e).__name__}: {e}", "runs": runs}
+            finally:
+                if name == "listing":
+                    from .harness import remove_tree
+                    remove_tree(root / "listing-files")
+    except KeyboardInterrupt:
+        interrupted = True
+        print("\ninterrupted: stopping every process and removing the scratch directories", file=sys.stderr)
+    finally:
+        resources.close()
+    wall = time.time() - started
+    data = {
+        "machine": info,
+        "params": params,
+        "started": datetime.fromtimestamp(started, timezone.utc).isoformat(),
+        "wall_seconds": wall,
+        "interrupted": interrupted,
+        "workloads": results,
+    }
+    report.write_json(args.json, data)
+    print()
+    print(report.machine_line(info))
+    print(report.table(titles, results))
+    print(f"\nwall time {wall:.0f} s; load average at the end {os.getloadavg()[0]:.2f}; figures in {args.json}")
+    if interrupted:
+        return 130
+    return 1 if any("error" in r for r in results.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,177 @@
+"""
+Figures, targets, the table and the JSON file.
+
+Each workload has a list of L{Figure}s.  A figure's value is the median of
+its runs, except for correctness counts (files never announced, backlog
+growth) where the worst run is what matters: those use C{max}.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+
+@dataclass(frozen=True)
+class Target:
+    op: str  # "<=", ">=", "=="
+    value: float
+    relative_to: Optional[str] = None  # key of another figure (a ratio's base)
+
+    _OPS = {"<=": operator.le, ">=": operator.ge, "==": operator.eq}
+
+    def met(self, value: float) -> bool:
+        return bool(self._OPS[self.op](value, self.value))
+
+    def text(self, fmt: Callable[[float], str]) -> str:
+        return f"{self.op} {fmt(self.value)}"
+
+
+@dataclass(frozen=True)
+class Figure:
+    key: str
+    label: str
+    unit: str = ""
+    target: Optional[Target] = None
+    worst: bool = False  # aggregate with max instead of the median
+    kind: str = "num"  # "rate", "ms", "s", "mb", "int", "ratio", "bool", "num"
+
+
+def _fmt(kind: str) -> Callable[[float], str]:
+    return {
+        "rate": lambda v: f"{v:,.0f}",
+        "int": lambda v: f"{v:,.0f}",
+        "ms": lambda v: f"{v:.2f}",
+        "s": lambda v: f"{v:.2f}",
+        "mb": lambda v: f"{v:.1f}",
+        "ratio": lambda v: f"{v:.1%}",
+        "bool": lambda v: "yes" if v else "no",
+        "num": lambda v: f"{v:.3g}",
+    }[kind]
+
+
+COMMON = [
+    Figure("cpu_per_100k", "observer CPU per 100k events", "s", kind="s"),
+    Figure("peak_rss_mb", "observer peak RSS", "MiB", kind="mb"),
+]
+
+
+def figures_for(workload: str) -> list[Figure]:
+    if workload == "burst":
+        return [
+            Figure("creation_rate", "creation rate", "files/s", kind="rate"),
+            Figure("delivered_rate", "delivered rate (first create -> all in Redis)", "events/s", kind="rate"),
+            Figure("ratio", "delivered / creation", "", Target(">=", 0.90), kind="ratio"),
+            Figure("missing", "files never announced (worst run)", "files", Target("==", 0), worst=True, kind="int"),
+            Figure("duplicates", "duplicate events", "events", kind="int"),
+            Figure("catch_up_s", "last create -> all announced", "s", kind="s"),
+            Figure("overflows", "kernel queue overflows", "", kind="int"),
+        ] + COMMON
+    if workload.startswith("paced"):
+        rate = int(workload.split("-")[1].rstrip("k")) * 1000
+        if rate <= 1000:
+            p50, p99, backlog = Target("<=", 1.0), Target("<=", 3.0), None
+        else:
+            p50, p99, backlog = None, Target("<=", 20.0), Target("==", 0)
+        return [
+            Figure("rate", "achieved creation rate", "files/s", kind="rate"),
+            Figure("p50_ms", "latency p50", "ms", p50, kind="ms"),
+            Figure("p99_ms", "latency p99", "ms", p99, kind="ms"),
+            Figure("max_ms", "latency max", "ms", kind="ms"),
+            Figure("detect_p50_ms", "create -> detected p50 (event_timestamp)", "ms", kind="ms"),
+            Figure("detect_p99_ms", "create -> detected p99 (event_timestamp)", "ms", kind="ms"),
+            Figure("backlog_grew", "backlog grew (worst run)", "", backlog, worst=True, kind="bool"),
+            Figure("llen_max", "LLEN max sampled", "events", kind="int"),
+            Figure("missing", "files never announced (worst run)", "files", Target("==", 0), worst=True, kind="int"),
+        ] + COMMON
+    if workload == "listing":
+        return [
+            Figure("all_announced_s", "start -> all 'exists' in Redis", "s", Target("<=", 10.0), kind="s"),
+            Figure("ready_s", "start -> ready", "s", kind="s"),
+            Figure("other_worst_ms", "other directory worst latency", "ms", Target("<=", 100.0), kind="ms"),
+            Figure("other_p50_ms", "other directory latency p50", "ms", kind="ms"),
+            Figure("other_detect_worst_ms", "other dir. create -> detected, worst", "ms", kind="ms"),
+            Figure("other_missing", "other dir. files not received (worst run)", "files", Target("==", 0), worst=True, kind="int"),
+            Figure("missing", "files never announced (worst run)", "files", Target("==", 0), worst=True, kind="int"),
+        ] + COMMON
+    if workload == "dirs":
+        return [
+            Figure("ready_s", "start -> ready", "s", Target("<=", 5.0), kind="s"),
+            Figure("delivered", "files delivered (worst run)", "files", kind="int"),
+            Figure("missing", "files never announced (worst run)", "files", Target("==", 0), worst=True, kind="int"),
+            Figure("delivery_s", "first create -> all delivered", "s", kind="s"),
+            Figure("cpu_per_100k", "observer CPU per 100k events", "s", kind="s"),
+            Figure("peak_rss_mb", "observer peak RSS", "MiB", Target("<=", 150.0), kind="mb"),
+        ]
+    raise KeyError(workload)
+
+
+def summarize(workload: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The figures of a workload: aggregate of the runs, target, met."""
+    out = {}
+    for fig in figures_for(workload):
+        values = [float(r[fig.key]) for r in runs if fig.key in r]
+        if not values:
+            continue
+        if fig.worst:
+            # "delivered" is worst at its minimum, every other such count at its max.
+            value = min(values) if fig.key == "delivered" else max(values)
+        else:
+            value = statistics.median(values)
+        out[fig.key] = {
+            "label": fig.label,
+            "unit": fig.unit,
+            "value": value,
+            "runs": values,
+            "target": f"{fig.target.op} {fig.target.value:g}" if fig.target else None,
+            "met": fig.target.met(value) if fig.target else None,
+        }
+    return out
+
+
+def table(title_of: dict[str, str], results: dict[str, Any]) -> str:
+    rows = [("workload", "figure", "median", "target", "met?")]
+    for name, result in results.items():
+        if "error" in result:
+            rows.append((title_of.get(name, name), "ERROR", result["error"][:60], "", "NO"))
+            continue
+        first = True
+        for fig in figures_for(name):
+            entry = result["figures"].get(fig.key)
+            if entry is None:
+                continue
+            fmt = _fmt(fig.kind)
+            value = fmt(entry["value"]) + (f" {fig.unit}" if fig.unit and fig.kind != "ratio" else "")
+            target = fig.target.text(fmt) if fig.target else "-"
+            if fig.target and fig.kind not in ("ratio", "bool") and fig.unit:
+                target += f" {fig.unit}"
+            met = "-" if entry["met"] is None else ("yes" if entry["met"] else "NO")
+            rows.append((title_of.get(name, name) if first else "", fig.label, value, target, met))
+            first = False
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = []
+    for j, r in enumerate(rows):
+        lines.append("  ".join(c.ljust(widths[i]) if i < 2 else c.rjust(widths[i]) if i == 2 else c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())
+        if j == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def machine_line(m: dict[str, Any]) -> str:
+    return (
+        f"machine: {m['cores']} cores, {m['cpu']}, Linux {m['kernel']}, "
+        f"Python {m['python']}, Twisted {m['twisted']}"
+        + (f", valkey {m['valkey']}" if m.get("valkey") else "")
+        + (f"; load average {m['loadavg_at_start']:.2f} at start" if "loadavg_at_start" in m else "")
+    )
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    tmp.replace(path)
