@@ -49,8 +49,10 @@ class DirectoryMonitor:
         writer: RedisWriter,
         reactor: Any,
         cooperator: task.Cooperator | None = None,
+        slots: defer.DeferredSemaphore | None = None,
     ) -> None:
         self.section = section
+        self._slots = slots if slots is not None else defer.DeferredSemaphore(1)
         self.directory = section.directory
         self._path = os.fsencode(section.directory)
         self._accepts = section.accepts
@@ -238,6 +240,16 @@ class DirectoryMonitor:
 
     async def _list_once(self, resume: bool) -> None:
         await self._writer.when_connected()
+        # A few listings at a time: thousands of directories listed at
+        # start-up would otherwise each hold a cooperative task, a listing
+        # and an LLEN in flight at once.
+        await self._slots.acquire()
+        try:
+            await self._list_in_slot(resume)
+        finally:
+            self._slots.release()
+
+    async def _list_in_slot(self, resume: bool) -> None:
         room = None
         limit = self.section.poll_queue_limit
         if limit > 0:

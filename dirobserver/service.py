@@ -36,6 +36,9 @@ from .writer import RedisWriter
 #: Exit status when the watchdog gives up (EX_SOFTWARE from sysexits.h).
 EXIT_WATCHDOG = 70
 
+#: Directories listed at the same time (the others wait their turn).
+LISTINGS_AT_ONCE = 4
+
 #: Seconds between two attempts to watch a missing directory.
 RETRY_INTERVAL = 1.0
 
@@ -65,7 +68,10 @@ class ObserverService(service.Service):
         self.writer = RedisWriter(
             settings.redis, settings.max_held_events, reactor, on_reconnect=self._reconnected
         )
-        self.monitors = [DirectoryMonitor(s, self.writer, reactor) for s in settings.sections]
+        slots = defer.DeferredSemaphore(LISTINGS_AT_ONCE)
+        self.monitors = [
+            DirectoryMonitor(s, self.writer, reactor, slots=slots) for s in settings.sections
+        ]
         self.watcher: Watcher | None = None
         self.watchdog: Watchdog | None = None
         if settings.inactivity_timeout > 0:

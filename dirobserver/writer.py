@@ -29,6 +29,7 @@ taken everything held (the directory is the durable record).
 
 from __future__ import annotations
 
+import collections
 import random
 from typing import Any, Protocol
 
@@ -42,6 +43,16 @@ from .config import RedisSettings
 
 #: Most events sent in one LPUSH; bounds the size of a command and of a resend.
 BATCH = 10_000
+
+#: Most queues (transactions) in one round.  Every command costs txredisapi a
+#: few Deferreds until its reply; 10,000 directories with one event each
+#: would otherwise mean 40,000 of them at once.
+QUEUES_PER_ROUND = 256
+
+#: Bytes the Redis connection may write per reactor turn.  Twisted's default
+#: (128 KiB) makes a 10,000-event LPUSH take a dozen turns to leave, and the
+#: next round (another directory's one new file) waits behind it.
+SEND_LIMIT = 4 * 1024 * 1024
 
 
 class Relistable(Protocol):
@@ -97,11 +108,13 @@ class _ProtocolFactory(protocol.Factory):
 class _Queue:
     """The events held for one Redis list."""
 
-    __slots__ = ("name", "counter", "pending", "in_flight")
+    __slots__ = ("name", "counter", "pending", "in_flight", "scheduled")
 
     def __init__(self, name: str, counter: str | None) -> None:
         self.name = name
         self.counter = counter
+        #: in the writer's line of queues with work
+        self.scheduled = False
         #: events not sent yet, oldest first
         self.pending: list[bytes] = []
         #: the batch sent and not acknowledged yet (resent first on failure)
@@ -148,6 +161,9 @@ class RedisWriter(service.Service):
         self._max_held = max_held
         self._low_water = max(1, max_held // 2)
         self._queues: dict[str, _Queue] = {}
+        #: queues with events to send, in turn (a queue sent and still
+        #: holding events goes to the back: no queue starves the others)
+        self._lined_up: collections.deque[_Queue] = collections.deque()
         self._proto: _RedisProtocol | None = None
         self._connecting: defer.Deferred | None = None
         self._retry_call: Any = None
@@ -201,6 +217,9 @@ class RedisWriter(service.Service):
             return
         q.pending.append(payload)
         self._held += 1
+        if not q.scheduled:
+            q.scheduled = True
+            self._lined_up.append(q)
         if self._flush_call is None and self._round is None and self._proto is not None:
             # Everything pushed during this reactor turn goes in one round.
             self._flush_call = self._reactor.callLater(0, self._flush)
@@ -212,15 +231,19 @@ class RedisWriter(service.Service):
 
     def push_many(self, q: _Queue, payloads: list[bytes], source: Relistable | None = None) -> None:
         """L{push} for several events of one queue, in order."""
-        room = self._max_held - self._held
+        if not payloads:
+            return
+        room = max(self._max_held - self._held, 0)
         if len(payloads) > room:
-            for payload in payloads[max(room, 0):]:
-                self.push(q, payload, source)  # counts and logs the drops
-            payloads = payloads[: max(room, 0)]
-            if not payloads:
-                return
+            self.push_many(q, payloads[:room], source)
+            for payload in payloads[room:]:
+                self.push(q, payload, source)  # past max_held: counts and logs the drops
+            return
         q.pending.extend(payloads)
         self._held += len(payloads)
+        if not q.scheduled:
+            q.scheduled = True
+            self._lined_up.append(q)
         if self._flush_call is None and self._round is None and self._proto is not None:
             self._flush_call = self._reactor.callLater(0, self._flush)
 
@@ -324,6 +347,7 @@ class RedisWriter(service.Service):
                 held=self._held,
             )
         self._failures = 0
+        proto.transport.SEND_LIMIT = SEND_LIMIT
         proto.whenDisconnected().addCallback(self._lost)
         waiting, self._waiting = self._waiting, []
         for d in waiting:
@@ -372,10 +396,12 @@ class RedisWriter(service.Service):
         proto = self._proto
         if proto is None or self._round is not None:
             return
-        work = [q for q in self._queues.values() if q.in_flight or q.pending]
-        if not work:
-            self._after_drain()
+        lined_up = self._lined_up
+        if not lined_up:
+            if not self._held:
+                self._after_drain()
             return
+        work = [lined_up.popleft() for _ in range(min(len(lined_up), QUEUES_PER_ROUND))]
         replies = []
         try:
             for q in work:
@@ -393,11 +419,35 @@ class RedisWriter(service.Service):
             proto.transport.abortConnection()
         round_ = defer.DeferredList(replies, consumeErrors=True)
         round_.addTimeout(self._settings.timeout, self._reactor)
-        round_.addBoth(self._round_done, proto, work[: len(replies)])
+        round_.addBoth(self._round_done, proto, work)
         self._round = round_
 
     def _round_done(self, results: Any, proto: _RedisProtocol, work: list[_Queue]) -> None:
         self._round = None
+        refused = self._settle(results, proto, work)
+        for q in work:
+            if q in refused:
+                continue  # back in line after a pause, see below
+            if q.pending or q.in_flight:
+                # More came, or the round failed: to the back of the line, so
+                # that no queue starves the others.
+                self._lined_up.append(q)
+            else:
+                q.scheduled = False
+        if refused:
+            # Errors such as OOM or READONLY last a while: do not spin on
+            # them, and do not hold the other queues back either.
+            self._reactor.callLater(1.0, self._line_up_again, refused)
+        if self._proto is not None and self._flush_call is None:
+            self._flush()
+
+    def _line_up_again(self, queues: list[_Queue]) -> None:
+        self._lined_up.extend(queues)
+        if self._proto is not None and self._round is None and self._flush_call is None:
+            self._flush()
+
+    def _settle(self, results: Any, proto: _RedisProtocol, work: list[_Queue]) -> list[_Queue]:
+        """Account for one round's replies; return the queues Redis refused."""
         if not isinstance(results, list):
             # The deadline passed: treat the connection as dead, resend later.
             self._log.warn(
@@ -406,8 +456,8 @@ class RedisWriter(service.Service):
                 timeout=self._settings.timeout,
             )
             proto.transport.abortConnection()
-            return
-        failed = False
+            return []
+        refused = []
         for q, (ok, reply) in zip(work, results):
             problem = _exec_problem(ok, reply)
             if problem is None:
@@ -415,8 +465,8 @@ class RedisWriter(service.Service):
                 q.in_flight = None
                 self._held -= n
                 self.delivered += n
-            else:
-                failed = True
+            elif self._proto is proto:
+                refused.append(q)
                 self._log.warn(
                     "Redis refused events for queue {queue}: {problem}; "
                     "they are kept and sent again",
@@ -427,11 +477,7 @@ class RedisWriter(service.Service):
             waiters, self._room_waiters = self._room_waiters, []
             for d in waiters:
                 d.callback(None)
-        if failed:
-            # Errors such as OOM or READONLY last a while: do not spin.
-            self._flush_call = self._reactor.callLater(1.0, self._flush)
-        elif self._proto is not None:
-            self._flush()
+        return refused
 
     def _after_drain(self) -> None:
         """Everything held was delivered: catch up on what was not held."""

@@ -247,3 +247,44 @@ class StopTests(WriterTestMixin, unittest.TestCase):
         yield writer.stopService()
         self.assertLess(reactor.seconds() - start, self.timeout_s + 1.0)
         self.assertEqual(writer.held(), 1)
+
+
+class BatchShapeTests(WriterTestMixin, unittest.TestCase):
+    @defer.inlineCallbacks
+    def test_more_queues_than_one_round_takes_all_arrive(self):
+        """600 queues (more than QUEUES_PER_ROUND) with one event each all arrive."""
+        from dirobserver.writer import QUEUES_PER_ROUND
+
+        self.server.start()
+        writer = self.make_writer()
+        writer.startService()
+        yield writer.when_connected()
+        n = QUEUES_PER_ROUND * 2 + 88
+        for i in range(n):
+            writer.push(writer.queue(f"q:{i}", None), b"one")
+        ok = yield self.wait_for(lambda: writer.delivered == n)
+        self.assertTrue(ok)
+        self.assertEqual(self.contents(f"q:{n - 1}"), [b"one"])
+
+    @defer.inlineCallbacks
+    def test_push_many_keeps_order_and_the_bound(self):
+        """push_many holds up to max_held in order, counts the rest as dropped."""
+
+        class Source:
+            relists = 0
+
+            def relist(self):
+                Source.relists += 1
+
+        writer = self.make_writer(max_held=10)
+        writer.startService()
+        q = writer.queue("q:many", None)
+        writer.push_many(q, [])
+        self.assertEqual(writer.held(), 0)
+        writer.push_many(q, [b"%d" % i for i in range(6)], Source())
+        writer.push_many(q, [b"%d" % i for i in range(6, 15)], Source())
+        self.assertEqual((writer.held(), writer.dropped), (10, 5))
+        self.server.start()
+        ok = yield self.wait_for(lambda: writer.delivered == 10)
+        self.assertTrue(ok)
+        self.assertEqual(self.contents("q:many"), [b"%d" % i for i in range(10)])
