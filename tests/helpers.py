@@ -303,27 +303,35 @@ def write_config(
     return path
 
 
-def drain(
-    client: Any, queue: Union[str, bytes], expected_count: int, timeout: float
-) -> list[dict[str, Any]]:
+def pop_raw(client: Any, queue: Union[str, bytes], count: int, timeout: float) -> list[bytes]:
     """
-    Pop JSON events from a Redis list until C{expected_count} or C{timeout}.
+    RPOP up to C{count} raw payloads within C{timeout}.
 
-    The observer LPUSHes, so RPOP yields events oldest first.  Nothing is
-    asserted here: the caller compares what came back with what it expected
-    (and gets the full list to show when it differs).
+    The observer LPUSHes, so RPOP yields events oldest first.
     """
-    events: list[dict[str, Any]] = []
+    out: list[bytes] = []
     deadline = time.monotonic() + timeout
-    while len(events) < expected_count:
+    while len(out) < count:
         raw = client.rpop(queue)
         if raw is None:
             if time.monotonic() >= deadline:
                 break
             time.sleep(0.01)
             continue
-        events.append(json.loads(raw))
-    return events
+        out.append(raw)
+    return out
+
+
+def drain(
+    client: Any, queue: Union[str, bytes], expected_count: int, timeout: float
+) -> list[dict[str, Any]]:
+    """
+    Pop JSON events (oldest first) until C{expected_count} or C{timeout}.
+
+    Nothing is asserted here: the caller compares what came back with what it
+    expected (and gets the full list to show when it differs).
+    """
+    return [json.loads(raw) for raw in pop_raw(client, queue, expected_count, timeout)]
 
 
 def twistd_path() -> Path:

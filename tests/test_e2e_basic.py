@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from helpers import Observer, drain, free_port, wait_until, write_config
+from helpers import Observer, drain, free_port, pop_raw, wait_until, write_config
 
 EVENT_KEYS = {"directory", "filename", "event", "event_timestamp"}
 
@@ -51,21 +51,6 @@ def wait_listed(observer: Observer, directory: Path, since: int = 0, timeout: fl
     that would race with the listing: a file could be announced twice.
     """
     observer.wait_for_line(f"Listed {directory}:", timeout=timeout, since=since)
-
-
-def pop_raw(client: Any, queue: str, count: int, timeout: float) -> list[bytes]:
-    """RPOP up to C{count} raw payloads (oldest first) within C{timeout}."""
-    out: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    while len(out) < count:
-        raw = client.rpop(queue)
-        if raw is None:
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(0.01)
-            continue
-        out.append(raw)
-    return out
 
 
 def collect_until(
