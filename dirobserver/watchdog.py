@@ -123,6 +123,12 @@ class Watchdog:
     # -- probing ---------------------------------------------------------------
 
     def _tick(self) -> None:
+        if self._expected is not None and self._watcher is not None:
+            # Timers run before the reactor reads its descriptors: after the
+            # process was suspended (SIGSTOP, a paused VM, heavy swapping) the
+            # answer may be waiting in the kernel queue.  Read it before
+            # judging, or a healthy observer would be reset or stopped.
+            self._watcher.drain()
         now = self._clock.seconds()
         if self._expected is not None:
             silent = now - self._last_answer

@@ -22,6 +22,7 @@ class StandInWatcher:
     def __init__(self) -> None:
         self.added: list[bytes] = []
         self.removed: list[int] = []
+        self.queued: list = []
 
     def add(self, path: bytes, sink) -> int:
         self.added.append(path)
@@ -29,6 +30,12 @@ class StandInWatcher:
 
     def remove(self, wd: int, sink) -> None:
         self.removed.append(wd)
+
+    def drain(self) -> None:
+        """Read what the kernel queued: here, the answers the test queued."""
+        for sink, batch in self.queued:
+            sink.file_events(batch)
+        self.queued = []
 
 
 class WatchdogTests(unittest.TestCase):
@@ -121,3 +128,15 @@ class WatchdogTests(unittest.TestCase):
         self.dog.stop()
         self.assertFalse(os.path.exists(directory))
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_answer_waiting_in_the_kernel_queue_counts(self):
+        """
+        After a suspension (SIGSTOP, paused VM) the tick runs before the
+        reactor reads inotify: the watchdog reads the queue first, so a
+        healthy observer is neither reset nor stopped.
+        """
+        names = os.listdir(os.fsencode(self.dog.directory))
+        self.watcher.queued.append((self.dog, [(names[0], 0x100)]))
+        self.clock.advance(60)  # far past the timeout, as after a long SIGSTOP
+        self.assertEqual((self.resets, self.deaths), (0, 0))
+        self.assertEqual(self.dog.answers, 1)
