@@ -36,6 +36,9 @@ from .writer import RedisWriter
 #: Exit status when the watchdog gives up (EX_SOFTWARE from sysexits.h).
 EXIT_WATCHDOG = 70
 
+#: Exit status when no inotify instance can be created (EX_OSERR).
+EXIT_NO_INOTIFY = 71
+
 #: Directories listed at the same time (the others wait their turn).
 LISTINGS_AT_ONCE = 4
 
@@ -105,10 +108,25 @@ class ObserverService(service.Service):
         )
         if self.embedded is not None:
             self.embedded.startService()
-            self.embedded.whenReady().addBoth(lambda _: self.writer.startService())
+            self.embedded.whenReady().addBoth(
+                lambda _: self.writer.startService() if self.running else None
+            )
         else:
             self.writer.startService()
-        self.watcher = self._new_watcher()
+        try:
+            self.watcher = self._new_watcher()
+        except Exception as e:
+            # inotify_init fails when fs.inotify.max_user_instances is used up
+            # by other programs of this user: nothing can be watched.
+            self._log.critical(
+                "Cannot create an inotify instance ({error}): the per-user limit "
+                "fs.inotify.max_user_instances may be reached; stopping",
+                error=e,
+            )
+            self.exit_status = EXIT_NO_INOTIFY
+            _exit_with_status_after_shutdown(self._reactor, EXIT_NO_INOTIFY)
+            self._reactor.callWhenRunning(self._reactor.stop)
+            return
         for monitor in self.monitors:
             monitor.attach(self.watcher)
         self._retry.start()

@@ -72,7 +72,16 @@ class Watchdog:
 
     def start(self, watcher: Watcher) -> None:
         """Create the probe directory and start probing C{watcher}."""
-        self._dir = tempfile.mkdtemp(prefix="dirobserver-probe-")
+        try:
+            self._dir = tempfile.mkdtemp(prefix="dirobserver-probe-")
+        except OSError as e:
+            self._log.error(
+                "The watchdog cannot create its probe directory in {tmp} ({error}): "
+                "watchdog disabled (set TMPDIR to a writable directory)",
+                tmp=tempfile.gettempdir(),
+                error=e,
+            )
+            return
         self._last_answer = self._clock.seconds()
         self.attach(watcher)
         self._periodic.start(now=True)

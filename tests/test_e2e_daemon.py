@@ -222,3 +222,43 @@ def test_ready_line_appears_within_a_second_on_a_small_configuration(
     print(f"dirobserver ready {took:.3f} s after process start (target: 1 s)")
     assert "watching 3 of 3 directories" in observer.wait_for_line("dirobserver ready")
     assert took < 3, took
+
+
+def test_no_inotify_instance_left_is_one_clear_line_and_exit_71(tmp_path, redis_server):
+    """
+    When fs.inotify.max_user_instances is used up (by other programs of the
+    same user), the observer says so in one critical line and exits 71
+    (EX_OSERR), without a traceback.  The test uses up the instances itself,
+    for the few seconds the observer needs, then gives them back.
+    """
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    held: list[int] = []
+    try:
+        for _ in range(100_000):
+            fd = libc.inotify_init1(os.O_CLOEXEC)
+            if fd < 0:
+                break
+            held.append(fd)
+        else:
+            pytest.skip("no limit on inotify instances here")
+        watched = tmp_path / "in"
+        watched.mkdir()
+        config = write_config(
+            tmp_path,
+            {"s": {"active": "true", "directory": watched, "queue": "q"}},
+            {"redis_server": "127.0.0.1", "redis_port": redis_server.port},
+        )
+        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+        result = subprocess.run(
+            [str(twistd_path()), "-n", "--pidfile=", "dirobserver", f"--config={config}"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30,
+        )
+    finally:
+        for fd in held:
+            os.close(fd)
+    output = result.stdout + result.stderr
+    assert result.returncode == 71, output
+    assert "max_user_instances" in output, output
+    assert "Traceback" not in output, output
