@@ -348,11 +348,13 @@ class Observer:
             chunk = f.read()
         if chunk:
             self._offset += len(chunk)
-            # Keep the tail only: the mark may straddle two reads.
-            self._seen = (self._seen + chunk)[-4096:]
-            if READY_MARK in self._seen:
+            data = self._seen + chunk
+            if READY_MARK in data:
                 self.ready_at = now
                 return True
+            # Keep a tail only, for a mark that straddles two reads (look
+            # before trimming: a read may hold the mark and many lines after).
+            self._seen = data[-len(READY_MARK):]
         if self.proc.poll() is not None:
             raise RuntimeError(f"the observer exited with {self.proc.returncode}:\n{self.tail()}")
         return False
