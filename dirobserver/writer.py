@@ -36,7 +36,7 @@ from typing import Any, Protocol
 import txredisapi
 from twisted.application import service
 from twisted.internet import defer, error, protocol
-from twisted.internet.endpoints import TCP4ClientEndpoint, UNIXClientEndpoint
+from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint
 from twisted.logger import Logger
 
 from .config import RedisSettings
@@ -217,6 +217,10 @@ class RedisWriter(service.Service):
             return
         q.pending.append(payload)
         self._held += 1
+        self._schedule(q)
+
+    def _schedule(self, q: _Queue) -> None:
+        """Line C{q} up for the next round, and make sure a round comes."""
         if not q.scheduled:
             q.scheduled = True
             self._lined_up.append(q)
@@ -241,11 +245,7 @@ class RedisWriter(service.Service):
             return
         q.pending.extend(payloads)
         self._held += len(payloads)
-        if not q.scheduled:
-            q.scheduled = True
-            self._lined_up.append(q)
-        if self._flush_call is None and self._round is None and self._proto is not None:
-            self._flush_call = self._reactor.callLater(0, self._flush)
+        self._schedule(q)
 
     def held(self) -> int:
         """How many events are waiting for Redis."""
@@ -295,7 +295,8 @@ class RedisWriter(service.Service):
         s = self._settings
         if s.unix_socket:
             return UNIXClientEndpoint(self._reactor, s.unix_socket, timeout=s.timeout)
-        return TCP4ClientEndpoint(self._reactor, s.host, s.port, timeout=s.timeout)
+        # A host name may resolve to IPv4 or IPv6 addresses: try them all.
+        return HostnameEndpoint(self._reactor, s.host, s.port, timeout=s.timeout)
 
     def _connect(self) -> None:
         self._retry_call = None
