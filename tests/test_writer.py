@@ -288,3 +288,40 @@ class BatchShapeTests(WriterTestMixin, unittest.TestCase):
         ok = yield self.wait_for(lambda: writer.delivered == 10)
         self.assertTrue(ok)
         self.assertEqual(self.contents("q:many"), [b"%d" % i for i in range(10)])
+
+
+class ConnectionSettingsTests(WriterTestMixin, unittest.TestCase):
+    @defer.inlineCallbacks
+    def test_unix_socket(self):
+        """redis_unix_socket: events go through the socket."""
+        import tempfile
+
+        sock_dir = tempfile.mkdtemp(prefix="dro-")  # short: sun_path is ~107 bytes
+        self.addCleanup(__import__("shutil").rmtree, sock_dir, True)
+        sock = f"{sock_dir}/r.sock"
+        self.server.start(unix_socket=sock)
+        settings = RedisSettings(host=None, port=None, unix_socket=sock, password=None,
+                                 db=None, timeout=self.timeout_s)
+        writer = RedisWriter(settings, 1000, reactor)
+        self.addCleanup(self._stop, writer)
+        writer.startService()
+        writer.push(writer.queue("q:unix", None), b"via-socket")
+        ok = yield self.wait_for(lambda: writer.delivered == 1)
+        self.assertTrue(ok)
+        self.assertEqual(self.contents("q:unix"), [b"via-socket"])
+
+    @defer.inlineCallbacks
+    def test_redis_db_is_selected(self):
+        """redis_db: the events land in that database, not in 0."""
+        self.server.start()
+        settings = RedisSettings(host="127.0.0.1", port=self.server.port, unix_socket=None,
+                                 password=None, db=3, timeout=self.timeout_s)
+        writer = RedisWriter(settings, 1000, reactor)
+        self.addCleanup(self._stop, writer)
+        writer.startService()
+        writer.push(writer.queue("q:db", "c:db"), b"in-db-3")
+        ok = yield self.wait_for(lambda: writer.delivered == 1)
+        self.assertTrue(ok)
+        self.assertEqual(self.server.client(db=3).lrange("q:db", 0, -1), [b"in-db-3"])
+        self.assertEqual(self.server.client(db=0).exists("q:db"), 0)
+        self.assertEqual(int(self.server.client(db=3).get("c:db")), 1)
