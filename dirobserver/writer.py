@@ -459,6 +459,8 @@ class RedisWriter(service.Service):
             proto.transport.abortConnection()
             return []
         refused = []
+        # Fewer results than queues when sending failed half-way: the queues
+        # not sent keep their batch and go back in line.
         for q, (ok, reply) in zip(work, results):
             problem = _exec_problem(ok, reply)
             if problem is None:

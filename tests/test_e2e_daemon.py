@@ -12,11 +12,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
-from helpers import REPO_ROOT, Observer, drain, twistd_path, wait_until, write_config
+from helpers import REPO_ROOT, drain, twistd_path, wait_until, write_config
 
 
 def section(directory: Path, queue: str = "q", **extra: Any) -> dict[str, Any]:

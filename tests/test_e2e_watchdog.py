@@ -10,7 +10,6 @@ watchdog's first remedy) keeps every directory working and lists them again.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import sys
