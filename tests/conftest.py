@@ -105,9 +105,10 @@ def observer_factory(tmp_path: Path) -> Iterator[Callable[..., Observer]]:
         extra_args: Sequence[str] = (),
         cwd: Union[str, Path, None] = None,
         env: Optional[dict[str, str]] = None,
+        preexec_fn: Optional[Callable[[], None]] = None,
     ) -> Observer:
         observer = Observer(
-            config, extra_args=extra_args, cwd=cwd or tmp_path, env=env
+            config, extra_args=extra_args, cwd=cwd or tmp_path, env=env, preexec_fn=preexec_fn
         )
         observers.append(observer)
         return observer

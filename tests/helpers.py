@@ -334,6 +334,20 @@ def drain(
     return [json.loads(raw) for raw in pop_raw(client, queue, expected_count, timeout)]
 
 
+def drop_root_file_access() -> None:
+    """
+    preexec_fn: drop CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from the child's
+    bounding set, so that even as root it obeys directory permissions (a
+    "permission denied" can then be provoked in a suite that runs as root).
+    """
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "PR_CAPBSET_DROP failed")
+
+
 def twistd_path() -> Path:
     """The twistd script of the Python running the tests."""
     path = Path(sys.executable).parent / "twistd"
@@ -362,8 +376,10 @@ class Observer:
         extra_args: Sequence[str] = (),
         cwd: Union[str, Path, None] = None,
         env: Optional[Mapping[str, str]] = None,
+        preexec_fn: Optional[Callable[[], None]] = None,
     ) -> None:
         self.config = Path(config)
+        self.preexec_fn = preexec_fn
         self.cwd = Path(cwd) if cwd is not None else self.config.parent
         self.args: list[str] = [
             str(twistd_path()),
@@ -423,6 +439,7 @@ class Observer:
             # Its own process group, so a Ctrl-C on pytest reaches only us and
             # signal() tests are not disturbed by terminal signals.
             start_new_session=True,
+            preexec_fn=self.preexec_fn,
         )
         _LIVE.add(self)
         self._reader = threading.Thread(

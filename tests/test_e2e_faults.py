@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 import pytest
 
-from helpers import Observer, RedisServer, free_port, wait_until, write_config
+from helpers import Observer, RedisServer, drop_root_file_access, free_port, wait_until, write_config
 
 import valkey.exceptions
 
@@ -702,18 +702,30 @@ def test_listing_cut_by_poll_queue_limit_consumer_removes_files(
 
 
 def test_permission_denied_directory(tmp_path, fast_dir, redis_server, observer_factory, consumers) -> None:
-    """An unreadable directory is reported, and watched once it is readable."""
-    if os.geteuid() == 0:
-        pytest.skip("root bypasses directory permissions: permission denied cannot be provoked")
+    """
+    An unreadable directory is reported, and watched once it is readable.
+    (As root, the observer runs without the capabilities that bypass
+    directory permissions, so the denial is real.)
+    """
     locked = fast_dir / "locked"
     locked.mkdir()
     make_files(locked, ["early"])
     locked.chmod(0)
     try:
-        config = write_config(tmp_path, {"s": section(locked)}, common(redis_server.port))
-        observer = observer_factory(config).start()
+        config = write_config(
+            tmp_path,
+            {"s": section(locked), "open": section(fast_dir / "open", queue="q2")},
+            common(redis_server.port),
+        )
+        (fast_dir / "open").mkdir()
+        preexec = drop_root_file_access if os.geteuid() == 0 else None
+        observer = observer_factory(config, preexec_fn=preexec).start()
         consumer = consumers(redis_server, "q")
         observer.wait_for_line("permission denied", timeout=10)
+        # The other directory works meanwhile.
+        others = consumers(redis_server, "q2")
+        opened = make_files(fast_dir / "open", ["while-locked"])
+        assert not others.wait_for(opened, timeout=10)
         mark = observer.mark()
         locked.chmod(0o755)
         observer.wait_for_line("Directory is back", timeout=10, since=mark)
