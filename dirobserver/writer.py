@@ -15,12 +15,9 @@ head of its queue and is sent again: at least once, never a gap, order kept.
 One transaction per queue keeps queues independent: a C{WRONGTYPE} on one key
 holds back that queue only.
 
-txredisapi is used at its protocol level, on one connection that this module
-opens, watches and reopens itself with a capped backoff.  That sidesteps the
-traps of its connection handler (a command sent while disconnected with
-C{reconnect=True} never returns; a failed AUTH or SELECT stops reconnecting
-for good; a C{MULTI} that hangs after a restart; pools that deadlock), and
-every call gets a deadline (C{timeout} from the configuration).
+The connection itself (opened, watched, reopened with a capped backoff, a
+deadline on every step) is L{dirobserver.connection}'s; every round and every
+C{LLEN} here has its own deadline too (C{timeout} from the configuration).
 
 Memory is bounded by C{max_held}: past it, new events are not held; their
 source is remembered and asked to list its directory again once Redis has
@@ -30,16 +27,15 @@ taken everything held (the directory is the durable record).
 from __future__ import annotations
 
 import collections
-import random
 from typing import Any, Protocol
 
 import txredisapi
 from twisted.application import service
-from twisted.internet import defer, error, protocol
-from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint
+from twisted.internet import defer
 from twisted.logger import Logger
 
 from .config import RedisSettings
+from .connection import RedisConnection, RedisProtocol, describe_failure
 
 #: Most events sent in one LPUSH; bounds the size of a command and of a resend.
 BATCH = 10_000
@@ -49,10 +45,9 @@ BATCH = 10_000
 #: would otherwise mean 40,000 of them at once.
 QUEUES_PER_ROUND = 256
 
-#: Bytes the Redis connection may write per reactor turn.  Twisted's default
-#: (128 KiB) makes a 10,000-event LPUSH take a dozen turns to leave, and the
-#: next round (another directory's one new file) waits behind it.
-SEND_LIMIT = 4 * 1024 * 1024
+#: Seconds a queue whose events Redis refused (OOM, READONLY, WRONGTYPE)
+#: waits before it is tried again; the other queues go on meanwhile.
+REFUSED_PAUSE = 1.0
 
 
 class Relistable(Protocol):
@@ -60,49 +55,6 @@ class Relistable(Protocol):
 
     def relist(self) -> None:
         """List the directory again: some of its events were not held."""
-
-
-class _RedisProtocol(txredisapi.RedisProtocol):
-    """txredisapi's protocol with a faster command builder for bulk pushes."""
-
-    def _build_command(self, *args: Any, **kwargs: Any) -> bytes:
-        # txredisapi makes several calls and copies per argument; a variadic
-        # LPUSH of thousands of events spends most of its time there.
-        encode = self._encode_value
-        args = [arg if type(arg) is bytes else encode(arg) for arg in args]
-        return b"*%d\r\n" % len(args) + b"".join(
-            [b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in args]
-        )
-
-
-class _ProtocolFactory(protocol.Factory):
-    """
-    Builds one protocol; provides what txredisapi's protocol expects of its
-    factory when AUTH or SELECT fails (it reports, we decide to retry).
-    """
-
-    isLazy = False
-    noisy = False
-
-    def __init__(self, settings: RedisSettings) -> None:
-        self.settings = settings
-        self.error: str | None = None
-
-    def buildProtocol(self, addr: Any) -> _RedisProtocol:
-        proto = _RedisProtocol(
-            charset="utf-8",
-            password=self.settings.password,
-            dbid=self.settings.db,
-            convertNumbers=False,
-        )
-        proto.factory = self
-        return proto
-
-    def stopTrying(self) -> None:
-        """Nothing to stop: L{RedisWriter} schedules every attempt itself."""
-
-    def connectionError(self, why: str) -> None:
-        self.error = why
 
 
 class _Queue:
@@ -144,8 +96,6 @@ class RedisWriter(service.Service):
     """
 
     _log = Logger()
-    initial_delay = 0.1
-    max_delay = 2.0
 
     def __init__(
         self,
@@ -164,12 +114,14 @@ class RedisWriter(service.Service):
         #: queues with events to send, in turn (a queue sent and still
         #: holding events goes to the back: no queue starves the others)
         self._lined_up: collections.deque[_Queue] = collections.deque()
-        self._proto: _RedisProtocol | None = None
-        self._connecting: defer.Deferred | None = None
-        self._retry_call: Any = None
+        self._connection = RedisConnection(
+            settings, reactor, self._connected, self._disconnected, self.held
+        )
+        #: the connected protocol while the connection is up
+        self._proto: RedisProtocol | None = None
         self._flush_call: Any = None
+        self._pauses: list[Any] = []
         self._round: defer.Deferred | None = None
-        self._failures = 0
         self._held = 0
         self._overflowed: dict[int, Relistable] = {}
         self._waiting: list[defer.Deferred] = []
@@ -180,7 +132,6 @@ class RedisWriter(service.Service):
         self.delivered = 0
         self.dropped = 0
         self.reconnects = 0
-        self.connections = 0
 
     # -- what the rest of the observer uses ---------------------------------
 
@@ -289,105 +240,23 @@ class RedisWriter(service.Service):
     def startService(self) -> None:
         super().startService()
         self._stopping = False
-        self._connect()
+        self._connection.start()
 
-    def _endpoint(self) -> Any:
-        s = self._settings
-        if s.unix_socket:
-            return UNIXClientEndpoint(self._reactor, s.unix_socket, timeout=s.timeout)
-        # A host name may resolve to IPv4 or IPv6 addresses: try them all.
-        return HostnameEndpoint(self._reactor, s.host, s.port, timeout=s.timeout)
-
-    def _connect(self) -> None:
-        self._retry_call = None
-        factory = _ProtocolFactory(self._settings)
-        d = self._endpoint().connect(factory)
-        d.addCallback(self._handshake, factory)
-        d.addTimeout(self._settings.timeout, self._reactor)
-        d.addCallbacks(self._connected, self._connect_failed)
-        self._connecting = d
-
-    def _handshake(self, proto: _RedisProtocol, factory: _ProtocolFactory) -> defer.Deferred:
-        """Wait until AUTH and SELECT are done, or the connection is closed."""
-        ready = proto.whenConnected()
-        lost = proto.whenDisconnected()
-
-        def cancel(_: Any) -> None:
-            proto.transport.abortConnection()
-
-        first = defer.DeferredList([ready, lost], fireOnOneCallback=True, consumeErrors=True)
-        outer: defer.Deferred = defer.Deferred(cancel)
-
-        def decide(result: Any) -> None:
-            if outer.called:
-                return
-            _value, index = result
-            if index == 0:
-                outer.callback(proto)
-            else:
-                outer.errback(
-                    txredisapi.ConnectionError(factory.error or "connection closed by the server")
-                )
-
-        first.addCallback(decide)
-        return outer
-
-    def _connected(self, proto: _RedisProtocol) -> None:
-        self._connecting = None
-        if self._stopping and not self._held:
-            proto.transport.loseConnection()
-            return
+    def _connected(self, proto: RedisProtocol) -> None:
+        """The connection is up: wake the waiters, send what is held."""
         self._proto = proto
-        self.connections += 1
-        if self.connections > 1:
+        if self._connection.connections > 1:
             self.reconnects += 1
-        if self._failures:
-            self._log.info(
-                "Redis at {addr} answers again ({held} events held)",
-                addr=self._settings.describe(),
-                held=self._held,
-            )
-        self._failures = 0
-        proto.transport.SEND_LIMIT = SEND_LIMIT
-        proto.whenDisconnected().addCallback(self._lost)
         waiting, self._waiting = self._waiting, []
         for d in waiting:
             d.callback(None)
         self._flush()
-        if self.connections > 1 and self._on_reconnect is not None:
+        if self.reconnects and self._on_reconnect is not None:
             self._on_reconnect()
 
-    def _connect_failed(self, failure: Any) -> None:
-        self._connecting = None
-        if self._stopping:
-            self._fire_drained()
-            return
-        self._failures += 1
-        if self._failures == 1:
-            self._log.warn(
-                "Redis at {addr} is unreachable ({why}); {held} events held, "
-                "retrying until it answers",
-                addr=self._settings.describe(),
-                why=_describe(failure),
-                held=self._held,
-            )
-        delay = min(self.initial_delay * 2 ** (self._failures - 1), self.max_delay)
-        delay *= random.uniform(0.8, 1.2)
-        self._retry_call = self._reactor.callLater(delay, self._connect)
-
-    def _lost(self, proto: _RedisProtocol) -> None:
-        if self._proto is not proto:
-            return
+    def _disconnected(self) -> None:
+        """The connection is lost: the round in flight fails and is resent."""
         self._proto = None
-        if self._stopping and not self._held:
-            return
-        self._log.warn(
-            "Lost the connection to Redis at {addr}; {held} events held, reconnecting",
-            addr=self._settings.describe(),
-            held=self._held,
-        )
-        self._failures = 1
-        self._retry_call = self._reactor.callLater(self.initial_delay, self._connect)
 
     # -- delivery --------------------------------------------------------------
 
@@ -423,7 +292,7 @@ class RedisWriter(service.Service):
         round_.addBoth(self._round_done, proto, work)
         self._round = round_
 
-    def _round_done(self, results: Any, proto: _RedisProtocol, work: list[_Queue]) -> None:
+    def _round_done(self, results: Any, proto: RedisProtocol, work: list[_Queue]) -> None:
         self._round = None
         refused = self._settle(results, proto, work)
         for q in work:
@@ -438,16 +307,19 @@ class RedisWriter(service.Service):
         if refused:
             # Errors such as OOM or READONLY last a while: do not spin on
             # them, and do not hold the other queues back either.
-            self._reactor.callLater(1.0, self._line_up_again, refused)
+            self._pauses.append(
+                self._reactor.callLater(REFUSED_PAUSE, self._line_up_again, refused)
+            )
         if self._proto is not None and self._flush_call is None:
             self._flush()
 
     def _line_up_again(self, queues: list[_Queue]) -> None:
+        self._pauses = [call for call in self._pauses if call.active()]
         self._lined_up.extend(queues)
         if self._proto is not None and self._round is None and self._flush_call is None:
             self._flush()
 
-    def _settle(self, results: Any, proto: _RedisProtocol, work: list[_Queue]) -> list[_Queue]:
+    def _settle(self, results: Any, proto: RedisProtocol, work: list[_Queue]) -> list[_Queue]:
         """Account for one round's replies; return the queues Redis refused."""
         if not isinstance(results, list):
             # The deadline passed: treat the connection as dead, resend later.
@@ -507,17 +379,14 @@ class RedisWriter(service.Service):
         """
         super().stopService()
         self._stopping = True
-        if self._retry_call is not None and self._retry_call.active():
-            self._retry_call.cancel()
-            self._retry_call = None
         d: defer.Deferred = defer.Deferred()
-        if self._held and (self._proto is not None or self._connecting is not None):
+        if self._held and self._proto is not None:
             self._drained.append(d)
             d.addTimeout(self._settings.timeout, self._reactor)
         else:
             d.callback(None)
 
-        def finish(result: Any) -> None:
+        def finish(result: Any) -> defer.Deferred:
             if self._held:
                 self._log.warn(
                     "Stopping with {held} events not delivered (Redis at {addr} "
@@ -526,43 +395,24 @@ class RedisWriter(service.Service):
                     held=self._held,
                     addr=self._settings.describe(),
                 )
-            return self._disconnect()
+            for call in [self._flush_call, *self._pauses]:
+                if call is not None and call.active():
+                    call.cancel()
+            self._flush_call = None
+            self._pauses = []
+            self._proto = None
+            return self._connection.stop()
 
         return d.addBoth(finish)
-
-    def _disconnect(self) -> defer.Deferred:
-        if self._retry_call is not None and self._retry_call.active():
-            self._retry_call.cancel()
-        self._retry_call = None
-        if self._flush_call is not None and self._flush_call.active():
-            self._flush_call.cancel()
-        self._flush_call = None
-        if self._connecting is not None:
-            self._connecting.cancel()
-        proto, self._proto = self._proto, None
-        if proto is None or not proto.transport:
-            return defer.succeed(None)
-        gone = proto.whenDisconnected()
-        proto.transport.loseConnection()
-        return gone.addCallback(lambda _: None)
 
 
 def _exec_problem(ok: bool, reply: Any) -> str | None:
     """What went wrong with one transaction's EXEC reply, or None."""
     if not ok:
-        return _describe(reply)
+        return describe_failure(reply)
     if not isinstance(reply, list):
         return f"unexpected reply {reply!r}"
     for item in reply:
         if isinstance(item, Exception):
             return str(item)
     return None
-
-
-def _describe(failure: Any) -> str:
-    """A short text for a failure, for one log line."""
-    if failure.check(defer.TimeoutError, defer.CancelledError):
-        return "no answer in time"
-    if failure.check(error.ConnectionRefusedError):
-        return "connection refused"
-    return failure.getErrorMessage() or failure.type.__name__
