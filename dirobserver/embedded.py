@@ -24,13 +24,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-from typing import Any, Optional
+from typing import Optional
 
 from twisted.application.service import Service
 from twisted.internet import error as ierror
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import HostnameEndpoint
-from twisted.internet.interfaces import IDelayedCall, IProcessTransport
+from twisted.internet.interfaces import IDelayedCall, IProcessTransport, IReactorProcess
 from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -49,7 +49,7 @@ INSTALL_HINT = (
 
 # How long stopService() lets the server shut down on SIGTERM before SIGKILL.
 STOP_GRACE_SECONDS = 5.0
-# whenReady() polling: often enough to be quick, bounded so that a server that
+# when_ready() polling: often enough to be quick, bounded so that a server that
 # never comes up is reported instead of being waited for forever.
 READY_POLL_INTERVAL = 0.05
 READY_TIMEOUT = 10.0
@@ -173,10 +173,10 @@ class _ServerProcess(ProcessProtocol):
         for line in lines:
             self._emit(childFD, line)
 
-    def _emit(self, childFD: int, line: bytes) -> None:
+    def _emit(self, child_fd: int, line: bytes) -> None:
         text = line.decode("utf-8", "replace").rstrip("\r")
         if text.strip():
-            self._owner._childOutput(childFD, text)
+            self._owner._child_output(child_fd, text)
 
     def processEnded(self, reason: Failure) -> None:
         """Flush what is left of the output, then tell the service."""
@@ -184,7 +184,7 @@ class _ServerProcess(ProcessProtocol):
             if rest:
                 self._emit(fd, rest)
         self._partial = {1: b"", 2: b""}
-        self._owner._childEnded(reason)
+        self._owner._child_ended(reason)
 
 
 class _Probe(Protocol):
@@ -217,11 +217,11 @@ class EmbeddedRedis(Service):
 
     log = Logger()
 
-    def __init__(self, host: str, port: int, reactor: Any = None) -> None:
-        if reactor is None:
-            from twisted.internet import reactor as default_reactor
-
-            reactor = default_reactor
+    def __init__(self, host: str, port: int, reactor: IReactorProcess) -> None:
+        """
+        @param reactor: an L{IReactorProcess} that is also an
+            L{IReactorTime} and an L{IReactorTCP}.
+        """
         self.host = host
         self.port = port
         self._reactor = reactor
@@ -229,13 +229,13 @@ class EmbeddedRedis(Service):
         self._tempdir: Optional[str] = None
         self._stopping = False
         self._exited: Optional[Deferred[None]] = None
-        self._killCall: Optional[IDelayedCall] = None
-        # whenReady() state: None while unknown, True once the port answers,
+        self._kill_call: Optional[IDelayedCall] = None
+        # when_ready() state: None while unknown, True once the port answers,
         # a Failure once we gave up.
         self._ready: Optional[object] = None
-        self._readyWaiters: list[Deferred[None]] = []
-        self._pollCall: Optional[IDelayedCall] = None
-        self._pollDeadline = 0.0
+        self._ready_waiters: list[Deferred[None]] = []
+        self._poll_call: Optional[IDelayedCall] = None
+        self._poll_deadline = 0.0
 
     @property
     def pid(self) -> Optional[int]:
@@ -244,8 +244,18 @@ class EmbeddedRedis(Service):
 
     # -- service life cycle -------------------------------------------------
 
-    def startService(self) -> None:
-        """Start valkey-server unless a Redis already answers at host:port."""
+    def startService(self) -> Deferred[None]:
+        """
+        Start valkey-server unless a Redis already answers at host:port.
+
+        @return: a Deferred that fires once it accepts connections, or once
+            it is known that it will not (already logged): the parts started
+            after this one need not wait longer, the writer retries anyway.
+        """
+        self._start()
+        return self.when_ready().addErrback(lambda _: None)
+
+    def _start(self) -> None:
         super().startService()
         self._stopping = False
         self._ready = None
@@ -256,7 +266,7 @@ class EmbeddedRedis(Service):
                 host=self.host,
                 port=self.port,
             )
-            self._setReady(True)
+            self._set_ready(True)
             return
         binary = find_server_binary()
         self._tempdir = tempfile.mkdtemp(prefix="dirobserver-valkey-")
@@ -291,7 +301,7 @@ class EmbeddedRedis(Service):
             port=self.port,
             pid=self.pid,
         )
-        self._pollDeadline = self._reactor.seconds() + READY_TIMEOUT
+        self._poll_deadline = self._reactor.seconds() + READY_TIMEOUT
         self._poll()
 
     def stopService(self) -> Optional[Deferred[None]]:
@@ -303,20 +313,20 @@ class EmbeddedRedis(Service):
         """
         super().stopService()
         self._stopping = True
-        self._cancelPoll()
+        self._cancel_poll()
         if self._ready is None:
-            self._setReady(Failure(EmbeddedRedisError("the service was stopped")))
+            self._set_ready(Failure(EmbeddedRedisError("the service was stopped")))
         if self._process is None or self._exited is None:
-            self._removeTempdir()
+            self._remove_tempdir()
             return None
         exited = self._exited
         self._signal("TERM")
-        self._killCall = self._reactor.callLater(STOP_GRACE_SECONDS, self._forceKill)
+        self._kill_call = self._reactor.callLater(STOP_GRACE_SECONDS, self._force_kill)
         return exited
 
     # -- readiness -----------------------------------------------------------
 
-    def whenReady(self) -> Deferred[None]:
+    def when_ready(self) -> Deferred[None]:
         """
         Return a Deferred that fires once host:port accepts connections.
 
@@ -332,15 +342,15 @@ class EmbeddedRedis(Service):
             failed.errback(self._ready)
             return failed
         waiter: Deferred[None] = Deferred()
-        self._readyWaiters.append(waiter)
+        self._ready_waiters.append(waiter)
         return waiter
 
     def _poll(self) -> None:
         """Try one connection; schedule the next try unless it is decided."""
-        self._pollCall = None
+        self._poll_call = None
         if self._stopping or self._ready is not None:
             return
-        if self._reactor.seconds() >= self._pollDeadline:
+        if self._reactor.seconds() >= self._poll_deadline:
             self.log.error(
                 "Embedded Redis did not accept connections at {host}:{port} "
                 "within {timeout} s",
@@ -348,7 +358,7 @@ class EmbeddedRedis(Service):
                 port=self.port,
                 timeout=READY_TIMEOUT,
             )
-            self._setReady(
+            self._set_ready(
                 Failure(EmbeddedRedisError(f"no answer at {self.host}:{self.port}"))
             )
             return
@@ -356,18 +366,18 @@ class EmbeddedRedis(Service):
             self._reactor, self.host, self.port, timeout=READY_POLL_INTERVAL * 20
         )
         attempt = endpoint.connect(_ProbeFactory())
-        attempt.addCallbacks(lambda _: self._setReady(True), self._schedulePoll)
+        attempt.addCallbacks(lambda _: self._set_ready(True), self._schedule_poll)
 
-    def _schedulePoll(self, _failure: Failure) -> None:
+    def _schedule_poll(self, _failure: Failure) -> None:
         if not self._stopping and self._ready is None:
-            self._pollCall = self._reactor.callLater(READY_POLL_INTERVAL, self._poll)
+            self._poll_call = self._reactor.callLater(READY_POLL_INTERVAL, self._poll)
 
-    def _cancelPoll(self) -> None:
-        if self._pollCall is not None and self._pollCall.active():
-            self._pollCall.cancel()
-        self._pollCall = None
+    def _cancel_poll(self) -> None:
+        if self._poll_call is not None and self._poll_call.active():
+            self._poll_call.cancel()
+        self._poll_call = None
 
-    def _setReady(self, outcome: object) -> None:
+    def _set_ready(self, outcome: object) -> None:
         """Record the readiness outcome (True or a Failure) and tell waiters."""
         if self._ready is not None:
             return
@@ -378,7 +388,7 @@ class EmbeddedRedis(Service):
                 host=self.host,
                 port=self.port,
             )
-        waiters, self._readyWaiters = self._readyWaiters, []
+        waiters, self._ready_waiters = self._ready_waiters, []
         for waiter in waiters:
             if isinstance(outcome, Failure):
                 waiter.errback(outcome)
@@ -387,21 +397,21 @@ class EmbeddedRedis(Service):
 
     # -- the child -----------------------------------------------------------
 
-    def _childOutput(self, childFD: int, line: str) -> None:
+    def _child_output(self, child_fd: int, line: str) -> None:
         """Log one line the server printed (stderr lines as warnings)."""
-        if childFD == 2:
+        if child_fd == 2:
             self.log.warn("valkey-server: {line}", line=line)
         else:
             self.log.info("valkey-server: {line}", line=line)
 
-    def _childEnded(self, reason: Failure) -> None:
+    def _child_ended(self, reason: Failure) -> None:
         """The child is gone: report it unless we asked for it, and clean up."""
-        status = _describeExit(reason)
+        status = _describe_exit(reason)
         self._process = None
-        if self._killCall is not None and self._killCall.active():
-            self._killCall.cancel()
-        self._killCall = None
-        self._cancelPoll()
+        if self._kill_call is not None and self._kill_call.active():
+            self._kill_call.cancel()
+        self._kill_call = None
+        self._cancel_poll()
         if self._stopping:
             self.log.info("Embedded Redis stopped ({status})", status=status)
         else:
@@ -413,10 +423,10 @@ class EmbeddedRedis(Service):
                 port=self.port,
                 status=status,
             )
-            self._setReady(
+            self._set_ready(
                 Failure(EmbeddedRedisError(f"valkey-server exited ({status})"))
             )
-        self._removeTempdir()
+        self._remove_tempdir()
         exited, self._exited = self._exited, None
         if exited is not None:
             exited.callback(None)
@@ -430,8 +440,8 @@ class EmbeddedRedis(Service):
             # It is exiting anyway; processEnded will follow.
             pass
 
-    def _forceKill(self) -> None:
-        self._killCall = None
+    def _force_kill(self) -> None:
+        self._kill_call = None
         if self._process is not None:
             self.log.warn(
                 "Embedded Redis (pid {pid}) ignored SIGTERM for {grace} s; killing it",
@@ -440,13 +450,13 @@ class EmbeddedRedis(Service):
             )
             self._signal("KILL")
 
-    def _removeTempdir(self) -> None:
+    def _remove_tempdir(self) -> None:
         if self._tempdir is not None:
             shutil.rmtree(self._tempdir, ignore_errors=True)
             self._tempdir = None
 
 
-def _describeExit(reason: Failure) -> str:
+def _describe_exit(reason: Failure) -> str:
     """Turn a processEnded reason into "exit status N" or "killed by SIGX"."""
     value = reason.value
     sig = getattr(value, "signal", None)

@@ -1,24 +1,36 @@
 """
-Directory listing ("boot the pump" and the forced poll), cooperative.
+Directory listings ("boot the pump", the forced poll, the catch-ups).
 
-A listing reads a directory with C{os.scandir}, keeps the entries that pass
-the section's filters, and returns them oldest modification time first.  A
-directory of a million files takes seconds to read and sort; doing it in one
-go would freeze the reactor, and with it every other directory's events.  So
-the work is a generator run by a L{twisted.internet.task.Cooperator}: it
-yields every L{CHUNK} entries, each chunk is sorted on its own, and the sorted
-chunks are merged lazily, also yielding as it goes.
+L{scan_directory} reads a directory with C{os.scandir}, keeps the entries
+that pass the section's filters, and returns them oldest modification time
+first.  A directory of a million files takes seconds to read and sort; doing
+it in one go would freeze the reactor, and with it every other directory's
+events.  So the work is a generator run by the service's
+L{twisted.internet.task.Cooperator}: it yields every L{CHUNK} entries, each
+chunk is sorted on its own, and the sorted chunks are merged lazily, also
+yielding as it goes.
+
+L{SectionListings} runs the listings of one section: when to list, how much
+(C{poll_queue_limit}), where a cut listing resumes, and the announcing of
+C{"exists"} events without overrunning the writer.
 """
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import os
-from typing import Callable, Iterator
+import time
+from typing import Any, Callable, Iterator
 
 from twisted.internet import defer, task
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 
-from .events import decode_name
+from .config import SectionSettings
+from .events import EXISTS, EventEncoder, decode_name
+from .stats import Histogram
+from .writer import RedisWriter
 
 #: Entries handled between two chances for the reactor to run.
 CHUNK = 2000
@@ -30,7 +42,7 @@ def scan_directory(
     path: str,
     accepts: Callable[[str], bool],
     subdirectories: bool,
-    cooperator: task.Cooperator | None = None,
+    cooperator: task.Cooperator,
 ) -> defer.Deferred:
     """
     List C{path} cooperatively.
@@ -42,8 +54,7 @@ def scan_directory(
     """
     result: list[Entry] = []
     work = _scan(os.fsencode(path), accepts, subdirectories, result)
-    cooperate = cooperator.cooperate if cooperator is not None else task.cooperate
-    return cooperate(work).whenDone().addCallback(lambda _: result)
+    return cooperator.cooperate(work).whenDone().addCallback(lambda _: result)
 
 
 def _scan(
@@ -83,3 +94,201 @@ def _scan(
         out.append(item)
         if i % CHUNK == 0:
             yield None
+
+
+class SectionListings:
+    """
+    The listings of one section's directory.
+
+    @ivar incomplete: the last listing stopped at C{poll_queue_limit} (or
+        could not ask the queue's length): the catch-up lists the rest.
+    @ivar listings: listings done.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        section: SectionSettings,
+        writer: RedisWriter,
+        encoder: EventEncoder,
+        source: Any,
+        cooperator: task.Cooperator,
+        slots: defer.DeferredSemaphore,
+        durations: Histogram,
+        watched: Callable[[], bool],
+        clock: IReactorTime,
+    ) -> None:
+        """
+        @param source: what the writer asks to list again when it could not
+            hold this section's events (the section's monitor).
+        @param slots: shared by all sections: a few listings at a time.
+        @param durations: where each listing's duration is counted.
+        @param watched: whether the directory is watched now (a listing of a
+            directory that is not watched announces nothing).
+        @param clock: stamps the C{"exists"} events.
+        """
+        self._clock = clock
+        self.section = section
+        self._writer = writer
+        self._queue = writer.queue(section.queue, section.counter)
+        self._encoder = encoder
+        self._source = source
+        self._cooperator = cooperator
+        self._slots = slots
+        self._durations = durations
+        self._watched = watched
+        self._running: defer.Deferred | None = None
+        self._again = False
+        self._again_full = False
+        #: the last (mtime, name) announced by a listing cut by the limit
+        self._cursor: tuple[float, str] | None = None
+        self._stopped = False
+        self.incomplete = False
+        self.listings = 0
+
+    def stop(self) -> None:
+        """Announce nothing more (the section is stopping)."""
+        self._stopped = True
+
+    def start(self) -> None:
+        """Allow listings again (after L{stop}: a watcher reset)."""
+        self._stopped = False
+
+    def relist(self, resume: bool = False) -> defer.Deferred:
+        """
+        List the directory and announce its files as C{"exists"}.
+
+        @param resume: continue after the last file announced by a listing
+            that C{poll_queue_limit} cut short (the catch-up), instead of
+            starting again from the oldest file.  Without it, a queue whose
+            consumer leaves files in place would see the same oldest files
+            announced again and again and the newer ones never.
+
+        A request during a listing is remembered and served by one more
+        listing when the current one ends (a full one if any request was).
+        """
+        if self._running is not None:
+            self._again = True
+            self._again_full = self._again_full or not resume
+            return self._running
+        d = self._running = defer.ensureDeferred(self._list(resume))
+
+        def done(result: Any) -> Any:
+            self._running = None
+            return result
+
+        return d.addBoth(done)
+
+    async def _list(self, resume: bool) -> None:
+        again = True
+        while again and not self._stopped and self._watched():
+            self._again = False
+            self._again_full = False
+            try:
+                await self._list_once(resume)
+            except task.SchedulerStopped:
+                return  # the service is stopping
+            except Exception:
+                self._log.failure("[{section}] Listing failed", section=self.section.name)
+            again = self._again
+            resume = not self._again_full
+
+    async def _list_once(self, resume: bool) -> None:
+        await self._writer.when_connected()
+        # A few listings at a time: thousands of directories listed at
+        # start-up would otherwise each hold a cooperative task, a listing
+        # and an LLEN in flight at once.
+        await self._slots.acquire()
+        try:
+            started = time.monotonic()
+            if await self._list_in_slot(resume):
+                self._durations.observe(time.monotonic() - started)
+        finally:
+            self._slots.release()
+
+    async def _room(self) -> int | None:
+        """How many events the queue has room for (None: no limit, 0: none)."""
+        limit = self.section.poll_queue_limit
+        if limit <= 0:
+            return None
+        try:
+            length = await self._writer.queue_length(self.section.queue)
+        except Exception as e:
+            self._log.warn(
+                "[{section}] LLEN {queue} failed ({error}); listing again later",
+                section=self.section.name, queue=self.section.queue, error=e,
+            )
+            self.incomplete = True
+            return 0
+        room = limit - length
+        if room <= 0 and not self.incomplete:  # else said already
+            self.incomplete = True
+            self._log.warn(
+                "[{section}] Queue {queue} holds {length} events "
+                "(poll_queue_limit {limit}): listing put off until it has room",
+                section=self.section.name, queue=self.section.queue, length=length, limit=limit,
+            )
+        return max(room, 0)
+
+    async def _list_in_slot(self, resume: bool) -> bool:
+        """One listing; False when it could not run (no room, unreadable)."""
+        room = await self._room()
+        if room == 0:
+            return False
+        directory = self.section.directory
+        try:
+            entries = await scan_directory(
+                directory, self.section.accepts, self.section.subdirectories, self._cooperator
+            )
+        except OSError as e:
+            self._log.warn(
+                "[{section}] Cannot list {directory}: {error}",
+                section=self.section.name, directory=directory, error=e.strerror or e,
+            )
+            return False
+        self.listings += 1
+        if resume and self._cursor is not None:
+            entries = entries[bisect.bisect_right(entries, self._cursor):]
+        found = len(entries)
+        if room is not None and found > room:
+            entries = entries[:room]
+            self._cursor = entries[-1]
+            self.incomplete = True
+            self._log.warn(
+                "[{section}] Listing of {directory} stopped at poll_queue_limit "
+                "{limit}: {sent} of {found} files announced",
+                section=self.section.name, directory=directory,
+                limit=self.section.poll_queue_limit, sent=len(entries), found=found,
+            )
+        else:
+            self._cursor = None
+            self.incomplete = False
+        await self._cooperator.cooperate(self._announce(entries)).whenDone()
+        self._log.debug(
+            "[{section}] Listed {directory}: {n} files announced",
+            section=self.section.name, directory=directory, n=len(entries),
+        )
+        return True
+
+    def _announce(self, entries: list[Entry]) -> Iterator[Any]:
+        """Push C{"exists"} events, pausing while the writer is full."""
+        writer = self._writer
+        now = self._clock.seconds()
+        push, encode, queue, held = writer.push, self._encoder.encode, self._queue, writer.held
+        source = self._source
+        # A listing never makes the writer drop events: it pauses at three
+        # quarters of max_held (whatever other listings run at the same
+        # time), which leaves room for live events.  Dropping here would ask
+        # for this very listing again, endlessly.
+        ceiling = max(1, writer.max_held * 3 // 4)
+        for i, (_mtime, name) in enumerate(entries, 1):
+            while held() >= ceiling:
+                yield writer.room()
+                if self._stopped:
+                    return
+            push(queue, encode(name, EXISTS, now), source)
+            if i % CHUNK == 0:
+                if self._stopped:
+                    return
+                yield None

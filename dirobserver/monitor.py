@@ -15,18 +15,18 @@ comes back is watched and listed.
 
 from __future__ import annotations
 
-import bisect
-import errno
 import os
-from typing import Any, Iterator
 
 from twisted.internet import defer, task
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from .config import SectionSettings
-from .events import CREATED, EXISTS, EventEncoder
-from .listing import CHUNK, scan_directory
-from .watcher import IN_DELETE_SELF, IN_ISDIR, IN_MOVE_SELF, IN_UNMOUNT, Watcher, WatchError
+from .events import CREATED, EventEncoder, decode_name
+from .listing import SectionListings
+from .sources import Batch, EventSource
+from .stats import Histogram
+from .watcher import IN_DELETE_SELF, IN_ISDIR, IN_MOVE_SELF, IN_UNMOUNT, WATCH_MASK, WatchError
 from .writer import RedisWriter
 
 WATCHED = "watched"
@@ -38,7 +38,6 @@ class DirectoryMonitor:
     The observer's view of one active section of the configuration.
 
     @ivar state: L{WATCHED} or L{MISSING}.
-    @ivar incomplete: the last listing stopped at C{poll_queue_limit}.
     """
 
     _log = Logger()
@@ -47,43 +46,60 @@ class DirectoryMonitor:
         self,
         section: SectionSettings,
         writer: RedisWriter,
-        reactor: Any,
-        cooperator: task.Cooperator | None = None,
-        slots: defer.DeferredSemaphore | None = None,
+        clock: IReactorTime,
+        cooperator: task.Cooperator,
+        slots: defer.DeferredSemaphore,
+        listing_seconds: Histogram,
     ) -> None:
+        """
+        @param cooperator: runs the listings (the service's own).
+        @param slots: limits how many sections list at once (shared).
+        @param listing_seconds: where listing durations are counted (shared).
+        """
         self.section = section
-        self._slots = slots if slots is not None else defer.DeferredSemaphore(1)
         self.directory = section.directory
         self._path = os.fsencode(section.directory)
         self._accepts = section.accepts
         self._subdirectories = section.subdirectories
+        #: what this section asks its event source for
+        self.mask = WATCH_MASK
         self._encoder = EventEncoder(section.directory)
         self._writer = writer
         self._queue = writer.queue(section.queue, section.counter)
-        self._reactor = reactor
-        self._cooperator = cooperator
-        self._watcher: Watcher | None = None
+        self._source: EventSource | None = None
         self._wd: int | None = None
         self._problem: str | None = None
-        self._listing: defer.Deferred | None = None
-        self._list_again = False
-        self._again_full = False
-        #: the last (mtime, name) announced by a listing cut by the limit
-        self._cursor: tuple[float, str] | None = None
         #: where the configured path pointed when watched, if it is a link
         self._target: str | None = None
         self._stopped = False
         self.state = MISSING
-        self.incomplete = False
-        self.listings = 0
+        self._listings = SectionListings(
+            section, writer, self._encoder, self, cooperator, slots, listing_seconds,
+            lambda: self._wd is not None and not self._stopped, clock,
+        )
+
+    @property
+    def incomplete(self) -> bool:
+        """The last listing stopped at C{poll_queue_limit}: a catch-up is due."""
+        return self._listings.incomplete
+
+    @property
+    def listings(self) -> int:
+        """How many listings were done."""
+        return self._listings.listings
+
+    def relist(self, resume: bool = False) -> defer.Deferred:
+        """List the directory (see L{SectionListings.relist})."""
+        return self._listings.relist(resume)
 
     # -- the watch -------------------------------------------------------------
 
-    def attach(self, watcher: Watcher) -> bool:
-        """Watch the directory with C{watcher} (a new one after a watchdog reset)."""
-        self._watcher = watcher
+    def attach(self, source: EventSource) -> bool:
+        """Watch the directory with C{source} (a new one after a watchdog reset)."""
+        self._source = source
         self._wd = None
         self._stopped = False
+        self._listings.start()
         return self.try_watch()
 
     def try_watch(self) -> bool:
@@ -94,13 +110,13 @@ class DirectoryMonitor:
         """
         if self._wd is not None:
             return True
-        if self._watcher is None or self._stopped:
+        if self._source is None or self._stopped:
             return False
         try:
-            self._wd = self._watcher.add(self._path, self)
+            self._wd = self._source.add(self._path, self, self.mask)
         except WatchError as e:
             self.state = MISSING
-            problem = _why_not(self.directory, e)
+            problem = f"{self.directory} {e.reason}"
             if problem != self._problem:
                 # One line per change of cause, not one per retry.
                 self._problem = problem
@@ -150,8 +166,8 @@ class DirectoryMonitor:
             directory=self.directory,
             target=target,
         )
-        if self._watcher is not None:
-            self._watcher.remove(self._wd, self)
+        if self._source is not None:
+            self._source.remove(self._wd, self)
         self._wd = None
         self._target = None
         self.state = MISSING
@@ -160,21 +176,24 @@ class DirectoryMonitor:
     def detach(self) -> None:
         """Stop watching and listing (the observer is stopping)."""
         self._stopped = True
-        if self._watcher is not None and self._wd is not None:
-            self._watcher.remove(self._wd, self)
+        self._listings.stop()
+        if self._source is not None and self._wd is not None:
+            self._source.remove(self._wd, self)
         self._wd = None
 
-    def file_events(self, batch: list[tuple[bytes, int]]) -> None:
+    # -- the EventSink interface ---------------------------------------------------
+
+    def file_events(self, batch: Batch, read_time: float) -> None:
         """Entries appeared in the directory: announce those that pass."""
         subdirectories, accepts = self._subdirectories, self._accepts
-        encode, when = self._encoder.encode, self._watcher.read_time
+        encode, decode = self._encoder.encode, decode_name
         payloads = []
         for name, mask in batch:
             if mask & IN_ISDIR and not subdirectories:
                 continue
-            text = name.decode("utf-8", "surrogateescape")  # see events.decode_name
+            text = decode(name)
             if accepts(text):
-                payloads.append(encode(text, CREATED, when))
+                payloads.append(encode(text, CREATED, read_time))
         if payloads:
             self._writer.push_many(self._queue, payloads, self)
 
@@ -198,156 +217,3 @@ class DirectoryMonitor:
             directory=self.directory,
             why=why,
         )
-
-    # -- listings --------------------------------------------------------------
-
-    def relist(self, resume: bool = False) -> defer.Deferred:
-        """
-        List the directory and announce its files as C{"exists"}.
-
-        @param resume: continue after the last file announced by a listing
-            that C{poll_queue_limit} cut short (the catch-up), instead of
-            starting again from the oldest file.  Without it, a queue whose
-            consumer leaves files in place would see the same oldest files
-            announced again and again and the newer ones never.
-
-        A request during a listing is remembered and served by one more
-        listing when the current one ends (a full one if any request was).
-        """
-        if self._listing is not None:
-            self._list_again = True
-            self._again_full = self._again_full or not resume
-            return self._listing
-        d = self._listing = defer.ensureDeferred(self._list(resume))
-
-        def done(result: Any) -> Any:
-            self._listing = None
-            return result
-
-        return d.addBoth(done)
-
-    async def _list(self, resume: bool) -> None:
-        again = True
-        while again and not self._stopped and self._wd is not None:
-            self._list_again = False
-            self._again_full = False
-            try:
-                await self._list_once(resume)
-            except Exception:
-                self._log.failure("[{section}] Listing failed", section=self.section.name)
-            again = self._list_again
-            resume = not self._again_full
-
-    async def _list_once(self, resume: bool) -> None:
-        await self._writer.when_connected()
-        # A few listings at a time: thousands of directories listed at
-        # start-up would otherwise each hold a cooperative task, a listing
-        # and an LLEN in flight at once.
-        await self._slots.acquire()
-        try:
-            await self._list_in_slot(resume)
-        finally:
-            self._slots.release()
-
-    async def _list_in_slot(self, resume: bool) -> None:
-        room = None
-        limit = self.section.poll_queue_limit
-        if limit > 0:
-            try:
-                length = await self._writer.queue_length(self.section.queue)
-            except Exception as e:
-                self._log.warn(
-                    "[{section}] LLEN {queue} failed ({error}); listing again later",
-                    section=self.section.name,
-                    queue=self.section.queue,
-                    error=e,
-                )
-                self.incomplete = True
-                return
-            room = limit - length
-            if room <= 0:
-                if self.incomplete:
-                    return  # said already; the catch-up tries again later
-                self.incomplete = True
-                self._log.warn(
-                    "[{section}] Queue {queue} holds {length} events "
-                    "(poll_queue_limit {limit}): listing put off until it has room",
-                    section=self.section.name,
-                    queue=self.section.queue,
-                    length=length,
-                    limit=limit,
-                )
-                return
-        try:
-            entries = await scan_directory(
-                self.directory, self._accepts, self._subdirectories, self._cooperator
-            )
-        except OSError as e:
-            self._log.warn(
-                "[{section}] Cannot list {directory}: {error}",
-                section=self.section.name,
-                directory=self.directory,
-                error=e.strerror or e,
-            )
-            return
-        self.listings += 1
-        if resume and self._cursor is not None:
-            entries = entries[bisect.bisect_right(entries, self._cursor):]
-        found = len(entries)
-        if room is not None and found > room:
-            entries = entries[:room]
-            self._cursor = entries[-1]
-            self.incomplete = True
-            self._log.warn(
-                "[{section}] Listing of {directory} stopped at poll_queue_limit "
-                "{limit}: {sent} of {found} files announced",
-                section=self.section.name,
-                directory=self.directory,
-                limit=limit,
-                sent=len(entries),
-                found=found,
-            )
-        else:
-            self._cursor = None
-            self.incomplete = False
-        work = self._announce(entries)
-        cooperate = self._cooperator.cooperate if self._cooperator else task.cooperate
-        await cooperate(work).whenDone()
-        self._log.debug(
-            "[{section}] Listed {directory}: {n} files announced",
-            section=self.section.name,
-            directory=self.directory,
-            n=len(entries),
-        )
-
-    def _announce(self, entries: list[tuple[float, str]]) -> Iterator[Any]:
-        """Push C{"exists"} events, pausing while the writer is full."""
-        now = self._reactor.seconds()
-        writer = self._writer
-        push, encode, queue, held = writer.push, self._encoder.encode, self._queue, writer.held
-        # A listing never makes the writer drop events: it pauses at three
-        # quarters of max_held (whatever other listings run at the same
-        # time), which leaves room for live events.  Dropping here would ask
-        # for this very listing again, endlessly.
-        ceiling = max(1, writer.max_held * 3 // 4)
-        for i, (_mtime, name) in enumerate(entries, 1):
-            while held() >= ceiling:
-                yield writer.room()
-                if self._stopped:
-                    return
-            push(queue, encode(name, EXISTS, now), self)
-            if i % CHUNK == 0:
-                if self._stopped:
-                    return
-                yield None
-
-
-def _why_not(directory: str, e: WatchError) -> str:
-    """One line saying why C{directory} cannot be watched."""
-    if e.errno == errno.ENOENT:
-        return f"{directory} does not exist"
-    if e.errno == errno.ENOTDIR:
-        return f"{directory} is not a directory"
-    if e.errno == errno.EACCES:
-        return f"{directory}: permission denied"
-    return str(e)

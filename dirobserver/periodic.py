@@ -12,7 +12,9 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from twisted.internet import defer, task
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 
 class Periodic:
@@ -24,14 +26,15 @@ class Periodic:
 
     _log = Logger()
 
-    def __init__(self, work: Callable[[], Any], interval: float, what: str, clock: Any = None) -> None:
+    def __init__(
+        self, work: Callable[[], Any], interval: float, what: str, clock: IReactorTime
+    ) -> None:
         self._work = work
         self._what = what
         self.interval = interval
         self.calls = 0
         self._loop = task.LoopingCall(self._run)
-        if clock is not None:
-            self._loop.clock = clock
+        self._loop.clock = clock
 
     def _run(self) -> defer.Deferred:
         self.calls += 1
@@ -39,7 +42,7 @@ class Periodic:
         d.addErrback(self._failed)
         return d
 
-    def _failed(self, failure: Any) -> None:
+    def _failed(self, failure: Failure) -> None:
         self._log.failure("{what} failed; trying again in {interval} s", failure,
                           what=self._what, interval=self.interval)
 

@@ -1,43 +1,44 @@
 """
-The observer service: puts the pieces together and runs them in order.
+The observer: the service tree, and its core.
 
 Data flows one way: L{Watcher} (inotify) -> L{DirectoryMonitor} (filter,
-event) -> L{RedisWriter} (batches) -> Redis.  This module owns the order of
-start and stop, the periodic work (retrying missing directories, the forced
-poll, the watchdog) and the recovery actions that involve every directory
-(kernel queue overflow, watchdog reset).
+event) -> L{RedisWriter} (batches) -> Redis.  L{DirObserver} is the tree
+twistd runs; its children start in this order and stop in reverse, each
+waiting for the one before (L{dirobserver.services.OrderedMultiService}):
 
-Start: embedded Redis (when asked) -> writer (connects, retries forever) ->
-watcher and watches -> listings (they wait for Redis) -> periodic work.  The
-"ready" line is logged once every directory has been tried and Redis answers.
+ 1. the embedded Redis (C{--embedded-redis} only): started, and waited for
+    until it accepts connections (bounded; the writer retries anyway);
+ 2. the L{RedisWriter}: connects, and retries for as long as it runs; on
+    stop it delivers what it holds (bounded by C{timeout});
+ 3. the L{ObserverService} core: the watcher and the watches, the listings
+    (they wait for Redis), the periodic work (retrying missing directories,
+    the forced poll, the catch-up of cut listings, the watchdog) and the
+    recovery actions that involve every directory (kernel queue overflow,
+    watchdog reset, Redis reconnect).  On stop it reads what the kernel
+    queued and drops the watches first, so nothing new comes in.
 
-Stop (SIGTERM, SIGINT): periodic work and watches first, so nothing new
-comes in; then the writer delivers what it holds (bounded by C{timeout});
-then the embedded Redis, if any.
+The "ready" line is logged once every directory has been tried and Redis
+answers.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Any
 
 from twisted.application import service
-from twisted.internet import defer
+from twisted.internet import defer, task
+from twisted.internet.interfaces import IReactorCore
 from twisted.logger import Logger
 
+from . import exits
 from .config import Settings
 from .monitor import WATCHED, DirectoryMonitor
 from .periodic import Periodic
+from .services import OrderedMultiService
+from .stats import LISTING_BUCKETS, Histogram
 from .watchdog import Watchdog
 from .watcher import Watcher
 from .writer import RedisWriter
-
-#: Exit status when the watchdog gives up (EX_SOFTWARE from sysexits.h).
-EXIT_WATCHDOG = 70
-
-#: Exit status when no inotify instance can be created (EX_OSERR).
-EXIT_NO_INOTIFY = 71
 
 #: Directories listed at the same time (the others wait their turn).
 LISTINGS_AT_ONCE = 4
@@ -49,31 +50,109 @@ RETRY_INTERVAL = 1.0
 #: poll_queue_limit (the rest is listed once the queue has room again).
 CATCH_UP_INTERVAL = 5.0
 
+#: The cooperator's pause between two steps of cooperative work (a listing).
+_STEP_DELAY = 0.00001
 
-class ObserverService(service.Service):
+
+class DirObserver(OrderedMultiService):
     """
-    The whole observer as one Twisted service.
+    The whole daemon as one service tree (see the module docstring).
 
-    @ivar monitors: one L{DirectoryMonitor} per active section.
-    @ivar watcher: the current L{Watcher} (replaced by a watchdog reset).
-    @ivar exit_status: non-zero once the watchdog gave up.
+    @ivar writer: the L{RedisWriter}.
+    @ivar core: the L{ObserverService}.
     """
 
     _log = Logger()
     name = "dirobserver"
 
-    def __init__(self, settings: Settings, reactor: Any = None, embedded: Any = None) -> None:
-        if reactor is None:
-            from twisted.internet import reactor
+    def __init__(self, settings: Settings, reactor: IReactorCore, embedded: bool = False) -> None:
+        """
+        @param reactor: the one reactor every part uses (resolved once, by
+            L{dirobserver.tap.makeService}, or a test's).
+        @param embedded: run a private valkey-server first.
+        """
+        super().__init__()
         self.settings = settings
         self._reactor = reactor
-        self.embedded = embedded
+        if embedded:
+            from .embedded import EmbeddedRedis
+
+            EmbeddedRedis(settings.redis.host, settings.redis.port, reactor).setServiceParent(self)
         self.writer = RedisWriter(
-            settings.redis, settings.max_held_events, reactor, on_reconnect=self._reconnected
+            settings.redis, settings.max_held_events, reactor,
+            on_reconnect=lambda: self.core.reconnected(),
         )
+        self.writer.setServiceParent(self)
+        self.core = ObserverService(settings, self.writer, reactor)
+        self.core.setServiceParent(self)
+
+    def startService(self) -> defer.Deferred:
+        for warning in self.settings.warnings:
+            self._log.warn("{warning}", warning=warning)
+        self._log.info(
+            "dirobserver starting: {n} directories, Redis at {redis}, configuration {path}",
+            n=len(self.settings.sections),
+            redis=self.settings.redis.describe(),
+            path=self.settings.path,
+        )
+        return super().startService()
+
+    def stopService(self) -> defer.Deferred:
+        return super().stopService().addBoth(self._stopped)
+
+    def _stopped(self, result: Any) -> Any:
+        # twistd re-raises the signal that stopped the reactor once it is done
+        # (so the process "dies by SIGTERM").  A stop on SIGTERM or SIGINT is
+        # the normal, clean way for this daemon to end: everything held has
+        # been delivered or reported, so the exit status is 0.
+        if getattr(self._reactor, "_exitSignal", None) is not None:
+            self._reactor._exitSignal = None
+        self._log.info(
+            "dirobserver stopped: {delivered} events delivered, {held} not delivered; "
+            "{overflows} queue overflows, {reconnects} Redis reconnects, "
+            "{dropped} events left to listings",
+            delivered=self.writer.delivered,
+            held=self.writer.held(),
+            overflows=self.core.overflows,
+            reconnects=self.writer.reconnects,
+            dropped=self.writer.dropped,
+        )
+        return result
+
+
+class ObserverService(service.Service):
+    """
+    The core: the watcher, one L{DirectoryMonitor} per active section, and
+    the periodic and recovery work that involves them.
+
+    @ivar monitors: one L{DirectoryMonitor} per active section.
+    @ivar watcher: the current L{Watcher} (replaced by a watchdog reset).
+    @ivar overflows: kernel queue overflows, over every watcher so far.
+    @ivar listing_seconds: how long each listing took.
+    @ivar exit_status: non-zero once the observer gave up.
+    """
+
+    _log = Logger()
+    name = "observer"
+
+    def __init__(self, settings: Settings, writer: RedisWriter, reactor: IReactorCore) -> None:
+        """
+        @param reactor: an L{IReactorCore} that is also an L{IReactorTime}
+            and an L{IReactorFDSet} (the watcher reads in it).
+        """
+        self.settings = settings
+        self._reactor = reactor
+        self.writer = writer
+        # The service's own cooperator runs the listings: stopping it on
+        # stop ends every listing at once, and tests can drive it.
+        self._cooperator = task.Cooperator(
+            scheduler=lambda step: reactor.callLater(_STEP_DELAY, step), started=False
+        )
+        self.listing_seconds = Histogram(LISTING_BUCKETS)
         slots = defer.DeferredSemaphore(LISTINGS_AT_ONCE)
         self.monitors = [
-            DirectoryMonitor(s, self.writer, reactor, slots=slots) for s in settings.sections
+            DirectoryMonitor(s, writer, reactor, self._cooperator, slots, self.listing_seconds)
+            for s in settings.sections
         ]
         self.watcher: Watcher | None = None
         self.watchdog: Watchdog | None = None
@@ -92,27 +171,19 @@ class ObserverService(service.Service):
             for m in self.monitors
             if m.section.forced_poll > 0
         ]
+        self.overflows = 0
         self.exit_status = 0
+
+    @property
+    def watchdog_resets(self) -> int:
+        """How many times the watchdog recreated the watcher."""
+        return self.watchdog.resets if self.watchdog is not None else 0
 
     # -- start -----------------------------------------------------------------
 
     def startService(self) -> None:
         super().startService()
-        for warning in self.settings.warnings:
-            self._log.warn("{warning}", warning=warning)
-        self._log.info(
-            "dirobserver starting: {n} directories, Redis at {redis}, configuration {path}",
-            n=len(self.monitors),
-            redis=self.settings.redis.describe(),
-            path=self.settings.path,
-        )
-        if self.embedded is not None:
-            self.embedded.startService()
-            self.embedded.whenReady().addBoth(
-                lambda _: self.writer.startService() if self.running else None
-            )
-        else:
-            self.writer.startService()
+        self._cooperator.start()
         try:
             self.watcher = self._new_watcher()
         except Exception as e:
@@ -123,9 +194,7 @@ class ObserverService(service.Service):
                 "fs.inotify.max_user_instances may be reached; stopping",
                 error=e,
             )
-            self.exit_status = EXIT_NO_INOTIFY
-            _exit_with_status_after_shutdown(self._reactor, EXIT_NO_INOTIFY)
-            self._reactor.callWhenRunning(self._reactor.stop)
+            self._stop_process(exits.EXIT_NO_INOTIFY)
             return
         for monitor in self.monitors:
             monitor.attach(self.watcher)
@@ -156,11 +225,16 @@ class ObserverService(service.Service):
         )
 
     def _new_watcher(self) -> Watcher:
-        watcher = Watcher(self._reactor, on_overflow=self.relist_all)
+        watcher = Watcher(self._reactor, on_overflow=self._overflowed)
         watcher.startReading()
         return watcher
 
     # -- recovery --------------------------------------------------------------
+
+    def _overflowed(self) -> None:
+        """The kernel queue overflowed: events were lost, list everything."""
+        self.overflows += 1
+        self.relist_all()
 
     def relist_all(self) -> None:
         """List every watched directory (after events were lost)."""
@@ -178,13 +252,15 @@ class ObserverService(service.Service):
         if self.watchdog is not None:
             self.watchdog.attach(self.watcher)
 
-    def _reconnected(self) -> None:
+    def reconnected(self) -> None:
         """
         Redis is back after losing its connection.  What we held is resent by
         the writer; a listing of every directory also covers what Redis
         itself may have lost (a restart without persistence) for the files
         still present.  Cheap insurance, bounded by poll_queue_limit.
         """
+        if not self.running:
+            return
         self._log.info("Redis reconnected: listing every directory as insurance")
         self.relist_all()
 
@@ -202,13 +278,17 @@ class ObserverService(service.Service):
 
     def _give_up(self) -> None:
         """The watchdog gave up: stop, and exit non-zero."""
-        self.exit_status = EXIT_WATCHDOG
-        _exit_with_status_after_shutdown(self._reactor, EXIT_WATCHDOG)
-        self._reactor.stop()
+        self._stop_process(exits.EXIT_WATCHDOG)
+
+    def _stop_process(self, status: int) -> None:
+        """Stop the whole daemon; the process then exits with C{status}."""
+        self.exit_status = status
+        exits.exit_after_shutdown(status)
+        self._reactor.callWhenRunning(self._reactor.stop)
 
     # -- stop ------------------------------------------------------------------
 
-    def stopService(self) -> defer.Deferred:
+    def stopService(self) -> None:
         super().stopService()
         self._log.info("dirobserver stopping: no new events; delivering what is held")
         self._retry.stop()
@@ -223,45 +303,6 @@ class ObserverService(service.Service):
             monitor.detach()
         if self.watcher is not None:
             self.watcher.close()
-        d = defer.maybeDeferred(self.writer.stopService)
-        if self.embedded is not None:
-            d.addBoth(lambda _: self.embedded.stopService())
-        return d.addBoth(self._stopped)
-
-    def _stopped(self, _: Any) -> None:
-        # twistd re-raises the signal that stopped the reactor once it is done
-        # (so the process "dies by SIGTERM").  A stop on SIGTERM or SIGINT is
-        # the normal, clean way for this daemon to end: everything held has
-        # been delivered or reported, so the exit status is 0.
-        if getattr(self._reactor, "_exitSignal", None) is not None:
-            self._reactor._exitSignal = None
-        watcher = self.watcher
-        self._log.info(
-            "dirobserver stopped: {delivered} events delivered, {held} not delivered; "
-            "{overflows} queue overflows, {reconnects} Redis reconnects, "
-            "{dropped} events left to listings",
-            delivered=self.writer.delivered,
-            held=self.writer.held(),
-            overflows=watcher.overflows if watcher is not None else 0,
-            reconnects=self.writer.reconnects,
-            dropped=self.writer.dropped,
-        )
-
-
-def _exit_with_status_after_shutdown(reactor: Any, status: int) -> None:
-    """
-    Make the process exit with C{status} once twistd is done.
-
-    twistd exits 0 after the reactor stops, whatever the reason.  An
-    C{atexit} hook runs after twistd has stopped the services, written its
-    last log lines and removed the pidfile; it then ends the process with the
-    status a supervisor needs to see.
-    """
-    import atexit
-
-    def _exit() -> None:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(status)
-
-    atexit.register(_exit)
+        # Every listing ends here; the writer (stopped next) delivers what
+        # they pushed.
+        self._cooperator.stop()

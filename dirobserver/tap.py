@@ -16,10 +16,8 @@ import sys
 from twisted.python import usage
 
 from . import config
-from .service import ObserverService
-
-#: Exit status for a configuration that cannot be used (EX_CONFIG).
-EXIT_CONFIG = 78
+from .exits import EXIT_CONFIG
+from .service import DirObserver
 
 
 class Options(usage.Options):
@@ -69,12 +67,13 @@ def _fail(message: str) -> None:
     raise SystemExit(EXIT_CONFIG)
 
 
-def makeService(options: Options) -> ObserverService:
-    """Build the observer service; nothing is opened until it starts."""
-    settings = options["settings"]
-    embedded = None
-    if options["embedded-redis"]:
-        from .embedded import EmbeddedRedis
+def makeService(options: Options) -> DirObserver:
+    """
+    Build the service tree; nothing is opened until it starts.
 
-        embedded = EmbeddedRedis(settings.redis.host, settings.redis.port)
-    return ObserverService(settings, embedded=embedded)
+    The reactor is resolved here, once (twistd has installed the one chosen
+    by C{--reactor} by now), and handed to every part.
+    """
+    from twisted.internet import reactor
+
+    return DirObserver(options["settings"], reactor, embedded=bool(options["embedded-redis"]))

@@ -22,11 +22,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from typing import Any, Callable
+from typing import Callable
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from .periodic import Periodic
+from .sources import Batch
 from .watcher import Watcher, WatchError
 
 
@@ -43,10 +45,14 @@ class Watchdog:
     def __init__(
         self,
         timeout: float,
-        clock: Any,
+        clock: IReactorTime,
         on_deaf: Callable[[], None],
         on_dead: Callable[[], None],
     ) -> None:
+        """
+        @param on_deaf: recreate the watcher (first remedy).
+        @param on_dead: give up (no probe answered for C{timeout} seconds).
+        """
         self.timeout = timeout
         # Several probes fit in the timeout, with one reset attempt between.
         self.interval = min(max(timeout / 5.0, 0.2), 10.0)
@@ -113,7 +119,7 @@ class Watchdog:
 
     # -- the Sink interface ----------------------------------------------------
 
-    def file_events(self, batch: list[tuple[bytes, int]]) -> None:
+    def file_events(self, batch: Batch, read_time: float) -> None:
         """A probe came back (or something else appeared there)."""
         if any(name == self._expected for name, _mask in batch):
             self.answers += 1

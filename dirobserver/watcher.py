@@ -19,9 +19,15 @@ what makes it unfit for a daemon that must not lose events:
     name is handed over as bytes: the mask already says whether the entry is
     a directory, so nothing needs a path object or a C{stat}.
 
-A sink (see L{Sink}) receives the events of one directory.  Several sinks may
-share one watch (two sections of the configuration watching the same
-directory get the same watch descriptor from the kernel).
+A sink (see L{dirobserver.sources.EventSink}) receives the events of one
+directory.  Several sinks may share one watch (two sections of the
+configuration watching the same directory get the same watch descriptor from
+the kernel), each with a mask of its own: the kernel watch asks for the union,
+and each sink is handed only the events of its mask.
+
+The libc calls go through L{LibcInotify}; a test passes another object (one
+that fails with C{ENOSPC}, say) as C{calls}, as Twisted's own C{INotify}
+allows through its C{_inotify} attribute.
 """
 
 from __future__ import annotations
@@ -31,10 +37,13 @@ import ctypes.util
 import errno
 import os
 import struct
-from typing import Callable, Protocol
+from typing import Callable
 
 from twisted.internet import inotify, main
+from twisted.internet.interfaces import IReactorFDSet
 from twisted.logger import Logger
+
+from .sources import Batch, EventSink
 
 IN_CREATE = inotify.IN_CREATE
 IN_MOVED_TO = inotify.IN_MOVED_TO
@@ -50,6 +59,9 @@ IN_ONLYDIR = inotify.IN_ONLYDIR
 #: directory itself going away.  (C{IN_ONLYDIR}: refuse to watch a file.)
 WATCH_MASK = IN_CREATE | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR
 
+#: Bits of a mask that are flags of the watch, not kinds of events.
+_FLAGS = IN_ONLYDIR
+
 #: Masks that end a watch: after them the watch no longer reports the
 #: configured path.
 _ENDS_WATCH = IN_DELETE_SELF | IN_MOVE_SELF | IN_UNMOUNT | IN_IGNORED
@@ -59,40 +71,65 @@ _READ_SIZE = 256 * 1024
 #: Reads per reactor turn at most, so a flood cannot starve timers and Redis.
 _READS_PER_TURN = 4
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-_libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
-_libc.inotify_add_watch.restype = ctypes.c_int
-_libc.inotify_rm_watch.argtypes = [ctypes.c_int, ctypes.c_int]
-_libc.inotify_rm_watch.restype = ctypes.c_int
-
-
 class WatchError(OSError):
     """
     A directory could not be watched.  C{errno} says why (C{ENOENT},
     C{ENOTDIR}, C{EACCES}, C{ENOSPC} for the C{max_user_watches} limit).
     """
 
-    def __str__(self) -> str:
-        path = os.fsdecode(self.filename)
+    @property
+    def reason(self) -> str:
+        """Why, in a few words that follow the path in a log line."""
+        if self.errno == errno.ENOENT:
+            return "does not exist"
+        if self.errno == errno.ENOTDIR:
+            return "is not a directory"
+        if self.errno == errno.EACCES:
+            return "cannot be read: permission denied"
         if self.errno == errno.ENOSPC:
             return (
-                f"cannot watch {path}: the inotify watch limit is reached "
+                "is beyond the inotify watch limit, which is reached "
                 "(raise fs.inotify.max_user_watches)"
             )
-        return f"cannot watch {path}: {self.strerror}"
+        return f"cannot be watched ({self.strerror})"
+
+    def __str__(self) -> str:
+        return f"cannot watch {os.fsdecode(self.filename)}: it {self.reason}"
 
 
-class Sink(Protocol):
-    """What receives the events of one watched directory."""
+class LibcInotify:
+    """The three inotify system calls, through C{ctypes}."""
 
-    def file_events(self, batch: list[tuple[bytes, int]]) -> None:
-        """
-        Entries appeared, in this order: C{(name, mask)} pairs, where
-        C{mask & IN_ISDIR} says the entry is a directory.
-        """
+    def __init__(self) -> None:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        libc.inotify_init1.argtypes = [ctypes.c_int]
+        libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
+        libc.inotify_rm_watch.argtypes = [ctypes.c_int, ctypes.c_int]
+        self._libc = libc
 
-    def watch_ended(self, mask: int) -> None:
-        """The watch is over: the directory was deleted, moved or unmounted."""
+    def init(self) -> int:
+        """A new non-blocking, close-on-exec inotify descriptor."""
+        fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if fd < 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code))
+        return fd
+
+    def add_watch(self, fd: int, path: bytes, mask: int) -> int:
+        """Watch C{path} for C{mask} (replacing the mask of an existing watch)."""
+        wd = self._libc.inotify_add_watch(fd, path, mask)
+        if wd < 0:
+            code = ctypes.get_errno()
+            raise WatchError(code, os.strerror(code), path)
+        return wd
+
+    def rm_watch(self, fd: int, wd: int) -> None:
+        """End watch C{wd}; the kernel may have ended it already (EINVAL)."""
+        self._libc.inotify_rm_watch(fd, wd)
+
+
+#: The process's libc, loaded once.
+LIBC_INOTIFY = LibcInotify()
 
 
 class Watcher(inotify.INotify):
@@ -101,49 +138,76 @@ class Watcher(inotify.INotify):
 
     @ivar overflows: how many times the kernel queue overflowed.
     @ivar events: how many events were read.
-    @ivar read_time: when the events being dispatched were read; sinks use it
-        as the event time (one clock call per read, not per event).
+
+    The reactor is an L{IReactorFDSet} (the descriptor is read in it) and an
+    L{IReactorTime} (each read is stamped with its C{seconds()}).
     """
 
     _log = Logger()
 
     def __init__(
         self,
-        reactor=None,
+        reactor: IReactorFDSet,
         on_overflow: Callable[[], None] | None = None,
+        calls: LibcInotify = LIBC_INOTIFY,
     ) -> None:
+        # Twisted's INotify opens its descriptor through self._inotify.init().
+        self._inotify = calls
         super().__init__(reactor=reactor)
-        self._sinks: dict[int, list[Sink]] = {}
+        #: per watch descriptor: the sinks and the mask each asked for
+        self._sinks: dict[int, list[tuple[EventSink, int]]] = {}
+        #: watch descriptors whose sinks do not all share one mask
+        self._mixed: set[int] = set()
         self._on_overflow = on_overflow
         self.overflows = 0
         self.events = 0
-        #: When the events being dispatched were read (one clock call per read).
-        self.read_time = self.reactor.seconds()
 
-    def add(self, path: bytes, sink: Sink) -> int:
+    def add(self, path: bytes, sink: EventSink, mask: int = WATCH_MASK) -> int:
         """
-        Start delivering the events of directory C{path} to C{sink}.
+        Start delivering the events of directory C{path} selected by C{mask}
+        to C{sink} (see L{dirobserver.sources.EventSource.add}).
 
         @return: the watch descriptor, to give back to L{remove}.
         @raise WatchError: when the kernel refuses the watch.
         """
-        wd = _libc.inotify_add_watch(self._fd, path, WATCH_MASK)
-        if wd < 0:
-            code = ctypes.get_errno()
-            raise WatchError(code, os.strerror(code), path)
-        self._sinks.setdefault(wd, []).append(sink)
+        wd = self._inotify.add_watch(self._fd, path, mask)
+        sinks = self._sinks.get(wd)
+        if sinks is None:
+            self._sinks[wd] = [(sink, mask)]
+            return wd
+        sinks.append((sink, mask))
+        self._update(wd, path)
         return wd
 
-    def remove(self, wd: int, sink: Sink) -> None:
+    def remove(self, wd: int, sink: EventSink) -> None:
         """Stop delivering events of watch C{wd} to C{sink}."""
         sinks = self._sinks.get(wd)
-        if sinks is None or sink not in sinks:
+        if sinks is None:
             return
-        sinks.remove(sink)
-        if not sinks:
+        kept = [(s, m) for s, m in sinks if s is not sink]
+        if len(kept) == len(sinks):
+            return
+        if kept:
+            self._sinks[wd] = kept
+            self._update(wd, None)
+        else:
             del self._sinks[wd]
-            # The kernel may have ended the watch already; EINVAL is fine.
-            _libc.inotify_rm_watch(self._fd, wd)
+            self._mixed.discard(wd)
+            self._inotify.rm_watch(self._fd, wd)
+
+    def _update(self, wd: int, path: bytes | None) -> None:
+        """Ask the kernel for the union of the sinks' masks of C{wd}."""
+        masks = {m for _s, m in self._sinks[wd]}
+        if len(masks) > 1:
+            self._mixed.add(wd)
+        else:
+            self._mixed.discard(wd)
+        if path is not None:
+            union = 0
+            for m in masks:
+                union |= m
+            # inotify_add_watch on a watched inode replaces its mask.
+            self._inotify.add_watch(self._fd, path, union)
 
     def watch_count(self) -> int:
         """How many kernel watches this instance holds."""
@@ -176,7 +240,7 @@ class Watcher(inotify.INotify):
         call per watched directory and read (a burst into one directory
         costs one call per few thousand events, not one per event).
         """
-        self.read_time = self.reactor.seconds()
+        read_time = self.reactor.seconds()
         unpack = _HEADER.unpack_from
         sinks_of = self._sinks.get
         batches: dict[int, list[tuple[bytes, int]]] = {}
@@ -196,7 +260,7 @@ class Watcher(inotify.INotify):
                 continue
             if mask & _ENDS_WATCH:
                 # What came before the end of the watch goes first.
-                self._dispatch(wd, batches.pop(wd, None))
+                self._dispatch(wd, batches.pop(wd, None), read_time)
                 self._end_watch(wd, mask)
                 continue
             batch = batches.get(wd)
@@ -205,14 +269,20 @@ class Watcher(inotify.INotify):
             batch.append((in_[start:offset].rstrip(b"\0"), mask))
         self.events += count
         for wd, batch in batches.items():
-            self._dispatch(wd, batch)
+            self._dispatch(wd, batch, read_time)
 
-    def _dispatch(self, wd: int, batch: list[tuple[bytes, int]] | None) -> None:
+    def _dispatch(self, wd: int, batch: Batch | None, read_time: float) -> None:
         if not batch:
             return
-        for sink in self._sinks.get(wd, ()):
+        mixed = wd in self._mixed
+        for sink, mask in self._sinks.get(wd, ()):
+            # Usually every sink of a watch asked for the same events: the
+            # batch is handed over as it is, no copy per sink.
+            mine = [e for e in batch if e[1] & mask & ~_FLAGS] if mixed else batch
+            if not mine:
+                continue
             try:
-                sink.file_events(batch)
+                sink.file_events(mine, read_time)
             except Exception:
                 # A failing sink must not end the reading (the reactor would
                 # drop the descriptor) nor cost the other sinks their events.
@@ -234,11 +304,12 @@ class Watcher(inotify.INotify):
         C{loseConnection()} on C{IN_DELETE_SELF}).
         """
         sinks = self._sinks.pop(wd)
+        self._mixed.discard(wd)
         if mask & IN_MOVE_SELF:
             # A moved directory is still watched by the kernel, under its new
             # name: drop that watch, it no longer covers the configured path.
-            _libc.inotify_rm_watch(self._fd, wd)
-        for sink in sinks:
+            self._inotify.rm_watch(self._fd, wd)
+        for sink, _mask in sinks:
             try:
                 sink.watch_ended(mask)
             except Exception:
@@ -262,4 +333,5 @@ class Watcher(inotify.INotify):
     def close(self) -> None:
         """Drop every watch and close the inotify descriptor."""
         self._sinks.clear()
+        self._mixed.clear()
         self.loseConnection()

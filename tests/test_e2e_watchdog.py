@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import RedisServer, drain, write_config  # noqa: E402
 
 from dirobserver import config  # noqa: E402
-from dirobserver.service import ObserverService  # noqa: E402
+from dirobserver.service import DirObserver  # noqa: E402
 
 
 def test_suspended_longer_than_the_timeout_is_not_stopped(
@@ -85,9 +85,10 @@ class WatcherResetTests(unittest.TestCase):
             {"redis_server": "127.0.0.1", "redis_port": self.server.port,
              "monitor_inactivitytimeout": 0},
         )
-        service = ObserverService(config.load(str(path)), reactor)
-        service.startService()
-        self.addCleanup(lambda: service.stopService() if service.running else None)
+        tree = DirObserver(config.load(str(path)), reactor)
+        tree.startService()
+        self.addCleanup(lambda: tree.stopService() if tree.running else None)
+        service = tree.core
         client = self.server.client()
         yield self.wait_for(lambda: all(m.listings == 1 for m in service.monitors))
 
@@ -106,4 +107,4 @@ class WatcherResetTests(unittest.TestCase):
         # The old inotify descriptor is closed on the next turn.
         yield task.deferLater(reactor, 0.05, lambda: None)
         self.assertFalse(old.connected)
-        yield service.stopService()
+        yield tree.stopService()

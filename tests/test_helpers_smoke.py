@@ -162,14 +162,14 @@ _EMBEDDED_SCRIPT = textwrap.dedent(
     @defer.inlineCallbacks
     def main():
         try:
-            service = EmbeddedRedis("127.0.0.1", port)
+            service = EmbeddedRedis("127.0.0.1", port, reactor)
             service.startService()
-            yield service.whenReady()
+            yield service.when_ready()
             print("READY pid=%d" % service.pid, flush=True)
             # A second one finds the port taken and starts nothing.
-            again = EmbeddedRedis("127.0.0.1", port)
+            again = EmbeddedRedis("127.0.0.1", port, reactor)
             again.startService()
-            yield again.whenReady()
+            yield again.when_ready()
             print("SECOND pid=%s" % again.pid, flush=True)
             again.stopService()
             pid = service.pid

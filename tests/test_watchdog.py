@@ -34,7 +34,7 @@ class StandInWatcher:
     def drain(self) -> None:
         """Read what the kernel queued: here, the answers the test queued."""
         for sink, batch in self.queued:
-            sink.file_events(batch)
+            sink.file_events(batch, 0.0)
         self.queued = []
 
 
@@ -60,7 +60,7 @@ class WatchdogTests(unittest.TestCase):
         """Play inotify: report the probe file that exists now."""
         names = os.listdir(os.fsencode(self.dog.directory))
         self.assertEqual(len(names), 1, "one probe file at a time")
-        self.dog.file_events([(names[0], 0x100)])
+        self.dog.file_events([(names[0], 0x100)], 0.0)
 
     def test_probe_directory_is_private_and_watched(self):
         """start() creates a private directory, watches it and probes at once."""
@@ -108,7 +108,7 @@ class WatchdogTests(unittest.TestCase):
 
     def test_only_the_expected_probe_counts(self):
         """An unrelated name in the probe directory is not an answer."""
-        self.dog.file_events([(b"something-else", 0x100)])
+        self.dog.file_events([(b"something-else", 0x100)], 0.0)
         self.assertEqual(self.dog.answers, 0)
         self.clock.advance(self.dog.interval)
         self.assertEqual(self.resets, 1)

@@ -27,9 +27,11 @@ class RecordingSink:
         self.names: list[bytes] = []
         self.masks: list[int] = []
         self.ended: list[int] = []
+        self.read_times: list[float] = []
         self._waiters: list[tuple[object, defer.Deferred]] = []
 
-    def file_events(self, batch) -> None:
+    def file_events(self, batch, read_time) -> None:
+        self.read_times.append(read_time)
         for name, mask in batch:
             self.names.append(name)
             self.masks.append(mask)
@@ -178,8 +180,8 @@ class WatcherTests(unittest.TestCase):
         d = self.mkdir("faulty")
 
         class Faulty(RecordingSink):
-            def file_events(self, batch):
-                super().file_events(batch)
+            def file_events(self, batch, read_time):
+                super().file_events(batch, read_time)
                 if any(name == b"boom" for name, _ in batch):
                     raise RuntimeError("boom")
 
