@@ -156,7 +156,13 @@ class Watcher(inotify.INotify):
         super().__init__(reactor=reactor)
         #: per watch descriptor: the sinks and the mask each asked for
         self._sinks: dict[int, list[tuple[EventSink, int]]] = {}
-        #: watch descriptors whose sinks do not all share one mask
+        #: per watch descriptor: the paths it was set on (several when a
+        #: link leads to the same directory), and the mask the kernel was
+        #: asked for (the union of its sinks' masks)
+        self._paths: dict[int, list[bytes]] = {}
+        self._wd_of: dict[bytes, int] = {}
+        self._union: dict[int, int] = {}
+        #: watch descriptors with a sink that asked for less than the union
         self._mixed: set[int] = set()
         self._on_overflow = on_overflow
         self.overflows = 0
@@ -170,13 +176,20 @@ class Watcher(inotify.INotify):
         @return: the watch descriptor, to give back to L{remove}.
         @raise WatchError: when the kernel refuses the watch.
         """
-        wd = self._inotify.add_watch(self._fd, path, mask)
-        sinks = self._sinks.get(wd)
-        if sinks is None:
-            self._sinks[wd] = [(sink, mask)]
-            return wd
-        sinks.append((sink, mask))
-        self._update(wd, path)
+        # inotify_add_watch on a watched inode replaces its mask: ask for
+        # what the sinks already there need too, so none misses an event.
+        known = self._wd_of.get(path)
+        wanted = mask | (self._union.get(known, 0) if known is not None else 0)
+        wd = self._inotify.add_watch(self._fd, path, wanted)
+        self._sinks.setdefault(wd, []).append((sink, mask))
+        paths = self._paths.setdefault(wd, [])
+        if path not in paths:
+            paths.append(path)
+        self._wd_of[path] = wd
+        self._union[wd] = wanted  # what the kernel reports now
+        # The same directory reached under another name (a symbolic link)
+        # has sinks this path did not know of: ask for their events again.
+        self._narrow(wd)
         return wd
 
     def remove(self, wd: int, sink: EventSink) -> None:
@@ -189,25 +202,39 @@ class Watcher(inotify.INotify):
             return
         if kept:
             self._sinks[wd] = kept
-            self._update(wd, None)
+            self._narrow(wd)
         else:
-            del self._sinks[wd]
-            self._mixed.discard(wd)
+            self._forget(wd)
             self._inotify.rm_watch(self._fd, wd)
 
-    def _update(self, wd: int, path: bytes | None) -> None:
-        """Ask the kernel for the union of the sinks' masks of C{wd}."""
-        masks = {m for _s, m in self._sinks[wd]}
-        if len(masks) > 1:
+    def _narrow(self, wd: int) -> None:
+        """Ask the kernel for exactly the union of the masks of C{wd}'s sinks."""
+        union = 0
+        for _sink, mask in self._sinks[wd]:
+            union |= mask
+        if union != self._union.get(wd):
+            self._union[wd] = union
+            try:
+                self._inotify.add_watch(self._fd, self._paths[wd][-1], union)
+            except WatchError:
+                pass  # the directory went away: its end-of-watch event follows
+        self._note_mixed(wd)
+
+    def _note_mixed(self, wd: int) -> None:
+        union = self._union[wd]
+        if any(mask != union for _sink, mask in self._sinks[wd]):
             self._mixed.add(wd)
         else:
             self._mixed.discard(wd)
-        if path is not None:
-            union = 0
-            for m in masks:
-                union |= m
-            # inotify_add_watch on a watched inode replaces its mask.
-            self._inotify.add_watch(self._fd, path, union)
+
+    def _forget(self, wd: int) -> list[tuple[EventSink, int]]:
+        """Drop every record of watch C{wd}; return its sinks."""
+        for path in self._paths.pop(wd, ()):
+            if self._wd_of.get(path) == wd:
+                del self._wd_of[path]
+        self._union.pop(wd, None)
+        self._mixed.discard(wd)
+        return self._sinks.pop(wd, [])
 
     def watch_count(self) -> int:
         """How many kernel watches this instance holds."""
@@ -274,11 +301,14 @@ class Watcher(inotify.INotify):
     def _dispatch(self, wd: int, batch: Batch | None, read_time: float) -> None:
         if not batch:
             return
-        mixed = wd in self._mixed
+        union = self._union.get(wd) if wd in self._mixed else None
         for sink, mask in self._sinks.get(wd, ()):
             # Usually every sink of a watch asked for the same events: the
             # batch is handed over as it is, no copy per sink.
-            mine = [e for e in batch if e[1] & mask & ~_FLAGS] if mixed else batch
+            if union is None or mask == union:
+                mine = batch
+            else:
+                mine = [e for e in batch if e[1] & mask & ~_FLAGS]
             if not mine:
                 continue
             try:
@@ -303,8 +333,7 @@ class Watcher(inotify.INotify):
         One watch is over; every other watch goes on (unlike Twisted's
         C{loseConnection()} on C{IN_DELETE_SELF}).
         """
-        sinks = self._sinks.pop(wd)
-        self._mixed.discard(wd)
+        sinks = self._forget(wd)
         if mask & IN_MOVE_SELF:
             # A moved directory is still watched by the kernel, under its new
             # name: drop that watch, it no longer covers the configured path.
@@ -332,6 +361,6 @@ class Watcher(inotify.INotify):
 
     def close(self) -> None:
         """Drop every watch and close the inotify descriptor."""
-        self._sinks.clear()
-        self._mixed.clear()
+        for table in (self._sinks, self._paths, self._wd_of, self._union, self._mixed):
+            table.clear()
         self.loseConnection()

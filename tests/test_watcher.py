@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
@@ -223,3 +224,78 @@ class WatcherTests(unittest.TestCase):
         self.assertEqual(self.overflows, 1)
         self.assertEqual(self.watcher.overflows, 1)
         self.assertLess(len(sink.names), limit + 2000)
+
+
+class FailingCalls:
+    """Stands in for libc: opens a real descriptor, refuses every watch."""
+
+    def __init__(self, code: int) -> None:
+        from dirobserver.watcher import LIBC_INOTIFY
+
+        self._real = LIBC_INOTIFY
+        self.code = code
+
+    def init(self) -> int:
+        return self._real.init()
+
+    def add_watch(self, fd: int, path: bytes, mask: int) -> int:
+        raise WatchError(self.code, os.strerror(self.code), path)
+
+    def rm_watch(self, fd: int, wd: int) -> None:
+        self._real.rm_watch(fd, wd)
+
+
+class SeamTests(unittest.TestCase):
+    """The event-source seams: masks per sink, read times, replaceable libc."""
+
+    def setUp(self) -> None:
+        self.root = tempfile.mkdtemp(prefix="dirobserver-test-")
+        self.addCleanup(shutil.rmtree, self.root, True)
+
+    def watcher(self, **kwargs) -> Watcher:
+        watcher = Watcher(reactor, **kwargs)
+        watcher.startReading()
+        self.addCleanup(watcher.close)
+        return watcher
+
+    def test_watch_limit_reached_is_one_clear_message(self):
+        """ENOSPC (max_user_watches) injected through the libc seam names the sysctl."""
+        import errno
+
+        watcher = self.watcher(calls=FailingCalls(errno.ENOSPC))
+        with self.assertRaises(WatchError) as refused:
+            watcher.add(os.fsencode(self.root), RecordingSink())
+        self.assertEqual(refused.exception.errno, errno.ENOSPC)
+        self.assertIn("fs.inotify.max_user_watches", str(refused.exception))
+        self.assertIn("watch limit", refused.exception.reason)
+
+    @defer.inlineCallbacks
+    def test_each_sink_gets_the_events_of_its_own_mask(self):
+        """Two sinks on one directory, one also asking for IN_CLOSE_WRITE."""
+        from dirobserver.watcher import IN_CREATE, WATCH_MASK
+
+        in_close_write = 0x00000008
+        watcher = self.watcher()
+        d = os.fsencode(self.root)
+        plain, closing = RecordingSink(), RecordingSink()
+        before = time.time()
+        wd1 = watcher.add(d, plain)
+        wd2 = watcher.add(d, closing, WATCH_MASK | in_close_write)
+        self.assertEqual(wd1, wd2)
+        with open(os.path.join(d, b"f"), "w") as f:
+            f.write("x")
+        yield closing.wait(lambda s: len(s.names) >= 2)
+        self.assertEqual(closing.names, [b"f", b"f"])
+        self.assertTrue(closing.masks[0] & IN_CREATE and closing.masks[1] & in_close_write)
+        self.assertEqual(plain.names, [b"f"])
+        self.assertTrue(plain.masks[0] & IN_CREATE)
+        # Every batch carries the time it was read.
+        self.assertTrue(all(before <= t <= time.time() for t in closing.read_times))
+        # Without the closing sink, the kernel stops reporting closes.
+        watcher.remove(wd2, closing)
+        with open(os.path.join(d, b"g"), "w") as f:
+            f.write("x")
+        yield plain.wait(lambda s: len(s.names) >= 2)
+        yield task.deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual(plain.names, [b"f", b"g"])
+        self.assertEqual(closing.names, [b"f", b"f"])

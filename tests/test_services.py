@@ -1,0 +1,151 @@
+"""
+The service tree (services.OrderedMultiService, tap.makeService) and the
+exit path (exits.exit_after_shutdown).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from twisted.application import service
+from twisted.internet import defer, task
+from twisted.trial import unittest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from helpers import REPO_ROOT, write_config  # noqa: E402
+
+from dirobserver import config, tap  # noqa: E402
+from dirobserver.embedded import EmbeddedRedis  # noqa: E402
+from dirobserver.service import DirObserver, ObserverService  # noqa: E402
+from dirobserver.services import OrderedMultiService  # noqa: E402
+from dirobserver.writer import RedisWriter  # noqa: E402
+
+
+class Part(service.Service):
+    """A child that records its start and stop, and takes C{delay} to do each."""
+
+    def __init__(self, name: str, journal: list[str], clock: task.Clock, delay: float = 0,
+                 fail: str = "") -> None:
+        self.name, self.journal, self.clock, self.delay, self.fail = name, journal, clock, delay, fail
+
+    def _step(self, what: str) -> defer.Deferred:
+        self.journal.append(f"{what} {self.name}")
+
+        def done() -> None:
+            self.journal.append(f"{what} {self.name} done")
+            if self.fail == what:
+                raise RuntimeError(f"{self.name} cannot {what}")
+
+        return task.deferLater(self.clock, self.delay, done)
+
+    def startService(self) -> defer.Deferred:
+        service.Service.startService(self)
+        return self._step("start")
+
+    def stopService(self) -> defer.Deferred:
+        service.Service.stopService(self)
+        return self._step("stop")
+
+
+class OrderedMultiServiceTests(unittest.TestCase):
+    def tree(self, *parts: Part) -> OrderedMultiService:
+        top = OrderedMultiService()
+        for part in parts:
+            part.setServiceParent(top)
+        return top
+
+    def test_children_start_in_order_and_stop_in_reverse_each_waiting(self):
+        """The second child starts only once the first one's start has fired."""
+        clock, journal = task.Clock(), []
+        top = self.tree(Part("a", journal, clock, 1), Part("b", journal, clock, 1))
+        started = top.startService()
+        self.assertEqual(journal, ["start a"])
+        clock.advance(1)
+        self.assertEqual(journal, ["start a", "start a done", "start b"])
+        clock.advance(1)
+        self.assertTrue(started.called)
+        journal.clear()
+        stopped = top.stopService()
+        clock.advance(1)
+        self.assertEqual(journal, ["stop b", "stop b done", "stop a"])
+        self.assertFalse(stopped.called)
+        clock.advance(1)
+        self.assertTrue(stopped.called)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_a_failing_stop_is_reported_and_the_others_still_stop(self):
+        """A child that fails to stop: the rest stop, and the caller gets the failure."""
+        clock, journal = task.Clock(), []
+        top = self.tree(Part("a", journal, clock), Part("b", journal, clock, fail="stop"))
+        top.startService()
+        clock.advance(0)
+        stopped = top.stopService()
+        clock.advance(0)
+        clock.advance(0)
+        self.assertIn("stop a done", journal)
+        self.failureResultOf(stopped, RuntimeError)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_a_failing_start_does_not_keep_the_others_from_starting(self):
+        clock, journal = task.Clock(), []
+        top = self.tree(Part("a", journal, clock, fail="start"), Part("b", journal, clock))
+        started = top.startService()
+        clock.advance(0)
+        clock.advance(0)
+        self.assertIn("start b done", journal)
+        self.failureResultOf(started, RuntimeError)
+        self.flushLoggedErrors(RuntimeError)
+
+
+class MakeServiceTests(unittest.TestCase):
+    def options(self, *extra: str) -> tap.Options:
+        tmp = Path(self.mktemp()).absolute()
+        tmp.mkdir(parents=True)
+        path = write_config(tmp, {"s": {"active": "true", "directory": tmp, "queue": "q"}},
+                            {"redis_server": "127.0.0.1", "redis_port": 6399})
+        options = tap.Options()
+        options.parseOptions([f"--config={path}", *extra])
+        return options
+
+    def test_the_tree_holds_writer_then_core(self):
+        """makeService builds the parts in start order and opens nothing."""
+        tree = tap.makeService(self.options())
+        self.assertIsInstance(tree, DirObserver)
+        self.assertEqual([type(c) for c in tree], [RedisWriter, ObserverService])
+        self.assertFalse(tree.running)
+        self.assertIsNone(tree.core.watcher)
+
+    def test_embedded_redis_comes_first(self):
+        tree = tap.makeService(self.options("--embedded-redis"))
+        self.assertEqual([type(c) for c in tree], [EmbeddedRedis, RedisWriter, ObserverService])
+
+
+def test_exit_status_after_shutdown_runs_every_other_exit_handler(tmp_path: Path) -> None:
+    """The status is the one asked for, and handlers registered before still run, once."""
+    script = textwrap.dedent(
+        """
+        import atexit, sys
+        atexit.register(lambda: print("registered before", flush=True))
+        from dirobserver import exits
+        atexit.register(lambda: print("registered after", flush=True))
+        exits.exit_after_shutdown(exits.EXIT_WATCHDOG)
+        exits.exit_after_shutdown(exits.EXIT_NO_INOTIFY)  # the first one wins
+        print("main done", flush=True)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=REPO_ROOT, timeout=30)
+    assert result.returncode == 70, result
+    assert result.stdout.splitlines() == ["main done", "registered after", "registered before"]
+
+
+def test_settings_parse_for_the_tree() -> None:
+    """The sample configuration builds a tree (with the embedded server's defaults)."""
+    settings = config.load(str(REPO_ROOT / "directory_observer.ini"), redis_optional=True)
+    from twisted.internet import reactor
+
+    tree = DirObserver(settings, reactor, embedded=True)
+    assert len(tree.core.monitors) == len(settings.sections)
