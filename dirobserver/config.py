@@ -35,8 +35,9 @@ from . import filters
 from .ini import BASE_SECTION, DEFAULT_SECTION, ConfigError, ExtendedConfigParser, read_text
 from .kinds import NULL_WORDS, Boolean, Number, Path, Patterns, SectionReader, Text
 
-__all__ = ["ConfigError", "KEYS", "KNOWN_KEYS", "Key", "RedisSettings", "SectionSettings",
-           "Settings", "load", "parse", "reference_markdown"]
+__all__ = ["COMMON", "ConfigError", "GROUPS", "Group", "KEYS", "KNOWN_KEYS", "Key", "README_BEGIN",
+           "README_END", "RedisSettings", "SECTION", "SectionSettings", "Settings", "load", "parse",
+           "reference_markdown", "with_reference"]
 
 #: One value per section.
 SECTION = "section"
@@ -327,13 +328,22 @@ def parse(text: str, path: str, *, redis_optional: bool = False) -> Settings:
         sections.append(SectionSettings(name=name, **{
             key.field: values[key.name] for key in KEYS if key.field and key.scope == SECTION}))
         common.append((name, {key.name: values[key.name] for key in KEYS if key.field and key.scope == COMMON}))
-    agreed = _agreed(path, common)
+    _warn_shared_directories(path, sections, warnings)
+    return _settings(path, sections, _agreed(path, common), warnings)
+
+
+def _warn_shared_directories(path: str, sections: list[SectionSettings], warnings: dict[str, None]) -> None:
     seen: dict[str, str] = {}
     for section in sections:
         if section.directory in seen:
             warnings[f"{path}: [{seen[section.directory]}] and [{section.name}] both watch "
                      f"{section.directory}"] = None
         seen.setdefault(section.directory, section.name)
+
+
+def _settings(path: str, sections: list[SectionSettings], agreed: dict[str, Any],
+              warnings: dict[str, None]) -> Settings:
+    """Put each agreed value where its key's C{field} says (C{redis.host}: a part)."""
     top: dict[str, Any] = {}
     parts: dict[str, dict[str, Any]] = {part: {} for part in _PARTS}
     for key in KEYS:
