@@ -23,7 +23,9 @@ setup(
         "Watch directories with inotify and push JSON events to Redis lists "
         "(a twistd plugin)"
     ),
-    python_requires=">=3.9",
+    # Twisted 26 needs 3.10, and the code evaluates PEP 604 unions (X | None)
+    # at run time; tests/test_python310.py checks the oldest version.
+    python_requires=">=3.10",
     # An explicit root makes `pip install -e .` write a plain .pth file that
     # puts the checkout itself on sys.path.  Without it setuptools uses an
     # import-hook finder that maps module names only: Twisted's plugin scan
@@ -34,7 +36,11 @@ setup(
     package_data={"twisted": ["plugins/dirobserver_plugin.py"]},
     install_requires=[
         "twisted>=24",
-        "txredisapi>=1.4",
+        # The connection code is written against 1.6's protocol class.
+        "txredisapi>=1.6",
+        # For the Prometheus metrics collector (never prometheus_client.twisted,
+        # which imports the reactor).
+        "prometheus_client",
     ],
     extras_require={
         # A real valkey-server binary for `--embedded-redis`.
@@ -54,5 +60,6 @@ setup(
         "Framework :: Twisted",
         "Operating System :: POSIX :: Linux",
         "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3 :: Only",
     ],
 )

@@ -1,225 +1,201 @@
-"""Read ``directory_observer.ini`` into frozen, validated settings.
+"""Every configuration key, described once, and the settings built from them.
 
-The syntax follows the documented semantics of ``configparser_extended``:
-the stdlib :class:`configparser.RawConfigParser` does the lexical work (no
-interpolation, because regular expressions contain ``%`` and ``$``; keys are
-case-insensitive, section names are not; whole-line ``#``/``;`` comments and
-no inline comments, since ``;`` separates list items).  On top of it:
+L{KEYS} is the table: for each key its name, its scope, its concern group,
+its kind (how its text is parsed and bounded, see L{dirobserver.kinds}), its
+default, one line of help, and the settings field it fills.  The rest is
+derived from it:
 
-* ``[child:parent1:parent2]`` declares section ``child`` whose missing keys
-  are looked up depth-first in ``parent1`` (and its own parents), then
-  ``parent2``, then the base section ``[common]``, then ``[DEFAULT]``;
-* ``ignore`` and ``only`` are ``;``-separated lists.
+* validation: every key of every active section is read by its kind;
+* the unknown-key warning and its did-you-mean hint (L{KNOWN_KEYS});
+* the rule that all active sections agree on each key of scope L{COMMON};
+* the configuration reference in README.md (L{reference_markdown}; a test
+  compares them; C{python -m dirobserver.config --write README.md}
+  regenerates it).
 
-Every problem is reported as a :class:`ConfigError` whose text is one line
-naming the file, the section and the key.
+A new key is one row of L{KEYS} plus the field its C{field} names.  The only
+rules that span several keys (a Unix socket wins over host and port;
+C{--embedded-redis} defaults) are in L{_redis_endpoint}.
+
+The INI syntax and the section inheritance are L{dirobserver.ini}'s.  Every
+problem is a L{ConfigError} whose text is one line naming the file, the
+section and the key.  Standard library only: no reactor, no Twisted.
 """
 
-import configparser
+from __future__ import annotations
+
 import dataclasses
 import difflib
-import math
-import os
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, NoReturn
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Union
 
-BASE_SECTION = "common"
-DEFAULT_SECTION = "DEFAULT"
+from . import filters
+from .ini import BASE_SECTION, DEFAULT_SECTION, ConfigError, ExtendedConfigParser, read_text
+from .kinds import NULL_WORDS, Boolean, Number, Path, Patterns, SectionReader, Text
+
+__all__ = ["COMMON", "ConfigError", "GROUPS", "Group", "KEYS", "KNOWN_KEYS", "Key", "README_BEGIN",
+           "README_END", "RedisSettings", "SECTION", "SectionSettings", "Settings", "load", "parse",
+           "reference_markdown", "with_reference"]
+
+#: One value per section.
+SECTION = "section"
+#: One value for the whole daemon: every active section must agree on it.
+COMMON = "common"
+#: Always ignored: half-written files are never announced.
 WORKING_PATTERN = r"^.*\.working$"
-ACCEPT_ALL_PATTERN = r"^.*$"
-#: File names are matched with DOTALL: a name may contain a newline, and
-#: ``^.*$`` (the default ``only``) must still accept it.
-_FLAGS = re.DOTALL
-DEFAULT_TIMEOUT = 10.0
-_NULL_WORDS = ("", "null", "none")
-KNOWN_KEYS = (
-    "active", "directory", "queue", "counter", "forced_poll", "poll_queue_limit",
-    "monitor_inactivitytimeout", "redis_server", "redis_port", "redis_unix_socket",
-    "redis_password", "redis_db", "timeout", "ignore", "only", "subdirectories",
-    "max_held_events",
-)
-_MISSING = object()
+#: Where C{--embedded-redis} puts its server when the file names none.
+EMBEDDED_HOST, EMBEDDED_PORT = "127.0.0.1", 6379
+
+Kind = Union[Boolean, Number, Text, Path, Patterns]
 
 
-class ConfigError(Exception):
-    """A configuration problem, described in one line (file, section, key)."""
+@dataclass(frozen=True)
+class Group:
+    """A concern keys belong to; the reference shows one table per group.
 
-    def __init__(self, message: str) -> None:
-        # Messages end up in one log line or one stderr line: never let a
-        # stray newline (from a multi-line value, say) split them.
-        super().__init__(" ".join(message.splitlines()))
-
-
-class ExtendedConfigParser:
-    """The generic ``configparser_extended`` layer: inheritance and lookups.
-
-    ``path`` is only used in error messages.  ``sections()`` lists the
-    declared names (without their ``:parent`` part) in file order, including
-    the base section but, like configparser, not ``[DEFAULT]``.
+    @ivar agree: ends "all active sections must ..." for its common keys.
     """
 
-    def __init__(self, path: str = "<string>", base: str = BASE_SECTION) -> None:
-        self.path = path
-        self.base = base
-        self._own: dict[str, dict[str, str]] = {}
-        self._parents: dict[str, tuple[str, ...]] = {}
-        self._lineage: dict[str, tuple[str, ...]] = {}
-
-    def read_string(self, text: str) -> None:
-        """Parse ``text``; raise :class:`ConfigError` on any syntax problem."""
-        raw = configparser.RawConfigParser(
-            comment_prefixes=("#", ";"), inline_comment_prefixes=None, strict=True,
-            # An impossible name, so that [DEFAULT] stays an ordinary section
-            # and configparser does not merge it into every lookup behind our
-            # back: we put it last in the search order ourselves.
-            default_section="\0no default section")
-        try:
-            raw.read_string(text, source=self.path)
-        except configparser.MissingSectionHeaderError as exc:
-            self._syntax(exc.lineno, f"text before the first section header: {exc.line.strip()!r}")
-        except configparser.DuplicateSectionError as exc:
-            self._syntax(exc.lineno, f"duplicate section [{exc.section}]")
-        except configparser.DuplicateOptionError as exc:
-            self._syntax(exc.lineno, f"[{exc.section}] duplicate key {exc.option!r}")
-        except configparser.ParsingError as exc:
-            lineno = exc.errors[0][0]  # errors hold repr()s: quote the real line instead
-            line = text.split("\n")[lineno - 1].strip() if 0 < lineno <= text.count("\n") + 1 else "?"
-            self._syntax(lineno, f"expected 'key = value', found {line!r}")
-        except configparser.Error as exc:  # future configparser errors: still one line
-            self._syntax(getattr(exc, "lineno", None), exc.message)
-        header_lines = _header_lines(text)
-        for header in raw.sections():
-            name, *parents = (part.strip() for part in header.split(":"))
-            line = header_lines.get(header)
-            if not name or not all(parents):
-                self._syntax(line, f"empty section name in [{header}]")
-            if name in self._own:
-                self._syntax(line, f"duplicate section [{name}]")
-            if name == DEFAULT_SECTION and parents:
-                self._syntax(line, f"[{DEFAULT_SECTION}] cannot have parent sections")
-            self._own[name] = {key: raw.get(header, key) for key in raw.options(header)}
-            self._parents[name] = tuple(parents)
-        for name, parents in self._parents.items():
-            for parent in parents:
-                if parent not in self._own:
-                    raise ConfigError(f"{self.path}: [{name}] unknown parent section [{parent}]")
-        for name in self._own:
-            self._lineage[name] = self._search_order(name)
-
-    def _syntax(self, lineno: int | None, detail: str) -> NoReturn:
-        where = f" line {lineno}:" if lineno else ""
-        raise ConfigError(f"{self.path}:{where} syntax error: {detail}")
-
-    def _depth_first(self, name: str, chain: tuple[str, ...]) -> list[str]:
-        if name in chain:
-            cycle = " -> ".join((*chain[chain.index(name):], name))
-            raise ConfigError(f"{self.path}: [{name}] inheritance cycle: {cycle}")
-        order = [name]
-        for parent in self._parents[name]:
-            # A diamond (two parents sharing an ancestor) visits it once, at
-            # its first, highest-priority place.
-            order += [s for s in self._depth_first(parent, chain + (name,)) if s not in order]
-        return order
-
-    def _search_order(self, name: str) -> tuple[str, ...]:
-        order = self._depth_first(name, ())
-        for fallback in (self.base, DEFAULT_SECTION):
-            if fallback in self._own:
-                order += [s for s in self._depth_first(fallback, ()) if s not in order]
-        return tuple(order)
-
-    def has_section(self, section: str) -> bool:
-        """True when ``section`` (``[DEFAULT]`` included) is declared."""
-        return section in self._own
-
-    def _check(self, section: str) -> None:
-        if section not in self._own:
-            raise ConfigError(f"{self.path}: [{section}] no such section")
-
-    def sections(self) -> list[str]:
-        """Declared section names in file order (``[DEFAULT]`` excluded)."""
-        return [name for name in self._own if name != DEFAULT_SECTION]
-
-    def parents(self, section: str) -> tuple[str, ...]:
-        """The parents written in the header of ``section``, in order."""
-        self._check(section)
-        return self._parents[section]
-
-    def lineage(self, section: str) -> tuple[str, ...]:
-        """Every section searched for keys of ``section``, in search order."""
-        self._check(section)
-        return self._lineage[section]
-
-    def keys(self, section: str) -> list[str]:
-        """Keys defined in ``section`` itself (lower-case), in file order."""
-        self._check(section)
-        return list(self._own[section])
-
-    def source(self, section: str, key: str) -> str | None:
-        """Name of the section whose value ``get(section, key)`` returns."""
-        key = key.lower()
-        return next((s for s in self.lineage(section) if key in self._own[s]), None)
-
-    def get(self, section: str, key: str, fallback: object = _MISSING) -> str:
-        """The value of ``key`` for ``section``, following inheritance."""
-        origin = self.source(section, key)
-        if origin is not None:
-            return self._own[origin][key.lower()]
-        if fallback is _MISSING:
-            raise ConfigError(f"{self.path}: [{section}] {key}: not set")
-        return fallback  # type: ignore[return-value]
+    title: str
+    about: str
+    agree: str = "share one value"
 
 
-def _header_lines(text: str) -> dict[str, int]:
-    """Map each raw section header to its line number, for error messages."""
-    lines: dict[str, int] = {}
-    for number, line in enumerate(text.split("\n"), start=1):
-        match = configparser.RawConfigParser.SECTCRE.match(line.strip())
-        if match:
-            lines.setdefault(match.group("header"), number)
-    return lines
+WATCHING = Group("Watching", "which directory a section watches, and when it lists it again")
+FILTERS = Group("Filters", "which names in that directory are announced")
+OUTPUT = Group("Output", "where a section's events go")
+REDIS = Group("Redis", "the one Redis server", agree="use one Redis server")
+DAEMON = Group("Daemon", "the process as a whole")
+GROUPS = (WATCHING, FILTERS, OUTPUT, REDIS, DAEMON)
 
 
-#: ``^.*SUFFIX$`` with a literal suffix (the shape of the ``.working`` rule).
-_SUFFIX_RULE = re.compile(r"\^\.\*((?:\\[^A-Za-z0-9]|[^\\.^$*+?{}\[\]|()])+)\$")
+@dataclass(frozen=True)
+class Key:
+    """One configuration key: a row of L{KEYS}.
+
+    @ivar scope: L{SECTION} or L{COMMON}.
+    @ivar default: text parsed by C{kind} when the key is unset; C{""} means
+        none; None means required in an active section.
+    @ivar help: one line of markdown for the reference.
+    @ivar field: where the value goes: a L{SectionSettings} field (scope
+        L{SECTION}), a L{Settings} field, or C{redis.}I{field} of
+        L{RedisSettings}; None for C{active}, which picks the sections.
+    @ivar check: a rule of this key alone, C{check(reader, key, value)}
+        returning the value to keep (or raising C{reader.fail(...)}).
+    @ivar shown_default: the reference's default column, when the default
+        depends on other keys or options.
+    @ivar secret: never print the value (in disagreement messages).
+    """
+
+    name: str
+    scope: str
+    group: Group
+    kind: Kind
+    default: str | None
+    help: str
+    field: str | None
+    check: Callable[[SectionReader, Key, Any], Any] | None = None
+    shown_default: str | None = None
+    secret: bool = False
+
+    def read(self, r: SectionReader) -> Any:
+        """This key's value for the section C{r} reads, checked."""
+        value = self.kind.read(r, self.name, self.default)
+        return value if self.check is None else self.check(r, self, value)
+
+    def default_markdown(self) -> str:
+        """The default as the reference shows it."""
+        if self.shown_default is not None:
+            return self.shown_default
+        if self.default is None:
+            return "required when active"
+        return f"`{self.default}`" if self.default else "none"
 
 
-def _suffix_of(pattern: re.Pattern[str]) -> str | None:
-    """The literal suffix of a ``^.*SUFFIX$`` pattern, else None."""
-    if not pattern.flags & re.DOTALL:
-        return None  # without DOTALL, `.*` stops at a newline
-    m = _SUFFIX_RULE.fullmatch(pattern.pattern)
-    return re.sub(r"\\(.)", r"\1", m.group(1)) if m else None
+def _ignore_working_files(r: SectionReader, key: Key, patterns: tuple[re.Pattern[str], ...]) -> Any:
+    if WORKING_PATTERN in [p.pattern for p in patterns]:
+        return patterns
+    return patterns + filters.compile_patterns([WORKING_PATTERN])
 
 
-def _any_match(patterns: tuple[re.Pattern[str], ...]) -> Callable[[str], object]:
-    """A fast callable telling whether some pattern ``.match()``-es a name."""
+def _not_empty(r: SectionReader, key: Key, patterns: tuple[re.Pattern[str], ...]) -> Any:
     if not patterns:
-        return lambda name: False
-    if any(p.pattern == ACCEPT_ALL_PATTERN and p.flags & re.DOTALL for p in patterns):
-        # ^.*$ with DOTALL matches every name: skip the regex engine.
-        return lambda name: True
-    suffixes = [_suffix_of(p) for p in patterns]
-    if all(suffix is not None for suffix in suffixes):
-        # ^.*\.working$ is a suffix test; the regex engine would scan the
-        # whole name and backtrack.  `$` also matches before a final newline.
-        ends = tuple(suffixes) + tuple(f"{suffix}\n" for suffix in suffixes)
-        return lambda name: name.endswith(ends)
-    if len(patterns) == 1:
-        return patterns[0].match
-    plain = re.compile("", _FLAGS).flags
-    # One alternation is a single C-level scan instead of one per pattern.  It
-    # is equivalent only without groups (back-references would be renumbered)
-    # and without global inline flags such as (?i) (they would spread).
-    if all(p.groups == 0 and p.flags == plain for p in patterns):
-        try:
-            return re.compile("|".join(f"(?:{p.pattern})" for p in patterns), _FLAGS).match
-        except re.error:
-            pass
-    matchers = tuple(p.match for p in patterns)
-    return lambda name: any(m(name) for m in matchers)
+        raise r.fail(key.name, "empty list would skip every file (remove the key to accept all names)")
+    return patterns
+
+
+def _finite_timeout(r: SectionReader, key: Key, timeout: float) -> float:
+    if timeout:
+        return timeout
+    # The old program read 0 as "wait forever"; with held events that would
+    # silently stall the whole pipeline, so the default is used instead.
+    default = float(key.default or 0)
+    r.warn(key.name, "0 (no timeout) is not supported: a Redis that never answers would "
+           f"hold events forever; using {default:g} seconds")
+    return default
+
+
+def _zero_disables(r: SectionReader, key: Key, value: float) -> float:
+    return value if value > 0 else 0.0
+
+
+KEYS: tuple[Key, ...] = (
+    Key("active", SECTION, WATCHING, Boolean(), "false", field=None,
+        help="watch this section's directory (`true/false`, `yes/no`, `on/off`, `1/0`)"),
+    Key("directory", SECTION, WATCHING, Path(), None, field="directory",
+        help="the monitored directory. `~` is expanded. **A relative path is resolved against the "
+             "directory of the configuration file**, not the working directory, so daemon mode and "
+             "systemd see the same path"),
+    Key("subdirectories", SECTION, WATCHING, Boolean(), "false", field="subdirectories",
+        help="also announce sub-directories created in (or listed in) the directory. "
+             "Their content is never watched"),
+    Key("forced_poll", SECTION, WATCHING, Number(0), "0", field="forced_poll",
+        help="seconds between forced listings (`0` = none). The listing at start-up always happens"),
+    Key("poll_queue_limit", SECTION, WATCHING, Number(0, integer=True), "10000", field="poll_queue_limit",
+        help="a listing pushes nothing once `LLEN(queue)` reaches this, and pushes at most "
+             "`limit - LLEN` (`0` = no limit). See [below](#listings-and-poll_queue_limit)"),
+    Key("ignore", SECTION, FILTERS, Patterns(), "", field="ignore", check=_ignore_working_files,
+        help="Python `re` patterns, matched from the start of the name, with `DOTALL` so that `.` "
+             "also matches a newline inside a name. Matching names are skipped. "
+             "`^.*\\.working$` is always added"),
+    Key("only", SECTION, FILTERS, Patterns(), filters.ACCEPT_ALL, field="only", check=_not_empty,
+        help="names that match none of them are skipped. An empty list is an error"),
+    Key("queue", SECTION, OUTPUT, Text(), None, field="queue",
+        help="the Redis list that receives the events"),
+    Key("counter", SECTION, OUTPUT, Text(NULL_WORDS), "", field="counter",
+        help="a Redis key incremented by the number of events pushed to `queue`, in the same "
+             "`MULTI/EXEC` as the push, so the list and the counter agree. `null` or `none`: none"),
+    Key("redis_unix_socket", COMMON, REDIS, Path(NULL_WORDS), "", field="redis.unix_socket",
+        help="path of a Unix socket. When set, it is used, and `redis_server` and `redis_port` "
+             "are not required (if set, they are ignored with a warning). `null` or `none`: none"),
+    Key("redis_server", COMMON, REDIS, Text(), "", field="redis.host", shown_default="required",
+        help="host name or address of the Redis server. With `--embedded-redis` it defaults "
+             f"to `{EMBEDDED_HOST}`"),
+    Key("redis_port", COMMON, REDIS, Number(1, 65535, integer=True), "", field="redis.port",
+        shown_default="required",
+        help=f"port of the Redis server. With `--embedded-redis` it defaults to `{EMBEDDED_PORT}`"),
+    Key("redis_password", COMMON, REDIS, Text(), "", field="redis.password", secret=True,
+        help="`AUTH` password"),
+    Key("redis_db", COMMON, REDIS, Number(0, integer=True), "", field="redis.db",
+        help="`SELECT` database number (none: the server's database 0)"),
+    Key("timeout", COMMON, REDIS, Number(0), "10", field="redis.timeout", check=_finite_timeout,
+        help="seconds: the deadline for connecting to Redis and for every reply. `0` (the old "
+             "program's \"no timeout\") is accepted with a warning and replaced by the default, "
+             "because a Redis that never answers would otherwise hold events forever"),
+    Key("monitor_inactivitytimeout", COMMON, DAEMON, Number(), "300", field="inactivity_timeout",
+        check=_zero_disables,
+        help="seconds: the watchdog (see [below](#the-watchdog-monitor_inactivitytimeout)). "
+             "`<= 0` disables it"),
+    Key("max_held_events", COMMON, DAEMON, Number(1, integer=True), "100000", field="max_held_events",
+        help="how many events are held in memory while Redis is unreachable. Past it, see "
+             "[the guarantee](#the-delivery-guarantee)"),
+)
+#: Every key name, in table order (unknown keys are warned about).
+KNOWN_KEYS = tuple(key.name for key in KEYS)
+_BY_NAME = {key.name: key for key in KEYS}
+_ACTIVE = _BY_NAME["active"]
 
 
 @dataclass(frozen=True)
@@ -234,7 +210,7 @@ class RedisSettings:
     timeout: float
 
     def describe(self) -> str:
-        """``host:port`` or ``unix:/path`` for log lines (never the password)."""
+        """C{host:port} or C{unix:/path} for log lines (never the password)."""
         if self.unix_socket:
             return f"unix:{self.unix_socket}"
         return f"{self.host}:{self.port}"
@@ -253,16 +229,16 @@ class SectionSettings:
     ignore: tuple[re.Pattern[str], ...]
     only: tuple[re.Pattern[str], ...]
     subdirectories: bool
-    _only_match: Callable[[str], object] = field(init=False, repr=False, compare=False)
-    _ignore_match: Callable[[str], object] = field(init=False, repr=False, compare=False)
+    _only_match: Callable[[str], object] = dataclasses.field(init=False, repr=False, compare=False)
+    _ignore_match: Callable[[str], object] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Precomputed once: accepts() runs for every file event.
-        object.__setattr__(self, "_only_match", _any_match(self.only))
-        object.__setattr__(self, "_ignore_match", _any_match(self.ignore))
+        object.__setattr__(self, "_only_match", filters.any_match(self.only))
+        object.__setattr__(self, "_ignore_match", filters.any_match(self.ignore))
 
     def accepts(self, name: str) -> bool:
-        """True when ``name`` matches some ``only`` and no ``ignore`` pattern."""
+        """True when C{name} matches some C{only} and no C{ignore} pattern."""
         return bool(self._only_match(name)) and not self._ignore_match(name)
 
 
@@ -278,189 +254,163 @@ class Settings:
     warnings: tuple[str, ...]
 
 
-class _Reader:
-    """Typed access to one section's (possibly inherited) values."""
-
-    def __init__(self, parser: ExtendedConfigParser, section: str, warnings: dict[str, None]) -> None:
-        self.parser, self.section, self.warnings = parser, section, warnings
-
-    def fail(self, key: str, problem: str) -> ConfigError:
-        origin = self.parser.source(self.section, key)
-        # Name the active section, as the spec asks, but say where the bad
-        # value really lives so the user edits the right line.
-        where = f" (inherited from [{origin}])" if origin and origin != self.section else ""
-        return ConfigError(f"{self.parser.path}: [{self.section}] {key}: {problem}{where}")
-
-    def warn(self, key: str, message: str) -> None:
-        origin = self.parser.source(self.section, key) or self.section
-        self.warnings[f"{self.parser.path}: [{origin}] {key}: {message}"] = None
-
-    def value(self, key: str, nulls: tuple[str, ...] = ("",)) -> str | None:
-        """The value, or None when absent or one of ``nulls`` (case-insensitive)."""
-        value = self.parser.get(self.section, key, None)
-        return None if value is None or value.lower() in nulls else value
-
-    def required(self, key: str) -> str:
-        value = self.value(key)
-        if value is None:
-            raise self.fail(key, "required in an active section")
-        return value
-
-    def boolean(self, key: str, default: bool) -> bool:
-        value = self.parser.get(self.section, key, None)
-        if value is None:
-            return default
-        try:
-            return configparser.RawConfigParser.BOOLEAN_STATES[value.lower()]
-        except KeyError:
-            raise self.fail(key, f"{value!r} is not a boolean (use true/false, yes/no, on/off, 1/0)") from None
-
-    def number(self, key: str, default: Any, low: float, high: int | None = None, kind: type = float) -> Any:
-        """A ``kind`` (float or int) within bounds; empty means ``default``."""
-        value = self.value(key)
-        if value is None:
-            return default
-        try:
-            result = kind(value)
-        except ValueError:
-            result = math.nan
-        if not math.isfinite(result):  # float() happily returns nan and inf
-            raise self.fail(key, f"{value!r} is not {'an integer' if kind is int else 'a number'}")
-        if result < low or (high is not None and result > high):
-            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-            raise self.fail(key, f"{value!r} must be {bound}")
-        return result
-
-    def patterns(self, key: str, default: str) -> tuple[re.Pattern[str], ...]:
-        value = self.parser.get(self.section, key, default)
-        result = []
-        for item in (part.strip() for part in value.split(";")):
-            if item:
-                try:
-                    result.append(re.compile(item, _FLAGS))
-                except re.error as exc:
-                    raise self.fail(key, f"invalid regular expression {item!r}: {exc}") from None
-        return tuple(result)
-
-    def path(self, value: str) -> str:
-        """Expand ``~`` and resolve relative paths against the config file's directory."""
-        base = os.path.dirname(os.path.abspath(self.parser.path))
-        return os.path.abspath(os.path.join(base, os.path.expanduser(value)))
+#: The settings objects that a dotted C{Key.field} (C{"redis.host"}) fills.
+_PARTS = {"redis": RedisSettings}
 
 
-def _section(r: _Reader) -> SectionSettings:
-    ignore = r.patterns("ignore", "")
-    if WORKING_PATTERN not in [p.pattern for p in ignore]:
-        ignore += (re.compile(WORKING_PATTERN, _FLAGS),)  # half-written files are never announced
-    only = r.patterns("only", ACCEPT_ALL_PATTERN)
-    if not only:
-        raise r.fail("only", "empty list would skip every file (remove the key to accept all names)")
-    return SectionSettings(
-        name=r.section, directory=r.path(r.required("directory")),
-        queue=r.required("queue"), counter=r.value("counter", _NULL_WORDS),
-        forced_poll=r.number("forced_poll", 0.0, 0),
-        poll_queue_limit=r.number("poll_queue_limit", 10000, 0, kind=int),
-        ignore=ignore, only=only, subdirectories=r.boolean("subdirectories", False))
-
-
-def _redis(r: _Reader, redis_optional: bool) -> RedisSettings:
-    socket = r.value("redis_unix_socket", _NULL_WORDS)
-    host, port = r.value("redis_server"), r.number("redis_port", None, 1, 65535, kind=int)
-    timeout = r.number("timeout", DEFAULT_TIMEOUT, 0)
-    if timeout == 0:
-        # The old program read 0 as "wait forever"; with held events that
-        # would silently stall the whole pipeline, so we refuse to wait forever.
-        r.warn("timeout", "0 (no timeout) is not supported: a Redis that never answers would "
-               f"hold events forever; using {DEFAULT_TIMEOUT:g} seconds")
-        timeout = DEFAULT_TIMEOUT
-    if socket:
-        if host or port:
+def _redis_endpoint(r: SectionReader, values: dict[str, Any], redis_optional: bool) -> None:
+    """The rules that span the Redis keys, applied to one section's C{values}."""
+    if values["redis_unix_socket"]:
+        if values["redis_server"] or values["redis_port"]:
             r.warn("redis_unix_socket", "set, so redis_server and redis_port are ignored")
-        socket, host, port = r.path(socket), None, None
-    else:
-        if host is None:
-            host = "127.0.0.1" if redis_optional else r.required("redis_server")
-        if port is None:
-            if not redis_optional:
-                raise r.fail("redis_port", "required in an active section (or set redis_unix_socket)")
-            port = 6379
-    return RedisSettings(host=host, port=port, unix_socket=socket, password=r.value("redis_password"),
-                         db=r.number("redis_db", None, 0, kind=int), timeout=timeout)
-
-
-# Settings that exist once per daemon, so every active section must agree.
-_SHARED = (("unix_socket", "redis_unix_socket"), ("host", "redis_server"), ("port", "redis_port"),
-           ("password", "redis_password"), ("db", "redis_db"), ("timeout", "timeout"),
-           ("inactivity_timeout", "monitor_inactivitytimeout"), ("max_held_events", "max_held_events"))
+        values["redis_server"] = values["redis_port"] = None
+        return
+    if values["redis_server"] is None:
+        if not redis_optional:
+            raise r.fail("redis_server", "required in an active section")
+        values["redis_server"] = EMBEDDED_HOST
+    if values["redis_port"] is None:
+        if not redis_optional:
+            raise r.fail("redis_port", "required in an active section (or set redis_unix_socket)")
+        values["redis_port"] = EMBEDDED_PORT
 
 
 def _show(value: object) -> str:
     return "unset" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def parse(text: str, path: str, *, redis_optional: bool = False) -> Settings:
-    """Validate the configuration ``text``; ``path`` names it in messages.
+def _agreed(path: str, common: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """The values of the L{COMMON} keys, once every active section agrees on them."""
+    first_name, first = common[0]
+    for name, values in common[1:]:
+        for key in KEYS:
+            if key.name in first and values[key.name] != first[key.name]:
+                shown = "values not shown" if key.secret else \
+                    f"{_show(first[key.name])} and {_show(values[key.name])}"
+                raise ConfigError(f"{path}: [{first_name}] and [{name}] disagree on {key.name} "
+                                  f"({shown}): all active sections must {key.group.agree}")
+    return first
 
-    Relative ``directory`` (and ``redis_unix_socket``) values are resolved
-    against the directory containing ``path``.  With ``redis_optional``
-    (embedded Redis), ``redis_server``/``redis_port`` default to
-    127.0.0.1:6379.  Raises :class:`ConfigError` only.
-    """
-    parser = ExtendedConfigParser(path)
-    parser.read_string(text)
-    warnings: dict[str, None] = {}  # an ordered set: inherited warnings appear once
+
+def _unknown_keys(parser: ExtendedConfigParser, warnings: dict[str, None]) -> None:
+    """Warn about every key of every section (inactive ones too) not in L{KEYS}."""
     declared = parser.sections() + [DEFAULT_SECTION] * parser.has_section(DEFAULT_SECTION)
     for name in declared:
         for key in parser.keys(name):
             if key not in KNOWN_KEYS:
                 close = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
-                warnings[f"{path}: [{name}] unknown key {key!r} ignored{hint}"] = None
-    active = [name for name in parser.sections() if name != BASE_SECTION
-              and _Reader(parser, name, warnings).boolean("active", False)]
+                warnings[f"{parser.path}: [{name}] unknown key {key!r} ignored{hint}"] = None
+
+
+def parse(text: str, path: str, *, redis_optional: bool = False) -> Settings:
+    """Validate the configuration C{text}.
+
+    @param path: names the file in messages; relative C{directory} (and
+        C{redis_unix_socket}) values are resolved against its directory.
+    @param redis_optional: (C{--embedded-redis}) C{redis_server} and
+        C{redis_port} default to 127.0.0.1:6379.
+    @raise ConfigError: only.
+    """
+    parser = ExtendedConfigParser(path)
+    parser.read_string(text)
+    warnings: dict[str, None] = {}  # an ordered set: inherited warnings appear once
+    _unknown_keys(parser, warnings)
+    active = [name for name in parser.sections()
+              if name != BASE_SECTION and _ACTIVE.read(SectionReader(parser, name, warnings))]
     if not active:
         raise ConfigError(f"{path}: no active section (set active=true in at least one section)")
-    sections, shared = [], []
+    sections, common = [], []
     for name in active:
-        r = _Reader(parser, name, warnings)
-        sections.append(_section(r))
-        redis = _redis(r, redis_optional)
-        inactivity = r.number("monitor_inactivitytimeout", 300.0, -math.inf)
-        shared.append((name, redis, {  # everything here must be equal in all active sections
-            **dataclasses.asdict(redis), "inactivity_timeout": inactivity if inactivity > 0 else 0.0,
-            "max_held_events": r.number("max_held_events", 100000, 1, kind=int)}))
-    first_name, redis, first = shared[0]
-    for name, _, values in shared[1:]:
-        for attr, key in _SHARED:
-            if values[attr] != first[attr]:
-                shown = "values not shown" if attr == "password" else \
-                    f"{_show(first[attr])} and {_show(values[attr])}"
-                why = "use one Redis server" if key.startswith("redis") or key == "timeout" else "share one value"
-                raise ConfigError(f"{path}: [{first_name}] and [{name}] disagree on {key} ({shown}): "
-                                  f"all active sections must {why}")
+        r = SectionReader(parser, name, warnings)
+        values = {key.name: key.read(r) for key in KEYS if key.field}
+        _redis_endpoint(r, values, redis_optional)
+        sections.append(SectionSettings(name=name, **{
+            key.field: values[key.name] for key in KEYS if key.field and key.scope == SECTION}))
+        common.append((name, {key.name: values[key.name] for key in KEYS if key.field and key.scope == COMMON}))
+    _warn_shared_directories(path, sections, warnings)
+    return _settings(path, sections, _agreed(path, common), warnings)
+
+
+def _warn_shared_directories(path: str, sections: list[SectionSettings], warnings: dict[str, None]) -> None:
     seen: dict[str, str] = {}
     for section in sections:
         if section.directory in seen:
             warnings[f"{path}: [{seen[section.directory]}] and [{section.name}] both watch "
                      f"{section.directory}"] = None
         seen.setdefault(section.directory, section.name)
-    return Settings(path=path, sections=tuple(sections), redis=redis,
-                    inactivity_timeout=first["inactivity_timeout"],
-                    max_held_events=first["max_held_events"], warnings=tuple(warnings))
+
+
+def _settings(path: str, sections: list[SectionSettings], agreed: dict[str, Any],
+              warnings: dict[str, None]) -> Settings:
+    """Put each agreed value where its key's C{field} says (C{redis.host}: a part)."""
+    top: dict[str, Any] = {}
+    parts: dict[str, dict[str, Any]] = {part: {} for part in _PARTS}
+    for key in KEYS:
+        if key.name in agreed:
+            part, _, attr = str(key.field).rpartition(".")
+            (parts[part] if part else top)[attr] = agreed[key.name]
+    return Settings(path=path, sections=tuple(sections), warnings=tuple(warnings),
+                    **{part: cls(**parts[part]) for part, cls in _PARTS.items()}, **top)
 
 
 def load(path: str, *, redis_optional: bool = False) -> Settings:
-    """Read the UTF-8 file ``path`` and :func:`parse` it; raises ConfigError only."""
-    if os.path.isdir(path):
-        raise ConfigError(f"cannot read configuration file {path}: is a directory")
-    try:
-        with open(path, "rb") as stream:
-            data = stream.read()
-    except OSError as exc:
-        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror or exc}") from None
-    try:
-        text = data.decode("utf-8-sig")  # tolerate the BOM some editors add
-    except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise ConfigError(f"{path}: line {line}: not valid UTF-8 (byte {data[exc.start]:#04x})") from None
-    return parse(text, path, redis_optional=redis_optional)
+    """Read the UTF-8 file C{path} and L{parse} it; raises L{ConfigError} only."""
+    return parse(read_text(path), path, redis_optional=redis_optional)
+
+
+README_BEGIN, README_END = "<!-- keys:begin -->", "<!-- keys:end -->"
+
+
+def reference_markdown() -> str:
+    """The configuration reference (README.md's table of keys), from L{KEYS}."""
+    lines = ["<!-- generated from dirobserver/config.py: python -m dirobserver.config --write README.md -->",
+             "",
+             "Scope `section`: each section may set its own value. Scope `common`: one value for the "
+             "whole daemon, on which all active sections must agree.",
+             ""]
+    for group in GROUPS:
+        lines += [f"**{group.title}**: {group.about}.", "",
+                  "| key | scope | kind | default | meaning |", "|---|---|---|---|---|"]
+        lines += [f"| `{key.name}` | {key.scope} | {key.kind.describe()} | {key.default_markdown()} "
+                  f"| {key.help} |" for key in KEYS if key.group is group]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def with_reference(document: str) -> str:
+    """C{document} with the text between L{README_BEGIN} and L{README_END} regenerated.
+
+    @raise ValueError: the markers are missing.
+    """
+    before, begin, rest = document.partition(README_BEGIN)
+    _, end, after = rest.partition(README_END)
+    if not (begin and end):
+        raise ValueError(f"no {README_BEGIN} ... {README_END} block")
+    # The blank line before the end marker ends the last table.
+    return f"{before}{README_BEGIN}\n{reference_markdown()}\n{README_END}{after}"
+
+
+def main(argv: Sequence[str]) -> int:
+    """C{--reference}: print the reference; C{--write README.md}: update that file."""
+    if list(argv) == ["--reference"]:
+        print(reference_markdown(), end="")
+        return 0
+    if len(argv) == 2 and argv[0] == "--write":
+        with open(argv[1], encoding="utf-8") as stream:
+            document = stream.read()
+        try:
+            updated = with_reference(document)
+        except ValueError as exc:
+            print(f"{argv[1]}: {exc}", file=sys.stderr)
+            return 1
+        if updated != document:
+            with open(argv[1], "w", encoding="utf-8") as stream:
+                stream.write(updated)
+        return 0
+    print("usage: python -m dirobserver.config --reference | --write README.md", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
