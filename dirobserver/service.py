@@ -30,10 +30,11 @@ from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorCore
 from twisted.logger import Logger
 
-from . import exits
-from .config import Settings
+from . import config, exits
+from .config import SectionSettings, Settings
 from .monitor import WATCHED, DirectoryMonitor
 from .periodic import Periodic
+from .reload import ReloadService
 from .services import OrderedMultiService
 from .stats import LISTING_BUCKETS, Histogram
 from .watchdog import Watchdog
@@ -85,6 +86,10 @@ class DirObserver(OrderedMultiService):
         self.writer.setServiceParent(self)
         self.core = ObserverService(settings, self.writer, reactor)
         self.core.setServiceParent(self)
+        self.reloader = ReloadService(
+            self, lambda: config.load(settings.path, redis_optional=embedded), reactor
+        )
+        self.reloader.setServiceParent(self)
 
     def startService(self) -> defer.Deferred:
         for warning in self.settings.warnings:
@@ -99,6 +104,36 @@ class DirObserver(OrderedMultiService):
 
     def stopService(self) -> defer.Deferred:
         return super().stopService().addBoth(self._stopped)
+
+    def apply_settings(self, new: Settings) -> str:
+        """
+        Apply a reloaded configuration (see L{dirobserver.reload}).
+
+        @return: a one-line summary of what changed.
+        """
+        old, self.settings = self.settings, new
+        before = {s.name: s for s in old.sections}
+        after = {s.name: s for s in new.sections}
+        added = [name for name in after if name not in before]
+        removed = [name for name in before if name not in after]
+        changed = [name for name in after if name in before and after[name] != before[name]]
+        for name in removed + changed:
+            self.core.remove_section(name)
+        self.core.settings = new
+        for name in changed + added:
+            self.core.add_section(after[name])
+        parts = [f"{len(after) - len(added) - len(changed)} sections unchanged"]
+        for what, names in (("added", added), ("removed", removed), ("changed", changed)):
+            if names:
+                parts.append(f"{what} " + ", ".join(f"[{n}]" for n in names))
+        if new.redis != old.redis or new.max_held_events != old.max_held_events:
+            self.writer.reconfigure(new.redis, new.max_held_events)
+            if new.redis != old.redis:
+                parts.append(f"Redis now at {new.redis.describe()}")
+        if new.inactivity_timeout != old.inactivity_timeout:
+            self.core.set_inactivity_timeout(new.inactivity_timeout)
+            parts.append(f"watchdog timeout {new.inactivity_timeout:g} s")
+        return "; ".join(parts)
 
     def _stopped(self, result: Any) -> Any:
         # twistd re-raises the signal that stopped the reactor once it is done
@@ -149,11 +184,11 @@ class ObserverService(service.Service):
             scheduler=lambda step: reactor.callLater(_STEP_DELAY, step), started=False
         )
         self.listing_seconds = Histogram(LISTING_BUCKETS)
-        slots = defer.DeferredSemaphore(LISTINGS_AT_ONCE)
-        self.monitors = [
-            DirectoryMonitor(s, writer, reactor, self._cooperator, slots, self.listing_seconds)
-            for s in settings.sections
-        ]
+        self._slots = defer.DeferredSemaphore(LISTINGS_AT_ONCE)
+        self.monitors: list[DirectoryMonitor] = []
+        self._polls: dict[DirectoryMonitor, Periodic] = {}
+        for section in settings.sections:
+            self._new_monitor(section)
         self.watcher: Watcher | None = None
         self.watchdog: Watchdog | None = None
         if settings.inactivity_timeout > 0:
@@ -166,13 +201,52 @@ class ObserverService(service.Service):
         self._catch_up = Periodic(
             self._catch_up_listings, CATCH_UP_INTERVAL, "Catching up cut listings", reactor
         )
-        self._polls = [
-            Periodic(m.relist, m.section.forced_poll, f"[{m.section.name}] Forced poll", reactor)
-            for m in self.monitors
-            if m.section.forced_poll > 0
-        ]
         self.overflows = 0
         self.exit_status = 0
+
+    def _new_monitor(self, section: SectionSettings) -> DirectoryMonitor:
+        monitor = DirectoryMonitor(
+            section, self.writer, self._reactor, self._cooperator, self._slots, self.listing_seconds
+        )
+        self.monitors.append(monitor)
+        if section.forced_poll > 0:
+            self._polls[monitor] = Periodic(
+                monitor.relist, section.forced_poll, f"[{section.name}] Forced poll", self._reactor
+            )
+        return monitor
+
+    def add_section(self, section: SectionSettings) -> DirectoryMonitor:
+        """Monitor one more section (a reload): watched and listed at once."""
+        monitor = self._new_monitor(section)
+        if self.running and self.watcher is not None:
+            monitor.attach(self.watcher)
+            if monitor in self._polls:
+                self._polls[monitor].start()
+        return monitor
+
+    def remove_section(self, name: str) -> None:
+        """
+        Stop monitoring section C{name} (a reload).  What the writer holds
+        for it is still delivered.
+        """
+        for monitor in [m for m in self.monitors if m.section.name == name]:
+            monitor.detach()
+            poll = self._polls.pop(monitor, None)
+            if poll is not None:
+                poll.stop()
+            self.monitors.remove(monitor)
+
+    def set_inactivity_timeout(self, timeout: float) -> None:
+        """Replace the watchdog by one with C{timeout} (0: none)."""
+        resets = self.watchdog_resets
+        if self.watchdog is not None:
+            self.watchdog.stop()
+        self.watchdog = None
+        if timeout > 0:
+            self.watchdog = Watchdog(timeout, self._reactor, self.reset_watcher, self._give_up)
+            self.watchdog.resets = resets  # a counter over the whole run
+            if self.running and self.watcher is not None:
+                self.watchdog.start(self.watcher)
 
     @property
     def watchdog_resets(self) -> int:
@@ -200,7 +274,7 @@ class ObserverService(service.Service):
             monitor.attach(self.watcher)
         self._retry.start()
         self._catch_up.start()
-        for poll in self._polls:
+        for poll in self._polls.values():
             poll.start()
         if self.watchdog is not None:
             self.watchdog.start(self.watcher)
@@ -293,7 +367,7 @@ class ObserverService(service.Service):
         self._log.info("dirobserver stopping: no new events; delivering what is held")
         self._retry.stop()
         self._catch_up.stop()
-        for poll in self._polls:
+        for poll in self._polls.values():
             poll.stop()
         if self.watchdog is not None:
             self.watchdog.stop()

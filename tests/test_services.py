@@ -19,6 +19,7 @@ from helpers import REPO_ROOT, write_config  # noqa: E402
 
 from dirobserver import config, tap  # noqa: E402
 from dirobserver.embedded import EmbeddedRedis  # noqa: E402
+from dirobserver.reload import ReloadService  # noqa: E402
 from dirobserver.service import DirObserver, ObserverService  # noqa: E402
 from dirobserver.services import OrderedMultiService  # noqa: E402
 from dirobserver.writer import RedisWriter  # noqa: E402
@@ -110,17 +111,18 @@ class MakeServiceTests(unittest.TestCase):
         options.parseOptions([f"--config={path}", *extra])
         return options
 
-    def test_the_tree_holds_writer_then_core(self):
+    def test_the_tree_holds_writer_core_and_reloader(self):
         """makeService builds the parts in start order and opens nothing."""
         tree = tap.makeService(self.options())
         self.assertIsInstance(tree, DirObserver)
-        self.assertEqual([type(c) for c in tree], [RedisWriter, ObserverService])
+        self.assertEqual([type(c) for c in tree], [RedisWriter, ObserverService, ReloadService])
         self.assertFalse(tree.running)
         self.assertIsNone(tree.core.watcher)
 
     def test_embedded_redis_comes_first(self):
         tree = tap.makeService(self.options("--embedded-redis"))
-        self.assertEqual([type(c) for c in tree], [EmbeddedRedis, RedisWriter, ObserverService])
+        self.assertEqual([type(c) for c in tree],
+                         [EmbeddedRedis, RedisWriter, ObserverService, ReloadService])
 
 
 def test_exit_status_after_shutdown_runs_every_other_exit_handler(tmp_path: Path) -> None:
