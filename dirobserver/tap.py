@@ -11,6 +11,11 @@ daemon that starts and then dies in its log file.
 
 from __future__ import annotations
 
+# Imported now, as the user who starts twistd: with --uid/--gid the process
+# then runs as a user who may not be able to read the Python installation,
+# and name resolution (even of "127.0.0.1", by HostnameEndpoint) imports the
+# IDNA codec lazily.  Other late imports are found by the --uid test.
+import encodings.idna  # noqa: F401
 import sys
 
 from twisted.python import usage

@@ -262,3 +262,75 @@ def test_no_inotify_instance_left_is_one_clear_line_and_exit_71(tmp_path, redis_
     assert result.returncode == 71, output
     assert "max_user_instances" in output, output
     assert "Traceback" not in output, output
+
+
+# -- privileges --------------------------------------------------------------------------
+
+
+def _nobody() -> tuple[int, int] | None:
+    import grp
+    import pwd
+
+    try:
+        user = pwd.getpwnam("nobody")
+    except KeyError:
+        return None
+    for group in ("nogroup", "nobody"):
+        try:
+            return user.pw_uid, grp.getgrnam(group).gr_gid
+        except KeyError:
+            continue
+    return user.pw_uid, user.pw_gid
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or _nobody() is None, reason="needs root and a 'nobody' user")
+def test_daemon_started_as_root_runs_as_nobody_and_delivers(redis_server, redis_client):
+    """
+    twistd --uid=nobody --gid=<its group>: the log file and pidfile are made as
+    root, then the observer runs unprivileged (its Python installation may
+    not even be readable by nobody here, so nothing may be imported late),
+    delivers events, and stops cleanly on SIGTERM.
+    """
+    import tempfile
+
+    uid, gid = _nobody()
+    root = Path(tempfile.mkdtemp(prefix="dirobserver-uid-"))
+    try:
+        root.chmod(0o755)
+        watched = root / "in"
+        watched.mkdir()
+        os.chown(watched, uid, gid)
+        config = config_for(root, redis_server.port, watched)
+        run = root / "run"  # the pidfile's directory: writable by the daemon, to remove it
+        run.mkdir()
+        os.chown(run, uid, gid)
+        logfile, pidfile = root / "observer.log", run / "observer.pid"
+        launched = subprocess.run(
+            [str(twistd_path()), f"--uid={uid}", f"--gid={gid}", f"--logfile={logfile}",
+             f"--pidfile={pidfile}", "dirobserver", f"--config={config}"],
+            stdin=subprocess.DEVNULL, capture_output=True, cwd=root, env=repo_env(), timeout=30,
+        )
+        assert launched.returncode == 0, launched
+        assert wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), timeout=10)
+        pid = int(pidfile.read_text().strip())
+        try:
+            assert wait_until(lambda: "dirobserver ready" in logfile.read_text(), timeout=10), \
+                logfile.read_text()
+            with open(f"/proc/{pid}/status") as status:
+                uids = next(line for line in status if line.startswith("Uid:")).split()[1:]
+            assert {int(u) for u in uids} == {uid}
+            (watched / "unprivileged.dat").write_bytes(b"")
+            events = drain(redis_client, "q", 1, timeout=5)
+            assert [e["filename"] for e in events] == ["unprivileged.dat"], logfile.read_text()
+            os.kill(pid, signal.SIGTERM)
+            assert wait_until(lambda: not alive(pid), timeout=15)
+            assert wait_until(lambda: not pidfile.exists(), timeout=5), "pidfile left behind"
+            text = logfile.read_text()
+            assert "dirobserver stopped" in text and "Traceback" not in text, text
+        finally:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    finally:
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
