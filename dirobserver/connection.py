@@ -140,7 +140,7 @@ def refusal(step: Step, message: str) -> str:
     if code == "NOAUTH":
         return "needs a password (NOAUTH) and redis_password is not set"
     if code == "WRONGPASS" or "invalid password" in message:
-        return f"refused the password of redis_password ({message})"
+        return f"refused the password in redis_password ({message})"
     if step.shown.startswith("AUTH") and "without any password configured" in message:
         return "has no password set, yet redis_password is set (AUTH refused)"
     return f"refused {step.shown} ({message})"

@@ -467,7 +467,14 @@ class RedisWriter(service.Service):
                 self.delivered += n
                 self._account(q, n)
                 if q.refused is not None:
-                    self._refusal_over(q, "now accepted")
+                    ended = self._refusal_over(q)
+                    if ended:
+                        self._log.info(
+                            "Redis accepts events for queue {queue} again; it refused "
+                            "them {ended}",
+                            queue=q.name,
+                            ended=ended,
+                        )
             elif self._proto is proto:
                 refused.append(q)
                 self._refused(q, problem)
@@ -503,8 +510,7 @@ class RedisWriter(service.Service):
         if q.refused == problem:
             self._refusals[problem].count += 1
             return
-        if q.refused is not None:
-            self._refusal_over(q, f"now: {problem}")
+        before = self._refusal_over(q)
         q.refused = problem
         refusal = self._refusals.get(problem)
         if refusal is None:
@@ -512,32 +518,31 @@ class RedisWriter(service.Service):
             refusal.happened(problem, self._reactor.seconds())
             self._log.warn(
                 "Redis refused events for queue {queue}: {problem}; they are kept "
-                "and sent again every {pause} s (said once while this lasts)",
+                "and sent again every {pause} s (said once while this lasts){before}",
                 queue=q.name,
                 problem=problem,
                 pause=REFUSED_PAUSE,
+                before=f"; before, it refused them {before}" if before else "",
             )
         else:
             refusal.count += 1
         refusal.queues.add(q.name)
 
-    def _refusal_over(self, q: _Queue, outcome: str) -> None:
-        """C{q} is no longer refused for its cause; say so if it was the last."""
+    def _refusal_over(self, q: _Queue) -> str | None:
+        """
+        C{q} is no longer refused for its cause.  When no queue is any more,
+        return how often and how long it lasted (C{"57 times over 56 s
+        (WRONGTYPE ...)"}) for one line.
+        """
         problem, q.refused = q.refused, None
         refusal = self._refusals.get(problem) if problem is not None else None
         if refusal is None:
-            return
+            return None
         refusal.queues.discard(q.name)
         if refusal.queues:
-            return
+            return None
         del self._refusals[problem]
-        self._log.info(
-            "Redis refused events {summary} ({problem}); {outcome} for queue {queue}",
-            summary=refusal.summary(self._reactor.seconds()),
-            problem=problem,
-            outcome=outcome,
-            queue=q.name,
-        )
+        return f"{refusal.summary(self._reactor.seconds())} ({problem})"
 
     def _after_drain(self) -> None:
         """Everything held was delivered: catch up on what was not held."""
