@@ -90,3 +90,60 @@ class Recurring:
         had = self.cause is not None
         self.cause, self.count = None, 0
         return had
+
+
+class SharedCauses:
+    """
+    Recurring causes shared by several members (the queues Redis refuses):
+    a cause is news once, however many members it holds back and however
+    often they are retried; its end is news once, when no member has it
+    any more.
+    """
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        """@param clock: the current time in seconds."""
+        self._clock = clock
+        #: member -> its current cause
+        self._cause_of: dict[str, str] = {}
+        #: cause -> how often, since when, and the members that have it
+        self._causes: dict[str, tuple[Recurring, set[str]]] = {}
+
+    def happened(self, member: str, cause: str) -> tuple[bool, str | None]:
+        """
+        Count one occurrence of C{cause} for C{member}.
+
+        @return: whether the cause is new, and the L{Recurring.summary} of
+            the member's previous cause (with it) if that one just ended.
+        """
+        previous = self._cause_of.get(member)
+        if previous == cause:
+            self._causes[cause][0].count += 1
+            return False, None
+        ended = self.cleared(member) if previous is not None else None
+        self._cause_of[member] = cause
+        known = self._causes.get(cause)
+        if known is None:
+            recurring = Recurring()
+            recurring.happened(cause, self._clock())
+            self._causes[cause] = (recurring, {member})
+            return True, ended
+        known[0].count += 1
+        known[1].add(member)
+        return False, ended
+
+    def cleared(self, member: str) -> str | None:
+        """
+        C{member} no longer has its cause.
+
+        @return: C{"57 times over 56 s (cause)"} when no member has that
+            cause any more, else None.
+        """
+        cause = self._cause_of.pop(member, None)
+        if cause is None:
+            return None
+        recurring, members = self._causes[cause]
+        members.discard(member)
+        if members:
+            return None
+        del self._causes[cause]
+        return f"{recurring.summary(self._clock())} ({cause})"

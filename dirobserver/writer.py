@@ -43,13 +43,11 @@ from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.logger import Logger
 
 from . import stats
-from .backoff import Recurring
+from .backoff import SharedCauses
 from .config import RedisSettings
 from .connection import RedisConnection, RedisProtocol, describe_failure, redis_endpoint
+from .held import HeldQueue
 from .shapes import LIST, QueueShape
-
-#: Most events sent in one batch; bounds the size of a command and of a resend.
-BATCH = 10_000
 
 #: Most queues (transactions) in one round.  Every command costs txredisapi a
 #: few Deferreds until its reply; 10,000 directories with one event each
@@ -66,69 +64,6 @@ class Relistable(Protocol):
 
     def relist(self) -> None:
         """List the directory again: some of its events were not held."""
-
-
-class _Queue:
-    """
-    The events held for one Redis queue.
-
-    C{segments} describes C{in_flight + pending}, oldest first, in runs:
-    C{[count, section, event, read_time]} per push (a push like the one
-    before it only adds to its count), so that an acknowledged batch can be
-    accounted by section and kind without a record per event.
-    """
-
-    __slots__ = (
-        "name", "counter", "shape", "pending", "in_flight", "scheduled", "segments", "refused"
-    )
-
-    def __init__(self, name: str, counter: str | None, shape: QueueShape) -> None:
-        self.name = name
-        self.counter = counter
-        self.shape = shape
-        #: in the writer's line of queues with work
-        self.scheduled = False
-        #: events not sent yet, oldest first (items of the queue's shape)
-        self.pending: list[Any] = []
-        #: the batch sent and not acknowledged yet (resent first on failure)
-        self.in_flight: list[Any] | None = None
-        #: runs of held events for the metrics, oldest first
-        self.segments: collections.deque[list[Any]] = collections.deque()
-        #: why Redis refused the last batch, while it does
-        self.refused: str | None = None
-
-    def held(self) -> int:
-        return len(self.pending) + len(self.in_flight or ())
-
-    def next_batch(self) -> list[Any]:
-        """The batch to send now: the unacknowledged one, or the next one."""
-        if self.in_flight is None:
-            if len(self.pending) <= BATCH:
-                self.in_flight, self.pending = self.pending, []
-            else:
-                self.in_flight = self.pending[:BATCH]
-                del self.pending[:BATCH]
-        return self.in_flight
-
-    def record(self, count: int, section: str, event: str, read_time: float | None) -> None:
-        """Note C{count} more held events of one section, kind and read."""
-        segments = self.segments
-        if segments:
-            last = segments[-1]
-            if last[3] == read_time and last[2] == event and last[1] == section:
-                last[0] += count
-                return
-        segments.append([count, section, event, read_time])
-
-
-class _Refusal(Recurring):
-    """One cause for which Redis refuses events, and the queues it holds back."""
-
-    __slots__ = ("queues",)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.queues: set[str] = set()
 
 
 class RedisWriter(service.Service):
@@ -169,10 +104,10 @@ class RedisWriter(service.Service):
         self._settings = settings
         self._max_held = max_held
         self._low_water = max(1, max_held // 2)
-        self._queues: dict[str, _Queue] = {}
+        self._queues: dict[str, HeldQueue] = {}
         #: queues with events to send, in turn (a queue sent and still
         #: holding events goes to the back: no queue starves the others)
-        self._lined_up: collections.deque[_Queue] = collections.deque()
+        self._lined_up: collections.deque[HeldQueue] = collections.deque()
         if endpoint_factory is None:
             endpoint_factory = lambda: redis_endpoint(reactor, settings)  # noqa: E731
         self._connection = RedisConnection(
@@ -194,8 +129,8 @@ class RedisWriter(service.Service):
         self._waiting: list[defer.Deferred] = []
         self._drained: list[defer.Deferred] = []
         self._room_waiters: list[defer.Deferred] = []
-        #: the causes for which Redis refuses events now
-        self._refusals: dict[str, _Refusal] = {}
+        #: why Redis refuses the events of some queues now
+        self._refusals = SharedCauses(reactor.seconds)
         self._stopping = False
         self._on_reconnect = on_reconnect
         self.delivered = 0
@@ -206,7 +141,7 @@ class RedisWriter(service.Service):
 
     # -- what the rest of the observer uses ---------------------------------
 
-    def queue(self, name: str, counter: str | None, shape: QueueShape = LIST) -> _Queue:
+    def queue(self, name: str, counter: str | None, shape: QueueShape = LIST) -> HeldQueue:
         """
         The handle to push events to queue C{name} (and count in C{counter}).
 
@@ -215,7 +150,7 @@ class RedisWriter(service.Service):
         """
         q = self._queues.get(name)
         if q is None:
-            q = self._queues[name] = _Queue(name, counter, shape)
+            q = self._queues[name] = HeldQueue(name, counter, shape)
         else:
             if q.shape != shape:
                 raise ValueError(
@@ -227,7 +162,7 @@ class RedisWriter(service.Service):
 
     def push(
         self,
-        q: _Queue,
+        q: HeldQueue,
         payload: Any,
         source: Relistable | None = None,
         section: str = "",
@@ -252,22 +187,13 @@ class RedisWriter(service.Service):
             return
         q.pending.append(payload)
         self._held += 1
-        # q.record(1, ...) inlined: a listing pushes its events one by one.
-        segments = q.segments
-        if segments:
-            last = segments[-1]
-            if last[3] == read_time and last[2] == event and last[1] == section:
-                last[0] += 1
-            else:
-                segments.append([1, section, event, read_time])
-        else:
-            segments.append([1, section, event, read_time])
+        q.record(1, section, event, read_time)
         if not q.scheduled or self._flush_call is None:
             self._schedule(q)
 
     def push_many(
         self,
-        q: _Queue,
+        q: HeldQueue,
         payloads: list[Any],
         source: Relistable | None = None,
         section: str = "",
@@ -304,7 +230,7 @@ class RedisWriter(service.Service):
                 max=self._max_held,
             )
 
-    def _schedule(self, q: _Queue) -> None:
+    def _schedule(self, q: HeldQueue) -> None:
         """Line C{q} up for the next round, and make sure a round comes."""
         if not q.scheduled:
             q.scheduled = True
@@ -417,7 +343,7 @@ class RedisWriter(service.Service):
         round_.addBoth(self._round_done, proto, work)
         self._round = round_
 
-    def _round_done(self, results: Any, proto: RedisProtocol, work: list[_Queue]) -> None:
+    def _round_done(self, results: Any, proto: RedisProtocol, work: list[HeldQueue]) -> None:
         self._round = None
         refused = self._settle(results, proto, work)
         for q in work:
@@ -438,13 +364,15 @@ class RedisWriter(service.Service):
         if self._proto is not None and self._flush_call is None:
             self._flush()
 
-    def _line_up_again(self, queues: list[_Queue]) -> None:
+    def _line_up_again(self, queues: list[HeldQueue]) -> None:
         self._pauses = [call for call in self._pauses if call.active()]
         self._lined_up.extend(queues)
         if self._proto is not None and self._round is None and self._flush_call is None:
             self._flush()
 
-    def _settle(self, results: Any, proto: RedisProtocol, work: list[_Queue]) -> list[_Queue]:
+    def _settle(
+        self, results: Any, proto: RedisProtocol, work: list[HeldQueue]
+    ) -> list[HeldQueue]:
         """Account for one round's replies; return the queues Redis refused."""
         if not isinstance(results, list):
             # The deadline passed: treat the connection as dead, resend later.
@@ -456,25 +384,23 @@ class RedisWriter(service.Service):
             proto.transport.abortConnection()
             return []
         refused = []
+        now = self._reactor.seconds()
         # Fewer results than queues when sending failed half-way: the queues
         # not sent keep their batch and go back in line.
         for q, (ok, reply) in zip(work, results):
             problem = _exec_problem(ok, reply)
             if problem is None:
-                n = len(q.in_flight or ())
-                q.in_flight = None
+                n = q.acknowledged(self.delivered_by, self.delivery_seconds, now)
                 self._held -= n
                 self.delivered += n
-                self._account(q, n)
-                if q.refused is not None:
-                    ended = self._refusal_over(q)
-                    if ended:
-                        self._log.info(
-                            "Redis accepts events for queue {queue} again; it refused "
-                            "them {ended}",
-                            queue=q.name,
-                            ended=ended,
-                        )
+                ended = self._refusals.cleared(q.name)
+                if ended:
+                    self._log.info(
+                        "Redis accepts events for queue {queue} again; it refused "
+                        "them {ended}",
+                        queue=q.name,
+                        ended=ended,
+                    )
             elif self._proto is proto:
                 refused.append(q)
                 self._refused(q, problem)
@@ -484,38 +410,13 @@ class RedisWriter(service.Service):
                 d.callback(None)
         return refused
 
-    def _account(self, q: _Queue, n: int) -> None:
-        """Redis took the oldest C{n} events of C{q}: count them by segment."""
-        segments, by = q.segments, self.delivered_by
-        now = self._reactor.seconds()
-        while n > 0 and segments:
-            segment = segments[0]
-            count, section, event, read_time = segment
-            if count <= n:
-                segments.popleft()
-            else:
-                count = n
-                segment[0] -= n
-            n -= count
-            key = (section, event)
-            by[key] = by.get(key, 0) + count
-            if read_time is not None:
-                self.delivery_seconds.observe(now - read_time, count)
-
-    def _refused(self, q: _Queue, problem: str) -> None:
+    def _refused(self, q: HeldQueue, problem: str) -> None:
         """
         Redis refused a batch of C{q}: say so once per cause, however many
         queues it holds back and however often it is retried.
         """
-        if q.refused == problem:
-            self._refusals[problem].count += 1
-            return
-        before = self._refusal_over(q)
-        q.refused = problem
-        refusal = self._refusals.get(problem)
-        if refusal is None:
-            refusal = self._refusals[problem] = _Refusal()
-            refusal.happened(problem, self._reactor.seconds())
+        new, before = self._refusals.happened(q.name, problem)
+        if new:
             self._log.warn(
                 "Redis refused events for queue {queue}: {problem}; they are kept "
                 "and sent again every {pause} s (said once while this lasts){before}",
@@ -524,25 +425,6 @@ class RedisWriter(service.Service):
                 pause=REFUSED_PAUSE,
                 before=f"; before, it refused them {before}" if before else "",
             )
-        else:
-            refusal.count += 1
-        refusal.queues.add(q.name)
-
-    def _refusal_over(self, q: _Queue) -> str | None:
-        """
-        C{q} is no longer refused for its cause.  When no queue is any more,
-        return how often and how long it lasted (C{"57 times over 56 s
-        (WRONGTYPE ...)"}) for one line.
-        """
-        problem, q.refused = q.refused, None
-        refusal = self._refusals.get(problem) if problem is not None else None
-        if refusal is None:
-            return None
-        refusal.queues.discard(q.name)
-        if refusal.queues:
-            return None
-        del self._refusals[problem]
-        return f"{refusal.summary(self._reactor.seconds())} ({problem})"
 
     def _after_drain(self) -> None:
         """Everything held was delivered: catch up on what was not held."""

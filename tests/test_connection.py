@@ -23,7 +23,7 @@ from zope.interface import implementer
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import RedisServer  # noqa: E402
 
-from dirobserver.backoff import Recurring, exponential_backoff  # noqa: E402
+from dirobserver.backoff import Recurring, SharedCauses, exponential_backoff  # noqa: E402
 from dirobserver.config import RedisSettings  # noqa: E402
 from dirobserver.connection import (  # noqa: E402
     RedisConnection,
@@ -118,11 +118,26 @@ class RetryPolicyTests(unittest.TestCase):
         self.assertTrue(r.ended())
         self.assertFalse(r.ended())
 
+    def test_shared_causes_are_news_once_and_end_with_their_last_member(self):
+        """Two queues refused for one cause: one "new", one end, counting both."""
+        now = [0.0]
+        causes = SharedCauses(lambda: now[0])
+        self.assertEqual(causes.happened("q1", "OOM"), (True, None))
+        self.assertEqual(causes.happened("q2", "OOM"), (False, None))
+        now[0] = 5.0
+        self.assertEqual(causes.happened("q1", "OOM"), (False, None))
+        self.assertIsNone(causes.cleared("q1"))
+        now[0] = 9.0
+        self.assertEqual(causes.cleared("q2"), "3 times over 9 s (OOM)")
+        self.assertIsNone(causes.cleared("q2"))
+        self.assertEqual(causes.happened("q1", "WRONGTYPE"), (True, None))
+        self.assertEqual(causes.happened("q1", "OOM"), (True, "once over 0 s (WRONGTYPE)"))
+
 
 class ClockBackoffTests(unittest.TestCase):
     """The connection's retries, on a Clock."""
 
-    def make(self, behaviour: str, retry_policy=None) -> tuple[RedisConnection, ScriptedEndpoint, list]:
+    def make(self, behaviour: str, retry_policy=None) -> tuple:
         self.clock = task.Clock()
         endpoint = ScriptedEndpoint(self.clock, behaviour)
         ups: list = []

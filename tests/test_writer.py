@@ -22,6 +22,8 @@ from test_connection import LogCapture  # noqa: E402
 
 from dirobserver import stats  # noqa: E402
 from dirobserver.config import RedisSettings  # noqa: E402
+from dirobserver.held import BATCH, HeldQueue  # noqa: E402
+from dirobserver.shapes import LIST  # noqa: E402
 from dirobserver.writer import REFUSED_PAUSE, RedisWriter  # noqa: E402
 
 
@@ -338,8 +340,6 @@ class DeliveryMetadataTests(WriterTestMixin, unittest.TestCase):
         A push larger than one batch is accounted over two acknowledgements;
         events past max_held are counted as dropped, not as delivered.
         """
-        from dirobserver.writer import BATCH
-
         total = BATCH + BATCH // 2
         writer = self.make_writer(max_held=total)
         writer.startService()
@@ -460,3 +460,40 @@ class ConnectionSettingsTests(WriterTestMixin, unittest.TestCase):
         self.assertEqual(self.server.client(db=3).lrange("q:db", 0, -1), [b"in-db-3"])
         self.assertEqual(self.server.client(db=0).exists("q:db"), 0)
         self.assertEqual(int(self.server.client(db=3).get("c:db")), 1)
+
+
+class HeldQueueTests(unittest.TestCase):
+    """The held state of one queue: batches and the runs kept for the metrics."""
+
+    def test_alike_pushes_share_one_run_and_a_batch_consumes_runs_in_order(self):
+        """Runs merge while alike; an acknowledgement splits a run at the batch end."""
+        q = HeldQueue("q", None, LIST)
+        q.pending.extend([b"x"] * (BATCH + 5))
+        q.record(BATCH - 2, "a", "created", 100.0)
+        q.record(1, "a", "created", 100.0)
+        q.record(6, "b", "exists", 103.0)
+        self.assertEqual(len(q.segments), 2)
+        by: dict = {}
+        seconds = stats.Histogram(stats.DELIVERY_BUCKETS)
+        self.assertEqual(len(q.next_batch()), BATCH)
+        self.assertEqual(q.acknowledged(by, seconds, now=104.0), BATCH)
+        self.assertEqual(by, {("a", "created"): BATCH - 1, ("b", "exists"): 1})
+        self.assertEqual(list(q.segments), [[5, "b", "exists", 103.0]])
+        self.assertEqual(seconds.count, BATCH)
+        self.assertAlmostEqual(seconds.total, (BATCH - 1) * 4.0 + 1 * 1.0)
+        q.next_batch()
+        self.assertEqual(q.acknowledged(by, seconds, now=110.0), 5)
+        self.assertEqual(by[("b", "exists")], 6)
+        self.assertEqual(len(q.segments), 0)
+        self.assertEqual(q.held(), 0)
+
+    def test_events_without_a_read_time_are_counted_but_not_timed(self):
+        """No read_time: in delivered_by, not in the histogram."""
+        q = HeldQueue("q", None, LIST)
+        q.pending.append(b"x")
+        q.record(1, "", "", None)
+        by: dict = {}
+        seconds = stats.Histogram(stats.DELIVERY_BUCKETS)
+        q.next_batch()
+        q.acknowledged(by, seconds, now=1.0)
+        self.assertEqual((by, seconds.count), ({("", ""): 1}, 0))
