@@ -16,8 +16,9 @@ A connection counts as up only once Redis has answered the handshake: a
 server that wants a password (C{NOAUTH}) or refuses it (C{WRONGPASS}), a port
 that accepts connections and drops them, or a program that is not Redis, are
 failures like a refused connection.  They are retried with the capped backoff
-(the retry policy, reset only by a completed handshake), L{problem} says why
-in one line, and the log says it once per change of cause.
+(the retry policy, reset only by a completed handshake);
+L{RedisConnection.problem} says why in one line, and the log says it once per
+change of cause.
 
 The seams are parameters, as in Twisted's C{ClientService}: the clock, the
 retry policy, and the endpoint factory (a new endpoint per attempt, so TLS or

@@ -66,8 +66,8 @@ class LogCapture:
 class ScriptedEndpoint:
     """
     An endpoint whose every connection behaves as told: C{"refuse"}, C{"drop"}
-    (connects, then the peer closes before answering), or C{"silent"}
-    (connects and never answers).
+    (connects, then the peer closes before answering), C{"silent"} (connects
+    and never answers), or C{"pong"} (answers the handshake's lone PING).
     """
 
     def __init__(self, clock: task.Clock, behaviour: str) -> None:
@@ -87,6 +87,8 @@ class ScriptedEndpoint:
         self.transports.append(transport)
         if self.behaviour == "drop":
             self.clock.callLater(0.001, transport.loseConnection)
+        elif self.behaviour == "pong":
+            self.clock.callLater(0.001, proto.dataReceived, b"+PONG\r\n")
         return defer.succeed(proto)
 
 
@@ -193,6 +195,33 @@ class ClockBackoffTests(unittest.TestCase):
         self.assertTrue(all(t.value() == b"*1\r\n$4\r\nPING\r\n" for t in endpoint.transports))
         self.assertIn("closed the connection before answering", connection.problem)
         self.assertEqual(len(self.logs.lines("warn")), 1, self.logs.lines())
+        self.successResultOf(connection.stop())
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_the_failure_count_resets_only_once_the_handshake_is_answered(self):
+        """Refused five times: n grows to 5; answered, then lost: n starts at 1 again."""
+        seen: list[int] = []
+        policy = exponential_backoff(random=lambda: 0.0)
+
+        def recording(n: int) -> float:
+            seen.append(n)
+            return policy(n)
+
+        connection, endpoint, ups = self.make("refuse", recording)
+        connection.start()
+        self.run_for(0.1 + 0.2 + 0.4 + 0.8 - 0.005)
+        self.assertEqual(seen, [1, 2, 3, 4])
+        endpoint.behaviour = "pong"
+        self.run_for(1.6)
+        self.assertEqual(len(ups), 1)
+        self.assertIsNone(connection.problem)
+        self.assertEqual(seen, [1, 2, 3, 4])
+        endpoint.behaviour = "refuse"
+        endpoint.transports[-1].loseConnection()
+        self.assertIn("Lost the connection", connection.problem)
+        self.run_for(0.25)
+        self.assertEqual(seen, [1, 2, 3, 4, 1, 2])
+        self.assertIn("is unreachable (connection refused)", connection.problem)
         self.successResultOf(connection.stop())
         self.assertEqual(self.clock.getDelayedCalls(), [])
 

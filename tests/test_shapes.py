@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
