@@ -1,13 +1,28 @@
 """
-The connection to Redis: one txredisapi protocol, opened, watched and
-reopened with a capped backoff for as long as it is wanted.
+The connection to Redis: one txredisapi protocol, opened, checked, watched
+and reopened with a capped backoff for as long as it is wanted.
 
 txredisapi is used at its protocol level, on one connection that this module
 opens itself.  That sidesteps the traps of txredisapi's connection handler: a
 command sent while disconnected with C{reconnect=True} never returns; a
 failed AUTH or SELECT stops reconnecting for good; a C{MULTI} can hang after a
-restart; pools can deadlock.  Every step here has a deadline (C{timeout} from
-the configuration): the TCP or Unix connection, then AUTH and SELECT.
+restart; pools can deadlock.  The protocol is built without a password or a
+database, so it sends nothing by itself: the handshake is ours, one list of
+commands (L{handshake_steps}: C{AUTH}, C{SELECT}, C{PING}) sent one by one,
+each reply checked, the whole sequence (the TCP or Unix connection included)
+under one deadline (C{timeout} from the configuration).
+
+A connection counts as up only once Redis has answered the handshake: a
+server that wants a password (C{NOAUTH}) or refuses it (C{WRONGPASS}), a port
+that accepts connections and drops them, or a program that is not Redis, are
+failures like a refused connection.  They are retried with the capped backoff
+(the retry policy, reset only by a completed handshake);
+L{RedisConnection.problem} says why in one line, and the log says it once per
+change of cause.
+
+The seams are parameters, as in Twisted's C{ClientService}: the clock, the
+retry policy, and the endpoint factory (a new endpoint per attempt, so TLS or
+a Sentinel lookup can plug in there).
 
 L{dirobserver.writer} is its only user: it sends commands on L{proto} while
 it is set, and is told when it comes and goes.
@@ -15,14 +30,16 @@ it is set, and is told when it comes and goes.
 
 from __future__ import annotations
 
-import random
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import txredisapi
 from twisted.internet import defer, error, protocol
 from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint
+from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.logger import Logger
 
+from .backoff import Recurring, exponential_backoff
 from .config import RedisSettings
 
 #: Bytes the connection may write per reactor turn.  Twisted's default
@@ -45,25 +62,13 @@ class RedisProtocol(txredisapi.RedisProtocol):
 
 
 class _ProtocolFactory(protocol.Factory):
-    """
-    Builds one protocol; provides what txredisapi's protocol expects of its
-    factory when AUTH or SELECT fails (it reports; we decide to retry).
-    """
+    """Builds a protocol that sends nothing of its own (no AUTH, no SELECT)."""
 
     isLazy = False
     noisy = False
 
-    def __init__(self, settings: RedisSettings) -> None:
-        self.settings = settings
-        self.error: str | None = None
-
     def buildProtocol(self, addr: Any) -> RedisProtocol:
-        proto = RedisProtocol(
-            charset="utf-8",
-            password=self.settings.password,
-            dbid=self.settings.db,
-            convertNumbers=False,
-        )
+        proto = RedisProtocol(charset="utf-8", convertNumbers=False)
         proto.factory = self
         return proto
 
@@ -71,45 +76,144 @@ class _ProtocolFactory(protocol.Factory):
         """Nothing to stop: L{RedisConnection} schedules every attempt itself."""
 
     def connectionError(self, why: str) -> None:
-        self.error = why
+        """Not called: the protocol is given no AUTH or SELECT to fail."""
+
+
+def redis_endpoint(reactor: Any, settings: RedisSettings) -> IStreamClientEndpoint:
+    """
+    The plain TCP or Unix endpoint for C{settings}.
+
+    @param reactor: provides C{IReactorTCP}, C{IReactorUNIX} and
+        C{IReactorTime} (the running reactor does).
+    """
+    if settings.unix_socket:
+        return UNIXClientEndpoint(reactor, settings.unix_socket, timeout=settings.timeout)
+    # A host name may resolve to IPv4 or IPv6 addresses: try them all.
+    return HostnameEndpoint(reactor, settings.host, settings.port, timeout=settings.timeout)
+
+
+# -- the handshake ---------------------------------------------------------------
+
+
+def _is(expected: str) -> Callable[[Any], bool]:
+    return lambda reply: reply == expected
+
+
+@dataclass(frozen=True)
+class Step:
+    """
+    One command of the handshake.
+
+    @ivar command: what is sent.
+    @ivar shown: the command as log lines show it (never a password).
+    @ivar accepts: whether a (non-error) reply is the one wanted.
+    """
+
+    command: tuple[Any, ...]
+    shown: str
+    accepts: Callable[[Any], bool] = _is("OK")
+
+
+def handshake_steps(settings: RedisSettings) -> list[Step]:
+    """The commands every new connection starts with, in order."""
+    steps = []
+    if settings.password is not None:
+        # An ACL user would be ("AUTH", user, password), shown "AUTH user".
+        steps.append(Step(("AUTH", settings.password), "AUTH"))
+    if settings.db is not None:
+        steps.append(Step(("SELECT", settings.db), f"SELECT {settings.db}"))
+    # Proof that a Redis answers (and that AUTH was not needed after all);
+    # only this resets the backoff.  Sentinel's ROLE check would follow.
+    steps.append(Step(("PING",), "PING", _is("PONG")))
+    return steps
+
+
+class HandshakeRefused(Exception):
+    """Redis answered a handshake command, but not with what was wanted."""
+
+
+def refusal(step: Step, message: str) -> str:
+    """
+    What an error reply to a handshake step means, worded to follow
+    C{"Redis at host:port "} in a log line.
+    """
+    code = message.split(" ", 1)[0]
+    if code == "NOAUTH":
+        return "needs a password (NOAUTH) and redis_password is not set"
+    if code == "WRONGPASS" or "invalid password" in message:
+        return f"refused the password in redis_password ({message})"
+    if step.shown.startswith("AUTH") and "without any password configured" in message:
+        return "has no password set, yet redis_password is set (AUTH refused)"
+    return f"refused {step.shown} ({message})"
+
+
+def describe_failure(failure: Any) -> str:
+    """A short text for a failure, for one log line."""
+    if failure.check(defer.TimeoutError, defer.CancelledError):
+        return "no answer in time"
+    if failure.check(error.ConnectionRefusedError):
+        return "connection refused"
+    return failure.getErrorMessage() or failure.type.__name__
+
+
+# -- the connection --------------------------------------------------------------
 
 
 class RedisConnection:
     """
     Keeps one connection to Redis open while it is wanted.
 
-    @ivar proto: the connected protocol, or None.
-    @ivar connections: how many times a connection was made.
+    @ivar proto: the connected protocol (handshake done), or None.
+    @ivar connections: how many times a connection was made (handshake done).
+    @ivar attempts: how many connections were tried.
+    @ivar problem: None while the connection is up; else one line saying
+        why not (for readiness checks and status lines).
     """
 
     _log = Logger()
-    initial_delay = 0.1
-    max_delay = 2.0
 
     def __init__(
         self,
         settings: RedisSettings,
-        reactor: Any,
         on_up: Callable[[RedisProtocol], None],
         on_down: Callable[[], None],
         backlog: Callable[[], int],
+        *,
+        clock: IReactorTime,
+        endpoint_factory: Callable[[], IStreamClientEndpoint],
+        retry_policy: Callable[[int], float] | None = None,
     ) -> None:
         """
-        @param on_up: called with the protocol once connected (AUTH, SELECT done).
+        @param on_up: called with the protocol once connected (handshake done).
         @param on_down: called when that connection is lost.
         @param backlog: how many events wait for Redis, for the log lines.
+        @param clock: schedules retries and deadlines.
+        @param endpoint_factory: makes the endpoint of each attempt.
+        @param retry_policy: the delay before the next attempt after C{n}
+            consecutive failures (L{exponential_backoff} by default).
         """
         self._settings = settings
-        self._reactor = reactor
+        self._addr = settings.describe()
         self._on_up = on_up
         self._on_down = on_down
         self._backlog = backlog
+        self._clock = clock
+        self._endpoint_factory = endpoint_factory
+        self._retry_policy = retry_policy or exponential_backoff()
+        self._steps = handshake_steps(settings)
         self._wanted = False
         self._attempt: defer.Deferred | None = None
+        #: the protocol of the attempt in progress, and the step it is at
+        self._handshaking: RedisProtocol | None = None
+        self._step: Step | None = None
         self._retry_call: Any = None
         self._failures = 0
+        self._trouble = Recurring()
+        self._down_since = 0.0
         self.proto: RedisProtocol | None = None
         self.connections = 0
+        self.attempts = 0
+        self.problem: str | None = f"Redis at {self._addr}: not connected yet"
 
     def start(self) -> None:
         """Connect, and reconnect whenever the connection is lost."""
@@ -124,6 +228,7 @@ class RedisConnection:
         self._retry_call = None
         if self._attempt is not None:
             self._attempt.cancel()
+        self.problem = f"Redis at {self._addr}: not connected (stopping)"
         proto, self.proto = self.proto, None
         if proto is None or not proto.transport:
             return defer.succeed(None)
@@ -131,59 +236,59 @@ class RedisConnection:
         proto.transport.loseConnection()
         return gone.addCallback(lambda _: None)
 
-    def _endpoint(self) -> Any:
-        s = self._settings
-        if s.unix_socket:
-            return UNIXClientEndpoint(self._reactor, s.unix_socket, timeout=s.timeout)
-        # A host name may resolve to IPv4 or IPv6 addresses: try them all.
-        return HostnameEndpoint(self._reactor, s.host, s.port, timeout=s.timeout)
-
     def _connect(self) -> None:
         self._retry_call = None
-        factory = _ProtocolFactory(self._settings)
-        d = self._endpoint().connect(factory)
-        d.addCallback(self._handshake, factory)
-        d.addTimeout(self._settings.timeout, self._reactor)
-        d.addCallbacks(self._connected, self._failed)
+        self.attempts += 1
+        d = defer.maybeDeferred(lambda: self._endpoint_factory().connect(_ProtocolFactory()))
+        d.addCallback(lambda proto: defer.Deferred.fromCoroutine(self._handshake(proto)))
+        d.addTimeout(self._settings.timeout, self._clock)
         self._attempt = d
+        d.addCallbacks(self._connected, self._failed)
 
-    def _handshake(self, proto: RedisProtocol, factory: _ProtocolFactory) -> defer.Deferred:
-        """Wait until AUTH and SELECT are done, or the connection is closed."""
-        ready = proto.whenConnected()
-        lost = proto.whenDisconnected()
-
-        def cancel(_: Any) -> None:
-            proto.transport.abortConnection()
-
-        first = defer.DeferredList([ready, lost], fireOnOneCallback=True, consumeErrors=True)
-        outer: defer.Deferred = defer.Deferred(cancel)
-
-        def decide(result: Any) -> None:
-            if outer.called:
-                return
-            _value, index = result
-            if index == 0:
-                outer.callback(proto)
-            else:
-                outer.errback(
-                    txredisapi.ConnectionError(factory.error or "connection closed by the server")
+    async def _handshake(self, proto: RedisProtocol) -> RedisProtocol:
+        """Send the handshake's commands in turn; fail at the first bad reply."""
+        self._handshaking = proto
+        for step in self._steps:
+            self._step = step
+            try:
+                reply = await proto.execute_command(*step.command)
+            except txredisapi.ResponseError as e:
+                raise HandshakeRefused(refusal(step, str(e))) from None
+            if not step.accepts(reply):
+                raise HandshakeRefused(
+                    f"answered {step.shown} with {str(reply)[:60]!r}: is it a Redis server?"
                 )
+        return proto
 
-        first.addCallback(decide)
-        return outer
+    def _cause(self, failure: Any) -> str:
+        """Why an attempt failed, worded to follow C{"Redis at host:port "}."""
+        if failure.check(HandshakeRefused):
+            return str(failure.value)
+        if self._handshaking is not None:
+            # Connected, then no proper answer: the port is not a (working) Redis.
+            if failure.check(txredisapi.ConnectionError):
+                return "closed the connection before answering"
+            if failure.check(defer.TimeoutError, defer.CancelledError):
+                shown = self._step.shown if self._step else "the handshake"
+                return f"did not answer {shown} within {self._settings.timeout} s"
+        return f"is unreachable ({describe_failure(failure)})"
 
     def _connected(self, proto: RedisProtocol) -> None:
         self._attempt = None
+        self._handshaking = self._step = None
         if not self._wanted:
             proto.transport.loseConnection()
             return
         self.proto = proto
         self.connections += 1
-        if self._failures:
+        self.problem = None
+        if self._trouble.ended():
             self._log.info(
-                "Redis at {addr} answers again ({held} events held)",
-                addr=self._settings.describe(),
+                "Redis at {addr} answers again ({held} events held) after "
+                "{seconds:.1f} s without it",
+                addr=self._addr,
                 held=self._backlog(),
+                seconds=self._clock.seconds() - self._down_since,
             )
         self._failures = 0
         proto.transport.SEND_LIMIT = SEND_LIMIT
@@ -192,19 +297,30 @@ class RedisConnection:
 
     def _failed(self, failure: Any) -> None:
         self._attempt = None
+        cause = self._cause(failure)
+        proto, self._handshaking, self._step = self._handshaking, None, None
+        if proto is not None and proto.transport is not None:
+            proto.transport.abortConnection()
         if not self._wanted:
             return
         self._failures += 1
-        if self._failures == 1:
+        self.problem = f"Redis at {self._addr} {cause}"
+        if self._went_wrong(cause):
             self._log.warn(
-                "Redis at {addr} is unreachable ({why}); {held} events held, "
-                "retrying until it answers",
-                addr=self._settings.describe(),
-                why=describe_failure(failure),
+                "{problem}; {held} events held, retrying until it answers",
+                problem=self.problem,
                 held=self._backlog(),
             )
-        delay = min(self.initial_delay * 2 ** (self._failures - 1), self.max_delay)
-        self._retry_call = self._reactor.callLater(delay * random.uniform(0.8, 1.2), self._connect)
+        self._retry_call = self._clock.callLater(
+            self._retry_policy(self._failures), self._connect
+        )
+
+    def _went_wrong(self, cause: str) -> bool:
+        """Note one failure; True when its cause is new (worth a log line)."""
+        now = self._clock.seconds()
+        if self._trouble.cause is None:
+            self._down_since = now
+        return self._trouble.happened(cause, now)
 
     def _lost(self, proto: RedisProtocol) -> None:
         if self.proto is not proto:
@@ -213,19 +329,13 @@ class RedisConnection:
         self._on_down()
         if not self._wanted:
             return
+        self.problem = f"Lost the connection to Redis at {self._addr}; reconnecting"
+        self._went_wrong("lost the connection")
         self._log.warn(
             "Lost the connection to Redis at {addr}; {held} events held, reconnecting",
-            addr=self._settings.describe(),
+            addr=self._addr,
             held=self._backlog(),
         )
+        # The loss counts as the first failure of the outage.
         self._failures = 1
-        self._retry_call = self._reactor.callLater(self.initial_delay, self._connect)
-
-
-def describe_failure(failure: Any) -> str:
-    """A short text for a failure, for one log line."""
-    if failure.check(defer.TimeoutError, defer.CancelledError):
-        return "no answer in time"
-    if failure.check(error.ConnectionRefusedError):
-        return "connection refused"
-    return failure.getErrorMessage() or failure.type.__name__
+        self._retry_call = self._clock.callLater(self._retry_policy(1), self._connect)

@@ -2,22 +2,29 @@
 The batching Redis writer: the only module that talks to Redis.
 
 Events are held per queue, in the order they were pushed, and delivered in
-rounds.  A round sends, for every queue with events, one transaction::
+rounds.  A round sends, for every queue with events, one transaction, in the
+queue's shape (L{dirobserver.shapes}; for a list::
 
     MULTI / LPUSH queue e1 e2 ... en / INCRBY counter n / EXEC
 
-all written at once (pipelined); only one round is in flight at a time, so
+), all written at once (pipelined); only one round is in flight at a time, so
 while Redis answers one round the next one grows (large batches under load,
 one round trip per event when traffic is light).  A queue's batch leaves
 memory only once its C{EXEC} reply says every command was applied; a batch
 whose reply did not come (timeout, lost connection, error reply) stays at the
 head of its queue and is sent again: at least once, never a gap, order kept.
 One transaction per queue keeps queues independent: a C{WRONGTYPE} on one key
-holds back that queue only.
+holds back that queue only, and is said once, not at every retry.
 
-The connection itself (opened, watched, reopened with a capped backoff, a
+The connection itself (opened, checked, reopened with a capped backoff, a
 deadline on every step) is L{dirobserver.connection}'s; every round and every
-C{LLEN} here has its own deadline too (C{timeout} from the configuration).
+queue length asked here has its own deadline too (C{timeout} from the
+configuration).
+
+For the metrics, each push records one small segment (how many events, their
+section, their kind, when they were read), not one record per event; when
+Redis acknowledges a batch the segments it covers become plain counters
+(L{RedisWriter.delivered_by}, L{RedisWriter.delivery_seconds}).
 
 Memory is bounded by C{max_held}: past it, new events are not held; their
 source is remembered and asked to list its directory again once Redis has
@@ -27,18 +34,20 @@ taken everything held (the directory is the durable record).
 from __future__ import annotations
 
 import collections
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import txredisapi
 from twisted.application import service
 from twisted.internet import defer
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.logger import Logger
 
+from . import stats
+from .backoff import SharedCauses
 from .config import RedisSettings
-from .connection import RedisConnection, RedisProtocol, describe_failure
-
-#: Most events sent in one LPUSH; bounds the size of a command and of a resend.
-BATCH = 10_000
+from .connection import RedisConnection, RedisProtocol, describe_failure, redis_endpoint
+from .held import HeldQueue
+from .shapes import LIST, QueueShape
 
 #: Most queues (transactions) in one round.  Every command costs txredisapi a
 #: few Deferreds until its reply; 10,000 directories with one event each
@@ -57,40 +66,14 @@ class Relistable(Protocol):
         """List the directory again: some of its events were not held."""
 
 
-class _Queue:
-    """The events held for one Redis list."""
-
-    __slots__ = ("name", "counter", "pending", "in_flight", "scheduled")
-
-    def __init__(self, name: str, counter: str | None) -> None:
-        self.name = name
-        self.counter = counter
-        #: in the writer's line of queues with work
-        self.scheduled = False
-        #: events not sent yet, oldest first
-        self.pending: list[bytes] = []
-        #: the batch sent and not acknowledged yet (resent first on failure)
-        self.in_flight: list[bytes] | None = None
-
-    def held(self) -> int:
-        return len(self.pending) + len(self.in_flight or ())
-
-    def next_batch(self) -> list[bytes]:
-        """The batch to send now: the unacknowledged one, or the next one."""
-        if self.in_flight is None:
-            if len(self.pending) <= BATCH:
-                self.in_flight, self.pending = self.pending, []
-            else:
-                self.in_flight = self.pending[:BATCH]
-                del self.pending[:BATCH]
-        return self.in_flight
-
-
 class RedisWriter(service.Service):
     """
     Holds events per queue and delivers them to Redis in batches.
 
     @ivar delivered: events acknowledged by Redis.
+    @ivar delivered_by: events acknowledged by Redis per C{(section, event)}.
+    @ivar delivery_seconds: time from the read of an event to its
+        acknowledgement by Redis (events pushed with a C{read_time}).
     @ivar dropped: events not held because C{max_held} was reached.
     @ivar reconnects: successful connections after the first one.
     """
@@ -102,20 +85,39 @@ class RedisWriter(service.Service):
         settings: RedisSettings,
         max_held: int,
         reactor: Any = None,
-        on_reconnect: Any = None,
+        on_reconnect: Callable[[], None] | None = None,
+        *,
+        retry_policy: Callable[[int], float] | None = None,
+        endpoint_factory: Callable[[], IStreamClientEndpoint] | None = None,
     ) -> None:
+        """
+        @param reactor: provides C{IReactorTCP}, C{IReactorUNIX} and
+            C{IReactorTime}; the global reactor by default.
+        @param on_reconnect: called after every connection but the first.
+        @param retry_policy: see L{RedisConnection}.
+        @param endpoint_factory: makes the endpoint of each connection
+            attempt; the plain TCP or Unix one of C{settings} by default.
+        """
         if reactor is None:
             from twisted.internet import reactor
         self._reactor = reactor
         self._settings = settings
         self._max_held = max_held
         self._low_water = max(1, max_held // 2)
-        self._queues: dict[str, _Queue] = {}
+        self._queues: dict[str, HeldQueue] = {}
         #: queues with events to send, in turn (a queue sent and still
         #: holding events goes to the back: no queue starves the others)
-        self._lined_up: collections.deque[_Queue] = collections.deque()
+        self._lined_up: collections.deque[HeldQueue] = collections.deque()
+        if endpoint_factory is None:
+            endpoint_factory = lambda: redis_endpoint(reactor, settings)  # noqa: E731
         self._connection = RedisConnection(
-            settings, reactor, self._connected, self._disconnected, self.held
+            settings,
+            self._connected,
+            self._disconnected,
+            self.held,
+            clock=reactor,
+            endpoint_factory=endpoint_factory,
+            retry_policy=retry_policy,
         )
         #: the connected protocol while the connection is up
         self._proto: RedisProtocol | None = None
@@ -127,50 +129,108 @@ class RedisWriter(service.Service):
         self._waiting: list[defer.Deferred] = []
         self._drained: list[defer.Deferred] = []
         self._room_waiters: list[defer.Deferred] = []
+        #: why Redis refuses the events of some queues now
+        self._refusals = SharedCauses(reactor.seconds)
         self._stopping = False
         self._on_reconnect = on_reconnect
         self.delivered = 0
+        self.delivered_by: dict[tuple[str, str], int] = {}
+        self.delivery_seconds = stats.Histogram(stats.DELIVERY_BUCKETS)
         self.dropped = 0
         self.reconnects = 0
 
     # -- what the rest of the observer uses ---------------------------------
 
-    def queue(self, name: str, counter: str | None) -> _Queue:
-        """The handle to push events to list C{name} (and count in C{counter})."""
+    def queue(self, name: str, counter: str | None, shape: QueueShape = LIST) -> HeldQueue:
+        """
+        The handle to push events to queue C{name} (and count in C{counter}).
+
+        @param shape: how the queue is kept in Redis (a list by default).
+        @raise ValueError: the queue is already known with another shape.
+        """
         q = self._queues.get(name)
         if q is None:
-            q = self._queues[name] = _Queue(name, counter)
-        elif counter is not None and q.counter is None:
-            q.counter = counter
+            q = self._queues[name] = HeldQueue(name, counter, shape)
+        else:
+            if q.shape != shape:
+                raise ValueError(
+                    f"queue {name} cannot be both a {q.shape.name} and a {shape.name}"
+                )
+            if counter is not None and q.counter is None:
+                q.counter = counter
         return q
 
-    def push(self, q: _Queue, payload: bytes, source: Relistable | None = None) -> None:
+    def push(
+        self,
+        q: HeldQueue,
+        payload: Any,
+        source: Relistable | None = None,
+        section: str = "",
+        event: str = "",
+        read_time: float | None = None,
+    ) -> None:
         """
         Hold one event for delivery, in order, to its queue.
 
         Past C{max_held} held events the event is not held; C{source} is
         asked to list its directory again once Redis has caught up.
+
+        @param payload: the event as the queue's shape holds it (JSON bytes
+            for a list).
+        @param section: the event's section, for L{delivered_by}.
+        @param event: its kind (C{"created"}, C{"exists"}), likewise.
+        @param read_time: the reactor's C{seconds()} when it was read, for
+            L{delivery_seconds}.
         """
         if self._held >= self._max_held:
-            self.dropped += 1
-            if source is not None and id(source) not in self._overflowed:
-                first = not self._overflowed
-                self._overflowed[id(source)] = source
-                if not first:
-                    return
-                self._log.warn(
-                    "{max} events held (max_held_events; Redis is unreachable or "
-                    "slower than the files arrive): not holding more; the "
-                    "directories concerned will be listed again once Redis has "
-                    "caught up",
-                    max=self._max_held,
-                )
+            self._drop(1, source)
             return
         q.pending.append(payload)
         self._held += 1
+        q.record(1, section, event, read_time)
+        if not q.scheduled or self._flush_call is None:
+            self._schedule(q)
+
+    def push_many(
+        self,
+        q: HeldQueue,
+        payloads: list[Any],
+        source: Relistable | None = None,
+        section: str = "",
+        event: str = "",
+        read_time: float | None = None,
+    ) -> None:
+        """L{push} for several events of one queue, in order."""
+        if not payloads:
+            return
+        room = self._max_held - self._held
+        if len(payloads) > room:
+            if room > 0:
+                self.push_many(q, payloads[:room], source, section, event, read_time)
+            self._drop(len(payloads) - max(room, 0), source)
+            return
+        q.pending.extend(payloads)
+        self._held += len(payloads)
+        q.record(len(payloads), section, event, read_time)
         self._schedule(q)
 
-    def _schedule(self, q: _Queue) -> None:
+    def _drop(self, n: int, source: Relistable | None) -> None:
+        """C{n} events are not held (past C{max_held}): have them listed later."""
+        self.dropped += n
+        if source is None or id(source) in self._overflowed:
+            return
+        first = not self._overflowed
+        self._overflowed[id(source)] = source
+        if first:
+            self._log.warn(
+                "{max} events held (max_held_events; Redis is unreachable or "
+                "slower than the files arrive): not holding more; the "
+                "directories concerned will be listed again once Redis has "
+                "caught up",
+                max=self._max_held,
+            )
+
+    def _schedule(self, q: HeldQueue) -> None:
         """Line C{q} up for the next round, and make sure a round comes."""
         if not q.scheduled:
             q.scheduled = True
@@ -183,20 +243,6 @@ class RedisWriter(service.Service):
     def max_held(self) -> int:
         """The most events held before falling back to listings."""
         return self._max_held
-
-    def push_many(self, q: _Queue, payloads: list[bytes], source: Relistable | None = None) -> None:
-        """L{push} for several events of one queue, in order."""
-        if not payloads:
-            return
-        room = max(self._max_held - self._held, 0)
-        if len(payloads) > room:
-            self.push_many(q, payloads[:room], source)
-            for payload in payloads[room:]:
-                self.push(q, payload, source)  # past max_held: counts and logs the drops
-            return
-        q.pending.extend(payloads)
-        self._held += len(payloads)
-        self._schedule(q)
 
     def held(self) -> int:
         """How many events are waiting for Redis."""
@@ -214,9 +260,17 @@ class RedisWriter(service.Service):
         self._room_waiters.append(d)
         return d
 
-    def connected(self) -> bool:
-        """Whether a connection to Redis is up."""
+    def redis_up(self) -> bool:
+        """Whether a connection to Redis is up (connected, handshake done)."""
         return self._proto is not None
+
+    #: the older name of L{redis_up}
+    connected = redis_up
+
+    @property
+    def problem(self) -> str | None:
+        """None while Redis is up; else one line saying why not."""
+        return self._connection.problem
 
     def when_connected(self) -> defer.Deferred:
         """A Deferred that fires once a connection to Redis is up."""
@@ -227,12 +281,16 @@ class RedisWriter(service.Service):
         return d
 
     def queue_length(self, name: str) -> defer.Deferred:
-        """C{LLEN name}, with the deadline; fails when Redis is unreachable."""
+        """
+        How many events queue C{name} holds in Redis (C{LLEN} for a list),
+        with the deadline; fails when Redis is unreachable.
+        """
         if self._proto is None:
             return defer.fail(txredisapi.ConnectionError("Not connected"))
-        d = defer.maybeDeferred(self._proto.execute_command, "LLEN", name)
+        q = self._queues.get(name)
+        shape = q.shape if q is not None else LIST
+        d = defer.maybeDeferred(shape.length, self._proto, name)
         d.addTimeout(self._settings.timeout, self._reactor)
-        d.addCallback(int)
         return d
 
     # -- connection ------------------------------------------------------------
@@ -275,14 +333,7 @@ class RedisWriter(service.Service):
         replies = []
         try:
             for q in work:
-                batch = q.next_batch()
-                proto.execute_command("MULTI").addErrback(lambda f: None)
-                proto.execute_command("LPUSH", q.name, *batch).addErrback(lambda f: None)
-                if q.counter is not None:
-                    proto.execute_command("INCRBY", q.counter, len(batch)).addErrback(
-                        lambda f: None
-                    )
-                replies.append(proto.execute_command("EXEC"))
+                replies.append(q.shape.send(proto, q.name, q.counter, q.next_batch()))
         except Exception:
             # Not connected any more: what was sent will fail by itself.
             self._log.failure("Sending events to Redis failed")
@@ -292,7 +343,7 @@ class RedisWriter(service.Service):
         round_.addBoth(self._round_done, proto, work)
         self._round = round_
 
-    def _round_done(self, results: Any, proto: RedisProtocol, work: list[_Queue]) -> None:
+    def _round_done(self, results: Any, proto: RedisProtocol, work: list[HeldQueue]) -> None:
         self._round = None
         refused = self._settle(results, proto, work)
         for q in work:
@@ -313,13 +364,15 @@ class RedisWriter(service.Service):
         if self._proto is not None and self._flush_call is None:
             self._flush()
 
-    def _line_up_again(self, queues: list[_Queue]) -> None:
+    def _line_up_again(self, queues: list[HeldQueue]) -> None:
         self._pauses = [call for call in self._pauses if call.active()]
         self._lined_up.extend(queues)
         if self._proto is not None and self._round is None and self._flush_call is None:
             self._flush()
 
-    def _settle(self, results: Any, proto: RedisProtocol, work: list[_Queue]) -> list[_Queue]:
+    def _settle(
+        self, results: Any, proto: RedisProtocol, work: list[HeldQueue]
+    ) -> list[HeldQueue]:
         """Account for one round's replies; return the queues Redis refused."""
         if not isinstance(results, list):
             # The deadline passed: treat the connection as dead, resend later.
@@ -331,28 +384,47 @@ class RedisWriter(service.Service):
             proto.transport.abortConnection()
             return []
         refused = []
+        now = self._reactor.seconds()
         # Fewer results than queues when sending failed half-way: the queues
         # not sent keep their batch and go back in line.
         for q, (ok, reply) in zip(work, results):
             problem = _exec_problem(ok, reply)
             if problem is None:
-                n = len(q.in_flight or ())
-                q.in_flight = None
+                n = q.acknowledged(self.delivered_by, self.delivery_seconds, now)
                 self._held -= n
                 self.delivered += n
+                ended = self._refusals.cleared(q.name)
+                if ended:
+                    self._log.info(
+                        "Redis accepts events for queue {queue} again; it refused "
+                        "them {ended}",
+                        queue=q.name,
+                        ended=ended,
+                    )
             elif self._proto is proto:
                 refused.append(q)
-                self._log.warn(
-                    "Redis refused events for queue {queue}: {problem}; "
-                    "they are kept and sent again",
-                    queue=q.name,
-                    problem=problem,
-                )
+                self._refused(q, problem)
         if self._room_waiters and self._held < self._low_water:
             waiters, self._room_waiters = self._room_waiters, []
             for d in waiters:
                 d.callback(None)
         return refused
+
+    def _refused(self, q: HeldQueue, problem: str) -> None:
+        """
+        Redis refused a batch of C{q}: say so once per cause, however many
+        queues it holds back and however often it is retried.
+        """
+        new, before = self._refusals.happened(q.name, problem)
+        if new:
+            self._log.warn(
+                "Redis refused events for queue {queue}: {problem}; they are kept "
+                "and sent again every {pause} s (said once while this lasts){before}",
+                queue=q.name,
+                problem=problem,
+                pause=REFUSED_PAUSE,
+                before=f"; before, it refused them {before}" if before else "",
+            )
 
     def _after_drain(self) -> None:
         """Everything held was delivered: catch up on what was not held."""

@@ -9,6 +9,7 @@ answer), a key of the wrong type.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -17,9 +18,13 @@ from twisted.trial import unittest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import RedisServer  # noqa: E402
+from test_connection import LogCapture  # noqa: E402
 
+from dirobserver import stats  # noqa: E402
 from dirobserver.config import RedisSettings  # noqa: E402
-from dirobserver.writer import RedisWriter  # noqa: E402
+from dirobserver.held import BATCH, HeldQueue  # noqa: E402
+from dirobserver.shapes import LIST  # noqa: E402
+from dirobserver.writer import REFUSED_PAUSE, RedisWriter  # noqa: E402
 
 
 def sleep(seconds: float) -> defer.Deferred:
@@ -223,6 +228,136 @@ class OutageTests(WriterTestMixin, unittest.TestCase):
         self.assertTrue(ok)
 
 
+class NotReadyTests(WriterTestMixin, unittest.TestCase):
+    """Redis answers, but not in a way that makes it usable: never "up"."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.logs = LogCapture(self)
+        self.server.start()
+        self.server.client().config_set("requirepass", "right")
+
+    @defer.inlineCallbacks
+    def test_password_needed_and_none_configured(self):
+        """NOAUTH: never up, the problem says a password is needed, one line in 3 s."""
+        writer = self.make_writer()
+        writer.startService()
+        up = writer.when_connected()
+        writer.push(writer.queue("q:noauth", None), b"x")
+        yield sleep(3)
+        self.assertFalse(writer.redis_up())
+        self.assertFalse(up.called)
+        self.assertIn("needs a password", writer.problem)
+        self.assertIn(f":{self.server.port}", writer.problem)
+        self.assertEqual((writer.held(), writer.delivered), (1, 0))
+        self.assertEqual(len(self.logs.lines()), 1, self.logs.lines())
+
+    @defer.inlineCallbacks
+    def test_wrong_password_is_refused(self):
+        """WRONGPASS: never up; the problem says the password was refused."""
+        writer = self.make_writer(password="wrong")
+        writer.startService()
+        yield sleep(1)
+        self.assertFalse(writer.redis_up())
+        self.assertIn("refused the password", writer.problem)
+        self.assertEqual(len(self.logs.lines("warn")), 1, self.logs.lines())
+
+    @defer.inlineCallbacks
+    def test_right_password_is_up(self):
+        """The right password: up, no problem, events delivered."""
+        writer = self.make_writer(password="right")
+        self.assertIsNotNone(writer.problem)
+        writer.startService()
+        yield writer.when_connected()
+        self.assertTrue(writer.redis_up())
+        self.assertIsNone(writer.problem)
+        writer.push(writer.queue("q:auth", None), b"in")
+        ok = yield self.wait_for(lambda: writer.delivered == 1)
+        self.assertTrue(ok)
+        self.assertEqual(self.server.client(password="right").lrange("q:auth", 0, -1), [b"in"])
+
+
+class RefusalLogTests(WriterTestMixin, unittest.TestCase):
+    @defer.inlineCallbacks
+    def test_a_refused_queue_is_said_once_then_its_end_with_a_count(self):
+        """
+        WRONGTYPE retried every second: one warning, not one per retry; once
+        the key is fixed, one line with how many times it was refused.
+        """
+        logs = LogCapture(self)
+        self.server.start()
+        self.server.client().set("q:str", "a string")
+        writer = self.make_writer()
+        writer.startService()
+        writer.push(writer.queue("q:str", None), b"e")
+        yield sleep(REFUSED_PAUSE * 3.5)
+        warnings = logs.lines("warn")
+        self.assertEqual(len(warnings), 1, warnings)
+        self.assertIn("Redis refused events for queue q:str: WRONGTYPE", warnings[0])
+        self.server.client().delete("q:str")
+        ok = yield self.wait_for(lambda: writer.delivered == 1)
+        self.assertTrue(ok)
+        infos = [line for line in logs.lines("info") if "q:str" in line]
+        self.assertEqual(len(infos), 1, infos)
+        refused = int(re.search(r"refused them (\d+) times", infos[0]).group(1))
+        self.assertGreaterEqual(refused, 3)
+        self.assertIn("WRONGTYPE", infos[0])
+
+
+class DeliveryMetadataTests(WriterTestMixin, unittest.TestCase):
+    @defer.inlineCallbacks
+    def test_delivered_by_section_and_kind_with_delivery_times(self):
+        """
+        Pushes of two sections and kinds, one of them read 5 s ago: counted
+        per (section, event), each event's delay in the histogram.
+        """
+        self.server.start()
+        writer = self.make_writer()
+        writer.startService()
+        yield writer.when_connected()
+        qa, qb = writer.queue("q:a", None), writer.queue("q:b", None)
+        now = reactor.seconds()
+        writer.push_many(qa, [b"a1", b"a2", b"a3"], section="a", event="created",
+                         read_time=now - 5)
+        for i in range(4):
+            writer.push(qb, b"b%d" % i, section="b", event="exists", read_time=now)
+        writer.push_many(qa, [b"a4"], section="a", event="exists", read_time=now)
+        ok = yield self.wait_for(lambda: writer.delivered == 8)
+        self.assertTrue(ok)
+        self.assertEqual(writer.delivered_by,
+                         {("a", "created"): 3, ("b", "exists"): 4, ("a", "exists"): 1})
+        histogram = writer.delivery_seconds
+        self.assertEqual(histogram.count, 8)
+        slow = stats.DELIVERY_BUCKETS.index(10.0)  # the bucket (5, 10]
+        self.assertEqual(histogram.counts[slow], 3)
+        self.assertEqual(sum(histogram.counts[:stats.DELIVERY_BUCKETS.index(5.0)]), 5)
+        self.assertGreaterEqual(histogram.total, 15.0)
+        self.assertEqual((len(qa.segments), len(qb.segments)), (0, 0))
+
+    @defer.inlineCallbacks
+    def test_segments_split_across_batches_and_drops_leave_none(self):
+        """
+        A push larger than one batch is accounted over two acknowledgements;
+        events past max_held are counted as dropped, not as delivered.
+        """
+        total = BATCH + BATCH // 2
+        writer = self.make_writer(max_held=total)
+        writer.startService()
+        q = writer.queue("q:big", None)
+        writer.push_many(q, [b"x"] * (BATCH - 10), section="s", event="created",
+                         read_time=reactor.seconds())
+        writer.push_many(q, [b"y"] * BATCH, section="t", event="exists",
+                         read_time=reactor.seconds())
+        self.assertEqual(writer.dropped, BATCH - 10 + BATCH - total)
+        self.server.start()
+        ok = yield self.wait_for(lambda: writer.held() == 0)
+        self.assertTrue(ok)
+        self.assertEqual(writer.delivered_by,
+                         {("s", "created"): BATCH - 10, ("t", "exists"): total - BATCH + 10})
+        self.assertEqual(writer.delivery_seconds.count, total)
+        self.assertEqual(len(q.segments), 0)
+
+
 class StopTests(WriterTestMixin, unittest.TestCase):
     @defer.inlineCallbacks
     def test_stop_delivers_what_is_held(self):
@@ -325,3 +460,40 @@ class ConnectionSettingsTests(WriterTestMixin, unittest.TestCase):
         self.assertEqual(self.server.client(db=3).lrange("q:db", 0, -1), [b"in-db-3"])
         self.assertEqual(self.server.client(db=0).exists("q:db"), 0)
         self.assertEqual(int(self.server.client(db=3).get("c:db")), 1)
+
+
+class HeldQueueTests(unittest.TestCase):
+    """The held state of one queue: batches and the runs kept for the metrics."""
+
+    def test_alike_pushes_share_one_run_and_a_batch_consumes_runs_in_order(self):
+        """Runs merge while alike; an acknowledgement splits a run at the batch end."""
+        q = HeldQueue("q", None, LIST)
+        q.pending.extend([b"x"] * (BATCH + 5))
+        q.record(BATCH - 2, "a", "created", 100.0)
+        q.record(1, "a", "created", 100.0)
+        q.record(6, "b", "exists", 103.0)
+        self.assertEqual(len(q.segments), 2)
+        by: dict = {}
+        seconds = stats.Histogram(stats.DELIVERY_BUCKETS)
+        self.assertEqual(len(q.next_batch()), BATCH)
+        self.assertEqual(q.acknowledged(by, seconds, now=104.0), BATCH)
+        self.assertEqual(by, {("a", "created"): BATCH - 1, ("b", "exists"): 1})
+        self.assertEqual(list(q.segments), [[5, "b", "exists", 103.0]])
+        self.assertEqual(seconds.count, BATCH)
+        self.assertAlmostEqual(seconds.total, (BATCH - 1) * 4.0 + 1 * 1.0)
+        q.next_batch()
+        self.assertEqual(q.acknowledged(by, seconds, now=110.0), 5)
+        self.assertEqual(by[("b", "exists")], 6)
+        self.assertEqual(len(q.segments), 0)
+        self.assertEqual(q.held(), 0)
+
+    def test_events_without_a_read_time_are_counted_but_not_timed(self):
+        """No read_time: in delivered_by, not in the histogram."""
+        q = HeldQueue("q", None, LIST)
+        q.pending.append(b"x")
+        q.record(1, "", "", None)
+        by: dict = {}
+        seconds = stats.Histogram(stats.DELIVERY_BUCKETS)
+        q.next_batch()
+        q.acknowledged(by, seconds, now=1.0)
+        self.assertEqual((by, seconds.count), ({("", ""): 1}, 0))

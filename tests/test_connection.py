@@ -1,0 +1,364 @@
+"""
+The Redis connection: its retry policy, its handshake, and what it says.
+
+The backoff is driven by L{task.Clock} with endpoints of the test's own
+(refusing, or accepting and dropping, or silent), as Twisted's tests drive
+C{ClientService}.  What a Redis answers (no password, a wrong one, the right
+one) is asked of a real valkey-server; a port that accepts connections and
+drops them is a real TCP listener of the test.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from twisted.internet import defer, error, protocol, reactor, task
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.testing import StringTransportWithDisconnection
+from twisted.logger import formatEvent, globalLogPublisher
+from twisted.trial import unittest
+from zope.interface import implementer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from helpers import RedisServer  # noqa: E402
+
+from dirobserver.backoff import Recurring, SharedCauses, exponential_backoff  # noqa: E402
+from dirobserver.config import RedisSettings  # noqa: E402
+from dirobserver.connection import (  # noqa: E402
+    RedisConnection,
+    handshake_steps,
+    redis_endpoint,
+)
+
+TIMEOUT = 1.0
+
+
+def settings_for(port: int = 6379, password: str | None = None, db: int | None = None,
+                 timeout: float = TIMEOUT) -> RedisSettings:
+    return RedisSettings(host="127.0.0.1", port=port, unix_socket=None, password=password,
+                         db=db, timeout=timeout)
+
+
+def sleep(seconds: float) -> defer.Deferred:
+    return task.deferLater(reactor, seconds, lambda: None)
+
+
+class LogCapture:
+    """The observer's own log lines (text and level), collected while a test runs."""
+
+    def __init__(self, case: unittest.TestCase) -> None:
+        self.events: list[dict] = []
+        globalLogPublisher.addObserver(self._observe)
+        case.addCleanup(globalLogPublisher.removeObserver, self._observe)
+
+    def _observe(self, event: dict) -> None:
+        if event.get("log_namespace", "").startswith("dirobserver."):
+            self.events.append(event)
+
+    def lines(self, level: str | None = None) -> list[str]:
+        """Formatted lines, optionally only those of one level (C{"warn"}, C{"info"})."""
+        return [formatEvent(e) for e in self.events
+                if level is None or e["log_level"].name == level]
+
+
+@implementer(IStreamClientEndpoint)
+class ScriptedEndpoint:
+    """
+    An endpoint whose every connection behaves as told: C{"refuse"}, C{"drop"}
+    (connects, then the peer closes before answering), C{"silent"} (connects
+    and never answers), or C{"pong"} (answers the handshake's lone PING).
+    """
+
+    def __init__(self, clock: task.Clock, behaviour: str) -> None:
+        self.clock = clock
+        self.behaviour = behaviour
+        self.attempts: list[float] = []
+        self.transports: list[StringTransportWithDisconnection] = []
+
+    def connect(self, factory: protocol.Factory) -> defer.Deferred:
+        self.attempts.append(self.clock.seconds())
+        if self.behaviour == "refuse":
+            return defer.fail(error.ConnectionRefusedError())
+        proto = factory.buildProtocol(None)
+        transport = StringTransportWithDisconnection()
+        transport.protocol = proto
+        proto.makeConnection(transport)
+        self.transports.append(transport)
+        if self.behaviour == "drop":
+            self.clock.callLater(0.001, transport.loseConnection)
+        elif self.behaviour == "pong":
+            self.clock.callLater(0.001, proto.dataReceived, b"+PONG\r\n")
+        return defer.succeed(proto)
+
+
+class RetryPolicyTests(unittest.TestCase):
+    def test_delays_grow_then_stay_at_the_cap_within_the_jitter(self):
+        """Doubling from the initial delay, capped, shortened by at most the jitter."""
+        policy = exponential_backoff(initial=0.1, maximum=2.0, factor=2.0, jitter=0.2)
+        for _ in range(50):
+            delays = [policy(n) for n in range(1, 12)]
+            for n, delay in enumerate(delays, 1):
+                bound = min(0.1 * 2 ** (n - 1), 2.0)
+                self.assertTrue(0.8 * bound <= delay <= bound, (n, delay, bound))
+        self.assertLessEqual(policy(10_000), 2.0)
+
+    def test_the_random_source_is_a_seam(self):
+        """No jitter with a source that returns 0, the full jitter with one near 1."""
+        self.assertEqual(exponential_backoff(random=lambda: 0.0)(3), 0.4)
+        self.assertAlmostEqual(exponential_backoff(random=lambda: 0.5, jitter=0.2)(1), 0.09)
+
+    def test_recurring_says_a_cause_once_and_counts_repeats(self):
+        """A new cause is news; the same one again is counted; ended() resets."""
+        r = Recurring()
+        self.assertTrue(r.happened("refused", 10.0))
+        self.assertFalse(r.happened("refused", 11.0))
+        self.assertFalse(r.happened("refused", 14.0))
+        self.assertEqual(r.summary(20.0), "3 times over 10 s")
+        self.assertTrue(r.happened("timeout", 21.0))
+        self.assertEqual(r.summary(21.0), "once over 0 s")
+        self.assertTrue(r.ended())
+        self.assertFalse(r.ended())
+
+    def test_shared_causes_are_news_once_and_end_with_their_last_member(self):
+        """Two queues refused for one cause: one "new", one end, counting both."""
+        now = [0.0]
+        causes = SharedCauses(lambda: now[0])
+        self.assertEqual(causes.happened("q1", "OOM"), (True, None))
+        self.assertEqual(causes.happened("q2", "OOM"), (False, None))
+        now[0] = 5.0
+        self.assertEqual(causes.happened("q1", "OOM"), (False, None))
+        self.assertIsNone(causes.cleared("q1"))
+        now[0] = 9.0
+        self.assertEqual(causes.cleared("q2"), "3 times over 9 s (OOM)")
+        self.assertIsNone(causes.cleared("q2"))
+        self.assertEqual(causes.happened("q1", "WRONGTYPE"), (True, None))
+        self.assertEqual(causes.happened("q1", "OOM"), (True, "once over 0 s (WRONGTYPE)"))
+
+
+class ClockBackoffTests(unittest.TestCase):
+    """The connection's retries, on a Clock."""
+
+    def make(self, behaviour: str, retry_policy=None) -> tuple:
+        self.clock = task.Clock()
+        endpoint = ScriptedEndpoint(self.clock, behaviour)
+        ups: list = []
+        connection = RedisConnection(
+            settings_for(), ups.append, lambda: None, lambda: 7,
+            clock=self.clock, endpoint_factory=lambda: endpoint,
+            retry_policy=retry_policy,
+        )
+        self.logs = LogCapture(self)
+        return connection, endpoint, ups
+
+    def run_for(self, seconds: float, step: float = 0.01) -> None:
+        for _ in range(int(seconds / step)):
+            self.clock.advance(step)
+
+    def test_refused_connections_back_off_to_the_cap_and_log_once(self):
+        """Attempts spread out as the delays grow; one warning for one cause."""
+        connection, endpoint, ups = self.make("refuse")
+        connection.start()
+        self.run_for(10)
+        gaps = [b - a for a, b in zip(endpoint.attempts, endpoint.attempts[1:])]
+        self.assertLess(gaps[0], gaps[3])
+        self.assertTrue(all(g <= 2.0 + 0.011 for g in gaps), gaps)
+        self.assertGreaterEqual(gaps[-1], 1.6 - 0.011)
+        self.assertLess(len(endpoint.attempts), 14)
+        self.assertEqual(ups, [])
+        self.assertIn("is unreachable (connection refused)", connection.problem)
+        warnings = self.logs.lines("warn")
+        self.assertEqual(len(warnings), 1, warnings)
+        self.assertIn("127.0.0.1:6379 is unreachable (connection refused); 7 events held",
+                      warnings[0])
+        self.successResultOf(connection.stop())
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_a_port_that_accepts_then_drops_gets_the_same_backoff(self):
+        """
+        A connection made and dropped before Redis answered is a failure: the
+        failure count keeps growing (no reset at connect), one line is logged.
+        """
+        seen: list[int] = []
+        policy = exponential_backoff()
+
+        def recording(n: int) -> float:
+            seen.append(n)
+            return policy(n)
+
+        connection, endpoint, ups = self.make("drop", recording)
+        connection.start()
+        self.run_for(5)
+        self.assertEqual(seen, list(range(1, len(seen) + 1)))
+        self.assertLess(len(endpoint.attempts), 10)
+        self.assertEqual(ups, [])
+        self.assertTrue(all(t.value() == b"*1\r\n$4\r\nPING\r\n" for t in endpoint.transports))
+        self.assertIn("closed the connection before answering", connection.problem)
+        self.assertEqual(len(self.logs.lines("warn")), 1, self.logs.lines())
+        self.successResultOf(connection.stop())
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_the_failure_count_resets_only_once_the_handshake_is_answered(self):
+        """Refused five times: n grows to 5; answered, then lost: n starts at 1 again."""
+        seen: list[int] = []
+        policy = exponential_backoff(random=lambda: 0.0)
+
+        def recording(n: int) -> float:
+            seen.append(n)
+            return policy(n)
+
+        connection, endpoint, ups = self.make("refuse", recording)
+        connection.start()
+        self.run_for(0.1 + 0.2 + 0.4 + 0.8 - 0.005)
+        self.assertEqual(seen, [1, 2, 3, 4])
+        endpoint.behaviour = "pong"
+        self.run_for(1.6)
+        self.assertEqual(len(ups), 1)
+        self.assertIsNone(connection.problem)
+        self.assertEqual(seen, [1, 2, 3, 4])
+        endpoint.behaviour = "refuse"
+        endpoint.transports[-1].loseConnection()
+        self.assertIn("Lost the connection", connection.problem)
+        self.run_for(0.25)
+        self.assertEqual(seen, [1, 2, 3, 4, 1, 2])
+        self.assertIn("is unreachable (connection refused)", connection.problem)
+        self.successResultOf(connection.stop())
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_a_silent_server_hits_the_handshake_deadline(self):
+        """Connected, PING unanswered: after the deadline, aborted and retried."""
+        connection, endpoint, ups = self.make("silent")
+        connection.start()
+        self.clock.advance(TIMEOUT - 0.01)
+        self.assertEqual(len(endpoint.attempts), 1)
+        self.assertFalse(endpoint.transports[0].disconnected)
+        self.clock.advance(0.02)
+        self.assertTrue(endpoint.transports[0].disconnected)
+        self.assertIn(f"did not answer PING within {TIMEOUT} s", connection.problem)
+        self.run_for(0.2)
+        self.assertEqual(len(endpoint.attempts), 2)
+        self.successResultOf(connection.stop())
+        self.assertTrue(endpoint.transports[1].disconnected)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_stop_cancels_the_pending_retry(self):
+        """Stopping between attempts leaves no delayed call and no more attempts."""
+        connection, endpoint, _ = self.make("refuse")
+        connection.start()
+        self.clock.advance(0.05)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.successResultOf(connection.stop())
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.run_for(5, step=0.5)
+        self.assertEqual(len(endpoint.attempts), 1)
+
+    def test_handshake_steps_follow_the_settings(self):
+        """AUTH only with a password, SELECT only with a db, PING always last."""
+        self.assertEqual([s.shown for s in handshake_steps(settings_for())], ["PING"])
+        steps = handshake_steps(settings_for(password="pw", db=3))
+        self.assertEqual([s.shown for s in steps], ["AUTH", "SELECT 3", "PING"])
+        self.assertNotIn("pw", " ".join(s.shown for s in steps))
+
+
+class RealServerTests(unittest.TestCase):
+    """What a real valkey-server answers, and a real port that drops connections."""
+
+    def setUp(self) -> None:
+        self.logs = LogCapture(self)
+        self.server = RedisServer()
+        self.addCleanup(self.server.cleanup)
+
+    def connect(self, settings: RedisSettings, retry_policy=None) -> RedisConnection:
+        self.ups: list = []
+        connection = RedisConnection(
+            settings, self.ups.append, lambda: None, lambda: 0,
+            clock=reactor, endpoint_factory=lambda: redis_endpoint(reactor, settings),
+            retry_policy=retry_policy,
+        )
+        connection.start()
+        self.addCleanup(connection.stop)
+        return connection
+
+    def with_password(self) -> None:
+        self.server.start()
+        self.server.client().config_set("requirepass", "right")
+
+    @defer.inlineCallbacks
+    def test_right_password_and_db_make_the_connection(self):
+        """AUTH and SELECT accepted, PING answered: up, no problem, nothing logged."""
+        self.with_password()
+        connection = self.connect(settings_for(self.server.port, password="right", db=2))
+        for _ in range(100):
+            if self.ups:
+                break
+            yield sleep(0.02)
+        self.assertEqual(len(self.ups), 1)
+        self.assertIsNone(connection.problem)
+        yield self.ups[0].execute_command("SET", "k", "v")
+        self.assertEqual(self.server.client(password="right", db=2).get("k"), b"v")
+        self.assertEqual(self.logs.lines(), [])
+
+    @defer.inlineCallbacks
+    def test_out_of_range_db_is_a_precise_refusal(self):
+        """SELECT refused: the problem names the command and Redis's reason."""
+        self.server.start()
+        connection = self.connect(settings_for(self.server.port, db=999))
+        yield sleep(0.5)
+        self.assertEqual(self.ups, [])
+        self.assertIn("refused SELECT 999", connection.problem)
+
+    @defer.inlineCallbacks
+    def test_backoff_resets_only_after_redis_answered(self):
+        """Failures count up while Redis is down; after a connection, back to 1."""
+        seen: list[int] = []
+        policy = exponential_backoff()
+
+        def recording(n: int) -> float:
+            seen.append(n)
+            return policy(n)
+
+        connection = self.connect(settings_for(self.server.port), recording)
+        for _ in range(200):
+            if len(seen) >= 3:
+                break
+            yield sleep(0.02)
+        self.assertEqual(seen, list(range(1, len(seen) + 1)))
+        self.server.start()
+        for _ in range(200):
+            if self.ups:
+                break
+            yield sleep(0.02)
+        self.assertEqual(len(self.ups), 1)
+        before = len(seen)
+        self.server.kill()
+        for _ in range(200):
+            if len(seen) > before + 1:
+                break
+            yield sleep(0.02)
+        self.assertEqual(seen[before:before + 2], [1, 2])
+        lines = self.logs.lines()
+        self.assertTrue(any("answers again" in line for line in lines), lines)
+        self.assertTrue(any("Lost the connection" in line for line in lines), lines)
+
+    @defer.inlineCallbacks
+    def test_a_listener_that_drops_connections_gets_the_capped_backoff(self):
+        """
+        A TCP port that accepts and closes at once (not a Redis): few attempts
+        in 3 s, one log line, never up.
+        """
+        accepted = []
+
+        class Drop(protocol.Protocol):
+            def connectionMade(self):
+                accepted.append(reactor.seconds())
+                self.transport.loseConnection()
+
+        port = reactor.listenTCP(0, protocol.Factory.forProtocol(Drop), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        connection = self.connect(settings_for(port.getHost().port))
+        yield sleep(3)
+        self.assertEqual(self.ups, [])
+        self.assertGreaterEqual(len(accepted), 3)
+        self.assertLessEqual(len(accepted), 8)
+        self.assertEqual(len(self.logs.lines()), 1, self.logs.lines())
+        self.assertIn("closed the connection before answering", connection.problem)
