@@ -276,7 +276,7 @@ class SectionListings:
         writer = self._writer
         now = self._clock.seconds()
         push, encode, queue, held = writer.push, self._encoder.encode, self._queue, writer.held
-        source = self._source
+        source, section = self._source, self.section.name
         # A listing never makes the writer drop events: it pauses at three
         # quarters of max_held (whatever other listings run at the same
         # time), which leaves room for live events.  Dropping here would ask
@@ -287,7 +287,7 @@ class SectionListings:
                 yield writer.room()
                 if self._stopped:
                     return
-            push(queue, encode(name, EXISTS, now), source)
+            push(queue, encode(name, EXISTS, now), source, section, EXISTS, now)
             if i % CHUNK == 0:
                 if self._stopped:
                     return

@@ -195,7 +195,10 @@ class DirectoryMonitor:
             if accepts(text):
                 payloads.append(encode(text, CREATED, read_time))
         if payloads:
-            self._writer.push_many(self._queue, payloads, self)
+            self._writer.push_many(
+                self._queue, payloads, self, section=self.section.name, event=CREATED,
+                read_time=read_time,
+            )
 
     def watch_ended(self, mask: int) -> None:
         """The directory was deleted, moved or unmounted."""

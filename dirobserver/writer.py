@@ -39,7 +39,7 @@ from typing import Any, Callable, Protocol
 import txredisapi
 from twisted.application import service
 from twisted.internet import defer
-from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.logger import Logger
 
 from . import stats
@@ -84,7 +84,7 @@ class RedisWriter(service.Service):
         self,
         settings: RedisSettings,
         max_held: int,
-        reactor: Any = None,
+        reactor: IReactorTime,
         on_reconnect: Callable[[], None] | None = None,
         *,
         retry_policy: Callable[[int], float] | None = None,
@@ -92,14 +92,12 @@ class RedisWriter(service.Service):
     ) -> None:
         """
         @param reactor: provides C{IReactorTCP}, C{IReactorUNIX} and
-            C{IReactorTime}; the global reactor by default.
+            C{IReactorTime}.
         @param on_reconnect: called after every connection but the first.
         @param retry_policy: see L{RedisConnection}.
         @param endpoint_factory: makes the endpoint of each connection
             attempt; the plain TCP or Unix one of C{settings} by default.
         """
-        if reactor is None:
-            from twisted.internet import reactor
         self._reactor = reactor
         self._settings = settings
         self._max_held = max_held
@@ -108,17 +106,9 @@ class RedisWriter(service.Service):
         #: queues with events to send, in turn (a queue sent and still
         #: holding events goes to the back: no queue starves the others)
         self._lined_up: collections.deque[HeldQueue] = collections.deque()
-        if endpoint_factory is None:
-            endpoint_factory = lambda: redis_endpoint(reactor, settings)  # noqa: E731
-        self._connection = RedisConnection(
-            settings,
-            self._connected,
-            self._disconnected,
-            self.held,
-            clock=reactor,
-            endpoint_factory=endpoint_factory,
-            retry_policy=retry_policy,
-        )
+        self._endpoint_factory = endpoint_factory
+        self._retry_policy = retry_policy
+        self._connection = self._new_connection(settings)
         #: the connected protocol while the connection is up
         self._proto: RedisProtocol | None = None
         self._flush_call: Any = None
@@ -132,6 +122,7 @@ class RedisWriter(service.Service):
         #: why Redis refuses the events of some queues now
         self._refusals = SharedCauses(reactor.seconds)
         self._stopping = False
+        self._switched = False
         self._on_reconnect = on_reconnect
         self.delivered = 0
         self.delivered_by: dict[tuple[str, str], int] = {}
@@ -295,6 +286,38 @@ class RedisWriter(service.Service):
 
     # -- connection ------------------------------------------------------------
 
+    def _new_connection(self, settings: RedisSettings) -> RedisConnection:
+        endpoint_factory = self._endpoint_factory
+        if endpoint_factory is None:
+            endpoint_factory = lambda: redis_endpoint(self._reactor, settings)  # noqa: E731
+        return RedisConnection(
+            settings,
+            self._connected,
+            self._disconnected,
+            self.held,
+            clock=self._reactor,
+            endpoint_factory=endpoint_factory,
+            retry_policy=self._retry_policy,
+        )
+
+    def reconfigure(self, settings: RedisSettings, max_held: int) -> None:
+        """
+        Use new settings (a reload).  A changed address, password, database
+        or timeout closes the connection and opens one to the new server;
+        every event held, the batch in flight included, is sent there.
+        """
+        self._max_held = max_held
+        self._low_water = max(1, max_held // 2)
+        if settings == self._settings:
+            return
+        self._settings = settings
+        old, self._connection = self._connection, self._new_connection(settings)
+        self._proto = None
+        self._switched = True
+        old.stop()
+        if self.running:
+            self._connection.start()
+
     def startService(self) -> None:
         super().startService()
         self._stopping = False
@@ -303,7 +326,10 @@ class RedisWriter(service.Service):
     def _connected(self, proto: RedisProtocol) -> None:
         """The connection is up: wake the waiters, send what is held."""
         self._proto = proto
-        if self._connection.connections > 1:
+        if self._connection.connections > 1 or self._switched:
+            # Another server (a reload) is a reconnect too: what the old one
+            # had is not there, and the listings cover the files present.
+            self._switched = False
             self.reconnects += 1
         waiting, self._waiting = self._waiting, []
         for d in waiting:

@@ -317,7 +317,7 @@ class RealServerTests(unittest.TestCase):
             seen.append(n)
             return policy(n)
 
-        connection = self.connect(settings_for(self.server.port), recording)
+        self.connect(settings_for(self.server.port), recording)
         for _ in range(200):
             if len(seen) >= 3:
                 break

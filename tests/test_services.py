@@ -103,8 +103,11 @@ class OrderedMultiServiceTests(unittest.TestCase):
 
 class MakeServiceTests(unittest.TestCase):
     def options(self, *extra: str) -> tap.Options:
-        tmp = Path(self.mktemp()).absolute()
-        tmp.mkdir(parents=True)
+        import shutil
+        import tempfile
+
+        tmp = Path(tempfile.mkdtemp(prefix="dirobserver-tree-"))
+        self.addCleanup(shutil.rmtree, tmp, True)
         path = write_config(tmp, {"s": {"active": "true", "directory": tmp, "queue": "q"}},
                             {"redis_server": "127.0.0.1", "redis_port": 6399})
         options = tap.Options()
