@@ -83,8 +83,6 @@ class Notifier:
     socket went away.
 
     @ivar address: where the datagrams go, or None when not under systemd.
-    @ivar watchdog_interval: seconds between two L{watchdog} calls that the
-        unit expects, or None when it has no watchdog for us.
     @ivar failures: how many sends failed.
     """
 
@@ -92,15 +90,26 @@ class Notifier:
 
     def __init__(self, environ: Optional[Mapping[str, str]] = None, pid: Optional[int] = None) -> None:
         environ = os.environ if environ is None else environ
-        value = environ.get("NOTIFY_SOCKET", "")
+        # A snapshot: the caller may drop these from os.environ afterwards.
+        self._environ = {k: environ[k] for k in NOTIFY_VARIABLES if k in environ}
+        value = self._environ.get("NOTIFY_SOCKET", "")
         self.address: str | bytes | None = _socket_address(value) if value else None
-        self.watchdog_interval = (
-            _watchdog_interval(environ, os.getpid() if pid is None else pid)
-            if self.address is not None else None
-        )
+        self._pid = pid
         self.failures = 0
         self._socket: socket.socket | None = None
         self._failing = False
+
+    @property
+    def watchdog_interval(self) -> float | None:
+        """
+        Seconds between two C{WATCHDOG=1}, or None without a watchdog for us.
+
+        Read when asked, with the pid of the moment: twistd builds the
+        services before it forks into a daemon.
+        """
+        if self.address is None:
+            return None
+        return _watchdog_interval(self._environ, os.getpid() if self._pid is None else self._pid)
 
     @property
     def enabled(self) -> bool:
@@ -186,12 +195,11 @@ class SystemdService(Service):
     def __init__(self, notifier: Notifier, alive: Callable[[], bool], clock: Any = None) -> None:
         self.notifier = notifier
         self._alive = alive
+        self._clock = clock
         self.beats = 0
         self.skipped = 0
         self._withholding = False
         self._periodic: Periodic | None = None
-        if notifier.watchdog_interval is not None:
-            self._periodic = Periodic(self._beat, notifier.watchdog_interval, "systemd watchdog", clock)
 
     def _beat(self) -> None:
         if self._alive():
@@ -209,12 +217,15 @@ class SystemdService(Service):
 
     def startService(self) -> None:
         super().startService()
-        if self._periodic is not None:
+        interval = self.notifier.watchdog_interval
+        if interval is not None:
+            self._periodic = Periodic(self._beat, interval, "systemd watchdog", self._clock)
             self._periodic.start()
 
     def stopService(self) -> None:
         super().stopService()
         if self._periodic is not None:
             self._periodic.stop()
+            self._periodic = None
         self.notifier.stopping()
         self.notifier.close()

@@ -146,6 +146,16 @@ class NotifierTests(unittest.TestCase):
             env = {"NOTIFY_SOCKET": "/nonexistent", "WATCHDOG_USEC": usec}
             self.assertIsNone(self.notifier(env).watchdog_interval, usec)
 
+    def test_the_environment_is_read_once(self):
+        """The caller may drop the variables from its environment afterwards."""
+        listener, path = self.listen_path()
+        env = {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "2000000"}
+        notifier = self.notifier(env)
+        env.clear()
+        self.assertEqual(notifier.watchdog_interval, 1.0)
+        self.assertTrue(notifier.ready())
+        self.assertEqual(listener.messages(), [{"READY": "1"}])
+
     def test_child_environment_drops_the_protocol_variables(self):
         env = {"NOTIFY_SOCKET": "/run/x", "WATCHDOG_USEC": "1", "WATCHDOG_PID": "2", "PATH": "/bin"}
         self.assertEqual(child_environment(env), {"PATH": "/bin"})
