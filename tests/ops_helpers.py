@@ -1,0 +1,97 @@
+"""
+Shared by the tests of metrics.py and http.py: a stand-in for the
+observer's core object, with exactly the attributes that
+L{dirobserver.metrics} and L{dirobserver.http} read (see the module
+docstring of L{dirobserver.metrics}), as plain values the tests set by hand;
+and L{get}, a real HTTP request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from twisted.internet import defer
+from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
+from twisted.internet.protocol import connectionDone
+from twisted.web.client import ResponseDone
+from twisted.web.http import PotentialDataLoss
+
+from dirobserver.stats import DELIVERY_BUCKETS, LISTING_BUCKETS, Histogram
+
+
+@dataclass
+class Section:
+    name: str
+
+
+@dataclass
+class Monitor:
+    section: Section
+    state: str = "watched"
+    listings: int = 0
+
+
+@dataclass
+class Writer:
+    delivered_by: dict = field(default_factory=dict)
+    held_events: int = 0
+    up: bool = True
+    reconnects: int = 0
+    dropped: int = 0
+    delivery_seconds: Histogram = field(default_factory=lambda: Histogram(DELIVERY_BUCKETS))
+
+    def held(self) -> int:
+        return self.held_events
+
+    def redis_up(self) -> bool:
+        return self.up
+
+
+@dataclass
+class Core:
+    monitors: list = field(default_factory=list)
+    writer: Writer = field(default_factory=Writer)
+    overflows: int = 0
+    listing_seconds: Histogram = field(default_factory=lambda: Histogram(LISTING_BUCKETS))
+    watchdog_resets: int = 0
+    is_alive: bool = True
+    problem: Optional[str] = None
+
+    def alive(self) -> bool:
+        return self.is_alive
+
+    def ready_problem(self) -> Optional[str]:
+        return self.problem
+
+
+class _Body(Protocol):
+    """Collects a response body (readBody warns about Agent's own transport)."""
+
+    def __init__(self, done: defer.Deferred) -> None:
+        self.chunks: list[bytes] = []
+        self.done = done
+
+    def dataReceived(self, data: bytes) -> None:
+        self.chunks.append(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if reason.check(ResponseDone, PotentialDataLoss):
+            self.done.callback(b"".join(self.chunks))
+        else:
+            self.done.errback(reason)
+
+
+@defer.inlineCallbacks
+def get(url: str, method: bytes = b"GET"):
+    """A real HTTP request with Twisted's client; fires with (status, headers, body)."""
+    from twisted.internet import reactor
+    from twisted.web.client import Agent
+
+    response = yield Agent(reactor).request(method, url.encode("ascii"))
+    done: defer.Deferred = defer.Deferred()
+    response.deliverBody(_Body(done))
+    body = yield done
+    headers = {k.decode().lower(): b", ".join(v).decode() for k, v in response.headers.getAllRawHeaders()}
+    return response.code, headers, body
