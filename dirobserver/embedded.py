@@ -35,6 +35,8 @@ from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from .systemd import child_environment
+
 __all__ = [
     "EmbeddedRedis",
     "EmbeddedRedisError",
@@ -289,7 +291,8 @@ class EmbeddedRedis(Service):
             _ServerProcess(self),
             sys.executable,
             argv,
-            env=dict(os.environ),
+            # Not NOTIFY_SOCKET and co.: systemd's messages are ours to send.
+            env=child_environment(),
             path=self._tempdir,
             childFDs={0: "w", 1: "r", 2: "r"},
         )

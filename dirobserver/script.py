@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--embedded-redis", action="store_true", help="start a private Redis when none answers"
     )
+    parser.add_argument("--log-level", help="debug, info (default), warn, error or critical")
+    parser.add_argument("--log-format", help="text (default) or json")
+    parser.add_argument("--metrics", help="serve /metrics, /livez, /readyz on this endpoint")
     args = parser.parse_args(argv)
     twistd_argv = ["twistd", "--nodaemon", "--pidfile="]
     if args.log:
@@ -30,6 +33,10 @@ def main(argv: list[str] | None = None) -> None:
     twistd_argv += ["dirobserver", f"--config={args.config}"]
     if args.embedded_redis:
         twistd_argv.append("--embedded-redis")
+    for option in ("log_level", "log_format", "metrics"):
+        value = getattr(args, option)
+        if value:
+            twistd_argv.append(f"--{option.replace('_', '-')}={value}")
 
     from twisted.scripts import twistd
 

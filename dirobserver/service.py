@@ -23,7 +23,8 @@ answers.
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import Any, Callable
 
 from twisted.application import service
 from twisted.internet import defer, task
@@ -37,6 +38,7 @@ from .periodic import Periodic
 from .reload import ReloadService
 from .services import OrderedMultiService
 from .stats import LISTING_BUCKETS, Histogram
+from .systemd import Notifier, SystemdService
 from .watchdog import Watchdog
 from .watcher import Watcher
 from .writer import RedisWriter
@@ -50,6 +52,9 @@ RETRY_INTERVAL = 1.0
 #: Seconds between two looks at queues whose last listing was cut short by
 #: poll_queue_limit (the rest is listed once the queue has room again).
 CATCH_UP_INTERVAL = 5.0
+
+#: Seconds between two looks at the state line systemd shows (STATUS=).
+STATUS_INTERVAL = 1.0
 
 #: The cooperator's pause between two steps of cooperative work (a listing).
 _STEP_DELAY = 0.00001
@@ -66,15 +71,27 @@ class DirObserver(OrderedMultiService):
     _log = Logger()
     name = "dirobserver"
 
-    def __init__(self, settings: Settings, reactor: IReactorCore, embedded: bool = False) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        reactor: IReactorCore,
+        embedded: bool = False,
+        metrics: str | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
         """
         @param reactor: the one reactor every part uses (resolved once, by
             L{dirobserver.tap.makeService}, or a test's).
         @param embedded: run a private valkey-server first.
+        @param metrics: serve /metrics, /livez and /readyz on this server
+            endpoint description.
+        @param notifier: systemd's (a no-op outside systemd); one reading
+            the environment by default.
         """
         super().__init__()
         self.settings = settings
         self._reactor = reactor
+        self.notifier = notifier if notifier is not None else Notifier()
         if embedded:
             from .embedded import EmbeddedRedis
 
@@ -84,13 +101,34 @@ class DirObserver(OrderedMultiService):
             on_reconnect=lambda: self.core.reconnected(),
         )
         self.writer.setServiceParent(self)
-        self.core = ObserverService(settings, self.writer, reactor)
+        self.core = ObserverService(settings, self.writer, reactor, on_ready=self._ready)
         self.core.setServiceParent(self)
+        if metrics:
+            from .http import MetricsService
+
+            MetricsService(metrics, self.core, reactor).setServiceParent(self)
         self.reloader = ReloadService(
-            self, lambda: config.load(settings.path, redis_optional=embedded), reactor
+            self, lambda: config.load(settings.path, redis_optional=embedded), reactor,
+            notify=self.notifier,
         )
         self.reloader.setServiceParent(self)
+        # Last: it stops first, so STOPPING=1 goes out as the stop begins.
+        SystemdService(self.notifier, self.core.alive, reactor).setServiceParent(self)
+        self._status = Periodic(self._report_status, STATUS_INTERVAL, "systemd status", reactor)
+        self._said: str | None = None
 
+    def _ready(self) -> None:
+        self._said = self.core.status_text()
+        self.notifier.ready(status=self._said)
+        if self.notifier.enabled and not self._status.running:
+            self._status.start()
+
+    def _report_status(self) -> None:
+        """Tell systemd when the state line changes (Redis lost, a directory missing)."""
+        text = self.core.status_text()
+        if text != self._said:
+            self._said = text
+            self.notifier.status(text)
     def startService(self) -> defer.Deferred:
         for warning in self.settings.warnings:
             self._log.warn("{warning}", warning=warning)
@@ -103,6 +141,7 @@ class DirObserver(OrderedMultiService):
         return super().startService()
 
     def stopService(self) -> defer.Deferred:
+        self._status.stop()
         return super().stopService().addBoth(self._stopped)
 
     def apply_settings(self, new: Settings) -> str:
@@ -170,12 +209,20 @@ class ObserverService(service.Service):
     _log = Logger()
     name = "observer"
 
-    def __init__(self, settings: Settings, writer: RedisWriter, reactor: IReactorCore) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        writer: RedisWriter,
+        reactor: IReactorCore,
+        on_ready: Callable[[], None] | None = None,
+    ) -> None:
         """
         @param reactor: an L{IReactorCore} that is also an L{IReactorTime}
             and an L{IReactorFDSet} (the watcher reads in it).
+        @param on_ready: called once, when the observer is first ready.
         """
         self.settings = settings
+        self._on_ready = on_ready
         self._reactor = reactor
         self.writer = writer
         # The service's own cooperator runs the listings: stopping it on
@@ -297,6 +344,41 @@ class ObserverService(service.Service):
             n=len(self.monitors),
             redis=self.settings.redis.describe(),
         )
+        if self._on_ready is not None:
+            self._on_ready()
+
+    # -- health ----------------------------------------------------------------
+
+    def alive(self) -> bool:
+        """The reactor turns (this runs) and inotify answers the watchdog's probe."""
+        if not self.running or self.watcher is None or not self.watcher.connected:
+            return False
+        return self.watchdog is None or self.watchdog.healthy()
+
+    def ready_problem(self) -> str | None:
+        """
+        None when every directory that exists is watched and Redis takes
+        commands; else why not, in one line.
+        """
+        if not self.running:
+            return "not running"
+        if self.watcher is None:
+            return "no inotify instance"
+        for monitor in self.monitors:
+            if monitor.state != WATCHED and os.path.isdir(monitor.directory):
+                return f"[{monitor.section.name}] {monitor.directory} exists but is not watched"
+        if not self.writer.redis_up():
+            return self.writer.problem or f"Redis at {self.settings.redis.describe()}: connecting"
+        return None
+
+    def status_text(self) -> str:
+        """The state in one line, for systemd's STATUS=."""
+        watched = sum(m.state == WATCHED for m in self.monitors)
+        redis = ("Redis connected" if self.writer.redis_up()
+                 else self.writer.problem or "Redis not connected")
+        held = self.writer.held()
+        return (f"Watching {watched} of {len(self.monitors)} directories; {redis}"
+                + (f"; {held} events held" if held else ""))
 
     def _new_watcher(self) -> Watcher:
         watcher = Watcher(self._reactor, on_overflow=self._overflowed)

@@ -20,7 +20,7 @@ import sys
 
 from twisted.python import usage
 
-from . import config
+from . import config, logs
 from .exits import EXIT_CONFIG
 from .service import DirObserver
 
@@ -28,13 +28,21 @@ from .service import DirObserver
 class Options(usage.Options):
     """Command line of the C{dirobserver} twistd plugin."""
 
-    synopsis = "--config=PATH [--embedded-redis]"
+    synopsis = "--config=PATH [--embedded-redis] [--metrics=ENDPOINT] [--log-level=LEVEL] [--log-format=text|json]"
     longdesc = (
         "Watch the directories of the active sections of the configuration "
         "with inotify and push a JSON event per new file onto their Redis lists."
     )
     optParameters = [
         ["config", "c", None, "Path of the configuration file (directory_observer.ini)."],
+        [
+            "metrics",
+            None,
+            None,
+            "Serve /metrics, /livez and /readyz on this Twisted server endpoint, "
+            "e.g. tcp:9108:interface=127.0.0.1 (default: off).",
+        ],
+        *logs.OPT_PARAMETERS,
     ]
     optFlags = [
         [
@@ -46,6 +54,16 @@ class Options(usage.Options):
     ]
 
     def postOptions(self) -> None:
+        try:
+            logs.configure(self)
+        except logs.LogOptionsError as e:
+            _fail(str(e))
+        if self["metrics"]:
+            from .http import check_endpoint
+
+            problem = check_endpoint(self["metrics"])
+            if problem is not None:
+                _fail(f"--metrics: {problem}")
         if not self["config"]:
             _fail("no configuration file given: use --config=PATH")
         embedded = bool(self["embedded-redis"])
@@ -81,4 +99,7 @@ def makeService(options: Options) -> DirObserver:
     """
     from twisted.internet import reactor
 
-    return DirObserver(options["settings"], reactor, embedded=bool(options["embedded-redis"]))
+    return DirObserver(
+        options["settings"], reactor, embedded=bool(options["embedded-redis"]),
+        metrics=options["metrics"],
+    )

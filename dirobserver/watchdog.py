@@ -92,6 +92,16 @@ class Watchdog:
         self.attach(watcher)
         self._periodic.start(now=True)
 
+    def healthy(self) -> bool:
+        """
+        Whether inotify answers: the last probe came back in time (two and a
+        half intervals leave room for one probe in flight).  A watchdog
+        without a probe directory cannot tell, and says yes.
+        """
+        if self._dir is None:
+            return True
+        return self._clock.seconds() - self._last_answer <= 2.5 * self.interval
+
     def stop(self) -> None:
         """Stop probing and remove the probe directory."""
         self._periodic.stop()

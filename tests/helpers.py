@@ -381,6 +381,8 @@ class Observer:
             "--pidfile=",
             "dirobserver",
             f"--config={self.config}",
+            # The tests wait for debug lines ("Listed ...") as sync points.
+            *([] if any(a.startswith("--log-level") for a in extra_args) else ["--log-level=debug"]),
             *extra_args,
         ]
         environment = dict(os.environ)

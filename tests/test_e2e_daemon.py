@@ -128,7 +128,7 @@ def test_daemon_mode_writes_pidfile_and_log_and_stops_on_kill_term(
         with open(launch_out, "wb") as out:
             launched = subprocess.run(
                 [str(twistd_path()), f"--logfile={logfile}", f"--pidfile={pidfile}",
-                 "dirobserver", f"--config={config}"],
+                 "dirobserver", f"--config={config}", "--log-level=debug"],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 cwd=tmp_path, env=repo_env(), timeout=30,
             )
@@ -172,7 +172,7 @@ def test_console_script_runs_the_same_service_logging_to_stdout(
     watched.mkdir()
     config = config_for(tmp_path, redis_server.port, watched)
     observer = observer_factory(config)
-    observer.args = [*script_command(), f"--config={config}"]  # instead of twistd
+    observer.args = [*script_command(), f"--config={config}", "--log-level=debug"]  # not twistd
     observer.start()
     observer.wait_for_line(f"Listed {watched}:", timeout=5)
     (watched / "script.dat").write_bytes(b"")
@@ -188,7 +188,8 @@ def test_console_script_log_option_writes_the_log_to_that_file(
     config = config_for(tmp_path, redis_server.port, watched)
     logfile = tmp_path / "script.log"
     observer = observer_factory(config)
-    observer.args = [*script_command(), f"--config={config}", f"--log={logfile}"]
+    observer.args = [*script_command(), f"--config={config}", f"--log={logfile}",
+                     "--log-level=debug"]
     observer.start(wait_ready=False)
     assert wait_until(
         lambda: logfile.exists() and f"Listed {watched}:" in logfile.read_text(), timeout=15

@@ -20,6 +20,8 @@ from helpers import REPO_ROOT, write_config  # noqa: E402
 from dirobserver import config, tap  # noqa: E402
 from dirobserver.embedded import EmbeddedRedis  # noqa: E402
 from dirobserver.reload import ReloadService  # noqa: E402
+from dirobserver.systemd import SystemdService  # noqa: E402
+from dirobserver.http import MetricsService  # noqa: E402
 from dirobserver.service import DirObserver, ObserverService  # noqa: E402
 from dirobserver.services import OrderedMultiService  # noqa: E402
 from dirobserver.writer import RedisWriter  # noqa: E402
@@ -118,14 +120,20 @@ class MakeServiceTests(unittest.TestCase):
         """makeService builds the parts in start order and opens nothing."""
         tree = tap.makeService(self.options())
         self.assertIsInstance(tree, DirObserver)
-        self.assertEqual([type(c) for c in tree], [RedisWriter, ObserverService, ReloadService])
+        self.assertEqual([type(c) for c in tree],
+                         [RedisWriter, ObserverService, ReloadService, SystemdService])
         self.assertFalse(tree.running)
         self.assertIsNone(tree.core.watcher)
+
+    def test_metrics_service_comes_after_the_core(self):
+        tree = tap.makeService(self.options("--metrics=tcp:0:interface=127.0.0.1"))
+        self.assertEqual([type(c) for c in tree],
+                         [RedisWriter, ObserverService, MetricsService, ReloadService, SystemdService])
 
     def test_embedded_redis_comes_first(self):
         tree = tap.makeService(self.options("--embedded-redis"))
         self.assertEqual([type(c) for c in tree],
-                         [EmbeddedRedis, RedisWriter, ObserverService, ReloadService])
+                         [EmbeddedRedis, RedisWriter, ObserverService, ReloadService, SystemdService])
 
 
 def test_exit_status_after_shutdown_runs_every_other_exit_handler(tmp_path: Path) -> None:

@@ -1,0 +1,173 @@
+"""
+Operations with the real daemon: /metrics and the health endpoints, systemd
+notifications, log level and JSON logs, and a Redis that wants a password.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from helpers import drain, free_port, wait_until, write_config
+from prometheus_client.parser import text_string_to_metric_families
+
+
+def _config(tmp_path: Path, port: int, **common) -> tuple[Path, Path]:
+    watched = tmp_path / "in"
+    watched.mkdir(exist_ok=True)
+    path = write_config(
+        tmp_path, {"stage": {"active": "true", "directory": watched, "queue": "q"}},
+        {"redis_server": "127.0.0.1", "redis_port": port, **common},
+    )
+    return path, watched
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return reply.status, reply.read().decode().strip()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode().strip()
+
+
+def _samples(text: str) -> dict[tuple[str, tuple], float]:
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def test_metrics_and_readiness_of_the_real_daemon(tmp_path, redis_server, redis_client,
+                                                  observer_factory):
+    """Counters move with real events; /readyz turns 503 with the reason when Redis dies."""
+    path, watched = _config(tmp_path, redis_server.port)
+    (watched / "present").touch()
+    port = free_port()
+    observer = observer_factory(path, extra_args=[f"--metrics=tcp:{port}:interface=127.0.0.1"])
+    observer.start()
+    observer.wait_for_line(f"Listed {watched}:", timeout=10)
+    base = f"http://127.0.0.1:{port}"
+    for name in ("a", "b", "c"):
+        (watched / name).touch()
+    assert len(drain(redis_client, "q", 4, timeout=5)) == 4
+
+    def scraped() -> dict:
+        status, text = _get(f"{base}/metrics")
+        assert status == 200
+        return _samples(text)
+
+    assert wait_until(lambda: scraped().get(
+        ("dirobserver_events_total", (("event", "created"), ("section", "stage")))) == 3, 5)
+    samples = scraped()
+    assert samples[("dirobserver_events_total", (("event", "exists"), ("section", "stage")))] == 1
+    assert samples[("dirobserver_redis_up", ())] == 1
+    assert samples[("dirobserver_directories", (("state", "watched"),))] == 1
+    assert samples[("dirobserver_directories", (("state", "missing"),))] == 0
+    assert samples[("dirobserver_listings_total", (("section", "stage"),))] == 1
+    assert samples[("dirobserver_delivery_seconds_count", ())] == 4
+    assert samples[("dirobserver_listing_seconds_count", ())] == 1
+    assert samples[("dirobserver_held_events", ())] == 0
+    assert any(name == "dirobserver_build_info" for name, _ in samples)
+    assert _get(f"{base}/livez") == (200, "ok")
+    assert _get(f"{base}/readyz")[0] == 200
+
+    redis_server.kill()
+    assert wait_until(lambda: _get(f"{base}/readyz")[0] == 503, 10)
+    status, reason = _get(f"{base}/readyz")
+    assert "Redis at 127.0.0.1" in reason and "\n" not in reason.strip(), reason
+    assert scraped()[("dirobserver_redis_up", ())] == 0
+    assert _get(f"{base}/livez") == (200, "ok")  # alive, only not ready
+    assert _get(f"{base}/nothing-here")[0] == 404
+
+
+def test_systemd_notifications(tmp_path, redis_server, observer_factory):
+    """READY=1 once ready, WATCHDOG=1 twice a second, STOPPING=1 on SIGTERM."""
+    path, _watched = _config(tmp_path, redis_server.port, monitor_inactivitytimeout=5)
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(0.2)
+    received: list[tuple[float, str]] = []
+
+    def collect(until: float) -> None:
+        while time.monotonic() < until:
+            try:
+                received.append((time.monotonic(), sock.recv(4096).decode()))
+            except socket.timeout:
+                pass
+
+    try:
+        observer = observer_factory(
+            path, env={"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "1000000"})
+        observer.start()
+        start = time.monotonic()
+        collect(start + 3)
+        ready = [m for _, m in received if "READY=1" in m.split("\n")]
+        assert ready and "STATUS=Watching 1 of 1 directories; Redis connected" in ready[0], received
+        beats = [t for t, m in received if m == "WATCHDOG=1"]
+        # Every half second: about five in 2.5 s (the first comes after half a second).
+        assert 4 <= len([t for t in beats if t >= start + 0.5]) <= 7, received
+        observer.signal(signal.SIGHUP)
+        collect(time.monotonic() + 1)
+        messages = [m for _, m in received]
+        reloading = [i for i, m in enumerate(messages) if m.startswith("RELOADING=1")]
+        assert reloading and "MONOTONIC_USEC=" in messages[reloading[0]], messages
+        assert any(m.startswith("READY=1") for m in messages[reloading[0]:]), messages
+        observer.terminate()
+        assert observer.wait() == 0
+        collect(time.monotonic() + 0.5)
+        assert "STOPPING=1" in [m for _, m in received], received
+    finally:
+        sock.close()
+
+
+def test_json_logs_parse_line_by_line(tmp_path, redis_server, observer_factory):
+    path, _watched = _config(tmp_path, redis_server.port)
+    observer = observer_factory(path, extra_args=["--log-format=json", "--log-level=info"])
+    observer.start()
+    observer.terminate()
+    assert observer.wait() == 0
+    lines = [line for line in observer.output().splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]
+    assert {"time", "level", "namespace", "message"} <= set(records[0])
+    messages = [r["message"] for r in records]
+    assert any(m.startswith("dirobserver ready") for m in messages)
+    assert any("twistd" in m and "starting up" in m for m in messages)  # twistd's own lines too
+    assert {r["level"] for r in records} <= {"info", "warn", "error", "critical"}
+
+
+def test_log_level_warn_prints_no_info_line(tmp_path, redis_server, redis_client,
+                                            observer_factory):
+    path, watched = _config(tmp_path, redis_server.port)
+    observer = observer_factory(path, extra_args=["--log-level=warn"])
+    observer.start(wait_ready=False)
+    assert wait_until(lambda: os.path.exists(watched), 1)
+    time.sleep(1)
+    (watched / "f").touch()
+    assert len(drain(redis_client, "q", 1, timeout=5)) == 1
+    observer.terminate()
+    assert observer.wait() == 0
+    assert observer.output().strip() == "", observer.output()
+
+
+def test_redis_that_wants_a_password_is_never_ready(tmp_path, redis_server, observer_factory):
+    """No password configured for a requirepass server: one line, never 'ready', /readyz says why."""
+    redis_server.client().config_set("requirepass", "s3cret")
+    path, _watched = _config(tmp_path, redis_server.port)
+    port = free_port()
+    observer = observer_factory(path, extra_args=[f"--metrics=tcp:{port}:interface=127.0.0.1"])
+    observer.start(wait_ready=False)
+    observer.wait_for_line("password", timeout=10)
+    time.sleep(3)
+    output = observer.output()
+    assert "dirobserver ready" not in output
+    assert sum("password" in line for line in output.splitlines()) == 1, output
+    status, reason = _get(f"http://127.0.0.1:{port}/readyz")
+    assert status == 503 and "password" in reason, reason
