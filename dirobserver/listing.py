@@ -27,6 +27,7 @@ from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from .backoff import Recurring
 from .config import SectionSettings
 from .events import EXISTS, EventEncoder, decode_name
 from .stats import Histogram
@@ -144,6 +145,7 @@ class SectionListings:
         #: the last (mtime, name) announced by a listing cut by the limit
         self._cursor: tuple[float, str] | None = None
         self._stopped = False
+        self._llen_trouble = Recurring()
         self.incomplete = False
         self.listings = 0
 
@@ -212,15 +214,24 @@ class SectionListings:
         limit = self.section.poll_queue_limit
         if limit <= 0:
             return None
+        now = self._clock.seconds()
         try:
             length = await self._writer.queue_length(self.section.queue)
         except Exception as e:
-            self._log.warn(
-                "[{section}] LLEN {queue} failed ({error}); listing again later",
-                section=self.section.name, queue=self.section.queue, error=e,
-            )
+            # One line per change of cause, not one per catch-up.
+            if self._llen_trouble.happened(str(e) or type(e).__name__, now):
+                self._log.warn(
+                    "[{section}] LLEN {queue} failed ({error}); listing again later",
+                    section=self.section.name, queue=self.section.queue, error=e,
+                )
             self.incomplete = True
             return 0
+        trouble = self._llen_trouble
+        if trouble.cause is not None:
+            summary = trouble.summary(now)
+            trouble.ended()
+            self._log.info("[{section}] LLEN {queue} answers again (it failed {summary})",
+                           section=self.section.name, queue=self.section.queue, summary=summary)
         room = limit - length
         if room <= 0 and not self.incomplete:  # else said already
             self.incomplete = True

@@ -171,3 +171,25 @@ def test_redis_that_wants_a_password_is_never_ready(tmp_path, redis_server, obse
     assert sum("password" in line for line in output.splitlines()) == 1, output
     status, reason = _get(f"http://127.0.0.1:{port}/readyz")
     assert status == 503 and "password" in reason, reason
+
+
+def test_a_failing_llen_is_one_line_per_cause_not_one_per_listing(
+    tmp_path, redis_server, redis_client, observer_factory
+):
+    """LLEN on a key of the wrong type, with a listing every 0.3 s: one warning, then one 'again'."""
+    redis_client.set("q", "not a list")
+    watched = tmp_path / "in"
+    watched.mkdir()
+    (watched / "present").touch()
+    path = write_config(
+        tmp_path, {"s": {"active": "true", "directory": watched, "queue": "q", "forced_poll": 0.3}},
+        {"redis_server": "127.0.0.1", "redis_port": redis_server.port},
+    )
+    observer = observer_factory(path).start()
+    observer.wait_for_line("LLEN q failed", timeout=10)
+    time.sleep(2)
+    assert sum("LLEN q failed" in line for line in observer.output().splitlines()) == 1
+    redis_client.delete("q")
+    line = observer.wait_for_line("LLEN q answers again", timeout=10)
+    assert "times over" in line, line
+    assert any(e["filename"] == "present" for e in drain(redis_client, "q", 1, timeout=5))
