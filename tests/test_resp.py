@@ -1,0 +1,108 @@
+"""The lean RESP protocol (resp.py) against a real valkey-server."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import txredisapi
+from twisted.internet import defer, protocol, reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.trial import unittest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from helpers import RedisServer  # noqa: E402
+
+from dirobserver.resp import RespProtocol, encode_command, parse_reply  # noqa: E402
+
+
+class ParserTests(unittest.SynchronousTestCase):
+    def test_every_reply_kind(self):
+        data = (b"+OK\r\n:42\r\n$5\r\nhello\r\n$-1\r\n*-1\r\n-ERR wrong\r\n"
+                b"*3\r\n:1\r\n$2\r\n\xff\xfe\r\n*1\r\n-WRONGTYPE no\r\n")
+        replies, pos = [], 0
+        while pos < len(data):
+            reply, pos = parse_reply(data, pos)
+            replies.append(reply)
+        self.assertEqual(replies[:5], ["OK", 42, "hello", None, None])
+        self.assertIsInstance(replies[5], txredisapi.ResponseError)
+        self.assertEqual(replies[6][:2], [1, b"\xff\xfe"])  # not UTF-8: stays bytes
+        self.assertIsInstance(replies[6][2][0], txredisapi.ResponseError)
+
+    def test_a_reply_cut_anywhere_waits_for_the_rest(self):
+        data = b"*2\r\n$5\r\nhello\r\n:7\r\n"
+        for cut in range(1, len(data)):
+            reply, pos = parse_reply(data[:cut], 0)
+            self.assertEqual(pos, 0, cut)
+        self.assertEqual(parse_reply(data, 0), (["hello", 7], len(data)))
+
+    def test_commands_are_encoded_as_bulk_strings(self):
+        self.assertEqual(encode_command([b"LPUSH", "q", 3]),
+                         b"*3\r\n$5\r\nLPUSH\r\n$1\r\nq\r\n$1\r\n3\r\n")
+
+
+class ServerTests(unittest.TestCase):
+    def setUp(self) -> None:
+        self.server = RedisServer()
+        self.server.start()
+        self.addCleanup(self.server.cleanup)
+
+    @defer.inlineCallbacks
+    def connect(self):
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.server.port)
+        proto = yield connectProtocol(endpoint, RespProtocol())
+        self.addCleanup(proto.transport.loseConnection)
+        return proto
+
+    @defer.inlineCallbacks
+    def test_commands_and_a_pipelined_transaction(self):
+        proto = yield self.connect()
+        self.assertEqual((yield proto.execute_command("PING")), "PONG")
+        replies = yield proto.pipeline([("MULTI",), ("LPUSH", "q", b"a", b"b"), ("INCRBY", "n", 2),
+                                        ("EXEC",)])
+        self.assertEqual(replies, ["OK", "QUEUED", "QUEUED", [2, 2]])
+        self.assertEqual((yield proto.execute_command("LLEN", "q")), 2)
+        big = [b"x" * 100] * 20000  # larger than one socket send
+        replies = yield proto.pipeline([("LPUSH", "big", *big), ("LLEN", "big")])
+        self.assertEqual(replies, [20000, 20000])
+
+    @defer.inlineCallbacks
+    def test_errors_fail_one_command_or_sit_in_the_list(self):
+        proto = yield self.connect()
+        yield proto.execute_command("SET", "s", "x")
+        with self.assertRaises(txredisapi.ResponseError):
+            yield proto.execute_command("LLEN", "s")
+        replies = yield proto.pipeline([("MULTI",), ("LPUSH", "s", b"e"), ("INCRBY", "n", 1),
+                                        ("EXEC",)])
+        self.assertIsInstance(replies[3][0], txredisapi.ResponseError)
+        self.assertEqual(replies[3][1], 1)
+
+    @defer.inlineCallbacks
+    def test_a_lost_connection_fails_what_waits(self):
+        proto = yield self.connect()
+        yield proto.execute_command("PING")
+        blocked = proto.execute_command("BLPOP", "nothing", 0)
+        gone = proto.whenDisconnected()
+        self.server.kill()
+        with self.assertRaises(txredisapi.ConnectionError):
+            yield blocked
+        self.assertIs((yield gone), proto)
+        with self.assertRaises(txredisapi.ConnectionError):
+            yield proto.execute_command("PING")
+
+
+class NotRedis(protocol.Protocol):
+    def connectionMade(self) -> None:
+        self.transport.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+
+
+class NotRedisTests(unittest.TestCase):
+    @defer.inlineCallbacks
+    def test_a_server_that_is_not_redis_is_dropped(self):
+        factory = protocol.Factory.forProtocol(NotRedis)
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+        proto = yield connectProtocol(endpoint, RespProtocol())
+        with self.assertRaises(txredisapi.ConnectionError):
+            yield proto.execute_command("PING")
