@@ -132,6 +132,33 @@ class Number:
 
 
 @dataclass(frozen=True)
+class Choice:
+    """One word out of C{words}, any case; empty or unset means the default.
+
+    @ivar words: the accepted words, in lower case, in the order the
+        reference shows them.
+    """
+
+    words: tuple[str, ...]
+
+    def describe(self) -> str:
+        """A few words for the reference table: the choices."""
+        return " or ".join(f"`{word}`" for word in self.words)
+
+    def read(self, r: SectionReader, key: str, default: str | None) -> str:
+        """The word C{key} is set to (lower case), or C{default}."""
+        value = r.value(key)
+        if value is None:
+            if default is None:
+                raise r.fail(key, "required in an active section")
+            value = default
+        word = value.lower()
+        if word not in self.words:
+            raise r.fail(key, f"{value!r} is not one of {', '.join(self.words)}")
+        return word
+
+
+@dataclass(frozen=True)
 class Text:
     """A string; absent or one of C{nulls} means the default.
 

@@ -11,22 +11,31 @@ States: C{"watched"}, or C{"missing"} while the directory cannot be watched
 (absent at start-up, deleted, moved, replaced by a file, permission denied);
 the service tries missing directories again every second and a directory that
 comes back is watched and listed.
+
+With C{announce = closed} or a C{settle}, a file is announced once it is
+complete: L{dirobserver.complete} reads the events of such a section, and
+its L{dirobserver.settle.SettleTable} holds the files until then.  The
+monitor announces what they let through and keeps the table in step with
+the watch: a new watch, an end of watch or lost events make it forget what
+it held, and the listing that follows looks at those files again.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Iterable
 
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from .complete import CompleteFiles, section_mask, waits
 from .config import SectionSettings
 from .events import CREATED, EventEncoder, decode_name
 from .listing import SectionListings
 from .sources import Batch, EventSource
 from .stats import Histogram
-from .watcher import IN_DELETE_SELF, IN_ISDIR, IN_MOVE_SELF, IN_UNMOUNT, WATCH_MASK, WatchError
+from .watcher import IN_DELETE_SELF, IN_ISDIR, IN_MOVE_SELF, IN_UNMOUNT, WatchError
 from .writer import RedisWriter
 
 WATCHED = "watched"
@@ -62,8 +71,12 @@ class DirectoryMonitor:
         self._accepts = section.accepts
         self._subdirectories = section.subdirectories
         #: what this section asks its event source for
-        self.mask = WATCH_MASK
+        self.mask = section_mask(section)
         self._encoder = EventEncoder(section.directory)
+        complete = CompleteFiles(section, clock, self._announce, self._waiting_full)
+        #: the files waiting to be complete (empty unless the section waits)
+        self.waiting = complete.waiting
+        self._events = complete.file_events if waits(section) else self._created_events
         self._writer = writer
         self._queue = writer.queue(section.queue, section.counter)
         self._source: EventSource | None = None
@@ -75,7 +88,7 @@ class DirectoryMonitor:
         self.state = MISSING
         self._listings = SectionListings(
             section, writer, self._encoder, self, cooperator, slots, listing_seconds,
-            lambda: self._wd is not None and not self._stopped, clock,
+            lambda: self._wd is not None and not self._stopped, clock, self.waiting,
         )
 
     @property
@@ -128,6 +141,8 @@ class DirectoryMonitor:
             return False
         came_back = self._problem is not None
         self._problem = None
+        # A new watch: what the old one said of open files no longer holds.
+        self.waiting.forget_all()
         self.state = WATCHED
         self._target = None
         if os.path.islink(self.directory):
@@ -177,6 +192,7 @@ class DirectoryMonitor:
         """Stop watching and listing (the observer is stopping)."""
         self._stopped = True
         self._listings.stop()
+        self.waiting.forget_all()
         if self._source is not None and self._wd is not None:
             self._source.remove(self._wd, self)
         self._wd = None
@@ -184,7 +200,11 @@ class DirectoryMonitor:
     # -- the EventSink interface ---------------------------------------------------
 
     def file_events(self, batch: Batch, read_time: float) -> None:
-        """Entries appeared in the directory: announce those that pass."""
+        """Entries appeared in (or changed, or left) the directory."""
+        self._events(batch, read_time)
+
+    def _created_events(self, batch: Batch, read_time: float) -> None:
+        """C{announce = created}, no settle: a new name is announced at once."""
         subdirectories, accepts = self._subdirectories, self._accepts
         encode, decode = self._encoder.encode, decode_name
         payloads = []
@@ -197,9 +217,30 @@ class DirectoryMonitor:
         if payloads:
             self._writer.push_many(self._queue, payloads, self)
 
+    def _announce(self, items: Iterable[tuple[str, str]], when: float) -> None:
+        """Push C{(text, event)} pairs, stamped C{when}."""
+        encode = self._encoder.encode
+        payloads = [encode(text, event, when) for text, event in items]
+        if payloads:
+            self._writer.push_many(self._queue, payloads, self)
+
+    def _waiting_full(self, count: int) -> None:
+        self._log.warn(
+            "[{section}] {count} files wait to be complete, the most a section keeps: "
+            "forgetting them; the listing that follows announces each once it is "
+            "unmodified for {settle} s",
+            section=self.section.name, count=count, settle=self.section.settle,
+        )
+        self.relist()
+
+    def events_lost(self) -> None:
+        """Events were lost: an open file's close may be among them.  A listing follows."""
+        self.waiting.forget_all()
+
     def watch_ended(self, mask: int) -> None:
         """The directory was deleted, moved or unmounted."""
         self._wd = None
+        self.waiting.forget_all()
         self.state = MISSING
         if mask & IN_DELETE_SELF:
             why = "was deleted"
