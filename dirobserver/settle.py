@@ -17,9 +17,10 @@ time.  A modification moves the file to a later bucket (an emptied bucket
 cancels its call), so a file written for an hour holds one place, not one
 per write.
 
-The table is bounded.  Past C{limit} files it forgets every file it holds
-and calls C{on_full}: the section then lists its directory, and the listing
-announces those files once they are old enough (see L{dirobserver.listing}).
+The table is bounded.  When a file comes and C{limit} files wait already,
+it forgets those and calls C{on_full}: the section then lists its directory,
+and the listing announces them once they are old enough (see
+L{dirobserver.listing}).  The file that came waits as it should.
 A listing may fill half of the table with the young files it finds
 (L{hold}); it looks at the others again later.
 
@@ -120,8 +121,8 @@ class SettleTable:
         entry = self._due.pop(name, None)
         if entry is not None:
             self._leave(name, entry)
-        elif name not in self._open and not self._room():
-            return
+        elif name not in self._open:
+            self._room()
         self._open[name] = text
 
     def quiet(self, name: bytes, text: str, now: float, event: str = CREATED) -> None:
@@ -197,21 +198,20 @@ class SettleTable:
 
     # -- the buckets ---------------------------------------------------------------------
 
-    def _room(self) -> bool:
-        """Whether one more file fits; when not, forget them all (see L{on_full})."""
+    def _room(self) -> None:
+        """Make room for one more file: when full, forget them all (see L{on_full})."""
         if len(self) < self.limit:
-            return True
+            return
         count = len(self)
         self.forget_all()
         self.overflows += 1
         self._on_full(count)
-        return False
 
     def _wait(self, name: bytes, text: str, event: str, due: float, unsure: bool) -> None:
         entry = self._due.get(name)
         if entry is None:
-            if self._open.pop(name, None) is None and not self._room():
-                return
+            if self._open.pop(name, None) is None:
+                self._room()
             entry = self._due[name] = _Due(text, event, unsure)
         else:
             entry.text, entry.event, entry.unsure = text, event, unsure
