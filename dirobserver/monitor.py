@@ -225,11 +225,12 @@ class DirectoryMonitor:
             self._writer.push_many(self._queue, payloads, self)
 
     def _waiting_full(self, count: int) -> None:
+        settle = self.section.settle
+        when = f"once unmodified for {settle:g} s" if settle else "at once, open or not (settle is 0)"
         self._log.warn(
             "[{section}] {count} files wait to be complete, the most a section keeps: "
-            "forgetting them; the listing that follows announces each once it is "
-            "unmodified for {settle} s",
-            section=self.section.name, count=count, settle=self.section.settle,
+            "forgetting them; the listing that follows announces them {when}",
+            section=self.section.name, count=count, when=when,
         )
         self.relist()
 
