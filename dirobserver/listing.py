@@ -131,7 +131,7 @@ class SectionListings:
         durations: Histogram,
         watched: Callable[[], bool],
         clock: IReactorTime,
-        waiting: SettleTable,
+        waiting: SettleTable | None,
     ) -> None:
         """
         @param source: what the writer asks to list again when it could not
@@ -142,7 +142,8 @@ class SectionListings:
             directory that is not watched announces nothing).
         @param clock: stamps the C{"exists"} events.
         @param waiting: the section's files waiting to be complete: a
-            listing skips them, and leaves the young files it finds there.
+            listing skips them, and leaves the young files it finds there
+            (None: the section announces names as they appear).
         """
         self._clock = clock
         self.section = section
@@ -289,7 +290,7 @@ class SectionListings:
             return False
         self.listings += 1
         young: list[Entry] = []
-        if self.section.settle > 0:
+        if self._waiting is not None and self.section.settle > 0:
             old_end = bisect.bisect_right(entries, now - self.section.settle, key=_mtime)
             young = entries[old_end:]
             del entries[old_end:]
@@ -326,6 +327,7 @@ class SectionListings:
         Leave files modified less than C{settle} ago in the table; when it
         has no room, look at them again once the oldest of them is old enough.
         """
+        assert self._waiting is not None
         settle, hold = self.section.settle, self._waiting.hold
         for i, (mtime, name) in enumerate(young, 1):
             # A time in the future (a clock set wrong) counts as now.
@@ -362,16 +364,21 @@ class SectionListings:
         # time), which leaves room for live events.  Dropping here would ask
         # for this very listing again, endlessly.
         ceiling = max(1, writer.max_held * 3 // 4)
+        # Files not complete yet are the table's to announce.  It changes only
+        # while this pauses: look at its size again after each pause.
         waiting = self._waiting
+        skip = bool(waiting)
         for i, (_mtime, name) in enumerate(entries, 1):
             while held() >= ceiling:
                 yield writer.room()
                 if self._stopped:
                     return
-            if waiting and encode_name(name) in waiting:
-                continue  # not complete yet: the table announces it
+                skip = bool(waiting)
+            if skip and encode_name(name) in waiting:  # type: ignore[operator]
+                continue
             push(queue, encode(name, EXISTS, now), source)
             if i % CHUNK == 0:
                 if self._stopped:
                     return
                 yield None
+                skip = bool(waiting)

@@ -33,6 +33,7 @@ from .complete import CompleteFiles, section_mask, waits
 from .config import SectionSettings
 from .events import CREATED, EventEncoder, decode_name
 from .listing import SectionListings
+from .settle import SettleTable
 from .sources import Batch, EventSource
 from .stats import Histogram
 from .watcher import IN_DELETE_SELF, IN_ISDIR, IN_MOVE_SELF, IN_UNMOUNT, WatchError
@@ -73,10 +74,13 @@ class DirectoryMonitor:
         #: what this section asks its event source for
         self.mask = section_mask(section)
         self._encoder = EventEncoder(section.directory)
-        complete = CompleteFiles(section, clock, self._announce, self._waiting_full)
-        #: the files waiting to be complete (empty unless the section waits)
-        self.waiting = complete.waiting
-        self._events = complete.file_events if waits(section) else self._created_events
+        #: the files waiting to be complete (None: the section announces names
+        #: as they appear, and a directory of them costs nothing more)
+        self.waiting: SettleTable | None = None
+        self._events = self._created_events
+        if waits(section):
+            complete = CompleteFiles(section, clock, self._announce, self._waiting_full)
+            self.waiting, self._events = complete.waiting, complete.file_events
         self._writer = writer
         self._queue = writer.queue(section.queue, section.counter)
         self._source: EventSource | None = None
@@ -142,7 +146,7 @@ class DirectoryMonitor:
         came_back = self._problem is not None
         self._problem = None
         # A new watch: what the old one said of open files no longer holds.
-        self.waiting.forget_all()
+        self._forget_waiting()
         self.state = WATCHED
         self._target = None
         if os.path.islink(self.directory):
@@ -192,7 +196,7 @@ class DirectoryMonitor:
         """Stop watching and listing (the observer is stopping)."""
         self._stopped = True
         self._listings.stop()
-        self.waiting.forget_all()
+        self._forget_waiting()
         if self._source is not None and self._wd is not None:
             self._source.remove(self._wd, self)
         self._wd = None
@@ -236,12 +240,16 @@ class DirectoryMonitor:
 
     def events_lost(self) -> None:
         """Events were lost: an open file's close may be among them.  A listing follows."""
-        self.waiting.forget_all()
+        self._forget_waiting()
+
+    def _forget_waiting(self) -> None:
+        if self.waiting is not None:
+            self.waiting.forget_all()
 
     def watch_ended(self, mask: int) -> None:
         """The directory was deleted, moved or unmounted."""
         self._wd = None
-        self.waiting.forget_all()
+        self._forget_waiting()
         self.state = MISSING
         if mask & IN_DELETE_SELF:
             why = "was deleted"
