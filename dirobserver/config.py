@@ -72,7 +72,7 @@ class Group:
 WATCHING = Group("Watching", "which directory a section watches, and when it lists it again")
 FILTERS = Group("Filters", "which names in that directory are announced")
 COMPLETE = Group("Complete files", "when a file is announced: when its name appears, or once it is "
-                 "complete (see [below](#when-a-file-is-announced))")
+                 "complete (see [When a file is announced](#when-a-file-is-announced))")
 OUTPUT = Group("Output", "where a section's events go")
 REDIS = Group("Redis", "the one Redis server", agree="use one Redis server")
 DAEMON = Group("Daemon", "the process as a whole")

@@ -105,6 +105,16 @@ class CompleteFilesTests(unittest.TestCase):
         self.assertEqual(sorted(self.names()), ["fifo", "hard", "symbolic"])
         self.assertEqual(len(files.waiting), 0)
 
+    def test_closed_with_settle_a_link_is_complete_and_waits_for_the_settle(self):
+        files = self.files(announce="closed", settle="2")
+        self.touch("original")
+        os.link(self.path("original"), self.path("hard"))
+        files.file_events([(b"hard", IN_CREATE), (b"moved", IN_MOVED_TO)], T0)
+        self.clock.advance(2 - TICK)
+        self.assertEqual(self.announced, [])
+        self.clock.advance(2 * TICK)
+        self.assertEqual(sorted(self.names()), ["hard", "moved"])
+
     def test_closed_a_regular_file_linked_in_with_one_name_is_announced_after_the_grace(self):
         """An O_TMPFILE made visible with linkat: one name, and no open ever."""
         files = self.files(announce="closed")
