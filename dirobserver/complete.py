@@ -116,21 +116,16 @@ class CompleteFiles:
         here, and the table holds only the files still open at its end.
         """
         subdirectories, accepts, waiting = self._subdirectories, self._accepts, self.waiting
-        settle = waiting.settle
         fresh: dict[bytes, str] = {}  # created in this read, no open seen yet
         opened: dict[bytes, str] = {}  # created and opened in this read, not closed
-        done: list[str] = []  # complete, announced at the end of the read (no settle)
+        ready: dict[bytes, str] = {}  # complete in this read: now, or after the settle
         for name, mask in batch:
             if mask & IN_CLOSE_WRITE:
-                text = opened.pop(name, None) or fresh.pop(name, None)
-                if text is None:
-                    text = waiting.closed(name, read_time)  # the table applies the settle
-                    if text is not None:
-                        done.append(text)
-                elif settle:
-                    waiting.quiet(name, text, read_time)
-                else:
-                    done.append(text)
+                # Created in this read, or waiting in the table (which, with a
+                # settle, keeps it and returns None).
+                text = opened.pop(name, None) or fresh.pop(name, None) or waiting.closed(name, read_time)
+                if text is not None:
+                    ready[name] = text
             elif mask & IN_OPEN:
                 if mask & IN_ISDIR:
                     continue  # someone listed the directory or a sub-directory
@@ -147,33 +142,33 @@ class CompleteFiles:
                     continue
                 if mask & IN_CREATE and not mask & IN_ISDIR:
                     fresh[name] = text
-                    continue
-                # Moved in (over any file of that name), or a directory.
-                waiting.forget(name)
-                if settle:
-                    waiting.quiet(name, text, read_time)
-                else:
-                    done.append(text)
+                else:  # moved in (over any file of that name), or a directory
+                    waiting.forget(name)
+                    ready[name] = text
             elif mask & _GONE:
-                if fresh.pop(name, None) is None:
-                    opened.pop(name, None)
+                # In one of the three at most: never announced.
+                for table in (fresh, opened, ready):
+                    table.pop(name, None)
                 waiting.forget(name)
             else:  # modified or attributes changed (with a settle only)
                 waiting.touched(name, read_time)
         for name, text in opened.items():
             waiting.open(name, text)
         if fresh:
-            self._not_opened(fresh, done, read_time)
-        if done:
-            self._announce([(text, CREATED) for text in done], read_time)
+            self._not_opened(fresh, ready, read_time)
+        if not ready:
+            return
+        if waiting.settle:
+            for name, text in ready.items():
+                waiting.quiet(name, text, read_time)
+        else:
+            self._announce([(text, CREATED) for text in ready.values()], read_time)
 
-    def _not_opened(self, fresh: dict[bytes, str], done: list[str], read_time: float) -> None:
+    def _not_opened(self, fresh: dict[bytes, str], ready: dict[bytes, str], read_time: float) -> None:
         """
-        Names created with no open in the same read: a link is complete (in
-        C{done} with no settle); a regular file with one name waits a grace
-        for its open.
+        Names created with no open in the same read: a link is complete; a
+        regular file with one name waits a grace for its open.
         """
-        waiting = self.waiting
         for name, text in fresh.items():
             try:
                 info = os.lstat(os.path.join(self._path, name))
@@ -181,9 +176,8 @@ class CompleteFiles:
                 continue  # gone already: its deletion follows
             except OSError:
                 info = None  # cannot tell: the grace decides
-            if info is None or (info.st_nlink == 1 and stat.S_ISREG(info.st_mode)):
-                waiting.unsure(name, text, read_time)
-            elif waiting.settle:
-                waiting.quiet(name, text, read_time)
+            if info is not None and (info.st_nlink > 1 or not stat.S_ISREG(info.st_mode)):
+                ready[name] = text
             else:
-                done.append(text)
+                self.waiting.unsure(name, text, read_time)
+

@@ -62,6 +62,15 @@ class SectionReader:
         value = self.raw(key)
         return None if value is None or value.lower() in nulls else value
 
+    def given(self, key: str, default: str | None, nulls: tuple[str, ...] = ("",)) -> str:
+        """The text of C{key} (see L{value}), else C{default}; None: required."""
+        value = self.value(key, nulls)
+        if value is not None:
+            return value
+        if default is None:
+            raise self.fail(key, "required in an active section")
+        return default
+
     def path(self, value: str) -> str:
         """Expand C{~}; resolve a relative path against the file's directory."""
         base = os.path.dirname(os.path.abspath(self.parser.path))
@@ -78,11 +87,7 @@ class Boolean:
 
     def read(self, r: SectionReader, key: str, default: str | None) -> bool:
         """The value of C{key}, or C{default} (text) when it is set nowhere."""
-        value = r.raw(key)
-        if value is None:
-            if default is None:
-                raise r.fail(key, "required in an active section")
-            value = default
+        value = r.given(key, default, nulls=())
         try:
             return configparser.RawConfigParser.BOOLEAN_STATES[value.lower()]
         except KeyError:
@@ -147,11 +152,7 @@ class Choice:
 
     def read(self, r: SectionReader, key: str, default: str | None) -> str:
         """The word C{key} is set to (lower case), or C{default}."""
-        value = r.value(key)
-        if value is None:
-            if default is None:
-                raise r.fail(key, "required in an active section")
-            value = default
+        value = r.given(key, default)
         word = value.lower()
         if word not in self.words:
             raise r.fail(key, f"{value!r} is not one of {', '.join(self.words)}")

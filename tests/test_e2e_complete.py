@@ -83,29 +83,40 @@ def shm(tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.fixture
-def consumer_factory() -> Iterator[Any]:
-    made: list[StampingConsumer] = []
-
-    def factory(server: RedisServer, queue: str = "q") -> StampingConsumer:
-        made.append(StampingConsumer(server, queue))
-        return made[-1]
-
+def consumer(redis_server: RedisServer) -> Iterator[StampingConsumer]:
+    """A consumer of the queue "q" of the test's server, stopped at the end."""
+    made = StampingConsumer(redis_server)
     try:
-        yield factory
+        yield made
     finally:
-        for consumer in made:
-            consumer.stop()
+        made.stop()
 
 
-def start(observer_factory: Any, tmp_path: Path, port: int, directory: Path, **keys: Any) -> Observer:
-    """The daemon on one section watching C{directory}, with C{keys}."""
-    section = {"active": "true", "directory": str(directory), "queue": "q", **keys}
-    common = {"redis_server": "127.0.0.1", "redis_port": port, "timeout": 5}
-    config = write_config(tmp_path, {"s": section}, common=common)
-    observer = observer_factory(config).start()
-    # The start-up listing is done: files made from now on are live events.
-    observer.wait_for_line(f"Listed {directory}:", timeout=10)
-    return observer
+@pytest.fixture
+def observe(tmp_path: Path, redis_server: RedisServer, observer_factory: Any) -> Any:
+    """C{observe(directory, **keys)}: the daemon on one section, once it has listed it."""
+
+    def started(directory: Path, **keys: Any) -> Observer:
+        section = {"active": "true", "directory": str(directory), "queue": "q", **keys}
+        common = {"redis_server": "127.0.0.1", "redis_port": redis_server.port, "timeout": 5}
+        observer = observer_factory(write_config(tmp_path, {"s": section}, common=common)).start()
+        # The start-up listing is done: files made from now on are live events.
+        observer.wait_for_line(f"Listed {directory}:", timeout=10)
+        return observer
+
+    return started
+
+
+def write_slowly(f: Any, times: int, pause: float) -> float:
+    """Write 1 KiB C{times} times, C{pause} seconds apart; return when the last was written."""
+    last = 0.0
+    for i in range(times):
+        if i:
+            time.sleep(pause)
+        f.write(KIB)
+        f.flush()
+        last = time.time()
+    return last
 
 
 def sentinel(directory: Path, consumer: StampingConsumer, name: str = "sentinel") -> float:
@@ -115,16 +126,12 @@ def sentinel(directory: Path, consumer: StampingConsumer, name: str = "sentinel"
 
 
 def test_closed_a_slow_writer_is_announced_once_right_after_its_close(
-    tmp_path, shm, redis_server, observer_factory, consumer_factory
+    shm, observe, consumer
 ) -> None:
     """1 KiB every 100 ms for 2 s: nothing before the close, one event within a second after."""
-    start(observer_factory, tmp_path, redis_server.port, shm, announce="closed")
-    consumer = consumer_factory(redis_server)
+    observe(shm, announce="closed")
     with open(shm / "slow", "wb") as f:
-        for _ in range(20):
-            f.write(KIB)
-            f.flush()
-            time.sleep(0.1)
+        write_slowly(f, 20, 0.1)
         sentinel(shm, consumer)
         assert consumer.got("slow") == []
         closing = time.time()
@@ -139,10 +146,9 @@ def test_closed_a_slow_writer_is_announced_once_right_after_its_close(
 
 
 def test_closed_a_hundred_files_open_at_once_each_announced_after_its_own_close(
-    tmp_path, shm, redis_server, observer_factory, consumer_factory
+    shm, observe, consumer
 ) -> None:
-    start(observer_factory, tmp_path, redis_server.port, shm, announce="closed")
-    consumer = consumer_factory(redis_server)
+    observe(shm, announce="closed")
     names = [f"f{i:03d}" for i in range(100)]
     files = {name: open(shm / name, "wb") for name in names}
     for _round in range(5):
@@ -168,7 +174,7 @@ def test_closed_a_hundred_files_open_at_once_each_announced_after_its_own_close(
 
 
 def test_closed_links_moves_and_linkat_of_an_unnamed_file_are_announced_at_once(
-    tmp_path, shm, redis_server, observer_factory, consumer_factory
+    shm, observe, consumer
 ) -> None:
     """Names that appear without a close of this directory's file never wait for one."""
     watched = shm / "in"
@@ -176,8 +182,7 @@ def test_closed_links_moves_and_linkat_of_an_unnamed_file_are_announced_at_once(
     watched.mkdir()
     outside.mkdir()
     (outside / "original").write_bytes(b"content")
-    start(observer_factory, tmp_path, redis_server.port, watched, announce="closed", subdirectories="true")
-    consumer = consumer_factory(redis_server)
+    observe(watched, announce="closed", subdirectories="true")
 
     def at_once(name: str, make: Any) -> None:
         made = time.time()
@@ -207,12 +212,11 @@ def test_closed_links_moves_and_linkat_of_an_unnamed_file_are_announced_at_once(
 
 
 def test_closed_a_file_deleted_or_moved_away_before_its_close_is_never_announced(
-    tmp_path, shm, redis_server, observer_factory, consumer_factory
+    shm, observe, consumer
 ) -> None:
     watched = shm / "in"
     watched.mkdir()
-    start(observer_factory, tmp_path, redis_server.port, watched, announce="closed")
-    consumer = consumer_factory(redis_server)
+    observe(watched, announce="closed")
     with open(watched / "deleted", "wb") as doomed, open(watched / "moved-away", "wb") as leaving:
         doomed.write(KIB)
         leaving.write(KIB)
@@ -225,16 +229,11 @@ def test_closed_a_file_deleted_or_moved_away_before_its_close_is_never_announced
 
 
 def test_settle_in_created_mode_waits_for_a_second_of_quiet_after_the_last_write(
-    tmp_path, shm, redis_server, observer_factory, consumer_factory
+    shm, observe, consumer
 ) -> None:
-    start(observer_factory, tmp_path, redis_server.port, shm, settle="1")
-    consumer = consumer_factory(redis_server)
+    observe(shm, settle="1")
     with open(shm / "settling", "wb") as f:
-        for _ in range(8):
-            f.write(KIB)
-            f.flush()
-            last_write = time.time()
-            time.sleep(0.2)
+        last_write = write_slowly(f, 8, 0.2)
     received = consumer.wait_for("settling", timeout=3.0)
     assert received >= last_write + 1.0, received - last_write
     assert received <= last_write + 2.0, received - last_write
@@ -243,14 +242,13 @@ def test_settle_in_created_mode_waits_for_a_second_of_quiet_after_the_last_write
 
 
 def test_settle_start_up_listing_waits_for_young_files_and_announces_old_ones_at_once(
-    tmp_path, shm, redis_server, observer_factory, consumer_factory
+    shm, observe, consumer
 ) -> None:
     (shm / "old").write_bytes(b"old")
     os.utime(shm / "old", (time.time() - 60, time.time() - 60))
     (shm / "young").write_bytes(b"young")
     made = os.stat(shm / "young").st_mtime
-    consumer = consumer_factory(redis_server)
-    start(observer_factory, tmp_path, redis_server.port, shm, settle="2")
+    observe(shm, settle="2")
     assert consumer.wait_for("old", timeout=2.0) < made + 2.0
     received = consumer.wait_for("young", timeout=4.0)
     assert received >= made + 2.0
@@ -258,12 +256,11 @@ def test_settle_start_up_listing_waits_for_young_files_and_announces_old_ones_at
 
 
 def test_closed_observer_killed_mid_write_and_restarted_announces_the_file_once_after_its_close(
-    tmp_path, shm, redis_server, observer_factory, consumer_factory
+    shm, observe, consumer
 ) -> None:
     """closed + settle 1: the restart's listing finds the file young, and its writes keep it waiting."""
     keys = {"announce": "closed", "settle": "1"}
-    first = start(observer_factory, tmp_path, redis_server.port, shm, **keys)
-    consumer = consumer_factory(redis_server)
+    first = observe(shm, **keys)
     closed_at: list[float] = []
     written = threading.Event()
     restarted = threading.Event()
@@ -285,7 +282,7 @@ def test_closed_observer_killed_mid_write_and_restarted_announces_the_file_once_
     try:
         assert written.wait(5)
         first.kill()
-        second = start(observer_factory, tmp_path, redis_server.port, shm, **keys)
+        second = observe(shm, **keys)
         restarted.set()
     finally:
         thread.join(30)
@@ -298,7 +295,7 @@ def test_closed_observer_killed_mid_write_and_restarted_announces_the_file_once_
 
 
 def test_closed_kernel_queue_overflow_loses_no_file(
-    tmp_path, shm, redis_server, observer_factory, consumer_factory
+    shm, observe, consumer
 ) -> None:
     """
     Each file costs three events now (created, opened, closed): far more
@@ -307,9 +304,7 @@ def test_closed_kernel_queue_overflow_loses_no_file(
     """
     max_queued = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
     total = max_queued // 3 + 20_000
-    observer = start(observer_factory, tmp_path, redis_server.port, shm, announce="closed",
-                     poll_queue_limit=0)
-    consumer = consumer_factory(redis_server)
+    observer = observe(shm, announce="closed", poll_queue_limit=0)
     open_files = [open(shm / f"open{i}", "wb") for i in range(10)]
     sentinel(shm, consumer)  # the observer saw them opened
     base = str(shm)
