@@ -48,7 +48,8 @@ TICK = 1.0 / TICKS_PER_SECOND
 #: a preempted writer) can separate their two events.
 GRACE = 0.1
 
-#: Files one section may keep waiting.  About 250 bytes each: 25 MB at most.
+#: Files one section may keep waiting.  About 260 bytes each with names of 30
+#: characters: 26 MB at most.
 MAX_WAITING = 100_000
 
 #: What a table announces: C{(text, event)} pairs, and when they became due.

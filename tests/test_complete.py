@@ -8,8 +8,8 @@ twisted.internet.task.Clock for the waits.
 from __future__ import annotations
 
 import os
-import tempfile
 import shutil
+import tempfile
 
 from twisted.internet import task
 from twisted.trial import unittest
