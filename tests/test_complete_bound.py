@@ -110,8 +110,10 @@ class BoundTests(unittest.TestCase):
         for name, [(at, event)] in self.received.items():
             self.assertEqual(event["event"], "exists")
             self.assertGreaterEqual(at, written + SETTLE, name)
-        # By a second look, at the files modified since the first one.
-        self.assertEqual(monitor.listings, 3)
+        # By later looks at the files modified since the first listing (one
+        # more if some were still too young at the first look), which
+        # announce nothing twice (counted at the end).
+        self.assertGreaterEqual(monitor.listings, 3)
         # The files opened after the forgetting still wait for their close.
         yield sleep(SETTLE * 2)
         self.pop()
