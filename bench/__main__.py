@@ -2,8 +2,8 @@
 ``python -m bench [--quick] [--runs N] [--burst N] [--listing N] [--dirs N]
 [--paced-seconds S] [--only NAME,...] [--json PATH] [--profile DIR] [--source DIR]``
 
-Runs the workloads (burst, paced-1k, paced-20k, listing, dirs), prints the
-machine and a table, and writes the same figures as JSON (by default
+Runs the workloads (burst, burst-closed, paced-1k, paced-20k, paced-closed,
+listing, dirs), prints the machine and a table, and writes the same figures as JSON (by default
 ``bench/results/latest.json``).  Exit status: 0 when every workload ran
 (whether or not its targets were met), 1 when one failed, 130 on Ctrl-C.
 
@@ -29,7 +29,7 @@ from . import report
 from .harness import REPO_ROOT, Redis, Resources, machine, scratch_root
 from .workloads import Context, burst_run, dirs_run, listing_prepare, listing_run, paced_run
 
-WORKLOADS = ("burst", "paced-1k", "paced-20k", "listing", "dirs")
+WORKLOADS = ("burst", "burst-closed", "paced-1k", "paced-20k", "paced-closed", "listing", "dirs")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -41,7 +41,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--dirs", type=int, help="monitored directories (default 10,000)")
     p.add_argument("--paced-seconds", type=float, help="duration of each paced run (default 10)")
     p.add_argument("--straggler-timeout", type=float, help="wait for late events, seconds (default 120)")
-    p.add_argument("--only", help=f"comma-separated workloads among {', '.join(WORKLOADS)} ('paced' = both)")
+    p.add_argument("--only", help=f"comma-separated workloads among {', '.join(WORKLOADS)} "
+                                  "('paced' = every paced one)")
     p.add_argument("--json", type=Path, default=REPO_ROOT / "bench" / "results" / "latest.json",
                    help="where to write the figures (default bench/results/latest.json)")
     p.add_argument("--profile", type=Path, metavar="DIR",
@@ -61,7 +62,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     selected = []
     for name in (a.only or ",".join(WORKLOADS)).split(","):
         name = name.strip()
-        matches = [w for w in WORKLOADS if w == name or w.startswith(name + "-")]
+        # A full name is that workload alone ('burst' is not 'burst-closed').
+        matches = [name] if name in WORKLOADS else [w for w in WORKLOADS if w.startswith(name + "-")]
         if not matches:
             p.error(f"unknown workload {name!r} (choose among {', '.join(WORKLOADS)})")
         selected += [m for m in matches if m not in selected]
@@ -90,8 +92,10 @@ def main(argv: list[str]) -> int:
     results: dict[str, Any] = {}
     titles = {
         "burst": f"burst {args.burst:,}",
+        "burst-closed": f"burst {args.burst:,} closed",
         "paced-1k": "paced 1k/s",
         "paced-20k": "paced 20k/s",
+        "paced-closed": "paced 1k/s closed",
         "listing": f"listing {args.listing:,}",
         "dirs": f"{args.dirs:,} dirs",
     }
@@ -114,11 +118,15 @@ def main(argv: list[str]) -> int:
             runs: list[dict[str, Any]] = []
             try:
                 run_one: Callable[[int], dict[str, Any]]
-                if name == "burst":
-                    run_one = lambda i: burst_run(ctx, args.burst, i, args.straggler_timeout)
+                if name.startswith("burst"):
+                    closed = name == "burst-closed"
+                    run_one = lambda i, closed=closed: burst_run(ctx, args.burst, i, args.straggler_timeout,
+                                                                 closed=closed)
                 elif name.startswith("paced"):
-                    rate = 1000 if name == "paced-1k" else 20000
-                    run_one = lambda i, rate=rate: paced_run(ctx, rate, args.paced_seconds, i)
+                    rate = 20000 if name == "paced-20k" else 1000
+                    closed = name == "paced-closed"
+                    run_one = lambda i, rate=rate, closed=closed: paced_run(ctx, rate, args.paced_seconds, i,
+                                                                            closed=closed)
                 elif name == "listing":
                     files = listing_prepare(ctx, args.listing)
                     run_one = lambda i: listing_run(ctx, files, args.listing, i, max(60.0, args.straggler_timeout * 2))

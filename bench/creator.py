@@ -15,6 +15,9 @@ Modes (names are fixed so the consumer can map a name back to its index):
  - ``paced DIR RATE SECONDS TIMES``: files C{p00000000} ... on a schedule of
    RATE per second; each creation time goes to the file TIMES (an array of
    doubles, index = file number);
+ - ``paced-closed DIR RATE SECONDS TIMES``: the same, with the time taken
+   right after each file's close (what a section with C{announce = closed}
+   waits for);
  - ``trickle DIR INTERVAL TIMES``: files C{t000000} ... one every INTERVAL
    seconds until SIGUSR1; times as for ``paced``;
  - ``tree ROOT COUNT``: one file C{x} in each of ROOT/d00000 ... as fast as
@@ -56,7 +59,7 @@ def burst(directory: str, count: int) -> dict:
     return {"count": made, "t_first": t_first, "t_last": t_last, "rate": made / span if span > 0 else 0.0}
 
 
-def paced(directory: str, rate: float, seconds: float, times_path: str) -> dict:
+def paced(directory: str, rate: float, seconds: float, times_path: str, after_close: bool = False) -> dict:
     count = int(rate * seconds)
     dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     names = [b"p%08d" % i for i in range(count)]
@@ -76,8 +79,12 @@ def paced(directory: str, rate: float, seconds: float, times_path: str) -> dict:
                 max_lag = lag
         while i < due:
             fd = op(names[i], FLAGS, 0o644, dir_fd=dfd)
-            times[i] = now()
-            cl(fd)
+            if after_close:
+                cl(fd)
+                times[i] = now()
+            else:
+                times[i] = now()
+                cl(fd)
             i += 1
         wait = start + i / rate - clock()
         if wait > 0:
@@ -133,8 +140,8 @@ def main(argv: list[str]) -> int:
     mode, args = argv[0], argv[1:]
     if mode == "burst":
         result = burst(args[0], int(args[1]))
-    elif mode == "paced":
-        result = paced(args[0], float(args[1]), float(args[2]), args[3])
+    elif mode in ("paced", "paced-closed"):
+        result = paced(args[0], float(args[1]), float(args[2]), args[3], after_close=mode == "paced-closed")
     elif mode == "trickle":
         result = trickle(args[0], float(args[1]), args[2])
     elif mode == "tree":

@@ -276,7 +276,8 @@ def write_config(path: Path, port: int, sections: Iterable[dict[str, str]]) -> N
     """
     The observer's INI file: C{[common]} with Redis and the bench settings,
     then one C{[name:common]} section per item of C{sections} (each a dict
-    with C{name}, C{directory}, C{queue} and optionally C{counter}).
+    with C{name}, C{directory}, C{queue}, and optionally C{counter} and any
+    other key, such as C{announce}).
     """
     lines = [
         "[common]",
@@ -294,6 +295,8 @@ def write_config(path: Path, port: int, sections: Iterable[dict[str, str]]) -> N
         lines.append(f"queue={s['queue']}")
         if s.get("counter"):
             lines.append(f"counter={s['counter']}")
+        lines += [f"{key}={value}" for key, value in s.items()
+                  if key not in ("name", "directory", "queue", "counter")]
         lines.append("")
     path.write_text("\n".join(lines))
 

@@ -162,15 +162,27 @@ def _wait_idle(observer: Observer, poll: Any, until: float, window: float = 0.5)
 # -- 1. burst ----------------------------------------------------------------
 
 
-def burst_run(ctx: Context, n: int, run: int, straggler_timeout: float) -> dict[str, Any]:
-    work = ctx.fresh(f"burst-{run}")
+def _section(name: str, directory: Path, queue: str, closed: bool) -> dict[str, str]:
+    section = {"name": name, "directory": str(directory), "queue": queue}
+    if closed:
+        section["announce"] = "closed"
+    return section
+
+
+def burst_run(ctx: Context, n: int, run: int, straggler_timeout: float, closed: bool = False) -> dict[str, Any]:
+    """
+    C{n} files created (and closed) as fast as possible.  C{closed}: the
+    section announces complete files only, each at its close.
+    """
+    name = "burst-closed" if closed else "burst"
+    work = ctx.fresh(f"{name}-{run}")
     directory = work / "burst"
     directory.mkdir()
     queue = "q:burst"
-    observer = ctx.observer(work, [{"name": "burst", "directory": str(directory), "queue": queue}])
+    observer = ctx.observer(work, [_section("burst", directory, queue, closed)])
     ready_s = observer.wait_ready()
     cpu0 = observer.cpu()
-    profiler = ctx.profiler(observer, "burst", run)
+    profiler = ctx.profiler(observer, name, run)
     client = ctx.client
 
     # During the run the consumer only moves events out of Redis (so the
@@ -260,23 +272,28 @@ def burst_run(ctx: Context, n: int, run: int, straggler_timeout: float) -> dict[
 # -- 2. paced ------------------------------------------------------------------
 
 
-def paced_run(ctx: Context, rate: int, seconds: float, run: int) -> dict[str, Any]:
-    work = ctx.fresh(f"paced-{rate}-{run}")
+def paced_run(ctx: Context, rate: int, seconds: float, run: int, closed: bool = False) -> dict[str, Any]:
+    """
+    C{rate} files a second for C{seconds}; latencies from each creation, or
+    with C{closed} (the section announces complete files only) from each close.
+    """
+    name = f"paced-{rate}" + ("-closed" if closed else "")
+    work = ctx.fresh(f"{name}-{run}")
     directory = work / "paced"
     directory.mkdir()
     queue = "q:paced"
     times_path = work / "times.bin"
-    observer = ctx.observer(work, [{"name": "paced", "directory": str(directory), "queue": queue}])
+    observer = ctx.observer(work, [_section("paced", directory, queue, closed)])
     ready_s = observer.wait_ready()
     cpu0 = observer.cpu()
-    profiler = ctx.profiler(observer, f"paced-{rate}", run)
+    profiler = ctx.profiler(observer, name, run)
     client = ctx.client
 
     received: list[tuple[list[bytes], float]] = []  # (events, received at)
     count = 0
     sampler = Sampler(ctx.redis.client(), queue)
     sampler.start()
-    creator = Creator(ctx.resources, "paced", directory, rate, seconds, times_path)
+    creator = Creator(ctx.resources, "paced-closed" if closed else "paced", directory, rate, seconds, times_path)
     made: Optional[dict[str, Any]] = None
     deadline = None
     while True:

@@ -33,9 +33,9 @@ from typing import Any, Union
 
 from . import filters
 from .ini import BASE_SECTION, DEFAULT_SECTION, ConfigError, ExtendedConfigParser, read_text
-from .kinds import NULL_WORDS, Boolean, Number, Path, Patterns, SectionReader, Text
+from .kinds import NULL_WORDS, Boolean, Choice, Number, Path, Patterns, SectionReader, Text
 
-__all__ = ["COMMON", "ConfigError", "GROUPS", "Group", "KEYS", "KNOWN_KEYS", "Key", "README_BEGIN",
+__all__ = ["ANNOUNCE_CLOSED", "ANNOUNCE_CREATED", "COMMON", "ConfigError", "GROUPS", "Group", "KEYS", "KNOWN_KEYS", "Key", "README_BEGIN",
            "README_END", "RedisSettings", "SECTION", "SectionSettings", "Settings", "load", "parse",
            "reference_markdown", "with_reference"]
 
@@ -47,8 +47,14 @@ COMMON = "common"
 WORKING_PATTERN = r"^.*\.working$"
 #: Where C{--embedded-redis} puts its server when the file names none.
 EMBEDDED_HOST, EMBEDDED_PORT = "127.0.0.1", 6379
+#: C{announce}: when the name appears (the historical behaviour).
+ANNOUNCE_CREATED = "created"
+#: C{announce}: once the file is complete (closed by its writer).
+ANNOUNCE_CLOSED = "closed"
+#: The longest C{settle}: a day.  Longer would hold files back for no one.
+MAX_SETTLE = 86400
 
-Kind = Union[Boolean, Number, Text, Path, Patterns]
+Kind = Union[Boolean, Number, Text, Path, Patterns, Choice]
 
 
 @dataclass(frozen=True)
@@ -65,10 +71,12 @@ class Group:
 
 WATCHING = Group("Watching", "which directory a section watches, and when it lists it again")
 FILTERS = Group("Filters", "which names in that directory are announced")
+COMPLETE = Group("Complete files", "when a file is announced: when its name appears, or once it is "
+                 "complete (see [When a file is announced](#when-a-file-is-announced))")
 OUTPUT = Group("Output", "where a section's events go")
 REDIS = Group("Redis", "the one Redis server", agree="use one Redis server")
 DAEMON = Group("Daemon", "the process as a whole")
-GROUPS = (WATCHING, FILTERS, OUTPUT, REDIS, DAEMON)
+GROUPS = (WATCHING, FILTERS, COMPLETE, OUTPUT, REDIS, DAEMON)
 
 
 @dataclass(frozen=True)
@@ -162,6 +170,16 @@ KEYS: tuple[Key, ...] = (
              "`^.*\\.working$` is always added"),
     Key("only", SECTION, FILTERS, Patterns(), filters.ACCEPT_ALL, field="only", check=_not_empty,
         help="names that match none of them are skipped. An empty list is an error"),
+    Key("announce", SECTION, COMPLETE, Choice((ANNOUNCE_CREATED, ANNOUNCE_CLOSED)), ANNOUNCE_CREATED,
+        field="announce",
+        help="`created`: a file is announced when its name appears. `closed`: once it is complete, "
+             "that is once its writer closed it; a name moved, renamed or linked into the directory "
+             "is complete at once"),
+    Key("settle", SECTION, COMPLETE, Number(0, MAX_SETTLE), "0", field="settle",
+        help="seconds a file must stay unmodified before it is announced (a write, a close or a "
+             "change of attributes starts the wait again), in both modes, for live events and for "
+             "listings. `0`: no wait. With `announce = closed`, a listing at start-up cannot tell a file "
+             "still being written without it"),
     Key("queue", SECTION, OUTPUT, Text(), None, field="queue",
         help="the Redis list that receives the events"),
     Key("counter", SECTION, OUTPUT, Text(NULL_WORDS), "", field="counter",
@@ -229,6 +247,10 @@ class SectionSettings:
     ignore: tuple[re.Pattern[str], ...]
     only: tuple[re.Pattern[str], ...]
     subdirectories: bool
+    #: L{ANNOUNCE_CREATED} or L{ANNOUNCE_CLOSED}
+    announce: str = ANNOUNCE_CREATED
+    #: seconds a file must stay unmodified before it is announced
+    settle: float = 0.0
     _only_match: Callable[[str], object] = dataclasses.field(init=False, repr=False, compare=False)
     _ignore_match: Callable[[str], object] = dataclasses.field(init=False, repr=False, compare=False)
 

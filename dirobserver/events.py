@@ -36,6 +36,11 @@ def decode_name(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
+def encode_name(name: str) -> bytes:
+    """The kernel's bytes of a name L{decode_name} made (its exact inverse)."""
+    return name.encode("utf-8", "surrogateescape")
+
+
 class EventEncoder:
     """
     Encodes events of one monitored directory.

@@ -62,6 +62,15 @@ class SectionReader:
         value = self.raw(key)
         return None if value is None or value.lower() in nulls else value
 
+    def given(self, key: str, default: str | None, nulls: tuple[str, ...] = ("",)) -> str:
+        """The text of C{key} (see L{value}), else C{default}; None: required."""
+        value = self.value(key, nulls)
+        if value is not None:
+            return value
+        if default is None:
+            raise self.fail(key, "required in an active section")
+        return default
+
     def path(self, value: str) -> str:
         """Expand C{~}; resolve a relative path against the file's directory."""
         base = os.path.dirname(os.path.abspath(self.parser.path))
@@ -78,11 +87,7 @@ class Boolean:
 
     def read(self, r: SectionReader, key: str, default: str | None) -> bool:
         """The value of C{key}, or C{default} (text) when it is set nowhere."""
-        value = r.raw(key)
-        if value is None:
-            if default is None:
-                raise r.fail(key, "required in an active section")
-            value = default
+        value = r.given(key, default, nulls=())
         try:
             return configparser.RawConfigParser.BOOLEAN_STATES[value.lower()]
         except KeyError:
@@ -129,6 +134,29 @@ class Number:
             bound = f"between {self.low} and {self.high}" if self.high is not None else f"at least {self.low}"
             raise r.fail(key, f"{value!r} must be {bound}")
         return result
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One word out of C{words}, any case; empty or unset means the default.
+
+    @ivar words: the accepted words, in lower case, in the order the
+        reference shows them.
+    """
+
+    words: tuple[str, ...]
+
+    def describe(self) -> str:
+        """A few words for the reference table: the choices."""
+        return " or ".join(f"`{word}`" for word in self.words)
+
+    def read(self, r: SectionReader, key: str, default: str | None) -> str:
+        """The word C{key} is set to (lower case), or C{default}."""
+        value = r.given(key, default)
+        word = value.lower()
+        if word not in self.words:
+            raise r.fail(key, f"{value!r} is not one of {', '.join(self.words)}")
+        return word
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,14 @@ yielding as it goes.
 L{SectionListings} runs the listings of one section: when to list, how much
 (C{poll_queue_limit}), where a cut listing resumes, and the announcing of
 C{"exists"} events without overrunning the writer.
+
+With a C{settle}, a listing announces only the files unmodified for that
+long.  The younger ones (the newest, at the end of the sorted listing) wait
+in the section's L{SettleTable}, where their own events restart their wait;
+those that do not fit there are looked at again by a listing of the files
+modified since (one call per section, at the time the oldest of them is old
+enough).  Files that wait in the table (a file still open, with C{announce =
+closed}) are never announced by a listing.
 """
 
 from __future__ import annotations
@@ -24,12 +32,13 @@ import time
 from typing import Any, Callable, Iterator
 
 from twisted.internet import defer, task
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from .backoff import Recurring
 from .config import SectionSettings
-from .events import EXISTS, EventEncoder, decode_name
+from .events import EXISTS, EventEncoder, decode_name, encode_name
+from .settle import TICK, SettleTable
 from .stats import Histogram
 from .writer import RedisWriter
 
@@ -37,6 +46,10 @@ from .writer import RedisWriter
 CHUNK = 2000
 
 Entry = tuple[float, str]  # (modification time, decoded name)
+
+
+def _mtime(entry: Entry) -> float:
+    return entry[0]
 
 
 def scan_directory(
@@ -119,6 +132,7 @@ class SectionListings:
         durations: Histogram,
         watched: Callable[[], bool],
         clock: IReactorTime,
+        waiting: SettleTable | None,
     ) -> None:
         """
         @param source: what the writer asks to list again when it could not
@@ -128,6 +142,9 @@ class SectionListings:
         @param watched: whether the directory is watched now (a listing of a
             directory that is not watched announces nothing).
         @param clock: stamps the C{"exists"} events.
+        @param waiting: the section's files waiting to be complete: a
+            listing skips them, and leaves the young files it finds there
+            (None: the section announces names as they appear).
         """
         self._clock = clock
         self.section = section
@@ -139,9 +156,16 @@ class SectionListings:
         self._slots = slots
         self._durations = durations
         self._watched = watched
+        self._waiting = waiting
         self._running: defer.Deferred | None = None
+        # What was asked during the running listing (see relist).
         self._again = False
         self._again_full = False
+        self._again_resume = False
+        self._again_since: float | None = None
+        #: the later look at young files the table had no room for
+        self._recheck: IDelayedCall | None = None
+        self._recheck_since = 0.0
         #: the last (mtime, name) announced by a listing cut by the limit
         self._cursor: tuple[float, str] | None = None
         self._stopped = False
@@ -152,12 +176,15 @@ class SectionListings:
     def stop(self) -> None:
         """Announce nothing more (the section is stopping)."""
         self._stopped = True
+        if self._recheck is not None:
+            self._recheck.cancel()
+            self._recheck = None
 
     def start(self) -> None:
         """Allow listings again (after L{stop}: a watcher reset)."""
         self._stopped = False
 
-    def relist(self, resume: bool = False) -> defer.Deferred:
+    def relist(self, resume: bool = False, since: float | None = None) -> defer.Deferred:
         """
         List the directory and announce its files as C{"exists"}.
 
@@ -166,15 +193,24 @@ class SectionListings:
             starting again from the oldest file.  Without it, a queue whose
             consumer leaves files in place would see the same oldest files
             announced again and again and the newer ones never.
+        @param since: only the files modified since then (the later look at
+            files that were too young; older ones were announced already).
 
         A request during a listing is remembered and served by one more
-        listing when the current one ends (a full one if any request was).
+        listing when the current one ends: a full one if any request was,
+        else a resumed one if any was, else one of the files modified since
+        the earliest C{since} asked for.
         """
         if self._running is not None:
             self._again = True
-            self._again_full = self._again_full or not resume
+            if since is not None:
+                self._again_since = since if self._again_since is None else min(since, self._again_since)
+            elif resume:
+                self._again_resume = True
+            else:
+                self._again_full = True
             return self._running
-        d = self._running = defer.ensureDeferred(self._list(resume))
+        d = self._running = defer.ensureDeferred(self._list(resume, since))
 
         def done(result: Any) -> Any:
             self._running = None
@@ -182,21 +218,24 @@ class SectionListings:
 
         return d.addBoth(done)
 
-    async def _list(self, resume: bool) -> None:
+    async def _list(self, resume: bool, since: float | None) -> None:
         again = True
         while again and not self._stopped and self._watched():
-            self._again = False
-            self._again_full = False
+            self._again = self._again_full = self._again_resume = False
+            self._again_since = None
             try:
-                await self._list_once(resume)
+                await self._list_once(resume, since)
             except task.SchedulerStopped:
                 return  # the service is stopping
             except Exception:
                 self._log.failure("[{section}] Listing failed", section=self.section.name)
             again = self._again
-            resume = not self._again_full
+            # A full listing covers every request; a resumed one covers
+            # the files modified since any time.
+            resume = self._again_resume and not self._again_full
+            since = None if self._again_full or self._again_resume else self._again_since
 
-    async def _list_once(self, resume: bool) -> None:
+    async def _list_once(self, resume: bool, since: float | None) -> None:
         await self._writer.when_connected()
         # A few listings at a time: thousands of directories listed at
         # start-up would otherwise each hold a cooperative task, a listing
@@ -204,7 +243,7 @@ class SectionListings:
         await self._slots.acquire()
         try:
             started = time.monotonic()
-            if await self._list_in_slot(resume):
+            if await self._list_in_slot(resume, since):
                 self._durations.observe(time.monotonic() - started)
         finally:
             self._slots.release()
@@ -242,12 +281,14 @@ class SectionListings:
             )
         return max(room, 0)
 
-    async def _list_in_slot(self, resume: bool) -> bool:
+    async def _list_in_slot(self, resume: bool, since: float | None) -> bool:
         """One listing; False when it could not run (no room, unreadable)."""
         room = await self._room()
         if room == 0:
             return False
         directory = self.section.directory
+        # Before the scan: a file modified while it runs counts as young.
+        now = self._clock.seconds()
         try:
             entries = await scan_directory(
                 directory, self.section.accepts, self.section.subdirectories, self._cooperator
@@ -259,12 +300,20 @@ class SectionListings:
             )
             return False
         self.listings += 1
-        if resume and self._cursor is not None:
+        young: list[Entry] = []
+        if self._waiting is not None and self.section.settle > 0:
+            old_end = bisect.bisect_right(entries, now - self.section.settle, key=_mtime)
+            young = entries[old_end:]
+            del entries[old_end:]
+        if since is not None:
+            del entries[:bisect.bisect_left(entries, since, key=_mtime)]
+        elif resume and self._cursor is not None:
             entries = entries[bisect.bisect_right(entries, self._cursor):]
         found = len(entries)
         if room is not None and found > room:
             entries = entries[:room]
-            self._cursor = entries[-1]
+            # A look at recent files cut short: the catch-up lists it all.
+            self._cursor = entries[-1] if since is None else None
             self.incomplete = True
             self._log.warn(
                 "[{section}] Listing of {directory} stopped at poll_queue_limit "
@@ -272,15 +321,48 @@ class SectionListings:
                 section=self.section.name, directory=directory,
                 limit=self.section.poll_queue_limit, sent=len(entries), found=found,
             )
-        else:
+        elif since is None:
             self._cursor = None
             self.incomplete = False
+        if young:
+            await self._cooperator.cooperate(self._hold(young, now)).whenDone()
         await self._cooperator.cooperate(self._announce(entries)).whenDone()
         self._log.debug(
-            "[{section}] Listed {directory}: {n} files announced",
-            section=self.section.name, directory=directory, n=len(entries),
+            "[{section}] Listed {directory}: {n} files announced, {young} too young",
+            section=self.section.name, directory=directory, n=len(entries), young=len(young),
         )
         return True
+
+    def _hold(self, young: list[Entry], now: float) -> Iterator[None]:
+        """
+        Leave files modified less than C{settle} ago in the table; when it
+        has no room, look at them again once the oldest of them is old enough.
+        """
+        assert self._waiting is not None
+        settle, hold = self.section.settle, self._waiting.hold
+        for i, (mtime, name) in enumerate(young, 1):
+            # A time in the future (a clock set wrong) counts as now.
+            if not hold(encode_name(name), name, min(mtime, now) + settle):
+                self._look_again(min(mtime, now) + settle, now - settle)
+                return
+            if i % CHUNK == 0:
+                yield None
+
+    def _look_again(self, when: float, since: float) -> None:
+        """List the files modified since C{since} at C{when} (one call at a time)."""
+        if self._recheck is not None:
+            since = min(since, self._recheck_since)
+            if self._recheck.getTime() <= when:
+                self._recheck_since = since
+                return
+            self._recheck.cancel()
+        self._recheck_since = since
+        delay = max(TICK, when - self._clock.seconds())
+        self._recheck = self._clock.callLater(delay, self._looking_again)
+
+    def _looking_again(self) -> None:
+        self._recheck = None
+        self.relist(since=self._recheck_since)
 
     def _announce(self, entries: list[Entry]) -> Iterator[Any]:
         """Push C{"exists"} events, pausing while the writer is full."""
@@ -293,13 +375,21 @@ class SectionListings:
         # time), which leaves room for live events.  Dropping here would ask
         # for this very listing again, endlessly.
         ceiling = max(1, writer.max_held * 3 // 4)
+        # Files not complete yet are the table's to announce.  It changes only
+        # while this pauses: look at its size again after each pause.
+        waiting = self._waiting
+        skip = bool(waiting)
         for i, (_mtime, name) in enumerate(entries, 1):
             while held() >= ceiling:
                 yield writer.room()
                 if self._stopped:
                     return
+                skip = bool(waiting)
+            if skip and encode_name(name) in waiting:  # type: ignore[operator]
+                continue
             push(queue, encode(name, EXISTS, now), source, section, EXISTS, now)
             if i % CHUNK == 0:
                 if self._stopped:
                     return
                 yield None
+                skip = bool(waiting)

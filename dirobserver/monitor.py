@@ -11,22 +11,32 @@ States: C{"watched"}, or C{"missing"} while the directory cannot be watched
 (absent at start-up, deleted, moved, replaced by a file, permission denied);
 the service tries missing directories again every second and a directory that
 comes back is watched and listed.
+
+With C{announce = closed} or a C{settle}, a file is announced once it is
+complete: L{dirobserver.complete} reads the events of such a section, and
+its L{dirobserver.settle.SettleTable} holds the files until then.  The
+monitor announces what they let through and keeps the table in step with
+the watch: a new watch, an end of watch or lost events make it forget what
+it held, and the listing that follows looks at those files again.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Iterable
 
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from .complete import CompleteFiles, section_mask, waits
 from .config import SectionSettings
 from .events import CREATED, EventEncoder, decode_name
 from .listing import SectionListings
+from .settle import SettleTable
 from .sources import Batch, EventSource
 from .stats import Histogram
-from .watcher import IN_DELETE_SELF, IN_ISDIR, IN_MOVE_SELF, IN_UNMOUNT, WATCH_MASK, WatchError
+from .watcher import IN_DELETE_SELF, IN_ISDIR, IN_MOVE_SELF, IN_UNMOUNT, WatchError
 from .writer import RedisWriter
 
 WATCHED = "watched"
@@ -62,8 +72,15 @@ class DirectoryMonitor:
         self._accepts = section.accepts
         self._subdirectories = section.subdirectories
         #: what this section asks its event source for
-        self.mask = WATCH_MASK
+        self.mask = section_mask(section)
         self._encoder = EventEncoder(section.directory)
+        #: the files waiting to be complete (None: the section announces names
+        #: as they appear, and a directory of them costs nothing more)
+        self.waiting: SettleTable | None = None
+        self._events = self._created_events
+        if waits(section):
+            complete = CompleteFiles(section, clock, self._announce, self._waiting_full)
+            self.waiting, self._events = complete.waiting, complete.file_events
         self._writer = writer
         self._queue = writer.queue(section.queue, section.counter)
         self._source: EventSource | None = None
@@ -75,7 +92,7 @@ class DirectoryMonitor:
         self.state = MISSING
         self._listings = SectionListings(
             section, writer, self._encoder, self, cooperator, slots, listing_seconds,
-            lambda: self._wd is not None and not self._stopped, clock,
+            lambda: self._wd is not None and not self._stopped, clock, self.waiting,
         )
 
     @property
@@ -128,6 +145,8 @@ class DirectoryMonitor:
             return False
         came_back = self._problem is not None
         self._problem = None
+        # A new watch: what the old one said of open files no longer holds.
+        self._forget_waiting()
         self.state = WATCHED
         self._target = None
         if os.path.islink(self.directory):
@@ -177,6 +196,7 @@ class DirectoryMonitor:
         """Stop watching and listing (the observer is stopping)."""
         self._stopped = True
         self._listings.stop()
+        self._forget_waiting()
         if self._source is not None and self._wd is not None:
             self._source.remove(self._wd, self)
         self._wd = None
@@ -184,7 +204,11 @@ class DirectoryMonitor:
     # -- the EventSink interface ---------------------------------------------------
 
     def file_events(self, batch: Batch, read_time: float) -> None:
-        """Entries appeared in the directory: announce those that pass."""
+        """Entries appeared in (or changed, or left) the directory."""
+        self._events(batch, read_time)
+
+    def _created_events(self, batch: Batch, read_time: float) -> None:
+        """C{announce = created}, no settle: a new name is announced at once."""
         subdirectories, accepts = self._subdirectories, self._accepts
         encode, decode = self._encoder.encode, decode_name
         payloads = []
@@ -200,9 +224,41 @@ class DirectoryMonitor:
                 read_time=read_time,
             )
 
+    def _announce(self, items: Iterable[tuple[str, str]], when: float) -> None:
+        """Push C{(text, event)} pairs, stamped C{when}."""
+        encode = self._encoder.encode
+        by_event: dict[str, list[bytes]] = {}
+        for text, event in items:
+            by_event.setdefault(event, []).append(encode(text, event, when))
+        for event, payloads in by_event.items():
+            # Delivery time counts from when the file became announceable.
+            self._writer.push_many(
+                self._queue, payloads, self, section=self.section.name, event=event,
+                read_time=when,
+            )
+
+    def _waiting_full(self, count: int) -> None:
+        settle = self.section.settle
+        when = f"once unmodified for {settle:g} s" if settle else "at once, open or not (settle is 0)"
+        self._log.warn(
+            "[{section}] {count} files wait to be complete, the most a section keeps: "
+            "forgetting them; the listing that follows announces them {when}",
+            section=self.section.name, count=count, when=when,
+        )
+        self.relist()
+
+    def events_lost(self) -> None:
+        """Events were lost: an open file's close may be among them.  A listing follows."""
+        self._forget_waiting()
+
+    def _forget_waiting(self) -> None:
+        if self.waiting is not None:
+            self.waiting.forget_all()
+
     def watch_ended(self, mask: int) -> None:
         """The directory was deleted, moved or unmounted."""
         self._wd = None
+        self._forget_waiting()
         self.state = MISSING
         if mask & IN_DELETE_SELF:
             why = "was deleted"

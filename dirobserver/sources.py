@@ -37,6 +37,13 @@ class EventSink(Protocol):
     def watch_ended(self, mask: int) -> None:
         """The directory was deleted, moved or unmounted: no more events."""
 
+    def events_lost(self) -> None:
+        """
+        Some events were lost (the kernel queue overflowed): what the sink
+        remembers of earlier events (a file opened, say, whose close was
+        lost) may no longer hold.  A listing of the directory follows.
+        """
+
 
 class EventSource(Protocol):
     """What a sink asks for the events of a directory."""

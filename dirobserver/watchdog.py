@@ -139,6 +139,15 @@ class Watchdog:
                 self._log.info("inotify answers the watchdog again")
             self._reset_done = False
 
+    def events_lost(self) -> None:
+        """
+        The kernel queue overflowed: inotify is alive (it said so), but the
+        probe's event may be among the lost ones: that is no silence.
+        """
+        if self._expected is not None:
+            self._expected = None
+            self._last_answer = self._clock.seconds()
+
     def watch_ended(self, mask: int) -> None:
         """Someone removed the probe directory: make it again."""
         self._wd = None

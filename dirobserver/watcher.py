@@ -11,8 +11,11 @@ what makes it unfit for a daemon that must not lose events:
     C{fs.inotify.max_user_instances} is 128.  Here the end of one watch
     (deleted, moved, unmounted) only ends that watch.
  2. C{IN_Q_OVERFLOW} (watch descriptor -1: the kernel queue was full and
-    events were dropped) is discarded by Twisted.  Here it is counted and
-    reported to C{on_overflow}, so the caller can list every directory.
+    events were dropped) is discarded by Twisted.  Here it is counted; the
+    events read before it are handed over first, then every sink is told
+    that events were lost (C{events_lost}: what it remembers of earlier
+    events may be stale), then C{on_overflow} is called, so the caller can
+    list every directory.
  3. Twisted reads 8 KiB per reactor turn and rebuilds its byte buffer for
     every event, and builds a C{FilePath} per event.  Here one read takes up
     to 256 KiB, events are parsed in place with C{struct.unpack_from}, and the
@@ -47,6 +50,12 @@ from .sources import Batch, EventSink
 
 IN_CREATE = inotify.IN_CREATE
 IN_MOVED_TO = inotify.IN_MOVED_TO
+IN_MOVED_FROM = inotify.IN_MOVED_FROM
+IN_DELETE = inotify.IN_DELETE
+IN_OPEN = inotify.IN_OPEN
+IN_MODIFY = inotify.IN_MODIFY
+IN_ATTRIB = inotify.IN_ATTRIB
+IN_CLOSE_WRITE = inotify.IN_CLOSE_WRITE
 IN_DELETE_SELF = inotify.IN_DELETE_SELF
 IN_MOVE_SELF = inotify.IN_MOVE_SELF
 IN_UNMOUNT = inotify.IN_UNMOUNT
@@ -281,6 +290,11 @@ class Watcher(inotify.INotify):
             count += 1
             if sinks_of(wd) is None:
                 if wd == -1 and mask & IN_Q_OVERFLOW:
+                    # What came before the loss goes first: a sink told of
+                    # the loss must not then get older events as if current.
+                    for before, batch in batches.items():
+                        self._dispatch(before, batch, read_time)
+                    batches.clear()
                     self._overflowed()
                 # Otherwise: the late IN_IGNORED of a watch we already
                 # dropped, or an event that was queued before its removal.
@@ -325,6 +339,12 @@ class Watcher(inotify.INotify):
             "were dropped; listing every directory",
             count=self.overflows,
         )
+        for sinks in list(self._sinks.values()):
+            for sink, _mask in sinks:
+                try:
+                    sink.events_lost()
+                except Exception:
+                    self._log.failure("Handling lost inotify events failed")
         if self._on_overflow is not None:
             self._on_overflow()
 

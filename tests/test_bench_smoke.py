@@ -1,7 +1,8 @@
 """
 Smoke test of the benchmark: ``python -m bench --quick`` runs every workload
 end to end (its own valkey-server, real twistd observers, a creating child)
-and writes numeric figures; the burst announces every file.
+and writes numeric figures; the bursts (names announced as they appear, and
+complete files announced at their close) announce every file.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-WORKLOADS = ("burst", "paced-1k", "paced-20k", "listing", "dirs")
+WORKLOADS = ("burst", "burst-closed", "paced-1k", "paced-20k", "paced-closed", "listing", "dirs")
 
 
 def test_bench_quick(tmp_path: Path) -> None:
@@ -38,4 +39,6 @@ def test_bench_quick(tmp_path: Path) -> None:
             value = figure["value"]
             assert isinstance(value, numbers.Real) and value == value, (name, key, value)
     assert workloads["burst"]["figures"]["missing"]["value"] == 0, output
+    assert workloads["burst-closed"]["figures"]["missing"]["value"] == 0, output
+    assert workloads["paced-closed"]["figures"]["missing"]["value"] == 0, output
     assert "machine:" in output

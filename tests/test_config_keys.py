@@ -52,6 +52,8 @@ def two_values(key: config.Key) -> tuple[str, str]:
         return "^a", "^b"
     if isinstance(kind, kinds.Path):
         return "/srv/a", "/srv/b"
+    if isinstance(kind, kinds.Choice):
+        return kind.words[-1], kind.words[0]
     assert isinstance(kind, kinds.Text), f"{key.name}: give this kind sample values here"
     return "value-one", "value-two"
 

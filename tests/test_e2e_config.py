@@ -154,6 +154,22 @@ def test_bad_configuration_exits_non_zero_with_one_line_naming_file_section_key(
     assert_one_line_error(status, output, *needles)
 
 
+@pytest.mark.parametrize(
+    "key, value, problem",
+    [
+        ("announce", "maybe", "is not one of created, closed"),
+        ("settle", "-1", "must be between 0 and 86400"),
+        ("settle", "soon", "is not a number"),
+        ("settle", "90000", "must be between 0 and 86400"),
+    ],
+)
+def test_bad_announce_or_settle_exits_78_with_one_line_naming_the_key(tmp_path, key, value, problem):
+    path = _write(tmp_path, {"a": section(tmp_path / "in", **{key: value})})
+    status, output = run_twistd([f"--config={path}"], cwd=tmp_path)
+    line = assert_one_line_error(status, output, str(path), "[a]", f"{key}: '{value}' {problem}")
+    assert status == 78, (status, line)
+
+
 def test_no_config_option_exits_non_zero_with_one_line_asking_for_it(tmp_path):
     status, output = run_twistd([], cwd=tmp_path)
     assert_one_line_error(status, output, "--config")

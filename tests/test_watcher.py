@@ -29,6 +29,8 @@ class RecordingSink:
         self.masks: list[int] = []
         self.ended: list[int] = []
         self.read_times: list[float] = []
+        #: how many names had come when each loss of events was reported
+        self.lost: list[int] = []
         self._waiters: list[tuple[object, defer.Deferred]] = []
 
     def file_events(self, batch, read_time) -> None:
@@ -41,6 +43,9 @@ class RecordingSink:
     def watch_ended(self, mask: int) -> None:
         self.ended.append(mask)
         self._check()
+
+    def events_lost(self) -> None:
+        self.lost.append(len(self.names))
 
     def wait(self, predicate) -> defer.Deferred:
         d: defer.Deferred = defer.Deferred()
@@ -199,7 +204,8 @@ class WatcherTests(unittest.TestCase):
         """
         More events than max_queued_events while the reactor does not read:
         the kernel drops events and queues IN_Q_OVERFLOW, which Twisted
-        discards; our watcher counts it and calls on_overflow.
+        discards; our watcher counts it, hands over every event queued before
+        it, tells the sink that events were lost, and calls on_overflow.
         """
         with open("/proc/sys/fs/inotify/max_queued_events") as f:
             limit = int(f.read())
@@ -207,13 +213,15 @@ class WatcherTests(unittest.TestCase):
         sink = RecordingSink()
         self.watcher.add(d, sink)
         # Created by a child process while this reactor is busy waiting for
-        # it, so nothing is read until the queue has overflowed.
+        # it, so nothing is read until the queue has overflowed.  Names of
+        # 24 bytes (48 per event: not a divisor of a read) put the overflow
+        # inside a read, after events that must be handed over before it.
         subprocess.run(
             [sys.executable, "-c",
              "import os,sys\n"
              "d=sys.argv[1]\n"
              "for i in range(int(sys.argv[2])):\n"
-             "    os.close(os.open(os.path.join(d, 'f%d' % i), os.O_CREAT|os.O_WRONLY))\n",
+             "    os.close(os.open(os.path.join(d, 'a-longer-file-name-%05d' % i), os.O_CREAT|os.O_WRONLY))\n",
              os.fsdecode(d), str(limit + 2000)],
             check=True,
         )
@@ -224,6 +232,11 @@ class WatcherTests(unittest.TestCase):
         self.assertEqual(self.overflows, 1)
         self.assertEqual(self.watcher.overflows, 1)
         self.assertLess(len(sink.names), limit + 2000)
+        # The kernel kept the first max_queued_events events: the sink had
+        # every one of them when it was told of the loss.
+        self.assertEqual(sink.lost, [limit])
+        self.assertEqual(sink.names[:sink.lost[0]],
+                         [b"a-longer-file-name-%05d" % i for i in range(sink.lost[0])])
 
 
 class FailingCalls:
