@@ -22,8 +22,9 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from .config import SectionSettings
-from .events import CREATED, EventEncoder, decode_name
+from .events import CREATED, decode_name
 from .listing import SectionListings
+from .shapes import shape_for
 from .sources import Batch, EventSource
 from .stats import Histogram
 from .watcher import IN_DELETE_SELF, IN_ISDIR, IN_MOVE_SELF, IN_UNMOUNT, WATCH_MASK, WatchError
@@ -63,9 +64,9 @@ class DirectoryMonitor:
         self._subdirectories = section.subdirectories
         #: what this section asks its event source for
         self.mask = WATCH_MASK
-        self._encoder = EventEncoder(section.directory)
         self._writer = writer
-        self._queue = writer.queue(section.queue, section.counter)
+        self._queue = writer.queue(section.queue, section.counter, shape_for(section))
+        self._encoder = self._queue.shape.encoder(section.directory)
         self._source: EventSource | None = None
         self._wd: int | None = None
         self._problem: str | None = None
@@ -186,7 +187,7 @@ class DirectoryMonitor:
     def file_events(self, batch: Batch, read_time: float) -> None:
         """Entries appeared in the directory: announce those that pass."""
         subdirectories, accepts = self._subdirectories, self._accepts
-        encode, decode = self._encoder.encode, decode_name
+        encode, decode = self._encoder, decode_name
         payloads = []
         for name, mask in batch:
             if mask & IN_ISDIR and not subdirectories:
