@@ -411,6 +411,10 @@ class RedisConnection:
         self.attempts = 0
         self.problem: str | None = f"Redis at {self._route.describe()}: not connected yet"
 
+    def describe(self) -> str:
+        """Where the connection goes (or went), for log lines."""
+        return self._route.describe()
+
     @property
     def connecting(self) -> bool:
         """Whether an attempt is under way."""

@@ -262,6 +262,10 @@ class RedisWriter(service.Service):
     #: the older name of L{redis_up}
     connected = redis_up
 
+    def describe(self) -> str:
+        """Where Redis is now, for log lines (the master a Sentinel named, once known)."""
+        return self._connection.describe()
+
     @property
     def problem(self) -> str | None:
         """None while Redis is up; else one line saying why not."""
