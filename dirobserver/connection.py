@@ -308,16 +308,19 @@ class _Dial:
                 return tls_cause
         if failure.check(txredisapi.ConnectionError):
             return "closed the connection before answering"
-        if failure.check(defer.TimeoutError, defer.CancelledError):
+        if failure.check(defer.TimeoutError):
             shown = self.step.shown if self.step else "the handshake"
             return f"did not answer {shown} within {self.timeout} s"
         return f"is unreachable ({describe_failure(failure)})"
 
-    def failed(self, failure: Any) -> None:
-        cause = self.cause(failure)
+    def failed(self, failure: Any) -> Any:
         if self.proto is not None and self.proto.transport is not None:
             self.proto.transport.abortConnection()
-        raise AttemptFailed(cause)
+        if failure.check(defer.CancelledError, error.ConnectingCancelledError):
+            # Cancelled by its caller (the deadline's is a TimeoutError):
+            # nothing to explain, and nothing more to try.
+            return failure
+        raise AttemptFailed(self.cause(failure))
 
 
 def dial(

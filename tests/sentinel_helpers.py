@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from helpers import RedisServer, free_port, wait_until
+from helpers import RedisServer, wait_until
 
 MASTER_NAME = "mymaster"
 
@@ -34,23 +34,12 @@ class SentinelSet:
                               extra_args=["--replicaof", master.host, str(master.port)])
         self.servers = [master, replica]
         self.sentinel_password = sentinel_password
-        self.sentinels: list[RedisServer] = []
-        for number in range(sentinels):
-            port = free_port()
-            directory = self.workdir / f"sentinel-{number}"
-            directory.mkdir(parents=True, exist_ok=True)
-            conf = directory / "sentinel.conf"  # Sentinel rewrites it: it must be writable
-            lines = [
-                f"sentinel monitor {MASTER_NAME} {master.host} {master.port} 2",
-                f"sentinel down-after-milliseconds {MASTER_NAME} {down_after_ms}",
-                f"sentinel failover-timeout {MASTER_NAME} {failover_timeout_ms}",
-            ]
-            if sentinel_password:
-                lines.append(f"requirepass {sentinel_password}")
-                lines.append(f"sentinel sentinel-pass {sentinel_password}")
-            conf.write_text("\n".join(lines) + "\n")
-            self.sentinels.append(RedisServer(port=port, workdir=directory, config_file=conf,
-                                              extra_args=["--sentinel"]))
+        self.sentinels = [
+            sentinel_server(self.workdir / f"sentinel-{number}", master.port, sentinel_password,
+                            f"sentinel down-after-milliseconds {MASTER_NAME} {down_after_ms}",
+                            f"sentinel failover-timeout {MASTER_NAME} {failover_timeout_ms}")
+            for number in range(sentinels)
+        ]
 
     @property
     def addresses(self) -> str:
@@ -64,9 +53,6 @@ class SentinelSet:
         for server in self.servers:
             server.start()
         for sentinel in self.sentinels:
-            if self.sentinel_password:
-                # A Sentinel with requirepass answers the helper's PING with NOAUTH.
-                sentinel.ping = lambda timeout=0.5, s=sentinel: _ping_auth(s, self.sentinel_password)
             sentinel.start()
         if converge and not wait_until(self.converged, 20, 0.1):
             raise RuntimeError("the Sentinel set did not converge within 20 s:\n"
@@ -114,6 +100,26 @@ class SentinelSet:
     def cleanup(self) -> None:
         for server in self.sentinels + self.servers:
             server.cleanup()
+
+
+def sentinel_server(directory: Path, master_port: int, password: Optional[str] = None,
+                    *lines: str, quorum: int = 2) -> RedisServer:
+    """
+    A Sentinel (not started) that monitors 127.0.0.1:C{master_port} as
+    L{MASTER_NAME}; C{password} is its own C{requirepass} (and the one it
+    uses with the other Sentinels); C{lines} are more configuration lines.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    conf = directory / "sentinel.conf"  # Sentinel rewrites it: it must be writable
+    config = [f"sentinel monitor {MASTER_NAME} 127.0.0.1 {master_port} {quorum}", *lines]
+    if password:
+        config += [f"requirepass {password}", f"sentinel sentinel-pass {password}"]
+    conf.write_text("\n".join(config) + "\n")
+    server = RedisServer(workdir=directory, config_file=conf, extra_args=["--sentinel"])
+    if password:
+        # A Sentinel with requirepass answers the helper's PING with NOAUTH.
+        server.ping = lambda timeout=0.5: _ping_auth(server, password)  # type: ignore[method-assign]
+    return server
 
 
 def _ping_auth(server: RedisServer, password: Optional[str]) -> bool:
