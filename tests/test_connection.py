@@ -35,9 +35,9 @@ TIMEOUT = 1.0
 
 
 def settings_for(port: int = 6379, password: str | None = None, db: int | None = None,
-                 timeout: float = TIMEOUT) -> RedisSettings:
+                 timeout: float = TIMEOUT, username: str | None = None) -> RedisSettings:
     return RedisSettings(host="127.0.0.1", port=port, unix_socket=None, password=password,
-                         db=db, timeout=timeout)
+                         db=db, timeout=timeout, username=username)
 
 
 def sleep(seconds: float) -> defer.Deferred:
@@ -258,6 +258,9 @@ class ClockBackoffTests(unittest.TestCase):
         steps = handshake_steps(settings_for(password="pw", db=3))
         self.assertEqual([s.shown for s in steps], ["AUTH", "SELECT 3", "PING"])
         self.assertNotIn("pw", " ".join(s.shown for s in steps))
+        steps = handshake_steps(settings_for(password="pw", username="observer"))
+        self.assertEqual([(s.command, s.shown) for s in steps],
+                         [(("AUTH", "observer", "pw"), "AUTH observer"), (("PING",), "PING")])
 
 
 class RealServerTests(unittest.TestCase):
@@ -297,6 +300,32 @@ class RealServerTests(unittest.TestCase):
         yield self.ups[0].execute_command("SET", "k", "v")
         self.assertEqual(self.server.client(password="right", db=2).get("k"), b"v")
         self.assertEqual(self.logs.lines(), [])
+
+    @defer.inlineCallbacks
+    def test_an_acl_user_logs_in_and_a_refused_one_is_named(self):
+        """
+        AUTH user password (Redis 6 ACL): the right pair connects as that
+        user; a wrong password is one line naming the user, never up, retried.
+        """
+        self.server.start()
+        admin = self.server.client()
+        admin.execute_command("ACL", "SETUSER", "observer", "on", ">right", "~*", "+@all")
+        refused = self.connect(settings_for(self.server.port, password="wrong", username="observer"))
+        yield sleep(0.8)
+        self.assertEqual(self.ups, [])
+        self.assertEqual(
+            refused.problem,
+            f"Redis at 127.0.0.1:{self.server.port} refused user 'observer' with the password in "
+            "redis_password (WRONGPASS invalid username-password pair or user is disabled.)")
+        self.assertGreater(refused.attempts, 2)
+        self.assertEqual(len(self.logs.lines("warn")), 1, self.logs.lines())
+        yield refused.stop()
+        self.connect(settings_for(self.server.port, password="right", username="observer"))
+        for _ in range(100):
+            if self.ups:
+                break
+            yield sleep(0.02)
+        self.assertEqual((yield self.ups[0].execute_command("ACL", "WHOAMI")), "observer")
 
     @defer.inlineCallbacks
     def test_out_of_range_db_is_a_precise_refusal(self):
