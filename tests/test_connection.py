@@ -10,6 +10,7 @@ drops them is a real TCP listener of the test.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -252,6 +253,40 @@ class ClockBackoffTests(unittest.TestCase):
         self.run_for(5, step=0.5)
         self.assertEqual(len(endpoint.attempts), 1)
 
+    def test_reconnect_now_leaves_the_node_at_once_without_the_backoff(self):
+        """
+        A master that moved: the connection is dropped and the next attempt
+        starts on the next reactor turn, the retry policy not consulted; a
+        move announced during an attempt makes one more attempt after it.
+        """
+        seen: list[int] = []
+        connection, endpoint, ups = self.make("pong", lambda n: seen.append(n) or 1.0)
+        downs: list[None] = []
+        connection._on_down = lambda: downs.append(None)
+        connection.start()
+        self.clock.advance(0.002)
+        self.assertEqual(len(ups), 1)
+        connection.reconnect_now("is not the master any more (test)")
+        self.assertIsNone(connection.proto)
+        self.assertEqual(downs, [None])
+        self.assertTrue(endpoint.transports[0].disconnected)
+        self.assertIn("is not the master any more (test)", connection.problem)
+        self.clock.advance(0)
+        self.assertEqual(len(endpoint.attempts), 2)
+        connection.reconnect_now("moved again while connecting")  # an attempt is under way
+        self.clock.advance(0.002)
+        self.assertFalse(endpoint.transports[1].connected)  # reached, and left at once
+        self.clock.advance(0.002)
+        self.assertEqual(len(endpoint.attempts), 3)
+        self.assertEqual(len(ups), 2)
+        self.assertEqual(seen, [])
+        self.assertEqual(connection.not_master("READONLY x"), False)  # a fixed address: the writer's
+        warnings = self.logs.lines("warn")
+        self.assertEqual(len(warnings), 1, warnings)
+        self.assertIn("connecting to the master the Sentinels name now", warnings[0])
+        self.successResultOf(connection.stop())
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
     def test_handshake_steps_follow_the_settings(self):
         """AUTH only with a password, SELECT only with a db, PING always last."""
         self.assertEqual([s.shown for s in handshake_steps(settings_for())], ["PING"])
@@ -261,6 +296,13 @@ class ClockBackoffTests(unittest.TestCase):
         steps = handshake_steps(settings_for(password="pw", username="observer"))
         self.assertEqual([(s.command, s.shown) for s in steps],
                          [(("AUTH", "observer", "pw"), "AUTH observer"), (("PING",), "PING")])
+        sentinel = dataclasses.replace(settings_for(), sentinels=(("127.0.0.1", 26379),),
+                                       sentinel_master="m")
+        role = handshake_steps(sentinel)[-1]
+        self.assertEqual(role.shown, "ROLE")
+        self.assertTrue(role.accepts(["master", 0, []]))
+        self.assertFalse(role.accepts(["slave", "127.0.0.1", 6379, "connected", 0]))
+        self.assertFalse(role.accepts(["sentinel", ["m"]]))
 
 
 class RealServerTests(unittest.TestCase):
