@@ -349,6 +349,23 @@ def dial(
     return d.addErrback(attempt.failed)
 
 
+def cancel_pending(call: Any, attempt: defer.Deferred | None) -> None:
+    """Cancel a scheduled retry and an attempt under way (either may be None)."""
+    if call is not None and call.active():
+        call.cancel()
+    if attempt is not None:
+        attempt.cancel()
+
+
+def close_protocol(proto: RedisProtocol | None) -> defer.Deferred:
+    """Close C{proto}'s connection (if any); fires once it is closed."""
+    if proto is None or not proto.transport:
+        return defer.succeed(None)
+    gone = proto.whenDisconnected()
+    proto.transport.loseConnection()
+    return gone.addCallback(lambda _: None)
+
+
 def _innermost(transport: Any) -> Any:
     """The TCP transport under a TLS one (which has no write limit of its own)."""
     return getattr(transport, "transport", None) or transport
@@ -432,19 +449,12 @@ class RedisConnection:
     def stop(self) -> defer.Deferred:
         """Stop reconnecting and close the connection; fires once it is closed."""
         self._wanted = False
-        if self._retry_call is not None and self._retry_call.active():
-            self._retry_call.cancel()
+        cancel_pending(self._retry_call, self._attempt)
         self._retry_call = None
-        if self._attempt is not None:
-            self._attempt.cancel()
         self.problem = f"Redis at {self._route.describe()}: not connected (stopping)"
-        unwatched = self._route.unwatch()
         proto, self.proto = self.proto, None
-        if proto is None or not proto.transport:
-            return unwatched
-        gone = proto.whenDisconnected()
-        proto.transport.loseConnection()
-        return defer.gatherResults([gone, unwatched], consumeErrors=True).addCallback(lambda _: None)
+        closed = [close_protocol(proto), self._route.unwatch()]
+        return defer.gatherResults(closed, consumeErrors=True).addCallback(lambda _: None)
 
     def reconnect_now(self, reason: str) -> None:
         """

@@ -44,6 +44,8 @@ from .connection import (
     Step,
     address,
     auth_steps,
+    cancel_pending,
+    close_protocol,
     dial,
     redis_endpoint,
 )
@@ -224,17 +226,10 @@ class _SwitchWatcher:
 
     def stop(self) -> defer.Deferred:
         self._wanted = False
-        if self._retry_call is not None and self._retry_call.active():
-            self._retry_call.cancel()
+        cancel_pending(self._retry_call, self._attempt)
         self._retry_call = None
-        if self._attempt is not None:
-            self._attempt.cancel()
         proto, self.proto = self.proto, None
-        if proto is None or not proto.transport:
-            return defer.succeed(None)
-        gone = proto.whenDisconnected()
-        proto.transport.loseConnection()
-        return gone.addCallback(lambda _: None)
+        return close_protocol(proto)
 
     def _subscribe(self) -> None:
         self._retry_call = None

@@ -26,11 +26,8 @@ from helpers import RedisServer  # noqa: E402
 
 from dirobserver.backoff import Recurring, SharedCauses, exponential_backoff  # noqa: E402
 from dirobserver.config import RedisSettings  # noqa: E402
-from dirobserver.connection import (  # noqa: E402
-    RedisConnection,
-    handshake_steps,
-    redis_endpoint,
-)
+from dirobserver.connection import RedisConnection, handshake_steps  # noqa: E402
+from dirobserver.sentinel import route_for  # noqa: E402
 
 TIMEOUT = 1.0
 
@@ -305,24 +302,41 @@ class ClockBackoffTests(unittest.TestCase):
         self.assertFalse(role.accepts(["sentinel", ["m"]]))
 
 
-class RealServerTests(unittest.TestCase):
+class Connecting:
+    """
+    A mixin for trial tests on the real reactor: L{connect} starts a
+    L{RedisConnection} on the route of its settings (the address, or the
+    Sentinels) and collects its protocols in C{self.ups}.
+    """
+
+    def connect(self, settings: RedisSettings, retry_policy=None) -> RedisConnection:
+        self.ups: list = []
+        self.route = route_for(reactor, settings)
+        connection = RedisConnection(
+            settings, self.ups.append, lambda: None, lambda: 0,
+            clock=reactor, route=self.route, retry_policy=retry_policy,
+        )
+        connection.start()
+        self.addCleanup(connection.stop)  # type: ignore[attr-defined]
+        return connection
+
+    @defer.inlineCallbacks
+    def wait_for(self, predicate, timeout: float = 5.0):
+        """Whether C{predicate()} became true within C{timeout} seconds."""
+        for _ in range(int(timeout / 0.02)):
+            if predicate():
+                return True
+            yield sleep(0.02)
+        return predicate()
+
+
+class RealServerTests(Connecting, unittest.TestCase):
     """What a real valkey-server answers, and a real port that drops connections."""
 
     def setUp(self) -> None:
         self.logs = LogCapture(self)
         self.server = RedisServer()
         self.addCleanup(self.server.cleanup)
-
-    def connect(self, settings: RedisSettings, retry_policy=None) -> RedisConnection:
-        self.ups: list = []
-        connection = RedisConnection(
-            settings, self.ups.append, lambda: None, lambda: 0,
-            clock=reactor, endpoint_factory=lambda: redis_endpoint(reactor, settings),
-            retry_policy=retry_policy,
-        )
-        connection.start()
-        self.addCleanup(connection.stop)
-        return connection
 
     def with_password(self) -> None:
         self.server.start()
@@ -333,10 +347,7 @@ class RealServerTests(unittest.TestCase):
         """AUTH and SELECT accepted, PING answered: up, no problem, nothing logged."""
         self.with_password()
         connection = self.connect(settings_for(self.server.port, password="right", db=2))
-        for _ in range(100):
-            if self.ups:
-                break
-            yield sleep(0.02)
+        yield self.wait_for(lambda: self.ups)
         self.assertEqual(len(self.ups), 1)
         self.assertIsNone(connection.problem)
         yield self.ups[0].execute_command("SET", "k", "v")
@@ -363,10 +374,7 @@ class RealServerTests(unittest.TestCase):
         self.assertEqual(len(self.logs.lines("warn")), 1, self.logs.lines())
         yield refused.stop()
         self.connect(settings_for(self.server.port, password="right", username="observer"))
-        for _ in range(100):
-            if self.ups:
-                break
-            yield sleep(0.02)
+        yield self.wait_for(lambda: self.ups)
         self.assertEqual((yield self.ups[0].execute_command("ACL", "WHOAMI")), "observer")
 
     @defer.inlineCallbacks

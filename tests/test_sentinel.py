@@ -14,11 +14,10 @@ from twisted.trial import unittest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import RedisServer, free_port  # noqa: E402
 from sentinel_helpers import MASTER_NAME, sentinel_server  # noqa: E402
-from test_connection import LogCapture, sleep  # noqa: E402
+from test_connection import Connecting, LogCapture, sleep  # noqa: E402
 
 from dirobserver.config import RedisSettings  # noqa: E402
-from dirobserver.connection import RedisConnection  # noqa: E402
-from dirobserver.sentinel import SentinelRoute, route_for  # noqa: E402
+from dirobserver.sentinel import SentinelRoute  # noqa: E402
 from dirobserver.writer import RedisWriter  # noqa: E402
 
 
@@ -31,7 +30,7 @@ def sentinel_settings(*sentinels: RedisServer | int, **changes) -> RedisSettings
     return RedisSettings(**values)
 
 
-class SentinelTests(unittest.TestCase):
+class SentinelTests(Connecting, unittest.TestCase):
     def setUp(self) -> None:
         self.logs = LogCapture(self)
         self.base = Path(self.mktemp()).resolve()
@@ -49,23 +48,6 @@ class SentinelTests(unittest.TestCase):
         server.start()
         self.addCleanup(server.cleanup)
         return server
-
-    def connect(self, settings: RedisSettings) -> RedisConnection:
-        self.ups: list = []
-        self.route = route_for(reactor, settings)
-        connection = RedisConnection(settings, self.ups.append, lambda: None, lambda: 0,
-                                     clock=reactor, route=self.route)
-        connection.start()
-        self.addCleanup(connection.stop)
-        return connection
-
-    @defer.inlineCallbacks
-    def wait_for(self, predicate, timeout: float = 5.0):
-        for _ in range(int(timeout / 0.02)):
-            if predicate():
-                return True
-            yield sleep(0.02)
-        return predicate()
 
     @defer.inlineCallbacks
     def test_the_first_sentinel_that_answers_names_the_master_and_is_asked_first_next(self):

@@ -21,7 +21,9 @@ from dirobserver.events import CREATED, EXISTS  # noqa: E402
 from dirobserver.shapes import LIST, ListShape, StreamShape, shape_for  # noqa: E402
 
 
-class ListShapeTests(unittest.TestCase):
+class Connected:
+    """A connected protocol (C{self.proto}) and a client of a real server, per test."""
+
     @defer.inlineCallbacks
     def setUp(self):
         self.server = RedisServer()
@@ -39,6 +41,8 @@ class ListShapeTests(unittest.TestCase):
         self.proto = yield up.addTimeout(5, reactor)
         self.client = self.server.client()
 
+
+class ListShapeTests(Connected, unittest.TestCase):
     @defer.inlineCallbacks
     def test_a_batch_is_one_transaction_oldest_first_with_its_counter(self):
         """LPUSH keeps the batch oldest-first for BRPOP; INCRBY adds its size."""
@@ -82,24 +86,7 @@ class ListShapeTests(unittest.TestCase):
                                             "event": "created", "event_timestamp": 12.5})
 
 
-class StreamShapeTests(unittest.TestCase):
-    @defer.inlineCallbacks
-    def setUp(self):
-        self.server = RedisServer()
-        self.server.start()
-        self.addCleanup(self.server.cleanup)
-        settings = RedisSettings(host="127.0.0.1", port=self.server.port, unix_socket=None,
-                                 password=None, db=None, timeout=1.0)
-        up: defer.Deferred = defer.Deferred()
-        connection = RedisConnection(
-            settings, up.callback, lambda: None, lambda: 0, clock=reactor,
-            endpoint_factory=lambda: redis_endpoint(reactor, settings),
-        )
-        connection.start()
-        self.addCleanup(connection.stop)
-        self.proto = yield up.addTimeout(5, reactor)
-        self.client = self.server.client()
-
+class StreamShapeTests(Connected, unittest.TestCase):
     @defer.inlineCallbacks
     def test_each_event_is_one_entry_with_the_four_fields_and_the_counter_counts(self):
         """XADD per event, oldest first, the JSON's four values (a name's own bytes)."""

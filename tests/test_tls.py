@@ -16,16 +16,14 @@ from twisted.trial import unittest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import write_config  # noqa: E402
-from test_connection import LogCapture, sleep  # noqa: E402
+from test_connection import Connecting, LogCapture, sleep  # noqa: E402
 from tls_helpers import Certificates, TLSRedisServer, needs_tls_server, tls_settings  # noqa: E402
 
-from dirobserver.config import RedisSettings  # noqa: E402
-from dirobserver.connection import RedisConnection  # noqa: E402
 from dirobserver.writer import RedisWriter  # noqa: E402
 
 
 @needs_tls_server
-class TLSConnectionTests(unittest.TestCase):
+class TLSConnectionTests(Connecting, unittest.TestCase):
     def setUp(self) -> None:
         self.logs = LogCapture(self)
         self.base = Path(self.mktemp()).resolve()
@@ -36,22 +34,6 @@ class TLSConnectionTests(unittest.TestCase):
         server.start()
         self.addCleanup(server.cleanup)
         return server
-
-    def connect(self, settings: RedisSettings) -> RedisConnection:
-        self.ups: list = []
-        connection = RedisConnection(settings, self.ups.append, lambda: None, lambda: 0,
-                                     clock=reactor)
-        connection.start()
-        self.addCleanup(connection.stop)
-        return connection
-
-    @defer.inlineCallbacks
-    def wait_for(self, predicate, timeout: float = 5.0):
-        for _ in range(int(timeout / 0.02)):
-            if predicate():
-                return True
-            yield sleep(0.02)
-        return predicate()
 
     @defer.inlineCallbacks
     def test_a_verified_server_takes_the_events(self):
