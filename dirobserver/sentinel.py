@@ -36,19 +36,8 @@ from twisted.logger import Logger
 
 from .backoff import Recurring, exponential_backoff
 from .config import RedisSettings
-from .connection import (
-    AttemptFailed,
-    RedisConnection,
-    RedisProtocol,
-    Route,
-    Step,
-    address,
-    auth_steps,
-    cancel_pending,
-    close_protocol,
-    dial,
-    redis_endpoint,
-)
+from .connection import RedisConnection, Route, address, auth_steps, redis_endpoint
+from .dial import AttemptFailed, RedisProtocol, Step, cancel_pending, close_protocol, dial
 
 #: The longest wait for one Sentinel's answer (seconds): a Sentinel that is
 #: down must not hold up the others for the whole C{timeout}.

@@ -45,7 +45,8 @@ from twisted.logger import Logger
 from . import stats
 from .backoff import SharedCauses
 from .config import RedisSettings
-from .connection import RedisConnection, RedisProtocol, Route, describe_failure
+from .connection import RedisConnection, Route
+from .dial import RedisProtocol, describe_failure
 from .held import HeldQueue
 from .sentinel import route_for
 from .shapes import LIST, QueueShape
