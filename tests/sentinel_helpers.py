@@ -102,6 +102,18 @@ class SentinelSet:
             server.cleanup()
 
 
+def sentinel_config(directory: Path, master_port: int, *lines: str, quorum: int = 1) -> Path:
+    """
+    A Sentinel's configuration file in C{directory}: it monitors
+    127.0.0.1:C{master_port} as L{MASTER_NAME}; C{lines} are more lines.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    conf = directory / "sentinel.conf"  # Sentinel rewrites it: it must be writable
+    conf.write_text("\n".join([f"sentinel monitor {MASTER_NAME} 127.0.0.1 {master_port} {quorum}",
+                               *lines]) + "\n")
+    return conf
+
+
 def sentinel_server(directory: Path, master_port: int, password: Optional[str] = None,
                     *lines: str, quorum: int = 2) -> RedisServer:
     """
@@ -109,12 +121,10 @@ def sentinel_server(directory: Path, master_port: int, password: Optional[str] =
     L{MASTER_NAME}; C{password} is its own C{requirepass} (and the one it
     uses with the other Sentinels); C{lines} are more configuration lines.
     """
-    directory.mkdir(parents=True, exist_ok=True)
-    conf = directory / "sentinel.conf"  # Sentinel rewrites it: it must be writable
-    config = [f"sentinel monitor {MASTER_NAME} 127.0.0.1 {master_port} {quorum}", *lines]
+    conf = sentinel_config(directory, master_port, *lines, quorum=quorum)
     if password:
-        config += [f"requirepass {password}", f"sentinel sentinel-pass {password}"]
-    conf.write_text("\n".join(config) + "\n")
+        with open(conf, "a") as stream:
+            stream.write(f"requirepass {password}\nsentinel sentinel-pass {password}\n")
     server = RedisServer(workdir=directory, config_file=conf, extra_args=["--sentinel"])
     if password:
         # A Sentinel with requirepass answers the helper's PING with NOAUTH.

@@ -16,6 +16,7 @@ from twisted.trial import unittest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import write_config  # noqa: E402
+from sentinel_helpers import MASTER_NAME, sentinel_config  # noqa: E402
 from test_connection import Connecting, LogCapture, sleep  # noqa: E402
 from tls_helpers import Certificates, TLSRedisServer, needs_tls_server, tls_settings  # noqa: E402
 
@@ -110,6 +111,23 @@ class TLSConnectionTests(Connecting, unittest.TestCase):
         self.connect(tls_settings(server, tls_cert=str(self.certificates.client_cert),
                                   tls_key=str(self.certificates.client_key)))
         self.assertTrue((yield self.wait_for(lambda: self.ups)))
+
+    @defer.inlineCallbacks
+    def test_sentinels_that_listen_with_tls_are_asked_over_tls(self):
+        """A TLS Sentinel names a TLS master: both connections verified, up."""
+        master = self.server()
+        sentinel = TLSRedisServer(
+            self.certificates, "no", workdir=self.base / "sentinel",
+            config_file=sentinel_config(self.base / "sentinel", master.port),
+            extra_args=["--sentinel", "--tls-replication", "yes"])
+        sentinel.start()
+        self.addCleanup(sentinel.cleanup)
+        connection = self.connect(tls_settings(
+            None, host=None, port=None, tls_ca=str(self.certificates.ca),
+            sentinels=(("127.0.0.1", sentinel.port),), sentinel_master=MASTER_NAME))
+        self.assertTrue((yield self.wait_for(lambda: self.ups)))
+        self.assertEqual(connection.describe(),
+                         f"127.0.0.1:{master.port} (master {MASTER_NAME} per Sentinel)")
 
     @defer.inlineCallbacks
     def test_verification_off_accepts_a_certificate_of_any_ca(self):
