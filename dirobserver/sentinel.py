@@ -71,23 +71,24 @@ class SentinelRoute(Route):
         connection went to, or None while the Sentinels are being asked.
     @ivar sentinels: C{(host, port)} of each Sentinel, the last one that
         answered first.
+    @ivar master_name: the name the Sentinels know the master by.
     """
 
     follows_master = True
-    _log = Logger()
 
     def __init__(self, reactor: Any, settings: RedisSettings) -> None:
         self._reactor = reactor
         self._settings = settings
-        self._name = str(settings.sentinel_master)
+        self.master_name = str(settings.sentinel_master)
         self._timeout = min(settings.timeout, SENTINEL_TIMEOUT)
         self._auth = auth_steps(settings.sentinel_username, settings.sentinel_password)
-        self._query = Step(
-            ("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self._name),
+        #: where is the master?  (a reply of None: no master of that name)
+        self.query = Step(
+            ("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.master_name),
             "SENTINEL get-master-addr-by-name", _named,
         )
         self._connection: RedisConnection | None = None
-        self._watcher = _SwitchWatcher(self)
+        self._watcher = _SwitchWatcher(self, reactor)
         self.sentinels = list(settings.sentinels)
         self.located: tuple[str, int] | None = None
 
@@ -95,7 +96,7 @@ class SentinelRoute(Route):
         """C{host:port (master NAME per Sentinel)} once located."""
         if self.located is None:
             return self._settings.describe()
-        return f"{address(*self.located)} (master {self._name} per Sentinel)"
+        return f"{address(*self.located)} (master {self.master_name} per Sentinel)"
 
     def host(self) -> str:
         """The host of the node located last."""
@@ -110,14 +111,15 @@ class SentinelRoute(Route):
         problems = []
         for sentinel in list(self.sentinels):
             try:
-                proto = await self.ask(sentinel, [self._query])
+                proto = await self.ask(sentinel, [self.query])
             except AttemptFailed as e:
                 problems.append(f"Sentinel {address(*sentinel)} {e}")
                 continue
             proto.transport.loseConnection()
             reply = proto.handshake_replies[-1]
             if reply is None:
-                problems.append(f"Sentinel {address(*sentinel)} knows no master named {self._name!r}")
+                problems.append(
+                    f"Sentinel {address(*sentinel)} knows no master named {self.master_name!r}")
                 continue
             # The one that answered is asked first next time.
             self.sentinels.remove(sentinel)
@@ -196,11 +198,11 @@ class _SwitchWatcher:
 
     _log = Logger()
 
-    def __init__(self, route: SentinelRoute) -> None:
+    def __init__(self, route: SentinelRoute, reactor: Any) -> None:
         self._route = route
-        self._reactor = route._reactor
+        self._reactor = reactor
         self._retry_policy = exponential_backoff()
-        self._steps = [route._query, Step(("SUBSCRIBE", SWITCH_CHANNEL), f"SUBSCRIBE {SWITCH_CHANNEL}",
+        self._steps = [route.query, Step(("SUBSCRIBE", SWITCH_CHANNEL), f"SUBSCRIBE {SWITCH_CHANNEL}",
                                           lambda reply: isinstance(reply, list))]
         self._wanted = False
         self._attempt: defer.Deferred | None = None
@@ -257,7 +259,7 @@ class _SwitchWatcher:
     def _message(self, data: Any) -> None:
         # "<name> <old host> <old port> <new host> <new port>"
         parts = str(data).split()
-        if len(parts) == 5 and parts[0] == self._route._name and parts[4].isdigit():
+        if len(parts) == 5 and parts[0] == self._route.master_name and parts[4].isdigit():
             self._route.master_is((parts[3], int(parts[4])), f"{SWITCH_CHANNEL} from a Sentinel")
 
     def _failed(self, failure: Any) -> None:
