@@ -35,7 +35,9 @@ setup(
     packages=["dirobserver", "twisted.plugins"],
     package_data={"twisted": ["plugins/dirobserver_plugin.py"]},
     install_requires=[
-        "twisted>=24",
+        # [tls]: pyOpenSSL and service_identity, which verify the Redis
+        # server's certificate and name (redis_tls).
+        "twisted[tls]>=24",
         # The connection code is written against 1.6's protocol class.
         "txredisapi>=1.6",
         # For the Prometheus metrics collector (never prometheus_client.twisted,

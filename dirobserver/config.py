@@ -14,7 +14,9 @@ derived from it:
 
 A new key is one row of L{KEYS} plus the field its C{field} names.  The only
 rules that span several keys (a Unix socket wins over host and port;
-C{--embedded-redis} defaults) are in L{_redis_endpoint}.
+C{--embedded-redis} defaults; Sentinels instead of an address; what TLS
+and ACL keys need) are in L{_redis_endpoint}, and sections that share a
+queue must agree on its shape (L{_check_shared_queues}).
 
 The INI syntax and the section inheritance are L{dirobserver.ini}'s.  Every
 problem is a L{ConfigError} whose text is one line naming the file, the
@@ -33,7 +35,7 @@ from typing import Any, Union
 
 from . import filters
 from .ini import BASE_SECTION, DEFAULT_SECTION, ConfigError, ExtendedConfigParser, read_text
-from .kinds import NULL_WORDS, Boolean, Choice, Number, Path, Patterns, SectionReader, Text
+from .kinds import NULL_WORDS, Addresses, Boolean, Choice, Number, Path, Patterns, SectionReader, Text
 
 __all__ = ["ANNOUNCE_CLOSED", "ANNOUNCE_CREATED", "COMMON", "ConfigError", "GROUPS", "Group", "KEYS", "KNOWN_KEYS", "Key", "README_BEGIN",
            "README_END", "RedisSettings", "SECTION", "SectionSettings", "Settings", "load", "parse",
@@ -54,7 +56,7 @@ ANNOUNCE_CLOSED = "closed"
 #: The longest C{settle}: a day.  Longer would hold files back for no one.
 MAX_SETTLE = 86400
 
-Kind = Union[Boolean, Number, Text, Path, Patterns, Choice]
+Kind = Union[Boolean, Number, Text, Path, Patterns, Choice, Addresses]
 
 
 @dataclass(frozen=True)
@@ -162,8 +164,9 @@ KEYS: tuple[Key, ...] = (
     Key("forced_poll", SECTION, WATCHING, Number(0), "0", field="forced_poll",
         help="seconds between forced listings (`0` = none). The listing at start-up always happens"),
     Key("poll_queue_limit", SECTION, WATCHING, Number(0, integer=True), "10000", field="poll_queue_limit",
-        help="a listing pushes nothing once `LLEN(queue)` reaches this, and pushes at most "
-             "`limit - LLEN` (`0` = no limit). See [below](#listings-and-poll_queue_limit)"),
+        help="a listing pushes nothing once the queue's length (`LLEN`; for a stream, the backlog "
+             "of its slowest consumer group, see [Streams](#redis-streams)) reaches this, and pushes "
+             "at most `limit - length` (`0` = no limit). See [below](#listings-and-poll_queue_limit)"),
     Key("ignore", SECTION, FILTERS, Patterns(), "", field="ignore", check=_ignore_working_files,
         help="Python `re` patterns, matched from the start of the name, with `DOTALL` so that `.` "
              "also matches a newline inside a name. Matching names are skipped. "
@@ -181,7 +184,13 @@ KEYS: tuple[Key, ...] = (
              "listings. `0`: no wait. With `announce = closed`, a listing at start-up cannot tell a file "
              "still being written without it"),
     Key("queue", SECTION, OUTPUT, Text(), None, field="queue",
-        help="the Redis list that receives the events"),
+        help="the Redis key that receives the events (a list, or a stream with `queue_type = stream`)"),
+    Key("queue_type", SECTION, OUTPUT, Choice(("list", "stream")), "list", field="queue_type",
+        help="`list`: `LPUSH` of the JSON event. `stream`: one `XADD queue * directory .. filename .. "
+             "event .. event_timestamp ..` entry per event. See [Streams](#redis-streams)"),
+    Key("stream_maxlen", SECTION, OUTPUT, Number(0, integer=True), "0", field="stream_maxlen",
+        help="with `queue_type = stream`: `MAXLEN ~ n` on every `XADD` (`0` = no trimming). Trimming "
+             "removes entries whether or not a consumer group has read them"),
     Key("counter", SECTION, OUTPUT, Text(NULL_WORDS), "", field="counter",
         help="a Redis key incremented by the number of events pushed to `queue`, in the same "
              "`MULTI/EXEC` as the push, so the list and the counter agree. `null` or `none`: none"),
@@ -194,10 +203,38 @@ KEYS: tuple[Key, ...] = (
     Key("redis_port", COMMON, REDIS, Number(1, 65535, integer=True), "", field="redis.port",
         shown_default="required",
         help=f"port of the Redis server. With `--embedded-redis` it defaults to `{EMBEDDED_PORT}`"),
+    Key("redis_sentinels", COMMON, REDIS, Addresses(), "", field="redis.sentinels",
+        help="the Sentinels to ask for the master, tried in turn. When set, `redis_server`, "
+             "`redis_port` and `redis_unix_socket` must not be. See [Sentinel](#sentinel)"),
+    Key("redis_sentinel_master", COMMON, REDIS, Text(), "", field="redis.sentinel_master",
+        shown_default="required with `redis_sentinels`",
+        help="the name the Sentinels monitor the master under"),
+    Key("redis_sentinel_username", COMMON, REDIS, Text(), "", field="redis.sentinel_username",
+        help="ACL user for the Sentinels themselves (needs `redis_sentinel_password`)"),
+    Key("redis_sentinel_password", COMMON, REDIS, Text(), "", field="redis.sentinel_password",
+        secret=True, help="`AUTH` password for the Sentinels themselves"),
+    Key("redis_username", COMMON, REDIS, Text(), "", field="redis.username",
+        help="ACL user (Redis 6+): `AUTH redis_username redis_password` (needs `redis_password`)"),
     Key("redis_password", COMMON, REDIS, Text(), "", field="redis.password", secret=True,
         help="`AUTH` password"),
     Key("redis_db", COMMON, REDIS, Number(0, integer=True), "", field="redis.db",
         help="`SELECT` database number (none: the server's database 0)"),
+    Key("redis_tls", COMMON, REDIS, Boolean(), "false", field="redis.tls",
+        help="connect with TLS (to the Sentinels too). See [TLS](#tls)"),
+    Key("redis_tls_ca", COMMON, REDIS, Path(), "", field="redis.tls_ca",
+        shown_default="the system's trust store",
+        help="PEM file of the CA certificates that the server's certificate must chain to"),
+    Key("redis_tls_cert", COMMON, REDIS, Path(), "", field="redis.tls_cert",
+        help="PEM file of the client certificate (for `tls-auth-clients`); needs `redis_tls_key`"),
+    Key("redis_tls_key", COMMON, REDIS, Path(), "", field="redis.tls_key",
+        help="PEM file of the client certificate's private key"),
+    Key("redis_tls_server_name", COMMON, REDIS, Text(), "", field="redis.tls_server_name",
+        shown_default="the host connected to",
+        help="the name (or IP address) the server's certificate must be valid for; by default "
+             "`redis_server`, or the host a Sentinel names (or the Sentinel's own)"),
+    Key("redis_tls_verify", COMMON, REDIS, Boolean(), "true", field="redis.tls_verify",
+        help="verify the server's certificate and name. `false` accepts any server, and logs a "
+             "warning at every start"),
     Key("timeout", COMMON, REDIS, Number(0), "10", field="redis.timeout", check=_finite_timeout,
         help="seconds: the deadline for connecting to Redis and for every reply. `0` (the old "
              "program's \"no timeout\") is accepted with a warning and replaced by the default, "
@@ -226,9 +263,23 @@ class RedisSettings:
     password: str | None
     db: int | None
     timeout: float
+    username: str | None = None
+    #: C{(host, port)} of each Sentinel; empty: the address above is used
+    sentinels: tuple[tuple[str, int], ...] = ()
+    sentinel_master: str | None = None
+    sentinel_username: str | None = None
+    sentinel_password: str | None = None
+    tls: bool = False
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_server_name: str | None = None
+    tls_verify: bool = True
 
     def describe(self) -> str:
-        """C{host:port} or C{unix:/path} for log lines (never the password)."""
+        """C{host:port}, C{unix:/path} or the Sentinel master, for log lines (never a password)."""
+        if self.sentinels:
+            return f"master {self.sentinel_master} (Sentinel)"
         if self.unix_socket:
             return f"unix:{self.unix_socket}"
         return f"{self.host}:{self.port}"
@@ -251,6 +302,8 @@ class SectionSettings:
     announce: str = ANNOUNCE_CREATED
     #: seconds a file must stay unmodified before it is announced
     settle: float = 0.0
+    queue_type: str = "list"
+    stream_maxlen: int = 0
     _only_match: Callable[[str], object] = dataclasses.field(init=False, repr=False, compare=False)
     _ignore_match: Callable[[str], object] = dataclasses.field(init=False, repr=False, compare=False)
 
@@ -280,8 +333,27 @@ class Settings:
 _PARTS = {"redis": RedisSettings}
 
 
+_TLS_KEYS = ("redis_tls_ca", "redis_tls_cert", "redis_tls_key", "redis_tls_server_name")
+_SENTINEL_KEYS = ("redis_sentinel_master", "redis_sentinel_username", "redis_sentinel_password")
+
+
 def _redis_endpoint(r: SectionReader, values: dict[str, Any], redis_optional: bool) -> None:
     """The rules that span the Redis keys, applied to one section's C{values}."""
+    if values["redis_sentinels"]:
+        for other in ("redis_server", "redis_port", "redis_unix_socket"):
+            if values[other] is not None:
+                raise r.fail(other, "cannot be set with redis_sentinels: the Sentinels name the "
+                             "master's address (remove one of the two)")
+        if values["redis_sentinel_master"] is None:
+            raise r.fail("redis_sentinel_master", "required when redis_sentinels is set (the name "
+                         "the Sentinels monitor the master under)")
+    else:
+        for key in _SENTINEL_KEYS:
+            if values[key] is not None:
+                r.warn(key, "ignored: redis_sentinels is not set")
+    _redis_access(r, values)
+    if values["redis_sentinels"]:
+        return
     if values["redis_unix_socket"]:
         if values["redis_server"] or values["redis_port"]:
             r.warn("redis_unix_socket", "set, so redis_server and redis_port are ignored")
@@ -297,8 +369,40 @@ def _redis_endpoint(r: SectionReader, values: dict[str, Any], redis_optional: bo
         values["redis_port"] = EMBEDDED_PORT
 
 
+def _redis_access(r: SectionReader, values: dict[str, Any]) -> None:
+    """What the ACL and TLS keys need of each other."""
+    for user, password in (("redis_username", "redis_password"),
+                           ("redis_sentinel_username", "redis_sentinel_password")):
+        if values[user] is not None and values[password] is None:
+            raise r.fail(user, f"needs {password} (AUTH {user} {password})")
+    if not values["redis_tls"]:
+        for key in _TLS_KEYS + ("redis_tls_verify",) * (not values["redis_tls_verify"]):
+            if values[key] is not None:
+                r.warn(key, "ignored: redis_tls is not true")
+        return
+    if values["redis_unix_socket"]:
+        raise r.fail("redis_tls", "TLS is for TCP connections: not with redis_unix_socket")
+    if (values["redis_tls_cert"] is None) != (values["redis_tls_key"] is None):
+        given, needed = (("redis_tls_cert", "redis_tls_key") if values["redis_tls_cert"]
+                         else ("redis_tls_key", "redis_tls_cert"))
+        raise r.fail(given, f"needs {needed} too (a client certificate is a certificate and its key)")
+    if not values["redis_tls_verify"]:
+        r.warn("redis_tls_verify", "false: the Redis server's certificate and name are NOT "
+               "verified; whoever can reach the network path can pose as the server and read or "
+               "change the events")
+
+
 def _show(value: object) -> str:
-    return "unset" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+    """A value as the file would write it."""
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple) and all(isinstance(item, tuple) for item in value):
+        return "; ".join(f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in value)
+    return str(value)
 
 
 def _agreed(path: str, common: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
@@ -351,6 +455,7 @@ def parse(text: str, path: str, *, redis_optional: bool = False) -> Settings:
             key.field: values[key.name] for key in KEYS if key.field and key.scope == SECTION}))
         common.append((name, {key.name: values[key.name] for key in KEYS if key.field and key.scope == COMMON}))
     _warn_shared_directories(path, sections, warnings)
+    _check_shared_queues(path, sections)
     return _settings(path, sections, _agreed(path, common), warnings)
 
 
@@ -361,6 +466,18 @@ def _warn_shared_directories(path: str, sections: list[SectionSettings], warning
             warnings[f"{path}: [{seen[section.directory]}] and [{section.name}] both watch "
                      f"{section.directory}"] = None
         seen.setdefault(section.directory, section.name)
+
+
+def _check_shared_queues(path: str, sections: list[SectionSettings]) -> None:
+    """Sections that push to one queue must agree on its shape (a key is one type)."""
+    seen: dict[str, SectionSettings] = {}
+    for section in sections:
+        first = seen.setdefault(section.queue, section)
+        for key in ("queue_type", "stream_maxlen"):
+            mine, theirs = getattr(section, key), getattr(first, key)
+            if mine != theirs:
+                raise ConfigError(f"{path}: [{first.name}] and [{section.name}] both push to queue "
+                                  f"{section.queue} but disagree on {key} ({theirs} and {mine})")
 
 
 def _settings(path: str, sections: list[SectionSettings], agreed: dict[str, Any],

@@ -4,7 +4,7 @@ What the writer holds for one queue until Redis acknowledges it.
 A L{HeldQueue} keeps the queue's items oldest first: the batch in flight (sent,
 not acknowledged yet, resent first after a failure), then the items not sent
 yet.  The items are whatever the queue's shape (L{dirobserver.shapes}) sends:
-JSON bytes for a list.
+JSON bytes for a list, a tuple of the event's encoded values for a stream.
 
 Beside the items it keeps I{segments} for the metrics: one run
 C{[count, section, event, read_time]} per push, merged with the run before

@@ -217,3 +217,32 @@ class Patterns:
             return filters.compile_patterns(item for item in map(str.strip, value.split(";")) if item)
         except re.error as exc:
             raise r.fail(key, f"invalid regular expression {exc.pattern!r}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Addresses:
+    """A C{;}-separated list of C{host:port} (C{[v6]:port} for IPv6 literals).
+
+    Items are stripped and empty items dropped; unset or empty is the empty
+    tuple.
+    """
+
+    def describe(self) -> str:
+        """A few words for the reference table."""
+        return "`host:port` list (`;`)"
+
+    def read(self, r: SectionReader, key: str, default: str | None) -> tuple[tuple[str, int], ...]:
+        """The C{(host, port)} pairs, in order."""
+        value = r.raw(key)
+        if value is None:
+            value = default or ""
+        return tuple(self._address(r, key, item) for item in map(str.strip, value.split(";")) if item)
+
+    @staticmethod
+    def _address(r: SectionReader, key: str, item: str) -> tuple[str, int]:
+        host, colon, port = item.rpartition(":")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        if not (colon and host and port.isdigit() and 1 <= int(port) <= 65535):
+            raise r.fail(key, f"{item!r} is not host:port (a port from 1 to 65535)")
+        return host, int(port)

@@ -37,8 +37,9 @@ from twisted.logger import Logger
 
 from .backoff import Recurring
 from .config import SectionSettings
-from .events import EXISTS, EventEncoder, decode_name, encode_name
+from .events import EXISTS, decode_name, encode_name
 from .settle import TICK, SettleTable
+from .shapes import Encode, shape_for
 from .stats import Histogram
 from .writer import RedisWriter
 
@@ -125,7 +126,7 @@ class SectionListings:
         self,
         section: SectionSettings,
         writer: RedisWriter,
-        encoder: EventEncoder,
+        encoder: Encode,
         source: Any,
         cooperator: task.Cooperator,
         slots: defer.DeferredSemaphore,
@@ -149,7 +150,7 @@ class SectionListings:
         self._clock = clock
         self.section = section
         self._writer = writer
-        self._queue = writer.queue(section.queue, section.counter)
+        self._queue = writer.queue(section.queue, section.counter, shape_for(section))
         self._encoder = encoder
         self._source = source
         self._cooperator = cooperator
@@ -368,7 +369,7 @@ class SectionListings:
         """Push C{"exists"} events, pausing while the writer is full."""
         writer = self._writer
         now = self._clock.seconds()
-        push, encode, queue, held = writer.push, self._encoder.encode, self._queue, writer.held
+        push, encode, queue, held = writer.push, self._encoder, self._queue, writer.held
         source, section = self._source, self.section.name
         # A listing never makes the writer drop events: it pauses at three
         # quarters of max_held (whatever other listings run at the same

@@ -31,9 +31,10 @@ from twisted.logger import Logger
 
 from .complete import CompleteFiles, section_mask, waits
 from .config import SectionSettings
-from .events import CREATED, EventEncoder, decode_name
+from .events import CREATED, decode_name
 from .listing import SectionListings
 from .settle import SettleTable
+from .shapes import shape_for
 from .sources import Batch, EventSource
 from .stats import Histogram
 from .watcher import IN_DELETE_SELF, IN_ISDIR, IN_MOVE_SELF, IN_UNMOUNT, WatchError
@@ -73,7 +74,6 @@ class DirectoryMonitor:
         self._subdirectories = section.subdirectories
         #: what this section asks its event source for
         self.mask = section_mask(section)
-        self._encoder = EventEncoder(section.directory)
         #: the files waiting to be complete (None: the section announces names
         #: as they appear, and a directory of them costs nothing more)
         self.waiting: SettleTable | None = None
@@ -82,7 +82,8 @@ class DirectoryMonitor:
             complete = CompleteFiles(section, clock, self._announce, self._waiting_full)
             self.waiting, self._events = complete.waiting, complete.file_events
         self._writer = writer
-        self._queue = writer.queue(section.queue, section.counter)
+        self._queue = writer.queue(section.queue, section.counter, shape_for(section))
+        self._encoder = self._queue.shape.encoder(section.directory)
         self._source: EventSource | None = None
         self._wd: int | None = None
         self._problem: str | None = None
@@ -210,7 +211,7 @@ class DirectoryMonitor:
     def _created_events(self, batch: Batch, read_time: float) -> None:
         """C{announce = created}, no settle: a new name is announced at once."""
         subdirectories, accepts = self._subdirectories, self._accepts
-        encode, decode = self._encoder.encode, decode_name
+        encode, decode = self._encoder, decode_name
         payloads = []
         for name, mask in batch:
             if mask & IN_ISDIR and not subdirectories:
@@ -226,7 +227,7 @@ class DirectoryMonitor:
 
     def _announce(self, items: Iterable[tuple[str, str]], when: float) -> None:
         """Push C{(text, event)} pairs, stamped C{when}."""
-        encode = self._encoder.encode
+        encode = self._encoder
         by_event: dict[str, list[bytes]] = {}
         for text, event in items:
             by_event.setdefault(event, []).append(encode(text, event, when))

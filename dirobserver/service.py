@@ -342,7 +342,7 @@ class ObserverService(service.Service):
             "dirobserver ready: watching {watched} of {n} directories, Redis at {redis} connected",
             watched=watched,
             n=len(self.monitors),
-            redis=self.settings.redis.describe(),
+            redis=self.writer.describe(),
         )
         if self._on_ready is not None:
             self._on_ready()

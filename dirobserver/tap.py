@@ -71,12 +71,21 @@ class Options(usage.Options):
             self["settings"] = config.load(self["config"], redis_optional=embedded)
         except config.ConfigError as e:
             _fail(str(e))
+        redis = self["settings"].redis
+        if redis.tls:
+            from . import tls
+
+            problem = tls.check(redis)
+            if problem is not None:
+                _fail(f"{self['config']}: {problem}")
         if embedded:
             from .embedded import EmbeddedRedisUnavailable, find_server_binary
 
-            redis = self["settings"].redis
             if redis.unix_socket:
                 _fail("--embedded-redis serves TCP only; remove redis_unix_socket or drop the flag")
+            if redis.sentinels or redis.tls:
+                _fail("--embedded-redis runs one plain server; remove redis_sentinels and "
+                      "redis_tls or drop the flag")
             try:
                 find_server_binary()
             except EmbeddedRedisUnavailable as e:

