@@ -55,6 +55,7 @@ from .dial import (
     dial,
     is_reply,
 )
+from .resp import RespProtocol
 
 #: Bytes the connection may write per reactor turn.  Twisted's default
 #: (128 KiB) makes a 10,000-event LPUSH take a dozen turns to leave, and the
@@ -313,8 +314,10 @@ class RedisConnection:
 
             host, settings = self._route.host(), self._settings
             tls_failure = lambda reason: tls.describe_failure(reason, settings, host)  # noqa: E731
+        # The writer's connection speaks through the lean protocol (one
+        # write and one Deferred per round, see dirobserver.resp).
         return dial(endpoint, self._steps, self._settings.timeout, self._clock,
-                    tls_failure=tls_failure)
+                    tls_failure=tls_failure, protocol_class=RespProtocol)
 
     def _connected(self, proto: RedisProtocol) -> None:
         self._attempt = None

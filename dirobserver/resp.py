@@ -111,10 +111,22 @@ class RespProtocol(protocol.Protocol):
     """
     A pipelined RESP2 client connection.
 
-    @ivar factory: the factory that built it (set by Twisted).
+    @ivar factory: the factory that built it.
+    @ivar lost_reason: why the connection was lost (a failed TLS handshake
+        shows here, while the commands waiting only see "Lost connection").
+    @ivar handshake_replies: the replies to the handshake's steps, in order
+        (see L{dirobserver.dial}).
     """
 
-    def __init__(self) -> None:
+    factory: Any = None
+    lost_reason: Any = None
+    handshake_replies: list[Any] = []
+
+    def __init__(self, **_txredisapi_options: Any) -> None:
+        # Built by the same factory as txredisapi's protocol, with its
+        # options (charset, convertNumbers): this one decodes as that one
+        # does with charset="utf-8", convertNumbers=False.
+        self._corked: list[bytes] | None = None
         self._buffer = b""
         #: per expected reply, in order: (Deferred, how many replies it
         #: collects (0: one reply, not a list), the replies collected)
@@ -214,6 +226,8 @@ class RespProtocol(protocol.Protocol):
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         self._gone = reason
+        self.lost_reason = reason
+        self._corked = None
         waiting, self._waiting = self._waiting, deque()
         for d, _count, _replies in waiting:
             d.errback(ConnectionError("Lost connection"))
@@ -223,7 +237,21 @@ class RespProtocol(protocol.Protocol):
 
     # -- writing ---------------------------------------------------------------
 
+    def cork(self) -> None:
+        """Hold what is sent until L{uncork}: a round's commands leave in one write."""
+        if self._corked is None:
+            self._corked = []
+
+    def uncork(self) -> None:
+        """Send what was held since L{cork}, in one write."""
+        corked, self._corked = self._corked, None
+        if corked:
+            self._send(b"".join(corked))
+
     def _send(self, data: bytes) -> None:
+        if self._corked is not None:
+            self._corked.append(data)
+            return
         transport = self.transport
         if (
             isinstance(transport, tcp.Connection)

@@ -80,12 +80,18 @@ class Transaction:
     judges them.  The first refusal is kept, to explain an C{EXECABORT}.
     """
 
-    __slots__ = ("_proto", "_refusal")
+    __slots__ = ("_proto", "_refusal", "_commands")
 
     def __init__(self, proto: RedisCommands) -> None:
         self._proto = proto
         self._refusal: Any = None
-        proto.execute_command("MULTI").addErrback(self._note)
+        #: with the lean protocol (L{dirobserver.resp}): the commands, sent
+        #: at EXEC in one write, answered by one Deferred
+        self._commands: list[tuple[Any, ...]] | None = None
+        if hasattr(proto, "pipeline"):
+            self._commands = [("MULTI",)]
+        else:
+            proto.execute_command("MULTI").addErrback(self._note)
 
     def _note(self, failure: Any) -> None:
         if self._refusal is None:
@@ -93,10 +99,16 @@ class Transaction:
 
     def queue(self, *command: Any) -> None:
         """Send one command of the transaction."""
+        if self._commands is not None:
+            self._commands.append(command)
+            return
         self._proto.execute_command(*command).addErrback(self._note)
 
     def execute(self) -> defer.Deferred:
         """C{EXEC}: its reply, or the first refusal when Redis discarded the transaction."""
+        if self._commands is not None:
+            self._commands.append(("EXEC",))
+            return self._proto.pipeline(self._commands).addCallback(_exec_reply)  # type: ignore[attr-defined]
         return self._proto.execute_command("EXEC").addErrback(self._explain)
 
     def _explain(self, failure: Any) -> Any:
@@ -106,6 +118,19 @@ class Transaction:
                 and refusal.check(txredisapi.ResponseError)):
             return refusal
         return failure
+
+
+def _exec_reply(replies: list[Any]) -> Any:
+    """The EXEC reply out of a pipelined transaction's replies (see L{Transaction})."""
+    reply = replies[-1]
+    if isinstance(reply, txredisapi.ResponseError):
+        if str(reply).startswith("EXECABORT"):
+            # Redis discarded the transaction: say why, with the first refusal.
+            for queued in replies[1:-1]:
+                if isinstance(queued, txredisapi.ResponseError):
+                    raise queued
+        raise reply
+    return reply
 
 
 class ListShape:

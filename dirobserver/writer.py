@@ -369,6 +369,9 @@ class RedisWriter(service.Service):
             return
         work = [lined_up.popleft() for _ in range(min(len(lined_up), QUEUES_PER_ROUND))]
         replies = []
+        cork = getattr(proto, "cork", None)
+        if cork is not None:
+            cork()  # the whole round leaves in one write
         try:
             for q in work:
                 replies.append(q.shape.send(proto, q.name, q.counter, q.next_batch()))
@@ -376,6 +379,9 @@ class RedisWriter(service.Service):
             # Not connected any more: what was sent will fail by itself.
             self._log.failure("Sending events to Redis failed")
             proto.transport.abortConnection()
+        finally:
+            if cork is not None:
+                proto.uncork()
         round_ = defer.DeferredList(replies, consumeErrors=True)
         round_.addTimeout(self._settings.timeout, self._reactor)
         round_.addBoth(self._round_done, proto, work)
