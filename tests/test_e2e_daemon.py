@@ -225,6 +225,7 @@ def test_ready_line_appears_within_a_second_on_a_small_configuration(
     assert took < 3, took
 
 
+@pytest.mark.exclusive  # uses up the user's inotify instances: nothing may run beside it
 def test_no_inotify_instance_left_is_one_clear_line_and_exit_71(tmp_path, redis_server):
     """
     When fs.inotify.max_user_instances is used up (by other programs of the
