@@ -40,7 +40,7 @@ import ctypes.util
 import errno
 import os
 import struct
-from typing import Callable
+from typing import Any, Callable
 
 from twisted.internet import inotify, main
 from twisted.internet.interfaces import IReactorFDSet
@@ -79,6 +79,19 @@ _HEADER = struct.Struct("=iIII")  # wd, mask, cookie, len (struct inotify_event)
 _READ_SIZE = 256 * 1024
 #: Reads per reactor turn at most, so a flood cannot starve timers and Redis.
 _READS_PER_TURN = 4
+
+#: Wake-ups in a row, each less than LINGER/2 after the last, before events
+#: are left to gather: a steady stream, not two files that happened to come
+#: close together.
+_QUICK_READS = 4
+
+#: Seconds events may gather in the kernel queue when they come one or a few
+#: at a time, steadily faster than one per LINGER/2: at 20,000 files a second, one read
+#: (and one Redis round) per millisecond instead of one per file or two, for
+#: at most this much more latency.  A slower trickle (1,000 files a second)
+#: is read as it comes: waking up at most once a millisecond would double
+#: its latency (epoll's timeouts are whole milliseconds).
+LINGER = 0.001
 
 class WatchError(OSError):
     """
@@ -174,6 +187,10 @@ class Watcher(inotify.INotify):
         #: watch descriptors with a sink that asked for less than the union
         self._mixed: set[int] = set()
         self._on_overflow = on_overflow
+        #: when a read last emptied the kernel queue (see L{LINGER})
+        self._drained_at = 0.0
+        self._quick = 0
+        self._nap: Any = None
         self.overflows = 0
         self.events = 0
 
@@ -251,6 +268,19 @@ class Watcher(inotify.INotify):
 
     def doRead(self):
         """Read and dispatch what the kernel has queued, in large reads."""
+        now = self.reactor.seconds()
+        if now - self._drained_at < LINGER / 2:
+            self._quick += 1
+            if self._quick >= _QUICK_READS:
+                # Events keep coming, one or a few per wake-up, several
+                # wake-ups in a row: let them gather in the kernel queue for
+                # the rest of LINGER, then read them all at once (one read,
+                # one batch per directory, one Redis round).
+                self.stopReading()
+                self._nap = self.reactor.callLater(LINGER - (now - self._drained_at), self._wake)
+                return None
+        else:
+            self._quick = 0
         for _ in range(_READS_PER_TURN):
             try:
                 data = os.read(self._fd, _READ_SIZE)
@@ -267,8 +297,16 @@ class Watcher(inotify.INotify):
             if len(data) < _READ_SIZE // 2:
                 # The queue is drained (a read returns whole events only, so a
                 # short read means there was no more).
+                self._drained_at = now
                 return None
         return None
+
+    def _wake(self) -> None:
+        self._nap = None
+        self._drained_at = 0.0  # read now, whatever the time
+        self._quick = _QUICK_READS  # and nap again after it if still busy
+        if self.connected:
+            self.startReading()
 
     def _doRead(self, in_: bytes) -> None:
         """
@@ -383,4 +421,7 @@ class Watcher(inotify.INotify):
         """Drop every watch and close the inotify descriptor."""
         for table in (self._sinks, self._paths, self._wd_of, self._union, self._mixed):
             table.clear()
+        if self._nap is not None and self._nap.active():
+            self._nap.cancel()
+        self._nap = None
         self.loseConnection()
