@@ -1,0 +1,266 @@
+"""
+``python -m bench.soak --minutes N [--seed S]``: the delivery guarantee under
+random faults.
+
+One observer (a real ``twistd -n dirobserver`` subprocess), a real Redis
+(the bundled valkey-server), one section per mode the observer supports
+(L{bench.soak_kinds}), a producer and a consumer per section
+(L{bench.soak_traffic}), and two lanes of random faults
+(L{bench.soak_faults}).  After N minutes the faults and the producers stop,
+the consumers get what is still due, the observer gets its SIGTERM, and the
+checker (L{bench.soak_ledger}) goes through every file.
+
+The last line of the output is one JSON object::
+
+    {"seed", "minutes", "files", "faults", "unannounced", "announced_early",
+     "duplicates", "max_rss_mb", "tracebacks", ...}
+
+The exit status is 1 when a file was unannounced or announced early, a
+name was announced that should not have been, the observer logged a
+traceback, exceeded C{--max-rss}, exited on its own or not with 0 on the
+final SIGTERM; 0 otherwise.  A failure prints the seed and the fault
+timeline, and keeps the observer's log and the details in C{--artifacts}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from .harness import Redis, Resources, scratch_root
+from .soak_faults import DIRECTORY, FAULTS, OVERFLOWED, PROCESS, TRACEBACK, Daemon, Lane, Soak, Timeline
+from .soak_kinds import ObserverConfig, Section, available_kinds
+from .soak_ledger import Ledger
+from .soak_traffic import Consumer, Producer
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    p.add_argument("--minutes", type=float, default=1.0, help="how long producers and faults run (default 1)")
+    p.add_argument("--seed", type=int, help="seed of every random choice (default: a random one, printed)")
+    p.add_argument("--rate", type=float, default=1.0, help="scale of the producers' steady rates (default 1)")
+    p.add_argument("--fault-gap", type=float, default=6.0,
+                   help="mean seconds between two faults of the process lane (the directory lane: twice that)")
+    p.add_argument("--faults", help="comma-separated fault names to choose from (default: all): "
+                   + ", ".join(f.name for f in FAULTS))
+    p.add_argument("--max-rss", type=float, default=300.0, help="the observer's RSS bound, MiB (default 300)")
+    p.add_argument("--artifacts", type=Path, help="where a failure keeps its evidence (default /tmp/dirobserver-soak-SEED)")
+    p.add_argument("--progress", type=float, default=10.0, help="seconds between progress lines")
+    a = p.parse_args(argv)
+    a.only = None
+    if a.faults:
+        a.only = {name.strip() for name in a.faults.split(",")}
+        unknown = a.only - {f.name for f in FAULTS}
+        if unknown:
+            p.error(f"unknown faults: {', '.join(sorted(unknown))}")
+    return a
+
+
+def say(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def queued_events() -> int:
+    """The kernel's inotify queue length (a burst past it overflows)."""
+    try:
+        return int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+    except (OSError, ValueError):
+        return 16384
+
+
+def _interrupted(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**6)
+    replay = f"python -m bench.soak --minutes {args.minutes:g} --seed {seed}"
+    signal.signal(signal.SIGTERM, _interrupted)
+    kinds = available_kinds()
+    say(f"soak: seed {seed}, {args.minutes:g} min, kinds {', '.join(k.name for k in kinds)} (replay: {replay})")
+    resources = Resources()
+    try:
+        return _run(args, seed, kinds, resources, replay)
+    except KeyboardInterrupt:
+        say("interrupted: stopping every process")
+        return 130
+    finally:
+        resources.close()
+
+
+def _run(args: argparse.Namespace, seed: int, kinds: list, resources: Resources, replay: str) -> int:
+    root = scratch_root(resources)
+    redis = Redis(resources, root / "redis")
+    sections = []
+    for i, kind in enumerate(kinds):
+        directory = root / "in" / kind.name
+        directory.mkdir(parents=True)
+        sections.append(Section(i, kind.name, kind, directory, f"soak:{kind.name}"))
+    config = ObserverConfig(root / "observer.ini", redis.port, sections)
+    config.write()
+    from dirobserver.config import ConfigError, load
+
+    try:
+        load(str(config.path))
+    except ConfigError as e:
+        say(f"the soak's configuration is not accepted: {e}")
+        return 2
+    ledger = Ledger(sections)
+    daemon = Daemon(resources, config.path, root, ["--log-level=info"])
+    say(f"observer ready in {daemon.start():.2f} s; Redis on port {redis.port}; files under {root / 'in'}")
+    rng = random.Random(seed)
+    halt_producers, halt_faults, release = threading.Event(), threading.Event(), threading.Event()
+    producers = [Producer(s, ledger, rng.randrange(2**32), args.rate, halt_producers) for s in sections]
+    consumers = [Consumer(s, ledger, redis.port, rng.randrange(2**32)) for s in sections]
+    t0 = time.time()
+    timeline = Timeline(t0, say)
+    soak = Soak(redis, daemon, config, ledger, sections, producers, timeline, queued_events())
+    lanes = [Lane(PROCESS, soak, rng.randrange(2**32), args.fault_gap, halt_faults, release, args.only),
+             Lane(DIRECTORY, soak, rng.randrange(2**32), args.fault_gap * 2, halt_faults, release, args.only)]
+    for thread in consumers + producers + lanes:
+        thread.start()
+
+    problems: list[str] = []
+    max_rss = 0.0
+    next_progress = t0 + args.progress
+    until = t0 + args.minutes * 60
+    while time.time() < until:
+        time.sleep(0.5)
+        max_rss = max(max_rss, daemon.rss_mb())
+        status = daemon.exited()
+        if status is not None:
+            problems.append(f"the observer exited by itself with status {status} at {time.time() - t0:.1f} s")
+            say(problems[-1] + "; restarting it")
+            daemon.start()
+        for thread in producers + consumers:
+            if thread.failed is not None:
+                raise RuntimeError(f"{thread.name} failed") from thread.failed
+        if time.time() >= next_progress:
+            next_progress += args.progress
+            _progress(t0, producers, consumers, timeline, daemon, max_rss)
+
+    say("stopping the faults and the producers")
+    halt_faults.set()
+    for lane in lanes:
+        lane.done.wait()
+        problems += lane.problems
+    halt_producers.set()
+    for producer in producers:
+        producer.join()
+    stopped = time.time()
+    # What is still due arrives now, or never.
+    deadline = stopped + max(60.0, 3 * max(k.grace() for k in kinds))
+    waiting = ledger.waiting()
+    while waiting and time.time() < deadline:
+        time.sleep(1.0)
+        max_rss = max(max_rss, daemon.rss_mb())
+        waiting = ledger.waiting()
+    end = time.time()
+    say(f"{len(waiting)} files still waiting {end - stopped:.1f} s after the producers stopped; SIGTERM")
+    daemon.signal(signal.SIGTERM)
+    try:
+        exit_status = daemon.proc.wait(60)
+    except Exception:
+        exit_status = None
+        problems.append("the observer did not exit within 60 s of SIGTERM")
+    for consumer in consumers:
+        consumer.finish()
+    for consumer in consumers:
+        consumer.join(60)
+    release.set()
+    found = ledger.check(end)
+    events = sum(c.events for c in consumers)
+    files = found.files
+    result = {
+        "seed": seed,
+        "minutes": args.minutes,
+        "files": files,
+        "faults": len(timeline.faults),
+        "unannounced": len(found.unannounced),
+        "announced_early": len(found.early),
+        "duplicates": events - found.received - len(ledger.unexpected),
+        "max_rss_mb": round(max_rss, 1),
+        "tracebacks": daemon.count(TRACEBACK),
+        "due": found.due,
+        "events": events,
+        "unexpected_names": len(ledger.unexpected),
+        "overflows": daemon.count(OVERFLOWED),
+        "observer_starts": daemon.starts,
+        "exit_status": exit_status,
+        "files_per_second": round(files / (stopped - t0), 1),
+        "cpu_s": _cpu(),
+        "kinds": [k.name for k in kinds],
+    }
+    if exit_status != 0:
+        problems.append(f"the observer's exit status on SIGTERM was {exit_status}")
+    if max_rss > args.max_rss:
+        problems.append(f"the observer's RSS reached {max_rss:.0f} MiB (bound {args.max_rss:g})")
+    failed = bool(problems or found.unannounced or found.early or ledger.unexpected or result["tracebacks"])
+    say(f"{files} files ({result['files_per_second']}/s), {found.due} due, {found.received} received, "
+        f"{events} events, {result['faults']} faults, max RSS {max_rss:.0f} MiB, exit status {exit_status}")
+    if failed:
+        _report_failure(args, seed, replay, t0, end, ledger, found, timeline, daemon, problems, result)
+    else:
+        say("PASSED: every due file was announced")
+    print(json.dumps(result), flush=True)
+    return 1 if failed else 0
+
+
+def _cpu() -> dict[str, float]:
+    """CPU seconds of this process, and of its children that ended (observers, Redis servers)."""
+    import resource
+
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"soak": round(me.ru_utime + me.ru_stime, 1), "children": round(children.ru_utime + children.ru_stime, 1)}
+
+
+def _progress(t0: float, producers: list, consumers: list, timeline: Timeline, daemon: Daemon, rss: float) -> None:
+    made = sum(p.made for p in producers)
+    files = sum(c.files for c in consumers)
+    events = sum(c.events for c in consumers)
+    errors = sum(c.errors for c in consumers)
+    say(f"{time.time() - t0:7.1f}s  files {made} made, {files} received ({events} events); "
+        f"faults {len(timeline.faults)}; observer starts {daemon.starts}, RSS {daemon.rss_mb():.0f} MiB "
+        f"(max {rss:.0f}); consumer reconnects {errors}")
+
+
+def _report_failure(args: argparse.Namespace, seed: int, replay: str, t0: float, end: float, ledger: Ledger,
+                    found: Any, timeline: Timeline, daemon: Daemon, problems: list[str],
+                    result: dict[str, Any]) -> None:
+    out = args.artifacts or Path(f"/tmp/dirobserver-soak-{seed}")
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy(daemon.log, out / "observer.log")
+    details = {
+        "result": result, "replay": replay, "t0": t0, "problems": problems, "faults": timeline.faults,
+        "unannounced": [ledger.describe(i, t0, end) for i in found.unannounced[:200]],
+        "announced_early": [ledger.describe(i, t0, end) for i in found.early[:200]],
+        "unexpected_names": [(round(t - t0, 3), s, n, why) for t, s, n, why in ledger.unexpected[:200]],
+    }
+    (out / "details.json").write_text(json.dumps(details, indent=1))
+    print(f"\nFAILED (seed {seed}; replay: {replay})", flush=True)
+    for problem in problems:
+        print(f"  problem: {problem}")
+    for title, ids in (("unannounced", found.unannounced), ("announced early", found.early)):
+        if ids:
+            print(f"  {len(ids)} files {title}, the first ones:")
+            for i in ids[:10]:
+                print(f"    {json.dumps(ledger.describe(i, t0, end))}")
+    for t, section, name, why in ledger.unexpected[:10]:
+        print(f"  announced {name!r} in [{section}] at {t - t0:.2f} s: {why}")
+    print("  fault timeline (seconds since the start):")
+    for line in timeline.lines():
+        print(f"    {line}")
+    print(f"  the observer's log and the details: {out}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
