@@ -373,10 +373,12 @@ class Observer:
         extra_args: Sequence[str] = (),
         preexec: Optional[Callable[[], None]] = None,
         append: bool = False,
+        env: Optional[dict[str, str]] = None,
     ) -> None:
         """
         @param extra_args: more options of the C{dirobserver} subcommand.
         @param preexec: see L{spawn}.
+        @param env: more environment variables.
         @param append: add to the log of an earlier observer (a restart)
             instead of starting it afresh; the ready line is looked for in
             the new part only.
@@ -389,7 +391,8 @@ class Observer:
         args = twistd_command() + ["-n", "--pidfile=", "dirobserver", f"--config={config}", *extra_args]
         self.started_at = time.time()
         self.proc = resources.process(
-            spawn(args, preexec=preexec, stdout=self._log_file, stderr=subprocess.STDOUT, cwd=workdir)
+            spawn(args, preexec=preexec, stdout=self._log_file, stderr=subprocess.STDOUT, cwd=workdir,
+                  env={**child_env(), **(env or {})})
         )
         self._log_file.close()
         self.pid = self.proc.pid

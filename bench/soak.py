@@ -52,7 +52,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--faults", help="comma-separated fault names to choose from (default: all): "
                    + ", ".join(f.name for f in FAULTS))
     p.add_argument("--max-rss", type=float, default=300.0, help="the observer's RSS bound, MiB (default 300)")
-    p.add_argument("--artifacts", type=Path, help="where a failure keeps its evidence (default /tmp/dirobserver-soak-SEED)")
+    p.add_argument("--artifacts", type=Path,
+                   help="keep the observer's log, the timeline and the details there (by default only on "
+                        "failure, in /tmp/dirobserver-soak-SEED)")
     p.add_argument("--progress", type=float, default=10.0, help="seconds between progress lines")
     a = p.parse_args(argv)
     a.only = None
@@ -207,8 +209,12 @@ def _run(args: argparse.Namespace, seed: int, kinds: list, resources: Resources,
     failed = bool(problems or found.unannounced or found.early or ledger.unexpected or result["tracebacks"])
     say(f"{files} files ({result['files_per_second']}/s), {found.due} due, {found.received} received, "
         f"{events} events, {result['faults']} faults, max RSS {max_rss:.0f} MiB, exit status {exit_status}")
+    if failed or args.artifacts:
+        out = _keep(args.artifacts or Path(f"/tmp/dirobserver-soak-{seed}"), replay, t0, end, ledger, found,
+                    timeline, daemon, problems, result)
     if failed:
-        _report_failure(args, seed, replay, t0, end, ledger, found, timeline, daemon, problems, result)
+        _report_failure(seed, replay, t0, end, ledger, found, timeline, problems)
+        print(f"  the observer's log and the details: {out}", flush=True)
     else:
         say("PASSED: every due file was announced")
     print(json.dumps(result), flush=True)
@@ -233,10 +239,9 @@ def _progress(t0: float, producers: list, consumers: list, timeline: Timeline, d
         f"(max {rss:.0f}); consumer reconnects {errors}")
 
 
-def _report_failure(args: argparse.Namespace, seed: int, replay: str, t0: float, end: float, ledger: Ledger,
-                    found: Any, timeline: Timeline, daemon: Daemon, problems: list[str],
-                    result: dict[str, Any]) -> None:
-    out = args.artifacts or Path(f"/tmp/dirobserver-soak-{seed}")
+def _keep(out: Path, replay: str, t0: float, end: float, ledger: Ledger, found: Any, timeline: Timeline,
+          daemon: Daemon, problems: list[str], result: dict[str, Any]) -> Path:
+    """Write the evidence of a run to C{out}: the observer's log and C{details.json}."""
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy(daemon.log, out / "observer.log")
     details = {
@@ -246,6 +251,11 @@ def _report_failure(args: argparse.Namespace, seed: int, replay: str, t0: float,
         "unexpected_names": [(round(t - t0, 3), s, n, why) for t, s, n, why in ledger.unexpected[:200]],
     }
     (out / "details.json").write_text(json.dumps(details, indent=1))
+    return out
+
+
+def _report_failure(seed: int, replay: str, t0: float, end: float, ledger: Ledger, found: Any,
+                    timeline: Timeline, problems: list[str]) -> None:
     print(f"\nFAILED (seed {seed}; replay: {replay})", flush=True)
     for problem in problems:
         print(f"  problem: {problem}")
@@ -259,7 +269,6 @@ def _report_failure(args: argparse.Namespace, seed: int, replay: str, t0: float,
     print("  fault timeline (seconds since the start):")
     for line in timeline.lines():
         print(f"    {line}")
-    print(f"  the observer's log and the details: {out}", flush=True)
 
 
 if __name__ == "__main__":

@@ -83,8 +83,12 @@ class Daemon:
 
     def start(self, timeout: float = 60.0) -> float:
         """Start an observer and wait for its ready line; seconds it took."""
+        # The watchdog's probe directory of an observer killed by a fault
+        # stays behind: in the scratch directory, it goes with it.
+        tmp = self.workdir / "tmp"
+        tmp.mkdir(exist_ok=True)
         self.observer = Observer(self.resources, self.config, self.workdir, self.extra_args,
-                                 preexec=_obey_permissions, append=self.starts > 0)
+                                 preexec=_obey_permissions, append=self.starts > 0, env={"TMPDIR": str(tmp)})
         self.starts += 1
         return self.observer.wait_ready(timeout)
 
