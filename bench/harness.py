@@ -251,12 +251,14 @@ class Redis:
     restart brings back an empty server on the same port.
     """
 
-    def __init__(self, resources: Resources, workdir: Path) -> None:
+    def __init__(self, resources: Resources, workdir: Path, extra_args: Sequence[str] = ()) -> None:
+        """@param extra_args: more options of valkey-server (L{start} uses them)."""
         self.port = free_port()
         workdir.mkdir(parents=True, exist_ok=True)
         self.log = workdir / "valkey.log"
         self._resources = resources
         self._workdir = workdir
+        self.extra_args = list(extra_args)
         self.start()
 
     def start(self) -> None:
@@ -270,6 +272,7 @@ class Redis:
             "--dir", str(self._workdir),
             "--daemonize", "no",
             "--loglevel", "warning",
+            *self.extra_args,
         ]
         with open(self.log, "ab") as log:
             self.proc = self._resources.process(

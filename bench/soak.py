@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import signal
@@ -35,10 +36,11 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from .harness import Redis, Resources, scratch_root
+from .harness import Resources, scratch_root
 from .soak_faults import DIRECTORY, FAULTS, OVERFLOWED, PROCESS, TRACEBACK, Daemon, Lane, Soak, Timeline
 from .soak_kinds import ObserverConfig, Section, available_kinds
-from .soak_ledger import Ledger
+from .soak_ledger import RECOVERY, Ledger
+from .soak_redis import SentinelSet, Single
 from .soak_traffic import Consumer, Producer
 
 
@@ -56,6 +58,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="keep the observer's log, the timeline and the details there (by default only on "
                         "failure, in /tmp/dirobserver-soak-SEED)")
     p.add_argument("--progress", type=float, default=10.0, help="seconds between progress lines")
+    p.add_argument("--redis", choices=("auto", "single", "sentinel"), default="auto",
+                   help="one server, or a Sentinel set (auto: a Sentinel set when the observer knows "
+                        "redis_sentinels)")
+    p.add_argument("--source", type=Path, metavar="DIR",
+                   help="soak the dirobserver package (and dropin) found in DIR, e.g. a 'git archive' "
+                        "of a branch, instead of this checkout")
     a = p.parse_args(argv)
     a.only = None
     if a.faults:
@@ -87,6 +95,14 @@ def main(argv: list[str]) -> int:
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**6)
     replay = f"python -m bench.soak --minutes {args.minutes:g} --seed {seed}"
     signal.signal(signal.SIGTERM, _interrupted)
+    if args.source is not None:
+        if not (args.source / "dirobserver" / "__init__.py").is_file():
+            print(f"--source {args.source}: no dirobserver package there", file=sys.stderr)
+            return 2
+        # The children find it first (bench.harness.child_env); so does this
+        # process, which reads the keys it knows.
+        os.environ["DIROBSERVER_BENCH_SOURCE"] = str(args.source.resolve())
+        sys.path.insert(0, str(args.source.resolve()))
     kinds = available_kinds()
     say(f"soak: seed {seed}, {args.minutes:g} min, kinds {', '.join(k.name for k in kinds)} (replay: {replay})")
     resources = Resources()
@@ -101,28 +117,30 @@ def main(argv: list[str]) -> int:
 
 def _run(args: argparse.Namespace, seed: int, kinds: list, resources: Resources, replay: str) -> int:
     root = scratch_root(resources)
-    redis = Redis(resources, root / "redis")
+    from dirobserver.config import KNOWN_KEYS, ConfigError, load
+
+    sentinel = args.redis == "sentinel" or (args.redis == "auto" and "redis_sentinels" in KNOWN_KEYS)
+    redis = (SentinelSet if sentinel else Single)(resources, root / "redis")
     sections = []
     for i, kind in enumerate(kinds):
         directory = root / "in" / kind.name
         directory.mkdir(parents=True)
         sections.append(Section(i, kind.name, kind, directory, f"soak:{kind.name}"))
-    config = ObserverConfig(root / "observer.ini", redis.port, sections)
+    config = ObserverConfig(root / "observer.ini", redis.config_lines(), sections)
     config.write()
-    from dirobserver.config import ConfigError, load
-
     try:
         load(str(config.path))
     except ConfigError as e:
         say(f"the soak's configuration is not accepted: {e}")
         return 2
     ledger = Ledger(sections)
-    daemon = Daemon(resources, config.path, root, ["--log-level=info"])
-    say(f"observer ready in {daemon.start():.2f} s; Redis on port {redis.port}; files under {root / 'in'}")
+    daemon = Daemon(resources, config.path, root, [])
+    say(f"observer ready in {daemon.start():.2f} s; Redis: {', '.join(redis.config_lines())}; "
+        f"files under {root / 'in'}")
     rng = random.Random(seed)
     halt_producers, halt_faults, release = threading.Event(), threading.Event(), threading.Event()
     producers = [Producer(s, ledger, rng.randrange(2**32), args.rate, halt_producers) for s in sections]
-    consumers = [Consumer(s, ledger, redis.port, rng.randrange(2**32)) for s in sections]
+    consumers = [Consumer(s, ledger, redis.where, rng.randrange(2**32)) for s in sections]
     t0 = time.time()
     timeline = Timeline(t0, say)
     soak = Soak(redis, daemon, config, ledger, sections, producers, timeline, queued_events())
@@ -142,7 +160,8 @@ def _run(args: argparse.Namespace, seed: int, kinds: list, resources: Resources,
         if status is not None:
             problems.append(f"the observer exited by itself with status {status} at {time.time() - t0:.1f} s")
             say(problems[-1] + "; restarting it")
-            daemon.start()
+            if not _restart(daemon, problems):
+                break
         for thread in producers + consumers:
             if thread.failed is not None:
                 raise RuntimeError(f"{thread.name} failed") from thread.failed
@@ -159,21 +178,28 @@ def _run(args: argparse.Namespace, seed: int, kinds: list, resources: Resources,
     for producer in producers:
         producer.join()
     stopped = time.time()
-    # What is still due arrives now, or never.
-    deadline = stopped + max(60.0, 3 * max(k.grace() for k in kinds))
+    # What is still due arrives now, or never.  Every file still present
+    # gets a full grace period after the last fault window and its
+    # recovery, so it is due at the check.
+    grace = max(k.grace() for k in kinds)
+    settled = max([w.end for w in ledger.windows] + [stopped]) + RECOVERY + grace + 0.5
+    deadline = max(settled, stopped + max(60.0, 3 * grace))
     waiting = ledger.waiting()
-    while waiting and time.time() < deadline:
+    while (waiting or time.time() < settled) and time.time() < deadline:
         time.sleep(1.0)
         max_rss = max(max_rss, daemon.rss_mb())
         waiting = ledger.waiting()
     end = time.time()
     say(f"{len(waiting)} files still waiting {end - stopped:.1f} s after the producers stopped; SIGTERM")
-    daemon.signal(signal.SIGTERM)
-    try:
-        exit_status = daemon.proc.wait(60)
-    except Exception:
-        exit_status = None
-        problems.append("the observer did not exit within 60 s of SIGTERM")
+    exit_status: Optional[int] = None
+    if daemon.proc.poll() is not None:
+        problems.append("the observer was not running at the end")
+    else:
+        daemon.signal(signal.SIGTERM)
+        try:
+            exit_status = daemon.proc.wait(60)
+        except Exception:
+            problems.append("the observer did not exit within 60 s of SIGTERM")
     for consumer in consumers:
         consumer.finish()
     for consumer in consumers:
@@ -201,6 +227,7 @@ def _run(args: argparse.Namespace, seed: int, kinds: list, resources: Resources,
         "files_per_second": round(files / (stopped - t0), 1),
         "cpu_s": _cpu(),
         "kinds": [k.name for k in kinds],
+        "redis": "sentinel" if redis.sentinel else "single",
     }
     if exit_status != 0:
         problems.append(f"the observer's exit status on SIGTERM was {exit_status}")
@@ -219,6 +246,19 @@ def _run(args: argparse.Namespace, seed: int, kinds: list, resources: Resources,
         say("PASSED: every due file was announced")
     print(json.dumps(result), flush=True)
     return 1 if failed else 0
+
+
+def _restart(daemon: Daemon, problems: list[str]) -> bool:
+    """Start the observer again after it exited on its own; False if it will not start."""
+    for _ in range(3):
+        try:
+            daemon.start()
+            return True
+        except RuntimeError as e:
+            problems.append(f"the observer did not start again: {str(e).splitlines()[-1]}")
+            say(problems[-1])
+            time.sleep(2)
+    return False
 
 
 def _cpu() -> dict[str, float]:

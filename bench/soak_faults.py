@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from .harness import Observer, Redis, Resources, remove_tree
+from .harness import Observer, Resources, remove_tree
 from .soak_kinds import CHANGES, INVALID, ObserverConfig, Section
 from .soak_ledger import Ledger
 
@@ -149,7 +149,7 @@ class Daemon:
 class Soak:
     """What the faults act on."""
 
-    redis: Redis
+    redis: Any  # bench.soak_redis.Single or SentinelSet
     daemon: Daemon
     config: ObserverConfig
     ledger: Ledger
@@ -187,11 +187,16 @@ class Timeline:
 
 
 def redis_kill(s: Soak, rng: random.Random, _: Optional[Section]) -> str:
+    where = s.redis.where()[1]
     s.redis.kill()
     down = rng.uniform(0.2, 2.0)
     time.sleep(down)
-    s.redis.start()
-    return f"SIGKILL, restarted empty after {down:.1f} s"
+    s.redis.restart()
+    return f"SIGKILL of the master on {where}, restarted empty after {down:.1f} s"
+
+
+def failover(s: Soak, rng: random.Random, _: Optional[Section]) -> str:
+    return f"SENTINEL FAILOVER: {s.redis.failover()}"
 
 
 def redis_stop(s: Soak, rng: random.Random, _: Optional[Section]) -> str:
@@ -267,15 +272,15 @@ def held_overflow(s: Soak, rng: random.Random, _: Optional[Section]) -> str:
     count = int(s.config.max_held * 1.3)
     targets = rng.sample(s.sections, min(len(s.sections), rng.randint(1, 3)))
     mark = s.daemon.mark()
-    s.redis.kill()
+    s.redis.outage()
     started = time.time()
     for section in targets:
         s.burst(section, count // len(targets))
     time.sleep(max(0.0, rng.uniform(2.0, 5.0) - (time.time() - started)))
-    s.redis.start()
+    s.redis.outage_end()
     bound = s.daemon.wait_for(HELD_BOUND, mark, timeout=1.0)
     names = ", ".join(f"[{x.name}]" for x in targets)
-    return (f"Redis SIGKILLed, {count} files into {names} (max_held_events {s.config.max_held}), "
+    return (f"Redis down, {count} files into {names} (max_held_events {s.config.max_held}), "
             f"restarted after {time.time() - started:.1f} s; bound {'logged' if bound else 'NOT logged'}")
 
 
@@ -320,10 +325,13 @@ def dir_unreadable(s: Soak, rng: random.Random, section: Optional[Section]) -> s
 
 @dataclass(frozen=True)
 class Fault:
+    """One kind of fault: its lane, how often it is chosen, what it does."""
+
     name: str
     lane: str
     weight: float
     run: Callable[[Soak, random.Random, Optional[Section]], str]
+    sentinel: bool = False  # only with a Sentinel set
 
 
 PROCESS, DIRECTORY = "process", "directory"
@@ -335,6 +343,7 @@ FAULTS: tuple[Fault, ...] = (
     Fault("reload_changed", PROCESS, 3, reload_changed),
     Fault("reload_invalid", PROCESS, 2, reload_invalid),
     Fault("held_overflow", PROCESS, 1.5, held_overflow),
+    Fault("failover", PROCESS, 2, failover, sentinel=True),
     Fault("dir_delete", DIRECTORY, 1, dir_delete),
     Fault("dir_rename", DIRECTORY, 1, dir_rename),
     Fault("dir_unreadable", DIRECTORY, 1, dir_unreadable),
@@ -357,7 +366,8 @@ class Lane(threading.Thread):
         self.lane, self.soak, self.rng = lane, soak, random.Random(seed)
         self.mean_gap, self.halt, self.release = mean_gap, halt, release
         self.done = threading.Event()
-        self.faults = [f for f in FAULTS if f.lane == lane and (only is None or f.name in only)]
+        self.faults = [f for f in FAULTS if f.lane == lane and (only is None or f.name in only)
+                       and (soak.redis.sentinel or not f.sentinel)]
         if not any(x.kind.inotify for x in soak.sections):
             self.faults = [f for f in self.faults if f.run is not observer_overflow]
         self.problems: list[str] = []

@@ -6,7 +6,7 @@ its section, how its files are produced (L{SectionKind.styles}, weights of
 the producer's ways of writing a file, see L{bench.soak_traffic}), how its
 queue is read (a list by C{BRPOP}/C{RPOP}, a stream by C{XREADGROUP}/
 C{XACK}), and what the checker demands of it (C{early}: an event before the
-file is complete is an error; C{grace_keys}: keys whose seconds lengthen the
+file is complete is an error, for live events or all; C{grace_keys}: keys whose seconds lengthen the
 grace period).  A kind whose C{needs} are not all keys of
 L{dirobserver.config.KNOWN_KEYS} is left out, so the soak grows by itself as
 features land: adding a mode is one row here.
@@ -24,6 +24,8 @@ from typing import Mapping, Optional, Sequence
 
 #: How a kind's queue is read.
 LIST, STREAM = "list", "stream"
+#: Which events of a kind must not come before its files are complete.
+NONE, LIVE, ALL = "", "created", "all"
 
 #: The producer's ways of making a file (see L{bench.soak_traffic.Producer}).
 STYLES = ("quick", "odd", "slow", "staged", "abandoned", "ignored", "entry", "nested")
@@ -44,9 +46,11 @@ class SectionKind:
     @ivar rate: files per second its producer makes at the normal pace.
     @ivar needs: configuration keys that must exist for it to run.
     @ivar reader: L{LIST} or L{STREAM}.
-    @ivar early: an event received before the producer finished the file
-        (its close, or its rename into place) is an error ("closed" modes);
-        with C{settle} in C{keys}, also one within C{settle} seconds after.
+    @ivar early: which events must not be stamped before the producer
+        finished the file (its close, or its rename into place; with
+        C{settle} in C{keys}, C{settle} seconds after that): L{NONE}, L{LIVE}
+        (C{"created"} events only: with C{announce = closed} and no settle
+        a listing cannot see a close, as documented) or L{ALL}.
     @ivar grace_keys: keys (of C{keys}) whose seconds add to L{BASE_GRACE}.
     @ivar keep: the share of processed files consumers never delete.
     @ivar staging: C{"working"} (C{NAME.working}, always ignored) or
@@ -62,7 +66,7 @@ class SectionKind:
     rate: float
     needs: tuple[str, ...] = ()
     reader: str = LIST
-    early: bool = False
+    early: str = ""
     grace_keys: tuple[str, ...] = ()
     keep: float = 0.02
     staging: str = "working"
@@ -93,10 +97,10 @@ KINDS: tuple[SectionKind, ...] = (
     # Complete files (announce = closed, settle).
     SectionKind("closed", {"announce": "closed"},
                 {"quick": 30, "slow": 40, "staged": 15, "abandoned": 15}, rate=40,
-                needs=("announce",), early=True),
+                needs=("announce",), early="created"),
     SectionKind("settle", {"announce": "closed", "settle": "1"},
                 {"quick": 40, "slow": 40, "abandoned": 20}, rate=30,
-                needs=("announce", "settle"), early=True, grace_keys=("settle",)),
+                needs=("announce", "settle"), early="all", grace_keys=("settle",)),
     # Redis streams.
     SectionKind("stream", {"queue_type": "stream"},
                 {"quick": 60, "slow": 15, "staged": 15, "abandoned": 10}, rate=50,
@@ -153,11 +157,12 @@ class ObserverConfig:
     """
     The observer's INI file and the state the reload faults change.
 
+    @ivar redis: the lines that say where Redis is (L{bench.soak_redis}).
     @ivar off: sections made inactive by a reload (variant C{section_off}).
     """
 
     path: Path
-    port: int
+    redis: list[str]
     sections: list[Section]
     timeout: float = 2.0
     max_held: int = 20000
@@ -168,7 +173,7 @@ class ObserverConfig:
     def text(self, invalid: Optional[str] = None) -> str:
         """The file's text, with one mistake of L{INVALID} if C{invalid}."""
         timeout = "-1" if invalid == "bad_timeout" else f"{self.timeout:g}"
-        lines = ["[common]", "redis_server=127.0.0.1", f"redis_port={self.port}", f"timeout={timeout}",
+        lines = ["[common]", *self.redis, f"timeout={timeout}",
                  f"max_held_events={self.max_held}", f"monitor_inactivitytimeout={self.inactivity:g}", ""]
         for section in self.sections:
             active = section.name not in self.off and invalid != "no_active"

@@ -33,7 +33,7 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional, Sequence
 
-from .soak_kinds import STYLES, Section
+from .soak_kinds import ALL, STYLES, Section
 
 #: Seconds after a fault window ends before the observer must be back to
 #: normal (reconnected, re-watched, listed).
@@ -81,6 +81,7 @@ class Ledger:
         self.gone = array("d")
         self.received = array("d")
         self.stamp = array("d")
+        self.stamp_live = array("d")
         #: sub-directory of the files of style "nested"
         self.subdir: dict[int, str] = {}
         self._present: list[set[int]] = [set() for _ in sections]
@@ -125,7 +126,7 @@ class Ledger:
             i = len(self.section)
             self.section.append(section)
             self.style.append(_STYLE[style])
-            for column in (self.ready, self.complete, self.received, self.stamp):
+            for column in (self.ready, self.complete, self.received, self.stamp, self.stamp_live):
                 column.append(NAN)
             self.gone.append(INF)
         if subdir:
@@ -172,9 +173,11 @@ class Ledger:
         with self._lock:
             self.windows.append(Window(start, end, section, why))
 
-    def receive(self, section: int, filename: str, stamp: float, now: float) -> Optional[int]:
+    def receive(self, section: int, filename: str, stamp: float, now: float, event: str = "created") -> Optional[int]:
         """
         A consumer of C{section} received an event for C{filename}.
+
+        @param stamp: its C{event_timestamp}; @param event: its C{event}.
 
         @return: the file's id when this is its first event (the consumer
             may then delete it), else None.
@@ -195,8 +198,10 @@ class Ledger:
             with self._lock:
                 self.unexpected.append((now, self.sections[section].name, filename, why))
             return None
-        if stamp < self.stamp[i] or self.stamp[i] != self.stamp[i]:
+        if not stamp >= self.stamp[i]:  # also when none yet (NaN)
             self.stamp[i] = stamp
+        if event == "created" and not stamp >= self.stamp_live[i]:
+            self.stamp_live[i] = stamp
         if self.received[i] == self.received[i]:
             return None
         self.received[i] = now
@@ -256,7 +261,8 @@ class Ledger:
         found = Findings()
         windows = [self.excluded(s.index) for s in self.sections]
         early_after = [s.kind.settle() - EARLY_TOLERANCE if s.kind.early else None for s in self.sections]
-        comp, rec, stamp, ready = self.complete, self.received, self.stamp, self.ready
+        stamps = [self.stamp if s.kind.early == ALL else self.stamp_live for s in self.sections]
+        comp, rec, ready = self.complete, self.received, self.ready
         for i in range(len(self.section)):
             section = self.section[i]
             received = rec[i] == rec[i]
@@ -268,10 +274,11 @@ class Ledger:
                 if not received:
                     found.unannounced.append(i)
             delay = early_after[section]
-            if received and delay is not None:
-                first = min(stamp[i], rec[i]) if stamp[i] == stamp[i] else rec[i]
-                if ready[i] != ready[i] or first < ready[i] + delay:
-                    found.early.append(i)
+            # The stamp is taken before the push: an event stamped after the
+            # threshold cannot have been received before it.
+            first = stamps[section][i]
+            if delay is not None and first == first and not first >= ready[i] + delay:
+                found.early.append(i)
         return found
 
     def describe(self, i: int, t0: float, end: float) -> dict[str, Any]:
@@ -289,6 +296,7 @@ class Ledger:
             "id": i, "name": self.relative(i), "section": section.name, "kind": section.kind.name,
             "style": STYLES[self.style[i]], "ready": at(self.ready[i]), "complete": at(a),
             "gone": at(self.gone[i]), "received": at(self.received[i]), "first_stamp": at(self.stamp[i]),
+            "first_created_stamp": at(self.stamp_live[i]),
             "longest_stretch": round(self.longest_stretch(a, b, starts, ends, INF), 3) if a == a else None,
             "windows": near,
         }

@@ -210,11 +210,12 @@ class Consumer(threading.Thread):
 
     GROUP = "soak"
 
-    def __init__(self, section: Section, ledger: Ledger, port: int, seed: int) -> None:
+    def __init__(self, section: Section, ledger: Ledger, where: Callable[[], tuple[str, int]], seed: int) -> None:
+        """@param where: the address of the Redis master now."""
         super().__init__(name=f"consumer-{section.name}", daemon=True)
         self.section = section
         self.ledger = ledger
-        self.port = port
+        self.where = where
         self.rng = random.Random(seed)
         self.events = 0
         self.files = 0
@@ -229,28 +230,40 @@ class Consumer(threading.Thread):
         """Stop once the queue has stayed empty for a second."""
         self._finish.set()
 
-    def run(self) -> None:
+    def _connect(self) -> Any:
         import valkey
 
         # A long socket timeout: a Redis stopped by a fault answers later,
         # and a worker that gave up on a BRPOP in flight would lose the
         # event Redis pops for it when it resumes.
-        client = valkey.Valkey(host="127.0.0.1", port=self.port, socket_timeout=30, socket_connect_timeout=2)
+        host, port = self.where()
+        return valkey.Valkey(host=host, port=port, socket_timeout=30, socket_connect_timeout=2)
+
+    def run(self) -> None:
+        import valkey
+
+        client: Any = None
         quiet_since: Optional[float] = None
         try:
             while True:
                 try:
+                    client = client or self._connect()
                     got = self._read_stream(client) if self.section.kind.reader == STREAM else self._read_list(client)
-                except (valkey.exceptions.ConnectionError, valkey.exceptions.TimeoutError,
-                        valkey.exceptions.BusyLoadingError) as e:
+                except (ConnectionError, valkey.exceptions.ConnectionError, valkey.exceptions.TimeoutError,
+                        valkey.exceptions.BusyLoadingError, valkey.exceptions.ReadOnlyError) as e:
+                    # Redis went away, or this node is a replica now: ask
+                    # where the master is, like a Sentinel-aware worker.
                     self.errors += 1
                     self.last_error = str(e)
                     self._stream_ready = False
+                    if client is not None:
+                        client.close()
+                        client = None
                     time.sleep(0.05)
                     continue
                 now = time.time()
-                for name, stamp in got:
-                    self._handle(name, stamp, now)
+                for name, stamp, event in got:
+                    self._handle(name, stamp, event, now)
                 self._delete_due(now)
                 if got:
                     quiet_since = None
@@ -261,11 +274,12 @@ class Consumer(threading.Thread):
         except BaseException as e:
             self.failed = e
         finally:
-            client.close()
+            if client is not None:
+                client.close()
 
     # -- reading ----------------------------------------------------------------------
 
-    def _read_list(self, client: Any) -> list[tuple[str, float]]:
+    def _read_list(self, client: Any) -> list[tuple[str, float, str]]:
         queue = self.section.queue
         raws = []
         item = client.brpop([queue], timeout=0.2)
@@ -275,10 +289,10 @@ class Consumer(threading.Thread):
         out = []
         for raw in raws:
             event = json.loads(raw)
-            out.append((event["filename"], float(event["event_timestamp"])))
+            out.append((event["filename"], float(event["event_timestamp"]), event["event"]))
         return out
 
-    def _read_stream(self, client: Any) -> list[tuple[str, float]]:
+    def _read_stream(self, client: Any) -> list[tuple[str, float, str]]:
         import valkey
 
         queue = self.section.queue
@@ -310,9 +324,9 @@ class Consumer(threading.Thread):
 
     # -- files ------------------------------------------------------------------------------
 
-    def _handle(self, name: str, stamp: float, now: float) -> None:
+    def _handle(self, name: str, stamp: float, event: str, now: float) -> None:
         self.events += 1
-        i = self.ledger.receive(self.section.index, name, stamp, now)
+        i = self.ledger.receive(self.section.index, name, stamp, now, event)
         if i is None:
             return
         self.files += 1
@@ -347,16 +361,16 @@ class Consumer(threading.Thread):
         ledger.removed(i, time.time(), consumed=True)
 
 
-def _stream_event(fields: dict) -> tuple[str, float]:
-    """(filename, event_timestamp) of a stream entry: its fields, or one JSON field."""
+def _stream_event(fields: dict) -> tuple[str, float, str]:
+    """(filename, event_timestamp, event) of a stream entry: its fields, or one JSON field."""
     if b"filename" in fields:
         name = fields[b"filename"].decode("utf-8", "surrogateescape")
-        return name, float(fields.get(b"event_timestamp", b"nan"))
+        return name, float(fields.get(b"event_timestamp", b"nan")), fields.get(b"event", b"").decode()
     for value in fields.values():
         try:
             event = json.loads(value)
         except ValueError:
             continue
         if isinstance(event, dict) and "filename" in event:
-            return event["filename"], float(event["event_timestamp"])
+            return event["filename"], float(event["event_timestamp"]), event.get("event", "")
     raise ValueError(f"a stream entry without a file name: {fields!r}")

@@ -92,15 +92,22 @@ def test_closed_kinds_flag_events_before_the_file_was_complete() -> None:
     book = ledger("closed", "settle", "created")
     early = made(book, 0, 5.0, "slow", ready=4.9)
     on_time = made(book, 0, 5.0, "slow", ready=4.9)
+    listed = made(book, 0, 5.0, "slow", ready=4.9)
     book.receive(0, book.name(early), T0 + 4.0, T0 + 5.2)  # stamped before the close began
     book.receive(0, book.name(on_time), T0 + 4.95, T0 + 5.0)
+    # With settle = 0 a listing cannot see a close (documented): only live
+    # events count.
+    book.receive(0, book.name(listed), T0 + 4.0, T0 + 4.1, "exists")
+    book.receive(0, book.name(listed), T0 + 5.0, T0 + 5.1, "created")
     unsettled = made(book, 1, 5.0, "slow", ready=5.0)
     settled = made(book, 1, 5.0, "slow", ready=5.0)
+    listed_early = made(book, 1, 5.0, "slow", ready=5.0)
     book.receive(1, book.name(unsettled), T0 + 5.5, T0 + 5.6)
     book.receive(1, book.name(settled), T0 + 6.0, T0 + 6.1)
+    book.receive(1, book.name(listed_early), T0 + 5.5, T0 + 5.6, "exists")  # with a settle, listings count
     created = made(book, 2, 5.0, "slow", ready=5.0)
     book.receive(2, book.name(created), T0 + 1.0, T0 + 1.1)  # created mode: no such rule
-    assert book.check(T0 + 60).early == [early, unsettled]
+    assert book.check(T0 + 60).early == [early, unsettled, listed_early]
 
 
 def test_names_that_must_never_be_announced_are_counted() -> None:
