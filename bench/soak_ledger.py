@@ -41,6 +41,8 @@ RECOVERY = 2.0
 #: Seconds an announcement of a "closed" kind may precede the threshold:
 #: file times (mtime) come from the kernel's coarse clock.
 EARLY_TOLERANCE = 0.02
+#: A writer's pause this close to C{settle} may already let the file settle.
+PAUSE_TOLERANCE = 0.05
 
 NAN, INF = math.nan, math.inf
 _STYLE = {name: i for i, name in enumerate(STYLES)}
@@ -82,6 +84,7 @@ class Ledger:
         self.received = array("d")
         self.stamp = array("d")
         self.stamp_live = array("d")
+        self.pause = array("d")
         #: sub-directory of the files of style "nested"
         self.subdir: dict[int, str] = {}
         self._present: list[set[int]] = [set() for _ in sections]
@@ -129,14 +132,23 @@ class Ledger:
             for column in (self.ready, self.complete, self.received, self.stamp, self.stamp_live):
                 column.append(NAN)
             self.gone.append(INF)
+            self.pause.append(0.0)
         if subdir:
             self.subdir[i] = subdir
         with self._present_lock[section]:
             self._present[section].add(i)
         return i
 
-    def completed(self, i: int, ready: float, complete: Optional[float]) -> None:
-        """The final step of file C{i} began at C{ready} and ended at C{complete} (None: it failed)."""
+    def completed(self, i: int, ready: float, complete: Optional[float], pause: float = 0.0) -> None:
+        """
+        The final step of file C{i} began at C{ready} and ended at
+        C{complete} (None: it failed, or the file was abandoned).
+
+        @param pause: the longest time its writer left it unmodified before
+            C{ready}: a C{settle} shorter than that may announce it before
+            it is complete, as documented, and that is not early.
+        """
+        self.pause[i] = pause
         self.ready[i] = ready
         if complete is not None:
             self.complete[i] = complete
@@ -278,7 +290,9 @@ class Ledger:
             # threshold cannot have been received before it.
             first = stamps[section][i]
             if delay is not None and first == first and not first >= ready[i] + delay:
-                found.early.append(i)
+                settle = self.sections[section].kind.settle()
+                if not (settle and self.pause[i] >= settle - PAUSE_TOLERANCE):
+                    found.early.append(i)
         return found
 
     def describe(self, i: int, t0: float, end: float) -> dict[str, Any]:
@@ -296,7 +310,7 @@ class Ledger:
             "id": i, "name": self.relative(i), "section": section.name, "kind": section.kind.name,
             "style": STYLES[self.style[i]], "ready": at(self.ready[i]), "complete": at(a),
             "gone": at(self.gone[i]), "received": at(self.received[i]), "first_stamp": at(self.stamp[i]),
-            "first_created_stamp": at(self.stamp_live[i]),
+            "first_created_stamp": at(self.stamp_live[i]), "longest_pause": round(self.pause[i], 3),
             "longest_stretch": round(self.longest_stretch(a, b, starts, ends, INF), 3) if a == a else None,
             "windows": near,
         }

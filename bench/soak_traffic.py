@@ -68,6 +68,11 @@ class Producer(threading.Thread):
         self._sequence = itertools.count()
         self._subdir: Optional[str] = None
         self._in_subdir = 0
+        # A settle is a promise of the writer: it never pauses that long
+        # before the file is complete (else the file is complete by that
+        # rule, and its announcement is not early).
+        settle = section.kind.settle()
+        self._pause = 0.8 * settle if settle else 1.5
 
     def path(self, relative: str) -> bytes:
         return os.fsencode(os.path.join(str(self.section.directory), relative))
@@ -150,11 +155,13 @@ class Producer(threading.Thread):
         target = self.path(ledger.staging_name(i)) if style == "staged" else final
         fd = os.open(target, FLAGS, 0o644)
         os.write(fd, b"x" * rng.randrange(0, 2048))
+        wrote = time.time()
         if style == "slow":
             chunks = rng.randrange(2, 8)
-            self._later_step(rng.uniform(0.1, 0.6), lambda: self._slow(i, fd, chunks - 1))
+            self._later_step(rng.uniform(0.1, min(0.6, self._pause)),
+                             lambda: self._slow(i, fd, chunks - 1, wrote, 0.0))
         elif style == "abandoned":
-            self._later_step(rng.uniform(0.05, 1.5), lambda: self._abandon(i, fd, final))
+            self._later_step(rng.uniform(0.05, self._pause), lambda: self._abandon(i, fd, final, wrote))
         elif style == "staged":
             ready = time.time()
             os.close(fd)
@@ -167,26 +174,32 @@ class Producer(threading.Thread):
             os.close(fd)
             self._done(i, ready)
 
-    def _done(self, i: int, ready: float) -> None:
-        self.ledger.completed(i, ready, time.time())
+    def _done(self, i: int, ready: float, pause: float = 0.0) -> None:
+        self.ledger.completed(i, ready, time.time(), pause)
         self.made += 1
 
-    def _slow(self, i: int, fd: int, left: int) -> None:
+    def _slow(self, i: int, fd: int, left: int, last: float, longest: float) -> None:
+        # The pauses are measured, not assumed: a stalled thread makes
+        # them longer than planned (see Ledger.completed).
+        longest = max(longest, time.time() - last)
         os.write(fd, b"y" * self.rng.randrange(1, 4096))
+        last = time.time()
         if left > 0 and not self.halt.is_set():
-            self._later_step(self.rng.uniform(0.1, 0.6), lambda: self._slow(i, fd, left - 1))
+            self._later_step(self.rng.uniform(0.1, min(0.6, self._pause)),
+                             lambda: self._slow(i, fd, left - 1, last, longest))
             return
         ready = time.time()
         os.close(fd)
-        self._done(i, ready)
+        self._done(i, ready, max(longest, ready - last))
 
-    def _abandon(self, i: int, fd: int, path: bytes) -> None:
+    def _abandon(self, i: int, fd: int, path: bytes, wrote: float) -> None:
+        pause = time.time() - wrote
         try:
             os.unlink(path)
         except FileNotFoundError:
             pass  # swept away with its directory already
         self.ledger.removed(i, time.time())
-        self.ledger.completed(i, time.time(), None)
+        self.ledger.completed(i, time.time(), None, pause)
         os.close(fd)
 
     def _rename(self, i: int, staging: bytes, final: bytes) -> None:

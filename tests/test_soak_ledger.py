@@ -105,6 +105,9 @@ def test_closed_kinds_flag_events_before_the_file_was_complete() -> None:
     book.receive(1, book.name(unsettled), T0 + 5.5, T0 + 5.6)
     book.receive(1, book.name(settled), T0 + 6.0, T0 + 6.1)
     book.receive(1, book.name(listed_early), T0 + 5.5, T0 + 5.6, "exists")  # with a settle, listings count
+    paused = book.new(1, "slow")
+    book.completed(paused, T0 + 5.0, T0 + 5.0, pause=KIND["settle"].settle())
+    book.receive(1, book.name(paused), T0 + 4.5, T0 + 4.6, "exists")  # its writer let it settle
     created = made(book, 2, 5.0, "slow", ready=5.0)
     book.receive(2, book.name(created), T0 + 1.0, T0 + 1.1)  # created mode: no such rule
     assert book.check(T0 + 60).early == [early, unsettled, listed_early]
