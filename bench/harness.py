@@ -224,11 +224,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def peak_rss_mb(pid: int) -> float:
-    """VmHWM of a process, in MiB."""
+def peak_rss_mb(pid: int, field: str = "VmHWM") -> float:
+    """VmHWM (or another C{field} of /proc/PID/status in kB) of a process, in MiB."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024.0
     return float("nan")
 

@@ -126,7 +126,7 @@ def _run(args: argparse.Namespace, seed: int, kinds: list, resources: Resources,
         directory = root / "in" / kind.name
         directory.mkdir(parents=True)
         sections.append(Section(i, kind.name, kind, directory, f"soak:{kind.name}"))
-    config = ObserverConfig(root / "observer.ini", redis.config_lines(), sections)
+    config = ObserverConfig(root / "observer.ini", redis.config_lines(), sections, known=KNOWN_KEYS)
     config.write()
     try:
         load(str(config.path))
@@ -162,9 +162,11 @@ def _run(args: argparse.Namespace, seed: int, kinds: list, resources: Resources,
             say(problems[-1] + "; restarting it")
             if not _restart(daemon, problems):
                 break
-        for thread in producers + consumers:
-            if thread.failed is not None:
-                raise RuntimeError(f"{thread.name} failed") from thread.failed
+        broken = [t for t in producers + consumers if t.failed is not None]
+        if broken:
+            problems += [f"{t.name} failed: {type(t.failed).__name__}: {t.failed}" for t in broken]
+            say(problems[-1])
+            break
         if time.time() >= next_progress:
             next_progress += args.progress
             _progress(t0, producers, consumers, timeline, daemon, max_rss)
@@ -188,7 +190,7 @@ def _run(args: argparse.Namespace, seed: int, kinds: list, resources: Resources,
     while (waiting or time.time() < settled) and time.time() < deadline:
         time.sleep(1.0)
         max_rss = max(max_rss, daemon.rss_mb())
-        waiting = ledger.waiting()
+        waiting = ledger.waiting(waiting)
     end = time.time()
     say(f"{len(waiting)} files still waiting {end - stopped:.1f} s after the producers stopped; SIGTERM")
     exit_status: Optional[int] = None
@@ -205,6 +207,8 @@ def _run(args: argparse.Namespace, seed: int, kinds: list, resources: Resources,
     for consumer in consumers:
         consumer.join(60)
     release.set()
+    problems += [f"{t.name} failed: {type(t.failed).__name__}: {t.failed}"
+                 for t in producers + consumers if t.failed is not None and f"{t.name} failed" not in str(problems)]
     found = ledger.check(end)
     events = sum(c.events for c in consumers)
     files = found.files

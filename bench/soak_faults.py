@@ -9,10 +9,12 @@ no file is due on its account (L{bench.soak_ledger.Ledger.window}):
    restarted, SIGSTOPped past C{timeout}; the observer SIGSTOPped while a
    burst overflows the kernel queue, SIGKILLed and restarted, reloaded with a
    changed or an invalid configuration; C{max_held_events} exceeded during
-   a long outage); its windows cover every section;
+   a long outage; with a Sentinel set, a forced failover, and the Redis
+   kill is the master's, see L{bench.soak_redis}); its windows cover every
+   section;
  - the I{directory} lane hits one section's directory (deleted and
-   recreated, renamed away and back, made unreadable); its windows cover
-   that section.
+   recreated, renamed away and back, made unreadable; in a tree, a
+   sub-directory deleted); its windows cover that section.
 
 The lanes are independent, so a directory fault may overlap a process fault
 (an overflow while a directory is unreadable, a restart while it is
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from .harness import Observer, Resources, remove_tree
+from .harness import Observer, Resources, peak_rss_mb, remove_tree
 from .soak_kinds import CHANGES, INVALID, ObserverConfig, Section
 from .soak_ledger import Ledger
 
@@ -128,21 +130,16 @@ class Daemon:
             time.sleep(0.05)
 
     def count(self, text: bytes) -> int:
-        try:
-            return self.log.read_bytes().count(text)
-        except OSError:
-            return 0
+        """How many times C{text} is in the log (every start's)."""
+        return self.observer.log_count(text) if self.observer is not None else 0
 
     def rss_mb(self) -> float:
         """The current resident set of the observer, in MiB (0 when not running)."""
         try:
-            with open(f"/proc/{self.proc.pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1]) / 1024.0
-        except (OSError, AssertionError):
-            pass
-        return 0.0
+            rss = peak_rss_mb(self.proc.pid, "VmRSS")
+        except OSError:
+            return 0.0
+        return rss if rss == rss else 0.0  # none for a process that exited
 
 
 @dataclass
@@ -299,6 +296,20 @@ def dir_delete(s: Soak, rng: random.Random, section: Optional[Section]) -> str:
     return f"deleted with {swept} files, recreated after {gap:.1f} s"
 
 
+def subtree_delete(s: Soak, rng: random.Random, section: Optional[Section]) -> str:
+    """A sub-directory of a tree, with its files, deleted (and not recreated)."""
+    assert section is not None
+    with section.ops:
+        subdirs = sorted(p.name for p in section.directory.iterdir() if p.is_dir() and p.name.startswith("n"))
+        if not subdirs:
+            return "no sub-directory yet"
+        victim = rng.choice(subdirs)
+        when = time.time()
+        remove_tree(section.directory / victim)
+        swept = s.ledger.swept(section.index, when, victim)
+    return f"sub-directory {victim} deleted with {swept} files"
+
+
 def dir_rename(s: Soak, rng: random.Random, section: Optional[Section]) -> str:
     assert section is not None
     away = section.directory.with_name(section.directory.name + ".away")
@@ -332,6 +343,10 @@ class Fault:
     weight: float
     run: Callable[[Soak, random.Random, Optional[Section]], str]
     sentinel: bool = False  # only with a Sentinel set
+    styles: tuple[str, ...] = ()  # only on sections whose files come in one of these styles
+
+    def applies(self, section: Section) -> bool:
+        return not self.styles or any(style in section.kind.styles for style in self.styles)
 
 
 PROCESS, DIRECTORY = "process", "directory"
@@ -347,6 +362,7 @@ FAULTS: tuple[Fault, ...] = (
     Fault("dir_delete", DIRECTORY, 1, dir_delete),
     Fault("dir_rename", DIRECTORY, 1, dir_rename),
     Fault("dir_unreadable", DIRECTORY, 1, dir_unreadable),
+    Fault("subtree_delete", DIRECTORY, 1, subtree_delete, styles=("nested",)),
 )
 
 
@@ -367,7 +383,8 @@ class Lane(threading.Thread):
         self.mean_gap, self.halt, self.release = mean_gap, halt, release
         self.done = threading.Event()
         self.faults = [f for f in FAULTS if f.lane == lane and (only is None or f.name in only)
-                       and (soak.redis.sentinel or not f.sentinel)]
+                       and (soak.redis.sentinel or not f.sentinel)
+                       and (lane == PROCESS or any(f.applies(x) for x in soak.sections))]
         if not any(x.kind.inotify for x in soak.sections):
             self.faults = [f for f in self.faults if f.run is not observer_overflow]
         self.problems: list[str] = []
@@ -385,7 +402,9 @@ class Lane(threading.Thread):
             return
         while not self.halt.wait(rng.uniform(0.2, 2 * self.mean_gap)):
             fault = rng.choices(self.faults, [f.weight for f in self.faults])[0]
-            section = rng.choice(self.soak.sections) if self.lane == DIRECTORY else None
+            section = None
+            if self.lane == DIRECTORY:
+                section = rng.choice([x for x in self.soak.sections if fault.applies(x)])
             start = time.time()
             try:
                 detail = fault.run(self.soak, rng, section)

@@ -18,6 +18,7 @@ reads half a file), with the variants the reload faults switch between.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
@@ -45,6 +46,7 @@ class SectionKind:
     @ivar styles: weights of the ways its files are produced.
     @ivar rate: files per second its producer makes at the normal pace.
     @ivar needs: configuration keys that must exist for it to run.
+    @ivar optional: keys of C{keys} written only when the observer knows them.
     @ivar reader: L{LIST} or L{STREAM}.
     @ivar early: which events must not be stamped before the producer
         finished the file (its close, or its rename into place; with
@@ -65,6 +67,7 @@ class SectionKind:
     styles: Mapping[str, float]
     rate: float
     needs: tuple[str, ...] = ()
+    optional: tuple[str, ...] = ()
     reader: str = LIST
     early: str = ""
     grace_keys: tuple[str, ...] = ()
@@ -110,7 +113,8 @@ KINDS: tuple[SectionKind, ...] = (
                 needs=("recursive",)),
     SectionKind("scan", {"watch_mode": "poll", "poll_interval": "1"},
                 {"quick": 60, "slow": 20, "staged": 10, "abandoned": 10}, rate=30,
-                needs=("watch_mode", "poll_interval"), grace_keys=("poll_interval",), inotify=False),
+                needs=("watch_mode",), optional=("poll_interval",), grace_keys=("poll_interval",),
+                inotify=False),
 )
 
 
@@ -139,11 +143,7 @@ class Section:
     kind: SectionKind
     directory: Path
     queue: str
-
-    def __post_init__(self) -> None:
-        import threading
-
-        self.ops = threading.Lock()
+    ops: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
 
 #: Reload variants: what a changed configuration changes (see L{ObserverConfig}).
@@ -159,6 +159,7 @@ class ObserverConfig:
 
     @ivar redis: the lines that say where Redis is (L{bench.soak_redis}).
     @ivar off: sections made inactive by a reload (variant C{section_off}).
+    @ivar known: the keys the observer knows (for L{SectionKind.optional}).
     """
 
     path: Path
@@ -168,7 +169,8 @@ class ObserverConfig:
     max_held: int = 20000
     inactivity: float = 30.0
     poll_scale: float = 1.0
-    off: set = field(default_factory=set)
+    off: set[str] = field(default_factory=set)
+    known: Sequence[str] = ()
 
     def text(self, invalid: Optional[str] = None) -> str:
         """The file's text, with one mistake of L{INVALID} if C{invalid}."""
@@ -180,6 +182,8 @@ class ObserverConfig:
             lines += [f"[{section.name}:common]", f"active={'true' if active else 'false'}",
                       f"directory={section.directory}", f"queue={section.queue}"]
             for key, value in section.kind.keys.items():
+                if key in section.kind.optional and key not in self.known:
+                    continue
                 value = value.replace("{name}", section.name)
                 if key == "forced_poll":
                     value = f"{float(value) * self.poll_scale:g}"

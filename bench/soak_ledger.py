@@ -166,11 +166,18 @@ class Ledger:
             if not consumed and when < self.gone[i]:
                 self.gone[i] = when
 
-    def swept(self, section: int, when: float) -> int:
-        """Every file of C{section} went with its directory; how many."""
+    def swept(self, section: int, when: float, subdir: Optional[str] = None) -> int:
+        """
+        Every file of C{section} (in C{subdir} only, if given) went with its
+        directory; how many.
+        """
         with self._present_lock[section]:
-            gone = self._present[section]
-            self._present[section] = set()
+            if subdir is None:
+                gone = self._present[section]
+                self._present[section] = set()
+            else:
+                gone = {i for i in self._present[section] if self.subdir.get(i) == subdir}
+                self._present[section] -= gone
         for i in gone:
             if when < self.gone[i]:
                 self.gone[i] = when
@@ -221,11 +228,16 @@ class Ledger:
 
     # -- progress ----------------------------------------------------------------
 
-    def waiting(self) -> list[int]:
-        """Files complete, present, announceable and not received yet."""
+    def waiting(self, among: Optional[Iterable[int]] = None) -> list[int]:
+        """
+        Files complete, present, announceable and not received yet.
+
+        @param among: look at these files only (the last answer, once no new
+            file can come: a million files are not looked at every second).
+        """
         ignored = _STYLE["ignored"]
         comp, rec, gone, style = self.complete, self.received, self.gone, self.style
-        return [i for i in range(len(self.section))
+        return [i for i in (range(len(self.section)) if among is None else among)
                 if rec[i] != rec[i] and comp[i] == comp[i] and gone[i] == INF and style[i] != ignored]
 
     # -- the checker -------------------------------------------------------------

@@ -146,3 +146,14 @@ def test_kinds_follow_the_keys_the_observer_knows() -> None:
     later = [k.name for k in available_kinds(("announce", "settle", "queue_type"))]
     assert later == ["created", "poll", "filters", "counter", "closed", "settle", "stream"]
     assert KIND["settle"].grace() == KIND["created"].grace() + 1
+
+
+def test_a_deleted_sub_directory_sweeps_its_files_only() -> None:
+    book = ledger("tree")
+    inside = book.new(0, "nested", "n000000000")
+    beside = book.new(0, "nested", "n000000001")
+    top = book.new(0, "quick")
+    assert book.relative(inside) == "n000000000/" + book.name(inside)
+    assert book.swept(0, T0 + 5, "n000000000") == 1
+    assert book.gone[inside] == T0 + 5 and book.gone[beside] == book.gone[top] == float("inf")
+    assert book.present(0) == 2
