@@ -86,6 +86,19 @@ def queued_events() -> int:
         return 16384
 
 
+def _without_seed(argv: list[str]) -> list[str]:
+    """The command line's arguments but C{--seed} (the replay names the seed drawn)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--seed":
+            skip = True
+        elif not arg.startswith("--seed="):
+            out.append(arg)
+    return out
+
+
 def _interrupted(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -93,7 +106,7 @@ def _interrupted(signum: int, frame: Any) -> None:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**6)
-    replay = f"python -m bench.soak --minutes {args.minutes:g} --seed {seed}"
+    replay = " ".join(["python -m bench.soak", *_without_seed(argv), "--seed", str(seed)])
     signal.signal(signal.SIGTERM, _interrupted)
     if args.source is not None:
         if not (args.source / "dirobserver" / "__init__.py").is_file():
@@ -162,10 +175,8 @@ def _run(args: argparse.Namespace, seed: int, kinds: list, resources: Resources,
             say(problems[-1] + "; restarting it")
             if not _restart(daemon, problems):
                 break
-        broken = [t for t in producers + consumers if t.failed is not None]
-        if broken:
-            problems += [f"{t.name} failed: {type(t.failed).__name__}: {t.failed}" for t in broken]
-            say(problems[-1])
+        if any(t.failed is not None for t in producers + consumers):
+            say("a producer or a consumer failed: ending the run")
             break
         if time.time() >= next_progress:
             next_progress += args.progress
@@ -208,7 +219,7 @@ def _run(args: argparse.Namespace, seed: int, kinds: list, resources: Resources,
         consumer.join(60)
     release.set()
     problems += [f"{t.name} failed: {type(t.failed).__name__}: {t.failed}"
-                 for t in producers + consumers if t.failed is not None and f"{t.name} failed" not in str(problems)]
+                 for t in producers + consumers if t.failed is not None]
     found = ledger.check(end)
     events = sum(c.events for c in consumers)
     files = found.files
@@ -233,7 +244,7 @@ def _run(args: argparse.Namespace, seed: int, kinds: list, resources: Resources,
         "kinds": [k.name for k in kinds],
         "redis": "sentinel" if redis.sentinel else "single",
     }
-    if exit_status != 0:
+    if exit_status not in (0, None):
         problems.append(f"the observer's exit status on SIGTERM was {exit_status}")
     if max_rss > args.max_rss:
         problems.append(f"the observer's RSS reached {max_rss:.0f} MiB (bound {args.max_rss:g})")
