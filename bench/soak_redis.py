@@ -53,11 +53,8 @@ class Single:
     def resume(self) -> None:
         self.server.resume()
 
-    def outage(self) -> None:
-        self.server.kill()
-
-    def outage_end(self) -> None:
-        self.server.start()
+    # A long outage is a kill, and its end a restart.
+    outage, outage_end = kill, restart
 
 
 class SentinelSet:
