@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # (the list of dependencies) changes, or when an install failed half-way.
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv run test bench clean
+.PHONY: venv run test bench soak clean
 
 venv: $(STAMP)
 
@@ -33,6 +33,12 @@ test: venv
 
 bench: venv
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# The chaos soak: SOAK_MINUTES of files and random faults, then the check
+# (last line: one JSON object).  `make soak SOAK_ARGS="--seed 1234"` replays.
+SOAK_MINUTES ?= 30
+soak: venv
+	$(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES) $(SOAK_ARGS)
 
 # Build and cache artifacts only: dir/ may hold files someone put there.
 clean:

@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 READY_MARK = b"dirobserver ready"
@@ -62,17 +62,31 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def spawn(args: Sequence[str], **kwargs: Any) -> subprocess.Popen:
-    """Popen with the benchmark's conventions (see the module docstring)."""
+def spawn(args: Sequence[str], preexec: Optional[Callable[[], None]] = None, **kwargs: Any) -> subprocess.Popen:
+    """
+    Popen with the benchmark's conventions (see the module docstring).
+
+    @param preexec: more to do in the child before it runs C{args} (after
+        the session and the death signal are set up).
+    """
     kwargs.setdefault("env", child_env())
     kwargs.setdefault("stdin", subprocess.DEVNULL)
-    return subprocess.Popen(list(args), preexec_fn=_die_with_parent, **kwargs)
+
+    def prepare() -> None:
+        _die_with_parent()
+        if preexec is not None:
+            preexec()
+
+    return subprocess.Popen(list(args), preexec_fn=prepare, **kwargs)
 
 
 def stop_process(proc: subprocess.Popen, grace: float = 15.0, sig: int = signal.SIGTERM) -> Optional[int]:
     """Send C{sig}, wait up to C{grace} seconds, then SIGKILL."""
     if proc.poll() is None:
         try:
+            # A process stopped by a fault (SIGSTOP) acts on nothing else
+            # until it is continued.
+            proc.send_signal(signal.SIGCONT)
             proc.send_signal(sig)
         except ProcessLookupError:
             pass
@@ -210,11 +224,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def peak_rss_mb(pid: int) -> float:
-    """VmHWM of a process, in MiB."""
+def peak_rss_mb(pid: int, field: str = "VmHWM") -> float:
+    """VmHWM (or another C{field} of /proc/PID/status in kB) of a process, in MiB."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024.0
     return float("nan")
 
@@ -230,40 +244,76 @@ def valkey_server_binary() -> str:
 
 
 class Redis:
-    """A private valkey-server on a free loopback port, nothing kept on disk."""
+    """
+    A private valkey-server on a free loopback port, nothing kept on disk.
 
-    def __init__(self, resources: Resources, workdir: Path) -> None:
+    L{kill}, L{pause}, L{resume} and L{restart} are the soak's faults: a
+    restart brings back an empty server on the same port.
+    """
+
+    def __init__(self, resources: Resources, workdir: Path, extra_args: Sequence[str] = ()) -> None:
+        """@param extra_args: more options of valkey-server (L{start} uses them)."""
         self.port = free_port()
         workdir.mkdir(parents=True, exist_ok=True)
         self.log = workdir / "valkey.log"
+        self._resources = resources
+        self._workdir = workdir
+        self.extra_args = list(extra_args)
+        self.start()
+
+    def start(self) -> None:
+        """Start the server and wait until it answers PING."""
         args = [
             valkey_server_binary(),
             "--bind", "127.0.0.1",
             "--port", str(self.port),
             "--save", "",
             "--appendonly", "no",
-            "--dir", str(workdir),
+            "--dir", str(self._workdir),
             "--daemonize", "no",
             "--loglevel", "warning",
+            *self.extra_args,
         ]
         with open(self.log, "ab") as log:
-            self.proc = resources.process(spawn(args, stdout=log, stderr=subprocess.STDOUT, cwd=workdir))
+            self.proc = self._resources.process(
+                spawn(args, stdout=log, stderr=subprocess.STDOUT, cwd=self._workdir))
         deadline = time.monotonic() + 15
+        client = self.client()
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"valkey-server exited at start:\n{self.log.read_text(errors='replace')}")
             try:
-                if self.client().ping():
+                if client.ping():
                     break
             except Exception:
                 if time.monotonic() > deadline:
                     raise
             time.sleep(0.02)
+        client.close()
 
-    def client(self) -> Any:
+    def kill(self) -> None:
+        """SIGKILL the server (paused or not) and reap it."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open, nothing is answered."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after L{pause}."""
+        self.proc.send_signal(signal.SIGCONT)
+
+    def restart(self) -> None:
+        """An empty server on the same port (after L{kill}, or killing it now)."""
+        self.kill()
+        self.start()
+
+    def client(self, timeout: float = 60.0) -> Any:
         import valkey
 
-        return valkey.Valkey(host="127.0.0.1", port=self.port, socket_timeout=60)
+        return valkey.Valkey(host="127.0.0.1", port=self.port, socket_timeout=timeout)
 
     def version(self) -> str:
         return str(self.client().info("server").get("valkey_version") or self.client().info("server")["redis_version"])
@@ -321,16 +371,34 @@ class Observer:
     log goes to a file that L{wait_ready} and L{overflows} read.
     """
 
-    def __init__(self, resources: Resources, config: Path, workdir: Path) -> None:
+    def __init__(
+        self,
+        resources: Resources,
+        config: Path,
+        workdir: Path,
+        extra_args: Sequence[str] = (),
+        preexec: Optional[Callable[[], None]] = None,
+        append: bool = False,
+        env: Optional[dict[str, str]] = None,
+    ) -> None:
+        """
+        @param extra_args: more options of the C{dirobserver} subcommand.
+        @param preexec: see L{spawn}.
+        @param env: more environment variables.
+        @param append: add to the log of an earlier observer (a restart)
+            instead of starting it afresh; the ready line is looked for in
+            the new part only.
+        """
         self.log = workdir / "observer.log"
-        self._log_file = open(self.log, "wb")
+        self._log_file = open(self.log, "ab" if append else "wb")
         self._seen = b""
-        self._offset = 0
+        self._offset = self._log_file.tell()
         self.ready_at: Optional[float] = None
-        args = twistd_command() + ["-n", "--pidfile=", "dirobserver", f"--config={config}"]
+        args = twistd_command() + ["-n", "--pidfile=", "dirobserver", f"--config={config}", *extra_args]
         self.started_at = time.time()
         self.proc = resources.process(
-            spawn(args, stdout=self._log_file, stderr=subprocess.STDOUT, cwd=workdir)
+            spawn(args, preexec=preexec, stdout=self._log_file, stderr=subprocess.STDOUT, cwd=workdir,
+                  env={**child_env(), **(env or {})})
         )
         self._log_file.close()
         self.pid = self.proc.pid

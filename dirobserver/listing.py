@@ -116,7 +116,8 @@ class SectionListings:
     The listings of one section's directory.
 
     @ivar incomplete: the last listing stopped at C{poll_queue_limit} (or
-        could not ask the queue's length): the catch-up lists the rest.
+        could not ask the queue's length, or could not read the directory):
+        the catch-up lists the rest.
     @ivar listings: listings done.
     """
 
@@ -171,6 +172,7 @@ class SectionListings:
         self._cursor: tuple[float, str] | None = None
         self._stopped = False
         self._llen_trouble = Recurring()
+        self._list_trouble = Recurring()
         self.incomplete = False
         self.listings = 0
 
@@ -295,11 +297,25 @@ class SectionListings:
                 directory, self.section.accepts, self.section.subdirectories, self._cooperator
             )
         except OSError as e:
-            self._log.warn(
-                "[{section}] Cannot list {directory}: {error}",
-                section=self.section.name, directory=directory, error=e.strerror or e,
-            )
+            # The listing is still owed (events may have been lost to an
+            # overflow or a Redis restart) and the directory is still
+            # watched (made unreadable, say): the catch-up lists it again
+            # until it can be read.  A full listing is retried in full.
+            if not resume:
+                self._cursor = None
+            self.incomplete = True
+            if self._list_trouble.happened(e.strerror or str(e), self._clock.seconds()):
+                self._log.warn(
+                    "[{section}] Cannot list {directory}: {error}; listing it once it can be read",
+                    section=self.section.name, directory=directory, error=e.strerror or e,
+                )
             return False
+        trouble = self._list_trouble
+        if trouble.cause is not None:
+            summary = trouble.summary(self._clock.seconds())
+            trouble.ended()
+            self._log.info("[{section}] {directory} can be listed again (it could not be {summary})",
+                           section=self.section.name, directory=directory, summary=summary)
         self.listings += 1
         young: list[Entry] = []
         if self._waiting is not None and self.section.settle > 0:

@@ -736,6 +736,46 @@ def test_permission_denied_directory(tmp_path, fast_dir, redis_server, observer_
         locked.chmod(0o755)
 
 
+def test_listing_refused_by_permissions_is_done_once_readable(
+    tmp_path, fast_dir, redis_server, observer_factory, consumers
+) -> None:
+    """
+    A listing that is owed (here: Redis restarted empty, so the events it
+    had taken are gone) but fails because the directory, still watched, has
+    become unreadable is done once the directory can be read again; it is
+    not forgotten.  (Found by the soak: an inotify overflow while a
+    directory was unreadable lost its files for good.)
+    """
+    locked = fast_dir / "locked"
+    locked.mkdir()
+    config = write_config(tmp_path, {"s": section(locked)}, common(redis_server.port, timeout=2))
+    preexec = drop_root_file_access if os.geteuid() == 0 else None
+    observer = observer_factory(config, preexec_fn=preexec).start()
+    observer.wait_for_line("Listed", timeout=10)  # the start-up listing: no duplicates after it
+    names = make_files(locked, [f"taken-{i}" for i in range(20)])
+    client = redis_server.client()
+    assert wait_until(lambda: client.llen("q") == len(names), timeout=10)
+    client.close()
+    # Writable and searchable, not readable: the watch stays, listings fail.
+    locked.chmod(0o300)
+    try:
+        mark = observer.mark()
+        redis_server.kill()
+        redis_server.restart()
+        observer.wait_for_line("Cannot list", timeout=15, since=mark)
+        consumer = consumers(redis_server, "q")
+        time.sleep(1)
+        assert not consumer.names(), "announced although the directory cannot be listed"
+        locked.chmod(0o755)
+        missing = consumer.wait_for(names, timeout=15)
+        assert not missing, describe_missing(missing)
+        # One line for the refusal, not one per attempt.
+        assert len(lines_with(observer, "Cannot list")) == 1, observer.output()
+        assert lines_with(observer, "can be listed again")
+    finally:
+        locked.chmod(0o755)
+
+
 def test_symlink_to_directory_as_configured_path(
     tmp_path, fast_dir, redis_server, observer_factory, consumers
 ) -> None:

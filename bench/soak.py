@@ -1,0 +1,330 @@
+"""
+``python -m bench.soak --minutes N [--seed S]``: the delivery guarantee under
+random faults.
+
+One observer (a real ``twistd -n dirobserver`` subprocess), a real Redis
+(the bundled valkey-server), one section per mode the observer supports
+(L{bench.soak_kinds}), a producer and a consumer per section
+(L{bench.soak_traffic}), and two lanes of random faults
+(L{bench.soak_faults}).  After N minutes the faults and the producers stop,
+the consumers get what is still due, the observer gets its SIGTERM, and the
+checker (L{bench.soak_ledger}) goes through every file.
+
+The last line of the output is one JSON object::
+
+    {"seed", "minutes", "files", "faults", "unannounced", "announced_early",
+     "duplicates", "max_rss_mb", "tracebacks", ...}
+
+The exit status is 1 when a file was unannounced or announced early, a
+name was announced that should not have been, the observer logged a
+traceback, exceeded C{--max-rss}, exited on its own or not with 0 on the
+final SIGTERM; 0 otherwise.  A failure prints the seed and the fault
+timeline, and keeps the observer's log and the details in C{--artifacts}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from .harness import Resources, scratch_root
+from .soak_faults import DIRECTORY, FAULTS, OVERFLOWED, PROCESS, TRACEBACK, Daemon, Lane, Soak, Timeline
+from .soak_kinds import ObserverConfig, Section, available_kinds
+from .soak_ledger import RECOVERY, Ledger
+from .soak_redis import SentinelSet, Single
+from .soak_traffic import Consumer, Producer
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    p.add_argument("--minutes", type=float, default=1.0, help="how long producers and faults run (default 1)")
+    p.add_argument("--seed", type=int, help="seed of every random choice (default: a random one, printed)")
+    p.add_argument("--rate", type=float, default=1.0, help="scale of the producers' steady rates (default 1)")
+    p.add_argument("--fault-gap", type=float, default=6.0,
+                   help="mean seconds between two faults of the process lane (the directory lane: twice that)")
+    p.add_argument("--faults", help="comma-separated fault names to choose from (default: all): "
+                   + ", ".join(f.name for f in FAULTS))
+    p.add_argument("--max-rss", type=float, default=300.0, help="the observer's RSS bound, MiB (default 300)")
+    p.add_argument("--artifacts", type=Path,
+                   help="keep the observer's log, the timeline and the details there (by default only on "
+                        "failure, in /tmp/dirobserver-soak-SEED)")
+    p.add_argument("--progress", type=float, default=10.0, help="seconds between progress lines")
+    p.add_argument("--redis", choices=("auto", "single", "sentinel"), default="auto",
+                   help="one server, or a Sentinel set (auto: a Sentinel set when the observer knows "
+                        "redis_sentinels)")
+    p.add_argument("--source", type=Path, metavar="DIR",
+                   help="soak the dirobserver package (and dropin) found in DIR, e.g. a 'git archive' "
+                        "of a branch, instead of this checkout")
+    a = p.parse_args(argv)
+    a.only = None
+    if a.faults:
+        a.only = {name.strip() for name in a.faults.split(",")}
+        unknown = a.only - {f.name for f in FAULTS}
+        if unknown:
+            p.error(f"unknown faults: {', '.join(sorted(unknown))}")
+    return a
+
+
+def say(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def queued_events() -> int:
+    """The kernel's inotify queue length (a burst past it overflows)."""
+    try:
+        return int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+    except (OSError, ValueError):
+        return 16384
+
+
+def _without_seed(argv: list[str]) -> list[str]:
+    """The command line's arguments but C{--seed} (the replay names the seed drawn)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--seed":
+            skip = True
+        elif not arg.startswith("--seed="):
+            out.append(arg)
+    return out
+
+
+def _interrupted(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**6)
+    replay = " ".join(["python -m bench.soak", *_without_seed(argv), "--seed", str(seed)])
+    signal.signal(signal.SIGTERM, _interrupted)
+    if args.source is not None:
+        if not (args.source / "dirobserver" / "__init__.py").is_file():
+            print(f"--source {args.source}: no dirobserver package there", file=sys.stderr)
+            return 2
+        # The children find it first (bench.harness.child_env); so does this
+        # process, which reads the keys it knows.
+        os.environ["DIROBSERVER_BENCH_SOURCE"] = str(args.source.resolve())
+        sys.path.insert(0, str(args.source.resolve()))
+    kinds = available_kinds()
+    say(f"soak: seed {seed}, {args.minutes:g} min, kinds {', '.join(k.name for k in kinds)} (replay: {replay})")
+    resources = Resources()
+    try:
+        return _run(args, seed, kinds, resources, replay)
+    except KeyboardInterrupt:
+        say("interrupted: stopping every process")
+        return 130
+    finally:
+        resources.close()
+
+
+def _run(args: argparse.Namespace, seed: int, kinds: list, resources: Resources, replay: str) -> int:
+    root = scratch_root(resources)
+    from dirobserver.config import KNOWN_KEYS, ConfigError, load
+
+    sentinel = args.redis == "sentinel" or (args.redis == "auto" and "redis_sentinels" in KNOWN_KEYS)
+    redis = (SentinelSet if sentinel else Single)(resources, root / "redis")
+    sections = []
+    for i, kind in enumerate(kinds):
+        directory = root / "in" / kind.name
+        directory.mkdir(parents=True)
+        sections.append(Section(i, kind.name, kind, directory, f"soak:{kind.name}"))
+    config = ObserverConfig(root / "observer.ini", redis.config_lines(), sections, known=KNOWN_KEYS)
+    config.write()
+    try:
+        load(str(config.path))
+    except ConfigError as e:
+        say(f"the soak's configuration is not accepted: {e}")
+        return 2
+    ledger = Ledger(sections)
+    daemon = Daemon(resources, config.path, root, [])
+    say(f"observer ready in {daemon.start():.2f} s; Redis: {', '.join(redis.config_lines())}; "
+        f"files under {root / 'in'}")
+    rng = random.Random(seed)
+    halt_producers, halt_faults, release = threading.Event(), threading.Event(), threading.Event()
+    producers = [Producer(s, ledger, rng.randrange(2**32), args.rate, halt_producers) for s in sections]
+    consumers = [Consumer(s, ledger, redis.where, rng.randrange(2**32)) for s in sections]
+    t0 = time.time()
+    timeline = Timeline(t0, say)
+    soak = Soak(redis, daemon, config, ledger, sections, producers, timeline, queued_events())
+    lanes = [Lane(PROCESS, soak, rng.randrange(2**32), args.fault_gap, halt_faults, release, args.only),
+             Lane(DIRECTORY, soak, rng.randrange(2**32), args.fault_gap * 2, halt_faults, release, args.only)]
+    for thread in consumers + producers + lanes:
+        thread.start()
+
+    problems: list[str] = []
+    max_rss = 0.0
+    next_progress = t0 + args.progress
+    until = t0 + args.minutes * 60
+    while time.time() < until:
+        time.sleep(0.5)
+        max_rss = max(max_rss, daemon.rss_mb())
+        status = daemon.exited()
+        if status is not None:
+            problems.append(f"the observer exited by itself with status {status} at {time.time() - t0:.1f} s")
+            say(problems[-1] + "; restarting it")
+            if not _restart(daemon, problems):
+                break
+        if any(t.failed is not None for t in producers + consumers):
+            say("a producer or a consumer failed: ending the run")
+            break
+        if time.time() >= next_progress:
+            next_progress += args.progress
+            _progress(t0, producers, consumers, timeline, daemon, max_rss)
+
+    say("stopping the faults and the producers")
+    halt_faults.set()
+    for lane in lanes:
+        lane.done.wait()
+        problems += lane.problems
+    halt_producers.set()
+    for producer in producers:
+        producer.join()
+    stopped = time.time()
+    # What is still due arrives now, or never.  Every file still present
+    # gets a full grace period after the last fault window and its
+    # recovery, so it is due at the check.
+    grace = max(k.grace() for k in kinds)
+    settled = max([w.end for w in ledger.windows] + [stopped]) + RECOVERY + grace + 0.5
+    deadline = max(settled, stopped + max(60.0, 3 * grace))
+    waiting = ledger.waiting()
+    while (waiting or time.time() < settled) and time.time() < deadline:
+        time.sleep(1.0)
+        max_rss = max(max_rss, daemon.rss_mb())
+        waiting = ledger.waiting(waiting)
+    end = time.time()
+    say(f"{len(waiting)} files still waiting {end - stopped:.1f} s after the producers stopped; SIGTERM")
+    exit_status: Optional[int] = None
+    if daemon.proc.poll() is not None:
+        problems.append("the observer was not running at the end")
+    else:
+        daemon.signal(signal.SIGTERM)
+        try:
+            exit_status = daemon.proc.wait(60)
+        except Exception:
+            problems.append("the observer did not exit within 60 s of SIGTERM")
+    for consumer in consumers:
+        consumer.finish()
+    for consumer in consumers:
+        consumer.join(60)
+    release.set()
+    problems += [f"{t.name} failed: {type(t.failed).__name__}: {t.failed}"
+                 for t in producers + consumers if t.failed is not None]
+    found = ledger.check(end)
+    events = sum(c.events for c in consumers)
+    files = found.files
+    result = {
+        "seed": seed,
+        "minutes": args.minutes,
+        "files": files,
+        "faults": len(timeline.faults),
+        "unannounced": len(found.unannounced),
+        "announced_early": len(found.early),
+        "duplicates": events - found.received - len(ledger.unexpected),
+        "max_rss_mb": round(max_rss, 1),
+        "tracebacks": daemon.count(TRACEBACK),
+        "due": found.due,
+        "events": events,
+        "unexpected_names": len(ledger.unexpected),
+        "overflows": daemon.count(OVERFLOWED),
+        "observer_starts": daemon.starts,
+        "exit_status": exit_status,
+        "files_per_second": round(files / (stopped - t0), 1),
+        "cpu_s": _cpu(),
+        "kinds": [k.name for k in kinds],
+        "redis": "sentinel" if redis.sentinel else "single",
+    }
+    if exit_status not in (0, None):
+        problems.append(f"the observer's exit status on SIGTERM was {exit_status}")
+    if max_rss > args.max_rss:
+        problems.append(f"the observer's RSS reached {max_rss:.0f} MiB (bound {args.max_rss:g})")
+    failed = bool(problems or found.unannounced or found.early or ledger.unexpected or result["tracebacks"])
+    say(f"{files} files ({result['files_per_second']}/s), {found.due} due, {found.received} received, "
+        f"{events} events, {result['faults']} faults, max RSS {max_rss:.0f} MiB, exit status {exit_status}")
+    if failed or args.artifacts:
+        out = _keep(args.artifacts or Path(f"/tmp/dirobserver-soak-{seed}"), replay, t0, end, ledger, found,
+                    timeline, daemon, problems, result)
+    if failed:
+        _report_failure(seed, replay, t0, end, ledger, found, timeline, problems)
+        print(f"  the observer's log and the details: {out}", flush=True)
+    else:
+        say("PASSED: every due file was announced")
+    print(json.dumps(result), flush=True)
+    return 1 if failed else 0
+
+
+def _restart(daemon: Daemon, problems: list[str]) -> bool:
+    """Start the observer again after it exited on its own; False if it will not start."""
+    for _ in range(3):
+        try:
+            daemon.start()
+            return True
+        except RuntimeError as e:
+            problems.append(f"the observer did not start again: {str(e).splitlines()[-1]}")
+            say(problems[-1])
+            time.sleep(2)
+    return False
+
+
+def _cpu() -> dict[str, float]:
+    """CPU seconds of this process, and of its children that ended (observers, Redis servers)."""
+    import resource
+
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"soak": round(me.ru_utime + me.ru_stime, 1), "children": round(children.ru_utime + children.ru_stime, 1)}
+
+
+def _progress(t0: float, producers: list, consumers: list, timeline: Timeline, daemon: Daemon, rss: float) -> None:
+    made = sum(p.made for p in producers)
+    files = sum(c.files for c in consumers)
+    events = sum(c.events for c in consumers)
+    errors = sum(c.errors for c in consumers)
+    say(f"{time.time() - t0:7.1f}s  files {made} made, {files} received ({events} events); "
+        f"faults {len(timeline.faults)}; observer starts {daemon.starts}, RSS {daemon.rss_mb():.0f} MiB "
+        f"(max {rss:.0f}); consumer reconnects {errors}")
+
+
+def _keep(out: Path, replay: str, t0: float, end: float, ledger: Ledger, found: Any, timeline: Timeline,
+          daemon: Daemon, problems: list[str], result: dict[str, Any]) -> Path:
+    """Write the evidence of a run to C{out}: the observer's log and C{details.json}."""
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy(daemon.log, out / "observer.log")
+    details = {
+        "result": result, "replay": replay, "t0": t0, "problems": problems, "faults": timeline.faults,
+        "unannounced": [ledger.describe(i, t0, end) for i in found.unannounced[:200]],
+        "announced_early": [ledger.describe(i, t0, end) for i in found.early[:200]],
+        "unexpected_names": [(round(t - t0, 3), s, n, why) for t, s, n, why in ledger.unexpected[:200]],
+    }
+    (out / "details.json").write_text(json.dumps(details, indent=1))
+    return out
+
+
+def _report_failure(seed: int, replay: str, t0: float, end: float, ledger: Ledger, found: Any,
+                    timeline: Timeline, problems: list[str]) -> None:
+    print(f"\nFAILED (seed {seed}; replay: {replay})", flush=True)
+    for problem in problems:
+        print(f"  problem: {problem}")
+    for title, ids in (("unannounced", found.unannounced), ("announced early", found.early)):
+        if ids:
+            print(f"  {len(ids)} files {title}, the first ones:")
+            for i in ids[:10]:
+                print(f"    {json.dumps(ledger.describe(i, t0, end))}")
+    for t, section, name, why in ledger.unexpected[:10]:
+        print(f"  announced {name!r} in [{section}] at {t - t0:.2f} s: {why}")
+    print("  fault timeline (seconds since the start):")
+    for line in timeline.lines():
+        print(f"    {line}")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,331 @@
+"""
+The soak's record of every file, and the checker.
+
+Each file gets an integer id when its producer starts it; its name is made
+from the id (L{Ledger.name}), so an event maps back to its file by the name
+alone.  Per file the ledger keeps, in flat arrays (a million files cost tens
+of MiB, not hundreds): its section and style, when the producer began its
+final step (C{ready}: just before the close, or the rename into place), when
+that step was done (C{complete}), when it left its monitored path for good
+(C{gone}: deleted by its producer, or swept away with its directory; a
+consumer's deletion after the file was received ends no obligation and
+leaves it "present"), when a consumer first received an event for it, and the earliest
+C{event_timestamp} of those events.
+
+Faults record I{excluded} windows: a whole-daemon window (the observer or
+Redis down or stopped, a reload) or a section's (its directory renamed away,
+deleted, unreadable, or its section inactive), each followed by
+L{RECOVERY} seconds.  The checker's rule: a file is I{due} when, outside
+every window that applies to it, it was present and complete for a
+continuous stretch of at least its kind's grace period (L{BASE_GRACE} plus
+C{settle} and C{poll_interval}).  A due file that no consumer received is
+I{unannounced}.  A file deleted by its producer before it was complete is
+never due; one deleted by a consumer was received first.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import re
+import threading
+from array import array
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Optional, Sequence
+
+from .soak_kinds import ALL, STYLES, Section
+
+#: Seconds after a fault window ends before the observer must be back to
+#: normal (reconnected, re-watched, listed).
+RECOVERY = 2.0
+#: Seconds an announcement of a "closed" kind may precede the threshold:
+#: file times (mtime) come from the kernel's coarse clock.
+EARLY_TOLERANCE = 0.02
+#: A writer's pause this close to C{settle} may already let the file settle.
+PAUSE_TOLERANCE = 0.05
+
+NAN, INF = math.nan, math.inf
+_STYLE = {name: i for i, name in enumerate(STYLES)}
+_OURS = re.compile(r"\.?(f|d|x|skip-)(\d{9})")
+
+
+@dataclass
+class Window:
+    """A fault window: no file is due on account of this time."""
+
+    start: float
+    end: float
+    section: Optional[int]  # None: every section
+    why: str
+
+
+@dataclass
+class Findings:
+    """What the checker found (see L{Ledger.check})."""
+
+    files: int = 0
+    due: int = 0
+    unannounced: list[int] = field(default_factory=list)
+    early: list[int] = field(default_factory=list)
+    received: int = 0
+
+
+class Ledger:
+    """Every file the soak made, and what became of it (thread-safe)."""
+
+    def __init__(self, sections: Sequence[Section]) -> None:
+        self.sections = list(sections)
+        self._lock = threading.Lock()
+        self.section = array("H")
+        self.style = array("B")
+        self.ready = array("d")
+        self.complete = array("d")
+        self.gone = array("d")
+        self.received = array("d")
+        self.stamp = array("d")
+        self.stamp_live = array("d")
+        self.pause = array("d")
+        #: sub-directory of the files of style "nested"
+        self.subdir: dict[int, str] = {}
+        self._present: list[set[int]] = [set() for _ in sections]
+        self._present_lock = [threading.Lock() for _ in sections]
+        self.windows: list[Window] = []
+        #: events whose name is not the final name of one of this section's
+        #: announceable files: [(time, section, name, why)]
+        self.unexpected: list[tuple[float, str, str, str]] = []
+
+    # -- names -----------------------------------------------------------------
+
+    def name(self, i: int) -> str:
+        """The final name of file C{i}."""
+        style = STYLES[self.style[i]]
+        if style == "entry":
+            return "d%09d" % i
+        if style == "ignored":
+            # Half fail an ignore pattern, half fail every "only" pattern.
+            return ("skip-%09d" if i % 2 else "x%09d") % i
+        if style == "odd":
+            # A space, a non-ASCII letter, a byte that is not UTF-8 (PEP 383)
+            # and a newline.
+            return "f%09d \u00e9\udcff\n.x" % i
+        return "f%09d" % i
+
+    def staging_name(self, i: int) -> str:
+        """Where a file of style "staged" is written before its rename."""
+        name = self.name(i)
+        kind = self.sections[self.section[i]].kind
+        return f".{name}.part" if kind.staging == "hidden" else f"{name}.working"
+
+    def relative(self, i: int) -> str:
+        """The path of file C{i} under its section's directory."""
+        sub = self.subdir.get(i)
+        return f"{sub}/{self.name(i)}" if sub else self.name(i)
+
+    # -- what producers, consumers and faults report ---------------------------------
+
+    def new(self, section: int, style: str, subdir: Optional[str] = None) -> int:
+        """A file is being started: its id."""
+        with self._lock:
+            i = len(self.section)
+            self.section.append(section)
+            self.style.append(_STYLE[style])
+            for column in (self.ready, self.complete, self.received, self.stamp, self.stamp_live):
+                column.append(NAN)
+            self.gone.append(INF)
+            self.pause.append(0.0)
+        if subdir:
+            self.subdir[i] = subdir
+        with self._present_lock[section]:
+            self._present[section].add(i)
+        return i
+
+    def completed(self, i: int, ready: float, complete: Optional[float], pause: float = 0.0) -> None:
+        """
+        The final step of file C{i} began at C{ready} and ended at
+        C{complete} (None: it failed, or the file was abandoned).
+
+        @param pause: the longest time its writer left it unmodified before
+            C{ready}: a C{settle} shorter than that may announce it before
+            it is complete, as documented, and that is not early.
+        """
+        self.pause[i] = pause
+        self.ready[i] = ready
+        if complete is not None:
+            self.complete[i] = complete
+
+    def removed(self, i: int, when: float, consumed: bool = False) -> None:
+        """
+        File C{i} was deleted from its monitored path.
+
+        @param consumed: by a consumer, after it was received: that ends no
+            obligation (the file counts as present to the end).
+        """
+        section = self.section[i]
+        with self._present_lock[section]:
+            self._present[section].discard(i)
+            if not consumed and when < self.gone[i]:
+                self.gone[i] = when
+
+    def swept(self, section: int, when: float, subdir: Optional[str] = None) -> int:
+        """
+        Every file of C{section} (in C{subdir} only, if given) went with its
+        directory; how many.
+        """
+        with self._present_lock[section]:
+            if subdir is None:
+                gone = self._present[section]
+                self._present[section] = set()
+            else:
+                gone = {i for i in self._present[section] if self.subdir.get(i) == subdir}
+                self._present[section] -= gone
+        for i in gone:
+            if when < self.gone[i]:
+                self.gone[i] = when
+        return len(gone)
+
+    def present(self, section: int) -> int:
+        """How many files of C{section} are in its directory (or being written)."""
+        return len(self._present[section])
+
+    def window(self, start: float, end: float, section: Optional[int], why: str) -> None:
+        """No file is due on account of [C{start}, C{end} + L{RECOVERY})."""
+        with self._lock:
+            self.windows.append(Window(start, end, section, why))
+
+    def receive(self, section: int, filename: str, stamp: float, now: float, event: str = "created") -> Optional[int]:
+        """
+        A consumer of C{section} received an event for C{filename}.
+
+        @param stamp: its C{event_timestamp}; @param event: its C{event}.
+
+        @return: the file's id when this is its first event (the consumer
+            may then delete it), else None.
+        """
+        base = filename.rsplit("/", 1)[-1]
+        match = _OURS.match(base)
+        i = int(match.group(2)) if match else -1
+        why = None
+        if not 0 <= i < len(self.section):
+            why = "not a file of the soak"
+        elif self.section[i] != section:
+            why = f"a file of [{self.sections[self.section[i]].name}]"
+        elif base != self.name(i):
+            why = "not the file's final name"
+        elif STYLES[self.style[i]] == "ignored":
+            why = "its section's filters refuse it"
+        if why is not None:
+            with self._lock:
+                self.unexpected.append((now, self.sections[section].name, filename, why))
+            return None
+        if not stamp >= self.stamp[i]:  # also when none yet (NaN)
+            self.stamp[i] = stamp
+        if event == "created" and not stamp >= self.stamp_live[i]:
+            self.stamp_live[i] = stamp
+        if self.received[i] == self.received[i]:
+            return None
+        self.received[i] = now
+        return i
+
+    # -- progress ----------------------------------------------------------------
+
+    def waiting(self, among: Optional[Iterable[int]] = None) -> list[int]:
+        """
+        Files complete, present, announceable and not received yet.
+
+        @param among: look at these files only (the last answer, once no new
+            file can come: a million files are not looked at every second).
+        """
+        ignored = _STYLE["ignored"]
+        comp, rec, gone, style = self.complete, self.received, self.gone, self.style
+        return [i for i in (range(len(self.section)) if among is None else among)
+                if rec[i] != rec[i] and comp[i] == comp[i] and gone[i] == INF and style[i] != ignored]
+
+    # -- the checker -------------------------------------------------------------
+
+    def excluded(self, section: int) -> tuple[list[float], list[float]]:
+        """The merged windows that apply to C{section}: (starts, ends), sorted."""
+        spans = sorted((w.start, w.end + RECOVERY) for w in self.windows
+                       if w.section is None or w.section == section)
+        starts: list[float] = []
+        ends: list[float] = []
+        for start, end in spans:
+            if ends and start <= ends[-1]:
+                ends[-1] = max(ends[-1], end)
+            else:
+                starts.append(start)
+                ends.append(end)
+        return starts, ends
+
+    @staticmethod
+    def longest_stretch(a: float, b: float, starts: list[float], ends: list[float], enough: float) -> float:
+        """The longest part of [a, b) outside the windows (stops once C{enough})."""
+        best, cursor = 0.0, a
+        k = bisect.bisect_right(ends, a)
+        while k < len(starts) and starts[k] < b:
+            best = max(best, starts[k] - cursor)
+            if best >= enough:
+                return best
+            cursor = max(cursor, ends[k])
+            k += 1
+        return max(best, b - cursor)
+
+    def due(self, i: int, end: float, windows: tuple[list[float], list[float]]) -> bool:
+        """Whether file C{i} had to be announced by C{end} (see the module docstring)."""
+        a = self.complete[i]
+        if a != a or STYLES[self.style[i]] == "ignored":
+            return False
+        b = min(self.gone[i], end)
+        grace = self.sections[self.section[i]].kind.grace()
+        if b - a < grace:
+            return False
+        return self.longest_stretch(a, b, *windows, grace) >= grace
+
+    def check(self, end: float) -> Findings:
+        """Every file against the guarantee, as of C{end} (the final SIGTERM)."""
+        found = Findings()
+        windows = [self.excluded(s.index) for s in self.sections]
+        early_after = [s.kind.settle() - EARLY_TOLERANCE if s.kind.early else None for s in self.sections]
+        stamps = [self.stamp if s.kind.early == ALL else self.stamp_live for s in self.sections]
+        comp, rec, ready = self.complete, self.received, self.ready
+        for i in range(len(self.section)):
+            section = self.section[i]
+            received = rec[i] == rec[i]
+            found.received += received
+            if comp[i] == comp[i]:
+                found.files += 1
+            if self.due(i, end, windows[section]):
+                found.due += 1
+                if not received:
+                    found.unannounced.append(i)
+            delay = early_after[section]
+            # The stamp is taken before the push: an event stamped after the
+            # threshold cannot have been received before it.
+            first = stamps[section][i]
+            if delay is not None and first == first and not first >= ready[i] + delay:
+                settle = self.sections[section].kind.settle()
+                if not (settle and self.pause[i] >= settle - PAUSE_TOLERANCE):
+                    found.early.append(i)
+        return found
+
+    def describe(self, i: int, t0: float, end: float) -> dict[str, Any]:
+        """File C{i}'s story, times in seconds since the start of the run."""
+        section = self.sections[self.section[i]]
+
+        def at(t: float) -> Optional[float]:
+            return None if t != t or t == INF else round(t - t0, 3)
+
+        starts, ends = self.excluded(section.index)
+        a, b = self.complete[i], min(self.gone[i], end)
+        near = [f"{w.why} [{w.start - t0:.2f}, {w.end - t0:.2f}]" for w in self.windows
+                if (w.section is None or w.section == section.index) and w.start < b + 1 and w.end + RECOVERY > a - 1]
+        return {
+            "id": i, "name": self.relative(i), "section": section.name, "kind": section.kind.name,
+            "style": STYLES[self.style[i]], "ready": at(self.ready[i]), "complete": at(a),
+            "gone": at(self.gone[i]), "received": at(self.received[i]), "first_stamp": at(self.stamp[i]),
+            "first_created_stamp": at(self.stamp_live[i]), "longest_pause": round(self.pause[i], 3),
+            "longest_stretch": round(self.longest_stretch(a, b, starts, ends, INF), 3) if a == a else None,
+            "windows": near,
+        }
+
+    def all_ids(self) -> Iterable[int]:
+        return range(len(self.section))

@@ -1,0 +1,210 @@
+"""
+The Redis side of the soak: one server, or a Sentinel set.
+
+Both give the faults and the consumers the same few things: the
+configuration lines of the observer's C{[common]} section, where the master
+is now (L{where}), and the faults on it: SIGKILL and restart (L{kill},
+L{restart}), SIGSTOP and SIGCONT (L{pause}, L{resume}), and an outage long
+enough to exceed C{max_held_events} (L{outage}, L{outage_end}).
+
+L{SentinelSet} (chosen when the observer knows C{redis_sentinels}) runs a
+master, a replica and three Sentinels from the same valkey-server binary
+(C{--sentinel}, C{down-after-milliseconds 1000}); it adds the faults
+C{SENTINEL FAILOVER} (L{failover}) and the master SIGKILLed until a replica
+takes over (L{kill}).  A node killed or demoted comes back as a replica of
+the master the Sentinels name.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from .harness import Redis, Resources, free_port, spawn, valkey_server_binary
+
+MASTER_NAME = "soak"
+
+
+class Single:
+    """One valkey-server (L{bench.harness.Redis}), restarted empty after a kill."""
+
+    sentinel = False
+
+    def __init__(self, resources: Resources, workdir: Path) -> None:
+        self.server = Redis(resources, workdir)
+
+    def config_lines(self) -> list[str]:
+        return ["redis_server=127.0.0.1", f"redis_port={self.server.port}"]
+
+    def where(self) -> tuple[str, int]:
+        return "127.0.0.1", self.server.port
+
+    def kill(self) -> None:
+        self.server.kill()
+
+    def restart(self) -> None:
+        self.server.start()
+
+    def pause(self) -> None:
+        self.server.pause()
+
+    def resume(self) -> None:
+        self.server.resume()
+
+    # A long outage is a kill, and its end a restart.
+    outage, outage_end = kill, restart
+
+
+class SentinelSet:
+    """A master, a replica and three Sentinels (see the module docstring)."""
+
+    sentinel = True
+
+    def __init__(self, resources: Resources, workdir: Path) -> None:
+        self.resources, self.workdir = resources, workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        first = Redis(resources, workdir / "node-0")
+        self.nodes = [first, Redis(resources, workdir / "node-1",
+                                   extra_args=["--replicaof", "127.0.0.1", str(first.port)])]
+        self.sentinels: list[tuple[int, subprocess.Popen]] = []
+        for i in range(3):
+            port = free_port()
+            conf = workdir / f"sentinel-{i}.conf"
+            conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {workdir}\n"
+                            f"sentinel monitor {MASTER_NAME} 127.0.0.1 {first.port} 2\n"
+                            f"sentinel down-after-milliseconds {MASTER_NAME} 1000\n"
+                            f"sentinel failover-timeout {MASTER_NAME} 5000\n")
+            with open(workdir / f"sentinel-{i}.log", "ab") as log:
+                proc = resources.process(spawn([valkey_server_binary(), str(conf), "--sentinel"],
+                                               stdout=log, stderr=subprocess.STDOUT, cwd=workdir))
+            self.sentinels.append((port, proc))
+        self._wait(lambda: self._agreed() is not None and self._replicas_ok(), 20, "the Sentinel set to form")
+
+    def config_lines(self) -> list[str]:
+        listed = ";".join(f"127.0.0.1:{port}" for port, _ in self.sentinels)
+        return [f"redis_sentinels={listed}", f"redis_sentinel_master={MASTER_NAME}"]
+
+    # -- where the master is ---------------------------------------------------------
+
+    def _ask(self, port: int) -> Optional[tuple[str, int]]:
+        import valkey
+
+        try:
+            client = valkey.Valkey(host="127.0.0.1", port=port, socket_timeout=1, socket_connect_timeout=1)
+            try:
+                host, master_port = client.execute_command("SENTINEL", "get-master-addr-by-name", MASTER_NAME)
+            finally:
+                client.close()
+            return (host.decode() if isinstance(host, bytes) else host), int(master_port)
+        except Exception:
+            return None
+
+    def where(self) -> tuple[str, int]:
+        """The master a Sentinel names now."""
+        for port, _ in self.sentinels:
+            answer = self._ask(port)
+            if answer is not None:
+                return answer
+        raise ConnectionError("no Sentinel answers")
+
+    def _agreed(self) -> Optional[tuple[str, int]]:
+        answers = {self._ask(port) for port, _ in self.sentinels}
+        return answers.pop() if len(answers) == 1 and None not in answers else None
+
+    def _master(self) -> Redis:
+        port = self.where()[1]
+        return next(node for node in self.nodes if node.port == port)
+
+    def _replicas_ok(self) -> bool:
+        """
+        Every node runs, the one the Sentinels name is a master, and its
+        replica is online (a failover needs a replica in sync).
+        """
+        try:
+            client = self._master().client(timeout=1)
+            try:
+                info = client.info("replication")
+            finally:
+                client.close()
+        except Exception:
+            return False
+        online = str(info.get("slave0", "")).find("online") >= 0 or \
+            (isinstance(info.get("slave0"), dict) and info["slave0"].get("state") == "online")
+        return (info.get("role") == "master" and online
+                and all(node.proc.poll() is None for node in self.nodes))
+
+    @staticmethod
+    def _wait(predicate: Any, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"timed out waiting for {what}")
+            time.sleep(0.1)
+
+    # -- faults ------------------------------------------------------------------------------
+
+    def kill(self) -> None:
+        """SIGKILL the master, and wait until the Sentinels name another."""
+        master = self._master()
+        master.kill()
+        self._killed = master
+        self._wait(lambda: self.where()[1] != master.port, 30, "a replica to take over")
+
+    def restart(self) -> None:
+        """The killed node comes back, empty, as a replica of the new master."""
+        host, port = self.where()
+        self._killed.extra_args = ["--replicaof", host, str(port)]
+        self._killed.start()
+        self._wait(self._agreed_and_sound, 30, "the set to be whole again")
+
+    def _agreed_and_sound(self) -> bool:
+        return self._agreed() is not None and self._replicas_ok()
+
+    def pause(self) -> None:
+        self._paused = self._master()
+        self._paused.pause()
+
+    def resume(self) -> None:
+        # A master stopped past down-after-milliseconds was replaced; it
+        # rejoins as a replica (the Sentinels reconfigure it).
+        self._paused.resume()
+
+    def outage(self) -> None:
+        """Every node stopped: no master anywhere, no failover possible."""
+        for node in self.nodes:
+            node.pause()
+
+    def outage_end(self) -> None:
+        for node in self.nodes:
+            node.resume()
+
+    def failover(self) -> str:
+        """
+        C{SENTINEL FAILOVER}, once the set is whole; wait for the new master.
+        A Sentinel may decline (a failover of the same master shortly
+        before): that is said, and is no failure of the soak.
+        """
+        import valkey
+
+        self._wait(self._agreed_and_sound, 30, "the set to be whole before a failover")
+        before = self.where()
+        for port, _ in self.sentinels:
+            client = valkey.Valkey(host="127.0.0.1", port=port, socket_timeout=5)
+            try:
+                client.execute_command("SENTINEL", "FAILOVER", MASTER_NAME)
+            except valkey.exceptions.ResponseError as e:
+                last = str(e)
+                continue
+            finally:
+                client.close()
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                if self.where() != before:
+                    # The demoted master resyncs meanwhile; the next
+                    # failover waits for it.
+                    return f"master {before[1]} -> {self.where()[1]}"
+                time.sleep(0.1)
+            last = "no new master within 10 s"
+        return f"no failover ({last})"
