@@ -357,9 +357,19 @@ class SectionListings:
         """
         assert self._waiting is not None
         settle, hold = self.section.settle, self._waiting.hold
-        for i, (mtime, name) in enumerate(young, 1):
+        directory = os.fsencode(self.section.directory)
+        for i, (_scanned, name) in enumerate(young, 1):
+            raw = encode_name(name)
+            # The scan ran over several reactor turns: since it saw this file,
+            # the file may have been deleted or written again, and those
+            # events found no entry in the table to act on.  Look at the file
+            # now, in the turn that puts it in the table (found by the soak).
+            try:
+                mtime = os.lstat(os.path.join(directory, raw)).st_mtime
+            except OSError:
+                continue  # gone: nothing to wait for
             # A time in the future (a clock set wrong) counts as now.
-            if not hold(encode_name(name), name, min(mtime, now) + settle):
+            if not hold(raw, name, min(mtime, self._clock.seconds()) + settle):
                 self._look_again(min(mtime, now) + settle, now - settle)
                 return
             if i % CHUNK == 0:
