@@ -20,6 +20,7 @@ Python (or by mapping each ``\\udcNN`` back to the byte ``0xNN`` elsewhere).
 
 from __future__ import annotations
 
+import os
 from json.encoder import encode_basestring_ascii as _quote  # C-accelerated
 
 CREATED = "created"
@@ -71,3 +72,44 @@ class EventEncoder:
             self._tail_key = (event, timestamp)
             self._tail = ', "event": "' + event + '", "event_timestamp": ' + repr(timestamp) + "}"
         return (self._head + _quote(name) + self._tail).encode("ascii")
+
+
+class TreeEncoder:
+    """
+    Encodes events of a tree, whose names are paths relative to its top
+    directory (C{"a/b/f.csv"}): the event's C{directory} is the directory
+    that holds the file, and its C{filename} the file's name.
+
+    One L{EventEncoder} per sub-directory is kept, the most recently used
+    ones only (L{KEPT}), so a tree of a million directories costs no more
+    than a few thousand.
+    """
+
+    #: sub-directory encoders kept at most
+    KEPT = 4096
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self._top = EventEncoder(directory)
+        self._encoders: dict[str, EventEncoder] = {}
+
+    def encode(self, path: str, event: str, timestamp: float) -> bytes:
+        """
+        The JSON bytes of one event.
+
+        @param path: the file's path relative to the top directory (a plain
+            name for a file of the top directory).
+        """
+        cut = path.rfind("/")
+        if cut < 0:
+            return self._top.encode(path, event, timestamp)
+        subdirectory = path[:cut]
+        encoder = self._encoders.pop(subdirectory, None)
+        if encoder is None:
+            if len(self._encoders) >= self.KEPT:
+                # The least recently used one (a dict keeps its order of
+                # insertion, and a used encoder is put back at the end).
+                del self._encoders[next(iter(self._encoders))]
+            encoder = EventEncoder(os.path.join(self.directory, subdirectory))
+        self._encoders[subdirectory] = encoder
+        return encoder.encode(path[cut + 1:], event, timestamp)

@@ -1,0 +1,488 @@
+"""
+A recursive section's tree: the watches of its sub-directories.
+
+The section's monitor watches its configured directory (the top) and keeps
+that watch's lifecycle (missing, back, a symbolic link switched); a
+L{DirectoryTree} holds everything below it.  Each sub-directory is a node:
+the sink (L{dirobserver.sources.EventSink}) of its own watch, which knows
+its path.  A node hands its events on with names made relative to the top
+(C{b"a/b/f.csv"}), so the section's filters, its table of files waiting to
+be complete and its listings deal with one kind of name everywhere, and an
+event's C{directory} is the directory that holds the file
+(L{dirobserver.events.TreeEncoder}).
+
+Nothing is missed in a new sub-directory.  Every watcher that reads a new
+directory before it watches it loses what is created between the two; here
+a sub-directory that appears (created, or moved in with all its content) is
+watched first, then read, and what the reading finds is announced as
+created (as a name moved in: complete).  So C{mkdir -p a/b/c && touch
+a/b/c/f} loses nothing, whichever of the observer and the producer is
+faster; at worst a file made between the watch and the reading is announced
+twice.  The reading is cooperative and waits while the writer holds many
+events, so a whole tree moved in never freezes the reactor.
+
+A sub-directory deleted, moved out or unmounted ends its watch and the
+watches of everything below it, quietly (one debug line): the rest of the
+tree goes on.  When a directory of the same name is there again (a rename
+within the tree keeps the kernel's watch, whose end then comes late), it is
+watched and read anew.  Sub-directories whose name matches
+C{ignore_directories} are neither watched nor read.  Symbolic links are
+not followed.
+
+A sub-directory that cannot have an inotify watch because
+C{fs.inotify.max_user_watches} is reached is polled instead
+(L{dirobserver.poller}), with one log line for the whole episode, and is
+watched by inotify again as soon as watches are available (tried after each
+round of scans).  With C{watch_mode = auto}, a sub-directory on another
+filesystem than its parent (a mount point) that is a network or FUSE
+filesystem is polled, with everything below it.  In a polled section every
+directory of the tree is polled.
+
+The listings of the section (start-up, forced poll, overflow, reconnect)
+walk the whole tree through the L{dirobserver.listing.Walker} methods of
+the tree: L{enter} watches a sub-directory before the listing reads it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from typing import Callable, Iterator
+
+from twisted.internet import defer, task
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from .config import WATCH_AUTO, WATCH_POLL, SectionSettings
+from .events import decode_name
+from .fstype import choose_mode
+from .listing import CHUNK
+from .poller import Poller
+from .sources import Batch, EventSource
+from .watcher import IN_CREATE, IN_ISDIR, IN_MOVED_TO, WATCH_MASK, WatchError
+
+_APPEARED = IN_CREATE | IN_MOVED_TO
+
+
+class _Node:
+    """A directory of the tree, and the sink of its watch."""
+
+    __slots__ = ("tree", "parent", "name", "path", "prefix", "children", "wd", "polled",
+                 "poll_only", "device", "inode", "ended")
+
+    def __init__(self, tree: DirectoryTree, parent: _Node | None, name: bytes, path: bytes,
+                 prefix: bytes) -> None:
+        self.tree = tree
+        self.parent = parent
+        self.name = name
+        self.path = path
+        #: what the names of its events are prefixed with (b"" at the top)
+        self.prefix = prefix
+        self.children: dict[bytes, _Node] = {}
+        #: its inotify watch, or its poller's handle (None: none of that kind)
+        self.wd: int | None = None
+        self.polled: int | None = None
+        #: polled for good (a polled section, a network mount), not for
+        #: want of inotify watches
+        self.poll_only = False
+        self.device = self.inode = 0
+        self.ended = False
+
+    @property
+    def relative(self) -> bytes:
+        """Its path relative to the top (b"" for the top)."""
+        return self.prefix[:-1]
+
+    def file_events(self, batch: Batch, read_time: float) -> None:
+        self.tree._events(self, batch, read_time)
+
+    def watch_ended(self, mask: int) -> None:
+        self.tree._ended(self)
+
+    def events_lost(self) -> None:
+        """The monitor, the sink of the top directory, hears of it for the whole tree."""
+
+
+class DirectoryTree:
+    """
+    The sub-directories of one section (see the module docstring).
+
+    @ivar subdirectories: sub-directories watched or polled now.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        section: SectionSettings,
+        mask: int,
+        deliver: Callable[[Batch, float], None],
+        room: Callable[[], defer.Deferred | None],
+        clock: IReactorTime,
+        cooperator: task.Cooperator,
+        poller: Callable[[], Poller],
+    ) -> None:
+        """
+        @param mask: what each sub-directory is watched for (the section's).
+        @param deliver: takes the events of the sub-directories, their names
+            relative to the top (the monitor's event handling).
+        @param room: None while the writer has room, else a Deferred that
+            fires when it has (the reading of a new sub-directory waits).
+        @param poller: the section's poller (made when first needed).
+        """
+        self.section = section
+        self.recursive = section.recursive
+        self._section_mask = self._mask = mask
+        self._deliver = deliver
+        self._room = room
+        self._clock = clock
+        self._cooperator = cooperator
+        self._poller = poller
+        self._top = _Node(self, None, b"", os.fsencode(section.directory), b"")
+        self._top.ended = True
+        self._watcher: EventSource | None = None
+        #: bumped when the whole tree is dropped: walks under way stop
+        self._generation = 0
+        #: sub-directories polled because the inotify watch limit is reached
+        self._limited: dict[_Node, None] = {}
+        #: sub-directories whose watch was refused (said once each)
+        self._refused: set[bytes] = set()
+        self._polled = 0
+        self.subdirectories = 0
+
+    # -- the top directory, watched by the monitor ------------------------------
+
+    def rooted(self, watcher: EventSource | None, handle: int, polled: bool) -> None:
+        """
+        The top directory is watched: by C{watcher} (inotify) with watch
+        C{handle}, or by the section's poller with C{handle} (C{polled}).
+        Sub-directories are then found and watched (not announced: the
+        listing that follows the top's watch does that).
+        """
+        self.clear()
+        top = self._top
+        top.ended = False
+        self._watcher = watcher
+        # A polled section announces what its poller reports (see the
+        # monitor): names gone are of no interest to it.
+        self._mask = WATCH_MASK if polled else self._section_mask
+        top.poll_only = polled
+        if polled:
+            top.polled = handle
+            self._polled += 1
+        else:
+            top.wd = handle
+        try:
+            info = os.stat(top.path)
+            top.device, top.inode = info.st_dev, info.st_ino
+        except OSError:
+            pass  # gone already: its end of watch follows
+        if self.recursive:
+            self._walk(top, announce=False)
+
+    def clear(self) -> None:
+        """The top's watch ended (or the section stops): so do all the others."""
+        self._generation += 1
+        top = self._top
+        for child in list(top.children.values()):
+            self._drop(child)
+        if top.polled is not None:
+            self._polled -= 1
+        top.wd = top.polled = None
+        top.ended = True
+        self._limited.clear()
+
+    def top_events(self, batch: Batch) -> None:
+        """Events of the top directory (the monitor's): sub-directories that appear."""
+        self._appearances(self._top, batch)
+
+    # -- the Walker interface (the section's listings) -----------------------------
+
+    def accepts_directory(self, name: bytes) -> bool:
+        """Whether sub-directory C{name} belongs to the tree (C{ignore_directories})."""
+        return self.section.accepts_directory(decode_name(name))
+
+    def enter(self, subdirectory: bytes) -> bool:
+        """A listing reads C{subdirectory} next: watch it first if it is not."""
+        node = self._top
+        parts = subdirectory.split(b"/")
+        for part in parts[:-1]:
+            node = node.children.get(part)  # type: ignore[assignment]
+            if node is None:
+                return False
+        if node.ended:
+            return False
+        return node.children.get(parts[-1]) is not None or self._watch(node, parts[-1]) is not None
+
+    def wants_names(self) -> bool:
+        """Whether some directory is polled (and L{seen} wants the names a listing read)."""
+        return self._polled > 0
+
+    def seen(self, subdirectory: bytes, names: list[bytes]) -> None:
+        """A listing read C{names} in C{subdirectory}: its poller's previous scan."""
+        node: _Node | None = self._top
+        for part in subdirectory.split(b"/") if subdirectory else ():
+            node = node.children.get(part) if node is not None else None
+        if node is not None and node.polled is not None:
+            self._poller().listed(node.polled, names)
+
+    # -- events -----------------------------------------------------------------------
+
+    def _events(self, node: _Node, batch: Batch, read_time: float) -> None:
+        if node.ended:
+            return
+        self._appearances(node, batch)
+        prefix = node.prefix
+        self._deliver([(prefix + name, mask) for name, mask in batch], read_time)
+
+    def _appearances(self, node: _Node, batch: Batch) -> None:
+        for name, mask in batch:
+            if mask & IN_ISDIR and mask & _APPEARED:
+                self._appeared(node, name)
+
+    def _appeared(self, parent: _Node, name: bytes) -> None:
+        """Sub-directory C{name} appeared in C{parent}: watch it, then read it."""
+        if parent.ended or not self.accepts_directory(name):
+            return
+        child = parent.children.get(name)
+        if child is not None:
+            try:
+                info = os.lstat(child.path)
+                if (info.st_dev, info.st_ino) == (child.device, child.inode):
+                    return  # the very directory watched already (a listing got there first)
+            except OSError:
+                pass
+            self._drop(child)
+        child = self._watch(parent, name)
+        if child is None:
+            return
+        if child.polled is not None:
+            # Its poller reports everything in it at its next scan.
+            self._poller().listed(child.polled, ())
+        else:
+            self._walk(child, announce=True)
+
+    def _ended(self, node: _Node) -> None:
+        """The watch of C{node} ended: deleted, moved or unmounted."""
+        if node.ended:
+            return
+        parent = node.parent
+        assert parent is not None
+        count = self._drop(node)
+        self._log.debug(
+            "[{section}] {path} is gone (deleted, moved or unmounted): stopped watching it "
+            "({count} directories)",
+            section=self.section.name, path=os.fsdecode(node.path), count=count,
+        )
+        # A directory of that name again (made again, or renamed within the
+        # tree: its new name took the kernel's watch, which ends only now).
+        try:
+            if stat.S_ISDIR(os.lstat(node.path).st_mode):
+                self._appeared(parent, node.name)
+        except OSError:
+            pass
+
+    # -- watches ------------------------------------------------------------------------
+
+    def _watch(self, parent: _Node, name: bytes) -> _Node | None:
+        """Watch (or poll) sub-directory C{name} of C{parent}; None when it cannot be."""
+        path = os.path.join(parent.path, name)
+        try:
+            info = os.lstat(path)
+        except OSError:
+            return None  # gone already
+        if not stat.S_ISDIR(info.st_mode):
+            return None
+        node = _Node(self, parent, name, path, parent.prefix + name + b"/")
+        node.device, node.inode = info.st_dev, info.st_ino
+        node.poll_only = parent.poll_only or self._remote_mount(node, parent)
+        limited = False
+        if not node.poll_only and self._watcher is not None:
+            try:
+                node.wd = self._watcher.add(path, node, self._mask)
+            except WatchError as e:
+                if e.errno != errno.ENOSPC:
+                    self._refused_once(node, e)
+                    return None
+                limited = True
+        if node.wd is None:
+            try:
+                node.polled = self._poller().add(path, node, self._mask)
+            except WatchError as e:
+                self._refused_once(node, e)
+                return None
+            self._polled += 1
+            if limited:
+                self._limit_reached(node)
+        self._refused.discard(node.relative)
+        parent.children[name] = node
+        self.subdirectories += 1
+        return node
+
+    def _remote_mount(self, node: _Node, parent: _Node) -> bool:
+        """C{watch_mode = auto}: a mount point of a network or FUSE filesystem is polled."""
+        if self.section.watch_mode != WATCH_AUTO or node.device == parent.device:
+            return False
+        mode, why = choose_mode(WATCH_AUTO, node.path)
+        if mode != WATCH_POLL:
+            return False
+        self._log.info(
+            "[{section}] {path} is {why}: polling it and everything below it every {interval:g} s",
+            section=self.section.name, path=os.fsdecode(node.path), why=why,
+            interval=self.section.poll_interval,
+        )
+        return True
+
+    def _drop(self, node: _Node) -> int:
+        """End the watches of C{node} and of everything below it; return how many."""
+        count = 0
+        stack = [node]
+        while stack:
+            each = stack.pop()
+            each.ended = True
+            count += 1
+            stack.extend(each.children.values())
+            if each.wd is not None and self._watcher is not None:
+                self._watcher.remove(each.wd, each)
+            if each.polled is not None:
+                self._poller().remove(each.polled, each)
+                self._polled -= 1
+            self._limited.pop(each, None)
+        parent = node.parent
+        if parent is not None and parent.children.get(node.name) is node:
+            del parent.children[node.name]
+        self.subdirectories -= count
+        return count
+
+    def _refused_once(self, node: _Node, error: WatchError) -> None:
+        if error.errno in (errno.ENOENT, errno.ENOTDIR) or node.relative in self._refused:
+            return  # gone already: nothing to say
+        self._refused.add(node.relative)
+        self._log.warn(
+            "[{section}] Sub-directory {path} {reason}: its files are not announced until it "
+            "can be watched (the next listing tries again)",
+            section=self.section.name, path=os.fsdecode(node.path), reason=error.reason,
+        )
+
+    # -- the inotify watch limit --------------------------------------------------------
+
+    def _limit_reached(self, node: _Node) -> None:
+        first = not self._limited
+        self._limited[node] = None
+        if first:
+            self._log.warn(
+                "[{section}] The inotify watch limit is reached (fs.inotify.max_user_watches = "
+                "{limit}): sub-directories of {directory} that cannot be watched are polled every "
+                "{interval:g} s until watches are available again; raise the limit with "
+                "sysctl fs.inotify.max_user_watches=N",
+                section=self.section.name, limit=_watch_limit(), directory=self.section.directory,
+                interval=self.section.poll_interval,
+            )
+
+    def retry_limited(self) -> None:
+        """
+        After a round of scans: watch the sub-directories polled for want
+        of inotify watches, as long as watches can be had.  Each is scanned
+        once more after its watch is set (what came before the watch).
+        """
+        if not self._limited or self._watcher is None:
+            return
+        for node in list(self._limited):
+            try:
+                wd = self._watcher.add(node.path, node, self._mask)
+            except WatchError as e:
+                if e.errno == errno.ENOSPC:
+                    return  # still at the limit
+                continue  # gone: its scan says so
+            node.wd = wd
+            if node.polled is not None:
+                self._poller().retire(node.polled)
+                node.polled = None
+                self._polled -= 1
+            del self._limited[node]
+        if not self._limited:
+            self._log.info(
+                "[{section}] inotify watches are available again: every sub-directory of "
+                "{directory} is watched",
+                section=self.section.name, directory=self.section.directory,
+            )
+
+    # -- reading new sub-directories ----------------------------------------------------
+
+    def _walk(self, start: _Node, announce: bool) -> None:
+        """Read C{start} and what is below it, cooperatively (see L{_walking})."""
+        work = self._walking(start, announce, self._generation)
+        self._cooperator.cooperate(work).whenDone().addErrback(self._walk_failed)
+
+    def _walk_failed(self, failure: Failure) -> None:
+        if not failure.check(task.TaskStopped, task.SchedulerStopped):
+            self._log.failure("[{section}] Reading a new sub-directory failed", failure,
+                              section=self.section.name)
+
+    def _walking(self, start: _Node, announce: bool, generation: int) -> Iterator[object]:
+        """
+        Watch every sub-directory below C{start}, each before it is read.
+        C{announce}: C{start} is new, and what is in it is announced (as
+        moved in); else (the top, at its watch) the listing announces.
+        """
+        subdirectories = self.section.subdirectories
+        stack = [start]
+        count = 0
+        while stack:
+            node = stack.pop()
+            if node.ended or generation != self._generation:
+                continue
+            found: Batch = []
+            try:
+                with os.scandir(node.path) as entries:
+                    for entry in entries:
+                        count += 1
+                        raw = entry.name
+                        try:
+                            is_dir = entry.is_dir(follow_symlinks=False)
+                        except OSError:
+                            continue
+                        mask = IN_MOVED_TO
+                        if is_dir:
+                            if not self.accepts_directory(raw):
+                                continue
+                            if raw not in node.children:
+                                child = self._watch(node, raw)
+                                if child is not None:
+                                    if child.polled is None or not announce:
+                                        stack.append(child)
+                                    else:
+                                        self._poller().listed(child.polled, ())
+                            if not subdirectories:
+                                continue
+                            mask |= IN_ISDIR
+                        if announce:
+                            found.append((node.prefix + raw, mask))
+                        if count % CHUNK == 0:
+                            yield from self._found(found)
+                            found = []
+                            if node.ended or generation != self._generation:
+                                break
+            except OSError:
+                continue  # gone already: its end of watch follows
+            yield from self._found(found)
+
+    def _found(self, found: Batch) -> Iterator[object]:
+        """Announce what a reading found, then let the reactor run (and the writer drain)."""
+        if found:
+            self._deliver(found, self._clock.seconds())
+        yield None
+        waiting = self._room()
+        if waiting is not None:
+            yield waiting
+
+
+def _watch_limit() -> str:
+    """The value of C{fs.inotify.max_user_watches}, for the log line."""
+    try:
+        with open("/proc/sys/fs/inotify/max_user_watches") as f:
+            return f.read().strip()
+    except OSError:
+        return "unknown"
