@@ -108,4 +108,4 @@ def choose_mode(watch_mode: str, path: str | bytes) -> tuple[str, str | None]:
     kind = remote_kind(magic)
     if kind is None:
         return WATCH_INOTIFY, None
-    return WATCH_POLL, f"on a {kind} filesystem (statfs type {magic & 0xFFFFFFFF:#x})"
+    return WATCH_POLL, f"on {kind} (statfs type {magic & 0xFFFFFFFF:#x})"
