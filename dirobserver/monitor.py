@@ -209,10 +209,12 @@ class DirectoryMonitor:
                 target=os.path.realpath(self.directory),
             )
         self._log.info(
-            "[{section}] {what} {directory} -> queue {queue}",
+            "[{section}] {what} {directory}{how} -> queue {queue}",
             section=self.section.name,
             what="Directory is back, watching" if came_back else "Watching",
             directory=self.directory,
+            how=(" and its sub-directories" if self.section.recursive else "")
+            + (f", polled every {self.section.poll_interval:g} s" if polled else ""),
             queue=self.section.queue,
         )
         self.relist()

@@ -214,7 +214,14 @@ class DirectoryTree:
                 return False
         if node.ended:
             return False
-        return node.children.get(parts[-1]) is not None or self._watch(node, parts[-1]) is not None
+        child = node.children.get(parts[-1])
+        if child is not None:
+            if self._still_there(child):
+                return True
+            # Another directory under that name, whose appearance was not
+            # seen (events lost): watch this one.
+            self._drop(child)
+        return self._watch(node, parts[-1]) is not None
 
     def wants_names(self) -> bool:
         """Whether some directory is polled (and L{seen} wants the names a listing read)."""
@@ -248,12 +255,8 @@ class DirectoryTree:
             return
         child = parent.children.get(name)
         if child is not None:
-            try:
-                info = os.lstat(child.path)
-                if (info.st_dev, info.st_ino) == (child.device, child.inode):
-                    return  # the very directory watched already (a listing got there first)
-            except OSError:
-                pass
+            if self._still_there(child):
+                return  # the very directory watched already (a listing got there first)
             self._drop(child)
         child = self._watch(parent, name)
         if child is None:
@@ -320,6 +323,15 @@ class DirectoryTree:
         parent.children[name] = node
         self.subdirectories += 1
         return node
+
+    @staticmethod
+    def _still_there(node: _Node) -> bool:
+        """Whether the directory at C{node}'s path is still the one it watches."""
+        try:
+            info = os.lstat(node.path)
+        except OSError:
+            return False
+        return (info.st_dev, info.st_ino) == (node.device, node.inode)
 
     def _remote_mount(self, node: _Node, parent: _Node) -> bool:
         """C{watch_mode = auto}: a mount point of a network or FUSE filesystem is polled."""
