@@ -92,6 +92,9 @@ class TreeEncoder:
         self.directory = directory
         self._top = EventEncoder(directory)
         self._encoders: dict[str, EventEncoder] = {}
+        # The last one used: events of one directory tend to come together.
+        self._last_directory: str | None = None
+        self._last = self._top
 
     def encode(self, path: str, event: str, timestamp: float) -> bytes:
         """
@@ -104,6 +107,8 @@ class TreeEncoder:
         if cut < 0:
             return self._top.encode(path, event, timestamp)
         subdirectory = path[:cut]
+        if subdirectory == self._last_directory:
+            return self._last.encode(path[cut + 1:], event, timestamp)
         encoder = self._encoders.pop(subdirectory, None)
         if encoder is None:
             if len(self._encoders) >= self.KEPT:
@@ -112,4 +117,5 @@ class TreeEncoder:
                 del self._encoders[next(iter(self._encoders))]
             encoder = EventEncoder(os.path.join(self.directory, subdirectory))
         self._encoders[subdirectory] = encoder
+        self._last_directory, self._last = subdirectory, encoder
         return encoder.encode(path[cut + 1:], event, timestamp)
