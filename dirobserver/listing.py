@@ -114,14 +114,14 @@ def _scan(
     chunk: list[Entry] = []
     seen = 0
     recursive = walker is not None and walker.recursive
-    names_wanted = walker is not None and walker.wants_names()
     # Directories to read: (path relative to the top, its prefix in names).
     todo: list[tuple[bytes, str]] = [(b"", "")]
     while todo:
         subdirectory, prefix = todo.pop()
         if subdirectory and not walker.enter(subdirectory):  # type: ignore[union-attr]
             continue
-        names: list[bytes] | None = [] if names_wanted else None
+        # Asked for each directory: entering one may have made it polled.
+        names: list[bytes] | None = [] if walker is not None and walker.wants_names() else None
         try:
             with os.scandir(os.path.join(path, subdirectory) if subdirectory else path) as entries:
                 for entry in entries:

@@ -307,11 +307,13 @@ def test_poll_mode_with_settle_announces_a_file_once_unchanged(
     collector = collectors(redis_server)
     slow = shm / "slow"
     with open(slow, "wb") as f:
-        for _ in range(4):
+        for i in range(4):
+            if i:
+                time.sleep(0.4)
             f.write(b"x" * 1024)
             f.flush()
-            time.sleep(0.4)
-        last_write = time.time()
+            last_write = time.time()
+        assert collector.paths() == []
     assert not collector.wait_all({str(slow)}, timeout=10)
     received = time.time()
     assert received >= last_write + 0.8
