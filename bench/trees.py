@@ -93,10 +93,7 @@ def tree_listing_run(ctx: Context, directory: Path, n: int, run: int, timeout: f
     ready_s = observer.wait_ready()
     profiler = ctx.profiler(observer, "tree-listing", run)
     drain = _Drain(ctx, queue, b"f", n)
-    deadline = time.time() + timeout
-    while drain.t_all is None and time.time() < deadline:
-        if not drain():
-            time.sleep(0.002)
+    _poll_until(drain, lambda: drain.t_all is not None, time.time() + timeout)
     _wait_idle(observer, drain, time.time() + 5.0)
     # The listing started with the process: charge all of its CPU.
     figures = _finish(observer, profiler, 0.0, drain.events)
@@ -128,15 +125,11 @@ def tree_burst_run(ctx: Context, dirs: int, per_dir: int, run: int, straggler_ti
     profiler = ctx.profiler(observer, "tree-burst", run)
     drain = _Drain(ctx, queue, b"g", n)
     creator = Creator(ctx.resources, "tree-burst", root, dirs, per_dir)
-    while creator.running():
-        if not drain():
-            time.sleep(0.002)
+    _poll_until(drain, lambda: not creator.running(), float("inf"))
     made = creator.result()
     ctx.say(f"made {dirs:,} sub-directories with {made['count']:,} files at {made['rate']:,.0f} files/s")
     deadline = time.time() + straggler_timeout
-    while drain.t_all is None and time.time() < deadline:
-        if not drain():
-            time.sleep(0.002)
+    _poll_until(drain, lambda: drain.t_all is not None, deadline)
     _wait_idle(observer, drain, min(deadline, time.time() + 5.0))
     figures = _finish(observer, profiler, cpu0, drain.events)
     figures.update({
@@ -181,9 +174,7 @@ def poll_cost_run(ctx: Context, n: int, run: int, window: float, timeout: float)
     ready_s = observer.wait_ready()
     listing = _Drain(ctx, queue, b"f", n)
     deadline = time.time() + timeout
-    while listing.t_all is None and time.time() < deadline:
-        if not listing():
-            time.sleep(0.002)
+    _poll_until(listing, lambda: listing.t_all is not None, deadline)
     _wait_idle(observer, listing, min(deadline, time.time() + 10.0))
     ctx.say(f"{listing.covered:,} files listed at start; polling for {window:g} s")
 
@@ -201,9 +192,7 @@ def poll_cost_run(ctx: Context, n: int, run: int, window: float, timeout: float)
             stamped.setdefault(name, stamp)
         return len(batch)
 
-    while time.time() < t0 + window:
-        if not take():
-            time.sleep(0.01)
+    _poll_until(take, lambda: False, t0 + window)
     trickle.stop()
     made = trickle.result()
     cpu = observer.cpu() - cpu0
@@ -233,6 +222,7 @@ def poll_cost_run(ctx: Context, n: int, run: int, window: float, timeout: float)
 
 
 def _poll_until(take: Callable[[], int], done: Callable[[], bool], until: float) -> None:
+    """Call C{take} (it drains, and returns how many events it got) until C{done()} or C{until}."""
     while not done() and time.time() < until:
         if not take():
-            time.sleep(0.01)
+            time.sleep(0.002)

@@ -48,6 +48,9 @@ from .writer import RedisWriter
 
 #: Entries handled between two chances for the reactor to run.
 CHUNK = 2000
+#: Directories opened between two chances for the reactor to run (a tree of
+#: many small directories costs its opens and watches, not its entries).
+DIRECTORIES = 64
 
 Entry = tuple[float, str]  # (modification time, decoded name)
 
@@ -116,7 +119,11 @@ def _scan(
     recursive = walker is not None and walker.recursive
     # Directories to read: (path relative to the top, its prefix in names).
     todo: list[tuple[bytes, str]] = [(b"", "")]
+    opened = 0
     while todo:
+        opened += 1
+        if opened % DIRECTORIES == 0:
+            yield None
         subdirectory, prefix = todo.pop()
         if subdirectory and not walker.enter(subdirectory):  # type: ignore[union-attr]
             continue

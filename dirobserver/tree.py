@@ -65,6 +65,10 @@ from .watcher import IN_CREATE, IN_ISDIR, IN_MOVED_TO, WATCH_MASK, WatchError
 
 _APPEARED = IN_CREATE | IN_MOVED_TO
 
+#: Sub-directories polled for want of watches that one round of scans tries
+#: to watch again.
+RETRIES_PER_ROUND = 1000
+
 
 class _Node:
     """A directory of the tree, and the sink of its watch."""
@@ -401,7 +405,9 @@ class DirectoryTree:
         """
         if not self._limited or self._watcher is None:
             return
-        for node in list(self._limited):
+        # A bounded number per round: thousands of watches at once would
+        # hold the reactor up.
+        for node in list(self._limited)[:RETRIES_PER_ROUND]:
             try:
                 wd = self._watcher.add(node.path, node, self._mask)
             except WatchError as e:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -61,17 +60,6 @@ class Collector:
         """Wait until every path of C{expected} was announced; return the missing ones."""
         wait_until(lambda: expected <= set(self.paths()), timeout, interval=0.02)
         return expected - set(self.paths())
-
-
-@pytest.fixture
-def shm(tmp_path: Path) -> Iterator[Path]:
-    """A private directory on tmpfs when there is one."""
-    base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
-    root = Path(tempfile.mkdtemp(prefix="dirobserver-trees-", dir=base or tmp_path))
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

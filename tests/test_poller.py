@@ -59,6 +59,14 @@ class PollerTests(unittest.TestCase):
         self.addCleanup(poller.close)
         return poller
 
+    def polled(self, **kwargs) -> tuple[Poller, Sink]:
+        """A poller of the test's directory for one sink, past its first (silent) scan."""
+        poller = self.make(**kwargs)
+        sink = Sink()
+        poller.add(self.path(), sink, WATCH_MASK)
+        self.tick()
+        return poller, sink
+
     def _ticked(self) -> None:
         self.ticks += 1
 
@@ -82,10 +90,7 @@ class PollerTests(unittest.TestCase):
     def test_new_names_are_reported_once_each(self):
         """The first scan is silent; then each new name once, directories flagged."""
         self.touch("before")
-        poller = self.make()
-        sink = Sink()
-        poller.add(self.path(), sink, WATCH_MASK)
-        self.tick()
+        poller, sink = self.polled()
         self.assertEqual(sink.take(), [])
         self.touch("a", "b")
         os.mkdir(os.path.join(self.root, "d"))
@@ -133,10 +138,7 @@ class PollerTests(unittest.TestCase):
         self.assertEqual(plain.take(), [(b"c", IN_MOVED_TO)])
 
     def test_with_settle_a_file_is_reported_once_unchanged_for_that_long(self):
-        poller = self.make(settle=3.0)
-        sink = Sink()
-        poller.add(self.path(), sink, WATCH_MASK)
-        self.tick()
+        poller, sink = self.polled(settle=3.0)
         self.touch("slow", data=b"1")
         self.tick()  # t=4: first seen
         self.tick()  # t=6: unchanged for 2 s only
@@ -152,10 +154,7 @@ class PollerTests(unittest.TestCase):
 
     def test_closed_without_settle_waits_for_one_scan_unchanged(self):
         """A scan cannot see a close: a file is complete once two scans agree."""
-        poller = self.make(closed=True)
-        sink = Sink()
-        poller.add(self.path(), sink, WATCH_MASK)
-        self.tick()
+        poller, sink = self.polled(closed=True)
         self.touch("f", data=b"1")
         os.mkdir(os.path.join(self.root, "d"))
         self.tick()
@@ -167,10 +166,7 @@ class PollerTests(unittest.TestCase):
         self.assertEqual(sink.take(), [(b"f", IN_MOVED_TO)])
 
     def test_a_pending_file_deleted_is_never_reported(self):
-        poller = self.make(settle=1.0)
-        sink = Sink()
-        poller.add(self.path(), sink, WATCH_MASK)
-        self.tick()
+        poller, sink = self.polled(settle=1.0)
         self.touch("gone")
         self.tick()
         os.unlink(os.path.join(self.root, "gone"))
@@ -181,10 +177,7 @@ class PollerTests(unittest.TestCase):
     def test_a_scan_looks_at_new_names_only(self):
         """One lstat per new name; the names already known cost none."""
         self.touch(*(f"old{i}" for i in range(500)))
-        poller = self.make()
-        sink = Sink()
-        poller.add(self.path(), sink, WATCH_MASK)
-        self.tick()
+        poller, sink = self.polled()
         looked: list[bytes] = []
         real_lstat = os.lstat
 

@@ -20,23 +20,18 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from twisted.internet import defer, reactor, task
-from twisted.logger import globalLogPublisher
-from twisted.trial import unittest
+from twisted.internet import defer
+from twisted.logger import formatEvent, globalLogPublisher
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import RedisServer  # noqa: E402
+from core_case import CoreTestCase, sleep  # noqa: E402
 
-from dirobserver import config  # noqa: E402
 from dirobserver.service import ObserverService  # noqa: E402
 from dirobserver.watcher import LIBC_INOTIFY, Watcher, WatchError  # noqa: E402
-from dirobserver.writer import RedisWriter  # noqa: E402
 
 POLL = 0.2
 
@@ -78,28 +73,10 @@ class LimitedService(ObserverService):
         return watcher
 
 
-def sleep(seconds: float) -> defer.Deferred:
-    return task.deferLater(reactor, seconds, lambda: None)
-
-
-class WatchLimitTests(unittest.TestCase):
-    timeout = 60
-
+class WatchLimitTests(CoreTestCase):
     def setUp(self) -> None:
-        self.server = RedisServer()
-        self.server.start()
-        self.addCleanup(self.server.cleanup)
-        self.client = self.server.client()
-        self.addCleanup(self.client.close)
-        base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
-        self.dir = Path(tempfile.mkdtemp(prefix="dirobserver-limit-", dir=base))
-        self.addCleanup(shutil.rmtree, self.dir, True)
-        text = (f"[common]\nredis_server=127.0.0.1\nredis_port={self.server.port}\n"
-                f"monitor_inactivitytimeout=0\n[s:common]\nactive=true\nqueue=q\n"
-                f"directory={self.dir}\nrecursive=true\npoll_interval={POLL}\n")
-        settings = config.parse(text, "limit.ini")
-        self.writer = RedisWriter(settings.redis, settings.max_held_events, reactor)
-        self.core = LimitedService(settings, self.writer, reactor)
+        super().setUp()
+        self.make_core(f"recursive=true\npoll_interval={POLL}", core=LimitedService)
         self.core.calls = LimitedCalls(limit=4)  # the top and 3 sub-directories
         self.received: set[str] = set()
         self.logged: list[str] = []
@@ -107,17 +84,8 @@ class WatchLimitTests(unittest.TestCase):
         self.addCleanup(globalLogPublisher.removeObserver, self._log)
 
     def _log(self, event) -> None:
-        from twisted.logger import formatEvent
-
         if event.get("log_level") is not None and event["log_level"].name in ("warn", "info"):
             self.logged.append(f"{event['log_level'].name}: {formatEvent(event)}")
-
-    @defer.inlineCallbacks
-    def tearDown(self):
-        if self.core.running:
-            yield self.core.stopService()
-        if self.writer.running:
-            yield self.writer.stopService()
 
     @defer.inlineCallbacks
     def wait_for(self, paths: set[str], seconds: float = 10.0):
@@ -142,8 +110,7 @@ class WatchLimitTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_past_the_limit_subdirectories_are_polled_then_watched_again(self):
         present = {self.write(f"d{i}", "old") for i in range(8)}
-        self.writer.startService()
-        self.core.startService()
+        self.start()
         monitor = self.core.monitors[0]
         missing = yield self.wait_for(present)
         self.assertEqual(missing, set())
