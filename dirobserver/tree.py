@@ -100,9 +100,11 @@ class _Node:
         return self.prefix[:-1]
 
     def file_events(self, batch: Batch, read_time: float) -> None:
+        """Entries appeared in the directory: the tree hands them on."""
         self.tree._events(self, batch, read_time)
 
     def watch_ended(self, mask: int) -> None:
+        """The directory was deleted, moved or unmounted."""
         self.tree._ended(self)
 
     def events_lost(self) -> None:
