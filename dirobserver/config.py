@@ -174,7 +174,7 @@ KEYS: tuple[Key, ...] = (
              "systemd see the same path"),
     Key("subdirectories", SECTION, WATCHING, Boolean(), "false", field="subdirectories",
         help="also announce sub-directories created in (or listed in) the directory. "
-             "Their content is never watched"),
+             "Their content is watched only with `recursive`"),
     Key("recursive", SECTION, WATCHING, Boolean(), "false", field="recursive",
         help="also watch every sub-directory, at any depth, and the ones created or moved in later. "
              "A file anywhere in the tree is announced on the section's queue with `directory` = the "

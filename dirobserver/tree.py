@@ -158,6 +158,17 @@ class DirectoryTree:
         self._polled = 0
         self.subdirectories = 0
 
+    def counts(self) -> dict[str, int]:
+        """
+        Sub-directories by how they are watched: C{"watched"} (inotify),
+        C{"polled"} (a polled section, a network mount) and
+        C{"past_watch_limit"} (polled for want of inotify watches).
+        """
+        polled = self._polled - (self._top.polled is not None)
+        limited = len(self._limited)
+        return {"watched": self.subdirectories - polled, "polled": polled - limited,
+                "past_watch_limit": limited}
+
     # -- the top directory, watched by the monitor ------------------------------
 
     def rooted(self, watcher: EventSource | None, handle: int, polled: bool) -> None:

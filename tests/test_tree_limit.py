@@ -118,6 +118,7 @@ class WatchLimitTests(CoreTestCase):
         self.assertEqual(tree.subdirectories, 8)
         self.assertEqual(len(self.core.calls.watches), 4)
         self.assertTrue(tree.wants_names())  # some are polled
+        self.assertEqual(tree.counts(), {"watched": 3, "polled": 0, "past_watch_limit": 5})
         self.assertEqual(len(self.lines("watch limit is reached")), 1, self.logged)
         self.assertIn("fs.inotify.max_user_watches", self.lines("watch limit")[0])
 
@@ -136,6 +137,7 @@ class WatchLimitTests(CoreTestCase):
             yield sleep(0.05)
         self.assertFalse(tree.wants_names(), "still polling")
         self.assertEqual(len(self.core.calls.watches), 11)  # the top and 10 sub-directories
+        self.assertEqual(tree.counts(), {"watched": 10, "polled": 0, "past_watch_limit": 0})
         self.assertEqual(len(self.lines("inotify watches are available again")), 1, self.logged)
         # Each is scanned once more (for what came before its watch), then no more.
         yield sleep(POLL * 3)
