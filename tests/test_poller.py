@@ -10,16 +10,16 @@ hand-over to inotify, and that a scan looks (C{lstat}) at new names only.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
+import sys
+from pathlib import Path
 
-from twisted.internet import task
-from twisted.trial import unittest
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from clocked import ClockedDirectoryCase  # noqa: E402
 
-from dirobserver import poller as poller_module
-from dirobserver.poller import Poller
-from dirobserver.watcher import (IN_DELETE, IN_DELETE_SELF, IN_IGNORED, IN_ISDIR, IN_MOVE_SELF,
-                                 IN_MOVED_TO, WATCH_MASK, WatchError)
+from dirobserver import poller as poller_module  # noqa: E402
+from dirobserver.poller import Poller  # noqa: E402
+from dirobserver.watcher import (IN_DELETE, IN_DELETE_SELF, IN_IGNORED, IN_ISDIR,  # noqa: E402
+                                 IN_MOVE_SELF, IN_MOVED_TO, WATCH_MASK, WatchError)
 
 INTERVAL = 2.0
 
@@ -46,12 +46,9 @@ class Sink:
         return sorted((name, mask) for name, mask, _ in got)
 
 
-class PollerTests(unittest.TestCase):
+class PollerTests(ClockedDirectoryCase):
     def setUp(self) -> None:
-        self.root = tempfile.mkdtemp(prefix="dirobserver-poller-")
-        self.addCleanup(shutil.rmtree, self.root, True)
-        self.clock = task.Clock()
-        self.cooperator = task.Cooperator(scheduler=lambda step: self.clock.callLater(0, step))
+        super().setUp()
         self.ticks = 0
 
     def make(self, **kwargs) -> Poller:
@@ -72,12 +69,7 @@ class PollerTests(unittest.TestCase):
 
     def tick(self, seconds: float = INTERVAL) -> None:
         """Let C{seconds} pass, and every scan they start run to its end."""
-        self.clock.advance(seconds)
-        for _ in range(10_000):
-            if not any(call.getTime() <= self.clock.seconds() for call in self.clock.getDelayedCalls()):
-                return
-            self.clock.advance(0)
-        raise AssertionError("the scans never ended")
+        self.run_due(seconds)
 
     def touch(self, *names: str, data: bytes = b"x") -> None:
         for name in names:

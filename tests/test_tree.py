@@ -8,17 +8,17 @@ sub-directory's reading delivers.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
+import sys
+from pathlib import Path
 
-from twisted.internet import task
-from twisted.trial import unittest
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from clocked import ClockedDirectoryCase  # noqa: E402
 
-from dirobserver import config, tree as tree_module
-from dirobserver.config import WATCH_POLL
-from dirobserver.poller import Poller
-from dirobserver.tree import DirectoryTree
-from dirobserver.watcher import IN_CREATE, IN_ISDIR, IN_MOVED_TO, WATCH_MASK
+from dirobserver import config, tree as tree_module  # noqa: E402
+from dirobserver.config import WATCH_POLL  # noqa: E402
+from dirobserver.poller import Poller  # noqa: E402
+from dirobserver.tree import DirectoryTree  # noqa: E402
+from dirobserver.watcher import IN_CREATE, IN_ISDIR, IN_MOVED_TO, WATCH_MASK  # noqa: E402
 
 
 class RecordingWatcher:
@@ -40,12 +40,9 @@ class RecordingWatcher:
         return {os.path.relpath(os.fsdecode(p), root) for p in self.watches.values()}
 
 
-class TreeTests(unittest.TestCase):
+class TreeTests(ClockedDirectoryCase):
     def setUp(self) -> None:
-        self.root = tempfile.mkdtemp(prefix="dirobserver-tree-")
-        self.addCleanup(shutil.rmtree, self.root, True)
-        self.clock = task.Clock()
-        self.cooperator = task.Cooperator(scheduler=lambda step: self.clock.callLater(0, step))
+        super().setUp()
         self.delivered: list[tuple[bytes, int]] = []
         self.watcher = RecordingWatcher()
         self.poller: Poller | None = None
@@ -69,12 +66,6 @@ class TreeTests(unittest.TestCase):
     def _deliver(self, batch, read_time) -> None:
         self.delivered += batch
 
-    def run_walks(self) -> None:
-        for _ in range(10_000):
-            if not any(c.getTime() <= self.clock.seconds() for c in self.clock.getDelayedCalls()):
-                return
-            self.clock.advance(0)
-
     def mkdirs(self, *paths: str) -> None:
         for path in paths:
             os.makedirs(os.path.join(self.root, path))
@@ -85,7 +76,7 @@ class TreeTests(unittest.TestCase):
             pass
         tree = self.make(ignore_directories=r"^\.")
         tree.rooted(self.watcher, 99, polled=False)
-        self.run_walks()
+        self.run_due()
         self.assertEqual(self.watcher.paths(self.root), {"a", "a/b", "a/b/c", "d"})
         self.assertEqual(self.delivered, [])
         self.assertEqual(tree.counts(), {"watched": 4, "polled": 0, "past_watch_limit": 0})
@@ -93,14 +84,14 @@ class TreeTests(unittest.TestCase):
     def test_a_new_sub_directory_is_watched_then_read(self):
         tree = self.make()
         tree.rooted(self.watcher, 99, polled=False)
-        self.run_walks()
+        self.run_due()
         self.mkdirs("new/deeper")
         for name in ("new/f", "new/deeper/g"):
             with open(os.path.join(self.root, name), "w"):
                 pass
         tree.top_events([(b"new", IN_CREATE | IN_ISDIR)])
         self.assertEqual(self.watcher.paths(self.root), {"new"})  # watched before any reading
-        self.run_walks()
+        self.run_due()
         self.assertEqual(self.watcher.paths(self.root), {"new", "new/deeper"})
         self.assertEqual(sorted(self.delivered), [(b"new/deeper/g", IN_MOVED_TO), (b"new/f", IN_MOVED_TO)])
 
@@ -109,7 +100,7 @@ class TreeTests(unittest.TestCase):
         self.mkdirs("a")
         tree = self.make()
         tree.rooted(self.watcher, 99, polled=False)
-        self.run_walks()
+        self.run_due()
         [old] = self.watcher.watches
         os.rename(os.path.join(self.root, "a"), os.path.join(self.root, "a.old"))
         self.mkdirs("a")
@@ -138,7 +129,7 @@ class TreeTests(unittest.TestCase):
         self.patch(tree_module.os, "lstat", lstat)
         self.patch(tree_module, "choose_mode", lambda mode, path: (WATCH_POLL, "on NFS (statfs type 0x6969)"))
         tree.rooted(self.watcher, 99, polled=False)
-        self.run_walks()
+        self.run_due()
         self.assertEqual(self.watcher.paths(self.root), {"local"})
         self.assertEqual(tree.counts(), {"watched": 1, "polled": 2, "past_watch_limit": 0})
         self.assertEqual(len(self.poller), 2)
