@@ -29,14 +29,9 @@ watched and read anew.  Sub-directories whose name matches
 C{ignore_directories} are neither watched nor read.  Symbolic links are
 not followed.
 
-A sub-directory that cannot have an inotify watch because
-C{fs.inotify.max_user_watches} is reached is polled instead
-(L{dirobserver.poller}), with one log line for the whole episode, and is
-watched by inotify again as soon as watches are available (tried after each
-round of scans).  With C{watch_mode = auto}, a sub-directory on another
-filesystem than its parent (a mount point) that is a network or FUSE
-filesystem is polled, with everything below it.  In a polled section every
-directory of the tree is polled.
+Which source watches each directory (inotify, or the section's poller: in
+a polled section, below a network mount, past C{fs.inotify.max_user_watches})
+is L{dirobserver.watches.TreeWatches}'s to decide.
 
 The listings of the section (start-up, forced poll, overflow, reconnect)
 walk the whole tree through the L{dirobserver.listing.Walker} methods of
@@ -45,7 +40,6 @@ the tree: L{enter} watches a sub-directory before the listing reads it.
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 from typing import Callable, Iterator
@@ -55,19 +49,15 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from .config import WATCH_AUTO, WATCH_POLL, SectionSettings
+from .config import SectionSettings
 from .events import decode_name
-from .fstype import choose_mode
 from .listing import CHUNK
 from .poller import Poller
 from .sources import Batch, EventSource
-from .watcher import IN_CREATE, IN_ISDIR, IN_MOVED_TO, WATCH_MASK, WatchError
+from .watcher import IN_CREATE, IN_ISDIR, IN_MOVED_TO
+from .watches import TreeWatches
 
 _APPEARED = IN_CREATE | IN_MOVED_TO
-
-#: Sub-directories polled for want of watches that one round of scans tries
-#: to watch again.
-RETRIES_PER_ROUND = 1000
 
 
 class _Node:
@@ -140,22 +130,15 @@ class DirectoryTree:
         """
         self.section = section
         self.recursive = section.recursive
-        self._section_mask = self._mask = mask
         self._deliver = deliver
         self._room = room
         self._clock = clock
         self._cooperator = cooperator
-        self._poller = poller
+        self._watches = TreeWatches(section, mask, poller)
         self._top = _Node(self, None, b"", os.fsencode(section.directory), b"")
         self._top.ended = True
-        self._watcher: EventSource | None = None
         #: bumped when the whole tree is dropped: walks under way stop
         self._generation = 0
-        #: sub-directories polled because the inotify watch limit is reached
-        self._limited: dict[_Node, None] = {}
-        #: sub-directories whose watch was refused (said once each)
-        self._refused: set[bytes] = set()
-        self._polled = 0
         self.subdirectories = 0
 
     def counts(self) -> dict[str, int]:
@@ -164,10 +147,11 @@ class DirectoryTree:
         C{"polled"} (a polled section, a network mount) and
         C{"past_watch_limit"} (polled for want of inotify watches).
         """
-        polled = self._polled - (self._top.polled is not None)
-        limited = len(self._limited)
-        return {"watched": self.subdirectories - polled, "polled": polled - limited,
-                "past_watch_limit": limited}
+        return self._watches.counts(self.subdirectories, self._top.polled is not None)
+
+    def retry_limited(self) -> None:
+        """After a round of scans: see L{TreeWatches.retry}."""
+        self._watches.retry()
 
     # -- the top directory, watched by the monitor ------------------------------
 
@@ -181,14 +165,10 @@ class DirectoryTree:
         self.clear()
         top = self._top
         top.ended = False
-        self._watcher = watcher
-        # A polled section announces what its poller reports (see the
-        # monitor): names gone are of no interest to it.
-        self._mask = WATCH_MASK if polled else self._section_mask
+        self._watches.rooted(watcher, polled)
         top.poll_only = polled
         if polled:
             top.polled = handle
-            self._polled += 1
         else:
             top.wd = handle
         try:
@@ -205,11 +185,9 @@ class DirectoryTree:
         top = self._top
         for child in list(top.children.values()):
             self._drop(child)
-        if top.polled is not None:
-            self._polled -= 1
+        self._watches.cleared(top.polled is not None)
         top.wd = top.polled = None
         top.ended = True
-        self._limited.clear()
 
     def top_events(self, batch: Batch) -> None:
         """Events of the top directory (the monitor's): sub-directories that appear."""
@@ -242,15 +220,15 @@ class DirectoryTree:
 
     def wants_names(self) -> bool:
         """Whether some directory is polled (and L{seen} wants the names a listing read)."""
-        return self._polled > 0
+        return self._watches.polled > 0
 
     def seen(self, subdirectory: bytes, names: list[bytes]) -> None:
         """A listing read C{names} in C{subdirectory}: its poller's previous scan."""
         node: _Node | None = self._top
         for part in subdirectory.split(b"/") if subdirectory else ():
             node = node.children.get(part) if node is not None else None
-        if node is not None and node.polled is not None:
-            self._poller().listed(node.polled, names)
+        if node is not None:
+            self._watches.listed(node, names)
 
     # -- events -----------------------------------------------------------------------
 
@@ -280,7 +258,7 @@ class DirectoryTree:
             return
         if child.polled is not None:
             # Its poller reports everything in it at its next scan.
-            self._poller().listed(child.polled, ())
+            self._watches.listed(child, ())
         else:
             self._walk(child, announce=True)
 
@@ -317,26 +295,8 @@ class DirectoryTree:
             return None
         node = _Node(self, parent, name, path, parent.prefix + name + b"/")
         node.device, node.inode = info.st_dev, info.st_ino
-        node.poll_only = parent.poll_only or self._remote_mount(node, parent)
-        limited = False
-        if not node.poll_only and self._watcher is not None:
-            try:
-                node.wd = self._watcher.add(path, node, self._mask)
-            except WatchError as e:
-                if e.errno != errno.ENOSPC:
-                    self._refused_once(node, e)
-                    return None
-                limited = True
-        if node.wd is None:
-            try:
-                node.polled = self._poller().add(path, node, self._mask)
-            except WatchError as e:
-                self._refused_once(node, e)
-                return None
-            self._polled += 1
-            if limited:
-                self._limit_reached(node)
-        self._refused.discard(node.relative)
+        if not self._watches.watch(node, parent):
+            return None
         parent.children[name] = node
         self.subdirectories += 1
         return node
@@ -350,20 +310,6 @@ class DirectoryTree:
             return False
         return (info.st_dev, info.st_ino) == (node.device, node.inode)
 
-    def _remote_mount(self, node: _Node, parent: _Node) -> bool:
-        """C{watch_mode = auto}: a mount point of a network or FUSE filesystem is polled."""
-        if self.section.watch_mode != WATCH_AUTO or node.device == parent.device:
-            return False
-        mode, why = choose_mode(WATCH_AUTO, node.path)
-        if mode != WATCH_POLL:
-            return False
-        self._log.info(
-            "[{section}] {path} is {why}: polling it and everything below it every {interval:g} s",
-            section=self.section.name, path=os.fsdecode(node.path), why=why,
-            interval=self.section.poll_interval,
-        )
-        return True
-
     def _drop(self, node: _Node) -> int:
         """End the watches of C{node} and of everything below it; return how many."""
         count = 0
@@ -373,72 +319,12 @@ class DirectoryTree:
             each.ended = True
             count += 1
             stack.extend(each.children.values())
-            if each.wd is not None and self._watcher is not None:
-                self._watcher.remove(each.wd, each)
-            if each.polled is not None:
-                self._poller().remove(each.polled, each)
-                self._polled -= 1
-            self._limited.pop(each, None)
+            self._watches.unwatch(each)
         parent = node.parent
         if parent is not None and parent.children.get(node.name) is node:
             del parent.children[node.name]
         self.subdirectories -= count
         return count
-
-    def _refused_once(self, node: _Node, error: WatchError) -> None:
-        if error.errno in (errno.ENOENT, errno.ENOTDIR) or node.relative in self._refused:
-            return  # gone already: nothing to say
-        self._refused.add(node.relative)
-        self._log.warn(
-            "[{section}] Sub-directory {path} {reason}: its files are not announced until it "
-            "can be watched (the next listing tries again)",
-            section=self.section.name, path=os.fsdecode(node.path), reason=error.reason,
-        )
-
-    # -- the inotify watch limit --------------------------------------------------------
-
-    def _limit_reached(self, node: _Node) -> None:
-        first = not self._limited
-        self._limited[node] = None
-        if first:
-            self._log.warn(
-                "[{section}] The inotify watch limit is reached (fs.inotify.max_user_watches = "
-                "{limit}): sub-directories of {directory} that cannot be watched are polled every "
-                "{interval:g} s until watches are available again; raise the limit with "
-                "sysctl fs.inotify.max_user_watches=N",
-                section=self.section.name, limit=_watch_limit(), directory=self.section.directory,
-                interval=self.section.poll_interval,
-            )
-
-    def retry_limited(self) -> None:
-        """
-        After a round of scans: watch the sub-directories polled for want
-        of inotify watches, as long as watches can be had.  Each is scanned
-        once more after its watch is set (what came before the watch).
-        """
-        if not self._limited or self._watcher is None:
-            return
-        # A bounded number per round: thousands of watches at once would
-        # hold the reactor up.
-        for node in list(self._limited)[:RETRIES_PER_ROUND]:
-            try:
-                wd = self._watcher.add(node.path, node, self._mask)
-            except WatchError as e:
-                if e.errno == errno.ENOSPC:
-                    return  # still at the limit
-                continue  # gone: its scan says so
-            node.wd = wd
-            if node.polled is not None:
-                self._poller().retire(node.polled)
-                node.polled = None
-                self._polled -= 1
-            del self._limited[node]
-        if not self._limited:
-            self._log.info(
-                "[{section}] inotify watches are available again: every sub-directory of "
-                "{directory} is watched",
-                section=self.section.name, directory=self.section.directory,
-            )
 
     # -- reading new sub-directories ----------------------------------------------------
 
@@ -485,7 +371,7 @@ class DirectoryTree:
                                     if child.polled is None or not announce:
                                         stack.append(child)
                                     else:
-                                        self._poller().listed(child.polled, ())
+                                        self._watches.listed(child, ())
                             if not subdirectories:
                                 continue
                             mask |= IN_ISDIR
@@ -509,11 +395,3 @@ class DirectoryTree:
         if waiting is not None:
             yield waiting
 
-
-def _watch_limit() -> str:
-    """The value of C{fs.inotify.max_user_watches}, for the log line."""
-    try:
-        with open("/proc/sys/fs/inotify/max_user_watches") as f:
-            return f.read().strip()
-    except OSError:
-        return "unknown"

@@ -14,7 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clocked import ClockedDirectoryCase  # noqa: E402
 
-from dirobserver import config, tree as tree_module  # noqa: E402
+from dirobserver import config, tree as tree_module, watches as watches_module  # noqa: E402
 from dirobserver.config import WATCH_POLL  # noqa: E402
 from dirobserver.poller import Poller  # noqa: E402
 from dirobserver.tree import DirectoryTree  # noqa: E402
@@ -127,7 +127,7 @@ class TreeTests(ClockedDirectoryCase):
             return Info(info, 4242) if os.fsencode(path).startswith(mount) else info
 
         self.patch(tree_module.os, "lstat", lstat)
-        self.patch(tree_module, "choose_mode", lambda mode, path: (WATCH_POLL, "on NFS (statfs type 0x6969)"))
+        self.patch(watches_module, "choose_mode", lambda mode, path: (WATCH_POLL, "on NFS (statfs type 0x6969)"))
         tree.rooted(self.watcher, 99, polled=False)
         self.run_due()
         self.assertEqual(self.watcher.paths(self.root), {"local"})
