@@ -1,9 +1,10 @@
 """
 ``python -m bench [--quick] [--runs N] [--burst N] [--listing N] [--dirs N]
-[--paced-seconds S] [--only NAME,...] [--json PATH] [--profile DIR] [--source DIR]``
+[--paced-seconds S] [--tree-files N] [--tree-dirs N] [--burst-dirs N] [--poll-files N]
+[--poll-window S] [--only NAME,...] [--json PATH] [--profile DIR] [--source DIR]``
 
 Runs the workloads (burst, burst-closed, paced-1k, paced-20k, paced-closed,
-listing, dirs), prints the machine and a table, and writes the same figures as JSON (by default
+listing, dirs, tree-listing, tree-burst, poll-cost), prints the machine and a table, and writes the same figures as JSON (by default
 ``bench/results/latest.json``).  Exit status: 0 when every workload ran
 (whether or not its targets were met), 1 when one failed, 130 on Ctrl-C.
 
@@ -27,9 +28,11 @@ from typing import Any, Callable
 
 from . import report
 from .harness import REPO_ROOT, Redis, Resources, machine, scratch_root
+from .trees import poll_cost_run, tree_burst_run, tree_listing_run, tree_prepare
 from .workloads import Context, burst_run, dirs_run, listing_prepare, listing_run, paced_run
 
-WORKLOADS = ("burst", "burst-closed", "paced-1k", "paced-20k", "paced-closed", "listing", "dirs")
+WORKLOADS = ("burst", "burst-closed", "paced-1k", "paced-20k", "paced-closed", "listing", "dirs",
+             "tree-listing", "tree-burst", "poll-cost")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -40,6 +43,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--listing", type=int, help="files present before start (default 1,000,000)")
     p.add_argument("--dirs", type=int, help="monitored directories (default 10,000)")
     p.add_argument("--paced-seconds", type=float, help="duration of each paced run (default 10)")
+    p.add_argument("--tree-files", type=int, help="files of the tree present at start (default 1,000,000)")
+    p.add_argument("--tree-dirs", type=int, help="its sub-directories (default 10,000)")
+    p.add_argument("--burst-dirs", type=int, help="sub-directories made and filled at once (default 1,000)")
+    p.add_argument("--poll-files", type=int, help="files of the polled directory (default 100,000)")
+    p.add_argument("--poll-window", type=float, help="seconds the polling cost is measured (default 30)")
     p.add_argument("--straggler-timeout", type=float, help="wait for late events, seconds (default 120)")
     p.add_argument("--only", help=f"comma-separated workloads among {', '.join(WORKLOADS)} "
                                   "('paced' = every paced one)")
@@ -58,6 +66,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     a.listing = a.listing or (20_000 if quick else 1_000_000)
     a.dirs = a.dirs or (200 if quick else 10_000)
     a.paced_seconds = a.paced_seconds or (1.0 if quick else 10.0)
+    a.tree_files = a.tree_files or (20_000 if quick else 1_000_000)
+    a.tree_dirs = a.tree_dirs or (200 if quick else 10_000)
+    a.burst_dirs = a.burst_dirs or (100 if quick else 1_000)
+    a.poll_files = a.poll_files or (10_000 if quick else 100_000)
+    a.poll_window = a.poll_window or (5.0 if quick else 30.0)
     a.straggler_timeout = a.straggler_timeout or (30.0 if quick else 120.0)
     selected = []
     for name in (a.only or ",".join(WORKLOADS)).split(","):
@@ -98,10 +111,15 @@ def main(argv: list[str]) -> int:
         "paced-closed": "paced 1k/s closed",
         "listing": f"listing {args.listing:,}",
         "dirs": f"{args.dirs:,} dirs",
+        "tree-listing": f"tree {args.tree_files:,} / {args.tree_dirs:,}",
+        "tree-burst": f"tree burst {args.burst_dirs:,}",
+        "poll-cost": f"poll {args.poll_files:,}",
     }
     params = {
         "runs": args.runs, "burst": args.burst, "listing": args.listing, "dirs": args.dirs,
         "paced_seconds": args.paced_seconds, "straggler_timeout": args.straggler_timeout,
+        "tree_files": args.tree_files, "tree_dirs": args.tree_dirs, "burst_dirs": args.burst_dirs,
+        "poll_files": args.poll_files, "poll_window": args.poll_window,
         "quick": args.quick, "selected": args.selected,
     }
     interrupted = False
@@ -130,6 +148,16 @@ def main(argv: list[str]) -> int:
                 elif name == "listing":
                     files = listing_prepare(ctx, args.listing)
                     run_one = lambda i: listing_run(ctx, files, args.listing, i, max(60.0, args.straggler_timeout * 2))
+                elif name == "tree-listing":
+                    tree = tree_prepare(ctx, args.tree_files, args.tree_dirs)
+                    run_one = lambda i: tree_listing_run(ctx, tree, args.tree_files, i,
+                                                         max(60.0, args.straggler_timeout * 2))
+                elif name == "tree-burst":
+                    # Ten files in each new sub-directory.
+                    run_one = lambda i: tree_burst_run(ctx, args.burst_dirs, 10, i, args.straggler_timeout)
+                elif name == "poll-cost":
+                    run_one = lambda i: poll_cost_run(ctx, args.poll_files, i, args.poll_window,
+                                                      max(60.0, args.straggler_timeout))
                 else:
                     run_one = lambda i: dirs_run(ctx, args.dirs, i, max(60.0, args.straggler_timeout))
                 for i in range(args.runs):
@@ -151,9 +179,9 @@ def main(argv: list[str]) -> int:
                 traceback.print_exc()
                 results[name] = {"title": titles[name], "error": f"{type(e).__name__}: {e}", "runs": runs}
             finally:
-                if name == "listing":
+                if name in ("listing", "tree-listing"):
                     from .harness import remove_tree
-                    remove_tree(root / "listing-files")
+                    remove_tree(root / ("listing-files" if name == "listing" else "tree-files"))
     except KeyboardInterrupt:
         interrupted = True
         print("\ninterrupted: stopping every process and removing the scratch directories", file=sys.stderr)

@@ -21,7 +21,12 @@ Modes (names are fixed so the consumer can map a name back to its index):
  - ``trickle DIR INTERVAL TIMES``: files C{t000000} ... one every INTERVAL
    seconds until SIGUSR1; times as for ``paced``;
  - ``tree ROOT COUNT``: one file C{x} in each of ROOT/d00000 ... as fast as
-   possible.
+   possible;
+ - ``tree-fill ROOT DIRS FILES``: FILES files C{f00000000} ... spread over
+   DIRS new sub-directories ROOT/d00000 ... (a tree present before start);
+ - ``tree-burst ROOT DIRS PER_DIR``: DIRS new sub-directories ROOT/b00000/x
+   ..., each made (two levels) and filled at once with PER_DIR files
+   C{g00000000} ..., as fast as possible.
 """
 
 from __future__ import annotations
@@ -135,6 +140,27 @@ def tree(root: str, count: int) -> dict:
     return {"count": count, "t_first": t_first, "t_last": t_last, "rate": count / span if span > 0 else 0.0}
 
 
+def _fill(root: str, dirs: int, files: int, prefix: bytes, nested: bool) -> dict:
+    """C{files} files over C{dirs} new sub-directories, each made then filled."""
+    per_dir, extra = divmod(files, dirs)
+    op, cl, mkdir = os.open, os.close, os.makedirs
+    t_first = time.time()
+    made = 0
+    for d in range(dirs):
+        sub = os.path.join(root.encode(), b"b%05d/x" % d if nested else b"d%05d" % d)
+        mkdir(sub)
+        dfd = op(sub, os.O_RDONLY | os.O_DIRECTORY)
+        for _ in range(per_dir + (d < extra)):
+            cl(op(b"%s%08d" % (prefix, made), FLAGS, 0o644, dir_fd=dfd))
+            made += 1
+        cl(dfd)
+        if _stop:
+            break
+    t_last = time.time()
+    span = t_last - t_first
+    return {"count": made, "t_first": t_first, "t_last": t_last, "rate": made / span if span > 0 else 0.0}
+
+
 def main(argv: list[str]) -> int:
     signal.signal(signal.SIGUSR1, _on_stop)
     mode, args = argv[0], argv[1:]
@@ -146,6 +172,10 @@ def main(argv: list[str]) -> int:
         result = trickle(args[0], float(args[1]), args[2])
     elif mode == "tree":
         result = tree(args[0], int(args[1]))
+    elif mode == "tree-fill":
+        result = _fill(args[0], int(args[1]), int(args[2]), b"f", nested=False)
+    elif mode == "tree-burst":
+        result = _fill(args[0], int(args[1]), int(args[1]) * int(args[2]), b"g", nested=True)
     else:
         sys.stderr.write(f"unknown mode {mode!r}\n")
         return 2

@@ -115,6 +115,36 @@ def figures_for(workload: str) -> list[Figure]:
             Figure("cpu_per_100k", "observer CPU per 100k events", "s", kind="s"),
             Figure("peak_rss_mb", "observer peak RSS", "MiB", Target("<=", 150.0), kind="mb"),
         ]
+    if workload == "tree-listing":
+        return [
+            Figure("all_announced_s", "start -> all 'exists' in Redis", "s", Target("<=", 15.0), kind="s"),
+            Figure("ready_s", "start -> ready", "s", kind="s"),
+            Figure("missing", "files never announced (worst run)", "files", Target("==", 0), worst=True, kind="int"),
+            Figure("misplaced", "sampled events with a wrong directory", "events", Target("==", 0), worst=True,
+                   kind="int"),
+        ] + COMMON
+    if workload == "tree-burst":
+        return [
+            Figure("creation_rate", "creation rate (mkdir -p + files)", "files/s", kind="rate"),
+            Figure("missing", "files never announced (worst run)", "files", Target("==", 0), worst=True, kind="int"),
+            Figure("duplicates", "duplicate events", "events", kind="int"),
+            Figure("misplaced", "sampled events with a wrong directory", "events", Target("==", 0), worst=True,
+                   kind="int"),
+            Figure("catch_up_s", "last create -> all announced", "s", kind="s"),
+            Figure("overflows", "kernel queue overflows", "", kind="int"),
+        ] + COMMON
+    if workload == "poll-cost":
+        return [
+            Figure("cpu_percent", "observer CPU while polling (% of a core)", "%", Target("<=", 5.0), kind="ms"),
+            Figure("scan_ms", "CPU per scan", "ms", kind="ms"),
+            Figure("detect_p50_s", "create -> detected p50", "s", kind="s"),
+            Figure("detect_max_s", "create -> detected max", "s", kind="s"),
+            Figure("missing", "new files never announced (worst run)", "files", Target("==", 0), worst=True,
+                   kind="int"),
+            Figure("scan_memory_mb", "memory of a scan, per 1,000,000 names", "MiB", Target("<=", 100.0),
+                   kind="mb"),
+            Figure("peak_rss_mb", "observer peak RSS", "MiB", kind="mb"),
+        ]
     raise KeyError(workload)
 
 

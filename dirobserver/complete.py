@@ -84,7 +84,7 @@ class CompleteFiles:
         @param on_full: the table was full and forgot its files (their count).
         """
         self._path = os.fsencode(section.directory)
-        self._accepts = section.accepts
+        self._accepts = section.name_filter  # in a tree, names are relative paths
         self._subdirectories = section.subdirectories
         self._announce = announce
         self.waiting = SettleTable(section.settle, clock, announce, on_full)

@@ -37,7 +37,8 @@ from . import filters
 from .ini import BASE_SECTION, DEFAULT_SECTION, ConfigError, ExtendedConfigParser, read_text
 from .kinds import NULL_WORDS, Addresses, Boolean, Choice, Number, Path, Patterns, SectionReader, Text
 
-__all__ = ["ANNOUNCE_CLOSED", "ANNOUNCE_CREATED", "COMMON", "ConfigError", "GROUPS", "Group", "KEYS", "KNOWN_KEYS", "Key", "README_BEGIN",
+__all__ = ["ANNOUNCE_CLOSED", "ANNOUNCE_CREATED", "COMMON", "WATCH_AUTO", "WATCH_INOTIFY", "WATCH_MODES",
+           "WATCH_POLL", "ConfigError", "GROUPS", "Group", "KEYS", "KNOWN_KEYS", "Key", "README_BEGIN",
            "README_END", "RedisSettings", "SECTION", "SectionSettings", "Settings", "load", "parse",
            "reference_markdown", "with_reference"]
 
@@ -55,6 +56,15 @@ ANNOUNCE_CREATED = "created"
 ANNOUNCE_CLOSED = "closed"
 #: The longest C{settle}: a day.  Longer would hold files back for no one.
 MAX_SETTLE = 86400
+#: C{watch_mode}: inotify, or polling on network and FUSE filesystems.
+WATCH_AUTO = "auto"
+#: C{watch_mode}: inotify only (the historical behaviour).
+WATCH_INOTIFY = "inotify"
+#: C{watch_mode}: scans every C{poll_interval}, no inotify.
+WATCH_POLL = "poll"
+WATCH_MODES = (WATCH_AUTO, WATCH_INOTIFY, WATCH_POLL)
+#: The shortest and longest C{poll_interval}, in seconds.
+MIN_POLL_INTERVAL, MAX_POLL_INTERVAL = 0.1, 3600
 
 Kind = Union[Boolean, Number, Text, Path, Patterns, Choice, Addresses]
 
@@ -147,6 +157,12 @@ def _finite_timeout(r: SectionReader, key: Key, timeout: float) -> float:
     return default
 
 
+def _needs_recursive(r: SectionReader, key: Key, patterns: tuple[re.Pattern[str], ...]) -> Any:
+    if patterns and not _BY_NAME["recursive"].read(r):
+        r.warn(key.name, "has no effect without recursive = true (sub-directories are not watched)")
+    return patterns
+
+
 def _zero_disables(r: SectionReader, key: Key, value: float) -> float:
     return value if value > 0 else 0.0
 
@@ -160,7 +176,20 @@ KEYS: tuple[Key, ...] = (
              "systemd see the same path"),
     Key("subdirectories", SECTION, WATCHING, Boolean(), "false", field="subdirectories",
         help="also announce sub-directories created in (or listed in) the directory. "
-             "Their content is never watched"),
+             "Their content is watched only with `recursive`"),
+    Key("recursive", SECTION, WATCHING, Boolean(), "false", field="recursive",
+        help="also watch every sub-directory, at any depth, and the ones created or moved in later. "
+             "A file anywhere in the tree is announced on the section's queue with `directory` = the "
+             "directory that holds it. See [Trees](#trees-recursive)"),
+    Key("watch_mode", SECTION, WATCHING, Choice(WATCH_MODES), WATCH_AUTO, field="watch_mode",
+        help="`inotify`; `poll`: no inotify, the directory (tree) is scanned every `poll_interval`; "
+             "`auto`: `poll` on network and FUSE filesystems (NFS, CIFS/SMB, 9p, Ceph, FUSE...), where "
+             "inotify does not see what other hosts write, else `inotify`. See "
+             "[Network filesystems](#network-filesystems-watch_mode-and-poll_interval)"),
+    Key("poll_interval", SECTION, WATCHING, Number(MIN_POLL_INTERVAL, MAX_POLL_INTERVAL), "2",
+        field="poll_interval",
+        help="seconds between two scans of a polled directory (`watch_mode = poll`, a network "
+             "filesystem, or sub-directories past the inotify watch limit)"),
     Key("forced_poll", SECTION, WATCHING, Number(0), "0", field="forced_poll",
         help="seconds between forced listings (`0` = none). The listing at start-up always happens"),
     Key("poll_queue_limit", SECTION, WATCHING, Number(0, integer=True), "10000", field="poll_queue_limit",
@@ -173,6 +202,11 @@ KEYS: tuple[Key, ...] = (
              "`^.*\\.working$` is always added"),
     Key("only", SECTION, FILTERS, Patterns(), filters.ACCEPT_ALL, field="only", check=_not_empty,
         help="names that match none of them are skipped. An empty list is an error"),
+    Key("ignore_directories", SECTION, FILTERS, Patterns(), "", field="ignore_directories",
+        check=_needs_recursive,
+        help="with `recursive`: sub-directories whose name matches one of these patterns (as for "
+             "`ignore`) are neither watched nor listed, nor is anything below them; for example `^\\.` "
+             "for hidden staging directories. `ignore` and `only` apply to file names"),
     Key("announce", SECTION, COMPLETE, Choice((ANNOUNCE_CREATED, ANNOUNCE_CLOSED)), ANNOUNCE_CREATED,
         field="announce",
         help="`created`: a file is announced when its name appears. `closed`: once it is complete, "
@@ -304,17 +338,41 @@ class SectionSettings:
     settle: float = 0.0
     queue_type: str = "list"
     stream_maxlen: int = 0
+    #: watch every sub-directory too
+    recursive: bool = False
+    #: sub-directory names that a tree skips
+    ignore_directories: tuple[re.Pattern[str], ...] = ()
+    #: L{WATCH_AUTO}, L{WATCH_INOTIFY} or L{WATCH_POLL}
+    watch_mode: str = WATCH_AUTO
+    #: seconds between two scans of a polled directory
+    poll_interval: float = 2.0
     _only_match: Callable[[str], object] = dataclasses.field(init=False, repr=False, compare=False)
     _ignore_match: Callable[[str], object] = dataclasses.field(init=False, repr=False, compare=False)
+    _ignore_directory: Callable[[str], object] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Precomputed once: accepts() runs for every file event.
         object.__setattr__(self, "_only_match", filters.any_match(self.only))
         object.__setattr__(self, "_ignore_match", filters.any_match(self.ignore))
+        object.__setattr__(self, "_ignore_directory", filters.any_match(self.ignore_directories))
 
     def accepts(self, name: str) -> bool:
         """True when C{name} matches some C{only} and no C{ignore} pattern."""
         return bool(self._only_match(name)) and not self._ignore_match(name)
+
+    def accepts_path(self, path: str) -> bool:
+        """L{accepts} for the last part of C{path}, a name relative to the directory."""
+        return self.accepts(path[path.rfind("/") + 1:])
+
+    @property
+    def name_filter(self) -> Callable[[str], bool]:
+        """What the names of events are filtered with: in a tree they are
+        paths relative to the directory, and the filters apply to file names."""
+        return self.accepts_path if self.recursive else self.accepts
+
+    def accepts_directory(self, name: str) -> bool:
+        """True when a sub-directory called C{name} belongs to the tree (C{ignore_directories})."""
+        return not self._ignore_directory(name)
 
 
 @dataclass(frozen=True)

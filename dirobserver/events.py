@@ -20,6 +20,8 @@ Python (or by mapping each ``\\udcNN`` back to the byte ``0xNN`` elsewhere).
 
 from __future__ import annotations
 
+import os
+from typing import Any, Callable
 from json.encoder import encode_basestring_ascii as _quote  # C-accelerated
 
 CREATED = "created"
@@ -71,3 +73,56 @@ class EventEncoder:
             self._tail_key = (event, timestamp)
             self._tail = ', "event": "' + event + '", "event_timestamp": ' + repr(timestamp) + "}"
         return (self._head + _quote(name) + self._tail).encode("ascii")
+
+
+class TreeEncoder:
+    """
+    Encodes events of a tree, whose names are paths relative to its top
+    directory (C{"a/b/f.csv"}): the event's C{directory} is the directory
+    that holds the file, and its C{filename} the file's name.
+
+    One encoder per sub-directory is kept (made by C{make}, the queue
+    shape's: JSON for a list, fields for a stream), the most recently used
+    ones only (L{KEPT}), so a tree of a million directories costs no more
+    than a few thousand.
+    """
+
+    #: sub-directory encoders kept at most
+    KEPT = 4096
+
+    def __init__(
+        self,
+        directory: str,
+        make: Callable[[str], Callable[[str, str, float], Any]] | None = None,
+    ) -> None:
+        self.directory = directory
+        self._make = make if make is not None else (lambda d: EventEncoder(d).encode)
+        self._top = self._make(directory)
+        self._encoders: dict[str, Callable[[str, str, float], Any]] = {}
+        # The last one used: events of one directory tend to come together.
+        self._last_directory: str | None = None
+        self._last = self._top
+
+    def encode(self, path: str, event: str, timestamp: float) -> Any:
+        """
+        What the queue holds for one event (JSON bytes for a list).
+
+        @param path: the file's path relative to the top directory (a plain
+            name for a file of the top directory).
+        """
+        cut = path.rfind("/")
+        if cut < 0:
+            return self._top(path, event, timestamp)
+        subdirectory = path[:cut]
+        if subdirectory == self._last_directory:
+            return self._last(path[cut + 1:], event, timestamp)
+        encoder = self._encoders.pop(subdirectory, None)
+        if encoder is None:
+            if len(self._encoders) >= self.KEPT:
+                # The least recently used one (a dict keeps its order of
+                # insertion, and a used encoder is put back at the end).
+                del self._encoders[next(iter(self._encoders))]
+            encoder = self._make(os.path.join(self.directory, subdirectory))
+        self._encoders[subdirectory] = encoder
+        self._last_directory, self._last = subdirectory, encoder
+        return encoder(path[cut + 1:], event, timestamp)

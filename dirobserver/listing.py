@@ -1,9 +1,11 @@
 """
 Directory listings ("boot the pump", the forced poll, the catch-ups).
 
-L{scan_directory} reads a directory with C{os.scandir}, keeps the entries
-that pass the section's filters, and returns them oldest modification time
-first.  A directory of a million files takes seconds to read and sort; doing
+L{scan_directory} reads a directory with C{os.scandir} (with a L{Walker},
+the whole tree under it: every sub-directory is watched before it is read),
+keeps the entries that pass the section's filters, and returns them oldest
+modification time first, over the whole tree (ties in the order of their
+paths).  A directory of a million files takes seconds to read and sort; doing
 it in one go would freeze the reactor, and with it every other directory's
 events.  So the work is a generator run by the service's
 L{twisted.internet.task.Cooperator}: it yields every L{CHUNK} entries, each
@@ -20,7 +22,9 @@ in the section's L{SettleTable}, where their own events restart their wait;
 those that do not fit there are looked at again by a listing of the files
 modified since (one call per section, at the time the oldest of them is old
 enough).  Files that wait in the table (a file still open, with C{announce =
-closed}) are never announced by a listing.
+closed}) are never announced by a listing.  A polled section has no table
+(its poller waits for new files itself): the young files a listing finds
+are looked at again in the same way.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import bisect
 import heapq
 import os
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Protocol
 
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -45,6 +49,9 @@ from .writer import RedisWriter
 
 #: Entries handled between two chances for the reactor to run.
 CHUNK = 2000
+#: Directories opened between two chances for the reactor to run (a tree of
+#: many small directories costs its opens and watches, not its entries).
+DIRECTORIES = 64
 
 Entry = tuple[float, str]  # (modification time, decoded name)
 
@@ -53,22 +60,50 @@ def _mtime(entry: Entry) -> float:
     return entry[0]
 
 
+class Walker(Protocol):
+    """What a listing asks of the section's directories (a L{dirobserver.tree.DirectoryTree})."""
+
+    #: list the sub-directories too, at any depth
+    recursive: bool
+
+    def accepts_directory(self, name: bytes) -> bool:
+        """Whether sub-directory C{name} belongs to the tree (C{ignore_directories})."""
+
+    def enter(self, subdirectory: bytes) -> bool:
+        """
+        The listing is about to read C{subdirectory} (relative to the top):
+        watch it first, so nothing created after the read is missed.
+
+        @return: whether to read it (False: it cannot be watched nor read).
+        """
+
+    def wants_names(self) -> bool:
+        """Whether some directory is polled, and L{seen} wants the names read."""
+
+    def seen(self, subdirectory: bytes, names: list[bytes]) -> None:
+        """Every name read in C{subdirectory} (C{b""}: the top), for its poller."""
+
+
 def scan_directory(
     path: str,
     accepts: Callable[[str], bool],
     subdirectories: bool,
     cooperator: task.Cooperator,
+    walker: Walker | None = None,
 ) -> defer.Deferred:
     """
     List C{path} cooperatively.
 
     @param accepts: the section's name filter.
     @param subdirectories: keep sub-directories too (else files only).
+    @param walker: the section's tree: with it, names are paths relative
+        to C{path} (C{"a/b/f.csv"}) when it is recursive, and it hears of
+        every directory read.
     @return: a Deferred firing with a list of L{Entry}, oldest first; it
         fails with C{OSError} when the directory cannot be read.
     """
     result: list[Entry] = []
-    work = _scan(os.fsencode(path), accepts, subdirectories, result)
+    work = _scan(os.fsencode(path), accepts, subdirectories, result, walker)
     return cooperator.cooperate(work).whenDone().addCallback(lambda _: result)
 
 
@@ -77,29 +112,58 @@ def _scan(
     accepts: Callable[[str], bool],
     subdirectories: bool,
     out: list[Entry],
+    walker: Walker | None,
 ) -> Iterator[None]:
     chunks: list[list[Entry]] = []
     chunk: list[Entry] = []
     seen = 0
-    with os.scandir(path) as entries:
-        for entry in entries:
-            seen += 1
-            if seen % CHUNK == 0:
-                if chunk:
-                    chunk.sort()
-                    chunks.append(chunk)
-                    chunk = []
-                yield None
-            name = decode_name(entry.name)
-            if not accepts(name):
-                continue
-            try:
-                if entry.is_dir() and not subdirectories:
-                    continue
-                mtime = entry.stat().st_mtime
-            except OSError:
-                continue  # removed between the listing and the stat
-            chunk.append((mtime, name))
+    recursive = walker is not None and walker.recursive
+    # Directories to read: (path relative to the top, its prefix in names).
+    todo: list[tuple[bytes, str]] = [(b"", "")]
+    opened = 0
+    while todo:
+        opened += 1
+        if opened % DIRECTORIES == 0:
+            yield None
+        subdirectory, prefix = todo.pop()
+        if subdirectory and not walker.enter(subdirectory):  # type: ignore[union-attr]
+            continue
+        # Asked for each directory: entering one may have made it polled.
+        names: list[bytes] | None = [] if walker is not None and walker.wants_names() else None
+        try:
+            with os.scandir(os.path.join(path, subdirectory) if subdirectory else path) as entries:
+                for entry in entries:
+                    seen += 1
+                    if seen % CHUNK == 0:
+                        if chunk:
+                            chunk.sort()
+                            chunks.append(chunk)
+                            chunk = []
+                        yield None
+                    raw = entry.name
+                    if names is not None:
+                        names.append(raw)
+                    try:
+                        if recursive and entry.is_dir(follow_symlinks=False):
+                            if not walker.accepts_directory(raw):  # type: ignore[union-attr]
+                                continue  # neither listed nor announced
+                            below = subdirectory + b"/" + raw if subdirectory else raw
+                            todo.append((below, prefix + decode_name(raw) + "/"))
+                        name = decode_name(raw)
+                        if not accepts(name):
+                            continue
+                        if entry.is_dir() and not subdirectories:
+                            continue
+                        mtime = entry.stat().st_mtime
+                    except OSError:
+                        continue  # removed between the listing and the stat
+                    chunk.append((mtime, prefix + name))
+        except OSError:
+            if not subdirectory:
+                raise
+            continue  # a sub-directory gone or unreadable: its watch says so
+        if names is not None:
+            walker.seen(subdirectory, names)  # type: ignore[union-attr]
     chunk.sort()
     if not chunks:
         out.extend(chunk)
@@ -135,6 +199,7 @@ class SectionListings:
         watched: Callable[[], bool],
         clock: IReactorTime,
         waiting: SettleTable | None,
+        walker: Walker | None = None,
     ) -> None:
         """
         @param source: what the writer asks to list again when it could not
@@ -146,7 +211,10 @@ class SectionListings:
         @param clock: stamps the C{"exists"} events.
         @param waiting: the section's files waiting to be complete: a
             listing skips them, and leaves the young files it finds there
-            (None: the section announces names as they appear).
+            (None: the section announces names as they appear, or it is
+            polled).  The monitor changes it when the section's directory
+            goes from inotify to polling and back.
+        @param walker: the section's tree (see L{scan_directory}).
         """
         self._clock = clock
         self.section = section
@@ -158,7 +226,8 @@ class SectionListings:
         self._slots = slots
         self._durations = durations
         self._watched = watched
-        self._waiting = waiting
+        self.waiting = waiting
+        self._walker = walker
         self._running: defer.Deferred | None = None
         # What was asked during the running listing (see relist).
         self._again = False
@@ -294,7 +363,8 @@ class SectionListings:
         now = self._clock.seconds()
         try:
             entries = await scan_directory(
-                directory, self.section.accepts, self.section.subdirectories, self._cooperator
+                directory, self.section.accepts, self.section.subdirectories, self._cooperator,
+                self._walker,
             )
         except OSError as e:
             # The listing is still owed (events may have been lost to an
@@ -318,7 +388,7 @@ class SectionListings:
                            section=self.section.name, directory=directory, summary=summary)
         self.listings += 1
         young: list[Entry] = []
-        if self._waiting is not None and self.section.settle > 0:
+        if self.section.settle > 0:
             old_end = bisect.bisect_right(entries, now - self.section.settle, key=_mtime)
             young = entries[old_end:]
             del entries[old_end:]
@@ -341,7 +411,12 @@ class SectionListings:
         elif since is None:
             self._cursor = None
             self.incomplete = False
-        if young:
+        if young and self.waiting is None:
+            # Polled: no table to leave them in (the poller waits for new
+            # files itself); look again once the oldest of them is old enough.
+            settle = self.section.settle
+            self._look_again(min(young[0][0], now) + settle, now - settle)
+        elif young:
             await self._cooperator.cooperate(self._hold(young, now)).whenDone()
         await self._cooperator.cooperate(self._announce(entries)).whenDone()
         self._log.debug(
@@ -355,8 +430,8 @@ class SectionListings:
         Leave files modified less than C{settle} ago in the table; when it
         has no room, look at them again once the oldest of them is old enough.
         """
-        assert self._waiting is not None
-        settle, hold = self.section.settle, self._waiting.hold
+        assert self.waiting is not None
+        settle, hold = self.section.settle, self.waiting.hold
         directory = os.fsencode(self.section.directory)
         for i, (_scanned, name) in enumerate(young, 1):
             raw = encode_name(name)
@@ -404,7 +479,7 @@ class SectionListings:
         ceiling = max(1, writer.max_held * 3 // 4)
         # Files not complete yet are the table's to announce.  It changes only
         # while this pauses: look at its size again after each pause.
-        waiting = self._waiting
+        waiting = self.waiting
         skip = bool(waiting)
         for i, (_mtime, name) in enumerate(entries, 1):
             while held() >= ceiling:

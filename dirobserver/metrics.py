@@ -18,7 +18,8 @@ unbounded and may hold bytes that are not UTF-8.
 What the C{core} object must provide::
 
     core.monitors                  objects with .section.name, .state
-                                   ("watched" or "missing"), .listings
+                                   ("watched" or "missing"), .listings,
+                                   .tree.counts() (sub-directories by state)
     core.writer.delivered_by       {(section, event): acknowledged events}
     core.writer.held()             events held in memory, not yet acknowledged
     core.writer.redis_up()         whether the connection is usable
@@ -49,6 +50,9 @@ from .stats import Histogram
 
 #: The states a monitored directory can be in; each is always exported.
 DIRECTORY_STATES = ("watched", "missing")
+#: How the sub-directories of recursive sections are watched (see
+#: L{dirobserver.tree.DirectoryTree.counts}); each is always exported.
+SUBDIRECTORY_STATES = ("watched", "polled", "past_watch_limit")
 
 
 def version() -> str:
@@ -116,13 +120,23 @@ class ObserverCollector:
         listings = CounterMetricFamily(
             "dirobserver_listings_total", "Directory listings done, by section.", labels=["section"]
         )
+        subdirectories = dict.fromkeys(SUBDIRECTORY_STATES, 0)
         for monitor in core.monitors:
             by_state[monitor.state] = by_state.get(monitor.state, 0) + 1
             listings.add_metric([monitor.section.name], monitor.listings)
+            for state, count in monitor.tree.counts().items():
+                subdirectories[state] += count
         for state, count in by_state.items():
             directories.add_metric([state], count)
         yield directories
         yield listings
+        tree = GaugeMetricFamily(
+            "dirobserver_subdirectories",
+            "Sub-directories of recursive sections, by how they are watched.", labels=["state"],
+        )
+        for state, count in subdirectories.items():
+            tree.add_metric([state], count)
+        yield tree
 
         yield histogram_family(
             "dirobserver_listing_seconds", "Duration of one directory listing.", core.listing_seconds

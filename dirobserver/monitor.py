@@ -1,11 +1,19 @@
 """
 One monitored directory: its watch, its filters, its listings.
 
-A L{DirectoryMonitor} is the sink of its directory's inotify watch (see
-L{dirobserver.watcher}): it filters each new entry, turns it into an event
+A L{DirectoryMonitor} is the sink of its directory's watch (see
+L{dirobserver.sources}): it filters each new entry, turns it into an event
 (L{dirobserver.events}) and hands it to the writer (L{dirobserver.writer}).
 It also runs the listings of its directory ("boot the pump" when the watch is
 set, the forced poll, and the catch-up after an overflow or a Redis outage).
+
+The watch is the service's inotify L{dirobserver.watcher.Watcher}, or the
+section's own L{dirobserver.poller.Poller} (C{watch_mode = poll}, or C{auto}
+on a network or FUSE filesystem: L{dirobserver.fstype}, decided again each
+time the directory is watched anew).  A polled section announces what its
+poller reports: the poller waits itself for new files to be complete.
+With C{recursive}, a L{dirobserver.tree.DirectoryTree} holds the watches of
+the sub-directories, and names are paths relative to the directory.
 
 States: C{"watched"}, or C{"missing"} while the directory cannot be watched
 (absent at start-up, deleted, moved, replaced by a file, permission denied);
@@ -30,14 +38,17 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from .complete import CompleteFiles, section_mask, waits
-from .config import SectionSettings
-from .events import CREATED, decode_name
+from .config import ANNOUNCE_CLOSED, WATCH_INOTIFY, WATCH_POLL, SectionSettings
+from .events import CREATED, TreeEncoder, decode_name
+from .fstype import choose_mode
 from .listing import SectionListings
+from .poller import Poller
 from .settle import SettleTable
 from .shapes import shape_for
 from .sources import Batch, EventSource
 from .stats import Histogram
-from .watcher import IN_DELETE_SELF, IN_ISDIR, IN_MOVE_SELF, IN_UNMOUNT, WatchError
+from .tree import DirectoryTree
+from .watcher import IN_DELETE_SELF, IN_ISDIR, IN_MOVE_SELF, IN_UNMOUNT, WATCH_MASK, WatchError
 from .writer import RedisWriter
 
 WATCHED = "watched"
@@ -49,6 +60,8 @@ class DirectoryMonitor:
     The observer's view of one active section of the configuration.
 
     @ivar state: L{WATCHED} or L{MISSING}.
+    @ivar mode: how the directory is watched: L{WATCH_INOTIFY} or L{WATCH_POLL}.
+    @ivar tree: the sub-directories (none unless C{recursive}).
     """
 
     _log = Logger()
@@ -70,30 +83,44 @@ class DirectoryMonitor:
         self.section = section
         self.directory = section.directory
         self._path = os.fsencode(section.directory)
-        self._accepts = section.accepts
+        self._accepts = section.name_filter
         self._subdirectories = section.subdirectories
         #: what this section asks its event source for
         self.mask = section_mask(section)
         #: the files waiting to be complete (None: the section announces names
         #: as they appear, and a directory of them costs nothing more)
         self.waiting: SettleTable | None = None
+        self._complete: CompleteFiles | None = None
         self._events = self._created_events
         if waits(section):
-            complete = CompleteFiles(section, clock, self._announce, self._waiting_full)
-            self.waiting, self._events = complete.waiting, complete.file_events
+            self._complete = CompleteFiles(section, clock, self._announce, self._waiting_full)
+            self.waiting, self._events = self._complete.waiting, self._complete.file_events
         self._writer = writer
         self._queue = writer.queue(section.queue, section.counter, shape_for(section))
-        self._encoder = self._queue.shape.encoder(section.directory)
+        # How an event becomes what the queue holds (JSON for a list, fields
+        # for a stream); in a tree, one per sub-directory.
+        make = self._queue.shape.encoder
+        self._encoder = (TreeEncoder(section.directory, make).encode if section.recursive
+                         else make(section.directory))
+        self._clock = clock
+        self._cooperator = cooperator
+        #: the service's inotify watcher; and the source watching the
+        #: directory now (that watcher, or the poller), with its handle
+        self._watcher: EventSource | None = None
         self._source: EventSource | None = None
         self._wd: int | None = None
+        self._poller: Poller | None = None
+        self.mode = WATCH_INOTIFY
         self._problem: str | None = None
         #: where the configured path pointed when watched, if it is a link
         self._target: str | None = None
         self._stopped = False
         self.state = MISSING
+        self.tree = DirectoryTree(section, self.mask, self._handle_events, writer.room, clock,
+                                  cooperator, self._polling)
         self._listings = SectionListings(
             section, writer, self._encoder, self, cooperator, slots, listing_seconds,
-            lambda: self._wd is not None and not self._stopped, clock, self.waiting,
+            lambda: self._wd is not None and not self._stopped, clock, self.waiting, self.tree,
         )
 
     @property
@@ -112,13 +139,33 @@ class DirectoryMonitor:
 
     # -- the watch -------------------------------------------------------------
 
-    def attach(self, source: EventSource) -> bool:
-        """Watch the directory with C{source} (a new one after a watchdog reset)."""
-        self._source = source
-        self._wd = None
+    def attach(self, watcher: EventSource) -> bool:
+        """Watch the directory with C{watcher} (a new one after a watchdog reset)."""
+        self._release()
+        self._watcher = watcher
         self._stopped = False
         self._listings.start()
         return self.try_watch()
+
+    def _polling(self) -> Poller:
+        """The section's poller, made when first needed."""
+        if self._poller is None:
+            s = self.section
+            self._poller = Poller(
+                self._clock, self._cooperator, s.poll_interval, s.settle,
+                s.announce == ANNOUNCE_CLOSED, f"[{s.name}] Polling", on_tick=self.tree.retry_limited,
+            )
+        return self._poller
+
+    def _release(self) -> None:
+        """Drop every watch of the section (the sub-directories' too)."""
+        self.tree.clear()
+        if self._source is not None and self._wd is not None:
+            self._source.remove(self._wd, self)
+        self._source = self._wd = None
+        if self._poller is not None:
+            self._poller.close()
+            self._poller = None
 
     def try_watch(self) -> bool:
         """
@@ -128,10 +175,15 @@ class DirectoryMonitor:
         """
         if self._wd is not None:
             return True
-        if self._source is None or self._stopped:
+        if self._watcher is None or self._stopped:
             return False
+        mode, why = choose_mode(self.section.watch_mode, self.directory)
+        polled = mode == WATCH_POLL
+        source = self._polling() if polled else self._watcher
         try:
-            self._wd = self._source.add(self._path, self, self.mask)
+            # A polled section announces what its poller reports: names gone
+            # are of no interest to it.
+            self._wd = source.add(self._path, self, WATCH_MASK if polled else self.mask)
         except WatchError as e:
             self.state = MISSING
             problem = f"{self.directory} {e.reason}"
@@ -146,6 +198,9 @@ class DirectoryMonitor:
             return False
         came_back = self._problem is not None
         self._problem = None
+        self._source = source
+        self._use(mode, why)
+        self.tree.rooted(None if polled else self._watcher, self._wd, polled)
         # A new watch: what the old one said of open files no longer holds.
         self._forget_waiting()
         self.state = WATCHED
@@ -159,14 +214,30 @@ class DirectoryMonitor:
                 target=os.path.realpath(self.directory),
             )
         self._log.info(
-            "[{section}] {what} {directory} -> queue {queue}",
+            "[{section}] {what} {directory}{how} -> queue {queue}",
             section=self.section.name,
             what="Directory is back, watching" if came_back else "Watching",
             directory=self.directory,
+            how=(" and its sub-directories" if self.section.recursive else "")
+            + (f", polled every {self.section.poll_interval:g} s" if polled else ""),
             queue=self.section.queue,
         )
         self.relist()
         return True
+
+    def _use(self, mode: str, why: str | None) -> None:
+        """Watch the directory in C{mode} from now on (see L{choose_mode})."""
+        if why is not None and mode != self.mode:
+            self._log.info(
+                "[{section}] {directory} is {why}, where inotify does not see what other hosts "
+                "write: polling it every {interval:g} s (watch_mode = auto)",
+                section=self.section.name, directory=self.directory, why=why,
+                interval=self.section.poll_interval,
+            )
+        self.mode = mode
+        polled = mode == WATCH_POLL
+        self._events = self._created_events if polled or self._complete is None else self._complete.file_events
+        self._listings.waiting = None if polled else self.waiting
 
     def check_target(self) -> None:
         """
@@ -186,9 +257,7 @@ class DirectoryMonitor:
             directory=self.directory,
             target=target,
         )
-        if self._source is not None:
-            self._source.remove(self._wd, self)
-        self._wd = None
+        self._release()
         self._target = None
         self.state = MISSING
         self.try_watch()
@@ -198,14 +267,18 @@ class DirectoryMonitor:
         self._stopped = True
         self._listings.stop()
         self._forget_waiting()
-        if self._source is not None and self._wd is not None:
-            self._source.remove(self._wd, self)
-        self._wd = None
+        self._release()
 
     # -- the EventSink interface ---------------------------------------------------
 
     def file_events(self, batch: Batch, read_time: float) -> None:
         """Entries appeared in (or changed, or left) the directory."""
+        if self.tree.recursive:
+            self.tree.top_events(batch)
+        self._events(batch, read_time)
+
+    def _handle_events(self, batch: Batch, read_time: float) -> None:
+        """Events of the sub-directories, their names relative to the directory."""
         self._events(batch, read_time)
 
     def _created_events(self, batch: Batch, read_time: float) -> None:
@@ -259,9 +332,12 @@ class DirectoryMonitor:
     def watch_ended(self, mask: int) -> None:
         """The directory was deleted, moved or unmounted."""
         self._wd = None
+        self.tree.clear()
         self._forget_waiting()
         self.state = MISSING
-        if mask & IN_DELETE_SELF:
+        if mask & IN_DELETE_SELF and mask & IN_MOVE_SELF:
+            why = "was replaced by another directory"
+        elif mask & IN_DELETE_SELF:
             why = "was deleted"
         elif mask & IN_MOVE_SELF:
             why = "was moved or renamed"

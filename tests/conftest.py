@@ -9,7 +9,10 @@ behind.
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
@@ -36,6 +39,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def repo_root() -> Path:
     """The repository root (where setup.py and twisted/plugins/ live)."""
     return REPO_ROOT
+
+
+@pytest.fixture
+def shm(tmp_path: Path) -> Iterator[Path]:
+    """A private directory on tmpfs (/dev/shm: fast, O_TMPFILE) when there is one."""
+    base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+    root = Path(tempfile.mkdtemp(prefix="dirobserver-test-", dir=base or tmp_path))
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

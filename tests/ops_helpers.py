@@ -31,6 +31,19 @@ class Monitor:
     section: Section
     state: str = "watched"
     listings: int = 0
+    tree: "Tree" = field(default_factory=lambda: Tree())
+
+
+@dataclass
+class Tree:
+    """What the metrics read of a section's sub-directories."""
+
+    watched: int = 0
+    polled: int = 0
+    past_watch_limit: int = 0
+
+    def counts(self) -> dict[str, int]:
+        return {"watched": self.watched, "polled": self.polled, "past_watch_limit": self.past_watch_limit}
 
 
 @dataclass

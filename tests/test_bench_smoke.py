@@ -2,7 +2,9 @@
 Smoke test of the benchmark: ``python -m bench --quick`` runs every workload
 end to end (its own valkey-server, real twistd observers, a creating child)
 and writes numeric figures; the bursts (names announced as they appear, and
-complete files announced at their close) announce every file.
+complete files announced at their close), the trees (listed at start, and
+burst into new sub-directories) and the polled directory announce every
+file, each event naming the directory that holds its file.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-WORKLOADS = ("burst", "burst-closed", "paced-1k", "paced-20k", "paced-closed", "listing", "dirs")
+WORKLOADS = ("burst", "burst-closed", "paced-1k", "paced-20k", "paced-closed", "listing", "dirs",
+             "tree-listing", "tree-burst", "poll-cost")
 
 
 def test_bench_quick(tmp_path: Path) -> None:
@@ -24,7 +27,7 @@ def test_bench_quick(tmp_path: Path) -> None:
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        timeout=120,
+        timeout=180,
     )
     output = proc.stdout.decode(errors="replace")
     assert proc.returncode == 0, output
@@ -41,4 +44,8 @@ def test_bench_quick(tmp_path: Path) -> None:
     assert workloads["burst"]["figures"]["missing"]["value"] == 0, output
     assert workloads["burst-closed"]["figures"]["missing"]["value"] == 0, output
     assert workloads["paced-closed"]["figures"]["missing"]["value"] == 0, output
+    for name in ("tree-listing", "tree-burst", "poll-cost"):
+        assert workloads[name]["figures"]["missing"]["value"] == 0, (name, output)
+    for name in ("tree-listing", "tree-burst"):
+        assert workloads[name]["figures"]["misplaced"]["value"] == 0, (name, output)
     assert "machine:" in output

@@ -14,55 +14,23 @@ files opened after the forgetting still wait for their close.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from twisted.internet import defer, reactor, task
-from twisted.trial import unittest
+from twisted.internet import defer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import RedisServer  # noqa: E402
-
-from dirobserver import config  # noqa: E402
-from dirobserver.service import ObserverService  # noqa: E402
-from dirobserver.writer import RedisWriter  # noqa: E402
+from core_case import CoreTestCase, sleep  # noqa: E402
 
 SETTLE = 0.5
 
 
-def sleep(seconds: float) -> defer.Deferred:
-    return task.deferLater(reactor, seconds, lambda: None)
-
-
-class BoundTests(unittest.TestCase):
-    timeout = 60
-
+class BoundTests(CoreTestCase):
     def setUp(self) -> None:
-        self.server = RedisServer()
-        self.server.start()
-        self.addCleanup(self.server.cleanup)
-        self.client = self.server.client()
-        self.addCleanup(self.client.close)
-        self.dir = Path(tempfile.mkdtemp(prefix="dirobserver-bound-", dir="/dev/shm"
-                                         if Path("/dev/shm").is_dir() else None))
-        self.addCleanup(shutil.rmtree, self.dir, True)
-        text = (f"[common]\nredis_server=127.0.0.1\nredis_port={self.server.port}\n"
-                f"monitor_inactivitytimeout=0\n[s:common]\nactive=true\nqueue=q\n"
-                f"directory={self.dir}\nannounce=closed\nsettle={SETTLE}\n")
-        settings = config.parse(text, "bound.ini")
-        self.writer = RedisWriter(settings.redis, settings.max_held_events, reactor)
-        self.core = ObserverService(settings, self.writer, reactor)
+        super().setUp()
+        self.make_core(f"announce=closed\nsettle={SETTLE}")
         self.received: dict[str, list[tuple[float, dict]]] = {}
-
-    @defer.inlineCallbacks
-    def tearDown(self):
-        if self.core.running:
-            yield self.core.stopService()
-        if self.writer.running:
-            yield self.writer.stopService()
 
     def pop(self) -> None:
         while (raw := self.client.rpop("q")) is not None:
@@ -82,8 +50,7 @@ class BoundTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_past_the_limit_files_are_forgotten_then_announced_once_old_enough(self):
-        self.writer.startService()
-        self.core.startService()
+        self.start()
         yield self.writer.when_connected()
         monitor = self.core.monitors[0]
         yield self.wait(lambda: monitor.listings == 1)

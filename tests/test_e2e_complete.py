@@ -16,9 +16,7 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import signal
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -69,17 +67,6 @@ class StampingConsumer:
         assert wait_until(lambda: self.got(name), timeout, interval=0.005), (
             f"{name} not announced within {timeout} s; got {self.got()}")
         return self.got(name)[0][0]
-
-
-@pytest.fixture
-def shm(tmp_path: Path) -> Iterator[Path]:
-    """A private directory on tmpfs when there is one (O_TMPFILE, speed)."""
-    base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
-    root = Path(tempfile.mkdtemp(prefix="dirobserver-complete-", dir=base or tmp_path))
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

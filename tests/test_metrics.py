@@ -15,7 +15,7 @@ from twisted.trial import unittest
 
 from dirobserver import metrics
 from dirobserver.http import MetricsService
-from ops_helpers import Core, Monitor, Section, get
+from ops_helpers import Core, Monitor, Section, Tree, get
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:
@@ -33,8 +33,8 @@ def types(text: str) -> dict[str, str]:
 
 def busy_core() -> Core:
     core = Core(monitors=[
-        Monitor(Section("stage1"), "watched", listings=3),
-        Monitor(Section("stage2"), "missing", listings=1),
+        Monitor(Section("stage1"), "watched", listings=3, tree=Tree(watched=40, past_watch_limit=2)),
+        Monitor(Section("stage2"), "missing", listings=1, tree=Tree(polled=5)),
         Monitor(Section("stage3"), "watched", listings=0),
     ])
     core.writer.delivered_by = {("stage1", "created"): 41, ("stage1", "exists"): 7, ("stage2", "created"): 2}
@@ -83,6 +83,9 @@ class CollectorTests(unittest.TestCase):
             ("dirobserver_listings_total", (("section", "stage1"),)): 3,
             ("dirobserver_listings_total", (("section", "stage2"),)): 1,
             ("dirobserver_listings_total", (("section", "stage3"),)): 0,
+            ("dirobserver_subdirectories", (("state", "watched"),)): 40,
+            ("dirobserver_subdirectories", (("state", "polled"),)): 5,
+            ("dirobserver_subdirectories", (("state", "past_watch_limit"),)): 2,
             ("dirobserver_dropped_to_listing_total", ()): 11,
             ("dirobserver_watchdog_resets_total", ()): 6,
             ("dirobserver_build_info", (("version", metadata.version("dirobserver")),)): 1,
@@ -97,6 +100,7 @@ class CollectorTests(unittest.TestCase):
             "dirobserver_overflows": "counter",
             "dirobserver_directories": "gauge",
             "dirobserver_listings": "counter",
+            "dirobserver_subdirectories": "gauge",
             "dirobserver_listing_seconds": "histogram",
             "dirobserver_delivery_seconds": "histogram",
             "dirobserver_dropped_to_listing": "counter",
@@ -156,6 +160,7 @@ class RegistryTests(unittest.TestCase):
         got = samples(generate_latest(metrics.registry(Core())).decode())
         self.assertEqual(got[("dirobserver_directories", (("state", "watched"),))], 0)
         self.assertEqual(got[("dirobserver_directories", (("state", "missing"),))], 0)
+        self.assertEqual(got[("dirobserver_subdirectories", (("state", "past_watch_limit"),))], 0)
         self.assertEqual(got[("dirobserver_listing_seconds_count", ())], 0)
         self.assertFalse(any(name == "dirobserver_events_total" for name, _ in got))
 
