@@ -228,12 +228,15 @@ class RespProtocol(protocol.Protocol):
         self._gone = reason
         self.lost_reason = reason
         self._corked = None
-        waiting, self._waiting = self._waiting, deque()
-        for d, _count, _replies in waiting:
-            d.errback(ConnectionError("Lost connection"))
+        # Whoever owns the connection hears of its loss before the commands
+        # in flight fail: a round failing for that reason is then resent,
+        # not taken for a refusal by Redis.
         lost, self._lost = self._lost, []
         for d in lost:
             d.callback(self)
+        waiting, self._waiting = self._waiting, deque()
+        for d, _count, _replies in waiting:
+            d.errback(ConnectionError("Lost connection"))
 
     # -- writing ---------------------------------------------------------------
 
