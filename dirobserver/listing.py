@@ -38,8 +38,10 @@ from typing import Any, Callable, Iterator, Protocol
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from .backoff import Recurring
+from .dial import describe_failure
 from .config import SectionSettings
 from .events import EXISTS, decode_name, encode_name
 from .settle import TICK, SettleTable
@@ -328,12 +330,14 @@ class SectionListings:
         now = self._clock.seconds()
         try:
             length = await self._writer.queue_length(self.section.queue)
-        except Exception as e:
-            # One line per change of cause, not one per catch-up.
-            if self._llen_trouble.happened(str(e) or type(e).__name__, now):
+        except Exception:
+            # One line per change of cause, not one per catch-up; worded as
+            # the connection words its failures ("no answer in time", ...).
+            why = describe_failure(Failure())
+            if self._llen_trouble.happened(why, now):
                 self._log.warn(
                     "[{section}] LLEN {queue} failed ({error}); listing again later",
-                    section=self.section.name, queue=self.section.queue, error=e,
+                    section=self.section.name, queue=self.section.queue, error=why,
                 )
             self.incomplete = True
             return 0
