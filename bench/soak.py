@@ -301,12 +301,25 @@ def _keep(out: Path, replay: str, t0: float, end: float, ledger: Ledger, found: 
     shutil.copy(daemon.log, out / "observer.log")
     details = {
         "result": result, "replay": replay, "t0": t0, "problems": problems, "faults": timeline.faults,
-        "unannounced": [ledger.describe(i, t0, end) for i in found.unannounced[:200]],
-        "announced_early": [ledger.describe(i, t0, end) for i in found.early[:200]],
+        "unannounced": _sample(ledger, found.unannounced, t0, end),
+        "announced_early": _sample(ledger, found.early, t0, end),
         "unexpected_names": [(round(t - t0, 3), s, n, why) for t, s, n, why in ledger.unexpected[:200]],
     }
     (out / "details.json").write_text(json.dumps(details, indent=1))
     return out
+
+
+def _sample(ledger: Ledger, ids: list[int], t0: float, end: float, each: int = 100) -> dict[str, Any]:
+    """How many files of each section failed, and the stories of the first C{each} of every section.
+
+    A per-section sample, because one fault can fail thousands of files of
+    one section and hide a few of another's behind them.
+    """
+    by_section: dict[str, list[int]] = {}
+    for i in ids:
+        by_section.setdefault(ledger.sections[ledger.section[i]].name, []).append(i)
+    return {name: {"count": len(found), "first": [ledger.describe(i, t0, end) for i in found[:each]]}
+            for name, found in by_section.items()}
 
 
 def _report_failure(seed: int, replay: str, t0: float, end: float, ledger: Ledger, found: Any,

@@ -198,7 +198,7 @@ class SectionListings:
         cooperator: task.Cooperator,
         slots: defer.DeferredSemaphore,
         durations: Histogram,
-        watched: Callable[[], bool],
+        watched: Callable[[], int | None],
         clock: IReactorTime,
         waiting: SettleTable | None,
         walker: Walker | None = None,
@@ -208,8 +208,13 @@ class SectionListings:
             hold this section's events (the section's monitor).
         @param slots: shared by all sections: a few listings at a time.
         @param durations: where each listing's duration is counted.
-        @param watched: whether the directory is watched now (a listing of a
-            directory that is not watched announces nothing).
+        @param watched: which watch covers the directory now (None: none).
+            A listing of a directory that is not watched announces nothing,
+            and one whose watch ended or changed while it ran stops: the
+            files it would leave in the table would have no events to
+            follow them (the soak found a listing of a directory deleted and
+            recreated, run before the new watch, that announced files still
+            being written).  The new watch lists the directory itself.
         @param clock: stamps the C{"exists"} events.
         @param waiting: the section's files waiting to be complete: a
             listing skips them, and leaves the young files it finds there
@@ -294,7 +299,7 @@ class SectionListings:
 
     async def _list(self, resume: bool, since: float | None) -> None:
         again = True
-        while again and not self._stopped and self._watched():
+        while again and not self._stopped and self._watched() is not None:
             self._again = self._again_full = self._again_resume = False
             self._again_since = None
             try:
@@ -363,6 +368,9 @@ class SectionListings:
         if room == 0:
             return False
         directory = self.section.directory
+        watch = self._watched()
+        if watch is None:
+            return False  # the watch that comes lists the directory
         # Before the scan: a file modified while it runs counts as young.
         now = self._clock.seconds()
         try:
@@ -384,6 +392,8 @@ class SectionListings:
                     section=self.section.name, directory=directory, error=e.strerror or e,
                 )
             return False
+        if self._watched() != watch:
+            return False  # see the constructor's watched
         trouble = self._list_trouble
         if trouble.cause is not None:
             summary = trouble.summary(self._clock.seconds())
@@ -421,7 +431,7 @@ class SectionListings:
             settle = self.section.settle
             self._look_again(min(young[0][0], now) + settle, now - settle)
         elif young:
-            await self._cooperator.cooperate(self._hold(young, now)).whenDone()
+            await self._cooperator.cooperate(self._hold(young, now, watch)).whenDone()
         await self._cooperator.cooperate(self._announce(entries)).whenDone()
         self._log.debug(
             "[{section}] Listed {directory}: {n} files announced, {young} too young",
@@ -429,10 +439,12 @@ class SectionListings:
         )
         return True
 
-    def _hold(self, young: list[Entry], now: float) -> Iterator[None]:
+    def _hold(self, young: list[Entry], now: float, watch: int) -> Iterator[None]:
         """
         Leave files modified less than C{settle} ago in the table; when it
         has no room, look at them again once the oldest of them is old enough.
+        Stop when the watch C{watch}, whose events keep the table true, is
+        no longer the directory's (see the constructor's C{watched}).
         """
         assert self.waiting is not None
         settle, hold = self.section.settle, self.waiting.hold
@@ -453,6 +465,8 @@ class SectionListings:
                 return
             if i % CHUNK == 0:
                 yield None
+                if self._watched() != watch:
+                    return
 
     def _look_again(self, when: float, since: float) -> None:
         """List the files modified since C{since} at C{when} (one call at a time)."""

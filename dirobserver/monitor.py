@@ -115,13 +115,19 @@ class DirectoryMonitor:
         #: where the configured path pointed when watched, if it is a link
         self._target: str | None = None
         self._stopped = False
+        #: how many watches were set: tells a watch from the one before it
+        self._watches = 0
         self.state = MISSING
         self.tree = DirectoryTree(section, self.mask, self._handle_events, writer.room, clock,
                                   cooperator, self._polling)
         self._listings = SectionListings(
             section, writer, self._encoder, self, cooperator, slots, listing_seconds,
-            lambda: self._wd is not None and not self._stopped, clock, self.waiting, self.tree,
+            self._current_watch, clock, self.waiting, self.tree,
         )
+
+    def _current_watch(self) -> int | None:
+        """Which watch covers the directory now (None: none; see L{SectionListings})."""
+        return self._watches if self._wd is not None and not self._stopped else None
 
     @property
     def incomplete(self) -> bool:
@@ -198,6 +204,7 @@ class DirectoryMonitor:
             return False
         came_back = self._problem is not None
         self._problem = None
+        self._watches += 1
         self._source = source
         self._use(mode, why)
         self.tree.rooted(None if polled else self._watcher, self._wd, polled)
