@@ -8,8 +8,8 @@ L{Entries}: oldest modification time first over the whole tree, ties in the
 byte order of their paths.
 
 Memory.  A listing holds every entry at once (the oldest is known only once
-all are read).  As a tuple C{(float, str)} an entry costs about 165 bytes
-(the tuple, the float, the string, the list's pointer): 165 MB for a
+all are read).  As a tuple C{(float, str)} an entry costs about 160 bytes
+(the tuple, the float, the string, the list's pointer): 160 MB for a
 million files.  Here an entry is a I{key}, one bytes string: the modification
 time in nanoseconds as L{KEY_WIDTH} hexadecimal digits (fixed width, so the
 order of the bytes is the order of the times) followed by the path's own
