@@ -1,20 +1,12 @@
 """
 Directory listings ("boot the pump", the forced poll, the catch-ups).
 
-L{scan_directory} reads a directory with C{os.scandir} (with a L{Walker},
-the whole tree under it: every sub-directory is watched before it is read),
-keeps the entries that pass the section's filters, and returns them oldest
-modification time first, over the whole tree (ties in the order of their
-paths).  A directory of a million files takes seconds to read and sort; doing
-it in one go would freeze the reactor, and with it every other directory's
-events.  So the work is a generator run by the service's
-L{twisted.internet.task.Cooperator}: it yields every L{CHUNK} entries, each
-chunk is sorted on its own, and the sorted chunks are merged lazily, also
-yielding as it goes.
-
 L{SectionListings} runs the listings of one section: when to list, how much
 (C{poll_queue_limit}), where a cut listing resumes, and the announcing of
-C{"exists"} events without overrunning the writer.
+C{"exists"} events without overrunning the writer.  The reading of the
+directory (or tree), and the compact sorted entries it gives, oldest first,
+are L{dirobserver.scan}'s; names are decoded here, as they are announced,
+a chunk at a time like every other step of a listing.
 
 With a C{settle}, a listing announces only the files unmodified for that
 long.  The younger ones (the newest, at the end of the sorted listing) wait
@@ -29,11 +21,9 @@ are looked at again in the same way.
 
 from __future__ import annotations
 
-import bisect
-import heapq
 import os
 import time
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Callable, Iterable, Iterator
 
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -43,138 +33,12 @@ from twisted.python.failure import Failure
 from .backoff import Recurring
 from .dial import describe_failure
 from .config import SectionSettings
-from .events import EXISTS, decode_name, encode_name
+from .events import EXISTS, decode_name
+from .scan import CHUNK, KEY_WIDTH, Walker, key_path, key_seconds, scan_directory, time_key
 from .settle import TICK, SettleTable
 from .shapes import Encode, shape_for
 from .stats import Histogram
 from .writer import RedisWriter
-
-#: Entries handled between two chances for the reactor to run.
-CHUNK = 2000
-#: Directories opened between two chances for the reactor to run (a tree of
-#: many small directories costs its opens and watches, not its entries).
-DIRECTORIES = 64
-
-Entry = tuple[float, str]  # (modification time, decoded name)
-
-
-def _mtime(entry: Entry) -> float:
-    return entry[0]
-
-
-class Walker(Protocol):
-    """What a listing asks of the section's directories (a L{dirobserver.tree.DirectoryTree})."""
-
-    #: list the sub-directories too, at any depth
-    recursive: bool
-
-    def accepts_directory(self, name: bytes) -> bool:
-        """Whether sub-directory C{name} belongs to the tree (C{ignore_directories})."""
-
-    def enter(self, subdirectory: bytes) -> bool:
-        """
-        The listing is about to read C{subdirectory} (relative to the top):
-        watch it first, so nothing created after the read is missed.
-
-        @return: whether to read it (False: it cannot be watched nor read).
-        """
-
-    def wants_names(self) -> bool:
-        """Whether some directory is polled, and L{seen} wants the names read."""
-
-    def seen(self, subdirectory: bytes, names: list[bytes]) -> None:
-        """Every name read in C{subdirectory} (C{b""}: the top), for its poller."""
-
-
-def scan_directory(
-    path: str,
-    accepts: Callable[[str], bool],
-    subdirectories: bool,
-    cooperator: task.Cooperator,
-    walker: Walker | None = None,
-) -> defer.Deferred:
-    """
-    List C{path} cooperatively.
-
-    @param accepts: the section's name filter.
-    @param subdirectories: keep sub-directories too (else files only).
-    @param walker: the section's tree: with it, names are paths relative
-        to C{path} (C{"a/b/f.csv"}) when it is recursive, and it hears of
-        every directory read.
-    @return: a Deferred firing with a list of L{Entry}, oldest first; it
-        fails with C{OSError} when the directory cannot be read.
-    """
-    result: list[Entry] = []
-    work = _scan(os.fsencode(path), accepts, subdirectories, result, walker)
-    return cooperator.cooperate(work).whenDone().addCallback(lambda _: result)
-
-
-def _scan(
-    path: bytes,
-    accepts: Callable[[str], bool],
-    subdirectories: bool,
-    out: list[Entry],
-    walker: Walker | None,
-) -> Iterator[None]:
-    chunks: list[list[Entry]] = []
-    chunk: list[Entry] = []
-    seen = 0
-    recursive = walker is not None and walker.recursive
-    # Directories to read: (path relative to the top, its prefix in names).
-    todo: list[tuple[bytes, str]] = [(b"", "")]
-    opened = 0
-    while todo:
-        opened += 1
-        if opened % DIRECTORIES == 0:
-            yield None
-        subdirectory, prefix = todo.pop()
-        if subdirectory and not walker.enter(subdirectory):  # type: ignore[union-attr]
-            continue
-        # Asked for each directory: entering one may have made it polled.
-        names: list[bytes] | None = [] if walker is not None and walker.wants_names() else None
-        try:
-            with os.scandir(os.path.join(path, subdirectory) if subdirectory else path) as entries:
-                for entry in entries:
-                    seen += 1
-                    if seen % CHUNK == 0:
-                        if chunk:
-                            chunk.sort()
-                            chunks.append(chunk)
-                            chunk = []
-                        yield None
-                    raw = entry.name
-                    if names is not None:
-                        names.append(raw)
-                    try:
-                        if recursive and entry.is_dir(follow_symlinks=False):
-                            if not walker.accepts_directory(raw):  # type: ignore[union-attr]
-                                continue  # neither listed nor announced
-                            below = subdirectory + b"/" + raw if subdirectory else raw
-                            todo.append((below, prefix + decode_name(raw) + "/"))
-                        name = decode_name(raw)
-                        if not accepts(name):
-                            continue
-                        if entry.is_dir() and not subdirectories:
-                            continue
-                        mtime = entry.stat().st_mtime
-                    except OSError:
-                        continue  # removed between the listing and the stat
-                    chunk.append((mtime, prefix + name))
-        except OSError:
-            if not subdirectory:
-                raise
-            continue  # a sub-directory gone or unreadable: its watch says so
-        if names is not None:
-            walker.seen(subdirectory, names)  # type: ignore[union-attr]
-    chunk.sort()
-    if not chunks:
-        out.extend(chunk)
-        return
-    chunks.append(chunk)
-    for i, item in enumerate(heapq.merge(*chunks)):
-        out.append(item)
-        if i % CHUNK == 0:
-            yield None
 
 
 class SectionListings:
@@ -244,8 +108,9 @@ class SectionListings:
         #: the later look at young files the table had no room for
         self._recheck: IDelayedCall | None = None
         self._recheck_since = 0.0
-        #: the last (mtime, name) announced by a listing cut by the limit
-        self._cursor: tuple[float, str] | None = None
+        #: the key (L{dirobserver.scan}) of the last file announced by a
+        #: listing cut by the limit
+        self._cursor: bytes | None = None
         self._stopped = False
         self._llen_trouble = Recurring()
         self._list_trouble = Recurring()
@@ -401,56 +266,61 @@ class SectionListings:
             self._log.info("[{section}] {directory} can be listed again (it could not be {summary})",
                            section=self.section.name, directory=directory, summary=summary)
         self.listings += 1
-        young: list[Entry] = []
-        if self.section.settle > 0:
-            old_end = bisect.bisect_right(entries, now - self.section.settle, key=_mtime)
-            young = entries[old_end:]
-            del entries[old_end:]
+        # Positions in the sorted entries: [start, end) is announced, and
+        # from old_end on the files are too young.
+        start, old_end = 0, len(entries)
+        settle = self.section.settle
+        if settle > 0:
+            old_end = entries.index(time_key(now - settle, through=True))
         if since is not None:
-            del entries[:bisect.bisect_left(entries, since, key=_mtime)]
+            start = entries.index(time_key(since))
         elif resume and self._cursor is not None:
-            entries = entries[bisect.bisect_right(entries, self._cursor):]
-        found = len(entries)
+            start = entries.index(self._cursor, after=True)
+        start = min(start, old_end)
+        end = old_end
+        found = end - start
         if room is not None and found > room:
-            entries = entries[:room]
+            end = start + room
             # A look at recent files cut short: the catch-up lists it all.
-            self._cursor = entries[-1] if since is None else None
+            self._cursor = entries.key(end - 1) if since is None else None
             self.incomplete = True
             self._log.warn(
                 "[{section}] Listing of {directory} stopped at poll_queue_limit "
                 "{limit}: {sent} of {found} files announced",
                 section=self.section.name, directory=directory,
-                limit=self.section.poll_queue_limit, sent=len(entries), found=found,
+                limit=self.section.poll_queue_limit, sent=room, found=found,
             )
         elif since is None:
             self._cursor = None
             self.incomplete = False
+        young = len(entries) - old_end
         if young and self.waiting is None:
             # Polled: no table to leave them in (the poller waits for new
             # files itself); look again once the oldest of them is old enough.
-            settle = self.section.settle
-            self._look_again(min(young[0][0], now) + settle, now - settle)
+            oldest = key_seconds(entries.key(old_end))
+            self._look_again(min(oldest, now) + settle, now - settle)
         elif young:
-            await self._cooperator.cooperate(self._hold(young, now, watch)).whenDone()
-        await self._cooperator.cooperate(self._announce(entries)).whenDone()
+            young_paths = map(key_path, entries.keys(old_end))
+            await self._cooperator.cooperate(self._hold(young_paths, now, watch)).whenDone()
+        await self._cooperator.cooperate(self._announce(entries.keys(start, end))).whenDone()
         self._log.debug(
             "[{section}] Listed {directory}: {n} files announced, {young} too young",
-            section=self.section.name, directory=directory, n=len(entries), young=len(young),
+            section=self.section.name, directory=directory, n=end - start, young=young,
         )
         return True
 
-    def _hold(self, young: list[Entry], now: float, watch: int) -> Iterator[None]:
+    def _hold(self, young: Iterable[bytes], now: float, watch: int) -> Iterator[None]:
         """
-        Leave files modified less than C{settle} ago in the table; when it
-        has no room, look at them again once the oldest of them is old enough.
-        Stop when the watch C{watch}, whose events keep the table true, is
-        no longer the directory's (see the constructor's C{watched}).
+        Leave files modified less than C{settle} ago (their paths, oldest
+        first) in the table; when it has no room, look at them again once
+        the oldest of them is old enough.  Stop when the watch C{watch},
+        whose events keep the table true, is no longer the directory's (see
+        the constructor's C{watched}).
         """
         assert self.waiting is not None
         settle, hold = self.section.settle, self.waiting.hold
         directory = os.fsencode(self.section.directory)
-        for i, (_scanned, name) in enumerate(young, 1):
-            raw = encode_name(name)
+        for i, raw in enumerate(young, 1):
             # The scan ran over several reactor turns: since it saw this file,
             # the file may have been deleted or written again, and those
             # events found no entry in the table to act on.  Look at the file
@@ -460,7 +330,7 @@ class SectionListings:
             except OSError:
                 continue  # gone: nothing to wait for
             # A time in the future (a clock set wrong) counts as now.
-            if not hold(raw, name, min(mtime, self._clock.seconds()) + settle):
+            if not hold(raw, decode_name(raw), min(mtime, self._clock.seconds()) + settle):
                 self._look_again(min(mtime, now) + settle, now - settle)
                 return
             if i % CHUNK == 0:
@@ -484,8 +354,8 @@ class SectionListings:
         self._recheck = None
         self.relist(since=self._recheck_since)
 
-    def _announce(self, entries: list[Entry]) -> Iterator[Any]:
-        """Push C{"exists"} events, pausing while the writer is full."""
+    def _announce(self, keys: Iterator[bytes]) -> Iterator[Any]:
+        """Push C{"exists"} events, oldest first, pausing while the writer is full."""
         writer = self._writer
         now = self._clock.seconds()
         push, encode, queue, held = writer.push, self._encoder, self._queue, writer.held
@@ -499,15 +369,16 @@ class SectionListings:
         # while this pauses: look at its size again after each pause.
         waiting = self.waiting
         skip = bool(waiting)
-        for i, (_mtime, name) in enumerate(entries, 1):
+        for i, key in enumerate(keys, 1):
             while held() >= ceiling:
                 yield writer.room()
                 if self._stopped:
                     return
                 skip = bool(waiting)
-            if skip and encode_name(name) in waiting:  # type: ignore[operator]
+            raw = key[KEY_WIDTH:]
+            if skip and raw in waiting:  # type: ignore[operator]
                 continue
-            push(queue, encode(name, EXISTS, now), source, section, EXISTS, now)
+            push(queue, encode(decode_name(raw), EXISTS, now), source, section, EXISTS, now)
             if i % CHUNK == 0:
                 if self._stopped:
                     return

@@ -50,7 +50,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from .listing import CHUNK
+from .scan import CHUNK
 from .periodic import Periodic
 from .sources import Batch, EventSink
 from .watcher import (IN_DELETE, IN_DELETE_SELF, IN_IGNORED, IN_ISDIR, IN_MOVE_SELF, IN_MOVED_FROM,

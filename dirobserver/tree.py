@@ -34,7 +34,7 @@ a polled section, below a network mount, past C{fs.inotify.max_user_watches})
 is L{dirobserver.watches.TreeWatches}'s to decide.
 
 The listings of the section (start-up, forced poll, overflow, reconnect)
-walk the whole tree through the L{dirobserver.listing.Walker} methods of
+walk the whole tree through the L{dirobserver.scan.Walker} methods of
 the tree: L{enter} watches a sub-directory before the listing reads it.
 """
 
@@ -51,7 +51,7 @@ from twisted.python.failure import Failure
 
 from .config import SectionSettings
 from .events import decode_name
-from .listing import CHUNK
+from .scan import CHUNK
 from .poller import Poller
 from .sources import Batch, EventSource
 from .watcher import IN_CREATE, IN_ISDIR, IN_MOVED_TO
