@@ -55,6 +55,15 @@ WATCHED = "watched"
 MISSING = "missing"
 
 
+def _identity(path: str) -> tuple[int, int] | None:
+    """Which directory C{path} leads to now: (device, inode); None if none."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
 class DirectoryMonitor:
     """
     The observer's view of one active section of the configuration.
@@ -117,6 +126,8 @@ class DirectoryMonitor:
         self._stopped = False
         #: how many watches were set: tells a watch from the one before it
         self._watches = 0
+        #: the directory the watch is on (see L{_current_watch})
+        self._identity: tuple[int, int] | None = None
         self.state = MISSING
         self.tree = DirectoryTree(section, self.mask, self._handle_events, writer.room, clock,
                                   cooperator, self._polling)
@@ -126,8 +137,20 @@ class DirectoryMonitor:
         )
 
     def _current_watch(self) -> int | None:
-        """Which watch covers the directory now (None: none; see L{SectionListings})."""
-        return self._watches if self._wd is not None and not self._stopped else None
+        """
+        Which watch covers the directory now (None: none; see
+        L{SectionListings}).
+
+        The path is looked at again: a directory deleted and recreated under
+        it may not have said so yet.  The kernel reports the end of a
+        directory only once nothing holds it open any more (a listing still
+        reading it, a process working in it), seconds later in the soak;
+        until then a listing must not take the new directory's files for
+        the watched one's: their events go unseen.
+        """
+        if self._wd is None or self._stopped or _identity(self.directory) != self._identity:
+            return None
+        return self._watches
 
     @property
     def incomplete(self) -> bool:
@@ -186,6 +209,7 @@ class DirectoryMonitor:
         mode, why = choose_mode(self.section.watch_mode, self.directory)
         polled = mode == WATCH_POLL
         source = self._polling() if polled else self._watcher
+        before = _identity(self.directory)
         try:
             # A polled section announces what its poller reports: names gone
             # are of no interest to it.
@@ -201,6 +225,14 @@ class DirectoryMonitor:
                     section=self.section.name,
                     problem=problem,
                 )
+            return False
+        self._identity = _identity(self.directory)
+        if self._identity != before:
+            # Replaced while the watch was set: which one is watched is not
+            # known.  Try again at the next retry.
+            source.remove(self._wd, self)
+            self._wd = None
+            self.state = MISSING
             return False
         came_back = self._problem is not None
         self._problem = None

@@ -1,0 +1,87 @@
+"""
+A monitored directory deleted and recreated while something holds the old
+one open: the kernel reports the old directory's end only when the last
+descriptor of it is closed, so for a while the watch looks alive while the
+path leads to a new directory whose events nobody receives.  A listing in
+that while (the insurance listing after a Redis reconnection, a catch-up)
+must not take the new directory's files for the watched one's: it would
+leave a file still being written in the table with no events to keep it
+there, and announce it early (found by the soak, seconds-long in its runs).
+
+In one process: the real observer core and writer, a real valkey-server,
+real directories.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from twisted.internet import defer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from core_case import CoreTestCase, sleep  # noqa: E402
+
+SETTLE = 0.5
+
+
+class ReplacedTests(CoreTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.make_core(f"announce=closed\nsettle={SETTLE}")
+        self.received: dict[str, list[tuple[float, dict]]] = {}
+
+    def pop(self) -> None:
+        while (raw := self.client.rpop("q")) is not None:
+            event = json.loads(raw)
+            self.received.setdefault(event["filename"], []).append((time.time(), event))
+
+    @defer.inlineCallbacks
+    def test_a_file_of_a_recreated_directory_waits_for_its_close(self):
+        self.start()
+        yield self.writer.when_connected()
+        monitor = self.core.monitors[0]
+        while monitor.listings < 1:
+            yield sleep(0.01)
+        holder = os.open(self.dir, os.O_RDONLY)  # delays the kernel's end of watch
+        try:
+            shutil.rmtree(self.dir)
+            self.dir.mkdir()
+            slow = open(self.dir / "slow", "wb")
+            slow.write(b"x")
+            slow.flush()
+            monitor.relist()  # as after a Redis reconnection
+            for _ in range(8):  # written every 0.2 s: never SETTLE unmodified
+                yield sleep(0.2)
+                slow.write(b"y")
+                slow.flush()
+                self.pop()
+            self.assertEqual(self.received, {})
+        finally:
+            os.close(holder)
+        # The end of the old watch comes; the new directory is watched and
+        # listed while the file is still written.
+        deadline = time.monotonic() + 10
+        while monitor._watches < 2 and time.monotonic() < deadline:
+            yield sleep(0.2)
+            slow.write(b"z")
+            slow.flush()
+        self.assertEqual(monitor._watches, 2)
+        for _ in range(3):
+            yield sleep(0.2)
+            slow.write(b"z")
+            slow.flush()
+        self.pop()
+        self.assertEqual(self.received, {})
+        closed = time.time()
+        slow.close()
+        deadline = time.monotonic() + 10
+        while "slow" not in self.received and time.monotonic() < deadline:
+            yield sleep(0.02)
+            self.pop()
+        [(at, _event)] = self.received["slow"]
+        self.assertGreaterEqual(at, closed + SETTLE)
