@@ -13,7 +13,11 @@ checker (L{bench.soak_ledger}) goes through every file.
 The last line of the output is one JSON object::
 
     {"seed", "minutes", "files", "faults", "unannounced", "announced_early",
-     "duplicates", "max_rss_mb", "tracebacks", ...}
+     "duplicates", "max_rss_mb", "tracebacks", "lost_by_redis", ...}
+
+(C{lost_by_redis}: files announced, then lost with Redis's data, and gone
+before the observer's insurance listing could announce them again; they
+are no failure: see L{bench.soak_ledger}.)
 
 The exit status is 1 when a file was unannounced or announced early, a
 name was announced that should not have been, the observer logged a
@@ -234,6 +238,7 @@ def _run(args: argparse.Namespace, seed: int, kinds: list, resources: Resources,
         "max_rss_mb": round(max_rss, 1),
         "tracebacks": daemon.count(TRACEBACK),
         "due": found.due,
+        "lost_by_redis": found.lost_by_redis,
         "events": events,
         "unexpected_names": len(ledger.unexpected),
         "overflows": daemon.count(OVERFLOWED),
@@ -250,6 +255,7 @@ def _run(args: argparse.Namespace, seed: int, kinds: list, resources: Resources,
         problems.append(f"the observer's RSS reached {max_rss:.0f} MiB (bound {args.max_rss:g})")
     failed = bool(problems or found.unannounced or found.early or ledger.unexpected or result["tracebacks"])
     say(f"{files} files ({result['files_per_second']}/s), {found.due} due, {found.received} received, "
+        f"{found.lost_by_redis} announced but lost by Redis and gone before the insurance listing, "
         f"{events} events, {result['faults']} faults, max RSS {max_rss:.0f} MiB, exit status {exit_status}")
     if failed or args.artifacts:
         out = _keep(args.artifacts or Path(f"/tmp/dirobserver-soak-{seed}"), replay, t0, end, ledger, found,

@@ -24,6 +24,7 @@ the function that does it and returns a line of detail.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -34,8 +35,9 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from .harness import Observer, Resources, peak_rss_mb, remove_tree
-from .soak_kinds import CHANGES, INVALID, ObserverConfig, Section
+from .soak_kinds import CHANGES, INVALID, STREAM, ObserverConfig, Section
 from .soak_ledger import Ledger
+from .soak_traffic import stream_event
 
 RELOADED = b"Configuration reloaded"
 REFUSED = b"Reload refused"
@@ -183,17 +185,56 @@ class Timeline:
 # -- the process lane -------------------------------------------------------------------
 
 
+def pause_and_read(s: Soak, pause_ms: int) -> str:
+    """
+    Pause the master's writes for C{pause_ms} and tell the ledger which
+    files its queues hold: announced, they are lost if Redis loses its data
+    (see L{bench.soak_ledger.Ledger.lost_with_redis}).  Consumers block
+    meanwhile (their reads are writes), so nothing is taken either.
+    """
+    names: list[tuple[int, str]] = []
+    client = s.redis.master_client()
+    try:
+        client.execute_command("CLIENT", "PAUSE", pause_ms, "WRITE")
+        when = time.time()
+        for section in s.sections:
+            if section.kind.reader == STREAM:
+                names += [(section.index, stream_event(fields)[0])
+                          for _id, fields in client.xrange(section.queue)]
+            else:
+                names += [(section.index, json.loads(raw)["filename"])
+                          for raw in client.lrange(section.queue, 0, -1)]
+    except Exception as e:  # the master went away meanwhile: nothing known
+        return f"its queues could not be read ({e})"
+    finally:
+        client.close()
+    return f"{s.ledger.lost_with_redis(names, when)} files in its queues"
+
+
 def redis_kill(s: Soak, rng: random.Random, _: Optional[Section]) -> str:
     where = s.redis.where()[1]
+    held = pause_and_read(s, 10_000)
     s.redis.kill()
     down = rng.uniform(0.2, 2.0)
     time.sleep(down)
     s.redis.restart()
-    return f"SIGKILL of the master on {where}, restarted empty after {down:.1f} s"
+    return f"SIGKILL of the master on {where} ({held}), restarted empty after {down:.1f} s"
 
 
 def failover(s: Soak, rng: random.Random, _: Optional[Section]) -> str:
-    return f"SENTINEL FAILOVER: {s.redis.failover()}"
+    # The demoted master's last writes may not reach the new one: read its
+    # queues first (a short pause, then it writes on until it is demoted).
+    held: list[str] = []
+
+    def read() -> None:
+        held.append(pause_and_read(s, 10_000))
+        client = s.redis.master_client()
+        try:
+            client.execute_command("CLIENT", "UNPAUSE")
+        finally:
+            client.close()
+
+    return f"SENTINEL FAILOVER: {s.redis.failover(read)}" + (f" ({held[0]})" if held else "")
 
 
 def redis_stop(s: Soak, rng: random.Random, _: Optional[Section]) -> str:
@@ -269,6 +310,8 @@ def held_overflow(s: Soak, rng: random.Random, _: Optional[Section]) -> str:
     count = int(s.config.max_held * 1.3)
     targets = rng.sample(s.sections, min(len(s.sections), rng.randint(1, 3)))
     mark = s.daemon.mark()
+    if not s.redis.sentinel:
+        pause_and_read(s, 10_000)  # its outage is a kill: it comes back empty
     s.redis.outage()
     started = time.time()
     for section in targets:

@@ -21,6 +21,15 @@ continuous stretch of at least its kind's grace period (L{BASE_GRACE} plus
 C{settle} and C{poll_interval}).  A due file that no consumer received is
 I{unannounced}.  A file deleted by its producer before it was complete is
 never due; one deleted by a consumer was received first.
+
+Redis may lose what it acknowledged: a server killed and restarted empty,
+a replica promoted before it had the master's last writes.  Before such a
+fault the soak pauses the master's writes and reads its queues
+(L{lost_with_redis}): the files named there were announced, and Redis, not
+the observer, loses them.  The observer's promise for them is its insurance
+listing once Redis is back: such a file is due again only for a stretch of
+presence after the fault (its window and the recovery).  One deleted before
+that is counted as I{lost by Redis}, not unannounced.
 """
 
 from __future__ import annotations
@@ -68,6 +77,8 @@ class Findings:
     unannounced: list[int] = field(default_factory=list)
     early: list[int] = field(default_factory=list)
     received: int = 0
+    #: announced, then lost by Redis, and gone before the insurance listing
+    lost_by_redis: int = 0
 
 
 class Ledger:
@@ -85,6 +96,8 @@ class Ledger:
         self.stamp = array("d")
         self.stamp_live = array("d")
         self.pause = array("d")
+        #: when Redis last lost this file's announcement (see L{lost_with_redis})
+        self.lost: dict[int, float] = {}
         #: sub-directory of the files of style "nested"
         self.subdir: dict[int, str] = {}
         self._present: list[set[int]] = [set() for _ in sections]
@@ -226,6 +239,21 @@ class Ledger:
         self.received[i] = now
         return i
 
+    def lost_with_redis(self, names: Iterable[tuple[int, str]], when: float) -> int:
+        """
+        The queues of a Redis about to lose its data held these
+        C{(section, name)}: announced, they are lost by Redis at C{when}
+        (see the module docstring).  How many of them are files of the soak.
+        """
+        count = 0
+        for section, filename in names:
+            match = _OURS.match(filename.rsplit("/", 1)[-1])
+            i = int(match.group(2)) if match else -1
+            if 0 <= i < len(self.section) and self.section[i] == section:
+                self.lost[i] = when
+                count += 1
+        return count
+
     # -- progress ----------------------------------------------------------------
 
     def waiting(self, among: Optional[Iterable[int]] = None) -> list[int]:
@@ -269,9 +297,12 @@ class Ledger:
             k += 1
         return max(best, b - cursor)
 
-    def due(self, i: int, end: float, windows: tuple[list[float], list[float]]) -> bool:
-        """Whether file C{i} had to be announced by C{end} (see the module docstring)."""
-        a = self.complete[i]
+    def due(self, i: int, end: float, windows: tuple[list[float], list[float]], since: float = -INF) -> bool:
+        """
+        Whether file C{i} had to be announced by C{end} (see the module
+        docstring), counting its presence after C{since} only.
+        """
+        a = max(self.complete[i], since)
         if a != a or STYLES[self.style[i]] == "ignored":
             return False
         b = min(self.gone[i], end)
@@ -294,6 +325,9 @@ class Ledger:
             if comp[i] == comp[i]:
                 found.files += 1
             if self.due(i, end, windows[section]):
+                if not received and i in self.lost and not self.due(i, end, windows[section], self.lost[i]):
+                    found.lost_by_redis += 1
+                    continue
                 found.due += 1
                 if not received:
                     found.unannounced.append(i)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from .harness import Redis, Resources, free_port, spawn, valkey_server_binary
 
@@ -40,6 +40,9 @@ class Single:
 
     def where(self) -> tuple[str, int]:
         return "127.0.0.1", self.server.port
+
+    def master_client(self) -> Any:
+        return self.server.client(timeout=5)
 
     def kill(self) -> None:
         self.server.kill()
@@ -117,6 +120,9 @@ class SentinelSet:
         port = self.where()[1]
         return next(node for node in self.nodes if node.port == port)
 
+    def master_client(self) -> Any:
+        return self._master().client(timeout=5)
+
     def _replicas_ok(self) -> bool:
         """
         Every node runs, the one the Sentinels name is a master, and its
@@ -180,16 +186,20 @@ class SentinelSet:
         for node in self.nodes:
             node.resume()
 
-    def failover(self) -> str:
+    def failover(self, before_failover: Optional[Callable[[], None]] = None) -> str:
         """
         C{SENTINEL FAILOVER}, once the set is whole; wait for the new master.
         A Sentinel may decline (a failover of the same master shortly
         before): that is said, and is no failure of the soak.
+
+        @param before_failover: called once the set is whole, just before.
         """
         import valkey
 
         self._wait(self._agreed_and_sound, 30, "the set to be whole before a failover")
         before = self.where()
+        if before_failover is not None:
+            before_failover()
         for port, _ in self.sentinels:
             client = valkey.Valkey(host="127.0.0.1", port=port, socket_timeout=5)
             try:

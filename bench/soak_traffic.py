@@ -329,7 +329,7 @@ class Consumer(threading.Thread):
         for _stream, entries in reply or ():
             for entry_id, fields in entries:
                 ids.append(entry_id)
-                out.append(_stream_event(fields))
+                out.append(stream_event(fields))
         if ids:
             client.xack(queue, self.GROUP, *ids)
             client.xdel(queue, *ids)
@@ -374,7 +374,7 @@ class Consumer(threading.Thread):
         ledger.removed(i, time.time(), consumed=True)
 
 
-def _stream_event(fields: dict) -> tuple[str, float, str]:
+def stream_event(fields: dict) -> tuple[str, float, str]:
     """(filename, event_timestamp, event) of a stream entry: its fields, or one JSON field."""
     if b"filename" in fields:
         name = fields[b"filename"].decode("utf-8", "surrogateescape")

@@ -157,3 +157,21 @@ def test_a_deleted_sub_directory_sweeps_its_files_only() -> None:
     assert book.swept(0, T0 + 5, "n000000000") == 1
     assert book.gone[inside] == T0 + 5 and book.gone[beside] == book.gone[top] == float("inf")
     assert book.present(0) == 2
+
+
+def test_a_file_redis_lost_is_due_again_only_for_its_presence_after_the_loss() -> None:
+    book = ledger("created")
+    grace = KIND["created"].grace()
+    # Both announced, in the queue when Redis was killed at 20 s (down 1 s).
+    gone_soon = made(book, 0, 1.0)
+    stays = made(book, 0, 1.0)
+    never_read = made(book, 0, 1.0)  # not in the queue: the observer's miss
+    assert book.lost_with_redis([(0, book.name(gone_soon)), (0, book.name(stays)), (0, "f999999999"),
+                                 (0, "other")], T0 + 20.0) == 2
+    book.window(T0 + 20.0, T0 + 21.0, None, "redis_kill")
+    book.removed(gone_soon, T0 + 21.0 + RECOVERY + grace - 0.5)
+    book.removed(never_read, T0 + 21.0 + RECOVERY + grace - 0.5)
+    found = book.check(T0 + 60)
+    assert found.lost_by_redis == 1
+    assert sorted(found.unannounced) == sorted([stays, never_read])
+    assert found.due == 2
