@@ -9,9 +9,11 @@ through the libc seam.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Type
 
@@ -49,6 +51,14 @@ class CoreTestCase(unittest.TestCase):
         self.addCleanup(shutil.rmtree, self.dir, True)
         self.core: ObserverService | None = None
         self.writer: RedisWriter | None = None
+        #: what L{pop} took from queue "q": file name -> [(when, event)]
+        self.received: dict[str, list[tuple[float, dict]]] = {}
+
+    def pop(self) -> None:
+        """Take every event queued in "q" into L{received}, stamped with the time."""
+        while (raw := self.client.rpop("q")) is not None:
+            event = json.loads(raw)
+            self.received.setdefault(event["filename"], []).append((time.time(), event))
 
     def make_core(self, keys: str, core: Type[ObserverService] = ObserverService) -> ObserverService:
         """

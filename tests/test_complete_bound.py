@@ -13,7 +13,6 @@ files opened after the forgetting still wait for their close.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -30,12 +29,6 @@ class BoundTests(CoreTestCase):
     def setUp(self) -> None:
         super().setUp()
         self.make_core(f"announce=closed\nsettle={SETTLE}")
-        self.received: dict[str, list[tuple[float, dict]]] = {}
-
-    def pop(self) -> None:
-        while (raw := self.client.rpop("q")) is not None:
-            event = json.loads(raw)
-            self.received.setdefault(event["filename"], []).append((time.time(), event))
 
     @defer.inlineCallbacks
     def wait(self, predicate, seconds: float = 10.0):

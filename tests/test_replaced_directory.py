@@ -14,7 +14,6 @@ real directories.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -33,12 +32,6 @@ class ReplacedTests(CoreTestCase):
     def setUp(self) -> None:
         super().setUp()
         self.make_core(f"announce=closed\nsettle={SETTLE}")
-        self.received: dict[str, list[tuple[float, dict]]] = {}
-
-    def pop(self) -> None:
-        while (raw := self.client.rpop("q")) is not None:
-            event = json.loads(raw)
-            self.received.setdefault(event["filename"], []).append((time.time(), event))
 
     @defer.inlineCallbacks
     def test_a_file_of_a_recreated_directory_waits_for_its_close(self):
