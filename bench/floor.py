@@ -17,21 +17,25 @@ C{/proc/PID/stat}) is measured alone:
  4. C{twisted}: the reactor, Twisted's C{INotify} and a bare protocol;
  5. C{observer}: ``twistd -n dirobserver`` with one section.
 
-Why: at 1,000 files/s the observer cannot go below what rung 2 or 3 costs
-whatever its design, since a wake-up, a read of the inotify descriptor, a
-C{send} and a C{recv} on loopback are paid per file by any process that
-acknowledges each file before the next one comes; rung 1 is the cost of the
-kernel's part alone, rung 4 what an event loop's dispatch adds, and the gap
-between 4 and 5 is the observer's own machinery (filters, batching, resend
-bookkeeping).  Per file are shown: CPU (user, system), the passes of the
-loop (returns from C{epoll_wait}, counted by rungs 2-4) and the voluntary
-context switches (each a sleep in C{epoll_wait} that ended: a wake-up that
-found the process idle), and for rungs 2-4 the files whose reply was read.
-The percentage of a core is the CPU per second of creation (µs per file
-times the rate).  Each line is the run of median CPU (runs are taken in
-turns, so that other work on the machine weighs on every rung alike).  The
-kernel accounts CPU by ticks here: the total is exact, its split between
-user and system time is sampled.
+Why: a process that sends each file to Redis as it comes (at 1,000 files/s
+files come 1 ms apart, and a p99 of 2 ms leaves no room to hold them) pays,
+per file, at least a wake-up, a read of the inotify descriptor, a C{send} on
+loopback (which also runs Redis's side of TCP delivery) and a C{recv}.  Rungs
+2 and 3 pay that and next to nothing else, so no Python design that keeps
+one round per file can go below them; rung 1 is what being told of a file
+costs at all, rung 4 what an event loop's dispatch adds (Twisted's buffered
+write takes a turn of its own), and the gap between 4 and 5 is the
+observer's own machinery (filters, the writer's rounds and resend
+bookkeeping, C{MULTI}/C{EXEC} around the C{LPUSH}).
+
+Shown per file: CPU (the run of median CPU, and the spread over the runs),
+the passes of the loop (returns from C{epoll_wait}, counted by rungs 2-4),
+the voluntary context switches (each a sleep in C{epoll_wait} that ended),
+and for rungs 2-4 the files whose reply was read.  The percentage of a core
+is the CPU per second of creation (µs per file times the rate).  Runs are
+taken in turns, so that other work on the machine weighs on every rung
+alike.  The split between user and system time is on the lines of the runs
+only: a kernel that accounts CPU by ticks samples it (the total is exact).
 """
 
 from __future__ import annotations
@@ -55,8 +59,6 @@ QUEUE = "q:floor"
 COLUMNS = (  # key, title, format
     ("cpu_pct", "% core", "{:.1f}"),
     ("us_per_file", "µs/file", "{:.0f}"),
-    ("user_us", "user", "{:.0f}"),
-    ("sys_us", "sys", "{:.0f}"),
     ("turns", "turns/file", "{:.2f}"),
     ("switches", "switches/file", "{:.2f}"),
     ("in_redis", "in Redis", "{:.0f}"),
@@ -155,6 +157,7 @@ def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
 def table(results: dict[str, list[dict[str, float]]]) -> str:
     """One line per implementation: its run of median CPU."""
     rows = [["implementation"] + [title for _, title, _ in COLUMNS] + ["files"]]
+    rows[0].insert(3, "of runs")
     for kind, runs in results.items():
         if not runs:
             continue
@@ -162,6 +165,8 @@ def table(results: dict[str, list[dict[str, float]]]) -> str:
         cells = [kind]
         for key, _, fmt in COLUMNS + (("files", "", "{:.0f}"),):
             cells.append("-" if middle[key] != middle[key] else fmt.format(middle[key]))
+        spread = [r["us_per_file"] for r in runs]
+        cells.insert(3, f"{min(spread):.0f}-{max(spread):.0f}")
         rows.append(cells)
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
