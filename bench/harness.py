@@ -217,11 +217,16 @@ def _source_state() -> dict[str, Any]:
 
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process, in seconds."""
+    return sum(cpu_split(pid))
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """utime and stime of a process (all its threads), in seconds."""
     with open(f"/proc/{pid}/stat", "rb") as f:
         data = f.read()
     fields = data[data.rindex(b")") + 2 :].split()
     # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
 
 
 def peak_rss_mb(pid: int, field: str = "VmHWM") -> float:

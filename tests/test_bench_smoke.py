@@ -4,7 +4,10 @@ end to end (its own valkey-server, real twistd observers, a creating child)
 and writes numeric figures; the bursts (names announced as they appear, and
 complete files announced at their close), the trees (listed at start, and
 burst into new sub-directories) and the polled directory announce every
-file, each event naming the directory that holds its file.
+file, each event naming the directory that holds its file.  And
+``python -m bench.floor``: a one-second run of its two minimal loops (the
+reply read in a wake-up of its own, and read lazily at the next one) pushes
+every file created to Redis and reads the reply of every one.
 """
 
 from __future__ import annotations
@@ -20,17 +23,23 @@ WORKLOADS = ("burst", "burst-closed", "paced-1k", "paced-20k", "paced-closed", "
              "tree-listing", "tree-burst", "poll-cost")
 
 
-def test_bench_quick(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
+def run_bench(module: str, *args: str, timeout: float) -> str:
+    """Run C{python -m module args} at the repository root; its output, once it succeeded."""
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--quiet", "--json", str(out)],
+        [sys.executable, "-m", module, *args],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        timeout=180,
+        timeout=timeout,
     )
     output = proc.stdout.decode(errors="replace")
     assert proc.returncode == 0, output
+    return output
+
+
+def test_bench_quick(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    output = run_bench("bench", "--quick", "--quiet", "--json", str(out), timeout=180)
     data = json.loads(out.read_text())
     workloads = data["workloads"]
     assert set(WORKLOADS) <= set(workloads), output
@@ -49,3 +58,23 @@ def test_bench_quick(tmp_path: Path) -> None:
     for name in ("tree-listing", "tree-burst"):
         assert workloads[name]["figures"]["misplaced"]["value"] == 0, (name, output)
     assert "machine:" in output
+
+
+FLOOR_KINDS = ("epoll", "epoll-lazy")
+
+
+def test_floor_minimal_loops_acknowledge_every_file() -> None:
+    output = run_bench("bench.floor", "--only", ",".join(FLOOR_KINDS), "--rate", "500", "--seconds", "1",
+                       "--runs", "1", timeout=120)
+    assert "machine:" in output
+    rows = {}
+    for line in output.splitlines():
+        cells = line.split()
+        if cells and cells[0] in FLOOR_KINDS:
+            rows[cells[0]] = cells
+    assert set(rows) == set(FLOOR_KINDS), output
+    for kind, cells in rows.items():
+        # The table's last columns: in Redis, replies read, files created.
+        in_redis, acked, files = cells[-3:]
+        assert files == "500", (kind, output)
+        assert in_redis == acked == files, (kind, output)
