@@ -80,18 +80,20 @@ _READ_SIZE = 256 * 1024
 #: Reads per reactor turn at most, so a flood cannot starve timers and Redis.
 _READS_PER_TURN = 4
 
-#: Wake-ups in a row, each less than LINGER/2 after the last, before events
+#: Wake-ups in a row, each less than QUICK after the last, before events
 #: are left to gather: a steady stream, not two files that happened to come
 #: close together.
 _QUICK_READS = 4
+#: Seconds between two wake-ups that make them quick (see L{LINGER}).
+QUICK = 0.0005
 
 #: Seconds events may gather in the kernel queue when they come one or a few
-#: at a time, steadily faster than one per LINGER/2: at 20,000 files a second, one read
-#: (and one Redis round) per millisecond instead of one per file or two, for
-#: at most this much more latency.  A slower trickle (1,000 files a second)
-#: is read as it comes: waking up at most once a millisecond would double
-#: its latency (epoll's timeouts are whole milliseconds).
-LINGER = 0.001
+#: at a time, steadily faster than one per L{QUICK}: at 20,000 files a
+#: second, one read (and one Redis round) per LINGER instead of one per file
+#: or two, for at most this much more latency.  A slower trickle (1,000
+#: files a second) is read as it comes: its latency target (2 ms at the
+#: 99th percentile) leaves no room for a nap.
+LINGER = 0.004
 
 class WatchError(OSError):
     """
@@ -269,7 +271,7 @@ class Watcher(inotify.INotify):
     def doRead(self):
         """Read and dispatch what the kernel has queued, in large reads."""
         now = self.reactor.seconds()
-        if now - self._drained_at < LINGER / 2:
+        if now - self._drained_at < QUICK:
             self._quick += 1
             if self._quick >= _QUICK_READS:
                 # Events keep coming, one or a few per wake-up, several
