@@ -78,16 +78,19 @@ class CompleteFiles:
         clock: IReactorTime,
         announce: Announce,
         on_full: Callable[[int], None],
+        catch_up: Callable[[], None] | None = None,
     ) -> None:
         """
         @param announce: pushes C{(text, event)} pairs stamped with a time.
         @param on_full: the table was full and forgot its files (their count).
+        @param catch_up: delivers the events already queued (see
+            L{dirobserver.settle}).
         """
         self._path = os.fsencode(section.directory)
         self._accepts = section.name_filter  # in a tree, names are relative paths
         self._subdirectories = section.subdirectories
         self._announce = announce
-        self.waiting = SettleTable(section.settle, clock, announce, on_full)
+        self.waiting = SettleTable(section.settle, clock, announce, on_full, catch_up=catch_up)
         #: reads one batch of events (see L{dirobserver.sources.EventSink})
         self.file_events: Callable[[Batch, float], None] = (
             self._closed_events if section.announce == ANNOUNCE_CLOSED else self._settled_events

@@ -102,7 +102,7 @@ class DirectoryMonitor:
         self._complete: CompleteFiles | None = None
         self._events = self._created_events
         if waits(section):
-            self._complete = CompleteFiles(section, clock, self._announce, self._waiting_full)
+            self._complete = CompleteFiles(section, clock, self._announce, self._waiting_full, self._catch_up)
             self.waiting, self._events = self._complete.waiting, self._complete.file_events
         self._writer = writer
         self._queue = writer.queue(section.queue, section.counter, shape_for(section))
@@ -135,6 +135,11 @@ class DirectoryMonitor:
             section, writer, self._encoder, self, cooperator, slots, listing_seconds,
             self._current_watch, clock, self.waiting, self.tree,
         )
+
+    def _catch_up(self) -> None:
+        """Deliver the events already queued for the directory (see L{dirobserver.settle})."""
+        if self._source is not None:
+            self._source.drain()
 
     def _current_watch(self) -> int | None:
         """

@@ -170,6 +170,9 @@ class Poller:
         if polled is not None and polled.sink is sink:
             self._drop(handle)
 
+    def drain(self) -> None:
+        """Nothing waits to be read: a poller knows of changes only by its scans."""
+
     def listed(self, handle: int, names: Iterable[bytes]) -> None:
         """A listing saw C{names} in the directory: they are its previous scan."""
         polled = self._dirs.get(handle)

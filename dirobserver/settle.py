@@ -24,6 +24,12 @@ L{dirobserver.listing}).  The file that came waits as it should.
 A listing may fill half of the table with the young files it finds
 (L{hold}); it looks at the others again later.
 
+Before it announces the files of a bucket, the table asks for the events
+already queued (C{catch_up}): a process stopped for a while (SIGSTOP, a
+stalled VM) runs its late timers before it reads the events of that
+while, and a file written meanwhile would be announced as quiet (found by
+the soak).
+
 Names are the kernel's bytes; each entry keeps the decoded text its event
 needs.  No I/O here, and time comes from the clock given: tests drive it
 with L{twisted.internet.task.Clock}.
@@ -87,11 +93,14 @@ class SettleTable:
         announce: Announce,
         on_full: Callable[[int], None],
         limit: int = MAX_WAITING,
+        catch_up: Callable[[], None] | None = None,
     ) -> None:
         """
         @param announce: called with the files due, and the time.
         @param on_full: called with the number of files forgotten when the
             table was full.
+        @param catch_up: delivers the events already queued (see the module
+            docstring); it may move or forget any file, or all of them.
         """
         self.settle = settle
         self.limit = limit
@@ -99,6 +108,7 @@ class SettleTable:
         self._clock = clock
         self._announce = announce
         self._on_full = on_full
+        self._catch_up = catch_up
         self._open: dict[bytes, str] = {}
         self._due: dict[bytes, _Due] = {}
         #: bucket -> the names due then (a dict: an ordered set)
@@ -241,11 +251,20 @@ class SettleTable:
         del names[name]
         if not names:
             del self._buckets[bucket]
-            self._calls.pop(bucket).cancel()
+            call = self._calls.pop(bucket, None)
+            if call is not None:  # None: the bucket is firing (see _fire)
+                call.cancel()
 
     def _fire(self, bucket: int) -> None:
         del self._calls[bucket]
-        names = self._buckets.pop(bucket)
+        if self._catch_up is not None:
+            try:
+                self._catch_up()
+            except Exception:
+                self._log.failure("Reading the events queued before announcing failed")
+        names = self._buckets.pop(bucket, None)
+        if names is None:
+            return  # every file of the bucket moved, or was forgotten
         due = self._due
         items = []
         for name in names:

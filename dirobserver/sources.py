@@ -61,3 +61,10 @@ class EventSource(Protocol):
 
     def remove(self, handle: int, sink: EventSink) -> None:
         """Stop delivering the events of C{handle} to C{sink}."""
+
+    def drain(self) -> None:
+        """
+        Deliver now the events already waiting to be read (a sink about to
+        act on a timer asks first: after the process was stopped for a
+        while, timers run before the events of that while are read).
+        """

@@ -13,14 +13,16 @@ from dirobserver.events import CREATED, EXISTS
 from dirobserver.settle import GRACE, TICK, SettleTable
 
 
-class TableTests(unittest.TestCase):
-    def table(self, settle: float, limit: int = 1000, start: float = 1000.0) -> SettleTable:
+class TableCase(unittest.TestCase):
+    """A table on a Clock, what it announced, and no call left at the end."""
+
+    def table(self, settle: float, limit: int = 1000, start: float = 1000.0, catch_up=None) -> SettleTable:
         self.clock = task.Clock()
         self.clock.advance(start)
         self.announced: list[tuple[float, list[tuple[str, str]]]] = []
         self.full: list[int] = []
         table = SettleTable(settle, self.clock, lambda items, when: self.announced.append((when, items)),
-                            self.full.append, limit=limit)
+                            self.full.append, limit=limit, catch_up=catch_up)
         self.addCleanup(self.assert_no_call_left, table)
         return table
 
@@ -33,6 +35,9 @@ class TableTests(unittest.TestCase):
 
     def advance_to(self, when: float) -> None:
         self.clock.advance(when - self.clock.seconds())
+
+
+class TableTests(TableCase):
 
     def test_a_quiet_file_is_announced_settle_after_its_last_change_never_before(self):
         table = self.table(settle=2.0)
@@ -184,5 +189,43 @@ class TableTests(unittest.TestCase):
         table.quiet(b"a", "a", 1000.0)
         self.clock.advance(2)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual(len(table), 0)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class CatchUpTests(TableCase):
+    """
+    Before a bucket is announced, the events already queued are read: after
+    the process was stopped, its late timers must not announce files whose
+    writes of that while are still unread (found by the soak).
+    """
+
+    def test_a_file_written_while_the_process_was_stopped_waits_on(self):
+        queued: list[bytes] = []
+        table = self.table(settle=1.0, catch_up=lambda: [table.touched(n, self.clock.seconds()) for n in queued])
+        table.quiet(b"slow", "slow", 1000.0)
+        table.quiet(b"done", "done", 1000.0)
+        # Stopped from 1000.5 to 1003: "slow" was written meanwhile.
+        queued.append(b"slow")
+        self.advance_to(1003.0)
+        self.assertEqual(self.names(), ["done"])
+        queued.clear()
+        self.advance_to(1004.0 + TICK)
+        self.assertEqual(self.names(), ["done", "slow"])
+
+    def test_the_whole_bucket_moved_announces_nothing_and_leaves_no_call(self):
+        table = self.table(settle=1.0, catch_up=lambda: table.touched(b"a", self.clock.seconds()))
+        table.quiet(b"a", "a", 1000.0)
+        self.advance_to(1001.0 + TICK)
+        self.assertEqual(self.announced, [])
+        self.assertEqual(table.timers(), 1)
+        self.assertIn(b"a", table)
+
+    def test_lost_events_forget_the_bucket_while_it_fires(self):
+        table = self.table(settle=1.0, catch_up=lambda: table.forget_all())
+        for name in (b"a", b"b"):
+            table.quiet(name, name.decode(), 1000.0)
+        self.advance_to(1001.0 + TICK)
+        self.assertEqual(self.announced, [])
         self.assertEqual(len(table), 0)
         self.assertEqual(self.clock.getDelayedCalls(), [])

@@ -1,0 +1,79 @@
+"""
+A process that stops for a while (SIGSTOP, a stalled VM) may run its late
+timers before it reads the events of that while: when the watcher was
+napping (a steady stream lets events gather for a few milliseconds), the
+call that ends the nap and the late timers are due together, and run in
+one pass before the next read.  A file waiting for
+C{settle} seconds of quiet, written all along, must not be announced by its
+late timer: the table reads the queued events first (found by the soak,
+whose overflow fault SIGSTOPs the observer while slow writers go on).
+
+In one process: the real observer core and writer on the real reactor,
+blocked on purpose, a real valkey-server, a writer thread, real files.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+
+from twisted.internet import defer, reactor
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from core_case import CoreTestCase, sleep  # noqa: E402
+
+SETTLE = 0.5
+
+
+class StalledTests(CoreTestCase):
+    @defer.inlineCallbacks
+    def test_a_file_written_while_the_reactor_stalled_waits_for_quiet(self):
+        self.make_core(f"settle={SETTLE}")
+        self.start()
+        yield self.writer.when_connected()
+        monitor = self.core.monitors[0]
+        while monitor.listings < 1:
+            yield sleep(0.01)
+        slow = open(self.dir / "slow", "wb")
+        self.addCleanup(slow.close)
+        slow.write(b"x")
+        slow.flush()
+        yield sleep(0.1)  # its creation is read: it waits for quiet
+        self.assertIn(b"slow", monitor.waiting)
+        stop = threading.Event()
+        last = [time.time()]
+
+        def write() -> None:
+            while not stop.wait(0.1):  # never SETTLE without a write
+                slow.write(b"y")
+                slow.flush()
+                last[0] = time.time()
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        try:
+            # The reactor stalls for three times the settle while the watcher
+            # naps: its timer and the nap's end are then due together.
+            watcher = self.core.watcher
+
+            def stall() -> None:
+                watcher.stopReading()
+                reactor.callLater(0.004, watcher.startReading)
+                time.sleep(3 * SETTLE)
+
+            reactor.callLater(0, stall)
+            yield sleep(0.1)
+            yield sleep(2 * SETTLE)
+            self.pop()
+            self.assertEqual(self.received, {})
+        finally:
+            stop.set()
+            writer.join()
+        deadline = time.monotonic() + 10
+        while "slow" not in self.received and time.monotonic() < deadline:
+            yield sleep(0.02)
+            self.pop()
+        [(at, _event)] = self.received["slow"]
+        self.assertGreaterEqual(at, last[0] + SETTLE)
