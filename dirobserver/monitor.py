@@ -126,6 +126,8 @@ class DirectoryMonitor:
         self._stopped = False
         #: how many watches were set: tells a watch from the one before it
         self._watches = 0
+        #: whether setting the watch is said at info level (else debug)
+        self.say_watching = True
         #: the directory the watch is on (see L{_current_watch})
         self._identity: tuple[int, int] | None = None
         self.state = MISSING
@@ -257,7 +259,11 @@ class DirectoryMonitor:
                 directory=self.directory,
                 target=os.path.realpath(self.directory),
             )
-        self._log.info(
+        # A directory that comes back always says so; the first watch of
+        # each says so too, unless the service asked for quiet (thousands
+        # of sections: their lines would cost seconds of the start).
+        say = self._log.info if came_back or self.say_watching else self._log.debug
+        say(
             "[{section}] {what} {directory}{how} -> queue {queue}",
             section=self.section.name,
             what="Directory is back, watching" if came_back else "Watching",

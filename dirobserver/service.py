@@ -48,6 +48,9 @@ LISTINGS_AT_ONCE = 4
 
 #: Seconds between two attempts to watch a missing directory.
 RETRY_INTERVAL = 1.0
+#: Directories whose first watch is said one line each at start; past
+#: that, one line says how many more (10,000 lines cost a second).
+SAID_ONE_BY_ONE = 100
 
 #: Seconds between two looks at queues whose last listing was cut short by
 #: poll_queue_limit (the rest is listed once the queue has room again).
@@ -317,8 +320,14 @@ class ObserverService(service.Service):
             )
             self._stop_process(exits.EXIT_NO_INOTIFY)
             return
-        for monitor in self.monitors:
+        for i, monitor in enumerate(self.monitors):
+            monitor.say_watching = i < SAID_ONE_BY_ONE
             monitor.attach(self.watcher)
+        if len(self.monitors) > SAID_ONE_BY_ONE:
+            self._log.info(
+                "... and {more} more directories, each said at debug level (--log-level=debug)",
+                more=len(self.monitors) - SAID_ONE_BY_ONE,
+            )
         self._retry.start()
         self._catch_up.start()
         for poll in self._polls.values():

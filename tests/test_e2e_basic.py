@@ -499,6 +499,12 @@ def test_a_thousand_directories_in_one_process_get_ready_fast_and_deliver_every_
     assert f"watching {count} of {count} directories" in observer.wait_for_line("dirobserver ready")
     assert ready < 5, ready
     assert wait_until(lambda: observer.output().count("Listed ") >= count, timeout=20)
+    # The first hundred say so at info level, the others at debug level,
+    # and one line says how many (10,000 lines would cost a second).
+    watching = [line for line in observer.output().splitlines() if "] Watching " in line and "-> queue" in line]
+    assert sum("#info]" in line for line in watching) == 100
+    assert sum("#debug]" in line for line in watching) == count - 100
+    assert f"... and {count - 100} more directories, each said at debug level" in observer.output()
 
     for d in dirs:
         touch(d / "file.dat")
