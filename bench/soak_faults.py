@@ -185,12 +185,14 @@ class Timeline:
 # -- the process lane -------------------------------------------------------------------
 
 
-def pause_and_read(s: Soak, pause_ms: int) -> str:
+def pause_and_read(s: Soak, pause_ms: int, unpause: bool = False) -> str:
     """
     Pause the master's writes for C{pause_ms} and tell the ledger which
     files its queues hold: announced, they are lost if Redis loses its data
     (see L{bench.soak_ledger.Ledger.lost_with_redis}).  Consumers block
     meanwhile (their reads are writes), so nothing is taken either.
+
+    @param unpause: let writes go on once the queues are read.
     """
     names: list[tuple[int, str]] = []
     client = s.redis.master_client()
@@ -204,6 +206,8 @@ def pause_and_read(s: Soak, pause_ms: int) -> str:
             else:
                 names += [(section.index, json.loads(raw)["filename"])
                           for raw in client.lrange(section.queue, 0, -1)]
+        if unpause:
+            client.execute_command("CLIENT", "UNPAUSE")
     except Exception as e:  # the master went away meanwhile: nothing known
         return f"its queues could not be read ({e})"
     finally:
@@ -225,16 +229,8 @@ def failover(s: Soak, rng: random.Random, _: Optional[Section]) -> str:
     # The demoted master's last writes may not reach the new one: read its
     # queues first (a short pause, then it writes on until it is demoted).
     held: list[str] = []
-
-    def read() -> None:
-        held.append(pause_and_read(s, 10_000))
-        client = s.redis.master_client()
-        try:
-            client.execute_command("CLIENT", "UNPAUSE")
-        finally:
-            client.close()
-
-    return f"SENTINEL FAILOVER: {s.redis.failover(read)}" + (f" ({held[0]})" if held else "")
+    detail = s.redis.failover(lambda: held.append(pause_and_read(s, 10_000, unpause=True)))
+    return f"SENTINEL FAILOVER: {detail}" + (f" ({held[0]})" if held else "")
 
 
 def redis_stop(s: Soak, rng: random.Random, _: Optional[Section]) -> str:

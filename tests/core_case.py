@@ -54,6 +54,18 @@ class CoreTestCase(unittest.TestCase):
         #: what L{pop} took from queue "q": file name -> [(when, event)]
         self.received: dict[str, list[tuple[float, dict]]] = {}
 
+    @defer.inlineCallbacks
+    def wait(self, predicate, seconds: float = 10.0):
+        """Take events (L{pop}) until C{predicate()} holds or C{seconds} pass; whether it holds."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.pop()
+            if predicate():
+                return True
+            yield sleep(0.01)
+        self.pop()
+        return predicate()
+
     def pop(self) -> None:
         """Take every event queued in "q" into L{received}, stamped with the time."""
         while (raw := self.client.rpop("q")) is not None:

@@ -31,17 +31,6 @@ class BoundTests(CoreTestCase):
         self.make_core(f"announce=closed\nsettle={SETTLE}")
 
     @defer.inlineCallbacks
-    def wait(self, predicate, seconds: float = 10.0):
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            self.pop()
-            if predicate():
-                return True
-            yield sleep(0.01)
-        self.pop()
-        return predicate()
-
-    @defer.inlineCallbacks
     def test_past_the_limit_files_are_forgotten_then_announced_once_old_enough(self):
         self.start()
         yield self.writer.when_connected()

@@ -72,9 +72,6 @@ class ReplacedTests(CoreTestCase):
         self.assertEqual(self.received, {})
         closed = time.time()
         slow.close()
-        deadline = time.monotonic() + 10
-        while "slow" not in self.received and time.monotonic() < deadline:
-            yield sleep(0.02)
-            self.pop()
+        yield self.wait(lambda: "slow" in self.received)
         [(at, _event)] = self.received["slow"]
         self.assertGreaterEqual(at, closed + SETTLE)

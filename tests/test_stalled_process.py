@@ -71,9 +71,6 @@ class StalledTests(CoreTestCase):
         finally:
             stop.set()
             writer.join()
-        deadline = time.monotonic() + 10
-        while "slow" not in self.received and time.monotonic() < deadline:
-            yield sleep(0.02)
-            self.pop()
+        yield self.wait(lambda: "slow" in self.received)
         [(at, _event)] = self.received["slow"]
         self.assertGreaterEqual(at, last[0] + SETTLE)
