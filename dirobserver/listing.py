@@ -38,6 +38,7 @@ from .scan import CHUNK, KEY_WIDTH, Walker, key_path, key_seconds, scan_director
 from .settle import TICK, SettleTable
 from .shapes import Encode, shape_for
 from .stats import Histogram
+from .turns import Turns
 from .writer import RedisWriter
 
 
@@ -60,7 +61,7 @@ class SectionListings:
         encoder: Encode,
         source: Any,
         cooperator: task.Cooperator,
-        slots: defer.DeferredSemaphore,
+        turns: Turns,
         durations: Histogram,
         watched: Callable[[], int | None],
         clock: IReactorTime,
@@ -70,7 +71,8 @@ class SectionListings:
         """
         @param source: what the writer asks to list again when it could not
             hold this section's events (the section's monitor).
-        @param slots: shared by all sections: a few listings at a time.
+        @param turns: shared by all sections: a few listings at a time, while
+            Redis takes commands.
         @param durations: where each listing's duration is counted.
         @param watched: which watch covers the directory now (None: none).
             A listing of a directory that is not watched announces nothing,
@@ -94,7 +96,7 @@ class SectionListings:
         self._encoder = encoder
         self._source = source
         self._cooperator = cooperator
-        self._slots = slots
+        self._turns = turns
         self._durations = durations
         self._watched = watched
         self.waiting = waiting
@@ -154,43 +156,39 @@ class SectionListings:
             else:
                 self._again_full = True
             return self._running
-        d = self._running = defer.ensureDeferred(self._list(resume, since))
+        if self._stopped or self._watched() is None:
+            return defer.succeed(None)
+        self._running = defer.Deferred()
+        self._take_turn(resume, since)
+        return self._running
 
-        def done(result: Any) -> Any:
-            self._running = None
-            return result
+    def _take_turn(self, resume: bool, since: float | None) -> None:
+        # Waiting, a listing is an entry in the shared line, not a coroutine
+        # (see dirobserver.turns): thousands wait at start-up.
+        self._turns.take(lambda: defer.ensureDeferred(self._turn(resume, since)))
 
-        return d.addBoth(done)
-
-    async def _list(self, resume: bool, since: float | None) -> None:
-        again = True
-        while again and not self._stopped and self._watched() is not None:
-            self._again = self._again_full = self._again_resume = False
-            self._again_since = None
-            try:
-                await self._list_once(resume, since)
-            except task.SchedulerStopped:
-                return  # the service is stopping
-            except Exception:
-                self._log.failure("[{section}] Listing failed", section=self.section.name)
-            again = self._again
-            # A full listing covers every request; a resumed one covers
-            # the files modified since any time.
-            resume = self._again_resume and not self._again_full
-            since = None if self._again_full or self._again_resume else self._again_since
-
-    async def _list_once(self, resume: bool, since: float | None) -> None:
-        await self._writer.when_connected()
-        # A few listings at a time: thousands of directories listed at
-        # start-up would otherwise each hold a cooperative task, a listing
-        # and an LLEN in flight at once.
-        await self._slots.acquire()
+    async def _turn(self, resume: bool, since: float | None) -> None:
+        """One listing, in its turn; then the next one if any was asked meanwhile."""
+        self._again = self._again_full = self._again_resume = False
+        self._again_since = None
         try:
             started = time.monotonic()
             if await self._list_in_slot(resume, since):
                 self._durations.observe(time.monotonic() - started)
-        finally:
-            self._slots.release()
+        except task.SchedulerStopped:
+            self._again = False  # the service is stopping
+        except Exception:
+            self._log.failure("[{section}] Listing failed", section=self.section.name)
+        if self._again and not self._stopped and self._watched() is not None:
+            # A full listing covers every request; a resumed one covers the
+            # files modified since any time.
+            full = self._again_full
+            self._take_turn(self._again_resume and not full,
+                            None if full or self._again_resume else self._again_since)
+            return
+        running, self._running = self._running, None
+        if running is not None:
+            running.callback(None)
 
     async def _room(self) -> int | None:
         """How many events the queue has room for (None: no limit, 0: none)."""

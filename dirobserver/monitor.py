@@ -48,6 +48,7 @@ from .shapes import shape_for
 from .sources import Batch, EventSource
 from .stats import Histogram
 from .tree import DirectoryTree
+from .turns import Turns
 from .watcher import IN_DELETE_SELF, IN_ISDIR, IN_MOVE_SELF, IN_UNMOUNT, WATCH_MASK, WatchError
 from .writer import RedisWriter
 
@@ -81,12 +82,12 @@ class DirectoryMonitor:
         writer: RedisWriter,
         clock: IReactorTime,
         cooperator: task.Cooperator,
-        slots: defer.DeferredSemaphore,
+        turns: Turns,
         listing_seconds: Histogram,
     ) -> None:
         """
         @param cooperator: runs the listings (the service's own).
-        @param slots: limits how many sections list at once (shared).
+        @param turns: limits how many sections list at once (shared).
         @param listing_seconds: where listing durations are counted (shared).
         """
         self.section = section
@@ -134,7 +135,7 @@ class DirectoryMonitor:
         self.tree = DirectoryTree(section, self.mask, self._handle_events, writer.room, clock,
                                   cooperator, self._polling)
         self._listings = SectionListings(
-            section, writer, self._encoder, self, cooperator, slots, listing_seconds,
+            section, writer, self._encoder, self, cooperator, turns, listing_seconds,
             self._current_watch, clock, self.waiting, self.tree,
         )
 

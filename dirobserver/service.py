@@ -39,6 +39,7 @@ from .reload import ReloadService
 from .services import OrderedMultiService
 from .stats import LISTING_BUCKETS, Histogram
 from .systemd import Notifier, SystemdService
+from .turns import Turns
 from .watchdog import Watchdog
 from .watcher import Watcher
 from .writer import RedisWriter
@@ -234,7 +235,7 @@ class ObserverService(service.Service):
             scheduler=lambda step: reactor.callLater(_STEP_DELAY, step), started=False
         )
         self.listing_seconds = Histogram(LISTING_BUCKETS)
-        self._slots = defer.DeferredSemaphore(LISTINGS_AT_ONCE)
+        self._turns = Turns(LISTINGS_AT_ONCE, writer.when_connected)
         self.monitors: list[DirectoryMonitor] = []
         self._polls: dict[DirectoryMonitor, Periodic] = {}
         for section in settings.sections:
@@ -256,7 +257,7 @@ class ObserverService(service.Service):
 
     def _new_monitor(self, section: SectionSettings) -> DirectoryMonitor:
         monitor = DirectoryMonitor(
-            section, self.writer, self._reactor, self._cooperator, self._slots, self.listing_seconds
+            section, self.writer, self._reactor, self._cooperator, self._turns, self.listing_seconds
         )
         self.monitors.append(monitor)
         if section.forced_poll > 0:

@@ -21,6 +21,7 @@ from dirobserver import config
 from dirobserver.listing import SectionListings
 from dirobserver.settle import SettleTable
 from dirobserver.stats import LISTING_BUCKETS, Histogram
+from dirobserver.turns import Turns
 from dirobserver.writer import RedisWriter
 
 
@@ -48,7 +49,7 @@ class HoldTests(unittest.TestCase):
         self.addCleanup(cooperator.stop)
         self.listings = SectionListings(
             section, writer, lambda name, event, when: b"", None, cooperator,
-            defer.DeferredSemaphore(1), Histogram(LISTING_BUCKETS), self.watch, self.clock,
+            Turns(1, writer.when_connected), Histogram(LISTING_BUCKETS), self.watch, self.clock,
             self.table,
         )
 
