@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
 
-from . import filters
+from . import filters, heap
 from .ini import BASE_SECTION, DEFAULT_SECTION, ConfigError, ExtendedConfigParser, read_text
 from .kinds import NULL_WORDS, Addresses, Boolean, Choice, Number, Path, Patterns, SectionReader, Text
 
@@ -553,7 +553,10 @@ def _settings(path: str, sections: list[SectionSettings], agreed: dict[str, Any]
 
 def load(path: str, *, redis_optional: bool = False) -> Settings:
     """Read the UTF-8 file C{path} and L{parse} it; raises L{ConfigError} only."""
-    return parse(read_text(path), path, redis_optional=redis_optional)
+    text = read_text(path)
+    # Roughly one section per header line: thousands are parsed in bulk.
+    with heap.bulk(text.count("\n[")):
+        return parse(text, path, redis_optional=redis_optional)
 
 
 README_BEGIN, README_END = "<!-- keys:begin -->", "<!-- keys:end -->"

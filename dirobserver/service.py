@@ -31,7 +31,7 @@ from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorCore
 from twisted.logger import Logger
 
-from . import config, exits
+from . import config, exits, heap
 from .config import SectionSettings, Settings
 from .monitor import WATCHED, DirectoryMonitor
 from .periodic import Periodic
@@ -160,11 +160,13 @@ class DirObserver(OrderedMultiService):
         added = [name for name in after if name not in before]
         removed = [name for name in before if name not in after]
         changed = [name for name in after if name in before and after[name] != before[name]]
-        for name in removed + changed:
-            self.core.remove_section(name)
-        self.core.settings = new
-        for name in changed + added:
-            self.core.add_section(after[name])
+        # In bulk: the replaced sections are freed, the new ones frozen.
+        with heap.bulk(max(len(before), len(after))):
+            for name in removed + changed:
+                self.core.remove_section(name)
+            self.core.settings = new
+            for name in changed + added:
+                self.core.add_section(after[name])
         parts = [f"{len(after) - len(added) - len(changed)} sections unchanged"]
         for what, names in (("added", added), ("removed", removed), ("changed", changed)):
             if names:
@@ -321,9 +323,10 @@ class ObserverService(service.Service):
             )
             self._stop_process(exits.EXIT_NO_INOTIFY)
             return
-        for i, monitor in enumerate(self.monitors):
-            monitor.say_watching = i < SAID_ONE_BY_ONE
-            monitor.attach(self.watcher)
+        with heap.bulk(len(self.monitors)):
+            for i, monitor in enumerate(self.monitors):
+                monitor.say_watching = i < SAID_ONE_BY_ONE
+                monitor.attach(self.watcher)
         if len(self.monitors) > SAID_ONE_BY_ONE:
             self._log.info(
                 "... and {more} more directories, each said at debug level (--log-level=debug)",

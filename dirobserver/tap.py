@@ -20,7 +20,7 @@ import sys
 
 from twisted.python import usage
 
-from . import config, logs
+from . import config, heap, logs
 from .exits import EXIT_CONFIG
 from .service import DirObserver
 
@@ -108,7 +108,8 @@ def makeService(options: Options) -> DirObserver:
     """
     from twisted.internet import reactor
 
-    return DirObserver(
-        options["settings"], reactor, embedded=bool(options["embedded-redis"]),
-        metrics=options["metrics"],
-    )
+    settings = options["settings"]
+    with heap.bulk(len(settings.sections)):
+        return DirObserver(
+            settings, reactor, embedded=bool(options["embedded-redis"]), metrics=options["metrics"],
+        )
