@@ -100,7 +100,8 @@ class SectionListings:
         self._durations = durations
         self._watched = watched
         self.waiting = waiting
-        self._walker = walker
+        #: the section's tree, once it has one (see L{scan_directory})
+        self.walker = walker
         self._running: defer.Deferred | None = None
         # What was asked during the running listing (see relist).
         self._again = False
@@ -239,7 +240,7 @@ class SectionListings:
         try:
             entries = await scan_directory(
                 directory, self.section.accepts, self.section.subdirectories, self._cooperator,
-                self._walker,
+                self.walker,
             )
         except OSError as e:
             # The listing is still owed (events may have been lost to an

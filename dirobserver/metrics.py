@@ -124,8 +124,9 @@ class ObserverCollector:
         for monitor in core.monitors:
             by_state[monitor.state] = by_state.get(monitor.state, 0) + 1
             listings.add_metric([monitor.section.name], monitor.listings)
-            for state, count in monitor.tree.counts().items():
-                subdirectories[state] += count
+            if monitor.tree is not None:
+                for state, count in monitor.tree.counts().items():
+                    subdirectories[state] += count
         for state, count in by_state.items():
             directories.add_metric([state], count)
         yield directories

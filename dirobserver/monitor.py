@@ -71,7 +71,9 @@ class DirectoryMonitor:
 
     @ivar state: L{WATCHED} or L{MISSING}.
     @ivar mode: how the directory is watched: L{WATCH_INOTIFY} or L{WATCH_POLL}.
-    @ivar tree: the sub-directories (none unless C{recursive}).
+    @ivar tree: the sub-directories; None until needed: made at once when
+        C{recursive}, else when the directory is first polled (the tree
+        tells its poller what a listing read).
     """
 
     _log = Logger()
@@ -132,12 +134,23 @@ class DirectoryMonitor:
         #: the directory the watch is on (see L{_current_watch})
         self._identity: tuple[int, int] | None = None
         self.state = MISSING
-        self.tree = DirectoryTree(section, self.mask, self._handle_events, writer.room, clock,
-                                  cooperator, self._polling)
+        # A flat section watched by inotify has no use for a tree, and 10,000
+        # of them took 9 MB: see _need_tree.
+        self.tree: DirectoryTree | None = None
         self._listings = SectionListings(
             section, writer, self._encoder, self, cooperator, turns, listing_seconds,
-            self._current_watch, clock, self.waiting, self.tree,
+            self._current_watch, clock, self.waiting,
         )
+        if section.recursive:
+            self._need_tree()
+
+    def _need_tree(self) -> DirectoryTree:
+        """The section's tree, made when first needed (see L{tree})."""
+        if self.tree is None:
+            self.tree = DirectoryTree(self.section, self.mask, self._handle_events, self._writer.room,
+                                      self._clock, self._cooperator, self._polling)
+            self._listings.walker = self.tree
+        return self.tree
 
     def _catch_up(self) -> None:
         """Deliver the events already queued for the directory (see L{dirobserver.settle})."""
@@ -190,13 +203,14 @@ class DirectoryMonitor:
             s = self.section
             self._poller = Poller(
                 self._clock, self._cooperator, s.poll_interval, s.settle,
-                s.announce == ANNOUNCE_CLOSED, f"[{s.name}] Polling", on_tick=self.tree.retry_limited,
+                s.announce == ANNOUNCE_CLOSED, f"[{s.name}] Polling", on_tick=self._need_tree().retry_limited,
             )
         return self._poller
 
     def _release(self) -> None:
         """Drop every watch of the section (the sub-directories' too)."""
-        self.tree.clear()
+        if self.tree is not None:
+            self.tree.clear()
         if self._source is not None and self._wd is not None:
             self._source.remove(self._wd, self)
         self._source = self._wd = None
@@ -216,6 +230,8 @@ class DirectoryMonitor:
             return False
         mode, why = choose_mode(self.section.watch_mode, self.directory)
         polled = mode == WATCH_POLL
+        if polled:
+            self._need_tree()
         source = self._polling() if polled else self._watcher
         before = _identity(self.directory)
         try:
@@ -247,7 +263,8 @@ class DirectoryMonitor:
         self._watches += 1
         self._source = source
         self._use(mode, why)
-        self.tree.rooted(None if polled else self._watcher, self._wd, polled)
+        if self.tree is not None:
+            self.tree.rooted(None if polled else self._watcher, self._wd, polled)
         # A new watch: what the old one said of open files no longer holds.
         self._forget_waiting()
         self.state = WATCHED
@@ -324,8 +341,8 @@ class DirectoryMonitor:
 
     def file_events(self, batch: Batch, read_time: float) -> None:
         """Entries appeared in (or changed, or left) the directory."""
-        if self.tree.recursive:
-            self.tree.top_events(batch)
+        if self.section.recursive:
+            self.tree.top_events(batch)  # type: ignore[union-attr]
         self._events(batch, read_time)
 
     def _handle_events(self, batch: Batch, read_time: float) -> None:
@@ -383,7 +400,8 @@ class DirectoryMonitor:
     def watch_ended(self, mask: int) -> None:
         """The directory was deleted, moved or unmounted."""
         self._wd = None
-        self.tree.clear()
+        if self.tree is not None:
+            self.tree.clear()
         self._forget_waiting()
         self.state = MISSING
         if mask & IN_DELETE_SELF and mask & IN_MOVE_SELF:
