@@ -78,6 +78,9 @@ class ExtendedConfigParser:
         self._own: dict[str, dict[str, str]] = {}
         self._parents: dict[str, tuple[str, ...]] = {}
         self._lineage: dict[str, tuple[str, ...]] = {}
+        #: per section: each key it sees -> the section that sets it (made
+        #: at the first lookup: a program reads dozens of keys per section)
+        self._origins: dict[str, dict[str, str]] = {}
 
     def read_string(self, text: str) -> None:
         """Parse C{text}; raise L{ConfigError} on any syntax problem."""
@@ -119,6 +122,7 @@ class ExtendedConfigParser:
                     raise ConfigError(f"{self.path}: [{name}] unknown parent section [{parent}]")
         for name in self._own:
             self._lineage[name] = self._search_order(name)
+        self._origins.clear()
 
     def _syntax(self, lineno: int | None, detail: str) -> NoReturn:
         where = f" line {lineno}:" if lineno else ""
@@ -171,8 +175,12 @@ class ExtendedConfigParser:
 
     def source(self, section: str, key: str) -> str | None:
         """Name of the section whose value C{get(section, key)} returns."""
-        key = key.lower()
-        return next((s for s in self.lineage(section) if key in self._own[s]), None)
+        origins = self._origins.get(section)
+        if origins is None:
+            origins = self._origins[section] = {}
+            for ancestor in reversed(self.lineage(section)):  # the nearest wins
+                origins.update(dict.fromkeys(self._own[ancestor], ancestor))
+        return origins.get(key.lower())
 
     def get(self, section: str, key: str, fallback: object = _MISSING) -> str:
         """The value of C{key} for C{section}, following inheritance.

@@ -156,7 +156,7 @@ class Choice:
         word = value.lower()
         if word not in self.words:
             raise r.fail(key, f"{value!r} is not one of {', '.join(self.words)}")
-        return word
+        return self.words[self.words.index(word)]  # one string, not one per section
 
 
 @dataclass(frozen=True)
