@@ -170,26 +170,33 @@ class SectionListings:
 
     async def _turn(self, resume: bool, since: float | None) -> None:
         """One listing, in its turn; then the next one if any was asked meanwhile."""
-        self._again = self._again_full = self._again_resume = False
-        self._again_since = None
+        if self._again:
+            # Asked while this one waited for its turn: it has not read
+            # anything yet, so it can cover those requests too.
+            resume, since = _covering((resume, since), self._asked())
         try:
             started = time.monotonic()
             if await self._list_in_slot(resume, since):
                 self._durations.observe(time.monotonic() - started)
         except task.SchedulerStopped:
-            self._again = False  # the service is stopping
+            self._asked()  # the service is stopping: forget what was asked
         except Exception:
             self._log.failure("[{section}] Listing failed", section=self.section.name)
         if self._again and not self._stopped and self._watched() is not None:
-            # A full listing covers every request; a resumed one covers the
-            # files modified since any time.
-            full = self._again_full
-            self._take_turn(self._again_resume and not full,
-                            None if full or self._again_resume else self._again_since)
+            self._take_turn(*self._asked())
             return
+        self._asked()  # stopped, or no watch: the next watch lists it all
         running, self._running = self._running, None
         if running is not None:
             running.callback(None)
+
+    def _asked(self) -> tuple[bool, float | None]:
+        """One listing (C{resume}, C{since}) covering what was asked, which is then forgotten."""
+        asked = (self._again_resume and not self._again_full,
+                 None if self._again_full or self._again_resume else self._again_since)
+        self._again = self._again_full = self._again_resume = False
+        self._again_since = None
+        return asked
 
     async def _room(self) -> int | None:
         """How many events the queue has room for (None: no limit, 0: none)."""
@@ -383,3 +390,18 @@ class SectionListings:
                     return
                 yield None
                 skip = bool(waiting)
+
+
+def _covering(a: tuple[bool, float | None], b: tuple[bool, float | None]) -> tuple[bool, float | None]:
+    """
+    One listing covering listings C{a} and C{b}, each C{(resume, since)}: a
+    full one (C{(False, None)}) covers every listing; a resumed one covers
+    the files modified since any time; of two looks at recent files, the
+    earlier C{since} covers both.
+    """
+    (a_resume, a_since), (b_resume, b_since) = a, b
+    if (not a_resume and a_since is None) or (not b_resume and b_since is None):
+        return False, None
+    if a_resume or b_resume:
+        return True, None
+    return False, min(a_since, b_since)  # type: ignore[type-var]
