@@ -176,7 +176,7 @@ class SectionListings:
             resume, since = _covering((resume, since), self._asked())
         try:
             started = time.monotonic()
-            if await self._list_in_slot(resume, since):
+            if await self._list_in_turn(resume, since):
                 self._durations.observe(time.monotonic() - started)
         except task.SchedulerStopped:
             self._asked()  # the service is stopping: forget what was asked
@@ -233,7 +233,7 @@ class SectionListings:
             )
         return max(room, 0)
 
-    async def _list_in_slot(self, resume: bool, since: float | None) -> bool:
+    async def _list_in_turn(self, resume: bool, since: float | None) -> bool:
         """One listing; False when it could not run (no room, unreadable)."""
         room = await self._room()
         if room == 0:

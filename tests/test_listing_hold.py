@@ -71,7 +71,7 @@ class HoldTests(unittest.TestCase):
         return [b"young%05d" % i for i in range(count)]
 
     def list_once(self) -> bool:
-        d = defer.ensureDeferred(self.listings._list_in_slot(False, None))
+        d = defer.ensureDeferred(self.listings._list_in_turn(False, None))
         for _ in range(50):
             self.clock.advance(0)
         return self.successResultOf(d)

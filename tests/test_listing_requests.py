@@ -71,7 +71,7 @@ class RequestTests(unittest.TestCase):
             self.ran.append((resume, since))
             return True
 
-        self.listings._list_in_slot = listed  # type: ignore[method-assign]
+        self.listings._list_in_turn = listed  # type: ignore[method-assign]
 
     def test_a_full_listing_asked_while_a_look_waits_is_not_lost(self):
         done = self.listings.relist(since=5.0)
@@ -90,14 +90,14 @@ class RequestTests(unittest.TestCase):
             # Asked while this one reads the directory: it may miss them.
             self.listings.relist(since=9.0)
             self.listings.relist(since=3.0)
-            self.listings._list_in_slot = plain  # type: ignore[method-assign]
+            self.listings._list_in_turn = plain  # type: ignore[method-assign]
             return True
 
         async def plain(resume: bool, since: Any) -> bool:
             self.ran.append((resume, since))
             return True
 
-        self.listings._list_in_slot = listed  # type: ignore[method-assign]
+        self.listings._list_in_turn = listed  # type: ignore[method-assign]
         started()
         self.assertNoResult(done)
         self.turns.run_next()
