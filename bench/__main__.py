@@ -1,10 +1,12 @@
 """
 ``python -m bench [--quick] [--runs N] [--burst N] [--listing N] [--dirs N]
 [--paced-seconds S] [--tree-files N] [--tree-dirs N] [--burst-dirs N] [--poll-files N]
-[--poll-window S] [--only NAME,...] [--json PATH] [--profile DIR] [--source DIR]``
+[--poll-window S] [--idle-seconds S] [--only NAME,...] [--json PATH] [--profile DIR]
+[--source DIR]``
 
 Runs the workloads (burst, burst-closed, paced-1k, paced-20k, paced-closed,
-listing, dirs, tree-listing, tree-burst, poll-cost), prints the machine and a table, and writes the same figures as JSON (by default
+listing, dirs, tree-listing, tree-burst, poll-cost, idle), prints the machine and a
+table, and writes the same figures as JSON (by default
 ``bench/results/latest.json``).  Exit status: 0 when every workload ran
 (whether or not its targets were met), 1 when one failed, 130 on Ctrl-C.
 
@@ -29,10 +31,10 @@ from typing import Any, Callable
 from . import report
 from .harness import REPO_ROOT, Redis, Resources, machine, scratch_root
 from .trees import poll_cost_run, tree_burst_run, tree_listing_run, tree_prepare
-from .workloads import Context, burst_run, dirs_run, listing_prepare, listing_run, paced_run
+from .workloads import Context, burst_run, dirs_run, idle_run, listing_prepare, listing_run, paced_run
 
 WORKLOADS = ("burst", "burst-closed", "paced-1k", "paced-20k", "paced-closed", "listing", "dirs",
-             "tree-listing", "tree-burst", "poll-cost")
+             "tree-listing", "tree-burst", "poll-cost", "idle")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -48,6 +50,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--burst-dirs", type=int, help="sub-directories made and filled at once (default 1,000)")
     p.add_argument("--poll-files", type=int, help="files of the polled directory (default 100,000)")
     p.add_argument("--poll-window", type=float, help="seconds the polling cost is measured (default 30)")
+    p.add_argument("--idle-seconds", type=float, help="how long the idle CPU is measured (default 30)")
     p.add_argument("--straggler-timeout", type=float, help="wait for late events, seconds (default 120)")
     p.add_argument("--only", help=f"comma-separated workloads among {', '.join(WORKLOADS)} "
                                   "('paced' = every paced one)")
@@ -72,6 +75,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     a.poll_files = a.poll_files or (10_000 if quick else 100_000)
     a.poll_window = a.poll_window or (5.0 if quick else 30.0)
     a.straggler_timeout = a.straggler_timeout or (30.0 if quick else 120.0)
+    a.idle_seconds = a.idle_seconds or (1.0 if quick else 30.0)
     selected = []
     for name in (a.only or ",".join(WORKLOADS)).split(","):
         name = name.strip()
@@ -114,12 +118,13 @@ def main(argv: list[str]) -> int:
         "tree-listing": f"tree {args.tree_files:,} / {args.tree_dirs:,}",
         "tree-burst": f"tree burst {args.burst_dirs:,}",
         "poll-cost": f"poll {args.poll_files:,}",
+        "idle": "idle",
     }
     params = {
         "runs": args.runs, "burst": args.burst, "listing": args.listing, "dirs": args.dirs,
         "paced_seconds": args.paced_seconds, "straggler_timeout": args.straggler_timeout,
         "tree_files": args.tree_files, "tree_dirs": args.tree_dirs, "burst_dirs": args.burst_dirs,
-        "poll_files": args.poll_files, "poll_window": args.poll_window,
+        "poll_files": args.poll_files, "poll_window": args.poll_window, "idle_seconds": args.idle_seconds,
         "quick": args.quick, "selected": args.selected,
     }
     interrupted = False
@@ -158,6 +163,8 @@ def main(argv: list[str]) -> int:
                 elif name == "poll-cost":
                     run_one = lambda i: poll_cost_run(ctx, args.poll_files, i, args.poll_window,
                                                       max(60.0, args.straggler_timeout))
+                elif name == "idle":
+                    run_one = lambda i: idle_run(ctx, args.idle_seconds, i)
                 else:
                     run_one = lambda i: dirs_run(ctx, args.dirs, i, max(60.0, args.straggler_timeout))
                 for i in range(args.runs):

@@ -115,6 +115,12 @@ def figures_for(workload: str) -> list[Figure]:
             Figure("cpu_per_100k", "observer CPU per 100k events", "s", kind="s"),
             Figure("peak_rss_mb", "observer peak RSS", "MiB", Target("<=", 150.0), kind="mb"),
         ]
+    if workload == "idle":
+        return [
+            Figure("cpu_percent", "observer CPU, nothing happening (% of a core)", "%", Target("<=", 0.1),
+                   kind="num"),
+            Figure("peak_rss_mb", "observer peak RSS", "MiB", kind="mb"),
+        ]
     if workload == "tree-listing":
         return [
             Figure("all_announced_s", "start -> all 'exists' in Redis", "s", Target("<=", 15.0), kind="s"),

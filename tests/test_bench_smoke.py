@@ -20,7 +20,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WORKLOADS = ("burst", "burst-closed", "paced-1k", "paced-20k", "paced-closed", "listing", "dirs",
-             "tree-listing", "tree-burst", "poll-cost")
+             "tree-listing", "tree-burst", "poll-cost", "idle")
 
 
 def run_bench(module: str, *args: str, timeout: float) -> str:
