@@ -38,9 +38,10 @@ class HeldQueue:
         C{in_flight + pending}.
     @ivar scheduled: whether the queue is in the writer's line of queues
         with work.
+    @ivar overcount: see the constructor.
     """
 
-    __slots__ = ("name", "counter", "shape", "pending", "in_flight", "scheduled", "segments")
+    __slots__ = ("name", "counter", "shape", "pending", "in_flight", "scheduled", "segments", "overcount")
 
     def __init__(self, name: str, counter: str | None, shape: QueueShape) -> None:
         self.name = name
@@ -49,6 +50,10 @@ class HeldQueue:
         self.scheduled = False
         self.pending: list[Any] = []
         self.in_flight: list[Any] | None = None
+        #: events of the batch in flight that C{counter} counts already:
+        #: Redis refused its LPUSH (WRONGTYPE) and applied the INCRBY that
+        #: followed it in the transaction (Redis does not roll back)
+        self.overcount = 0
         # A list, not a deque: an empty deque is over 600 bytes, and 10,000
         # queues each holding a few events made a burst over 10,000
         # directories take 7 MB more.  Consumed runs are deleted once per

@@ -58,11 +58,12 @@ class QueueShape(Protocol):
         """The function that makes the held item of an event of C{directory}."""
 
     def send(
-        self, proto: RedisCommands, name: str, counter: str | None, batch: Sequence[Any]
+        self, proto: RedisCommands, name: str, counter: str | None, batch: Sequence[Any],
+        count: int | None = None,
     ) -> defer.Deferred:
         """
         Write C{batch} (held items, oldest first) to queue C{name} and add
-        its size to C{counter}, as one transaction.
+        C{count} (by default its size) to C{counter}, as one transaction.
 
         @return: the C{EXEC} reply: a list with one reply (or exception)
             per queued command; fails when the transaction did not run.
@@ -150,13 +151,14 @@ class ListShape:
         return EventEncoder(directory).encode
 
     def send(
-        self, proto: RedisCommands, name: str, counter: str | None, batch: Sequence[Any]
+        self, proto: RedisCommands, name: str, counter: str | None, batch: Sequence[Any],
+        count: int | None = None,
     ) -> defer.Deferred:
         """C{MULTI / LPUSH / [INCRBY] / EXEC}, written at once."""
         transaction = Transaction(proto)
         transaction.queue("LPUSH", name, *batch)
         if counter is not None:
-            transaction.queue("INCRBY", counter, len(batch))
+            transaction.queue("INCRBY", counter, len(batch) if count is None else count)
         return transaction.execute()
 
     def length(self, proto: RedisCommands, name: str) -> defer.Deferred:
@@ -216,7 +218,8 @@ class StreamShape:
         return encode
 
     def send(
-        self, proto: RedisCommands, name: str, counter: str | None, batch: Sequence[Any]
+        self, proto: RedisCommands, name: str, counter: str | None, batch: Sequence[Any],
+        count: int | None = None,
     ) -> defer.Deferred:
         """C{MULTI / XADD ... / [INCRBY] / EXEC}, written at once."""
         transaction = Transaction(proto)
@@ -226,7 +229,7 @@ class StreamShape:
             queue("XADD", name, *trim, "*", b"directory", directory, b"filename", filename,
                   b"event", event, b"event_timestamp", timestamp)
         if counter is not None:
-            queue("INCRBY", counter, len(batch))
+            queue("INCRBY", counter, len(batch) if count is None else count)
         return transaction.execute()
 
     def length(self, proto: RedisCommands, name: str) -> defer.Deferred:

@@ -128,6 +128,7 @@ class RedisWriter(service.Service):
         self._room_waiters: list[defer.Deferred] = []
         #: why Redis refuses the events of some queues now
         self._refusals = SharedCauses(reactor.seconds)
+        self._counter_refusals = SharedCauses(reactor.seconds)
         self._stopping = False
         self._switched = False
         self._on_reconnect = on_reconnect
@@ -374,7 +375,8 @@ class RedisWriter(service.Service):
             cork()  # the whole round leaves in one write
         try:
             for q in work:
-                replies.append(q.shape.send(proto, q.name, q.counter, q.next_batch()))
+                batch = q.next_batch()
+                replies.append(q.shape.send(proto, q.name, q.counter, batch, len(batch) - q.overcount))
         except Exception:
             # Not connected any more: what was sent will fail by itself.
             self._log.failure("Sending events to Redis failed")
@@ -433,7 +435,19 @@ class RedisWriter(service.Service):
         # not sent keep their batch and go back in line.
         for q, (ok, reply) in zip(work, results):
             problem = _exec_problem(ok, reply)
+            pushed, counted = _applied(ok, reply, q.counter) if problem is not None else (True, True)
+            if pushed and not counted:
+                # The events are in the queue: delivered, not resent (they
+                # would be pushed again every second).  The counter misses
+                # them: the next INCRBY of this queue adds them.
+                problem = None
+                self._counter_refused(q, str(reply[-1]))
+                q.overcount -= len(q.in_flight or ())
+            elif counted and q.counter is not None:
+                self._counter_accepted(q.counter)
             if problem is None:
+                if counted:
+                    q.overcount = 0
                 n = q.acknowledged(self.delivered_by, self.delivery_seconds, now)
                 self._held -= n
                 self.delivered += n
@@ -453,6 +467,11 @@ class RedisWriter(service.Service):
                     continue
                 refused.append(q)
                 self._refused(q, problem)
+                if counted and q.counter is not None:
+                    # EXEC ran: Redis applied the INCRBY and refused the push
+                    # (WRONGTYPE), and does not roll back.  The batch's resend
+                    # adds only what is not counted yet.
+                    q.overcount = len(q.in_flight or ())
         if self._room_waiters and self._held < self._low_water:
             waiters, self._room_waiters = self._room_waiters, []
             for d in waiters:
@@ -474,6 +493,24 @@ class RedisWriter(service.Service):
                 pause=REFUSED_PAUSE,
                 before=f"; before, it refused them {before}" if before else "",
             )
+
+    def _counter_refused(self, q: HeldQueue, problem: str) -> None:
+        """Redis pushed a batch of C{q} and refused its counter's INCRBY: once per cause."""
+        new, before = self._counter_refusals.happened(str(q.counter), problem)
+        if new:
+            self._log.warn(
+                "Redis refused to count events of queue {queue} in {counter}: {problem}; "
+                "the events are delivered, and the counter is given what it missed once "
+                "Redis takes it (said once while this lasts){before}",
+                queue=q.name, counter=q.counter, problem=problem,
+                before=f"; before, it refused {before}" if before else "",
+            )
+
+    def _counter_accepted(self, counter: str) -> None:
+        ended = self._counter_refusals.cleared(counter)
+        if ended:
+            self._log.info("Redis counts events in {counter} again; it refused {ended}",
+                           counter=counter, ended=ended)
 
     def _after_drain(self) -> None:
         """Everything held was delivered: catch up on what was not held."""
@@ -537,3 +574,18 @@ def _exec_problem(ok: bool, reply: Any) -> str | None:
         if isinstance(item, Exception):
             return str(item)
     return None
+
+
+def _applied(ok: bool, reply: Any, counter: str | None) -> tuple[bool, bool]:
+    """
+    Of a transaction Redis refused (see L{_exec_problem}): whether its pushes
+    and whether its counter's C{INCRBY} (the last command, if C{counter})
+    were applied.  Redis runs every command of an C{EXEC} and rolls none
+    back: a C{WRONGTYPE} on one key leaves the other applied.
+    """
+    if not ok or not isinstance(reply, list) or not reply:
+        return False, False  # the transaction did not run (EXECABORT, no reply)
+    pushes = reply[:-1] if counter is not None else reply
+    pushed = not any(isinstance(item, Exception) for item in pushes)
+    counted = counter is not None and not isinstance(reply[-1], Exception)
+    return pushed, counted
