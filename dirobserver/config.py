@@ -15,8 +15,8 @@ derived from it:
 A new key is one row of L{KEYS} plus the field its C{field} names.  The only
 rules that span several keys (a Unix socket wins over host and port;
 C{--embedded-redis} defaults; Sentinels instead of an address; what TLS
-and ACL keys need) are in L{_redis_endpoint}, and sections that share a
-queue must agree on its shape (L{_check_shared_queues}).
+and ACL keys need) are L{dirobserver.redis_settings}'s, and sections that
+share a queue must agree on its shape (L{_check_shared_queues}).
 
 The INI syntax and the section inheritance are L{dirobserver.ini}'s.  Every
 problem is a L{ConfigError} whose text is one line naming the file, the
@@ -36,6 +36,7 @@ from typing import Any, Union
 from . import filters, heap
 from .ini import BASE_SECTION, DEFAULT_SECTION, ConfigError, ExtendedConfigParser, read_text
 from .kinds import NULL_WORDS, Addresses, Boolean, Choice, Number, Path, Patterns, SectionReader, Text
+from .redis_settings import EMBEDDED_HOST, EMBEDDED_PORT, RedisSettings, redis_endpoint
 
 __all__ = ["ANNOUNCE_CLOSED", "ANNOUNCE_CREATED", "COMMON", "WATCH_AUTO", "WATCH_INOTIFY", "WATCH_MODES",
            "WATCH_POLL", "ConfigError", "GROUPS", "Group", "KEYS", "KNOWN_KEYS", "Key", "README_BEGIN",
@@ -49,7 +50,6 @@ COMMON = "common"
 #: Always ignored: half-written files are never announced.
 WORKING_PATTERN = r"^.*\.working$"
 #: Where C{--embedded-redis} puts its server when the file names none.
-EMBEDDED_HOST, EMBEDDED_PORT = "127.0.0.1", 6379
 #: C{announce}: when the name appears (the historical behaviour).
 ANNOUNCE_CREATED = "created"
 #: C{announce}: once the file is complete (closed by its writer).
@@ -287,38 +287,6 @@ _BY_NAME = {key.name: key for key in KEYS}
 _ACTIVE = _BY_NAME["active"]
 
 
-@dataclass(frozen=True)
-class RedisSettings:
-    """The one Redis server shared by all active sections."""
-
-    host: str | None
-    port: int | None
-    unix_socket: str | None
-    password: str | None
-    db: int | None
-    timeout: float
-    username: str | None = None
-    #: C{(host, port)} of each Sentinel; empty: the address above is used
-    sentinels: tuple[tuple[str, int], ...] = ()
-    sentinel_master: str | None = None
-    sentinel_username: str | None = None
-    sentinel_password: str | None = None
-    tls: bool = False
-    tls_ca: str | None = None
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    tls_server_name: str | None = None
-    tls_verify: bool = True
-
-    def describe(self) -> str:
-        """C{host:port}, C{unix:/path} or the Sentinel master, for log lines (never a password)."""
-        if self.sentinels:
-            return f"master {self.sentinel_master} (Sentinel)"
-        if self.unix_socket:
-            return f"unix:{self.unix_socket}"
-        return f"{self.host}:{self.port}"
-
-
 @dataclass(frozen=True, slots=True)  # slots: no dict in each of thousands
 class SectionSettings:
     """One active section: a monitored directory and where its events go."""
@@ -391,65 +359,6 @@ class Settings:
 _PARTS = {"redis": RedisSettings}
 
 
-_TLS_KEYS = ("redis_tls_ca", "redis_tls_cert", "redis_tls_key", "redis_tls_server_name")
-_SENTINEL_KEYS = ("redis_sentinel_master", "redis_sentinel_username", "redis_sentinel_password")
-
-
-def _redis_endpoint(r: SectionReader, values: dict[str, Any], redis_optional: bool) -> None:
-    """The rules that span the Redis keys, applied to one section's C{values}."""
-    if values["redis_sentinels"]:
-        for other in ("redis_server", "redis_port", "redis_unix_socket"):
-            if values[other] is not None:
-                raise r.fail(other, "cannot be set with redis_sentinels: the Sentinels name the "
-                             "master's address (remove one of the two)")
-        if values["redis_sentinel_master"] is None:
-            raise r.fail("redis_sentinel_master", "required when redis_sentinels is set (the name "
-                         "the Sentinels monitor the master under)")
-    else:
-        for key in _SENTINEL_KEYS:
-            if values[key] is not None:
-                r.warn(key, "ignored: redis_sentinels is not set")
-    _redis_access(r, values)
-    if values["redis_sentinels"]:
-        return
-    if values["redis_unix_socket"]:
-        if values["redis_server"] or values["redis_port"]:
-            r.warn("redis_unix_socket", "set, so redis_server and redis_port are ignored")
-        values["redis_server"] = values["redis_port"] = None
-        return
-    if values["redis_server"] is None:
-        if not redis_optional:
-            raise r.fail("redis_server", "required in an active section")
-        values["redis_server"] = EMBEDDED_HOST
-    if values["redis_port"] is None:
-        if not redis_optional:
-            raise r.fail("redis_port", "required in an active section (or set redis_unix_socket)")
-        values["redis_port"] = EMBEDDED_PORT
-
-
-def _redis_access(r: SectionReader, values: dict[str, Any]) -> None:
-    """What the ACL and TLS keys need of each other."""
-    for user, password in (("redis_username", "redis_password"),
-                           ("redis_sentinel_username", "redis_sentinel_password")):
-        if values[user] is not None and values[password] is None:
-            raise r.fail(user, f"needs {password} (AUTH {user} {password})")
-    if not values["redis_tls"]:
-        for key in _TLS_KEYS + ("redis_tls_verify",) * (not values["redis_tls_verify"]):
-            if values[key] is not None:
-                r.warn(key, "ignored: redis_tls is not true")
-        return
-    if values["redis_unix_socket"]:
-        raise r.fail("redis_tls", "TLS is for TCP connections: not with redis_unix_socket")
-    if (values["redis_tls_cert"] is None) != (values["redis_tls_key"] is None):
-        given, needed = (("redis_tls_cert", "redis_tls_key") if values["redis_tls_cert"]
-                         else ("redis_tls_key", "redis_tls_cert"))
-        raise r.fail(given, f"needs {needed} too (a client certificate is a certificate and its key)")
-    if not values["redis_tls_verify"]:
-        r.warn("redis_tls_verify", "false: the Redis server's certificate and name are NOT "
-               "verified; whoever can reach the network path can pose as the server and read or "
-               "change the events")
-
-
 def _show(value: object) -> str:
     """A value as the file would write it."""
     if value is None:
@@ -508,7 +417,7 @@ def parse(text: str, path: str, *, redis_optional: bool = False) -> Settings:
     for name in active:
         r = SectionReader(parser, name, warnings)
         values = {key.name: key.read(r) for key in KEYS if key.field}
-        _redis_endpoint(r, values, redis_optional)
+        redis_endpoint(r, values, redis_optional)
         sections.append(SectionSettings(name=name, **{
             key.field: values[key.name] for key in KEYS if key.field and key.scope == SECTION}))
         common.append((name, {key.name: values[key.name] for key in KEYS if key.field and key.scope == COMMON}))
