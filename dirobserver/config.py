@@ -8,9 +8,7 @@ derived from it:
 * validation: every key of every active section is read by its kind;
 * the unknown-key warning and its did-you-mean hint (L{KNOWN_KEYS});
 * the rule that all active sections agree on each key of scope L{COMMON};
-* the configuration reference in README.md (L{reference_markdown}; a test
-  compares them; C{python -m dirobserver.config --write README.md}
-  regenerates it).
+* the configuration reference in README.md (L{dirobserver.reference}).
 
 A new key is one row of L{KEYS} plus the field its C{field} names.  The only
 rules that span several keys (a Unix socket wins over host and port;
@@ -28,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
@@ -39,9 +36,8 @@ from .kinds import NULL_WORDS, Addresses, Boolean, Choice, Number, Path, Pattern
 from .redis_settings import EMBEDDED_HOST, EMBEDDED_PORT, RedisSettings, redis_endpoint
 
 __all__ = ["ANNOUNCE_CLOSED", "ANNOUNCE_CREATED", "COMMON", "WATCH_AUTO", "WATCH_INOTIFY", "WATCH_MODES",
-           "WATCH_POLL", "ConfigError", "GROUPS", "Group", "KEYS", "KNOWN_KEYS", "Key", "README_BEGIN",
-           "README_END", "RedisSettings", "SECTION", "SectionSettings", "Settings", "load", "parse",
-           "reference_markdown", "with_reference"]
+           "WATCH_POLL", "ConfigError", "GROUPS", "Group", "KEYS", "KNOWN_KEYS", "Key",
+           "RedisSettings", "SECTION", "SectionSettings", "Settings", "load", "parse"]
 
 #: One value per section.
 SECTION = "section"
@@ -466,60 +462,3 @@ def load(path: str, *, redis_optional: bool = False) -> Settings:
     # Roughly one section per header line: thousands are parsed in bulk.
     with heap.bulk(text.count("\n[")):
         return parse(text, path, redis_optional=redis_optional)
-
-
-README_BEGIN, README_END = "<!-- keys:begin -->", "<!-- keys:end -->"
-
-
-def reference_markdown() -> str:
-    """The configuration reference (README.md's table of keys), from L{KEYS}."""
-    lines = ["<!-- generated from dirobserver/config.py: python -m dirobserver.config --write README.md -->",
-             "",
-             "Scope `section`: each section may set its own value. Scope `common`: one value for the "
-             "whole daemon, on which all active sections must agree.",
-             ""]
-    for group in GROUPS:
-        lines += [f"**{group.title}**: {group.about}.", "",
-                  "| key | scope | kind | default | meaning |", "|---|---|---|---|---|"]
-        lines += [f"| `{key.name}` | {key.scope} | {key.kind.describe()} | {key.default_markdown()} "
-                  f"| {key.help} |" for key in KEYS if key.group is group]
-        lines.append("")
-    return "\n".join(lines)
-
-
-def with_reference(document: str) -> str:
-    """C{document} with the text between L{README_BEGIN} and L{README_END} regenerated.
-
-    @raise ValueError: the markers are missing.
-    """
-    before, begin, rest = document.partition(README_BEGIN)
-    _, end, after = rest.partition(README_END)
-    if not (begin and end):
-        raise ValueError(f"no {README_BEGIN} ... {README_END} block")
-    # The blank line before the end marker ends the last table.
-    return f"{before}{README_BEGIN}\n{reference_markdown()}\n{README_END}{after}"
-
-
-def main(argv: Sequence[str]) -> int:
-    """C{--reference}: print the reference; C{--write README.md}: update that file."""
-    if list(argv) == ["--reference"]:
-        print(reference_markdown(), end="")
-        return 0
-    if len(argv) == 2 and argv[0] == "--write":
-        with open(argv[1], encoding="utf-8") as stream:
-            document = stream.read()
-        try:
-            updated = with_reference(document)
-        except ValueError as exc:
-            print(f"{argv[1]}: {exc}", file=sys.stderr)
-            return 1
-        if updated != document:
-            with open(argv[1], "w", encoding="utf-8") as stream:
-                stream.write(updated)
-        return 0
-    print("usage: python -m dirobserver.config --reference | --write README.md", file=sys.stderr)
-    return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -4,7 +4,7 @@ A kind turns the text of one key, as L{SectionReader} finds it through
 section inheritance, into a Python value, or raises a L{ConfigError} that
 names the file, the section being read, the key, and where an inherited
 value really lives.  Each kind also describes itself in a few words for the
-configuration reference (L{dirobserver.config.reference_markdown}).
+configuration reference (L{dirobserver.reference}).
 
 The C{default} handed to C{read} is text, written as a user would write it
 in the file, and parsed the same way; C{None} means the key is required.

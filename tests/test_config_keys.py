@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from dirobserver import config, kinds
+from dirobserver import config, kinds, reference
 from dirobserver.config import COMMON, GROUPS, KEYS, SECTION, ConfigError
 from dirobserver.ini import ExtendedConfigParser
 
@@ -178,31 +178,31 @@ def test_every_table_key_is_known_and_a_typo_of_it_is_suggested(key):
 
 def test_readme_configuration_table_is_the_one_generated_from_the_table():
     readme = README.read_text(encoding="utf-8")
-    assert readme.count(config.README_BEGIN) == 1 and readme.count(config.README_END) == 1
-    assert config.with_reference(readme) == readme, (
+    assert readme.count(reference.README_BEGIN) == 1 and readme.count(reference.README_END) == 1
+    assert reference.with_reference(readme) == readme, (
         "README.md's configuration reference differs from dirobserver/config.py's KEYS: "
-        "run `python -m dirobserver.config --write README.md`")
-    block = readme.split(config.README_BEGIN)[1].split(config.README_END)[0]
+        "run `python -m dirobserver.reference --write README.md`")
+    block = readme.split(reference.README_BEGIN)[1].split(reference.README_END)[0]
     for key in KEYS:
         assert f"| `{key.name}` | {key.scope} | {key.kind.describe()} | {key.default_markdown()} |" in block
 
 
 def test_reference_shows_one_table_per_group_in_table_order():
-    reference = config.reference_markdown()
-    positions = [reference.index(f"**{group.title}**") for group in GROUPS]
+    text = reference.reference_markdown()
+    positions = [text.index(f"**{group.title}**") for group in GROUPS]
     assert positions == sorted(positions)
-    rows = [line for line in reference.splitlines() if line.startswith("| `")]
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
     assert [row.split("`")[1] for row in rows] == [key.name for group in GROUPS for key in KEYS if key.group is group]
 
 
 def test_command_line_prints_and_rewrites_the_reference(tmp_path):
-    run = [sys.executable, "-m", "dirobserver.config"]
+    run = [sys.executable, "-m", "dirobserver.reference"]
     printed = subprocess.run(run + ["--reference"], capture_output=True, text=True, check=True)
-    assert printed.stdout == config.reference_markdown()
+    assert printed.stdout == reference.reference_markdown()
     stale = tmp_path / "README.md"
-    stale.write_text(f"intro\n{config.README_BEGIN}\n| old | table |\n{config.README_END}\noutro\n")
+    stale.write_text(f"intro\n{reference.README_BEGIN}\n| old | table |\n{reference.README_END}\noutro\n")
     subprocess.run(run + ["--write", str(stale)], check=True)
-    assert stale.read_text() == f"intro\n{config.README_BEGIN}\n{config.reference_markdown()}\n{config.README_END}\noutro\n"
+    assert stale.read_text() == f"intro\n{reference.README_BEGIN}\n{reference.reference_markdown()}\n{reference.README_END}\noutro\n"
     unmarked = tmp_path / "other.md"
     unmarked.write_text("no markers\n")
     failed = subprocess.run(run + ["--write", str(unmarked)], capture_output=True, text=True)
