@@ -14,7 +14,8 @@ memory only once its C{EXEC} reply says every command was applied; a batch
 whose reply did not come (timeout, lost connection, error reply) stays at the
 head of its queue and is sent again: at least once, never a gap, order kept.
 One transaction per queue keeps queues independent: a C{WRONGTYPE} on one key
-holds back that queue only, and is said once, not at every retry.
+holds back that queue only, and is said once, not at every retry
+(L{dirobserver.refusals} judges the replies).
 
 The connection itself (opened, checked, reopened with a capped backoff, a
 deadline on every step) is L{dirobserver.connection}'s; every round and every
@@ -43,11 +44,11 @@ from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.logger import Logger
 
 from . import stats
-from .backoff import SharedCauses
 from .config import RedisSettings
 from .connection import RedisConnection, Route
-from .dial import RedisProtocol, describe_failure
+from .dial import RedisProtocol
 from .held import HeldQueue
+from .refusals import Refusals
 from .sentinel import route_for
 from .shapes import LIST, QueueShape
 
@@ -127,8 +128,7 @@ class RedisWriter(service.Service):
         self._drained: list[defer.Deferred] = []
         self._room_waiters: list[defer.Deferred] = []
         #: why Redis refuses the events of some queues now
-        self._refusals = SharedCauses(reactor.seconds)
-        self._counter_refusals = SharedCauses(reactor.seconds)
+        self._refusals = Refusals(reactor.seconds, REFUSED_PAUSE)
         self._stopping = False
         self._switched = False
         self._on_reconnect = on_reconnect
@@ -434,31 +434,11 @@ class RedisWriter(service.Service):
         # Fewer results than queues when sending failed half-way: the queues
         # not sent keep their batch and go back in line.
         for q, (ok, reply) in zip(work, results):
-            problem = _exec_problem(ok, reply)
-            pushed, counted = _applied(ok, reply, q.counter) if problem is not None else (True, True)
-            if pushed and not counted:
-                # The events are in the queue: delivered, not resent (they
-                # would be pushed again every second).  The counter misses
-                # them: the next INCRBY of this queue adds them.
-                problem = None
-                self._counter_refused(q, str(reply[-1]))
-                q.overcount -= len(q.in_flight or ())
-            elif counted and q.counter is not None:
-                self._counter_accepted(q.counter)
+            problem = self._refusals.judge(q, ok, reply)
             if problem is None:
-                if counted:
-                    q.overcount = 0
                 n = q.acknowledged(self.delivered_by, self.delivery_seconds, now)
                 self._held -= n
                 self.delivered += n
-                ended = self._refusals.cleared(q.name)
-                if ended:
-                    self._log.info(
-                        "Redis accepts events for queue {queue} again; it refused "
-                        "them {ended}",
-                        queue=q.name,
-                        ended=ended,
-                    )
             elif self._proto is proto:
                 if problem.startswith("READONLY") and self._connection.not_master(problem):
                     # Following a master that moved: no pause, the batch
@@ -466,51 +446,12 @@ class RedisWriter(service.Service):
                     self._proto = None
                     continue
                 refused.append(q)
-                self._refused(q, problem)
-                if counted and q.counter is not None:
-                    # EXEC ran: Redis applied the INCRBY and refused the push
-                    # (WRONGTYPE), and does not roll back.  The batch's resend
-                    # adds only what is not counted yet.
-                    q.overcount = len(q.in_flight or ())
+                self._refusals.refused(q, problem)
         if self._room_waiters and self._held < self._low_water:
             waiters, self._room_waiters = self._room_waiters, []
             for d in waiters:
                 d.callback(None)
         return refused
-
-    def _refused(self, q: HeldQueue, problem: str) -> None:
-        """
-        Redis refused a batch of C{q}: say so once per cause, however many
-        queues it holds back and however often it is retried.
-        """
-        new, before = self._refusals.happened(q.name, problem)
-        if new:
-            self._log.warn(
-                "Redis refused events for queue {queue}: {problem}; they are kept "
-                "and sent again every {pause} s (said once while this lasts){before}",
-                queue=q.name,
-                problem=problem,
-                pause=REFUSED_PAUSE,
-                before=f"; before, it refused them {before}" if before else "",
-            )
-
-    def _counter_refused(self, q: HeldQueue, problem: str) -> None:
-        """Redis pushed a batch of C{q} and refused its counter's INCRBY: once per cause."""
-        new, before = self._counter_refusals.happened(str(q.counter), problem)
-        if new:
-            self._log.warn(
-                "Redis refused to count events of queue {queue} in {counter}: {problem}; "
-                "the events are delivered, and the counter is given what it missed once "
-                "Redis takes it (said once while this lasts){before}",
-                queue=q.name, counter=q.counter, problem=problem,
-                before=f"; before, it refused {before}" if before else "",
-            )
-
-    def _counter_accepted(self, counter: str) -> None:
-        ended = self._counter_refusals.cleared(counter)
-        if ended:
-            self._log.info("Redis counts events in {counter} again; it refused {ended}",
-                           counter=counter, ended=ended)
 
     def _after_drain(self) -> None:
         """Everything held was delivered: catch up on what was not held."""
@@ -562,30 +503,3 @@ class RedisWriter(service.Service):
             return self._connection.stop()
 
         return d.addBoth(finish)
-
-
-def _exec_problem(ok: bool, reply: Any) -> str | None:
-    """What went wrong with one transaction's EXEC reply, or None."""
-    if not ok:
-        return describe_failure(reply)
-    if not isinstance(reply, list):
-        return f"unexpected reply {reply!r}"
-    for item in reply:
-        if isinstance(item, Exception):
-            return str(item)
-    return None
-
-
-def _applied(ok: bool, reply: Any, counter: str | None) -> tuple[bool, bool]:
-    """
-    Of a transaction Redis refused (see L{_exec_problem}): whether its pushes
-    and whether its counter's C{INCRBY} (the last command, if C{counter})
-    were applied.  Redis runs every command of an C{EXEC} and rolls none
-    back: a C{WRONGTYPE} on one key leaves the other applied.
-    """
-    if not ok or not isinstance(reply, list) or not reply:
-        return False, False  # the transaction did not run (EXECABORT, no reply)
-    pushes = reply[:-1] if counter is not None else reply
-    pushed = not any(isinstance(item, Exception) for item in pushes)
-    counted = counter is not None and not isinstance(reply[-1], Exception)
-    return pushed, counted
