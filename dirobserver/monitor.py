@@ -230,9 +230,7 @@ class DirectoryMonitor:
             return False
         mode, why = choose_mode(self.section.watch_mode, self.directory)
         polled = mode == WATCH_POLL
-        if polled:
-            self._need_tree()
-        source = self._polling() if polled else self._watcher
+        source = self._polling() if polled else self._watcher  # a poller comes with a tree
         before = _identity(self.directory)
         try:
             # A polled section announces what its poller reports: names gone
@@ -264,7 +262,7 @@ class DirectoryMonitor:
         self._source = source
         self._use(mode, why)
         if self.tree is not None:
-            self.tree.rooted(None if polled else self._watcher, self._wd, polled)
+            self.tree.rooted(None if polled else self._watcher, self._wd, polled, self._identity)
         # A new watch: what the old one said of open files no longer holds.
         self._forget_waiting()
         self.state = WATCHED

@@ -155,12 +155,17 @@ class DirectoryTree:
 
     # -- the top directory, watched by the monitor ------------------------------
 
-    def rooted(self, watcher: EventSource | None, handle: int, polled: bool) -> None:
+    def rooted(self, watcher: EventSource | None, handle: int, polled: bool,
+               identity: tuple[int, int] | None) -> None:
         """
         The top directory is watched: by C{watcher} (inotify) with watch
         C{handle}, or by the section's poller with C{handle} (C{polled}).
         Sub-directories are then found and watched (not announced: the
         listing that follows the top's watch does that).
+
+        @param identity: the top's C{(st_dev, st_ino)}, as the monitor
+            found it when it set the watch (None: gone already, its end of
+            watch follows).
         """
         self.clear()
         top = self._top
@@ -171,11 +176,8 @@ class DirectoryTree:
             top.polled = handle
         else:
             top.wd = handle
-        try:
-            info = os.stat(top.path)
-            top.device, top.inode = info.st_dev, info.st_ino
-        except OSError:
-            pass  # gone already: its end of watch follows
+        if identity is not None:
+            top.device, top.inode = identity
         if self.recursive:
             self._walk(top, announce=False)
 

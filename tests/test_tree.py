@@ -75,7 +75,7 @@ class TreeTests(ClockedDirectoryCase):
         with open(os.path.join(self.root, "a", "f"), "w"):
             pass
         tree = self.make(ignore_directories=r"^\.")
-        tree.rooted(self.watcher, 99, polled=False)
+        tree.rooted(self.watcher, 99, polled=False, identity=_identity(self.root))
         self.run_due()
         self.assertEqual(self.watcher.paths(self.root), {"a", "a/b", "a/b/c", "d"})
         self.assertEqual(self.delivered, [])
@@ -83,7 +83,7 @@ class TreeTests(ClockedDirectoryCase):
 
     def test_a_new_sub_directory_is_watched_then_read(self):
         tree = self.make()
-        tree.rooted(self.watcher, 99, polled=False)
+        tree.rooted(self.watcher, 99, polled=False, identity=_identity(self.root))
         self.run_due()
         self.mkdirs("new/deeper")
         for name in ("new/f", "new/deeper/g"):
@@ -99,7 +99,7 @@ class TreeTests(ClockedDirectoryCase):
         """Events lost (a queue overflow): the listing finds another directory under a known name."""
         self.mkdirs("a")
         tree = self.make()
-        tree.rooted(self.watcher, 99, polled=False)
+        tree.rooted(self.watcher, 99, polled=False, identity=_identity(self.root))
         self.run_due()
         [old] = self.watcher.watches
         os.rename(os.path.join(self.root, "a"), os.path.join(self.root, "a.old"))
@@ -128,8 +128,14 @@ class TreeTests(ClockedDirectoryCase):
 
         self.patch(tree_module.os, "lstat", lstat)
         self.patch(watches_module, "choose_mode", lambda mode, path: (WATCH_POLL, "on NFS (statfs type 0x6969)"))
-        tree.rooted(self.watcher, 99, polled=False)
+        tree.rooted(self.watcher, 99, polled=False, identity=_identity(self.root))
         self.run_due()
         self.assertEqual(self.watcher.paths(self.root), {"local"})
         self.assertEqual(tree.counts(), {"watched": 1, "polled": 2, "past_watch_limit": 0})
         self.assertEqual(len(self.poller), 2)
+
+
+def _identity(path: str) -> tuple[int, int]:
+    """What the monitor hands the tree: the top's device and inode."""
+    info = os.stat(path)
+    return info.st_dev, info.st_ino
