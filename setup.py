@@ -14,7 +14,7 @@ and the ``package_data`` entry makes sure the file is copied even though
 setuptools sees no regular package there.
 """
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="dirobserver",
@@ -32,7 +32,7 @@ setup(
     # (which walks sys.path looking for twisted/plugins directories) would
     # then never see the dropin, and `twistd dirobserver` would not exist.
     package_dir={"": "."},
-    packages=["dirobserver", "twisted.plugins"],
+    packages=find_packages(include=["dirobserver", "dirobserver.*"]) + ["twisted.plugins"],
     package_data={"twisted": ["plugins/dirobserver_plugin.py"]},
     install_requires=[
         # [tls]: pyOpenSSL and service_identity, which verify the Redis
@@ -55,7 +55,7 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "directory_observer = dirobserver.script:main",
+            "directory_observer = dirobserver.app.script:main",
         ],
     },
     # Never run from a zip: Twisted's plugin scan needs a real directory.

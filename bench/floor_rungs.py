@@ -5,10 +5,10 @@ The small implementations L{bench.floor} measures, each run as a child:
 Every one does the same job as the observer and nothing more: for every file
 created in DIRECTORY, one C{LPUSH QUEUE <event JSON>} to the Redis on PORT,
 and its reply read.  The event is made by the observer's own
-L{dirobserver.events.EventEncoder} and the command by its own
-L{dirobserver.resp.encode_command}, so what differs between the kinds is the
+L{dirobserver.announce.event.EventEncoder} and the command by its own
+L{dirobserver.redis.protocol.encode_command}, so what differs between the kinds is the
 loop around them only.  (Twisted modules are imported for those helpers and
-for L{dirobserver.watcher.LibcInotify}; the C{epoll} kinds never run a reactor.)
+for L{dirobserver.sources.inotify.LibcInotify}; the C{epoll} kinds never run a reactor.)
 
 Kinds:
  - C{epoll}: a plain C{select.epoll} loop over the inotify descriptor and
@@ -39,9 +39,9 @@ import sys
 import time
 from collections import deque
 
-from dirobserver.events import CREATED, EventEncoder, decode_name
-from dirobserver.resp import encode_command
-from dirobserver.watcher import IN_CREATE, IN_ISDIR, IN_MOVED_TO, IN_ONLYDIR, LibcInotify
+from dirobserver.announce.event import CREATED, EventEncoder, decode_name
+from dirobserver.redis.protocol import encode_command
+from dirobserver.sources.inotify import IN_CREATE, IN_ISDIR, IN_MOVED_TO, IN_ONLYDIR, LibcInotify
 
 #: Seconds a reply may wait for the next inotify wake-up in C{epoll-lazy}.
 LAZY_TIMEOUT = 0.005

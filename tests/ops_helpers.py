@@ -1,8 +1,8 @@
 """
 Shared by the tests of metrics.py and http.py: a stand-in for the
 observer's core object, with exactly the attributes that
-L{dirobserver.metrics} and L{dirobserver.http} read (see the module
-docstring of L{dirobserver.metrics}), as plain values the tests set by hand;
+L{dirobserver.ops.metrics} and L{dirobserver.ops.http} read (see the module
+docstring of L{dirobserver.ops.metrics}), as plain values the tests set by hand;
 and L{get}, a real HTTP request.
 """
 
@@ -18,7 +18,7 @@ from twisted.internet.protocol import connectionDone
 from twisted.web.client import ResponseDone
 from twisted.web.http import PotentialDataLoss
 
-from dirobserver.stats import DELIVERY_BUCKETS, LISTING_BUCKETS, Histogram
+from dirobserver.util.stats import DELIVERY_BUCKETS, LISTING_BUCKETS, Histogram
 
 
 @dataclass

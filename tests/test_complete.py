@@ -1,6 +1,6 @@
 """
 What the events of a section that announces complete files mean
-(dirobserver.complete.CompleteFiles): batches of (name, mask) as the watcher
+(dirobserver.announce.complete_files.CompleteFiles): batches of (name, mask) as the watcher
 hands them over, real files for the names that need an lstat, and
 twisted.internet.task.Clock for the waits.
 """
@@ -14,11 +14,11 @@ import tempfile
 from twisted.internet import task
 from twisted.trial import unittest
 
-from dirobserver import config
-from dirobserver.complete import CLOSED_MASK, SETTLE_MASK, CompleteFiles, section_mask
-from dirobserver.events import CREATED
-from dirobserver.settle import GRACE, TICK
-from dirobserver.watcher import (IN_ATTRIB, IN_CLOSE_WRITE, IN_CREATE, IN_DELETE, IN_ISDIR, IN_MODIFY,
+from dirobserver.config import settings as config
+from dirobserver.announce.complete_files import CLOSED_MASK, SETTLE_MASK, CompleteFiles, section_mask
+from dirobserver.announce.event import CREATED
+from dirobserver.announce.settle import GRACE, TICK
+from dirobserver.sources.inotify import (IN_ATTRIB, IN_CLOSE_WRITE, IN_CREATE, IN_DELETE, IN_ISDIR, IN_MODIFY,
                                  IN_MOVED_FROM, IN_MOVED_TO, IN_OPEN, WATCH_MASK)
 
 T0 = 1000.0

@@ -1,4 +1,4 @@
-"""Tests for dirobserver.config: INI syntax, inheritance, validation, messages."""
+"""Tests for dirobserver.config.settings: INI syntax, inheritance, validation, messages."""
 
 import dataclasses
 import os
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from dirobserver import config
-from dirobserver.config import ConfigError
-from dirobserver.ini import ExtendedConfigParser
+from dirobserver.config import settings as config
+from dirobserver.config.settings import ConfigError
+from dirobserver.config.ini import ExtendedConfigParser
 
 PATH = "directory_observer.ini"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -656,7 +656,7 @@ def test_default_section_values_reach_active_sections_but_default_is_never_monit
 
 def test_fast_paths_agree_with_the_regex_engine():
     """The shortcuts for ^.*$ and ^.*SUFFIX$ (DOTALL) give the regex's answers."""
-    from dirobserver.filters import FLAGS as _FLAGS, any_match as _any_match
+    from dirobserver.config.filters import FLAGS as _FLAGS, any_match as _any_match
 
     names = ["a.working", "a.working\n", "a.working\nx", "x.tmp", "b", "", ".working",
              "a+b", "xa+b", "aab", "x.5", "new\nline", "\udcff.working"]

@@ -1,4 +1,4 @@
-"""Tests for what dirobserver.config derives from its table of keys (KEYS).
+"""Tests for what dirobserver.config.settings derives from its table of keys (KEYS).
 
 The validation, the unknown-key warning, the rule that active sections agree
 on the keys of scope ``common``, and README.md's configuration reference all
@@ -14,9 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from dirobserver import config, kinds, reference
-from dirobserver.config import COMMON, GROUPS, KEYS, SECTION, ConfigError
-from dirobserver.ini import ExtendedConfigParser
+from dirobserver.config import settings as config
+
+from dirobserver.config import values as kinds
+
+from dirobserver.config import reference
+from dirobserver.config.settings import COMMON, GROUPS, KEYS, SECTION, ConfigError
+from dirobserver.config.ini import ExtendedConfigParser
 
 PATH = "directory_observer.ini"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -180,8 +184,8 @@ def test_readme_configuration_table_is_the_one_generated_from_the_table():
     readme = README.read_text(encoding="utf-8")
     assert readme.count(reference.README_BEGIN) == 1 and readme.count(reference.README_END) == 1
     assert reference.with_reference(readme) == readme, (
-        "README.md's configuration reference differs from dirobserver/config.py's KEYS: "
-        "run `python -m dirobserver.reference --write README.md`")
+        "README.md's configuration reference differs from dirobserver/config/settings.py's KEYS: "
+        "run `python -m dirobserver.config.reference --write README.md`")
     block = readme.split(reference.README_BEGIN)[1].split(reference.README_END)[0]
     for key in KEYS:
         assert f"| `{key.name}` | {key.scope} | {key.kind.describe()} | {key.default_markdown()} |" in block
@@ -196,7 +200,7 @@ def test_reference_shows_one_table_per_group_in_table_order():
 
 
 def test_command_line_prints_and_rewrites_the_reference(tmp_path):
-    run = [sys.executable, "-m", "dirobserver.reference"]
+    run = [sys.executable, "-m", "dirobserver.config.reference"]
     printed = subprocess.run(run + ["--reference"], capture_output=True, text=True, check=True)
     assert printed.stdout == reference.reference_markdown()
     stale = tmp_path / "README.md"

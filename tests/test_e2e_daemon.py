@@ -162,7 +162,7 @@ def script_command() -> list[str]:
     script = Path(sys.executable).parent / "directory_observer"
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-m", "dirobserver.script"]
+    return [sys.executable, "-m", "dirobserver.app.script"]
 
 
 def test_console_script_runs_the_same_service_logging_to_stdout(

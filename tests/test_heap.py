@@ -1,5 +1,5 @@
 """
-The collector around bulk building (L{dirobserver.heap}): off while many
+The collector around bulk building (L{dirobserver.util.gc_pause}): off while many
 sections are built, one pass after, survivors frozen, and freed again by the
 next batch once they are garbage.
 """
@@ -11,7 +11,7 @@ import weakref
 
 from twisted.trial import unittest
 
-from dirobserver.heap import BULK, bulk
+from dirobserver.util.gc_pause import BULK, bulk
 
 
 class Cycle:

@@ -142,7 +142,7 @@ def test_observer_reports_early_exit_with_output(tmp_path: Path, observer_factor
 
 
 def test_find_server_binary() -> None:
-    from dirobserver.embedded import find_server_binary
+    from dirobserver.app.embedded_redis import find_server_binary
 
     path = find_server_binary()
     assert os.access(path, os.X_OK)
@@ -154,7 +154,7 @@ _EMBEDDED_SCRIPT = textwrap.dedent(
     import os, sys
     from twisted.internet import reactor, defer
     from twisted.logger import globalLogBeginner, textFileLogObserver
-    from dirobserver.embedded import EmbeddedRedis
+    from dirobserver.app.embedded_redis import EmbeddedRedis
 
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
     port = int(sys.argv[1])

@@ -1,5 +1,5 @@
 """
-L{dirobserver.http}: the real site on a real loopback port, fetched with a
+L{dirobserver.ops.http}: the real site on a real loopback port, fetched with a
 real HTTP client; the endpoint check; a port already in use.
 """
 
@@ -10,7 +10,7 @@ from twisted.internet.error import ConnectionRefusedError
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
-from dirobserver.http import DEFAULT_ENDPOINT, MetricsService, check_endpoint
+from dirobserver.ops.http import DEFAULT_ENDPOINT, MetricsService, check_endpoint
 from ops_helpers import Core, Monitor, Section, get
 
 
@@ -113,7 +113,7 @@ class ListenProblemTests(unittest.TestCase):
         self.assertIsNone(second.port)
         self.assertIn(f"cannot serve /metrics on tcp:{port}:interface=127.0.0.1: ", second.problem)
         self.assertIn("in use", second.problem)
-        lines = events.of("dirobserver.http")
+        lines = events.of("dirobserver.ops.http")
         self.assertEqual(len(lines), 1, lines)
         self.assertEqual(lines[0]["problem"], second.problem)
         self.assertNotIn("log_failure", lines[0])

@@ -17,12 +17,12 @@ import tempfile
 from twisted.internet import defer, task
 from twisted.trial import unittest
 
-from dirobserver import config
-from dirobserver.listing import SectionListings
-from dirobserver.settle import SettleTable
-from dirobserver.stats import LISTING_BUCKETS, Histogram
-from dirobserver.turns import Turns
-from dirobserver.writer import RedisWriter
+from dirobserver.config import settings as config
+from dirobserver.announce.listing import SectionListings
+from dirobserver.announce.settle import SettleTable
+from dirobserver.util.stats import LISTING_BUCKETS, Histogram
+from dirobserver.announce.listing_turns import Turns
+from dirobserver.redis.writer import RedisWriter
 
 
 class HoldTests(unittest.TestCase):
@@ -97,7 +97,7 @@ class HoldTests(unittest.TestCase):
         self.assertEqual(self.announced, ["busy"])
 
     def test_a_hold_stops_when_the_watch_changes(self):
-        from dirobserver.listing import CHUNK
+        from dirobserver.announce.listing import CHUNK
 
         self.watches = [2]  # the look after the first chunk sees another watch
         entries = self.young_files(CHUNK + 10)

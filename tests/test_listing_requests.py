@@ -13,10 +13,10 @@ from typing import Any, Callable
 from twisted.internet import defer, task
 from twisted.trial import unittest
 
-from dirobserver import config
-from dirobserver.listing import SectionListings, _covering
-from dirobserver.stats import LISTING_BUCKETS, Histogram
-from dirobserver.writer import RedisWriter
+from dirobserver.config import settings as config
+from dirobserver.announce.listing import SectionListings, _covering
+from dirobserver.util.stats import LISTING_BUCKETS, Histogram
+from dirobserver.redis.writer import RedisWriter
 
 FULL = (False, None)
 RESUME = (True, None)

@@ -1,8 +1,8 @@
 """
-L{dirobserver.logs}: the JSON line, the level filter, the hand-over to
+L{dirobserver.ops.logs}: the JSON line, the level filter, the hand-over to
 twistd's C{--logger}, and a real twistd (foreground and daemon) running a
 test-only subcommand (C{tests/logs_tap.py}) that uses the module exactly as
-C{dirobserver/tap.py} does.
+C{dirobserver/app/tap.py} does.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from twisted.scripts._twistd_unix import ServerOptions, UnixAppLogger
 from twisted.trial import unittest
 
 import logs_tap
-from dirobserver import logs
+from dirobserver.ops import logs
 from helpers import twistd_path
 
 TESTS_DIR = Path(__file__).resolve().parent

@@ -1,6 +1,6 @@
 """
-L{dirobserver.metrics}: the collector reads the core's counters on each
-scrape; scraped here over real HTTP (L{dirobserver.http}'s site on a real
+L{dirobserver.ops.metrics}: the collector reads the core's counters on each
+scrape; scraped here over real HTTP (L{dirobserver.ops.http}'s site on a real
 loopback port) and parsed with prometheus_client's own parser.
 """
 
@@ -13,8 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
-from dirobserver import metrics
-from dirobserver.http import MetricsService
+from dirobserver.ops import metrics
+from dirobserver.ops.http import MetricsService
 from ops_helpers import Core, Monitor, Section, Tree, get
 
 

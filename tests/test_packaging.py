@@ -50,8 +50,8 @@ def wheel(tmp_path_factory) -> Path:
 
 def test_wheel_holds_the_dropin_and_every_module_but_no_twisted_init(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    modules = {f"dirobserver/{p.name}" for p in (REPO_ROOT / "dirobserver").glob("*.py")}
-    assert "dirobserver/config.py" in modules
+    modules = {p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / "dirobserver").rglob("*.py")}
+    assert "dirobserver/config/settings.py" in modules
     assert modules <= names, sorted(modules - names)
     assert "twisted/plugins/dirobserver_plugin.py" in names
     # Either file would be installed over Twisted's own package files.

@@ -3,7 +3,7 @@
 from twisted.internet import defer, task
 from twisted.trial import unittest
 
-from dirobserver.periodic import Periodic
+from dirobserver.util.periodic import Periodic
 
 
 class PeriodicTests(unittest.TestCase):

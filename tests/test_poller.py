@@ -16,9 +16,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clocked import ClockedDirectoryCase  # noqa: E402
 
-from dirobserver import poller as poller_module  # noqa: E402
-from dirobserver.poller import Poller  # noqa: E402
-from dirobserver.watcher import (IN_DELETE, IN_DELETE_SELF, IN_IGNORED, IN_ISDIR,  # noqa: E402
+from dirobserver.sources import polling as poller_module  # noqa: E402
+from dirobserver.sources.polling import Poller  # noqa: E402
+from dirobserver.sources.inotify import (IN_DELETE, IN_DELETE_SELF, IN_IGNORED, IN_ISDIR,  # noqa: E402
                                  IN_MOVE_SELF, IN_MOVED_TO, WATCH_MASK, WatchError)
 
 INTERVAL = 2.0

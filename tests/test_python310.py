@@ -21,7 +21,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OLDEST = (3, 10)
 #: Modules that must import with nothing but the standard library.
-STDLIB_ONLY = ("dirobserver.config", "dirobserver.ini", "dirobserver.filters", "dirobserver.kinds")
+STDLIB_ONLY = ("dirobserver.config.settings", "dirobserver.config.ini", "dirobserver.config.filters", "dirobserver.config.values")
 
 
 def find_python310() -> str | None:
@@ -51,8 +51,8 @@ def test_setup_py_requires_the_version_tested_here():
 
 @needs_310
 def test_every_module_byte_compiles_with_python310():
-    files = sorted(str(p) for d in ("dirobserver", "twisted/plugins") for p in (REPO_ROOT / d).glob("*.py"))
-    assert str(REPO_ROOT / "dirobserver" / "config.py") in files
+    files = sorted(str(p) for d in ("dirobserver", "twisted/plugins") for p in (REPO_ROOT / d).rglob("*.py"))
+    assert str(REPO_ROOT / "dirobserver" / "config" / "settings.py") in files
     # compile() in memory: nothing written next to the sources.
     script = ("import json, sys\nbad = []\nfor path in sys.argv[1:]:\n"
               "    try:\n        compile(open(path, encoding='utf-8').read(), path, 'exec', dont_inherit=True)\n"
@@ -71,7 +71,7 @@ import json, sys
 sys.path.insert(0, sys.argv[1])
 for name in sys.argv[3:]:
     __import__(name)
-from dirobserver import config
+from dirobserver.config import settings as config
 settings = config.load(sys.argv[2])
 foreign = sorted(m for m in sys.modules if m.partition(".")[0] not in (*sys.stdlib_module_names, "__main__", "dirobserver"))
 print(json.dumps({"sections": [s.name for s in settings.sections], "redis": settings.redis.describe(),

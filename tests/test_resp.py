@@ -13,7 +13,7 @@ from twisted.trial import unittest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import RedisServer  # noqa: E402
 
-from dirobserver.resp import RespProtocol, encode_command, parse_reply  # noqa: E402
+from dirobserver.redis.protocol import RespProtocol, encode_command, parse_reply  # noqa: E402
 
 
 class ParserTests(unittest.SynchronousTestCase):

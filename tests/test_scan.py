@@ -1,5 +1,5 @@
 """
-The compact entries of a listing (L{dirobserver.scan}): one bytes key per
+The compact entries of a listing (L{dirobserver.announce.scan}): one bytes key per
 entry, sorted by modification time then by the path's bytes, packed, and
 looked up without unpacking everything.
 """
@@ -15,8 +15,8 @@ import tempfile
 from twisted.internet import task
 from twisted.trial import unittest
 
-from dirobserver import scan
-from dirobserver.scan import (
+from dirobserver.announce import scan
+from dirobserver.announce.scan import (
     CHUNK, KEY_WIDTH, Entries, entry_key, key_path, key_seconds, merge, scan_directory, time_key,
 )
 

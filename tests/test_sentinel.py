@@ -16,9 +16,9 @@ from helpers import RedisServer, free_port  # noqa: E402
 from sentinel_helpers import MASTER_NAME, sentinel_server  # noqa: E402
 from test_connection import Connecting, LogCapture, sleep  # noqa: E402
 
-from dirobserver.config import RedisSettings  # noqa: E402
-from dirobserver.sentinel import SentinelRoute  # noqa: E402
-from dirobserver.writer import RedisWriter  # noqa: E402
+from dirobserver.config.settings import RedisSettings  # noqa: E402
+from dirobserver.redis.sentinel import SentinelRoute  # noqa: E402
+from dirobserver.redis.writer import RedisWriter  # noqa: E402
 
 
 def sentinel_settings(*sentinels: RedisServer | int, **changes) -> RedisSettings:

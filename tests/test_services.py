@@ -17,14 +17,16 @@ from twisted.trial import unittest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import REPO_ROOT, write_config  # noqa: E402
 
-from dirobserver import config, tap  # noqa: E402
-from dirobserver.embedded import EmbeddedRedis  # noqa: E402
-from dirobserver.reload import ReloadService  # noqa: E402
-from dirobserver.systemd import SystemdService  # noqa: E402
-from dirobserver.http import MetricsService  # noqa: E402
-from dirobserver.service import DirObserver, ObserverService  # noqa: E402
-from dirobserver.services import OrderedMultiService  # noqa: E402
-from dirobserver.writer import RedisWriter  # noqa: E402
+from dirobserver.config import settings as config  # noqa: E402
+
+from dirobserver.app import tap  # noqa: E402
+from dirobserver.app.embedded_redis import EmbeddedRedis  # noqa: E402
+from dirobserver.app.reload import ReloadService  # noqa: E402
+from dirobserver.ops.systemd import SystemdService  # noqa: E402
+from dirobserver.ops.http import MetricsService  # noqa: E402
+from dirobserver.app.observer import DirObserver, ObserverService  # noqa: E402
+from dirobserver.app.ordered_services import OrderedMultiService  # noqa: E402
+from dirobserver.redis.writer import RedisWriter  # noqa: E402
 
 
 class Part(service.Service):
@@ -142,7 +144,7 @@ def test_exit_status_after_shutdown_runs_every_other_exit_handler(tmp_path: Path
         """
         import atexit, sys
         atexit.register(lambda: print("registered before", flush=True))
-        from dirobserver import exits
+        from dirobserver.app import exits
         atexit.register(lambda: print("registered after", flush=True))
         exits.exit_after_shutdown(exits.EXIT_WATCHDOG)
         exits.exit_after_shutdown(exits.EXIT_NO_INOTIFY)  # the first one wins

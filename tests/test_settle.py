@@ -1,5 +1,5 @@
 """
-The table of files waiting to be complete (dirobserver.settle.SettleTable),
+The table of files waiting to be complete (dirobserver.announce.settle.SettleTable),
 driven by twisted.internet.task.Clock: when each file is announced, what
 moves its time, the timer buckets, and the bound.
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 from twisted.internet import task
 from twisted.trial import unittest
 
-from dirobserver.events import CREATED, EXISTS
-from dirobserver.settle import GRACE, TICK, SettleTable
+from dirobserver.announce.event import CREATED, EXISTS
+from dirobserver.announce.settle import GRACE, TICK, SettleTable
 
 
 class TableCase(unittest.TestCase):

@@ -1,5 +1,5 @@
 """
-L{dirobserver.systemd}: real datagrams on real C{AF_UNIX} sockets, the
+L{dirobserver.ops.systemd}: real datagrams on real C{AF_UNIX} sockets, the
 watchdog driven by a L{task.Clock}.
 """
 
@@ -13,7 +13,7 @@ import time
 from twisted.internet import task
 from twisted.trial import unittest
 
-from dirobserver.systemd import Notifier, SystemdService, child_environment
+from dirobserver.ops.systemd import Notifier, SystemdService, child_environment
 
 
 class Listener:
@@ -114,7 +114,7 @@ class NotifierTests(unittest.TestCase):
         notifier = self.notifier({"NOTIFY_SOCKET": path})
 
         def warnings() -> list[dict]:
-            return [e for e in events if e.get("log_namespace", "").startswith("dirobserver.systemd")]
+            return [e for e in events if e.get("log_namespace", "").startswith("dirobserver.ops.systemd")]
 
         for _ in range(3):  # nobody listens: every send fails
             self.assertFalse(notifier.ready())

@@ -20,7 +20,7 @@ from sentinel_helpers import MASTER_NAME, sentinel_config  # noqa: E402
 from test_connection import Connecting, LogCapture, sleep  # noqa: E402
 from tls_helpers import Certificates, TLSRedisServer, needs_tls_server, tls_settings  # noqa: E402
 
-from dirobserver.writer import RedisWriter  # noqa: E402
+from dirobserver.redis.writer import RedisWriter  # noqa: E402
 
 
 @needs_tls_server

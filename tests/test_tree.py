@@ -1,5 +1,5 @@
 """
-L{dirobserver.tree.DirectoryTree} on real directories, with a recording
+L{dirobserver.sources.tree.DirectoryTree} on real directories, with a recording
 stand-in for the inotify watcher and the time of its walks and poller
 driven by a Clock: what is watched, polled or dropped, and what a new
 sub-directory's reading delivers.
@@ -14,11 +14,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clocked import ClockedDirectoryCase  # noqa: E402
 
-from dirobserver import config, tree as tree_module, watches as watches_module  # noqa: E402
-from dirobserver.config import WATCH_POLL  # noqa: E402
-from dirobserver.poller import Poller  # noqa: E402
-from dirobserver.tree import DirectoryTree  # noqa: E402
-from dirobserver.watcher import IN_CREATE, IN_ISDIR, IN_MOVED_TO, WATCH_MASK  # noqa: E402
+from dirobserver.config import settings as config  # noqa: E402
+
+from dirobserver.sources import tree as tree_module  # noqa: E402
+
+from dirobserver.sources import tree_watches as watches_module  # noqa: E402
+from dirobserver.config.settings import WATCH_POLL  # noqa: E402
+from dirobserver.sources.polling import Poller  # noqa: E402
+from dirobserver.sources.tree import DirectoryTree  # noqa: E402
+from dirobserver.sources.inotify import IN_CREATE, IN_ISDIR, IN_MOVED_TO, WATCH_MASK  # noqa: E402
 
 
 class RecordingWatcher:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 
-from dirobserver.events import TreeEncoder, decode_name
+from dirobserver.announce.event import TreeEncoder, decode_name
 
 
 def event(encoder: TreeEncoder, path: str) -> dict:

@@ -1,5 +1,5 @@
 """
-The listings' line (L{dirobserver.turns.Turns}): a few at a time, in order,
+The listings' line (L{dirobserver.announce.listing_turns.Turns}): a few at a time, in order,
 only while Redis takes commands.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from dirobserver.turns import Turns
+from dirobserver.announce.listing_turns import Turns
 
 
 class Redis:

@@ -13,11 +13,11 @@ import os
 from twisted.internet import task
 from twisted.trial import unittest
 
-from dirobserver.watchdog import Watchdog
+from dirobserver.sources.liveness import Watchdog
 
 
 class StandInWatcher:
-    """Records add/remove calls like L{dirobserver.watcher.Watcher}."""
+    """Records add/remove calls like L{dirobserver.sources.inotify.Watcher}."""
 
     def __init__(self) -> None:
         self.added: list[bytes] = []

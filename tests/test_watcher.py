@@ -1,7 +1,7 @@
 """
 The inotify layer, against real directories and the real reactor.
 
-These prove the two Twisted defects are fixed in L{dirobserver.watcher}: the
+These prove the two Twisted defects are fixed in L{dirobserver.sources.inotify}: the
 end of one watch (deletion, move) no longer ends the others, and a kernel
 queue overflow is reported instead of dropped.
 """
@@ -18,7 +18,7 @@ import time
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
-from dirobserver.watcher import IN_DELETE_SELF, IN_ISDIR, IN_MOVE_SELF, Watcher, WatchError
+from dirobserver.sources.inotify import IN_DELETE_SELF, IN_ISDIR, IN_MOVE_SELF, Watcher, WatchError
 
 
 class RecordingSink:
@@ -243,7 +243,7 @@ class FailingCalls:
     """Stands in for libc: opens a real descriptor, refuses every watch."""
 
     def __init__(self, code: int) -> None:
-        from dirobserver.watcher import LIBC_INOTIFY
+        from dirobserver.sources.inotify import LIBC_INOTIFY
 
         self._real = LIBC_INOTIFY
         self.code = code
@@ -285,7 +285,7 @@ class SeamTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_each_sink_gets_the_events_of_its_own_mask(self):
         """Two sinks on one directory, one also asking for IN_CLOSE_WRITE."""
-        from dirobserver.watcher import IN_CREATE, WATCH_MASK
+        from dirobserver.sources.inotify import IN_CREATE, WATCH_MASK
 
         in_close_write = 0x00000008
         watcher = self.watcher()

@@ -20,12 +20,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import RedisServer  # noqa: E402
 from test_connection import LogCapture  # noqa: E402
 
-from dirobserver import stats  # noqa: E402
-from dirobserver.config import RedisSettings  # noqa: E402
-from dirobserver.held import BATCH, HeldQueue  # noqa: E402
-from dirobserver.events import CREATED  # noqa: E402
-from dirobserver.shapes import LIST, StreamShape  # noqa: E402
-from dirobserver.writer import REFUSED_PAUSE, RedisWriter  # noqa: E402
+from dirobserver.util import stats  # noqa: E402
+from dirobserver.config.settings import RedisSettings  # noqa: E402
+from dirobserver.redis.held_events import BATCH, HeldQueue  # noqa: E402
+from dirobserver.announce.event import CREATED  # noqa: E402
+from dirobserver.redis.queue_types import LIST, StreamShape  # noqa: E402
+from dirobserver.redis.writer import REFUSED_PAUSE, RedisWriter  # noqa: E402
 
 
 def sleep(seconds: float) -> defer.Deferred:
@@ -481,7 +481,7 @@ class BatchShapeTests(WriterTestMixin, unittest.TestCase):
     @defer.inlineCallbacks
     def test_more_queues_than_one_round_takes_all_arrive(self):
         """600 queues (more than QUEUES_PER_ROUND) with one event each all arrive."""
-        from dirobserver.writer import QUEUES_PER_ROUND
+        from dirobserver.redis.writer import QUEUES_PER_ROUND
 
         self.server.start()
         writer = self.make_writer()

@@ -165,7 +165,7 @@ class TLSRedisServer(RedisServer):
 
 def tls_settings(server: Optional[TLSRedisServer] = None, **changes: Any) -> Any:
     """RedisSettings for C{server} over TLS, verified against the test CA."""
-    from dirobserver.config import RedisSettings
+    from dirobserver.config.settings import RedisSettings
 
     values: dict[str, Any] = dict(
         host="127.0.0.1", port=server.port if server else 6379, unix_socket=None, password=None,

@@ -4,7 +4,7 @@ from twisted.application.service import ServiceMaker
 
 dirobserver = ServiceMaker(
     "dirobserver",
-    "dirobserver.tap",
+    "dirobserver.app.tap",
     "Watch directories with inotify and push file events to Redis lists.",
     "dirobserver",
 )

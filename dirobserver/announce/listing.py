@@ -1,0 +1,407 @@
+"""
+Directory listings ("boot the pump", the forced poll, the catch-ups).
+
+L{SectionListings} runs the listings of one section: when to list, how much
+(C{poll_queue_limit}), where a cut listing resumes, and the announcing of
+C{"exists"} events without overrunning the writer.  The reading of the
+directory (or tree), and the compact sorted entries it gives, oldest first,
+are L{dirobserver.announce.scan}'s; names are decoded here, as they are announced,
+a chunk at a time like every other step of a listing.
+
+With a C{settle}, a listing announces only the files unmodified for that
+long.  The younger ones (the newest, at the end of the sorted listing) wait
+in the section's L{SettleTable}, where their own events restart their wait;
+those that do not fit there are looked at again by a listing of the files
+modified since (one call per section, at the time the oldest of them is old
+enough).  Files that wait in the table (a file still open, with C{announce =
+closed}) are never announced by a listing.  A polled section has no table
+(its poller waits for new files itself): the young files a listing finds
+are looked at again in the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Callable, Iterable, Iterator
+
+from twisted.internet import defer, task
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from dirobserver.util.backoff import Recurring
+from dirobserver.redis.attempt import describe_failure
+from dirobserver.config.settings import SectionSettings
+from dirobserver.announce.event import EXISTS, decode_name
+from dirobserver.announce.scan import CHUNK, KEY_WIDTH, Walker, key_path, key_seconds, scan_directory, time_key
+from dirobserver.announce.settle import TICK, SettleTable
+from dirobserver.redis.queue_types import Encode, shape_for
+from dirobserver.util.stats import Histogram
+from dirobserver.announce.listing_turns import Turns
+from dirobserver.redis.writer import RedisWriter
+
+
+class SectionListings:
+    """
+    The listings of one section's directory.
+
+    @ivar incomplete: the last listing stopped at C{poll_queue_limit} (or
+        could not ask the queue's length, or could not read the directory):
+        the catch-up lists the rest.
+    @ivar listings: listings done.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        section: SectionSettings,
+        writer: RedisWriter,
+        encoder: Encode,
+        source: Any,
+        cooperator: task.Cooperator,
+        turns: Turns,
+        durations: Histogram,
+        watched: Callable[[], int | None],
+        clock: IReactorTime,
+        waiting: SettleTable | None,
+        walker: Walker | None = None,
+    ) -> None:
+        """
+        @param source: what the writer asks to list again when it could not
+            hold this section's events (the section's monitor).
+        @param turns: shared by all sections: a few listings at a time, while
+            Redis takes commands.
+        @param durations: where each listing's duration is counted.
+        @param watched: which watch covers the directory now (None: none).
+            A listing of a directory that is not watched announces nothing,
+            and one whose watch ended or changed while it ran stops: the
+            files it would leave in the table would have no events to
+            follow them (the soak found a listing of a directory deleted and
+            recreated, run before the new watch, that announced files still
+            being written).  The new watch lists the directory itself.
+        @param clock: stamps the C{"exists"} events.
+        @param waiting: the section's files waiting to be complete: a
+            listing skips them, and leaves the young files it finds there
+            (None: the section announces names as they appear, or it is
+            polled).  The monitor changes it when the section's directory
+            goes from inotify to polling and back.
+        @param walker: the section's tree (see L{scan_directory}).
+        """
+        self._clock = clock
+        self.section = section
+        self._writer = writer
+        self._queue = writer.queue(section.queue, section.counter, shape_for(section))
+        self._encoder = encoder
+        self._source = source
+        self._cooperator = cooperator
+        self._turns = turns
+        self._durations = durations
+        self._watched = watched
+        self.waiting = waiting
+        #: the section's tree, once it has one (see L{scan_directory})
+        self.walker = walker
+        self._running: defer.Deferred | None = None
+        # What was asked during the running listing (see relist).
+        self._again = False
+        self._again_full = False
+        self._again_resume = False
+        self._again_since: float | None = None
+        #: the later look at young files the table had no room for
+        self._recheck: IDelayedCall | None = None
+        self._recheck_since = 0.0
+        #: the key (L{dirobserver.announce.scan}) of the last file announced by a
+        #: listing cut by the limit
+        self._cursor: bytes | None = None
+        self._stopped = False
+        self._llen_trouble = Recurring()
+        self._list_trouble = Recurring()
+        self.incomplete = False
+        self.listings = 0
+
+    def stop(self) -> None:
+        """Announce nothing more (the section is stopping)."""
+        self._stopped = True
+        if self._recheck is not None:
+            self._recheck.cancel()
+            self._recheck = None
+
+    def start(self) -> None:
+        """Allow listings again (after L{stop}: a watcher reset)."""
+        self._stopped = False
+
+    def relist(self, resume: bool = False, since: float | None = None) -> defer.Deferred:
+        """
+        List the directory and announce its files as C{"exists"}.
+
+        @param resume: continue after the last file announced by a listing
+            that C{poll_queue_limit} cut short (the catch-up), instead of
+            starting again from the oldest file.  Without it, a queue whose
+            consumer leaves files in place would see the same oldest files
+            announced again and again and the newer ones never.
+        @param since: only the files modified since then (the later look at
+            files that were too young; older ones were announced already).
+
+        A request during a listing is remembered and served by one more
+        listing when the current one ends: a full one if any request was,
+        else a resumed one if any was, else one of the files modified since
+        the earliest C{since} asked for.
+        """
+        if self._running is not None:
+            self._again = True
+            if since is not None:
+                self._again_since = since if self._again_since is None else min(since, self._again_since)
+            elif resume:
+                self._again_resume = True
+            else:
+                self._again_full = True
+            return self._running
+        if self._stopped or self._watched() is None:
+            return defer.succeed(None)
+        self._running = defer.Deferred()
+        self._take_turn(resume, since)
+        return self._running
+
+    def _take_turn(self, resume: bool, since: float | None) -> None:
+        # Waiting, a listing is an entry in the shared line, not a coroutine
+        # (see dirobserver.announce.listing_turns): thousands wait at start-up.
+        self._turns.take(lambda: defer.ensureDeferred(self._turn(resume, since)))
+
+    async def _turn(self, resume: bool, since: float | None) -> None:
+        """One listing, in its turn; then the next one if any was asked meanwhile."""
+        if self._again:
+            # Asked while this one waited for its turn: it has not read
+            # anything yet, so it can cover those requests too.
+            resume, since = _covering((resume, since), self._asked())
+        try:
+            started = time.monotonic()
+            if await self._list_in_turn(resume, since):
+                self._durations.observe(time.monotonic() - started)
+        except task.SchedulerStopped:
+            self._asked()  # the service is stopping: forget what was asked
+        except Exception:
+            self._log.failure("[{section}] Listing failed", section=self.section.name)
+        if self._again and not self._stopped and self._watched() is not None:
+            self._take_turn(*self._asked())
+            return
+        self._asked()  # stopped, or no watch: the next watch lists it all
+        running, self._running = self._running, None
+        if running is not None:
+            running.callback(None)
+
+    def _asked(self) -> tuple[bool, float | None]:
+        """One listing (C{resume}, C{since}) covering what was asked, which is then forgotten."""
+        asked = (self._again_resume and not self._again_full,
+                 None if self._again_full or self._again_resume else self._again_since)
+        self._again = self._again_full = self._again_resume = False
+        self._again_since = None
+        return asked
+
+    async def _room(self) -> int | None:
+        """How many events the queue has room for (None: no limit, 0: none)."""
+        limit = self.section.poll_queue_limit
+        if limit <= 0:
+            return None
+        now = self._clock.seconds()
+        try:
+            length = await self._writer.queue_length(self.section.queue)
+        except Exception:
+            # One line per change of cause, not one per catch-up; worded as
+            # the connection words its failures ("no answer in time", ...).
+            why = describe_failure(Failure())
+            if self._llen_trouble.happened(why, now):
+                self._log.warn(
+                    "[{section}] LLEN {queue} failed ({error}); listing again later",
+                    section=self.section.name, queue=self.section.queue, error=why,
+                )
+            self.incomplete = True
+            return 0
+        trouble = self._llen_trouble
+        if trouble.cause is not None:
+            summary = trouble.summary(now)
+            trouble.ended()
+            self._log.info("[{section}] LLEN {queue} answers again (it failed {summary})",
+                           section=self.section.name, queue=self.section.queue, summary=summary)
+        room = limit - length
+        if room <= 0 and not self.incomplete:  # else said already
+            self.incomplete = True
+            self._log.warn(
+                "[{section}] Queue {queue} holds {length} events "
+                "(poll_queue_limit {limit}): listing put off until it has room",
+                section=self.section.name, queue=self.section.queue, length=length, limit=limit,
+            )
+        return max(room, 0)
+
+    async def _list_in_turn(self, resume: bool, since: float | None) -> bool:
+        """One listing; False when it could not run (no room, unreadable)."""
+        room = await self._room()
+        if room == 0:
+            return False
+        directory = self.section.directory
+        watch = self._watched()
+        if watch is None:
+            return False  # the watch that comes lists the directory
+        # Before the scan: a file modified while it runs counts as young.
+        now = self._clock.seconds()
+        try:
+            entries = await scan_directory(
+                directory, self.section.accepts, self.section.subdirectories, self._cooperator,
+                self.walker,
+            )
+        except OSError as e:
+            # The listing is still owed (events may have been lost to an
+            # overflow or a Redis restart) and the directory is still
+            # watched (made unreadable, say): the catch-up lists it again
+            # until it can be read.  A full listing is retried in full.
+            if not resume:
+                self._cursor = None
+            self.incomplete = True
+            if self._list_trouble.happened(e.strerror or str(e), self._clock.seconds()):
+                self._log.warn(
+                    "[{section}] Cannot list {directory}: {error}; listing it once it can be read",
+                    section=self.section.name, directory=directory, error=e.strerror or e,
+                )
+            return False
+        if self._watched() != watch:
+            return False  # see the constructor's watched
+        trouble = self._list_trouble
+        if trouble.cause is not None:
+            summary = trouble.summary(self._clock.seconds())
+            trouble.ended()
+            self._log.info("[{section}] {directory} can be listed again (it could not be {summary})",
+                           section=self.section.name, directory=directory, summary=summary)
+        self.listings += 1
+        # Positions in the sorted entries: [start, end) is announced, and
+        # from old_end on the files are too young.
+        start, old_end = 0, len(entries)
+        settle = self.section.settle
+        if settle > 0:
+            old_end = entries.index(time_key(now - settle, through=True))
+        if since is not None:
+            start = entries.index(time_key(since))
+        elif resume and self._cursor is not None:
+            start = entries.index(self._cursor, after=True)
+        start = min(start, old_end)
+        end = old_end
+        found = end - start
+        if room is not None and found > room:
+            end = start + room
+            # A look at recent files cut short: the catch-up lists it all.
+            self._cursor = entries.key(end - 1) if since is None else None
+            self.incomplete = True
+            self._log.warn(
+                "[{section}] Listing of {directory} stopped at poll_queue_limit "
+                "{limit}: {sent} of {found} files announced",
+                section=self.section.name, directory=directory,
+                limit=self.section.poll_queue_limit, sent=room, found=found,
+            )
+        elif since is None:
+            self._cursor = None
+            self.incomplete = False
+        young = len(entries) - old_end
+        if young and self.waiting is None:
+            # Polled: no table to leave them in (the poller waits for new
+            # files itself); look again once the oldest of them is old enough.
+            oldest = key_seconds(entries.key(old_end))
+            self._look_again(min(oldest, now) + settle, now - settle)
+        elif young:
+            young_paths = map(key_path, entries.keys(old_end))
+            await self._cooperator.cooperate(self._hold(young_paths, now, watch)).whenDone()
+        await self._cooperator.cooperate(self._announce(entries.keys(start, end))).whenDone()
+        self._log.debug(
+            "[{section}] Listed {directory}: {n} files announced, {young} too young",
+            section=self.section.name, directory=directory, n=end - start, young=young,
+        )
+        return True
+
+    def _hold(self, young: Iterable[bytes], now: float, watch: int) -> Iterator[None]:
+        """
+        Leave files modified less than C{settle} ago (their paths, oldest
+        first) in the table; when it has no room, look at them again once
+        the oldest of them is old enough.  Stop when the watch C{watch},
+        whose events keep the table true, is no longer the directory's (see
+        the constructor's C{watched}).
+        """
+        assert self.waiting is not None
+        settle, hold = self.section.settle, self.waiting.hold
+        directory = os.fsencode(self.section.directory)
+        for i, raw in enumerate(young, 1):
+            # The scan ran over several reactor turns: since it saw this file,
+            # the file may have been deleted or written again, and those
+            # events found no entry in the table to act on.  Look at the file
+            # now, in the turn that puts it in the table (found by the soak).
+            try:
+                mtime = os.lstat(os.path.join(directory, raw)).st_mtime
+            except OSError:
+                continue  # gone: nothing to wait for
+            # A time in the future (a clock set wrong) counts as now.
+            if not hold(raw, decode_name(raw), min(mtime, self._clock.seconds()) + settle):
+                self._look_again(min(mtime, now) + settle, now - settle)
+                return
+            if i % CHUNK == 0:
+                yield None
+                if self._watched() != watch:
+                    return
+
+    def _look_again(self, when: float, since: float) -> None:
+        """List the files modified since C{since} at C{when} (one call at a time)."""
+        if self._recheck is not None:
+            since = min(since, self._recheck_since)
+            if self._recheck.getTime() <= when:
+                self._recheck_since = since
+                return
+            self._recheck.cancel()
+        self._recheck_since = since
+        delay = max(TICK, when - self._clock.seconds())
+        self._recheck = self._clock.callLater(delay, self._looking_again)
+
+    def _looking_again(self) -> None:
+        self._recheck = None
+        self.relist(since=self._recheck_since)
+
+    def _announce(self, keys: Iterator[bytes]) -> Iterator[Any]:
+        """Push C{"exists"} events, oldest first, pausing while the writer is full."""
+        writer = self._writer
+        now = self._clock.seconds()
+        push, encode, queue, held = writer.push, self._encoder, self._queue, writer.held
+        source, section = self._source, self.section.name
+        # A listing never makes the writer drop events: it pauses at three
+        # quarters of max_held (whatever other listings run at the same
+        # time), which leaves room for live events.  Dropping here would ask
+        # for this very listing again, endlessly.
+        ceiling = max(1, writer.max_held * 3 // 4)
+        # Files not complete yet are the table's to announce.  It changes only
+        # while this pauses: look at its size again after each pause.
+        waiting = self.waiting
+        skip = bool(waiting)
+        for i, key in enumerate(keys, 1):
+            while held() >= ceiling:
+                yield writer.room()
+                if self._stopped:
+                    return
+                skip = bool(waiting)
+            raw = key[KEY_WIDTH:]
+            if skip and raw in waiting:  # type: ignore[operator]
+                continue
+            push(queue, encode(decode_name(raw), EXISTS, now), source, section, EXISTS, now)
+            if i % CHUNK == 0:
+                if self._stopped:
+                    return
+                yield None
+                skip = bool(waiting)
+
+
+def _covering(a: tuple[bool, float | None], b: tuple[bool, float | None]) -> tuple[bool, float | None]:
+    """
+    One listing covering listings C{a} and C{b}, each C{(resume, since)}: a
+    full one (C{(False, None)}) covers every listing; a resumed one covers
+    the files modified since any time; of two looks at recent files, the
+    earlier C{since} covers both.
+    """
+    (a_resume, a_since), (b_resume, b_since) = a, b
+    if (not a_resume and a_since is None) or (not b_resume and b_since is None):
+        return False, None
+    if a_resume or b_resume:
+        return True, None
+    return False, min(a_since, b_since)  # type: ignore[type-var]

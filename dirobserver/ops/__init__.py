@@ -1,0 +1,4 @@
+"""
+Operations: the HTTP endpoint (metrics, liveness, readiness), Prometheus
+metrics, systemd notifications, and log formats.
+"""

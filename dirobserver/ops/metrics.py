@@ -1,0 +1,169 @@
+"""
+Prometheus metrics, read from the observer's own counters on each scrape.
+
+The writer, the monitors and the core service keep plain numbers as they
+work (see L{dirobserver.util.stats}); nothing on their paths calls
+C{prometheus_client}.  L{ObserverCollector.collect} reads those numbers when
+someone scrapes C{/metrics} and turns them into metric families.  It runs in
+the reactor thread (L{dirobserver.ops.http} renders synchronously), so it reads
+them without locks.
+
+The collector lives in a private C{CollectorRegistry} (L{registry}): the
+global one would also export this process's Python and GC metrics under
+names we do not document, and would keep our collector alive across tests.
+
+Labels are section names and event kinds only, never paths: a path is
+unbounded and may hold bytes that are not UTF-8.
+
+What the C{core} object must provide::
+
+    core.monitors                  objects with .section.name, .state
+                                   ("watched" or "missing"), .listings,
+                                   .tree.counts() (sub-directories by state)
+    core.writer.delivered_by       {(section, event): acknowledged events}
+    core.writer.held()             events held in memory, not yet acknowledged
+    core.writer.redis_up()         whether the connection is usable
+    core.writer.reconnects         reconnections since start
+    core.writer.dropped            events dropped at the held bound (a listing
+                                   announces them later)
+    core.writer.delivery_seconds   stats.Histogram
+    core.overflows                 inotify queue overflows
+    core.listing_seconds           stats.Histogram
+    core.watchdog_resets           inactivity watchdog resets
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+from typing import Any, Iterator
+
+from prometheus_client.core import (
+    CollectorRegistry,
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.utils import floatToGoString
+
+from dirobserver.util.stats import Histogram
+
+#: The states a monitored directory can be in; each is always exported.
+DIRECTORY_STATES = ("watched", "missing")
+#: How the sub-directories of recursive sections are watched (see
+#: L{dirobserver.sources.tree.DirectoryTree.counts}); each is always exported.
+SUBDIRECTORY_STATES = ("watched", "polled", "past_watch_limit")
+
+
+def version() -> str:
+    """The installed dirobserver version, or C{"unknown"} (e.g. not installed)."""
+    try:
+        return metadata.version("dirobserver")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def histogram_family(name: str, documentation: str, histogram: Histogram) -> HistogramMetricFamily:
+    """
+    A L{Histogram} as a Prometheus histogram: cumulative buckets ending with
+    C{+Inf} (which equals the count), and the sum.
+    """
+    family = HistogramMetricFamily(name, documentation)
+    buckets = [(floatToGoString(bound), count) for bound, count in histogram.cumulative()]
+    family.add_metric([], buckets, sum_value=histogram.total)
+    return family
+
+
+class ObserverCollector:
+    """
+    A C{prometheus_client} collector reading the counters of C{core}.
+
+    @ivar core: the object described in the module docstring.
+    """
+
+    def __init__(self, core: Any, build_version: str | None = None) -> None:
+        self.core = core
+        self._version = version() if build_version is None else build_version
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield every metric family, read from C{core} now."""
+        core = self.core
+        writer = core.writer
+
+        events = CounterMetricFamily(
+            "dirobserver_events_total",
+            "Events acknowledged by Redis, by section and event kind (created, exists).",
+            labels=["section", "event"],
+        )
+        for (section, event), count in sorted(writer.delivered_by.items()):
+            events.add_metric([section, event], count)
+        yield events
+
+        yield GaugeMetricFamily(
+            "dirobserver_held_events", "Events held in memory, not yet acknowledged by Redis.", value=writer.held()
+        )
+        yield GaugeMetricFamily(
+            "dirobserver_redis_up", "1 when the Redis connection is usable, else 0.", value=1 if writer.redis_up() else 0
+        )
+        yield CounterMetricFamily(
+            "dirobserver_redis_reconnects_total", "Reconnections to Redis since start.", value=writer.reconnects
+        )
+        yield CounterMetricFamily(
+            "dirobserver_overflows_total", "inotify event queue overflows (each followed by a listing).",
+            value=core.overflows,
+        )
+
+        directories = GaugeMetricFamily(
+            "dirobserver_directories", "Monitored directories by state.", labels=["state"]
+        )
+        by_state = dict.fromkeys(DIRECTORY_STATES, 0)
+        listings = CounterMetricFamily(
+            "dirobserver_listings_total", "Directory listings done, by section.", labels=["section"]
+        )
+        subdirectories = dict.fromkeys(SUBDIRECTORY_STATES, 0)
+        for monitor in core.monitors:
+            by_state[monitor.state] = by_state.get(monitor.state, 0) + 1
+            listings.add_metric([monitor.section.name], monitor.listings)
+            if monitor.tree is not None:
+                for state, count in monitor.tree.counts().items():
+                    subdirectories[state] += count
+        for state, count in by_state.items():
+            directories.add_metric([state], count)
+        yield directories
+        yield listings
+        tree = GaugeMetricFamily(
+            "dirobserver_subdirectories",
+            "Sub-directories of recursive sections, by how they are watched.", labels=["state"],
+        )
+        for state, count in subdirectories.items():
+            tree.add_metric([state], count)
+        yield tree
+
+        yield histogram_family(
+            "dirobserver_listing_seconds", "Duration of one directory listing.", core.listing_seconds
+        )
+        yield histogram_family(
+            "dirobserver_delivery_seconds", "Time from seeing a file to Redis's acknowledgement of its event.",
+            writer.delivery_seconds,
+        )
+        yield CounterMetricFamily(
+            "dirobserver_dropped_to_listing_total",
+            "Events dropped at max_held_events while Redis was unreachable; a listing announces the files later.",
+            value=writer.dropped,
+        )
+        yield CounterMetricFamily(
+            "dirobserver_watchdog_resets_total", "Inactivity watchdog resets of a directory's watch.",
+            value=core.watchdog_resets,
+        )
+        build = GaugeMetricFamily("dirobserver_build_info", "Always 1; the version is the label.", labels=["version"])
+        build.add_metric([self._version], 1)
+        yield build
+
+
+def registry(core: Any) -> CollectorRegistry:
+    """A private registry holding only an L{ObserverCollector} for C{core}."""
+    # auto_describe=False: registering must not call collect() (core may not
+    # be started yet).
+    result = CollectorRegistry(auto_describe=False)
+    result.register(ObserverCollector(core))
+    return result

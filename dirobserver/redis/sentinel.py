@@ -1,0 +1,289 @@
+"""
+Finding the master through Redis Sentinel, and following it when it moves.
+
+The rules are those the Redis documentation gives Sentinel clients:
+
+ 1. Before every connection attempt, ask the Sentinels in turn, each with a
+    short deadline (L{SENTINEL_TIMEOUT}), C{SENTINEL get-master-addr-by-name};
+    the first that names the master goes to the head of the list.  A master
+    is never remembered from one connection to the next.
+ 2. Check with C{ROLE} that the node named is a master (a step of the
+    handshake, see L{dirobserver.redis.connection.handshake_steps}); if it is not,
+    the attempt fails and the next one (with the capped backoff) starts over
+    at 1.
+ 3. Subscribe to C{+switch-master} on one Sentinel (L{_SwitchWatcher}): a
+    switch closes the connection and connects to the new master at once,
+    instead of waiting for errors or for the backoff.
+ 4. A node that refuses a write with C{READONLY} (a master demoted to a
+    replica) is left at once too (the writer calls
+    L{dirobserver.redis.connection.RedisConnection.not_master}).
+
+txredisapi's own C{Sentinel.master_for} is not used: it cannot do TLS, and
+its connection handler has the traps L{dirobserver.redis.connection} avoids.
+
+After a switch the writer reconnects, and a reconnect makes the core list
+every directory: what the old master acknowledged and asynchronous
+replication lost is announced again, for every file still present.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.logger import Logger
+
+from dirobserver.util.backoff import Recurring, exponential_backoff
+from dirobserver.config.settings import RedisSettings
+from dirobserver.redis.connection import RedisConnection, Route, address, auth_steps, redis_endpoint
+from dirobserver.redis.attempt import AttemptFailed, RedisProtocol, Step, cancel_pending, close_protocol, dial
+
+#: The longest wait for one Sentinel's answer (seconds): a Sentinel that is
+#: down must not hold up the others for the whole C{timeout}.
+SENTINEL_TIMEOUT = 1.0
+
+#: The channel on which Sentinels announce a new master.
+SWITCH_CHANNEL = "+switch-master"
+
+
+def route_for(reactor: Any, settings: RedisSettings) -> Route:
+    """The route of C{settings}: through the Sentinels when there are some."""
+    if settings.sentinels:
+        return SentinelRoute(reactor, settings)
+    return Route(reactor, settings)
+
+
+def _named(reply: Any) -> bool:
+    return reply is None or (isinstance(reply, list) and len(reply) == 2)
+
+
+class NoMaster(AttemptFailed):
+    """No Sentinel named the master (each one's reason is in the text)."""
+
+
+class SentinelRoute(Route):
+    """
+    Connections go to the master the Sentinels name (see the module
+    docstring).
+
+    @ivar located: C{(host, port)} of the node the current attempt or
+        connection went to, or None while the Sentinels are being asked.
+    @ivar sentinels: C{(host, port)} of each Sentinel, the last one that
+        answered first.
+    @ivar master_name: the name the Sentinels know the master by.
+    """
+
+    follows_master = True
+
+    def __init__(self, reactor: Any, settings: RedisSettings) -> None:
+        self._reactor = reactor
+        self._settings = settings
+        self.master_name = str(settings.sentinel_master)
+        self._timeout = min(settings.timeout, SENTINEL_TIMEOUT)
+        self._auth = auth_steps(settings.sentinel_username, settings.sentinel_password)
+        #: where is the master?  (a reply of None: no master of that name)
+        self.query = Step(
+            ("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.master_name),
+            "SENTINEL get-master-addr-by-name", _named,
+        )
+        self._connection: RedisConnection | None = None
+        self._watcher = _SwitchWatcher(self, reactor)
+        self.sentinels = list(settings.sentinels)
+        self.located: tuple[str, int] | None = None
+
+    def describe(self) -> str:
+        """C{host:port (master NAME per Sentinel)} once located."""
+        if self.located is None:
+            return self._settings.describe()
+        return f"{address(*self.located)} (master {self.master_name} per Sentinel)"
+
+    def host(self) -> str:
+        """The host of the node located last."""
+        return self.located[0] if self.located else ""
+
+    def endpoint(self) -> defer.Deferred:
+        """Ask the Sentinels, then the endpoint of the master they name."""
+        self.located = None
+        return defer.Deferred.fromCoroutine(self._locate())
+
+    async def _locate(self) -> IStreamClientEndpoint:
+        problems = []
+        for sentinel in list(self.sentinels):
+            try:
+                proto = await self.ask(sentinel, [self.query])
+            except AttemptFailed as e:
+                problems.append(f"Sentinel {address(*sentinel)} {e}")
+                continue
+            proto.transport.loseConnection()
+            reply = proto.handshake_replies[-1]
+            if reply is None:
+                problems.append(
+                    f"Sentinel {address(*sentinel)} knows no master named {self.master_name!r}")
+                continue
+            # The one that answered is asked first next time.
+            self.sentinels.remove(sentinel)
+            self.sentinels.insert(0, sentinel)
+            self.located = (reply[0], int(reply[1]))
+            return redis_endpoint(self._reactor, self._settings, *self.located)
+        raise NoMaster(f"was named by no Sentinel ({'; '.join(problems)})")
+
+    def ask(
+        self, sentinel: tuple[str, int], steps: list[Step],
+        protocol_class: type[RedisProtocol] = RedisProtocol,
+    ) -> defer.Deferred:
+        """L{dial} one Sentinel (TLS and AUTH as configured) and send C{steps}."""
+        settings = self._settings
+        host, port = sentinel
+        tls_failure = None
+        if settings.tls:
+            from dirobserver.redis import tls
+
+            tls_failure = lambda reason: tls.describe_failure(reason, settings, host)  # noqa: E731
+        try:
+            endpoint = redis_endpoint(self._reactor, settings, host, port)
+        except Exception as e:  # a TLS file that cannot be used
+            return defer.fail(AttemptFailed(f"cannot be reached with TLS: {e}"))
+        return dial(endpoint, self._auth + steps, self._timeout, self._reactor,
+                    password_key="redis_sentinel_password", tls_failure=tls_failure,
+                    protocol_class=protocol_class)
+
+    def watch(self, connection: RedisConnection) -> None:
+        """Follow C{+switch-master} for C{connection}."""
+        self._connection = connection
+        self._watcher.start()
+
+    def unwatch(self) -> defer.Deferred:
+        """Stop following; fires once the subscription is closed."""
+        self._connection = None
+        return self._watcher.stop()
+
+    def master_is(self, where: tuple[str, int], source: str) -> None:
+        """
+        A Sentinel says the master is at C{where}: if the connection is (or
+        is going) elsewhere, go there now.
+        """
+        connection = self._connection
+        if connection is None:
+            return
+        if connection.connecting:
+            # Still asking the Sentinels (they know already), or going there.
+            if self.located is None or self.located == where:
+                return
+        elif connection.proto is not None and self.located == where:
+            return
+        connection.reconnect_now(f"is not the master any more ({source} names {address(*where)})")
+
+
+class _SwitchListener(RedisProtocol):
+    """A protocol subscribed to a channel: messages go to C{on_message}."""
+
+    on_message: Callable[[str], None] = staticmethod(lambda data: None)  # type: ignore[assignment]
+
+    def replyReceived(self, reply: Any) -> None:
+        if isinstance(reply, list) and len(reply) == 3 and reply[0] == "message":
+            self.on_message(reply[2])
+            return
+        super().replyReceived(reply)
+
+
+class _SwitchWatcher:
+    """
+    One subscription to C{+switch-master} on a Sentinel, kept open (on the
+    next Sentinel, with the capped backoff) for as long as it is wanted.
+
+    Right before subscribing it asks that Sentinel where the master is: a
+    switch missed while not subscribed is caught up at once.
+    """
+
+    _log = Logger()
+
+    def __init__(self, route: SentinelRoute, reactor: Any) -> None:
+        self._route = route
+        self._reactor = reactor
+        self._retry_policy = exponential_backoff()
+        self._steps = [route.query, Step(("SUBSCRIBE", SWITCH_CHANNEL), f"SUBSCRIBE {SWITCH_CHANNEL}",
+                                          lambda reply: isinstance(reply, list))]
+        self._wanted = False
+        self._attempt: defer.Deferred | None = None
+        self._retry_call: Any = None
+        self._failures = 0
+        self._trouble = Recurring()
+        self.proto: _SwitchListener | None = None
+
+    def start(self) -> None:
+        self._wanted = True
+        self._subscribe()
+
+    def stop(self) -> defer.Deferred:
+        self._wanted = False
+        cancel_pending(self._retry_call, self._attempt)
+        self._retry_call = None
+        proto, self.proto = self.proto, None
+        return close_protocol(proto)
+
+    def _subscribe(self) -> None:
+        self._retry_call = None
+        d = self._attempt = defer.Deferred.fromCoroutine(self._first_answer())
+        d.addCallbacks(self._subscribed, self._failed)
+
+    async def _first_answer(self) -> tuple[_SwitchListener, tuple[str, int]]:
+        problems = []
+        for sentinel in list(self._route.sentinels):
+            try:
+                proto = await self._route.ask(sentinel, self._steps, _SwitchListener)
+            except AttemptFailed as e:
+                problems.append(f"Sentinel {address(*sentinel)} {e}")
+                continue
+            return proto, sentinel
+        raise NoMaster("; ".join(problems))
+
+    def _subscribed(self, result: tuple[_SwitchListener, tuple[str, int]]) -> None:
+        self._attempt = None
+        proto, sentinel = result
+        if not self._wanted:
+            proto.transport.loseConnection()
+            return
+        self.proto = proto
+        self._failures = 0
+        where = address(*sentinel)
+        if self._trouble.ended():
+            self._log.info("Following master switches again ({channel} on Sentinel {sentinel})",
+                           channel=SWITCH_CHANNEL, sentinel=where)
+        proto.on_message = self._message
+        proto.whenDisconnected().addCallback(self._lost)
+        named = proto.handshake_replies[-2]
+        if named is not None:
+            self._route.master_is((named[0], int(named[1])), f"Sentinel {where}")
+
+    def _message(self, data: Any) -> None:
+        # "<name> <old host> <old port> <new host> <new port>"
+        parts = str(data).split()
+        if len(parts) == 5 and parts[0] == self._route.master_name and parts[4].isdigit():
+            self._route.master_is((parts[3], int(parts[4])), f"{SWITCH_CHANNEL} from a Sentinel")
+
+    def _failed(self, failure: Any) -> None:
+        self._attempt = None
+        if not self._wanted:
+            return
+        self._failures += 1
+        cause = str(failure.value) if failure.check(AttemptFailed) else failure.getErrorMessage()
+        if self._trouble.happened(cause, self._reactor.seconds()):
+            self._log.warn(
+                "Cannot follow master switches ({channel}): {cause}; a switch is noticed "
+                "by errors until a Sentinel answers",
+                channel=SWITCH_CHANNEL, cause=cause,
+            )
+        self._retry_call = self._reactor.callLater(
+            self._retry_policy(self._failures), self._subscribe
+        )
+
+    def _lost(self, proto: _SwitchListener) -> None:
+        if self.proto is not proto:
+            return
+        self.proto = None
+        if not self._wanted:
+            return
+        self._trouble.happened("lost", self._reactor.seconds())
+        self._failures = 1
+        self._retry_call = self._reactor.callLater(self._retry_policy(1), self._subscribe)

@@ -1,0 +1,70 @@
+"""
+Where events come from: the interface between event sources and monitors.
+
+An event source reports what happens in directories; a sink (a section's
+L{dirobserver.announce.monitor.DirectoryMonitor}, the watchdog) receives the events
+of the directories it asked for.  Today the only source is the inotify
+L{dirobserver.sources.inotify.Watcher}; a polling scanner and the watches of a tree
+are sources of the same shape.
+
+Events are C{(name, mask)} pairs in the order they happened: C{name} is the
+entry's name as bytes (decoded by the sink, see L{dirobserver.announce.event}), and
+C{mask} uses inotify's bits (C{IN_CREATE}, C{IN_MOVED_TO}, C{IN_ISDIR}...),
+which a polling source produces too.  Each batch carries the time it was
+read, so the sink stamps its events without asking the source.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+#: A batch of events of one directory: C{(name, mask)} pairs, in order.
+Batch = list[tuple[bytes, int]]
+
+
+class EventSink(Protocol):
+    """What receives the events of one directory."""
+
+    def file_events(self, batch: Batch, read_time: float) -> None:
+        """
+        Entries appeared (or changed, for the masks the sink asked for).
+
+        @param batch: C{(name, mask)} pairs, in order.
+        @param read_time: when the source read them (the reactor's clock,
+            seconds since the epoch); the same for the whole batch.
+        """
+
+    def watch_ended(self, mask: int) -> None:
+        """The directory was deleted, moved or unmounted: no more events."""
+
+    def events_lost(self) -> None:
+        """
+        Some events were lost (the kernel queue overflowed): what the sink
+        remembers of earlier events (a file opened, say, whose close was
+        lost) may no longer hold.  A listing of the directory follows.
+        """
+
+
+class EventSource(Protocol):
+    """What a sink asks for the events of a directory."""
+
+    def add(self, path: bytes, sink: EventSink, mask: int) -> int:
+        """
+        Deliver the events of directory C{path} selected by C{mask} to C{sink}.
+
+        Several sinks may ask for the same directory with different masks:
+        each gets the events of its own mask.
+
+        @return: a handle to give back to L{remove}.
+        @raise OSError: the directory cannot be watched (C{errno} says why).
+        """
+
+    def remove(self, handle: int, sink: EventSink) -> None:
+        """Stop delivering the events of C{handle} to C{sink}."""
+
+    def drain(self) -> None:
+        """
+        Deliver now the events already waiting to be read (a sink about to
+        act on a timer asks first: after the process was stopped for a
+        while, timers run before the events of that while are read).
+        """
