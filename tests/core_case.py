@@ -23,7 +23,7 @@ from twisted.trial import unittest
 from helpers import RedisServer
 
 from dirobserver.config import settings as config
-from dirobserver.app.observer import ObserverService
+from dirobserver.app.core import ObserverService
 from dirobserver.redis.writer import RedisWriter
 
 

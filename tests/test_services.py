@@ -24,7 +24,8 @@ from dirobserver.app.embedded_redis import EmbeddedRedis  # noqa: E402
 from dirobserver.app.reload import ReloadService  # noqa: E402
 from dirobserver.ops.systemd import SystemdService  # noqa: E402
 from dirobserver.ops.http import MetricsService  # noqa: E402
-from dirobserver.app.observer import DirObserver, ObserverService  # noqa: E402
+from dirobserver.app.core import ObserverService  # noqa: E402
+from dirobserver.app.observer import DirObserver  # noqa: E402
 from dirobserver.app.ordered_services import OrderedMultiService  # noqa: E402
 from dirobserver.redis.writer import RedisWriter  # noqa: E402
 

@@ -30,7 +30,7 @@ from twisted.logger import formatEvent, globalLogPublisher
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from core_case import CoreTestCase, sleep  # noqa: E402
 
-from dirobserver.app.observer import ObserverService  # noqa: E402
+from dirobserver.app.core import ObserverService  # noqa: E402
 from dirobserver.sources.inotify import LIBC_INOTIFY, Watcher, WatchError  # noqa: E402
 
 POLL = 0.2

@@ -1,71 +1,50 @@
 """
-The observer: the service tree, and its core.
+The service tree twistd runs, and what belongs to the whole daemon.
 
 Data flows one way: L{Watcher} (inotify) -> L{DirectoryMonitor} (filter,
-event) -> L{RedisWriter} (batches) -> Redis.  L{DirObserver} is the tree
-twistd runs; its children start in this order and stop in reverse, each
-waiting for the one before (L{dirobserver.app.ordered_services.OrderedMultiService}):
+event) -> L{RedisWriter} (batches) -> Redis.  L{DirObserver} is the tree;
+its children start in this order and stop in reverse, each waiting for the
+one before (L{dirobserver.app.ordered_services.OrderedMultiService}):
 
  1. the embedded Redis (C{--embedded-redis} only): started, and waited for
     until it accepts connections (bounded; the writer retries anyway);
  2. the L{RedisWriter}: connects, and retries for as long as it runs; on
     stop it delivers what it holds (bounded by C{timeout});
- 3. the L{ObserverService} core: the watcher and the watches, the listings
-    (they wait for Redis), the periodic work (retrying missing directories,
-    the forced poll, the catch-up of cut listings, the watchdog) and the
-    recovery actions that involve every directory (kernel queue overflow,
-    watchdog reset, Redis reconnect).  On stop it reads what the kernel
-    queued and drops the watches first, so nothing new comes in.
+ 3. the L{ObserverService} core (L{dirobserver.app.core}): the watcher and
+    the watches, the listings, the periodic and recovery work.  On stop it
+    reads what the kernel queued and drops the watches first, so nothing
+    new comes in;
+ 4. the metrics endpoint (C{--metrics} only), the reloader (SIGHUP) and
+    systemd's notifier (last: it stops first, so STOPPING=1 goes out as the
+    stop begins).
 
-The "ready" line is logged once every directory has been tried and Redis
+The tree owns what involves the whole daemon: the start and stop lines,
+applying a reloaded configuration, the state line systemd shows, and how
+a SIGTERM or SIGINT ends the process (L{dirobserver.app.exits}).  The
+"ready" line is logged once every directory has been tried and Redis
 answers.
 """
 
 from __future__ import annotations
 
-import os
-from typing import Any, Callable
+from typing import Any
 
-from twisted.application import service
-from twisted.internet import defer, task
+from twisted.internet import defer
 from twisted.internet.interfaces import IReactorCore
 from twisted.logger import Logger
 
-from dirobserver.config import settings as config
-
-from dirobserver.app import exits
-
-from dirobserver.util import gc_pause as heap
-from dirobserver.config.settings import SectionSettings, Settings
-from dirobserver.announce.monitor import WATCHED, DirectoryMonitor
-from dirobserver.util.periodic import Periodic
-from dirobserver.app.reload import ReloadService
+from dirobserver.app.core import ObserverService
 from dirobserver.app.ordered_services import OrderedMultiService
-from dirobserver.util.stats import LISTING_BUCKETS, Histogram
+from dirobserver.app.reload import ReloadService
+from dirobserver.config import settings as config
+from dirobserver.config.settings import Settings
 from dirobserver.ops.systemd import Notifier, SystemdService
-from dirobserver.announce.listing_turns import Turns
-from dirobserver.sources.liveness import Watchdog
-from dirobserver.sources.inotify import Watcher
 from dirobserver.redis.writer import RedisWriter
-
-#: Directories listed at the same time (the others wait their turn).
-LISTINGS_AT_ONCE = 4
-
-#: Seconds between two attempts to watch a missing directory.
-RETRY_INTERVAL = 1.0
-#: Directories whose first watch is said one line each at start; past
-#: that, one line says how many more (10,000 lines cost a second).
-SAID_ONE_BY_ONE = 100
-
-#: Seconds between two looks at queues whose last listing was cut short by
-#: poll_queue_limit (the rest is listed once the queue has room again).
-CATCH_UP_INTERVAL = 5.0
+from dirobserver.util import gc_pause as heap
+from dirobserver.util.periodic import Periodic
 
 #: Seconds between two looks at the state line systemd shows (STATUS=).
 STATUS_INTERVAL = 1.0
-
-#: The cooperator's pause between two steps of cooperative work (a listing).
-_STEP_DELAY = 0.00001
 
 
 class DirObserver(OrderedMultiService):
@@ -202,280 +181,3 @@ class DirObserver(OrderedMultiService):
             dropped=self.writer.dropped,
         )
         return result
-
-
-class ObserverService(service.Service):
-    """
-    The core: the watcher, one L{DirectoryMonitor} per active section, and
-    the periodic and recovery work that involves them.
-
-    @ivar monitors: one L{DirectoryMonitor} per active section.
-    @ivar watcher: the current L{Watcher} (replaced by a watchdog reset).
-    @ivar overflows: kernel queue overflows, over every watcher so far.
-    @ivar listing_seconds: how long each listing took.
-    @ivar exit_status: non-zero once the observer gave up.
-    """
-
-    _log = Logger()
-    name = "observer"
-
-    def __init__(
-        self,
-        settings: Settings,
-        writer: RedisWriter,
-        reactor: IReactorCore,
-        on_ready: Callable[[], None] | None = None,
-    ) -> None:
-        """
-        @param reactor: an L{IReactorCore} that is also an L{IReactorTime}
-            and an L{IReactorFDSet} (the watcher reads in it).
-        @param on_ready: called once, when the observer is first ready.
-        """
-        self.settings = settings
-        self._on_ready = on_ready
-        self._reactor = reactor
-        self.writer = writer
-        # The service's own cooperator runs the listings: stopping it on
-        # stop ends every listing at once, and tests can drive it.
-        self._cooperator = task.Cooperator(
-            scheduler=lambda step: reactor.callLater(_STEP_DELAY, step), started=False
-        )
-        self.listing_seconds = Histogram(LISTING_BUCKETS)
-        self._turns = Turns(LISTINGS_AT_ONCE, writer.when_connected)
-        self.monitors: list[DirectoryMonitor] = []
-        self._polls: dict[DirectoryMonitor, Periodic] = {}
-        for section in settings.sections:
-            self._new_monitor(section)
-        self.watcher: Watcher | None = None
-        self.watchdog: Watchdog | None = None
-        if settings.inactivity_timeout > 0:
-            self.watchdog = Watchdog(
-                settings.inactivity_timeout, reactor, self.reset_watcher, self._give_up
-            )
-        self._retry = Periodic(
-            self._retry_missing, RETRY_INTERVAL, "Retrying missing directories", reactor
-        )
-        self._catch_up = Periodic(
-            self._catch_up_listings, CATCH_UP_INTERVAL, "Catching up cut listings", reactor
-        )
-        self.overflows = 0
-        self.exit_status = 0
-
-    def _new_monitor(self, section: SectionSettings) -> DirectoryMonitor:
-        monitor = DirectoryMonitor(
-            section, self.writer, self._reactor, self._cooperator, self._turns, self.listing_seconds
-        )
-        self.monitors.append(monitor)
-        if section.forced_poll > 0:
-            self._polls[monitor] = Periodic(
-                monitor.relist, section.forced_poll, f"[{section.name}] Forced poll", self._reactor
-            )
-        return monitor
-
-    def add_section(self, section: SectionSettings) -> DirectoryMonitor:
-        """Monitor one more section (a reload): watched and listed at once."""
-        monitor = self._new_monitor(section)
-        if self.running and self.watcher is not None:
-            monitor.attach(self.watcher)
-            if monitor in self._polls:
-                self._polls[monitor].start()
-        return monitor
-
-    def remove_section(self, name: str) -> None:
-        """
-        Stop monitoring section C{name} (a reload).  What the writer holds
-        for it is still delivered.
-        """
-        for monitor in [m for m in self.monitors if m.section.name == name]:
-            monitor.detach()
-            poll = self._polls.pop(monitor, None)
-            if poll is not None:
-                poll.stop()
-            self.monitors.remove(monitor)
-
-    def set_inactivity_timeout(self, timeout: float) -> None:
-        """Replace the watchdog by one with C{timeout} (0: none)."""
-        resets = self.watchdog_resets
-        if self.watchdog is not None:
-            self.watchdog.stop()
-        self.watchdog = None
-        if timeout > 0:
-            self.watchdog = Watchdog(timeout, self._reactor, self.reset_watcher, self._give_up)
-            self.watchdog.resets = resets  # a counter over the whole run
-            if self.running and self.watcher is not None:
-                self.watchdog.start(self.watcher)
-
-    @property
-    def watchdog_resets(self) -> int:
-        """How many times the watchdog recreated the watcher."""
-        return self.watchdog.resets if self.watchdog is not None else 0
-
-    # -- start -----------------------------------------------------------------
-
-    def startService(self) -> None:
-        super().startService()
-        self._cooperator.start()
-        try:
-            self.watcher = self._new_watcher()
-        except Exception as e:
-            # inotify_init fails when fs.inotify.max_user_instances is used up
-            # by other programs of this user: nothing can be watched.
-            self._log.critical(
-                "Cannot create an inotify instance ({error}): the per-user limit "
-                "fs.inotify.max_user_instances may be reached; stopping",
-                error=e,
-            )
-            self._stop_process(exits.EXIT_NO_INOTIFY)
-            return
-        with heap.bulk(len(self.monitors)):
-            for i, monitor in enumerate(self.monitors):
-                monitor.say_watching = i < SAID_ONE_BY_ONE
-                monitor.attach(self.watcher)
-        if len(self.monitors) > SAID_ONE_BY_ONE:
-            self._log.info(
-                "... and {more} more directories, each said at debug level (--log-level=debug)",
-                more=len(self.monitors) - SAID_ONE_BY_ONE,
-            )
-        self._retry.start()
-        self._catch_up.start()
-        for poll in self._polls.values():
-            poll.start()
-        if self.watchdog is not None:
-            self.watchdog.start(self.watcher)
-        watched = sum(m.state == WATCHED for m in self.monitors)
-        self._log.info(
-            "Watching {watched} of {n} directories; waiting for Redis at {redis}",
-            watched=watched,
-            n=len(self.monitors),
-            redis=self.settings.redis.describe(),
-        )
-        self.writer.when_connected().addCallback(self._ready)
-
-    def _ready(self, _: Any) -> None:
-        if not self.running:
-            return
-        watched = sum(m.state == WATCHED for m in self.monitors)
-        self._log.info(
-            "dirobserver ready: watching {watched} of {n} directories, Redis at {redis} connected",
-            watched=watched,
-            n=len(self.monitors),
-            redis=self.writer.describe(),
-        )
-        if self._on_ready is not None:
-            self._on_ready()
-
-    # -- health ----------------------------------------------------------------
-
-    def alive(self) -> bool:
-        """The reactor turns (this runs) and inotify answers the watchdog's probe."""
-        if not self.running or self.watcher is None or not self.watcher.connected:
-            return False
-        return self.watchdog is None or self.watchdog.healthy()
-
-    def ready_problem(self) -> str | None:
-        """
-        None when every directory that exists is watched and Redis takes
-        commands; else why not, in one line.
-        """
-        if not self.running:
-            return "not running"
-        if self.watcher is None:
-            return "no inotify instance"
-        for monitor in self.monitors:
-            if monitor.state != WATCHED and os.path.isdir(monitor.directory):
-                return f"[{monitor.section.name}] {monitor.directory} exists but is not watched"
-        if not self.writer.redis_up():
-            return self.writer.problem or f"Redis at {self.settings.redis.describe()}: connecting"
-        return None
-
-    def status_text(self) -> str:
-        """The state in one line, for systemd's STATUS=."""
-        watched = sum(m.state == WATCHED for m in self.monitors)
-        redis = ("Redis connected" if self.writer.redis_up()
-                 else self.writer.problem or "Redis not connected")
-        held = self.writer.held()
-        return (f"Watching {watched} of {len(self.monitors)} directories; {redis}"
-                + (f"; {held} events held" if held else ""))
-
-    def _new_watcher(self) -> Watcher:
-        watcher = Watcher(self._reactor, on_overflow=self._overflowed)
-        watcher.startReading()
-        return watcher
-
-    # -- recovery --------------------------------------------------------------
-
-    def _overflowed(self) -> None:
-        """The kernel queue overflowed: events were lost, list everything."""
-        self.overflows += 1
-        self.relist_all()
-
-    def relist_all(self) -> None:
-        """List every watched directory (after events were lost)."""
-        for monitor in self.monitors:
-            if monitor.state == WATCHED:
-                monitor.relist()
-
-    def reset_watcher(self) -> None:
-        """Replace the inotify instance: watch and list every directory again."""
-        old, self.watcher = self.watcher, self._new_watcher()
-        if old is not None:
-            old.close()
-        for monitor in self.monitors:
-            monitor.attach(self.watcher)
-        if self.watchdog is not None:
-            self.watchdog.attach(self.watcher)
-
-    def reconnected(self) -> None:
-        """
-        Redis is back after losing its connection.  What we held is resent by
-        the writer; a listing of every directory also covers what Redis
-        itself may have lost (a restart without persistence) for the files
-        still present.  Cheap insurance, bounded by poll_queue_limit.
-        """
-        if not self.running:
-            return
-        self._log.info("Redis reconnected: listing every directory as insurance")
-        self.relist_all()
-
-    def _catch_up_listings(self) -> None:
-        for monitor in self.monitors:
-            if monitor.incomplete and monitor.state == WATCHED:
-                monitor.relist(resume=True)
-
-    def _retry_missing(self) -> None:
-        for monitor in self.monitors:
-            if monitor.state != WATCHED:
-                monitor.try_watch()
-            else:
-                monitor.check_target()
-
-    def _give_up(self) -> None:
-        """The watchdog gave up: stop, and exit non-zero."""
-        self._stop_process(exits.EXIT_WATCHDOG)
-
-    def _stop_process(self, status: int) -> None:
-        """Stop the whole daemon; the process then exits with C{status}."""
-        self.exit_status = status
-        exits.exit_after_shutdown(status)
-        self._reactor.callWhenRunning(self._reactor.stop)
-
-    # -- stop ------------------------------------------------------------------
-
-    def stopService(self) -> None:
-        super().stopService()
-        self._log.info("dirobserver stopping: no new events; delivering what is held")
-        self._retry.stop()
-        self._catch_up.stop()
-        for poll in self._polls.values():
-            poll.stop()
-        if self.watchdog is not None:
-            self.watchdog.stop()
-        if self.watcher is not None:
-            self.watcher.drain()
-        for monitor in self.monitors:
-            monitor.detach()
-        if self.watcher is not None:
-            self.watcher.close()
-        # Every listing ends here; the writer (stopped next) delivers what
-        # they pushed.
-        self._cooperator.stop()
