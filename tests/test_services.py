@@ -1,6 +1,6 @@
 """
 The service tree (services.OrderedMultiService, tap.makeService) and the
-exit path (exits.exit_after_shutdown).
+exit path (exits.exit_after_shutdown, exits.CleanStopSignals).
 """
 
 from __future__ import annotations
@@ -156,6 +156,43 @@ def test_exit_status_after_shutdown_runs_every_other_exit_handler(tmp_path: Path
                             cwd=REPO_ROOT, timeout=30)
     assert result.returncode == 70, result
     assert result.stdout.splitlines() == ["main done", "registered after", "registered before"]
+
+
+class CleanStopSignalsTests(unittest.TestCase):
+    """exits.CleanStopSignals: SIGTERM and SIGINT stop the reactor without a death by signal."""
+
+    def test_only_the_reactors_handlers_are_replaced_and_put_back(self):
+        import signal
+
+        from dirobserver.app import exits
+
+        class Reactor:
+            def __init__(self) -> None:
+                self.called: list[object] = []
+
+            def sigTerm(self, number, frame) -> None:
+                raise AssertionError("the reactor's own handler ran")
+
+            def stop(self) -> None:
+                pass
+
+            def callFromThread(self, f, *args) -> None:
+                self.called.append(f)
+
+        reactor = Reactor()
+        before_term, before_int = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+        self.addCleanup(signal.signal, signal.SIGTERM, before_term)
+        signal.signal(signal.SIGTERM, reactor.sigTerm)
+        clean = exits.CleanStopSignals(reactor)
+        clean.install()
+        handler = signal.getsignal(signal.SIGTERM)
+        self.assertNotEqual(handler, reactor.sigTerm)
+        self.assertEqual(signal.getsignal(signal.SIGINT), before_int)  # not the reactor's: left alone
+        handler(signal.SIGTERM, None)
+        self.assertEqual(reactor.called, [reactor.stop])
+        clean.restore()
+        self.assertEqual(signal.getsignal(signal.SIGTERM), reactor.sigTerm)
+        self.assertEqual(signal.getsignal(signal.SIGINT), before_int)
 
 
 def test_settings_parse_for_the_tree() -> None:

@@ -33,6 +33,7 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IReactorCore
 from twisted.logger import Logger
 
+from dirobserver.app import exits
 from dirobserver.app.core import ObserverService
 from dirobserver.app.ordered_services import OrderedMultiService
 from dirobserver.app.reload import ReloadService
@@ -103,6 +104,7 @@ class DirObserver(OrderedMultiService):
         SystemdService(self.notifier, self.core.alive, reactor).setServiceParent(self)
         self._status = Periodic(self._report_status, STATUS_INTERVAL, "systemd status", reactor)
         self._said: str | None = None
+        self._stop_signals = exits.CleanStopSignals(reactor)
 
     def _ready(self) -> None:
         self._said = self.core.status_text()
@@ -125,6 +127,9 @@ class DirObserver(OrderedMultiService):
             redis=self.settings.redis.describe(),
             path=self.settings.path,
         )
+        # The reactor installs its signal handlers as it starts (twistd
+        # starts the tree before): ours replace them once it runs.
+        self._reactor.callWhenRunning(self._stop_signals.install)
         return super().startService()
 
     def stopService(self) -> defer.Deferred:
@@ -164,12 +169,10 @@ class DirObserver(OrderedMultiService):
         return "; ".join(parts)
 
     def _stopped(self, result: Any) -> Any:
-        # twistd re-raises the signal that stopped the reactor once it is done
-        # (so the process "dies by SIGTERM").  A stop on SIGTERM or SIGINT is
-        # the normal, clean way for this daemon to end: everything held has
-        # been delivered or reported, so the exit status is 0.
-        if getattr(self._reactor, "_exitSignal", None) is not None:
-            self._reactor._exitSignal = None
+        # Kept until the stop is over: a second SIGTERM while what is held
+        # is being delivered must not turn a clean stop into a death by
+        # signal.
+        self._stop_signals.restore()
         self._log.info(
             "dirobserver stopped: {delivered} events delivered, {held} not delivered; "
             "{overflows} queue overflows, {reconnects} Redis reconnects, "
