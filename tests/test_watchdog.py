@@ -13,7 +13,7 @@ import os
 from twisted.internet import task
 from twisted.trial import unittest
 
-from dirobserver.sources.liveness import Watchdog
+from dirobserver.sources.liveness import InotifyLivenessProbe
 
 
 class StandInWatcher:
@@ -38,13 +38,13 @@ class StandInWatcher:
         self.queued = []
 
 
-class WatchdogTests(unittest.TestCase):
+class InotifyLivenessProbeTests(unittest.TestCase):
     def setUp(self) -> None:
         self.clock = task.Clock()
         self.resets = 0
         self.deaths = 0
         self.watcher = StandInWatcher()
-        self.dog = Watchdog(10.0, self.clock, self._reset, self._die)
+        self.dog = InotifyLivenessProbe(10.0, self.clock, self._reset, self._die)
         self.dog.start(self.watcher)
         self.addCleanup(self.dog.stop)
 
@@ -140,3 +140,12 @@ class WatchdogTests(unittest.TestCase):
         self.clock.advance(60)  # far past the timeout, as after a long SIGSTOP
         self.assertEqual((self.resets, self.deaths), (0, 0))
         self.assertEqual(self.dog.answers, 1)
+
+    def test_a_probe_built_with_earlier_resets_counts_on_from_them(self):
+        """A probe replacing another (a reload changed the timeout) keeps the run's count."""
+        dog = InotifyLivenessProbe(10.0, self.clock, self._reset, self._die, resets=3)
+        dog.start(StandInWatcher())
+        self.addCleanup(dog.stop)
+        self.assertEqual(dog.resets, 3)
+        self.clock.advance(dog.interval)
+        self.assertEqual(dog.resets, 4)

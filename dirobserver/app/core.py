@@ -35,7 +35,7 @@ from dirobserver.app import exits
 from dirobserver.config.settings import SectionSettings, Settings
 from dirobserver.redis.writer import RedisWriter
 from dirobserver.sources.inotify import Watcher
-from dirobserver.sources.liveness import Watchdog
+from dirobserver.sources.liveness import InotifyLivenessProbe
 from dirobserver.util import gc_pause as heap
 from dirobserver.util.periodic import Periodic
 from dirobserver.util.stats import LISTING_BUCKETS, Histogram
@@ -100,9 +100,9 @@ class ObserverService(service.Service):
         for section in settings.sections:
             self._new_monitor(section)
         self.watcher: Watcher | None = None
-        self.watchdog: Watchdog | None = None
+        self.watchdog: InotifyLivenessProbe | None = None
         if settings.inactivity_timeout > 0:
-            self.watchdog = Watchdog(
+            self.watchdog = InotifyLivenessProbe(
                 settings.inactivity_timeout, reactor, self.reset_watcher, self._give_up
             )
         self._retry = Periodic(
@@ -153,8 +153,10 @@ class ObserverService(service.Service):
             self.watchdog.stop()
         self.watchdog = None
         if timeout > 0:
-            self.watchdog = Watchdog(timeout, self._reactor, self.reset_watcher, self._give_up)
-            self.watchdog.resets = resets  # a counter over the whole run
+            # The count of resets is over the whole run: the new probe goes on from it.
+            self.watchdog = InotifyLivenessProbe(
+                timeout, self._reactor, self.reset_watcher, self._give_up, resets=resets
+            )
             if self.running and self.watcher is not None:
                 self.watchdog.start(self.watcher)
 

@@ -1,5 +1,5 @@
 """
-The watchdog: is the inotify mechanism still alive?
+The watchdog (L{InotifyLivenessProbe}): is the inotify mechanism still alive?
 
 The program this one replaces had a predecessor that went deaf after a week:
 no error, just no more events.  Counting events cannot tell a deaf observer
@@ -32,12 +32,13 @@ from dirobserver.sources.interface import Batch
 from dirobserver.sources.inotify import Watcher, WatchError
 
 
-class Watchdog:
+class InotifyLivenessProbe:
     """
-    Probes the inotify watcher.
+    Probes the inotify watcher (the watchdog of the module docstring).
 
     @ivar probes: probes sent.  @ivar answers: probes that came back.
-    @ivar resets: times the watcher was recreated.
+    @ivar resets: times the watcher was recreated, counting the C{resets}
+        it was built with.
     """
 
     _log = Logger()
@@ -48,10 +49,14 @@ class Watchdog:
         clock: IReactorTime,
         on_deaf: Callable[[], None],
         on_dead: Callable[[], None],
+        resets: int = 0,
     ) -> None:
         """
         @param on_deaf: recreate the watcher (first remedy).
         @param on_dead: give up (no probe answered for C{timeout} seconds).
+        @param resets: resets done before this probe (by the probe it
+            replaces, after a reload changed the timeout): the count is
+            over the whole run.
         """
         self.timeout = timeout
         # Several probes fit in the timeout, with one reset attempt between.
@@ -69,7 +74,7 @@ class Watchdog:
         self._periodic = Periodic(self._tick, self.interval, "The watchdog", clock)
         self.probes = 0
         self.answers = 0
-        self.resets = 0
+        self.resets = resets
 
     @property
     def directory(self) -> str | None:
