@@ -195,6 +195,23 @@ class CleanStopSignalsTests(unittest.TestCase):
         self.assertEqual(signal.getsignal(signal.SIGINT), before_int)
 
 
+def test_embedded_server_output_reaches_the_callbacks_line_by_line() -> None:
+    """Chunks become lines (blank ones dropped); the unfinished last line comes before the end."""
+    from twisted.python.failure import Failure
+
+    from dirobserver.app.embedded_process import ServerOutput
+
+    heard: list[object] = []
+    output = ServerOutput(on_line=lambda fd, line: heard.append((fd, line)), on_ended=heard.append)
+    output.childDataReceived(1, b"first li")
+    output.childDataReceived(1, b"ne\r\n\nsecond\n")
+    output.childDataReceived(2, b"warned")
+    assert heard == [(1, "first line"), (1, "second")]
+    ended = Failure(RuntimeError("gone"))
+    output.processEnded(ended)
+    assert heard == [(1, "first line"), (1, "second"), (2, "warned"), ended]
+
+
 def test_settings_parse_for_the_tree() -> None:
     """The sample configuration builds a tree (with the embedded server's defaults)."""
     settings = config.load(str(REPO_ROOT / "directory_observer.ini"), redis_optional=True)

