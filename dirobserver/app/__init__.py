@@ -1,5 +1,14 @@
 """
-The application: the twistd plugin's options, the service tree and the
-observer's core, reload, exit statuses, the historical script, and the
-embedded Redis server.
+The application: what twistd runs, and how it starts, reloads and ends.
+
+ - L{tap}: the plugin's options and C{makeService};
+ - L{observer}: the service tree (L{observer.DirObserver});
+ - L{core}: the observer's core (L{core.ObserverService}): the watcher,
+   the monitors and the work that involves every directory;
+ - L{ordered_services}: children started in order, stopped in reverse;
+ - L{reload}: SIGHUP; L{exits}: exit statuses, and a clean stop on
+   SIGTERM/SIGINT;
+ - L{script}: the historical command line;
+ - L{embedded_redis} (with L{embedded_binary} and L{embedded_process}):
+   the C{--embedded-redis} server.
 """
