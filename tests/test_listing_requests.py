@@ -14,7 +14,7 @@ from twisted.internet import defer, task
 from twisted.trial import unittest
 
 from dirobserver.config import settings as config
-from dirobserver.announce.listing import SectionListings, _covering
+from dirobserver.announce.listing import ListingContext, SectionListings, _covering
 from dirobserver.util.stats import LISTING_BUCKETS, Histogram
 from dirobserver.redis.writer import RedisWriter
 
@@ -60,9 +60,11 @@ class RequestTests(unittest.TestCase):
         self.clock = task.Clock()
         self.turns = HeldTurns()
         self.listings = SectionListings(
-            section, RedisWriter(config.parse(text, "c.ini").redis, 1000, self.clock),
-            lambda name, event, when: b"", None, task.Cooperator(started=False),
-            self.turns, Histogram(LISTING_BUCKETS), lambda: 1, self.clock, None,  # type: ignore[arg-type]
+            ListingContext(
+                section, RedisWriter(config.parse(text, "c.ini").redis, 1000, self.clock),
+                lambda name, event, when: b"", None, task.Cooperator(started=False),
+                self.turns, Histogram(LISTING_BUCKETS), lambda: 1, self.clock,  # type: ignore[arg-type]
+            ),
         )
         #: (resume, since) of each listing run
         self.ran: list[tuple[bool, Any]] = []

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
 from twisted.internet import defer, task
@@ -42,6 +43,42 @@ from dirobserver.announce.listing_turns import Turns
 from dirobserver.redis.writer import RedisWriter
 
 
+@dataclass(frozen=True)
+class ListingContext:
+    """
+    What the listings of one section work with, given whole by its monitor.
+
+    @ivar section: the section's settings.
+    @ivar writer: where the C{"exists"} events go, and whose queue's length
+        C{poll_queue_limit} is checked against.
+    @ivar encoder: how a name becomes what the queue holds.
+    @ivar source: what the writer asks to list again when it could not
+        hold this section's events (the section's monitor).
+    @ivar cooperator: runs the scans and the announcing (the service's own).
+    @ivar turns: shared by all sections: a few listings at a time, while
+        Redis takes commands.
+    @ivar durations: where each listing's duration is counted.
+    @ivar watched: which watch covers the directory now (None: none).  A
+        listing of a directory that is not watched announces nothing, and
+        one whose watch ended or changed while it ran stops: the files it
+        would leave in the table would have no events to follow them (the
+        soak found a listing of a directory deleted and recreated, run
+        before the new watch, that announced files still being written).
+        The new watch lists the directory itself.
+    @ivar clock: stamps the C{"exists"} events, and times the later looks.
+    """
+
+    section: SectionSettings
+    writer: RedisWriter
+    encoder: Encode
+    source: Any
+    cooperator: task.Cooperator
+    turns: Turns
+    durations: Histogram
+    watched: Callable[[], int | None]
+    clock: IReactorTime
+
+
 class SectionListings:
     """
     The listings of one section's directory.
@@ -54,54 +91,29 @@ class SectionListings:
 
     _log = Logger()
 
-    def __init__(
-        self,
-        section: SectionSettings,
-        writer: RedisWriter,
-        encoder: Encode,
-        source: Any,
-        cooperator: task.Cooperator,
-        turns: Turns,
-        durations: Histogram,
-        watched: Callable[[], int | None],
-        clock: IReactorTime,
-        waiting: SettleTable | None,
-        walker: Walker | None = None,
-    ) -> None:
+    def __init__(self, context: ListingContext, waiting: SettleTable | None = None) -> None:
         """
-        @param source: what the writer asks to list again when it could not
-            hold this section's events (the section's monitor).
-        @param turns: shared by all sections: a few listings at a time, while
-            Redis takes commands.
-        @param durations: where each listing's duration is counted.
-        @param watched: which watch covers the directory now (None: none).
-            A listing of a directory that is not watched announces nothing,
-            and one whose watch ended or changed while it ran stops: the
-            files it would leave in the table would have no events to
-            follow them (the soak found a listing of a directory deleted and
-            recreated, run before the new watch, that announced files still
-            being written).  The new watch lists the directory itself.
-        @param clock: stamps the C{"exists"} events.
         @param waiting: the section's files waiting to be complete: a
             listing skips them, and leaves the young files it finds there
-            (None: the section announces names as they appear, or it is
-            polled).  The monitor changes it when the section's directory
-            goes from inotify to polling and back.
-        @param walker: the section's tree (see L{scan_directory}).
+            (None: the section announces names as they appear).  A polled
+            directory has no use for it (see L{polled}).
         """
-        self._clock = clock
-        self.section = section
-        self._writer = writer
-        self._queue = writer.queue(section.queue, section.counter, shape_for(section))
-        self._encoder = encoder
-        self._source = source
-        self._cooperator = cooperator
-        self._turns = turns
-        self._durations = durations
-        self._watched = watched
+        self._clock = context.clock
+        self.section = context.section
+        self._writer = context.writer
+        self._queue = context.writer.queue(self.section.queue, self.section.counter, shape_for(self.section))
+        self._encoder = context.encoder
+        self._source = context.source
+        self._cooperator = context.cooperator
+        self._turns = context.turns
+        self._durations = context.durations
+        self._watched = context.watched
+        self._table = waiting
+        #: where young files wait now: the section's table, or None while
+        #: the directory is polled (see L{polled})
         self.waiting = waiting
-        #: the section's tree, once it has one (see L{scan_directory})
-        self.walker = walker
+        #: the section's tree, once it has one (see L{use_tree})
+        self.walker: Walker | None = None
         self._running: defer.Deferred | None = None
         # What was asked during the running listing (see relist).
         self._again = False
@@ -119,6 +131,19 @@ class SectionListings:
         self._list_trouble = Recurring()
         self.incomplete = False
         self.listings = 0
+
+    def use_tree(self, tree: Walker) -> None:
+        """List the section's tree from now on (see L{scan_directory}), not its directory alone."""
+        self.walker = tree
+
+    def polled(self, polled: bool) -> None:
+        """
+        The directory is polled from now on (C{polled}), or watched by
+        inotify.  A polled directory's young files wait in no table: its
+        poller waits for new files itself, and no event would move them
+        there.  The monitor says so each time the directory is watched anew.
+        """
+        self.waiting = None if polled else self._table
 
     def stop(self) -> None:
         """Announce nothing more (the section is stopping)."""
@@ -264,7 +289,7 @@ class SectionListings:
                 )
             return False
         if self._watched() != watch:
-            return False  # see the constructor's watched
+            return False  # see ListingContext.watched
         trouble = self._list_trouble
         if trouble.cause is not None:
             summary = trouble.summary(self._clock.seconds())
@@ -321,7 +346,7 @@ class SectionListings:
         first) in the table; when it has no room, look at them again once
         the oldest of them is old enough.  Stop when the watch C{watch},
         whose events keep the table true, is no longer the directory's (see
-        the constructor's C{watched}).
+        L{ListingContext.watched}).
         """
         assert self.waiting is not None
         settle, hold = self.section.settle, self.waiting.hold

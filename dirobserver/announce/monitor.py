@@ -41,7 +41,7 @@ from dirobserver.announce.complete_files import CompleteFiles, section_mask, wai
 from dirobserver.config.settings import ANNOUNCE_CLOSED, WATCH_INOTIFY, WATCH_POLL, SectionSettings
 from dirobserver.announce.event import CREATED, TreeEncoder, decode_name
 from dirobserver.sources.fstype import choose_mode
-from dirobserver.announce.listing import SectionListings
+from dirobserver.announce.listing import ListingContext, SectionListings
 from dirobserver.sources.polling import Poller
 from dirobserver.announce.settle import SettleTable
 from dirobserver.redis.queue_types import shape_for
@@ -138,8 +138,9 @@ class DirectoryMonitor:
         # of them took 9 MB: see _need_tree.
         self.tree: DirectoryTree | None = None
         self._listings = SectionListings(
-            section, writer, self._encoder, self, cooperator, turns, listing_seconds,
-            self._current_watch, clock, self.waiting,
+            ListingContext(section, writer, self._encoder, self, cooperator, turns, listing_seconds,
+                           self._current_watch, clock),
+            self.waiting,
         )
         if section.recursive:
             self._need_tree()
@@ -149,7 +150,7 @@ class DirectoryMonitor:
         if self.tree is None:
             self.tree = DirectoryTree(self.section, self.mask, self._handle_events, self._writer.room,
                                       self._clock, self._cooperator, self._polling)
-            self._listings.walker = self.tree
+            self._listings.use_tree(self.tree)
         return self.tree
 
     def _catch_up(self) -> None:
@@ -303,7 +304,7 @@ class DirectoryMonitor:
         self.mode = mode
         polled = mode == WATCH_POLL
         self._events = self._created_events if polled or self._complete is None else self._complete.file_events
-        self._listings.waiting = None if polled else self.waiting
+        self._listings.polled(polled)
 
     def check_target(self) -> None:
         """
