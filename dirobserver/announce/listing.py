@@ -38,6 +38,7 @@ from dirobserver.announce.event import EXISTS, decode_name
 from dirobserver.announce.scan import CHUNK, KEY_WIDTH, Walker, key_path, key_seconds, scan_directory, time_key
 from dirobserver.announce.settle import TICK, SettleTable
 from dirobserver.redis.queue_types import Encode, shape_for
+from dirobserver.util.quiet import quiet_at, quiet_since
 from dirobserver.util.stats import Histogram
 from dirobserver.announce.listing_turns import Turns
 from dirobserver.redis.writer import RedisWriter
@@ -302,7 +303,7 @@ class SectionListings:
         start, old_end = 0, len(entries)
         settle = self.section.settle
         if settle > 0:
-            old_end = entries.index(time_key(now - settle, through=True))
+            old_end = entries.index(time_key(quiet_since(now, settle), through=True))
         if since is not None:
             start = entries.index(time_key(since))
         elif resume and self._cursor is not None:
@@ -329,7 +330,7 @@ class SectionListings:
             # Polled: no table to leave them in (the poller waits for new
             # files itself); look again once the oldest of them is old enough.
             oldest = key_seconds(entries.key(old_end))
-            self._look_again(min(oldest, now) + settle, now - settle)
+            self._look_again(quiet_at(min(oldest, now), settle), quiet_since(now, settle))
         elif young:
             young_paths = map(key_path, entries.keys(old_end))
             await self._cooperator.cooperate(self._hold(young_paths, now, watch)).whenDone()
@@ -361,8 +362,8 @@ class SectionListings:
             except OSError:
                 continue  # gone: nothing to wait for
             # A time in the future (a clock set wrong) counts as now.
-            if not hold(raw, decode_name(raw), min(mtime, self._clock.seconds()) + settle):
-                self._look_again(min(mtime, now) + settle, now - settle)
+            if not hold(raw, decode_name(raw), quiet_at(min(mtime, self._clock.seconds()), settle)):
+                self._look_again(quiet_at(min(mtime, now), settle), quiet_since(now, settle))
                 return
             if i % CHUNK == 0:
                 yield None
