@@ -35,6 +35,7 @@ from dirobserver.util.backoff import Recurring
 from dirobserver.redis.attempt import describe_failure
 from dirobserver.config.settings import SectionSettings
 from dirobserver.announce.event import EXISTS, decode_name
+from dirobserver.announce.listing_requests import ListingRequests, covering
 from dirobserver.announce.scan import CHUNK, KEY_WIDTH, Walker, key_path, key_seconds, scan_directory, time_key
 from dirobserver.announce.settle import TICK, SettleTable
 from dirobserver.redis.queue_types import Encode, shape_for
@@ -116,11 +117,8 @@ class SectionListings:
         #: the section's tree, once it has one (see L{use_tree})
         self.walker: Walker | None = None
         self._running: defer.Deferred | None = None
-        # What was asked during the running listing (see relist).
-        self._again = False
-        self._again_full = False
-        self._again_resume = False
-        self._again_since: float | None = None
+        #: what was asked during the running listing (see relist)
+        self._again = ListingRequests()
         #: the later look at young files the table had no room for
         self._recheck: IDelayedCall | None = None
         self._recheck_since = 0.0
@@ -170,18 +168,11 @@ class SectionListings:
             files that were too young; older ones were announced already).
 
         A request during a listing is remembered and served by one more
-        listing when the current one ends: a full one if any request was,
-        else a resumed one if any was, else one of the files modified since
-        the earliest C{since} asked for.
+        listing when the current one ends (see
+        L{dirobserver.announce.listing_requests}).
         """
         if self._running is not None:
-            self._again = True
-            if since is not None:
-                self._again_since = since if self._again_since is None else min(since, self._again_since)
-            elif resume:
-                self._again_resume = True
-            else:
-                self._again_full = True
+            self._again.ask(resume, since)
             return self._running
         if self._stopped or self._watched() is None:
             return defer.succeed(None)
@@ -199,30 +190,22 @@ class SectionListings:
         if self._again:
             # Asked while this one waited for its turn: it has not read
             # anything yet, so it can cover those requests too.
-            resume, since = _covering((resume, since), self._asked())
+            resume, since = covering((resume, since), self._again.take())
         try:
             started = time.monotonic()
             if await self._list_in_turn(resume, since):
                 self._durations.observe(time.monotonic() - started)
         except task.SchedulerStopped:
-            self._asked()  # the service is stopping: forget what was asked
+            self._again.take()  # the service is stopping: forget what was asked
         except Exception:
             self._log.failure("[{section}] Listing failed", section=self.section.name)
         if self._again and not self._stopped and self._watched() is not None:
-            self._take_turn(*self._asked())
+            self._take_turn(*self._again.take())
             return
-        self._asked()  # stopped, or no watch: the next watch lists it all
+        self._again.take()  # stopped, or no watch: the next watch lists it all
         running, self._running = self._running, None
         if running is not None:
             running.callback(None)
-
-    def _asked(self) -> tuple[bool, float | None]:
-        """One listing (C{resume}, C{since}) covering what was asked, which is then forgotten."""
-        asked = (self._again_resume and not self._again_full,
-                 None if self._again_full or self._again_resume else self._again_since)
-        self._again = self._again_full = self._again_resume = False
-        self._again_since = None
-        return asked
 
     async def _room(self) -> int | None:
         """How many events the queue has room for (None: no limit, 0: none)."""
@@ -417,17 +400,3 @@ class SectionListings:
                 yield None
                 skip = bool(waiting)
 
-
-def _covering(a: tuple[bool, float | None], b: tuple[bool, float | None]) -> tuple[bool, float | None]:
-    """
-    One listing covering listings C{a} and C{b}, each C{(resume, since)}: a
-    full one (C{(False, None)}) covers every listing; a resumed one covers
-    the files modified since any time; of two looks at recent files, the
-    earlier C{since} covers both.
-    """
-    (a_resume, a_since), (b_resume, b_since) = a, b
-    if (not a_resume and a_since is None) or (not b_resume and b_since is None):
-        return False, None
-    if a_resume or b_resume:
-        return True, None
-    return False, min(a_since, b_since)  # type: ignore[type-var]
