@@ -21,7 +21,7 @@ from dirobserver.config import settings as config
 from dirobserver.announce.listing import ListingContext, SectionListings
 from dirobserver.announce.settle import SettleTable
 from dirobserver.util.stats import LISTING_BUCKETS, Histogram
-from dirobserver.announce.listing_turns import Turns
+from dirobserver.announce.listing_line import ListingLine
 from dirobserver.redis.writer import RedisWriter
 
 
@@ -49,7 +49,7 @@ class HoldTests(unittest.TestCase):
         self.addCleanup(cooperator.stop)
         self.listings = SectionListings(
             ListingContext(section, writer, lambda name, event, when: b"", None, cooperator,
-                           Turns(1, writer.when_connected), Histogram(LISTING_BUCKETS), self.watch,
+                           ListingLine(1, writer.when_connected), Histogram(LISTING_BUCKETS), self.watch,
                            self.clock),
             self.table,
         )

@@ -37,8 +37,8 @@ class CoveringTests(unittest.TestCase):
         self.assertEqual(covering((False, 7.0), (False, 5.0)), (False, 5.0))
 
 
-class HeldTurns:
-    """Turns that start nothing until the test says so."""
+class HeldLine:
+    """A line of listings that starts nothing until the test says so."""
 
     def __init__(self) -> None:
         self.line: list[Callable[[], defer.Deferred]] = []
@@ -59,7 +59,7 @@ class RequestTests(unittest.TestCase):
                 f"[s:common]\nactive = true\ndirectory = {self.dir}\nqueue = q\n")
         section = config.parse(text, os.path.join(self.dir, "c.ini")).sections[0]
         self.clock = task.Clock()
-        self.turns = HeldTurns()
+        self.turns = HeldLine()
         self.listings = SectionListings(
             ListingContext(
                 section, RedisWriter(config.parse(text, "c.ini").redis, 1000, self.clock),

@@ -41,7 +41,7 @@ from dirobserver.announce.settle import TICK, SettleTable
 from dirobserver.redis.queue_types import Encode, shape_for
 from dirobserver.util.quiet import quiet_at, quiet_since
 from dirobserver.util.stats import Histogram
-from dirobserver.announce.listing_turns import Turns
+from dirobserver.announce.listing_line import ListingLine
 from dirobserver.redis.writer import RedisWriter
 
 
@@ -75,7 +75,7 @@ class ListingContext:
     encoder: Encode
     source: Any
     cooperator: task.Cooperator
-    turns: Turns
+    turns: ListingLine
     durations: Histogram
     watched: Callable[[], int | None]
     clock: IReactorTime
@@ -182,7 +182,7 @@ class SectionListings:
 
     def _take_turn(self, resume: bool, since: float | None) -> None:
         # Waiting, a listing is an entry in the shared line, not a coroutine
-        # (see dirobserver.announce.listing_turns): thousands wait at start-up.
+        # (see dirobserver.announce.listing_line): thousands wait at start-up.
         self._turns.take(lambda: defer.ensureDeferred(self._turn(resume, since)))
 
     async def _turn(self, resume: bool, since: float | None) -> None:

@@ -37,7 +37,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from dirobserver.announce.announcer import Announcer
-from dirobserver.announce.complete_files import CompleteFiles, section_mask, waits
+from dirobserver.announce.complete_files import CompleteFiles, section_mask, waits_for_complete
 from dirobserver.config.settings import ANNOUNCE_CLOSED, WATCH_INOTIFY, WATCH_POLL, SectionSettings
 from dirobserver.sources.fstype import choose_mode
 from dirobserver.announce.listing import ListingContext, SectionListings
@@ -46,7 +46,7 @@ from dirobserver.announce.settle import SettleTable
 from dirobserver.sources.interface import Batch, EventSource
 from dirobserver.util.stats import Histogram
 from dirobserver.sources.tree import DirectoryTree
-from dirobserver.announce.listing_turns import Turns
+from dirobserver.announce.listing_line import ListingLine
 from dirobserver.sources.inotify import IN_DELETE_SELF, IN_MOVE_SELF, IN_UNMOUNT, WATCH_MASK, WatchError
 from dirobserver.redis.writer import RedisWriter
 
@@ -82,7 +82,7 @@ class DirectoryMonitor:
         writer: RedisWriter,
         clock: IReactorTime,
         cooperator: task.Cooperator,
-        turns: Turns,
+        turns: ListingLine,
         listing_seconds: Histogram,
     ) -> None:
         """
@@ -101,7 +101,7 @@ class DirectoryMonitor:
         self._announcer = Announcer(section, writer, self)
         self._complete: CompleteFiles | None = None
         self._events = self._announcer.created_events
-        if waits(section):
+        if waits_for_complete(section):
             self._complete = CompleteFiles(section, clock, self._announcer.announce, self._waiting_full,
                                            self._catch_up)
             self.waiting, self._events = self._complete.waiting, self._complete.file_events
@@ -140,7 +140,7 @@ class DirectoryMonitor:
     def _need_tree(self) -> DirectoryTree:
         """The section's tree, made when first needed (see L{tree})."""
         if self.tree is None:
-            self.tree = DirectoryTree(self.section, self.mask, self._handle_events, self._writer.room,
+            self.tree = DirectoryTree(self.section, self.mask, self._subdirectory_events, self._writer.room,
                                       self._clock, self._cooperator, self._polling)
             self._listings.use_tree(self.tree)
         return self.tree
@@ -337,7 +337,7 @@ class DirectoryMonitor:
             self.tree.top_events(batch)  # type: ignore[union-attr]
         self._events(batch, read_time)
 
-    def _handle_events(self, batch: Batch, read_time: float) -> None:
+    def _subdirectory_events(self, batch: Batch, read_time: float) -> None:
         """Events of the sub-directories, their names relative to the directory."""
         self._events(batch, read_time)
 

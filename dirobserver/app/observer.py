@@ -43,7 +43,7 @@ from dirobserver.app.reload import ReloadService
 from dirobserver.app.ordered_services import OrderedMultiService
 from dirobserver.util.stats import LISTING_BUCKETS, Histogram
 from dirobserver.ops.systemd import Notifier, SystemdService
-from dirobserver.announce.listing_turns import Turns
+from dirobserver.announce.listing_line import ListingLine
 from dirobserver.sources.liveness import Watchdog
 from dirobserver.sources.inotify import Watcher
 from dirobserver.redis.writer import RedisWriter
@@ -241,7 +241,7 @@ class ObserverService(service.Service):
             scheduler=lambda step: reactor.callLater(_STEP_DELAY, step), started=False
         )
         self.listing_seconds = Histogram(LISTING_BUCKETS)
-        self._turns = Turns(LISTINGS_AT_ONCE, writer.when_connected)
+        self._turns = ListingLine(LISTINGS_AT_ONCE, writer.when_connected)
         self.monitors: list[DirectoryMonitor] = []
         self._polls: dict[DirectoryMonitor, Periodic] = {}
         for section in settings.sections:
