@@ -18,10 +18,10 @@ from twisted.internet import defer, task
 from twisted.trial import unittest
 
 from dirobserver.config import settings as config
-from dirobserver.announce.listing import SectionListings
+from dirobserver.announce.listing import ListingContext, SectionListings
 from dirobserver.announce.settle import SettleTable
 from dirobserver.util.stats import LISTING_BUCKETS, Histogram
-from dirobserver.announce.listing_turns import Turns
+from dirobserver.announce.listing_line import ListingLine
 from dirobserver.redis.writer import RedisWriter
 
 
@@ -48,8 +48,9 @@ class HoldTests(unittest.TestCase):
         cooperator = task.Cooperator(scheduler=lambda step: self.clock.callLater(0, step))
         self.addCleanup(cooperator.stop)
         self.listings = SectionListings(
-            section, writer, lambda name, event, when: b"", None, cooperator,
-            Turns(1, writer.when_connected), Histogram(LISTING_BUCKETS), self.watch, self.clock,
+            ListingContext(section, writer, lambda name, event, when: b"", None, cooperator,
+                           ListingLine(1, writer.when_connected), Histogram(LISTING_BUCKETS), self.watch,
+                           self.clock),
             self.table,
         )
 

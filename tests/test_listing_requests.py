@@ -14,7 +14,8 @@ from twisted.internet import defer, task
 from twisted.trial import unittest
 
 from dirobserver.config import settings as config
-from dirobserver.announce.listing import SectionListings, _covering
+from dirobserver.announce.listing import ListingContext, SectionListings
+from dirobserver.announce.listing_requests import covering
 from dirobserver.util.stats import LISTING_BUCKETS, Histogram
 from dirobserver.redis.writer import RedisWriter
 
@@ -25,19 +26,19 @@ RESUME = (True, None)
 class CoveringTests(unittest.TestCase):
     def test_a_full_listing_covers_everything(self):
         for other in (FULL, RESUME, (False, 5.0)):
-            self.assertEqual(_covering(FULL, other), FULL)
-            self.assertEqual(_covering(other, FULL), FULL)
+            self.assertEqual(covering(FULL, other), FULL)
+            self.assertEqual(covering(other, FULL), FULL)
 
     def test_a_resumed_listing_covers_recent_files(self):
-        self.assertEqual(_covering(RESUME, (False, 5.0)), RESUME)
-        self.assertEqual(_covering((False, 5.0), RESUME), RESUME)
+        self.assertEqual(covering(RESUME, (False, 5.0)), RESUME)
+        self.assertEqual(covering((False, 5.0), RESUME), RESUME)
 
     def test_two_looks_at_recent_files_take_the_earlier_time(self):
-        self.assertEqual(_covering((False, 7.0), (False, 5.0)), (False, 5.0))
+        self.assertEqual(covering((False, 7.0), (False, 5.0)), (False, 5.0))
 
 
-class HeldTurns:
-    """Turns that start nothing until the test says so."""
+class HeldLine:
+    """A line of listings that starts nothing until the test says so."""
 
     def __init__(self) -> None:
         self.line: list[Callable[[], defer.Deferred]] = []
@@ -58,11 +59,13 @@ class RequestTests(unittest.TestCase):
                 f"[s:common]\nactive = true\ndirectory = {self.dir}\nqueue = q\n")
         section = config.parse(text, os.path.join(self.dir, "c.ini")).sections[0]
         self.clock = task.Clock()
-        self.turns = HeldTurns()
+        self.turns = HeldLine()
         self.listings = SectionListings(
-            section, RedisWriter(config.parse(text, "c.ini").redis, 1000, self.clock),
-            lambda name, event, when: b"", None, task.Cooperator(started=False),
-            self.turns, Histogram(LISTING_BUCKETS), lambda: 1, self.clock, None,  # type: ignore[arg-type]
+            ListingContext(
+                section, RedisWriter(config.parse(text, "c.ini").redis, 1000, self.clock),
+                lambda name, event, when: b"", None, task.Cooperator(started=False),
+                self.turns, Histogram(LISTING_BUCKETS), lambda: 1, self.clock,  # type: ignore[arg-type]
+            ),
         )
         #: (resume, since) of each listing run
         self.ran: list[tuple[bool, Any]] = []

@@ -1,5 +1,5 @@
 """
-The listings' line (L{dirobserver.announce.listing_turns.Turns}): a few at a time, in order,
+The listings' line (L{dirobserver.announce.listing_line.ListingLine}): a few at a time, in order,
 only while Redis takes commands.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from dirobserver.announce.listing_turns import Turns
+from dirobserver.announce.listing_line import ListingLine
 
 
 class Redis:
@@ -35,7 +35,7 @@ class Redis:
 class TurnsTests(unittest.TestCase):
     def setUp(self) -> None:
         self.redis = Redis(up=True)
-        self.turns = Turns(2, self.redis.when_connected)
+        self.turns = ListingLine(2, self.redis.when_connected)
         self.started: list[str] = []
         self.running: dict[str, defer.Deferred] = {}
 

@@ -60,7 +60,7 @@ def section_mask(section: SectionSettings) -> int:
     return mask
 
 
-def waits(section: SectionSettings) -> bool:
+def waits_for_complete(section: SectionSettings) -> bool:
     """Whether the section announces complete files only (else: names as they appear)."""
     return section.announce == ANNOUNCE_CLOSED or section.settle > 0
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
 from twisted.internet import defer, task
@@ -34,12 +35,50 @@ from dirobserver.util.backoff import Recurring
 from dirobserver.redis.attempt import describe_failure
 from dirobserver.config.settings import SectionSettings
 from dirobserver.announce.event import EXISTS, decode_name
+from dirobserver.announce.listing_requests import ListingRequests, covering
 from dirobserver.announce.scan import CHUNK, KEY_WIDTH, Walker, key_path, key_seconds, scan_directory, time_key
 from dirobserver.announce.settle import TICK, SettleTable
 from dirobserver.redis.queue_types import Encode, shape_for
+from dirobserver.util.quiet import quiet_at, quiet_since
 from dirobserver.util.stats import Histogram
-from dirobserver.announce.listing_turns import Turns
+from dirobserver.announce.listing_line import ListingLine
 from dirobserver.redis.writer import RedisWriter
+
+
+@dataclass(frozen=True)
+class ListingContext:
+    """
+    What the listings of one section work with, given whole by its monitor.
+
+    @ivar section: the section's settings.
+    @ivar writer: where the C{"exists"} events go, and whose queue's length
+        C{poll_queue_limit} is checked against.
+    @ivar encoder: how a name becomes what the queue holds.
+    @ivar source: what the writer asks to list again when it could not
+        hold this section's events (the section's monitor).
+    @ivar cooperator: runs the scans and the announcing (the service's own).
+    @ivar turns: shared by all sections: a few listings at a time, while
+        Redis takes commands.
+    @ivar durations: where each listing's duration is counted.
+    @ivar watched: which watch covers the directory now (None: none).  A
+        listing of a directory that is not watched announces nothing, and
+        one whose watch ended or changed while it ran stops: the files it
+        would leave in the table would have no events to follow them (the
+        soak found a listing of a directory deleted and recreated, run
+        before the new watch, that announced files still being written).
+        The new watch lists the directory itself.
+    @ivar clock: stamps the C{"exists"} events, and times the later looks.
+    """
+
+    section: SectionSettings
+    writer: RedisWriter
+    encoder: Encode
+    source: Any
+    cooperator: task.Cooperator
+    turns: ListingLine
+    durations: Histogram
+    watched: Callable[[], int | None]
+    clock: IReactorTime
 
 
 class SectionListings:
@@ -54,60 +93,32 @@ class SectionListings:
 
     _log = Logger()
 
-    def __init__(
-        self,
-        section: SectionSettings,
-        writer: RedisWriter,
-        encoder: Encode,
-        source: Any,
-        cooperator: task.Cooperator,
-        turns: Turns,
-        durations: Histogram,
-        watched: Callable[[], int | None],
-        clock: IReactorTime,
-        waiting: SettleTable | None,
-        walker: Walker | None = None,
-    ) -> None:
+    def __init__(self, context: ListingContext, waiting: SettleTable | None = None) -> None:
         """
-        @param source: what the writer asks to list again when it could not
-            hold this section's events (the section's monitor).
-        @param turns: shared by all sections: a few listings at a time, while
-            Redis takes commands.
-        @param durations: where each listing's duration is counted.
-        @param watched: which watch covers the directory now (None: none).
-            A listing of a directory that is not watched announces nothing,
-            and one whose watch ended or changed while it ran stops: the
-            files it would leave in the table would have no events to
-            follow them (the soak found a listing of a directory deleted and
-            recreated, run before the new watch, that announced files still
-            being written).  The new watch lists the directory itself.
-        @param clock: stamps the C{"exists"} events.
         @param waiting: the section's files waiting to be complete: a
             listing skips them, and leaves the young files it finds there
-            (None: the section announces names as they appear, or it is
-            polled).  The monitor changes it when the section's directory
-            goes from inotify to polling and back.
-        @param walker: the section's tree (see L{scan_directory}).
+            (None: the section announces names as they appear).  A polled
+            directory has no use for it (see L{polled}).
         """
-        self._clock = clock
-        self.section = section
-        self._writer = writer
-        self._queue = writer.queue(section.queue, section.counter, shape_for(section))
-        self._encoder = encoder
-        self._source = source
-        self._cooperator = cooperator
-        self._turns = turns
-        self._durations = durations
-        self._watched = watched
+        self._clock = context.clock
+        self.section = context.section
+        self._writer = context.writer
+        self._queue = context.writer.queue(self.section.queue, self.section.counter, shape_for(self.section))
+        self._encoder = context.encoder
+        self._source = context.source
+        self._cooperator = context.cooperator
+        self._turns = context.turns
+        self._durations = context.durations
+        self._watched = context.watched
+        self._table = waiting
+        #: where young files wait now: the section's table, or None while
+        #: the directory is polled (see L{polled})
         self.waiting = waiting
-        #: the section's tree, once it has one (see L{scan_directory})
-        self.walker = walker
+        #: the section's tree, once it has one (see L{use_tree})
+        self.walker: Walker | None = None
         self._running: defer.Deferred | None = None
-        # What was asked during the running listing (see relist).
-        self._again = False
-        self._again_full = False
-        self._again_resume = False
-        self._again_since: float | None = None
+        #: what was asked during the running listing (see relist)
+        self._again = ListingRequests()
         #: the later look at young files the table had no room for
         self._recheck: IDelayedCall | None = None
         self._recheck_since = 0.0
@@ -119,6 +130,19 @@ class SectionListings:
         self._list_trouble = Recurring()
         self.incomplete = False
         self.listings = 0
+
+    def use_tree(self, tree: Walker) -> None:
+        """List the section's tree from now on (see L{scan_directory}), not its directory alone."""
+        self.walker = tree
+
+    def polled(self, polled: bool) -> None:
+        """
+        The directory is polled from now on (C{polled}), or watched by
+        inotify.  A polled directory's young files wait in no table: its
+        poller waits for new files itself, and no event would move them
+        there.  The monitor says so each time the directory is watched anew.
+        """
+        self.waiting = None if polled else self._table
 
     def stop(self) -> None:
         """Announce nothing more (the section is stopping)."""
@@ -144,18 +168,11 @@ class SectionListings:
             files that were too young; older ones were announced already).
 
         A request during a listing is remembered and served by one more
-        listing when the current one ends: a full one if any request was,
-        else a resumed one if any was, else one of the files modified since
-        the earliest C{since} asked for.
+        listing when the current one ends (see
+        L{dirobserver.announce.listing_requests}).
         """
         if self._running is not None:
-            self._again = True
-            if since is not None:
-                self._again_since = since if self._again_since is None else min(since, self._again_since)
-            elif resume:
-                self._again_resume = True
-            else:
-                self._again_full = True
+            self._again.ask(resume, since)
             return self._running
         if self._stopped or self._watched() is None:
             return defer.succeed(None)
@@ -165,7 +182,7 @@ class SectionListings:
 
     def _take_turn(self, resume: bool, since: float | None) -> None:
         # Waiting, a listing is an entry in the shared line, not a coroutine
-        # (see dirobserver.announce.listing_turns): thousands wait at start-up.
+        # (see dirobserver.announce.listing_line): thousands wait at start-up.
         self._turns.take(lambda: defer.ensureDeferred(self._turn(resume, since)))
 
     async def _turn(self, resume: bool, since: float | None) -> None:
@@ -173,30 +190,22 @@ class SectionListings:
         if self._again:
             # Asked while this one waited for its turn: it has not read
             # anything yet, so it can cover those requests too.
-            resume, since = _covering((resume, since), self._asked())
+            resume, since = covering((resume, since), self._again.take())
         try:
             started = time.monotonic()
             if await self._list_in_turn(resume, since):
                 self._durations.observe(time.monotonic() - started)
         except task.SchedulerStopped:
-            self._asked()  # the service is stopping: forget what was asked
+            self._again.take()  # the service is stopping: forget what was asked
         except Exception:
             self._log.failure("[{section}] Listing failed", section=self.section.name)
         if self._again and not self._stopped and self._watched() is not None:
-            self._take_turn(*self._asked())
+            self._take_turn(*self._again.take())
             return
-        self._asked()  # stopped, or no watch: the next watch lists it all
+        self._again.take()  # stopped, or no watch: the next watch lists it all
         running, self._running = self._running, None
         if running is not None:
             running.callback(None)
-
-    def _asked(self) -> tuple[bool, float | None]:
-        """One listing (C{resume}, C{since}) covering what was asked, which is then forgotten."""
-        asked = (self._again_resume and not self._again_full,
-                 None if self._again_full or self._again_resume else self._again_since)
-        self._again = self._again_full = self._again_resume = False
-        self._again_since = None
-        return asked
 
     async def _room(self) -> int | None:
         """How many events the queue has room for (None: no limit, 0: none)."""
@@ -264,7 +273,7 @@ class SectionListings:
                 )
             return False
         if self._watched() != watch:
-            return False  # see the constructor's watched
+            return False  # see ListingContext.watched
         trouble = self._list_trouble
         if trouble.cause is not None:
             summary = trouble.summary(self._clock.seconds())
@@ -277,7 +286,7 @@ class SectionListings:
         start, old_end = 0, len(entries)
         settle = self.section.settle
         if settle > 0:
-            old_end = entries.index(time_key(now - settle, through=True))
+            old_end = entries.index(time_key(quiet_since(now, settle), through=True))
         if since is not None:
             start = entries.index(time_key(since))
         elif resume and self._cursor is not None:
@@ -304,7 +313,7 @@ class SectionListings:
             # Polled: no table to leave them in (the poller waits for new
             # files itself); look again once the oldest of them is old enough.
             oldest = key_seconds(entries.key(old_end))
-            self._look_again(min(oldest, now) + settle, now - settle)
+            self._look_again(quiet_at(min(oldest, now), settle), quiet_since(now, settle))
         elif young:
             young_paths = map(key_path, entries.keys(old_end))
             await self._cooperator.cooperate(self._hold(young_paths, now, watch)).whenDone()
@@ -321,7 +330,7 @@ class SectionListings:
         first) in the table; when it has no room, look at them again once
         the oldest of them is old enough.  Stop when the watch C{watch},
         whose events keep the table true, is no longer the directory's (see
-        the constructor's C{watched}).
+        L{ListingContext.watched}).
         """
         assert self.waiting is not None
         settle, hold = self.section.settle, self.waiting.hold
@@ -336,8 +345,8 @@ class SectionListings:
             except OSError:
                 continue  # gone: nothing to wait for
             # A time in the future (a clock set wrong) counts as now.
-            if not hold(raw, decode_name(raw), min(mtime, self._clock.seconds()) + settle):
-                self._look_again(min(mtime, now) + settle, now - settle)
+            if not hold(raw, decode_name(raw), quiet_at(min(mtime, self._clock.seconds()), settle)):
+                self._look_again(quiet_at(min(mtime, now), settle), quiet_since(now, settle))
                 return
             if i % CHUNK == 0:
                 yield None
@@ -391,17 +400,3 @@ class SectionListings:
                 yield None
                 skip = bool(waiting)
 
-
-def _covering(a: tuple[bool, float | None], b: tuple[bool, float | None]) -> tuple[bool, float | None]:
-    """
-    One listing covering listings C{a} and C{b}, each C{(resume, since)}: a
-    full one (C{(False, None)}) covers every listing; a resumed one covers
-    the files modified since any time; of two looks at recent files, the
-    earlier C{since} covers both.
-    """
-    (a_resume, a_since), (b_resume, b_since) = a, b
-    if (not a_resume and a_since is None) or (not b_resume and b_since is None):
-        return False, None
-    if a_resume or b_resume:
-        return True, None
-    return False, min(a_since, b_since)  # type: ignore[type-var]

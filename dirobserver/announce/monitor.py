@@ -2,8 +2,9 @@
 One monitored directory: its watch, its filters, its listings.
 
 A L{DirectoryMonitor} is the sink of its directory's watch (see
-L{dirobserver.sources.interface}): it filters each new entry, turns it into an event
-(L{dirobserver.announce.event}) and hands it to the writer (L{dirobserver.redis.writer}).
+L{dirobserver.sources.interface}): its L{dirobserver.announce.announcer.Announcer}
+filters each new entry, turns it into an event (L{dirobserver.announce.event}) and
+hands it to the writer (L{dirobserver.redis.writer}).
 It also runs the listings of its directory ("boot the pump" when the watch is
 set, the forced poll, and the catch-up after an overflow or a Redis outage).
 
@@ -31,25 +32,22 @@ it held, and the listing that follows looks at those files again.
 from __future__ import annotations
 
 import os
-from typing import Iterable
-
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from dirobserver.announce.complete_files import CompleteFiles, section_mask, waits
+from dirobserver.announce.announcer import Announcer
+from dirobserver.announce.complete_files import CompleteFiles, section_mask, waits_for_complete
 from dirobserver.config.settings import ANNOUNCE_CLOSED, WATCH_INOTIFY, WATCH_POLL, SectionSettings
-from dirobserver.announce.event import CREATED, TreeEncoder, decode_name
 from dirobserver.sources.fstype import choose_mode
-from dirobserver.announce.listing import SectionListings
+from dirobserver.announce.listing import ListingContext, SectionListings
 from dirobserver.sources.polling import Poller
 from dirobserver.announce.settle import SettleTable
-from dirobserver.redis.queue_types import shape_for
 from dirobserver.sources.interface import Batch, EventSource
 from dirobserver.util.stats import Histogram
 from dirobserver.sources.tree import DirectoryTree
-from dirobserver.announce.listing_turns import Turns
-from dirobserver.sources.inotify import IN_DELETE_SELF, IN_ISDIR, IN_MOVE_SELF, IN_UNMOUNT, WATCH_MASK, WatchError
+from dirobserver.announce.listing_line import ListingLine
+from dirobserver.sources.inotify import IN_DELETE_SELF, IN_MOVE_SELF, IN_UNMOUNT, WATCH_MASK, WatchError
 from dirobserver.redis.writer import RedisWriter
 
 WATCHED = "watched"
@@ -84,7 +82,7 @@ class DirectoryMonitor:
         writer: RedisWriter,
         clock: IReactorTime,
         cooperator: task.Cooperator,
-        turns: Turns,
+        turns: ListingLine,
         listing_seconds: Histogram,
     ) -> None:
         """
@@ -95,25 +93,19 @@ class DirectoryMonitor:
         self.section = section
         self.directory = section.directory
         self._path = os.fsencode(section.directory)
-        self._accepts = section.name_filter
-        self._subdirectories = section.subdirectories
         #: what this section asks its event source for
         self.mask = section_mask(section)
         #: the files waiting to be complete (None: the section announces names
         #: as they appear, and a directory of them costs nothing more)
         self.waiting: SettleTable | None = None
+        self._announcer = Announcer(section, writer, self)
         self._complete: CompleteFiles | None = None
-        self._events = self._created_events
-        if waits(section):
-            self._complete = CompleteFiles(section, clock, self._announce, self._waiting_full, self._catch_up)
+        self._events = self._announcer.created_events
+        if waits_for_complete(section):
+            self._complete = CompleteFiles(section, clock, self._announcer.announce, self._waiting_full,
+                                           self._catch_up)
             self.waiting, self._events = self._complete.waiting, self._complete.file_events
         self._writer = writer
-        self._queue = writer.queue(section.queue, section.counter, shape_for(section))
-        # How an event becomes what the queue holds (JSON for a list, fields
-        # for a stream); in a tree, one per sub-directory.
-        make = self._queue.shape.encoder
-        self._encoder = (TreeEncoder(section.directory, make).encode if section.recursive
-                         else make(section.directory))
         self._clock = clock
         self._cooperator = cooperator
         #: the service's inotify watcher; and the source watching the
@@ -138,8 +130,9 @@ class DirectoryMonitor:
         # of them took 9 MB: see _need_tree.
         self.tree: DirectoryTree | None = None
         self._listings = SectionListings(
-            section, writer, self._encoder, self, cooperator, turns, listing_seconds,
-            self._current_watch, clock, self.waiting,
+            ListingContext(section, writer, self._announcer.encode, self, cooperator, turns, listing_seconds,
+                           self._current_watch, clock),
+            self.waiting,
         )
         if section.recursive:
             self._need_tree()
@@ -147,9 +140,9 @@ class DirectoryMonitor:
     def _need_tree(self) -> DirectoryTree:
         """The section's tree, made when first needed (see L{tree})."""
         if self.tree is None:
-            self.tree = DirectoryTree(self.section, self.mask, self._handle_events, self._writer.room,
+            self.tree = DirectoryTree(self.section, self.mask, self._subdirectory_events, self._writer.room,
                                       self._clock, self._cooperator, self._polling)
-            self._listings.walker = self.tree
+            self._listings.use_tree(self.tree)
         return self.tree
 
     def _catch_up(self) -> None:
@@ -302,8 +295,9 @@ class DirectoryMonitor:
             )
         self.mode = mode
         polled = mode == WATCH_POLL
-        self._events = self._created_events if polled or self._complete is None else self._complete.file_events
-        self._listings.waiting = None if polled else self.waiting
+        self._events = (self._announcer.created_events if polled or self._complete is None
+                        else self._complete.file_events)
+        self._listings.polled(polled)
 
     def check_target(self) -> None:
         """
@@ -343,39 +337,9 @@ class DirectoryMonitor:
             self.tree.top_events(batch)  # type: ignore[union-attr]
         self._events(batch, read_time)
 
-    def _handle_events(self, batch: Batch, read_time: float) -> None:
+    def _subdirectory_events(self, batch: Batch, read_time: float) -> None:
         """Events of the sub-directories, their names relative to the directory."""
         self._events(batch, read_time)
-
-    def _created_events(self, batch: Batch, read_time: float) -> None:
-        """C{announce = created}, no settle: a new name is announced at once."""
-        subdirectories, accepts = self._subdirectories, self._accepts
-        encode, decode = self._encoder, decode_name
-        payloads = []
-        for name, mask in batch:
-            if mask & IN_ISDIR and not subdirectories:
-                continue
-            text = decode(name)
-            if accepts(text):
-                payloads.append(encode(text, CREATED, read_time))
-        if payloads:
-            self._writer.push_many(
-                self._queue, payloads, self, section=self.section.name, event=CREATED,
-                read_time=read_time,
-            )
-
-    def _announce(self, items: Iterable[tuple[str, str]], when: float) -> None:
-        """Push C{(text, event)} pairs, stamped C{when}."""
-        encode = self._encoder
-        by_event: dict[str, list[bytes]] = {}
-        for text, event in items:
-            by_event.setdefault(event, []).append(encode(text, event, when))
-        for event, payloads in by_event.items():
-            # Delivery time counts from when the file became announceable.
-            self._writer.push_many(
-                self._queue, payloads, self, section=self.section.name, event=event,
-                read_time=when,
-            )
 
     def _waiting_full(self, count: int) -> None:
         settle = self.section.settle

@@ -10,6 +10,9 @@ A file that its section may not announce yet waits here in one of two ways:
    appeared with no open seen (L{unsure}), a short L{GRACE} for an open that
    a read of the kernel queue split from the creation.
 
+"Quiet for C{settle}" is L{dirobserver.util.quiet}'s rule, the one the
+poller and the listings wait by too.
+
 Times are rounded up to a L{TICK}, and the files due in the same tick share
 one bucket and one C{callLater}: a burst of a million files costs a few
 hundred timers rather than a million, and no file is announced before its
@@ -44,6 +47,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from dirobserver.announce.event import CREATED, EXISTS
+from dirobserver.util.quiet import quiet_at
 
 #: Buckets per second: a file is announced at most one tick after its time.
 TICKS_PER_SECOND = 100
@@ -138,11 +142,11 @@ class SettleTable:
 
     def quiet(self, name: bytes, text: str, now: float, event: str = CREATED) -> None:
         """C{name} is complete: announce it once unmodified for C{settle}."""
-        self._wait(name, text, event, now + self.settle, False)
+        self._wait(name, text, event, quiet_at(now, self.settle), False)
 
     def unsure(self, name: bytes, text: str, now: float) -> None:
         """C{name} appeared with no open seen: wait a L{GRACE} for one."""
-        self._wait(name, text, CREATED, now + max(self.settle, GRACE), True)
+        self._wait(name, text, CREATED, quiet_at(now, max(self.settle, GRACE)), True)
 
     def hold(self, name: bytes, text: str, due: float) -> bool:
         """
@@ -182,14 +186,14 @@ class SettleTable:
             return None
         if not self.settle:
             return text
-        self._wait(name, text, CREATED, now + self.settle, False)
+        self._wait(name, text, CREATED, quiet_at(now, self.settle), False)
         return None
 
     def touched(self, name: bytes, now: float) -> None:
         """C{name} was modified: its wait starts again (an open file waits on)."""
         entry = self._due.get(name)
         if entry is not None:
-            self._place(name, entry, now + (max(self.settle, GRACE) if entry.unsure else self.settle))
+            self._place(name, entry, quiet_at(now, max(self.settle, GRACE) if entry.unsure else self.settle))
 
     def forget(self, name: bytes) -> None:
         """C{name} was deleted or moved away: it is never announced."""

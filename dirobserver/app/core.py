@@ -29,7 +29,7 @@ from twisted.internet import task
 from twisted.internet.interfaces import IReactorCore
 from twisted.logger import Logger
 
-from dirobserver.announce.listing_turns import Turns
+from dirobserver.announce.listing_line import ListingLine
 from dirobserver.announce.monitor import WATCHED, DirectoryMonitor
 from dirobserver.app import exits
 from dirobserver.config.settings import SectionSettings, Settings
@@ -94,7 +94,7 @@ class ObserverService(service.Service):
             scheduler=lambda step: reactor.callLater(_STEP_DELAY, step), started=False
         )
         self.listing_seconds = Histogram(LISTING_BUCKETS)
-        self._turns = Turns(LISTINGS_AT_ONCE, writer.when_connected)
+        self._turns = ListingLine(LISTINGS_AT_ONCE, writer.when_connected)
         self.monitors: list[DirectoryMonitor] = []
         self._polls: dict[DirectoryMonitor, Periodic] = {}
         for section in settings.sections:

@@ -52,6 +52,7 @@ from twisted.python.failure import Failure
 
 from dirobserver.announce.scan import CHUNK
 from dirobserver.util.periodic import Periodic
+from dirobserver.util.quiet import is_quiet
 from dirobserver.sources.interface import Batch, EventSink
 from dirobserver.sources.inotify import (IN_DELETE, IN_DELETE_SELF, IN_IGNORED, IN_ISDIR, IN_MOVE_SELF, IN_MOVED_FROM,
                       IN_MOVED_TO, WatchError)
@@ -296,7 +297,7 @@ class Poller:
                 del pending[name]  # gone: never complete
             elif seen[0] != info.st_size or seen[1] != info.st_mtime_ns:
                 seen[:] = [info.st_size, info.st_mtime_ns, now]
-            elif now - seen[2] >= self.settle:
+            elif is_quiet(seen[2], self.settle, now):
                 del pending[name]
                 batch.append((name, IN_MOVED_TO))
 

@@ -1,5 +1,5 @@
 """
 Generic mechanisms that know nothing of files or Redis: periodic work that
-survives its failures, retry timing, plain counters, and the garbage
-collector around bulk building.
+survives its failures, retry timing, plain counters, the garbage collector
+around bulk building, and the rule for when a changing thing is quiet.
 """

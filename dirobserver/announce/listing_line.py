@@ -1,6 +1,6 @@
 """
-Turns for the listings: a few at a time, in the order asked, while Redis
-takes commands.
+The line of listings waiting for their turn: a few run at a time, in the
+order asked, while Redis takes commands.
 
 Every section is listed at start-up, after a reconnect, after an overflow.
 A listing reads its directory, asks its queue's length and pushes events:
@@ -23,10 +23,11 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 
-class Turns:
+class ListingLine:
     """
-    Runs functions returning Deferreds, at most C{size} at a time, first
-    asked first run, only once C{connected()} has fired.
+    The listings of every section waiting for their turn: runs functions
+    returning Deferreds, at most C{size} at a time, first asked first run,
+    only once C{connected()} has fired.
     """
 
     def __init__(self, size: int, connected: Callable[[], defer.Deferred]) -> None:
