@@ -84,11 +84,14 @@ class DirectoryMonitor:
         cooperator: task.Cooperator,
         turns: ListingLine,
         listing_seconds: Histogram,
+        say_watching: bool = True,
     ) -> None:
         """
         @param cooperator: runs the listings (the service's own).
         @param turns: limits how many sections list at once (shared).
         @param listing_seconds: where listing durations are counted (shared).
+        @param say_watching: whether the first watch is said at info level
+            (else debug: thousands of sections' lines would cost seconds).
         """
         self.section = section
         self.directory = section.directory
@@ -122,7 +125,7 @@ class DirectoryMonitor:
         #: how many watches were set: tells a watch from the one before it
         self._watches = 0
         #: whether setting the watch is said at info level (else debug)
-        self.say_watching = True
+        self._say_watching = say_watching
         #: the directory the watch is on (see L{_current_watch})
         self._identity: tuple[int, int] | None = None
         self.state = MISSING
@@ -271,7 +274,7 @@ class DirectoryMonitor:
         # A directory that comes back always says so; the first watch of
         # each says so too, unless the service asked for quiet (thousands
         # of sections: their lines would cost seconds of the start).
-        say = self._log.info if came_back or self.say_watching else self._log.debug
+        say = self._log.info if came_back or self._say_watching else self._log.debug
         say(
             "[{section}] {what} {directory}{how} -> queue {queue}",
             section=self.section.name,

@@ -97,8 +97,8 @@ class ObserverService(service.Service):
         self._turns = ListingLine(LISTINGS_AT_ONCE, writer.when_connected)
         self.monitors: list[DirectoryMonitor] = []
         self._polls: dict[DirectoryMonitor, Periodic] = {}
-        for section in settings.sections:
-            self._new_monitor(section)
+        for i, section in enumerate(settings.sections):
+            self._new_monitor(section, say_watching=i < SAID_ONE_BY_ONE)
         self.watcher: Watcher | None = None
         self.watchdog: InotifyLivenessProbe | None = None
         if settings.inactivity_timeout > 0:
@@ -114,9 +114,10 @@ class ObserverService(service.Service):
         self.overflows = 0
         self.exit_status = 0
 
-    def _new_monitor(self, section: SectionSettings) -> DirectoryMonitor:
+    def _new_monitor(self, section: SectionSettings, say_watching: bool = True) -> DirectoryMonitor:
         monitor = DirectoryMonitor(
-            section, self.writer, self._reactor, self._cooperator, self._turns, self.listing_seconds
+            section, self.writer, self._reactor, self._cooperator, self._turns, self.listing_seconds,
+            say_watching=say_watching,
         )
         self.monitors.append(monitor)
         if section.forced_poll > 0:
@@ -183,8 +184,7 @@ class ObserverService(service.Service):
             self._stop_process(exits.EXIT_NO_INOTIFY)
             return
         with heap.bulk(len(self.monitors)):
-            for i, monitor in enumerate(self.monitors):
-                monitor.say_watching = i < SAID_ONE_BY_ONE
+            for monitor in self.monitors:
                 monitor.attach(self.watcher)
         if len(self.monitors) > SAID_ONE_BY_ONE:
             self._log.info(
