@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from dirobserver.config import settings as config
-from dirobserver.config.settings import ConfigError
 from dirobserver.config.ini import ExtendedConfigParser
+from dirobserver.config.settings import ConfigError
 
 PATH = "directory_observer.ini"
 REPO_ROOT = Path(__file__).resolve().parent.parent

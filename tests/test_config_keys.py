@@ -14,13 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from dirobserver.config import settings as config
-
-from dirobserver.config import values as kinds
-
-from dirobserver.config import reference
-from dirobserver.config.settings import COMMON, GROUPS, KEYS, SECTION, ConfigError
+from dirobserver.config import reference, settings as config, values as kinds
 from dirobserver.config.ini import ExtendedConfigParser
+from dirobserver.config.settings import COMMON, GROUPS, KEYS, SECTION, ConfigError
 
 PATH = "directory_observer.ini"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -206,7 +202,8 @@ def test_command_line_prints_and_rewrites_the_reference(tmp_path):
     stale = tmp_path / "README.md"
     stale.write_text(f"intro\n{reference.README_BEGIN}\n| old | table |\n{reference.README_END}\noutro\n")
     subprocess.run(run + ["--write", str(stale)], check=True)
-    assert stale.read_text() == f"intro\n{reference.README_BEGIN}\n{reference.reference_markdown()}\n{reference.README_END}\noutro\n"
+    assert stale.read_text() == (f"intro\n{reference.README_BEGIN}\n{reference.reference_markdown()}\n"
+                                 f"{reference.README_END}\noutro\n")
     unmarked = tmp_path / "other.md"
     unmarked.write_text("no markers\n")
     failed = subprocess.run(run + ["--write", str(unmarked)], capture_output=True, text=True)

@@ -28,14 +28,23 @@ import difflib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from dirobserver.config import filters
-
-from dirobserver.util import gc_pause as heap
 from dirobserver.config.ini import BASE_SECTION, DEFAULT_SECTION, ConfigError, ExtendedConfigParser, read_text
-from dirobserver.config.values import NULL_WORDS, Addresses, Boolean, Choice, Number, Path, Patterns, SectionReader, Text
 from dirobserver.config.redis_settings import EMBEDDED_HOST, EMBEDDED_PORT, RedisSettings, redis_endpoint
+from dirobserver.config.values import (
+    NULL_WORDS,
+    Addresses,
+    Boolean,
+    Choice,
+    Number,
+    Path,
+    Patterns,
+    SectionReader,
+    Text,
+)
+from dirobserver.util import gc_pause as heap
 
 __all__ = ["ANNOUNCE_CLOSED", "ANNOUNCE_CREATED", "COMMON", "WATCH_AUTO", "WATCH_INOTIFY", "WATCH_MODES",
            "WATCH_POLL", "ConfigError", "GROUPS", "Group", "KEYS", "KNOWN_KEYS", "Key",
@@ -64,7 +73,7 @@ WATCH_MODES = (WATCH_AUTO, WATCH_INOTIFY, WATCH_POLL)
 #: The shortest and longest C{poll_interval}, in seconds.
 MIN_POLL_INTERVAL, MAX_POLL_INTERVAL = 0.1, 3600
 
-Kind = Union[Boolean, Number, Text, Path, Patterns, Choice, Addresses]
+Kind = Boolean | Number | Text | Path | Patterns | Choice | Addresses
 
 
 @dataclass(frozen=True)

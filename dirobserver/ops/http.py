@@ -17,7 +17,8 @@ imports the global reactor at import time.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from twisted.application.service import Service
@@ -39,7 +40,7 @@ _TEXT = "text/plain; charset=utf-8"
 Reply = tuple[int, str, bytes]
 
 
-def check_endpoint(description: str) -> Optional[str]:
+def check_endpoint(description: str) -> str | None:
     """
     Parse a server endpoint description without listening.
 
@@ -189,8 +190,8 @@ class MetricsService(Service):
         self.site = make_site(core)
         self._reactor = reactor
         self.port: Any = None
-        self.problem: Optional[str] = None
-        self.listening: Optional[Deferred] = None
+        self.problem: str | None = None
+        self.listening: Deferred | None = None
 
     def startService(self) -> None:
         super().startService()
@@ -213,7 +214,7 @@ class MetricsService(Service):
         self._log.error("{problem}", problem=self.problem)
         return None
 
-    def stopService(self) -> Optional[Deferred]:
+    def stopService(self) -> Deferred | None:
         """Stop listening; the Deferred fires when the port is closed."""
         super().stopService()
         port, self.port = self.port, None

@@ -34,9 +34,10 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import IO, Any, Mapping, Optional
+from typing import IO, Any
 
 from twisted.logger import (
     FileLogObserver,
@@ -107,7 +108,7 @@ def parse(level: str, fmt: str) -> LogSettings:
 # What make_observer() builds: set by configure(), read when twistd calls
 # the factory.  Module state because twistd takes a dotted name and calls it
 # with no argument.
-_pending: Optional[tuple[LogSettings, Mapping[str, Any]]] = None
+_pending: tuple[LogSettings, Mapping[str, Any]] | None = None
 
 
 def configure(options: Mapping[str, Any]) -> LogSettings:
@@ -162,7 +163,8 @@ def build_observer(settings: LogSettings, server_options: Mapping[str, Any]) -> 
     if server_options.get("syslog"):
         from twisted.python import syslog
 
-        inner: ILogObserver = LegacyLogObserverWrapper(syslog.SyslogObserver(server_options.get("prefix") or "twisted").emit)
+        legacy = syslog.SyslogObserver(server_options.get("prefix") or "twisted")
+        inner: ILogObserver = LegacyLogObserverWrapper(legacy.emit)
     else:
         out = _output(server_options)
         inner = FileLogObserver(out, json_line) if settings.fmt == "json" else textFileLogObserver(out)
@@ -203,8 +205,9 @@ def json_line(event: Mapping[str, Any]) -> str:
         message = str(event.get("why") or "Unhandled Error")
     else:
         message = formatEvent(event)
+    when = datetime.fromtimestamp(event.get("log_time") or time.time(), timezone.utc)
     record = {
-        "time": datetime.fromtimestamp(event.get("log_time") or time.time(), timezone.utc).isoformat(timespec="microseconds"),
+        "time": when.isoformat(timespec="microseconds"),
         "level": getattr(level, "name", "info"),
         "namespace": event.get("log_namespace") or "",
         "message": message,
