@@ -68,8 +68,8 @@ def any_match(patterns: tuple[re.Pattern[str], ...]) -> Callable[[str], object]:
         return lambda name: False
     if any(p.pattern == ACCEPT_ALL and p.flags & re.DOTALL for p in patterns):
         return lambda name: True
-    suffixes = [_suffix_of(p) for p in patterns]
-    if all(suffix is not None for suffix in suffixes):
+    suffixes = [suffix for suffix in map(_suffix_of, patterns) if suffix is not None]
+    if len(suffixes) == len(patterns):
         # `$` also matches before a final newline.
         ends = tuple(suffixes) + tuple(f"{suffix}\n" for suffix in suffixes)
         return lambda name: name.endswith(ends)

@@ -100,22 +100,22 @@ class ExtendedConfigParser:
             self._syntax(exc.lineno, f"[{exc.section}] duplicate key {exc.option!r}")
         except configparser.ParsingError as exc:
             lineno = exc.errors[0][0]  # errors hold repr()s: quote the real line instead
-            line = text.split("\n")[lineno - 1].strip() if 0 < lineno <= text.count("\n") + 1 else "?"
-            self._syntax(lineno, f"expected 'key = value', found {line!r}")
+            found = text.split("\n")[lineno - 1].strip() if 0 < lineno <= text.count("\n") + 1 else "?"
+            self._syntax(lineno, f"expected 'key = value', found {found!r}")
         except configparser.Error as exc:  # future configparser errors: still one line
             self._syntax(getattr(exc, "lineno", None), exc.message)
         header_lines = _header_lines(text)
         for header in raw.sections():
-            name, *parents = (part.strip() for part in header.split(":"))
+            name, *written = (part.strip() for part in header.split(":"))
             line = header_lines.get(header)
-            if not name or not all(parents):
+            if not name or not all(written):
                 self._syntax(line, f"empty section name in [{header}]")
             if name in self._own:
                 self._syntax(line, f"duplicate section [{name}]")
-            if name == DEFAULT_SECTION and parents:
+            if name == DEFAULT_SECTION and written:
                 self._syntax(line, f"[{DEFAULT_SECTION}] cannot have parent sections")
             self._own[name] = {key: raw.get(header, key) for key in raw.options(header)}
-            self._parents[name] = tuple(parents)
+            self._parents[name] = tuple(written)
         for name, parents in self._parents.items():
             for parent in parents:
                 if parent not in self._own:

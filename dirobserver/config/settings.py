@@ -463,8 +463,8 @@ def _settings(path: str, sections: list[SectionSettings], agreed: dict[str, Any]
         if key.name in agreed:
             part, _, attr = str(key.field).rpartition(".")
             (parts[part] if part else top)[attr] = agreed[key.name]
-    return Settings(path=path, sections=tuple(sections), warnings=tuple(warnings),
-                    **{part: cls(**parts[part]) for part, cls in _PARTS.items()}, **top)
+    built: dict[str, Any] = {part: cls(**parts[part]) for part, cls in _PARTS.items()}
+    return Settings(path=path, sections=tuple(sections), warnings=tuple(warnings), **built, **top)
 
 
 def load(path: str, *, redis_optional: bool = False) -> Settings:

@@ -37,19 +37,23 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from twisted.logger import (
     FileLogObserver,
     FilteringLogObserver,
     ILogObserver,
     LegacyLogObserverWrapper,
+    LogEvent,
     LogLevel,
     LogLevelFilterPredicate,
     formatEvent,
     textFileLogObserver,
 )
 from twisted.python import logfile
+
+if TYPE_CHECKING:
+    from twisted.python.log import ILogObserver as ILegacyLogObserver
 
 #: The values of C{--log-level}, lowest first ("warning" is accepted too).
 LEVELS = {level.name: level for level in LogLevel.iterconstants()}
@@ -164,7 +168,9 @@ def build_observer(settings: LogSettings, server_options: Mapping[str, Any]) -> 
         from twisted.python import syslog
 
         legacy = syslog.SyslogObserver(server_options.get("prefix") or "twisted")
-        inner: ILogObserver = LegacyLogObserverWrapper(legacy.emit)
+        # A legacy observer is any callable taking the event dict; a bound
+        # method cannot declare that it provides the zope interface.
+        inner: ILogObserver = LegacyLogObserverWrapper(cast("ILegacyLogObserver", legacy.emit))
     else:
         out = _output(server_options)
         inner = FileLogObserver(out, json_line) if settings.fmt == "json" else textFileLogObserver(out)
@@ -187,14 +193,17 @@ def _output(server_options: Mapping[str, Any]) -> IO[Any]:
     if not signal.getsignal(signal.SIGUSR1):
         def rotate(signum: int, frame: Any) -> None:
             from twisted.internet import reactor
+            from twisted.internet.interfaces import IReactorThreads
 
-            reactor.callFromThread(log_file.rotate)
+            # The signal may arrive in the middle of a write: rotate from the
+            # reactor's loop, as twistd does.
+            IReactorThreads(reactor).callFromThread(log_file.rotate)
 
         signal.signal(signal.SIGUSR1, rotate)
     return log_file
 
 
-def json_line(event: Mapping[str, Any]) -> str:
+def json_line(event: LogEvent) -> str:
     """One event as one line of JSON (see the module docstring)."""
     level = event.get("log_level")
     failure = event.get("log_failure")

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from twisted.application.service import Service
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from dirobserver.util.periodic import Periodic
@@ -193,7 +194,12 @@ class SystemdService(Service):
 
     _log = Logger()
 
-    def __init__(self, notifier: Notifier, alive: Callable[[], bool], clock: Any = None) -> None:
+    def __init__(self, notifier: Notifier, alive: Callable[[], bool], clock: IReactorTime) -> None:
+        """
+        @param alive: asked before each keep-alive; false withholds it.
+        @param clock: runs the keep-alive loop (the reactor; a
+            L{Clock<twisted.internet.task.Clock>} in tests).
+        """
         self.notifier = notifier
         self._alive = alive
         self._clock = clock
