@@ -1,16 +1,16 @@
-"""The generic INI layer: ``configparser_extended`` semantics, no schema.
+"""The generic INI layer: C{configparser_extended} semantics, no schema.
 
-The original program used the ``configparser_extended`` package, which is not
+The original program used the C{configparser_extended} package, which is not
 on the package index.  This module implements the parts of its documented
 semantics that dirobserver's files use, on top of the standard library's
-:class:`configparser.RawConfigParser`, which does the lexical work: no
-interpolation (regular expressions contain ``%`` and ``$``), case-insensitive
-keys, case-sensitive section names, whole-line ``#``/``;`` comments and no
-inline comments (``;`` separates list items).  On top of it:
+C{configparser.RawConfigParser}, which does the lexical work: no
+interpolation (regular expressions contain C{%} and C{$}), case-insensitive
+keys, case-sensitive section names, whole-line C{#}/C{;} comments and no
+inline comments (C{;} separates list items).  On top of it:
 
-* ``[child:parent1:parent2]`` declares section ``child`` whose missing keys
-  are looked up depth-first in ``parent1`` (and its own parents), then
-  ``parent2``, then the base section (``[common]``), then ``[DEFAULT]``.
+  - C{[child:parent1:parent2]} declares section C{child} whose missing keys
+    are looked up depth-first in C{parent1} (and its own parents), then
+    C{parent2}, then the base section (C{[common]}), then C{[DEFAULT]}.
 
 It knows nothing of the keys a program reads (see L{dirobserver.config.settings} for
 those).  Every problem is a L{ConfigError} whose text is one line naming the

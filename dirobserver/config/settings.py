@@ -5,10 +5,10 @@ its kind (how its text is parsed and bounded, see L{dirobserver.config.values}),
 default, one line of help, and the settings field it fills.  The rest is
 derived from it:
 
-* validation: every key of every active section is read by its kind;
-* the unknown-key warning and its did-you-mean hint (L{KNOWN_KEYS});
-* the rule that all active sections agree on each key of scope L{COMMON};
-* the configuration reference in README.md (L{dirobserver.config.reference}).
+  - validation: every key of every active section is read by its kind;
+  - the unknown-key warning and its did-you-mean hint (L{KNOWN_KEYS});
+  - the rule that all active sections agree on each key of scope L{COMMON};
+  - the configuration reference in README.md (L{dirobserver.config.reference}).
 
 A new key is one row of L{KEYS} plus the field its C{field} names.  The only
 rules that span several keys (a Unix socket wins over host and port;
