@@ -34,7 +34,7 @@ def parse(text: str, **kwargs) -> config.Settings:
 
 
 def error_of(text: str, **kwargs) -> str:
-    """Parse ``text`` expecting a ConfigError; return its message, checked to be one line."""
+    """Parse C{text} expecting a ConfigError; return its message, checked to be one line."""
     with pytest.raises(ConfigError) as info:
         parse(text, **kwargs)
     message = str(info.value)

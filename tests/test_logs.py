@@ -240,7 +240,7 @@ class ConfigureTests(TempFiles, unittest.TestCase):
 
 @pytest.fixture
 def run_twistd(tmp_path: Path):
-    """Run ``twistd ARGS`` with the test subcommand; returns the CompletedProcess."""
+    """Run C{twistd ARGS} with the test subcommand; returns the CompletedProcess."""
     plugins = tmp_path / "dropin" / "twisted" / "plugins"
     plugins.mkdir(parents=True)
     (plugins / "logtest_plugin.py").write_text(

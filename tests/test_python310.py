@@ -2,7 +2,7 @@
 
 The suite itself runs on the development interpreter (newer), where syntax
 or library calls from a later version would go unnoticed.  These tests run
-a real ``python3.10`` when the machine has one and skip, saying so, when it
+a real C{python3.10} when the machine has one and skip, saying so, when it
 does not.  They also prove that the configuration modules import with the
 standard library alone (no Twisted), so that a file can be checked anywhere.
 """
