@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # (the list of dependencies) changes, or when an install failed half-way.
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv run test bench soak clean
+.PHONY: venv run lint test bench soak clean
 
 venv: $(STAMP)
 
@@ -25,9 +25,23 @@ run: venv
 	mkdir -p dir/stage1 dir/stage2
 	$(BIN)/twistd -n dirobserver --config=directory_observer.ini --embedded-redis
 
+# The quality gate: ruff (style, import order, likely bugs) over the code,
+# the tests and the benchmark; mypy over the package.  Their settings are in
+# pyproject.toml.  Both run, so one look shows every complaint.
+lint: venv
+	@status=0; \
+	$(BIN)/ruff check dirobserver tests bench || status=1; \
+	$(BIN)/mypy dirobserver || status=1; \
+	exit $$status
+
+# `make test LINT=1` passes the gate first.  Off by default while some
+# packages do not pass it yet; then LINT ?= 1, and CI (which runs
+# `make test`) enforces it.
+LINT ?= 0
+
 # Two workers (most tests wait on real processes); then, alone, the tests
 # marked `exclusive` (they use up a per-user resource or the whole machine).
-test: venv
+test: venv $(if $(filter 1,$(LINT)),lint)
 	$(BIN)/python -m pytest -q -n 2 -m "not exclusive" tests
 	$(BIN)/python -m pytest -q -m exclusive tests
 
@@ -42,5 +56,5 @@ soak: venv
 
 # Build and cache artifacts only: dir/ may hold files someone put there.
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache twisted/plugins/dropin.cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache twisted/plugins/dropin.cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

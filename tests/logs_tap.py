@@ -14,8 +14,7 @@ import sys
 
 from twisted.application.service import Service
 from twisted.logger import Logger
-from twisted.python import log as legacy_log
-from twisted.python import usage
+from twisted.python import log as legacy_log, usage
 
 from dirobserver.ops import logs
 
@@ -28,7 +27,7 @@ class Options(usage.Options):
             logs.configure(self)
         except logs.LogOptionsError as e:
             sys.stderr.write(f"logtest: {e}\n")
-            raise SystemExit(78)
+            raise SystemExit(78) from e
 
 
 class EveryLevel(Service):

@@ -9,12 +9,10 @@ and L{get}, a real HTTP request.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 from twisted.internet import defer
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
-from twisted.internet.protocol import connectionDone
 from twisted.web.client import ResponseDone
 from twisted.web.http import PotentialDataLoss
 
@@ -31,7 +29,7 @@ class Monitor:
     section: Section
     state: str = "watched"
     listings: int = 0
-    tree: "Tree" = field(default_factory=lambda: Tree())
+    tree: Tree = field(default_factory=lambda: Tree())
 
 
 @dataclass
@@ -70,12 +68,12 @@ class Core:
     listing_seconds: Histogram = field(default_factory=lambda: Histogram(LISTING_BUCKETS))
     watchdog_resets: int = 0
     is_alive: bool = True
-    problem: Optional[str] = None
+    problem: str | None = None
 
     def alive(self) -> bool:
         return self.is_alive
 
-    def ready_problem(self) -> Optional[str]:
+    def ready_problem(self) -> str | None:
         return self.problem
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from dirobserver.config import settings as config
-from dirobserver.config.settings import ConfigError
 from dirobserver.config.ini import ExtendedConfigParser
+from dirobserver.config.settings import ConfigError
 
 PATH = "directory_observer.ini"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +34,7 @@ def parse(text: str, **kwargs) -> config.Settings:
 
 
 def error_of(text: str, **kwargs) -> str:
-    """Parse ``text`` expecting a ConfigError; return its message, checked to be one line."""
+    """Parse C{text} expecting a ConfigError; return its message, checked to be one line."""
     with pytest.raises(ConfigError) as info:
         parse(text, **kwargs)
     message = str(info.value)

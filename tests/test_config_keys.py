@@ -1,7 +1,7 @@
 """Tests for what dirobserver.config.settings derives from its table of keys (KEYS).
 
 The validation, the unknown-key warning, the rule that active sections agree
-on the keys of scope ``common``, and README.md's configuration reference all
+on the keys of scope C{common}, and README.md's configuration reference all
 come from one table; these tests check each derivation against the table
 itself, so a new row is covered without a new test.
 """
@@ -14,13 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from dirobserver.config import settings as config
-
-from dirobserver.config import values as kinds
-
-from dirobserver.config import reference
-from dirobserver.config.settings import COMMON, GROUPS, KEYS, SECTION, ConfigError
+from dirobserver.config import reference, settings as config, values as kinds
 from dirobserver.config.ini import ExtendedConfigParser
+from dirobserver.config.settings import COMMON, GROUPS, KEYS, SECTION, ConfigError
 
 PATH = "directory_observer.ini"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +38,7 @@ def base_for(key: config.Key) -> str:
 
 
 def section(name: str, key: str = "", value: str = "") -> str:
-    """An active section ``name``, with ``key=value`` (replacing its own line, if any)."""
+    """An active section C{name}, with C{key=value} (replacing its own line, if any)."""
     lines = {"active": "true", "directory": f"/data/{name}", "queue": f"queue:{name}"}
     if key:
         lines[key] = value
@@ -50,7 +46,7 @@ def section(name: str, key: str = "", value: str = "") -> str:
 
 
 def field_value(settings: config.Settings, key: config.Key, section_index: int = 0):
-    """The value ``key`` filled in ``settings`` (its section's, for a section key)."""
+    """The value C{key} filled in C{settings} (its section's, for a section key)."""
     owner = settings.sections[section_index] if key.scope == SECTION else settings
     for attr in str(key.field).split("."):
         owner = getattr(owner, attr)
@@ -58,7 +54,7 @@ def field_value(settings: config.Settings, key: config.Key, section_index: int =
 
 
 def two_values(key: config.Key) -> tuple[str, str]:
-    """Two different valid texts for ``key``, chosen from its kind alone."""
+    """Two different valid texts for C{key}, chosen from its kind alone."""
     kind = key.kind
     if isinstance(kind, kinds.Boolean):
         return "true", "false"
@@ -206,7 +202,8 @@ def test_command_line_prints_and_rewrites_the_reference(tmp_path):
     stale = tmp_path / "README.md"
     stale.write_text(f"intro\n{reference.README_BEGIN}\n| old | table |\n{reference.README_END}\noutro\n")
     subprocess.run(run + ["--write", str(stale)], check=True)
-    assert stale.read_text() == f"intro\n{reference.README_BEGIN}\n{reference.reference_markdown()}\n{reference.README_END}\noutro\n"
+    assert stale.read_text() == (f"intro\n{reference.README_BEGIN}\n{reference.reference_markdown()}\n"
+                                 f"{reference.README_END}\noutro\n")
     unmarked = tmp_path / "other.md"
     unmarked.write_text("no markers\n")
     failed = subprocess.run(run + ["--write", str(unmarked)], capture_output=True, text=True)

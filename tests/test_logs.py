@@ -18,15 +18,15 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import logs_tap
 import pytest
+from helpers import twistd_path
 from twisted.internet import defer, reactor, task
 from twisted.logger import FilteringLogObserver, Logger, LogLevel
 from twisted.scripts._twistd_unix import ServerOptions, UnixAppLogger
 from twisted.trial import unittest
 
-import logs_tap
 from dirobserver.ops import logs
-from helpers import twistd_path
 
 TESTS_DIR = Path(__file__).resolve().parent
 
@@ -240,7 +240,7 @@ class ConfigureTests(TempFiles, unittest.TestCase):
 
 @pytest.fixture
 def run_twistd(tmp_path: Path):
-    """Run ``twistd ARGS`` with the test subcommand; returns the CompletedProcess."""
+    """Run C{twistd ARGS} with the test subcommand; returns the CompletedProcess."""
     plugins = tmp_path / "dropin" / "twisted" / "plugins"
     plugins.mkdir(parents=True)
     (plugins / "logtest_plugin.py").write_text(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from importlib import metadata
 
+from ops_helpers import Core, Monitor, Section, Tree, get
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import defer, reactor
@@ -15,7 +16,6 @@ from twisted.trial import unittest
 
 from dirobserver.ops import metrics
 from dirobserver.ops.http import MetricsService
-from ops_helpers import Core, Monitor, Section, Tree, get
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:

@@ -1,8 +1,8 @@
-"""The wheel installs a working ``twistd dirobserver`` (not only the editable checkout).
+"""The wheel installs a working C{twistd dirobserver} (not only the editable checkout).
 
 The test suite otherwise runs from an editable install, where the checkout's
-own ``twisted/plugins`` directory is on ``sys.path``.  A real install must put
-the dropin into ``site-packages/twisted/plugins/`` without an ``__init__.py``
+own C{twisted/plugins} directory is on C{sys.path}.  A real install must put
+the dropin into C{site-packages/twisted/plugins/} without an C{__init__.py}
 that would replace Twisted's own, and pull its dependencies from the package
 index.  This test builds the wheel from a copy of the repository, installs it
 into a fresh virtual environment and runs twistd from there (about 15 s).
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(os.environ.get("DIROBSERVER_SKIP_PACKAGING") == 
 
 
 def run(*command, cwd: Path) -> subprocess.CompletedProcess:
-    """Run ``command`` in ``cwd`` without this environment's Python settings; fail with its output."""
+    """Run C{command} in C{cwd} without this environment's Python settings; fail with its output."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
     result = subprocess.run([str(part) for part in command], cwd=cwd, env=env,
                             capture_output=True, text=True, timeout=180)

@@ -2,7 +2,7 @@
 
 The suite itself runs on the development interpreter (newer), where syntax
 or library calls from a later version would go unnoticed.  These tests run
-a real ``python3.10`` when the machine has one and skip, saying so, when it
+a real C{python3.10} when the machine has one and skip, saying so, when it
 does not.  They also prove that the configuration modules import with the
 standard library alone (no Twisted), so that a file can be checked anywhere.
 """
@@ -21,7 +21,8 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OLDEST = (3, 10)
 #: Modules that must import with nothing but the standard library.
-STDLIB_ONLY = ("dirobserver.config.settings", "dirobserver.config.ini", "dirobserver.config.filters", "dirobserver.config.values")
+STDLIB_ONLY = ("dirobserver.config.settings", "dirobserver.config.ini", "dirobserver.config.filters",
+               "dirobserver.config.values")
 
 
 def find_python310() -> str | None:
@@ -73,7 +74,8 @@ for name in sys.argv[3:]:
     __import__(name)
 from dirobserver.config import settings as config
 settings = config.load(sys.argv[2])
-foreign = sorted(m for m in sys.modules if m.partition(".")[0] not in (*sys.stdlib_module_names, "__main__", "dirobserver"))
+foreign = sorted(m for m in sys.modules
+                 if m.partition(".")[0] not in (*sys.stdlib_module_names, "__main__", "dirobserver"))
 print(json.dumps({"sections": [s.name for s in settings.sections], "redis": settings.redis.describe(),
                   "foreign": foreign, "version": list(sys.version_info[:2])}))
 """

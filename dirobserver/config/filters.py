@@ -5,12 +5,12 @@ C{DOTALL}, because a file name may contain a newline and C{^.*$} must still
 accept it.  A filter runs for every file event, so L{any_match} turns a
 tuple of patterns into the cheapest callable that gives the same answers:
 
-* C{^.*$} accepts every name: no regex engine at all;
-* C{^.*SUFFIX$} with a literal suffix (the shape of the C{.working} rule) is
-  a C{str.endswith} test, where the engine would scan the whole name and
-  backtrack;
-* several plain patterns become one alternation: one C-level scan instead
-  of one per pattern.
+  - C{^.*$} accepts every name: no regex engine at all;
+  - C{^.*SUFFIX$} with a literal suffix (the shape of the C{.working} rule) is
+    a C{str.endswith} test, where the engine would scan the whole name and
+    backtrack;
+  - several plain patterns become one alternation: one C-level scan instead
+    of one per pattern.
 
 Standard library only.
 """
@@ -26,7 +26,7 @@ FLAGS = re.DOTALL
 #: The pattern that accepts every name (with L{FLAGS}).
 ACCEPT_ALL = r"^.*$"
 
-#: ``^.*SUFFIX$`` with a literal suffix (the shape of the ``.working`` rule).
+#: C{^.*SUFFIX$} with a literal suffix (the shape of the C{.working} rule).
 _SUFFIX_RULE = re.compile(r"\^\.\*((?:\\[^A-Za-z0-9]|[^\\.^$*+?{}\[\]|()])+)\$")
 
 
@@ -48,7 +48,7 @@ def _compiled(items: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
 
 
 def _suffix_of(pattern: re.Pattern[str]) -> str | None:
-    """The literal suffix of a ``^.*SUFFIX$`` pattern, else None."""
+    """The literal suffix of a C{^.*SUFFIX$} pattern, else None."""
     if not pattern.flags & re.DOTALL:
         return None  # without DOTALL, `.*` stops at a newline
     m = _SUFFIX_RULE.fullmatch(pattern.pattern)
@@ -68,8 +68,8 @@ def any_match(patterns: tuple[re.Pattern[str], ...]) -> Callable[[str], object]:
         return lambda name: False
     if any(p.pattern == ACCEPT_ALL and p.flags & re.DOTALL for p in patterns):
         return lambda name: True
-    suffixes = [_suffix_of(p) for p in patterns]
-    if all(suffix is not None for suffix in suffixes):
+    suffixes = [suffix for suffix in map(_suffix_of, patterns) if suffix is not None]
+    if len(suffixes) == len(patterns):
         # `$` also matches before a final newline.
         ends = tuple(suffixes) + tuple(f"{suffix}\n" for suffix in suffixes)
         return lambda name: name.endswith(ends)

@@ -1,16 +1,16 @@
-"""The generic INI layer: ``configparser_extended`` semantics, no schema.
+"""The generic INI layer: C{configparser_extended} semantics, no schema.
 
-The original program used the ``configparser_extended`` package, which is not
+The original program used the C{configparser_extended} package, which is not
 on the package index.  This module implements the parts of its documented
 semantics that dirobserver's files use, on top of the standard library's
-:class:`configparser.RawConfigParser`, which does the lexical work: no
-interpolation (regular expressions contain ``%`` and ``$``), case-insensitive
-keys, case-sensitive section names, whole-line ``#``/``;`` comments and no
-inline comments (``;`` separates list items).  On top of it:
+C{configparser.RawConfigParser}, which does the lexical work: no
+interpolation (regular expressions contain C{%} and C{$}), case-insensitive
+keys, case-sensitive section names, whole-line C{#}/C{;} comments and no
+inline comments (C{;} separates list items).  On top of it:
 
-* ``[child:parent1:parent2]`` declares section ``child`` whose missing keys
-  are looked up depth-first in ``parent1`` (and its own parents), then
-  ``parent2``, then the base section (``[common]``), then ``[DEFAULT]``.
+  - C{[child:parent1:parent2]} declares section C{child} whose missing keys
+    are looked up depth-first in C{parent1} (and its own parents), then
+    C{parent2}, then the base section (C{[common]}), then C{[DEFAULT]}.
 
 It knows nothing of the keys a program reads (see L{dirobserver.config.settings} for
 those).  Every problem is a L{ConfigError} whose text is one line naming the
@@ -100,22 +100,22 @@ class ExtendedConfigParser:
             self._syntax(exc.lineno, f"[{exc.section}] duplicate key {exc.option!r}")
         except configparser.ParsingError as exc:
             lineno = exc.errors[0][0]  # errors hold repr()s: quote the real line instead
-            line = text.split("\n")[lineno - 1].strip() if 0 < lineno <= text.count("\n") + 1 else "?"
-            self._syntax(lineno, f"expected 'key = value', found {line!r}")
+            found = text.split("\n")[lineno - 1].strip() if 0 < lineno <= text.count("\n") + 1 else "?"
+            self._syntax(lineno, f"expected 'key = value', found {found!r}")
         except configparser.Error as exc:  # future configparser errors: still one line
             self._syntax(getattr(exc, "lineno", None), exc.message)
         header_lines = _header_lines(text)
         for header in raw.sections():
-            name, *parents = (part.strip() for part in header.split(":"))
+            name, *written = (part.strip() for part in header.split(":"))
             line = header_lines.get(header)
-            if not name or not all(parents):
+            if not name or not all(written):
                 self._syntax(line, f"empty section name in [{header}]")
             if name in self._own:
                 self._syntax(line, f"duplicate section [{name}]")
-            if name == DEFAULT_SECTION and parents:
+            if name == DEFAULT_SECTION and written:
                 self._syntax(line, f"[{DEFAULT_SECTION}] cannot have parent sections")
             self._own[name] = {key: raw.get(header, key) for key in raw.options(header)}
-            self._parents[name] = tuple(parents)
+            self._parents[name] = tuple(written)
         for name, parents in self._parents.items():
             for parent in parents:
                 if parent not in self._own:

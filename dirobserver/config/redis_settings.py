@@ -4,12 +4,12 @@ The Redis settings, and the rules that span several Redis keys.
 Each Redis key is one row of L{dirobserver.config.settings.KEYS}, read by its kind
 like any other.  What one key's value means for another is here:
 
-* Sentinels name the master's address: no C{redis_server}, C{redis_port}
-  or C{redis_unix_socket} with them, and C{redis_sentinel_master} required;
-* a Unix socket wins over host and port;
-* C{--embedded-redis} gives host and port their defaults;
-* a user needs a password, and the TLS keys need C{redis_tls} (a client
-  certificate needs its key, and TLS is not for a Unix socket).
+  - Sentinels name the master's address: no C{redis_server}, C{redis_port}
+    or C{redis_unix_socket} with them, and C{redis_sentinel_master} required;
+  - a Unix socket wins over host and port;
+  - C{--embedded-redis} gives host and port their defaults;
+  - a user needs a password, and the TLS keys need C{redis_tls} (a client
+    certificate needs its key, and TLS is not for a Unix socket).
 
 Standard library only, like the rest of the configuration.
 """

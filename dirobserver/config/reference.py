@@ -20,7 +20,8 @@ README_BEGIN, README_END = "<!-- keys:begin -->", "<!-- keys:end -->"
 
 def reference_markdown() -> str:
     """The configuration reference (README.md's table of keys), from L{KEYS}."""
-    lines = ["<!-- generated from dirobserver/config/settings.py's KEYS: python -m dirobserver.config.reference --write README.md -->",
+    lines = ["<!-- generated from dirobserver/config/settings.py's KEYS: "
+             "python -m dirobserver.config.reference --write README.md -->",
              "",
              "Scope `section`: each section may set its own value. Scope `common`: one value for the "
              "whole daemon, on which all active sections must agree.",

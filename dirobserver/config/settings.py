@@ -5,10 +5,10 @@ its kind (how its text is parsed and bounded, see L{dirobserver.config.values}),
 default, one line of help, and the settings field it fills.  The rest is
 derived from it:
 
-* validation: every key of every active section is read by its kind;
-* the unknown-key warning and its did-you-mean hint (L{KNOWN_KEYS});
-* the rule that all active sections agree on each key of scope L{COMMON};
-* the configuration reference in README.md (L{dirobserver.config.reference}).
+  - validation: every key of every active section is read by its kind;
+  - the unknown-key warning and its did-you-mean hint (L{KNOWN_KEYS});
+  - the rule that all active sections agree on each key of scope L{COMMON};
+  - the configuration reference in README.md (L{dirobserver.config.reference}).
 
 A new key is one row of L{KEYS} plus the field its C{field} names.  The only
 rules that span several keys (a Unix socket wins over host and port;
@@ -28,14 +28,23 @@ import difflib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from dirobserver.config import filters
-
-from dirobserver.util import gc_pause as heap
 from dirobserver.config.ini import BASE_SECTION, DEFAULT_SECTION, ConfigError, ExtendedConfigParser, read_text
-from dirobserver.config.values import NULL_WORDS, Addresses, Boolean, Choice, Number, Path, Patterns, SectionReader, Text
 from dirobserver.config.redis_settings import EMBEDDED_HOST, EMBEDDED_PORT, RedisSettings, redis_endpoint
+from dirobserver.config.values import (
+    NULL_WORDS,
+    Addresses,
+    Boolean,
+    Choice,
+    Number,
+    Path,
+    Patterns,
+    SectionReader,
+    Text,
+)
+from dirobserver.util import gc_pause as heap
 
 __all__ = ["ANNOUNCE_CLOSED", "ANNOUNCE_CREATED", "COMMON", "WATCH_AUTO", "WATCH_INOTIFY", "WATCH_MODES",
            "WATCH_POLL", "ConfigError", "GROUPS", "Group", "KEYS", "KNOWN_KEYS", "Key",
@@ -64,7 +73,7 @@ WATCH_MODES = (WATCH_AUTO, WATCH_INOTIFY, WATCH_POLL)
 #: The shortest and longest C{poll_interval}, in seconds.
 MIN_POLL_INTERVAL, MAX_POLL_INTERVAL = 0.1, 3600
 
-Kind = Union[Boolean, Number, Text, Path, Patterns, Choice, Addresses]
+Kind = Boolean | Number | Text | Path | Patterns | Choice | Addresses
 
 
 @dataclass(frozen=True)
@@ -454,8 +463,8 @@ def _settings(path: str, sections: list[SectionSettings], agreed: dict[str, Any]
         if key.name in agreed:
             part, _, attr = str(key.field).rpartition(".")
             (parts[part] if part else top)[attr] = agreed[key.name]
-    return Settings(path=path, sections=tuple(sections), warnings=tuple(warnings),
-                    **{part: cls(**parts[part]) for part, cls in _PARTS.items()}, **top)
+    built: dict[str, Any] = {part: cls(**parts[part]) for part, cls in _PARTS.items()}
+    return Settings(path=path, sections=tuple(sections), warnings=tuple(warnings), **built, **top)
 
 
 def load(path: str, *, redis_optional: bool = False) -> Settings:

@@ -17,15 +17,19 @@ imports the global reactor at import time.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort, IReactorCore
 from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import http
 from twisted.web.resource import Resource
-from twisted.web.server import Site
+from twisted.web.server import Request, Site
 
 from dirobserver.ops import metrics
 
@@ -39,7 +43,7 @@ _TEXT = "text/plain; charset=utf-8"
 Reply = tuple[int, str, bytes]
 
 
-def check_endpoint(description: str) -> Optional[str]:
+def check_endpoint(description: str) -> str | None:
     """
     Parse a server endpoint description without listening.
 
@@ -79,7 +83,7 @@ class _Page(Resource):
         super().__init__()
         self._produce = produce
 
-    def render(self, request: Any) -> bytes:
+    def render(self, request: Request) -> bytes:
         if request.method not in (b"GET", b"HEAD"):
             request.setHeader(b"allow", b"GET, HEAD")
             code, content_type, body = 405, _TEXT, b"method not allowed\n"
@@ -102,7 +106,7 @@ class _Root(Resource):
         for name, page in pages.items():
             self.putChild(name, page)
 
-    def getChild(self, path: bytes, request: Any) -> Resource:
+    def getChild(self, path: bytes, request: Request) -> Resource:
         return self._missing
 
 
@@ -111,7 +115,7 @@ class _QuietSite(Site):
 
     noisy = False
 
-    def log(self, request: Any) -> None:
+    def log(self, request: http.Request) -> None:
         pass
 
 
@@ -184,13 +188,13 @@ class MetricsService(Service):
 
     _log = Logger()
 
-    def __init__(self, endpoint_description: str, core: Any, reactor: Any) -> None:
+    def __init__(self, endpoint_description: str, core: Any, reactor: IReactorCore) -> None:
         self.description = endpoint_description
         self.site = make_site(core)
         self._reactor = reactor
-        self.port: Any = None
-        self.problem: Optional[str] = None
-        self.listening: Optional[Deferred] = None
+        self.port: IListeningPort | None = None
+        self.problem: str | None = None
+        self.listening: Deferred | None = None
 
     def startService(self) -> None:
         super().startService()
@@ -200,7 +204,7 @@ class MetricsService(Service):
         self.listening = maybeDeferred(lambda: serverFromString(self._reactor, self.description).listen(self.site))
         self.listening.addCallbacks(self._listened, self._cannot_listen)
 
-    def _listened(self, port: Any) -> Any:
+    def _listened(self, port: IListeningPort) -> IListeningPort | None:
         if not self.running:  # stopped while the listen was under way
             port.stopListening()
             return None
@@ -208,12 +212,12 @@ class MetricsService(Service):
         self._log.info("Serving /metrics, /livez and /readyz on {address}", address=self.description)
         return port
 
-    def _cannot_listen(self, failure: Any) -> None:
+    def _cannot_listen(self, failure: Failure) -> None:
         self.problem = f"cannot serve /metrics on {self.description}: {_one_line(failure.getErrorMessage())}"
         self._log.error("{problem}", problem=self.problem)
         return None
 
-    def stopService(self) -> Optional[Deferred]:
+    def stopService(self) -> Deferred | None:
         """Stop listening; the Deferred fires when the port is closed."""
         super().stopService()
         port, self.port = self.port, None

@@ -34,21 +34,26 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import IO, Any, Mapping, Optional
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from twisted.logger import (
     FileLogObserver,
     FilteringLogObserver,
     ILogObserver,
     LegacyLogObserverWrapper,
+    LogEvent,
     LogLevel,
     LogLevelFilterPredicate,
     formatEvent,
     textFileLogObserver,
 )
 from twisted.python import logfile
+
+if TYPE_CHECKING:
+    from twisted.python.log import ILogObserver as ILegacyLogObserver
 
 #: The values of C{--log-level}, lowest first ("warning" is accepted too).
 LEVELS = {level.name: level for level in LogLevel.iterconstants()}
@@ -107,7 +112,7 @@ def parse(level: str, fmt: str) -> LogSettings:
 # What make_observer() builds: set by configure(), read when twistd calls
 # the factory.  Module state because twistd takes a dotted name and calls it
 # with no argument.
-_pending: Optional[tuple[LogSettings, Mapping[str, Any]]] = None
+_pending: tuple[LogSettings, Mapping[str, Any]] | None = None
 
 
 def configure(options: Mapping[str, Any]) -> LogSettings:
@@ -162,7 +167,10 @@ def build_observer(settings: LogSettings, server_options: Mapping[str, Any]) -> 
     if server_options.get("syslog"):
         from twisted.python import syslog
 
-        inner: ILogObserver = LegacyLogObserverWrapper(syslog.SyslogObserver(server_options.get("prefix") or "twisted").emit)
+        legacy = syslog.SyslogObserver(server_options.get("prefix") or "twisted")
+        # A legacy observer is any callable taking the event dict; a bound
+        # method cannot declare that it provides the zope interface.
+        inner: ILogObserver = LegacyLogObserverWrapper(cast("ILegacyLogObserver", legacy.emit))
     else:
         out = _output(server_options)
         inner = FileLogObserver(out, json_line) if settings.fmt == "json" else textFileLogObserver(out)
@@ -185,14 +193,17 @@ def _output(server_options: Mapping[str, Any]) -> IO[Any]:
     if not signal.getsignal(signal.SIGUSR1):
         def rotate(signum: int, frame: Any) -> None:
             from twisted.internet import reactor
+            from twisted.internet.interfaces import IReactorThreads
 
-            reactor.callFromThread(log_file.rotate)
+            # The signal may arrive in the middle of a write: rotate from the
+            # reactor's loop, as twistd does.
+            IReactorThreads(reactor).callFromThread(log_file.rotate)
 
         signal.signal(signal.SIGUSR1, rotate)
     return log_file
 
 
-def json_line(event: Mapping[str, Any]) -> str:
+def json_line(event: LogEvent) -> str:
     """One event as one line of JSON (see the module docstring)."""
     level = event.get("log_level")
     failure = event.get("log_failure")
@@ -203,8 +214,9 @@ def json_line(event: Mapping[str, Any]) -> str:
         message = str(event.get("why") or "Unhandled Error")
     else:
         message = formatEvent(event)
+    when = datetime.fromtimestamp(event.get("log_time") or time.time(), timezone.utc)
     record = {
-        "time": datetime.fromtimestamp(event.get("log_time") or time.time(), timezone.utc).isoformat(timespec="microseconds"),
+        "time": when.isoformat(timespec="microseconds"),
         "level": getattr(level, "name", "info"),
         "namespace": event.get("log_namespace") or "",
         "message": message,

@@ -34,8 +34,9 @@ What the C{core} object must provide::
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from importlib import metadata
-from typing import Any, Iterator
+from typing import Any
 
 from prometheus_client.core import (
     CollectorRegistry,
@@ -103,7 +104,8 @@ class ObserverCollector:
             "dirobserver_held_events", "Events held in memory, not yet acknowledged by Redis.", value=writer.held()
         )
         yield GaugeMetricFamily(
-            "dirobserver_redis_up", "1 when the Redis connection is usable, else 0.", value=1 if writer.redis_up() else 0
+            "dirobserver_redis_up", "1 when the Redis connection is usable, else 0.",
+            value=1 if writer.redis_up() else 0,
         )
         yield CounterMetricFamily(
             "dirobserver_redis_reconnects_total", "Reconnections to Redis since start.", value=writer.reconnects

@@ -23,9 +23,11 @@ from __future__ import annotations
 import os
 import socket
 import time
-from typing import Any, Callable, Mapping, Optional
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from twisted.application.service import Service
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from dirobserver.util.periodic import Periodic
@@ -34,7 +36,7 @@ from dirobserver.util.periodic import Periodic
 NOTIFY_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 
 
-def child_environment(environ: Optional[Mapping[str, str]] = None) -> dict[str, str]:
+def child_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """
     A copy of C{environ} (default C{os.environ}) without L{NOTIFY_VARIABLES}.
 
@@ -88,7 +90,7 @@ class Notifier:
 
     _log = Logger()
 
-    def __init__(self, environ: Optional[Mapping[str, str]] = None, pid: Optional[int] = None) -> None:
+    def __init__(self, environ: Mapping[str, str] | None = None, pid: int | None = None) -> None:
         environ = os.environ if environ is None else environ
         # A snapshot: the caller may drop these from os.environ afterwards.
         self._environ = {k: environ[k] for k in NOTIFY_VARIABLES if k in environ}
@@ -141,7 +143,7 @@ class Notifier:
         self._failing = False
         return True
 
-    def ready(self, status: Optional[str] = None) -> bool:
+    def ready(self, status: str | None = None) -> bool:
         """C{READY=1}, with a C{STATUS} line when given: the service works."""
         if status is None:
             return self.send(READY=1)
@@ -192,7 +194,12 @@ class SystemdService(Service):
 
     _log = Logger()
 
-    def __init__(self, notifier: Notifier, alive: Callable[[], bool], clock: Any = None) -> None:
+    def __init__(self, notifier: Notifier, alive: Callable[[], bool], clock: IReactorTime) -> None:
+        """
+        @param alive: asked before each keep-alive; false withholds it.
+        @param clock: runs the keep-alive loop (the reactor; a
+            L{Clock<twisted.internet.task.Clock>} in tests).
+        """
         self.notifier = notifier
         self._alive = alive
         self._clock = clock

@@ -18,7 +18,7 @@ the writer (L{dirobserver.redis.writer}):
 from __future__ import annotations
 
 import random as _random
-from typing import Callable
+from collections.abc import Callable
 
 #: Delay (seconds) after the first failure.
 INITIAL_DELAY = 0.1

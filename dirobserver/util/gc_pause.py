@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from typing import Iterator
+from collections.abc import Iterator
 
 #: From this many sections on, a batch is built with the collector off.
 BULK = 500

@@ -9,7 +9,8 @@ next interval.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime

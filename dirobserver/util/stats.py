@@ -52,7 +52,8 @@ class Histogram:
     def cumulative(self) -> list[tuple[float, int]]:
         """C{(upper bound, observations <= bound)} pairs, C{inf} last."""
         result, running = [], 0
-        for bound, n in zip((*self.bounds, float("inf")), self.counts):
+        # One count per bound plus the overflow count under inf: equal lengths.
+        for bound, n in zip((*self.bounds, float("inf")), self.counts, strict=True):
             running += n
             result.append((bound, running))
         return result
