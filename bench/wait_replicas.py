@@ -1,6 +1,6 @@
 """
 ``python -m bench.wait_replicas``: what C{WAIT 1 timeout} after every round
-would cost (the measurement behind the README's "no redis_wait_replicas").
+would cost (the measurement behind docs/design.md's "no redis_wait_replicas").
 
 A master and one replica (the wheel's valkey-server, loopback); rounds shaped
 like the writer's (C{MULTI / LPUSH / INCRBY / EXEC}, pipelined in one write,

@@ -1,7 +1,7 @@
 """Tests for what dirobserver.config.settings derives from its table of keys (KEYS).
 
 The validation, the unknown-key warning, the rule that active sections agree
-on the keys of scope C{common}, and README.md's configuration reference all
+on the keys of scope C{common}, and docs/configuration.md's reference all
 come from one table; these tests check each derivation against the table
 itself, so a new row is covered without a new test.
 """
@@ -20,7 +20,7 @@ from dirobserver.config.settings import COMMON, GROUPS, KEYS, SECTION, ConfigErr
 
 PATH = "directory_observer.ini"
 REPO_ROOT = Path(__file__).resolve().parent.parent
-README = REPO_ROOT / "README.md"
+CONFIGURATION_DOC = REPO_ROOT / "docs" / "configuration.md"
 BASE = "[common]\nredis_server=127.0.0.1\nredis_port=8080\n"
 #: Keys valid only with others (checked by config's cross-key rules): the
 #: [common] section each is tried with, in place of BASE.
@@ -174,14 +174,14 @@ def test_every_table_key_is_known_and_a_typo_of_it_is_suggested(key):
     assert f"{PATH}: [spare] unknown key {typo!r} ignored (did you mean {key.name!r}?)" in settings.warnings
 
 
-# --- derived: the README reference -------------------------------------------------------------
+# --- derived: the reference in docs/configuration.md -------------------------------------------
 
-def test_readme_configuration_table_is_the_one_generated_from_the_table():
-    readme = README.read_text(encoding="utf-8")
+def test_documented_configuration_table_is_the_one_generated_from_the_table():
+    readme = CONFIGURATION_DOC.read_text(encoding="utf-8")
     assert readme.count(reference.README_BEGIN) == 1 and readme.count(reference.README_END) == 1
     assert reference.with_reference(readme) == readme, (
-        "README.md's configuration reference differs from dirobserver/config/settings.py's KEYS: "
-        "run `python -m dirobserver.config.reference --write README.md`")
+        "docs/configuration.md's reference differs from dirobserver/config/settings.py's KEYS: "
+        "run `python -m dirobserver.config.reference --write docs/configuration.md`")
     block = readme.split(reference.README_BEGIN)[1].split(reference.README_END)[0]
     for key in KEYS:
         assert f"| `{key.name}` | {key.scope} | {key.kind.describe()} | {key.default_markdown()} |" in block

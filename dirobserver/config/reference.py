@@ -1,10 +1,10 @@
 """
-The configuration reference: README.md's tables of keys, made from
+The configuration reference: docs/configuration.md's tables of keys, made from
 L{dirobserver.config.settings.KEYS}, so that the documentation cannot drift from
 what the code reads (a test compares them).
 
 C{python -m dirobserver.config.reference --reference} prints it;
-C{python -m dirobserver.config.reference --write README.md} rewrites the block
+C{python -m dirobserver.config.reference --write docs/configuration.md} rewrites the block
 between L{README_BEGIN} and L{README_END} of that file.
 """
 
@@ -19,9 +19,9 @@ README_BEGIN, README_END = "<!-- keys:begin -->", "<!-- keys:end -->"
 
 
 def reference_markdown() -> str:
-    """The configuration reference (README.md's table of keys), from L{KEYS}."""
+    """The configuration reference (docs/configuration.md's table of keys), from L{KEYS}."""
     lines = ["<!-- generated from dirobserver/config/settings.py's KEYS: "
-             "python -m dirobserver.config.reference --write README.md -->",
+             "python -m dirobserver.config.reference --write docs/configuration.md -->",
              "",
              "Scope `section`: each section may set its own value. Scope `common`: one value for the "
              "whole daemon, on which all active sections must agree.",
@@ -49,7 +49,7 @@ def with_reference(document: str) -> str:
 
 
 def main(argv: Sequence[str]) -> int:
-    """C{--reference}: print the reference; C{--write README.md}: update that file."""
+    """C{--reference}: print the reference; C{--write docs/configuration.md}: update that file."""
     if list(argv) == ["--reference"]:
         print(reference_markdown(), end="")
         return 0
@@ -65,7 +65,7 @@ def main(argv: Sequence[str]) -> int:
             with open(argv[1], "w", encoding="utf-8") as stream:
                 stream.write(updated)
         return 0
-    print("usage: python -m dirobserver.config.reference --reference | --write README.md", file=sys.stderr)
+    print("usage: python -m dirobserver.config.reference --reference | --write docs/configuration.md", file=sys.stderr)
     return 2
 
 

@@ -8,7 +8,7 @@ derived from it:
   - validation: every key of every active section is read by its kind;
   - the unknown-key warning and its did-you-mean hint (L{KNOWN_KEYS});
   - the rule that all active sections agree on each key of scope L{COMMON};
-  - the configuration reference in README.md (L{dirobserver.config.reference}).
+  - the configuration reference in docs/configuration.md (L{dirobserver.config.reference}).
 
 A new key is one row of L{KEYS} plus the field its C{field} names.  The only
 rules that span several keys (a Unix socket wins over host and port;
@@ -91,7 +91,7 @@ class Group:
 WATCHING = Group("Watching", "which directory a section watches, and when it lists it again")
 FILTERS = Group("Filters", "which names in that directory are announced")
 COMPLETE = Group("Complete files", "when a file is announced: when its name appears, or once it is "
-                 "complete (see [When a file is announced](#when-a-file-is-announced))")
+                 "complete (see [When a file is announced](design.md#when-a-file-is-announced))")
 OUTPUT = Group("Output", "where a section's events go")
 REDIS = Group("Redis", "the one Redis server", agree="use one Redis server")
 DAEMON = Group("Daemon", "the process as a whole")
@@ -187,12 +187,12 @@ KEYS: tuple[Key, ...] = (
     Key("recursive", SECTION, WATCHING, Boolean(), "false", field="recursive",
         help="also watch every sub-directory, at any depth, and the ones created or moved in later. "
              "A file anywhere in the tree is announced on the section's queue with `directory` = the "
-             "directory that holds it. See [Trees](#trees-recursive)"),
+             "directory that holds it. See [Trees](design.md#trees-recursive)"),
     Key("watch_mode", SECTION, WATCHING, Choice(WATCH_MODES), WATCH_AUTO, field="watch_mode",
         help="`inotify`; `poll`: no inotify, the directory (tree) is scanned every `poll_interval`; "
              "`auto`: `poll` on network and FUSE filesystems (NFS, CIFS/SMB, 9p, Ceph, FUSE...), where "
              "inotify does not see what other hosts write, else `inotify`. See "
-             "[Network filesystems](#network-filesystems-watch_mode-and-poll_interval)"),
+             "[Network filesystems](design.md#network-filesystems-watch_mode-and-poll_interval)"),
     Key("poll_interval", SECTION, WATCHING, Number(MIN_POLL_INTERVAL, MAX_POLL_INTERVAL), "2",
         field="poll_interval",
         help="seconds between two scans of a polled directory (`watch_mode = poll`, a network "
@@ -201,8 +201,8 @@ KEYS: tuple[Key, ...] = (
         help="seconds between forced listings (`0` = none). The listing at start-up always happens"),
     Key("poll_queue_limit", SECTION, WATCHING, Number(0, integer=True), "10000", field="poll_queue_limit",
         help="a listing pushes nothing once the queue's length (`LLEN`; for a stream, the backlog "
-             "of its slowest consumer group, see [Streams](#redis-streams)) reaches this, and pushes "
-             "at most `limit - length` (`0` = no limit). See [below](#listings-and-poll_queue_limit)"),
+             "of its slowest consumer group, see [Streams](operations.md#redis-streams)) reaches this, and pushes "
+             "at most `limit - length` (`0` = no limit). See [Listings](design.md#listings-and-poll_queue_limit)"),
     Key("ignore", SECTION, FILTERS, Patterns(), "", field="ignore", check=_ignore_working_files,
         help="Python `re` patterns, matched from the start of the name, with `DOTALL` so that `.` "
              "also matches a newline inside a name. Matching names are skipped. "
@@ -228,7 +228,7 @@ KEYS: tuple[Key, ...] = (
         help="the Redis key that receives the events (a list, or a stream with `queue_type = stream`)"),
     Key("queue_type", SECTION, OUTPUT, Choice(("list", "stream")), "list", field="queue_type",
         help="`list`: `LPUSH` of the JSON event. `stream`: one `XADD queue * directory .. filename .. "
-             "event .. event_timestamp ..` entry per event. See [Streams](#redis-streams)"),
+             "event .. event_timestamp ..` entry per event. See [Streams](operations.md#redis-streams)"),
     Key("stream_maxlen", SECTION, OUTPUT, Number(0, integer=True), "0", field="stream_maxlen",
         help="with `queue_type = stream`: `MAXLEN ~ n` on every `XADD` (`0` = no trimming). Trimming "
              "removes entries whether or not a consumer group has read them"),
@@ -246,7 +246,7 @@ KEYS: tuple[Key, ...] = (
         help=f"port of the Redis server. With `--embedded-redis` it defaults to `{EMBEDDED_PORT}`"),
     Key("redis_sentinels", COMMON, REDIS, Addresses(), "", field="redis.sentinels",
         help="the Sentinels to ask for the master, tried in turn. When set, `redis_server`, "
-             "`redis_port` and `redis_unix_socket` must not be. See [Sentinel](#sentinel)"),
+             "`redis_port` and `redis_unix_socket` must not be. See [Sentinel](operations.md#sentinel)"),
     Key("redis_sentinel_master", COMMON, REDIS, Text(), "", field="redis.sentinel_master",
         shown_default="required with `redis_sentinels`",
         help="the name the Sentinels monitor the master under"),
@@ -261,7 +261,7 @@ KEYS: tuple[Key, ...] = (
     Key("redis_db", COMMON, REDIS, Number(0, integer=True), "", field="redis.db",
         help="`SELECT` database number (none: the server's database 0)"),
     Key("redis_tls", COMMON, REDIS, Boolean(), "false", field="redis.tls",
-        help="connect with TLS (to the Sentinels too). See [TLS](#tls)"),
+        help="connect with TLS (to the Sentinels too). See [TLS](operations.md#tls)"),
     Key("redis_tls_ca", COMMON, REDIS, Path(), "", field="redis.tls_ca",
         shown_default="the system's trust store",
         help="PEM file of the CA certificates that the server's certificate must chain to"),
@@ -282,11 +282,11 @@ KEYS: tuple[Key, ...] = (
              "because a Redis that never answers would otherwise hold events forever"),
     Key("monitor_inactivitytimeout", COMMON, DAEMON, Number(), "300", field="inactivity_timeout",
         check=_zero_disables,
-        help="seconds: the watchdog (see [below](#the-watchdog-monitor_inactivitytimeout)). "
+        help="seconds: the watchdog (see [the watchdog](design.md#the-watchdog-monitor_inactivitytimeout)). "
              "`<= 0` disables it"),
     Key("max_held_events", COMMON, DAEMON, Number(1, integer=True), "100000", field="max_held_events",
         help="how many events are held in memory while Redis is unreachable. Past it, see "
-             "[the guarantee](#the-delivery-guarantee)"),
+             "[the guarantee](design.md#the-delivery-guarantee)"),
 )
 #: Every key name, in table order (unknown keys are warned about).
 KNOWN_KEYS = tuple(key.name for key in KEYS)
