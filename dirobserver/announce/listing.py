@@ -31,7 +31,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dirobserver.util.backoff import Recurring
-from dirobserver.redis.attempt import describe_failure
+from dirobserver.util.failures import describe_failure
 from dirobserver.config.settings import SectionSettings
 from dirobserver.announce.event import EXISTS, decode_name
 from dirobserver.announce.scan import CHUNK, KEY_WIDTH, Walker, key_path, key_seconds, scan_directory, time_key

@@ -20,7 +20,7 @@ failures like a refused connection.  They are retried with the capped backoff
 L{RedisConnection.problem} says why in one line, and the log says it once per
 change of cause.
 
-Each attempt is one L{dirobserver.redis.attempt.dial}; the commands it starts with
+Each attempt is one L{dirobserver.redis.attempt.connect_and_handshake}; the commands it starts with
 are L{handshake_steps}'s.
 
 The seams are parameters, as in Twisted's C{ClientService}: the clock, the
@@ -47,23 +47,17 @@ from dirobserver.util.backoff import Recurring, exponential_backoff
 from dirobserver.config.settings import RedisSettings
 from dirobserver.redis.attempt import (
     AttemptFailed,
-    RedisProtocol,
     Step,
     cancel_pending,
     close_protocol,
-    describe_failure,
-    dial,
+    connect_and_handshake,
     is_reply,
 )
-from dirobserver.redis.protocol import RespProtocol
-
-#: Bytes the connection may write per reactor turn.  Twisted's default
-#: (128 KiB) makes a 10,000-event LPUSH take a dozen turns to leave, and the
-#: next round (another directory's one new file) waits behind it.
-SEND_LIMIT = 4 * 1024 * 1024
+from dirobserver.redis.protocol import RespProtocol, raise_send_limit
+from dirobserver.util.failures import describe_failure
 
 
-def redis_endpoint(
+def client_endpoint(
     reactor: Any, settings: RedisSettings, host: str | None = None, port: int | None = None
 ) -> IStreamClientEndpoint:
     """
@@ -107,9 +101,9 @@ class Route:
         settings: RedisSettings,
         endpoint_factory: Callable[[], IStreamClientEndpoint] | None = None,
     ) -> None:
-        """@param endpoint_factory: a new endpoint per attempt (L{redis_endpoint} by default)."""
+        """@param endpoint_factory: a new endpoint per attempt (L{client_endpoint} by default)."""
         self._settings = settings
-        self._factory = endpoint_factory or (lambda: redis_endpoint(reactor, settings))
+        self._factory = endpoint_factory or (lambda: client_endpoint(reactor, settings))
 
     def endpoint(self) -> IStreamClientEndpoint | defer.Deferred:
         """The endpoint of the next attempt (or a Deferred of it)."""
@@ -166,11 +160,6 @@ def handshake_steps(settings: RedisSettings) -> list[Step]:
     return steps
 
 
-def _innermost(transport: Any) -> Any:
-    """The TCP transport under a TLS one (which has no write limit of its own)."""
-    return getattr(transport, "transport", None) or transport
-
-
 # -- the connection --------------------------------------------------------------
 
 
@@ -190,7 +179,7 @@ class RedisConnection:
     def __init__(
         self,
         settings: RedisSettings,
-        on_up: Callable[[RedisProtocol], None],
+        on_up: Callable[[RespProtocol], None],
         on_down: Callable[[], None],
         backlog: Callable[[], int],
         *,
@@ -205,7 +194,7 @@ class RedisConnection:
         @param backlog: how many events wait for Redis, for the log lines.
         @param clock: schedules retries and deadlines.
         @param endpoint_factory: makes the endpoint of each attempt (a plain
-            L{Route} of it; L{redis_endpoint} by default).
+            L{Route} of it; L{client_endpoint} by default).
         @param route: where attempts go (instead of C{endpoint_factory}).
         @param retry_policy: the delay before the next attempt after C{n}
             consecutive failures (L{exponential_backoff} by default).
@@ -226,7 +215,7 @@ class RedisConnection:
         self._failures = 0
         self._trouble = Recurring()
         self._down_since = 0.0
-        self.proto: RedisProtocol | None = None
+        self.proto: RespProtocol | None = None
         self.connections = 0
         self.attempts = 0
         self.problem: str | None = f"Redis at {self._route.describe()}: not connected yet"
@@ -314,12 +303,10 @@ class RedisConnection:
 
             host, settings = self._route.host(), self._settings
             tls_failure = lambda reason: tls.describe_failure(reason, settings, host)  # noqa: E731
-        # The writer's connection speaks through the lean protocol (one
-        # write and one Deferred per round, see dirobserver.redis.protocol).
-        return dial(endpoint, self._steps, self._settings.timeout, self._clock,
-                    tls_failure=tls_failure, protocol_class=RespProtocol)
+        return connect_and_handshake(endpoint, self._steps, self._settings.timeout,
+                                     self._clock, tls_failure=tls_failure)
 
-    def _connected(self, proto: RedisProtocol) -> None:
+    def _connected(self, proto: RespProtocol) -> None:
         self._attempt = None
         if not self._wanted:
             proto.transport.loseConnection()
@@ -342,7 +329,7 @@ class RedisConnection:
                 seconds=self._clock.seconds() - self._down_since,
             )
         self._failures = 0
-        _innermost(proto.transport).SEND_LIMIT = SEND_LIMIT
+        raise_send_limit(proto.transport)
         proto.whenDisconnected().addCallback(self._lost)
         self._on_up(proto)
 
@@ -374,7 +361,7 @@ class RedisConnection:
             self._down_since = now
         return self._trouble.happened(cause, now)
 
-    def _lost(self, proto: RedisProtocol) -> None:
+    def _lost(self, proto: RespProtocol) -> None:
         if self.proto is not proto:
             return
         self.proto = None

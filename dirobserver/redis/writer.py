@@ -46,8 +46,8 @@ from twisted.logger import Logger
 from dirobserver.util import stats
 from dirobserver.config.settings import RedisSettings
 from dirobserver.redis.connection import RedisConnection, Route
-from dirobserver.redis.attempt import RedisProtocol
 from dirobserver.redis.held_events import HeldQueue
+from dirobserver.redis.protocol import RespProtocol
 from dirobserver.redis.refusals import Refusals
 from dirobserver.redis.sentinel import route_for
 from dirobserver.redis.queue_types import LIST, QueueShape
@@ -118,7 +118,7 @@ class RedisWriter(service.Service):
         self._retry_policy = retry_policy
         self._connection = self._new_connection(settings)
         #: the connected protocol while the connection is up
-        self._proto: RedisProtocol | None = None
+        self._proto: RespProtocol | None = None
         self._flush_call: Any = None
         self._pauses: list[Any] = []
         self._round: defer.Deferred | None = None
@@ -336,7 +336,7 @@ class RedisWriter(service.Service):
         self._stopping = False
         self._connection.start()
 
-    def _connected(self, proto: RedisProtocol) -> None:
+    def _connected(self, proto: RespProtocol) -> None:
         """The connection is up: wake the waiters, send what is held."""
         self._proto = proto
         if self._connection.connections > 1 or self._switched:
@@ -370,9 +370,7 @@ class RedisWriter(service.Service):
             return
         work = [lined_up.popleft() for _ in range(min(len(lined_up), QUEUES_PER_ROUND))]
         replies = []
-        cork = getattr(proto, "cork", None)
-        if cork is not None:
-            cork()  # the whole round leaves in one write
+        proto.cork()  # the whole round leaves in one write
         try:
             for q in work:
                 batch = q.next_batch()
@@ -382,14 +380,13 @@ class RedisWriter(service.Service):
             self._log.failure("Sending events to Redis failed")
             proto.transport.abortConnection()
         finally:
-            if cork is not None:
-                proto.uncork()
+            proto.uncork()
         round_ = defer.DeferredList(replies, consumeErrors=True)
         round_.addTimeout(self._settings.timeout, self._reactor)
         round_.addBoth(self._round_done, proto, work)
         self._round = round_
 
-    def _round_done(self, results: Any, proto: RedisProtocol, work: list[HeldQueue]) -> None:
+    def _round_done(self, results: Any, proto: RespProtocol, work: list[HeldQueue]) -> None:
         self._round = None
         refused = self._settle(results, proto, work)
         for q in work:
@@ -417,7 +414,7 @@ class RedisWriter(service.Service):
             self._flush()
 
     def _settle(
-        self, results: Any, proto: RedisProtocol, work: list[HeldQueue]
+        self, results: Any, proto: RespProtocol, work: list[HeldQueue]
     ) -> list[HeldQueue]:
         """Account for one round's replies; return the queues Redis refused."""
         if not isinstance(results, list):
