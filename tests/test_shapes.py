@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import RedisServer  # noqa: E402
 
 from dirobserver.config.settings import RedisSettings  # noqa: E402
-from dirobserver.redis.connection import RedisConnection, redis_endpoint  # noqa: E402
+from dirobserver.redis.connection import RedisConnection, client_endpoint  # noqa: E402
 from dirobserver.announce.event import CREATED, EXISTS  # noqa: E402
 from dirobserver.redis.queue_types import LIST, ListShape, StreamShape, shape_for  # noqa: E402
 
@@ -34,7 +34,7 @@ class Connected:
         up: defer.Deferred = defer.Deferred()
         connection = RedisConnection(
             settings, up.callback, lambda: None, lambda: 0, clock=reactor,
-            endpoint_factory=lambda: redis_endpoint(reactor, settings),
+            endpoint_factory=lambda: client_endpoint(reactor, settings),
         )
         connection.start()
         self.addCleanup(connection.stop)

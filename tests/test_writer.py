@@ -25,7 +25,8 @@ from dirobserver.config.settings import RedisSettings  # noqa: E402
 from dirobserver.redis.held_events import BATCH, HeldQueue  # noqa: E402
 from dirobserver.announce.event import CREATED  # noqa: E402
 from dirobserver.redis.queue_types import LIST, StreamShape  # noqa: E402
-from dirobserver.redis.writer import REFUSED_PAUSE, RedisWriter  # noqa: E402
+from dirobserver.redis.rounds import REFUSED_PAUSE  # noqa: E402
+from dirobserver.redis.writer import RedisWriter  # noqa: E402
 
 
 def sleep(seconds: float) -> defer.Deferred:
@@ -160,7 +161,7 @@ class OutageTests(WriterTestMixin, unittest.TestCase):
         for i in range(100):
             writer.push(q, b"%d" % i)
         yield sleep(0.5)
-        self.assertFalse(writer.connected())
+        self.assertFalse(writer.redis_up())
         self.assertEqual(writer.held(), 100)
         self.server.start()
         ok = yield self.wait_for(lambda: writer.delivered == 100)
@@ -247,7 +248,7 @@ class OutageTests(WriterTestMixin, unittest.TestCase):
         q = writer.queue("q:auth", None)
         writer.push(q, b"x")
         yield sleep(0.5)
-        self.assertFalse(writer.connected())
+        self.assertFalse(writer.redis_up())
         self.server.client(password="right").config_set("requirepass", "wrong")
         ok = yield self.wait_for(lambda: writer.delivered == 1)
         self.assertTrue(ok)
@@ -481,7 +482,7 @@ class BatchShapeTests(WriterTestMixin, unittest.TestCase):
     @defer.inlineCallbacks
     def test_more_queues_than_one_round_takes_all_arrive(self):
         """600 queues (more than QUEUES_PER_ROUND) with one event each all arrive."""
-        from dirobserver.redis.writer import QUEUES_PER_ROUND
+        from dirobserver.redis.rounds import QUEUES_PER_ROUND
 
         self.server.start()
         writer = self.make_writer()

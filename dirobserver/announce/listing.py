@@ -32,7 +32,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dirobserver.util.backoff import Recurring
-from dirobserver.redis.attempt import describe_failure
+from dirobserver.util.failures import describe_failure
 from dirobserver.config.settings import SectionSettings
 from dirobserver.announce.event import EXISTS, decode_name
 from dirobserver.announce.listing_requests import ListingRequests, covering

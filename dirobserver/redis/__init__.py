@@ -1,5 +1,12 @@
 """
-Redis: the batching writer, the events it holds, queue types (list and
-stream), what a refused transaction means, the connection and its protocol,
-Sentinel, TLS.
+Redis: everything that talks to it.
+
+ - C{writer}: the batching writer the rest of the observer pushes events to;
+   C{held_events} (what it holds per queue), C{held_bound} (C{max_held}),
+   C{rounds} (delivery in rounds, one transaction per queue), C{queue_types}
+   (list and stream), C{refusals} (what a refused transaction means);
+ - C{connection}: the one connection to the master, kept open by
+   C{reconnect}'s loop, each attempt one C{attempt} (connect and handshake),
+   routed through C{sentinel} when configured, with C{tls};
+ - C{protocol}: the one RESP protocol every connection speaks.
 """

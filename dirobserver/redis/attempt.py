@@ -4,11 +4,11 @@ the handshake's commands one by one, each reply checked, everything under
 one deadline; and, when it fails, why, in words that follow
 C{"Redis at host:port "} in a log line.
 
-txredisapi is used at its protocol level only (L{RedisProtocol}), built
-without a password or a database so that it sends nothing by itself: the
-handshake is the caller's list of L{Step}s.  L{dirobserver.redis.connection} keeps
-the connection to the master open with it; L{dirobserver.redis.sentinel} asks the
-Sentinels with it.
+The connection speaks L{dirobserver.redis.protocol.RespProtocol}, which
+sends nothing by itself: the handshake is the caller's list of L{Step}s.
+L{dirobserver.redis.connection} keeps the connection to the master open with
+it; L{dirobserver.redis.sentinel} asks the Sentinels with it, and keeps the
+C{+switch-master} subscription open with it.
 """
 
 from __future__ import annotations
@@ -17,55 +17,12 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import txredisapi
-from twisted.internet import defer, error, protocol
+from twisted.internet import defer, error
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 
+from dirobserver.redis.protocol import RespFactory, RespProtocol
+from dirobserver.util.failures import describe_failure
 
-class RedisProtocol(txredisapi.RedisProtocol):
-    """
-    txredisapi's protocol with a faster command builder for bulk pushes.
-
-    @ivar lost_reason: why the connection was lost (a failed TLS handshake
-        shows here, while the commands waiting only see "Lost connection").
-    @ivar handshake_replies: the replies to the handshake's steps, in order.
-    """
-
-    lost_reason: Any = None
-    handshake_replies: list[Any] = []
-
-    def connectionLost(self, why: Any) -> None:
-        self.lost_reason = why
-        super().connectionLost(why)
-
-    def _build_command(self, *args: Any, **kwargs: Any) -> bytes:
-        # txredisapi makes several calls and copies per argument; a variadic
-        # LPUSH of thousands of events spends most of its time there.
-        encode = self._encode_value
-        args = [arg if type(arg) is bytes else encode(arg) for arg in args]
-        return b"*%d\r\n" % len(args) + b"".join(
-            [b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in args]
-        )
-
-
-class _ProtocolFactory(protocol.Factory):
-    """Builds a protocol that sends nothing of its own (no AUTH, no SELECT)."""
-
-    isLazy = False
-    noisy = False
-
-    def __init__(self, protocol_class: type[RedisProtocol] = RedisProtocol) -> None:
-        self._class = protocol_class
-
-    def buildProtocol(self, addr: Any) -> RedisProtocol:
-        proto = self._class(charset="utf-8", convertNumbers=False)
-        proto.factory = self
-        return proto
-
-    def stopTrying(self) -> None:
-        """Nothing to stop: L{RedisConnection} schedules every attempt itself."""
-
-    def connectionError(self, why: str) -> None:
-        """Not called: the protocol is given no AUTH or SELECT to fail."""
 
 def is_reply(expected: str) -> Callable[[Any], bool]:
     """A L{Step.accepts} that wants exactly C{expected}."""
@@ -112,21 +69,12 @@ def refusal(step: Step, message: str, password_key: str = "redis_password") -> s
     return f"refused {step.shown} ({message})"
 
 
-def describe_failure(failure: Any) -> str:
-    """A short text for a failure, for one log line."""
-    if failure.check(defer.TimeoutError, defer.CancelledError):
-        return "no answer in time"
-    if failure.check(error.ConnectionRefusedError):
-        return "connection refused"
-    return failure.getErrorMessage() or failure.type.__name__
-
-
 class AttemptFailed(Exception):
     """A connection attempt failed; the text follows C{"Redis at host:port "}."""
 
 
-class _Dial:
-    """The state of one L{dial}: the protocol once connected, the step it is at."""
+class _Attempt:
+    """The state of one L{connect_and_handshake}: the protocol once connected, the step it is at."""
 
     def __init__(
         self, steps: list[Step], timeout: float, password_key: str,
@@ -134,10 +82,10 @@ class _Dial:
     ) -> None:
         self.steps, self.timeout = steps, timeout
         self.password_key, self.tls_failure = password_key, tls_failure
-        self.proto: RedisProtocol | None = None
+        self.proto: RespProtocol | None = None
         self.step: Step | None = None
 
-    async def handshake(self, proto: RedisProtocol) -> RedisProtocol:
+    async def handshake(self, proto: RespProtocol) -> RespProtocol:
         """Send the steps in turn; fail at the first bad reply."""
         self.proto = proto
         proto.handshake_replies = replies = []
@@ -185,7 +133,7 @@ class _Dial:
         raise AttemptFailed(self.cause(failure))
 
 
-def dial(
+def connect_and_handshake(
     endpoint: IStreamClientEndpoint,
     steps: list[Step],
     timeout: float,
@@ -193,7 +141,6 @@ def dial(
     *,
     password_key: str = "redis_password",
     tls_failure: Callable[[Any], str | None] | None = None,
-    protocol_class: type[RedisProtocol] = RedisProtocol,
 ) -> defer.Deferred:
     """
     Connect to C{endpoint} and send C{steps}, everything under one deadline.
@@ -204,8 +151,8 @@ def dial(
         C{handshake_replies}), or failing with L{AttemptFailed}; a failed
         attempt's connection is closed.
     """
-    attempt = _Dial(steps, timeout, password_key, tls_failure)
-    d = defer.maybeDeferred(endpoint.connect, _ProtocolFactory(protocol_class))
+    attempt = _Attempt(steps, timeout, password_key, tls_failure)
+    d = defer.maybeDeferred(endpoint.connect, RespFactory())
     d.addCallback(lambda proto: defer.Deferred.fromCoroutine(attempt.handshake(proto)))
     d.addTimeout(timeout, clock)
     return d.addErrback(attempt.failed)
@@ -219,7 +166,7 @@ def cancel_pending(call: Any, attempt: defer.Deferred | None) -> None:
         attempt.cancel()
 
 
-def close_protocol(proto: RedisProtocol | None) -> defer.Deferred:
+def close_protocol(proto: RespProtocol | None) -> defer.Deferred:
     """Close C{proto}'s connection (if any); fires once it is closed."""
     if proto is None or not proto.transport:
         return defer.succeed(None)

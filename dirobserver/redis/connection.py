@@ -1,6 +1,7 @@
 """
-The connection to Redis: one txredisapi protocol, opened, checked, watched
-and reopened with a capped backoff for as long as it is wanted.
+The connection to Redis: one protocol (L{dirobserver.redis.protocol}),
+opened, checked, watched and reopened with a capped backoff
+(L{dirobserver.redis.reconnect}) for as long as it is wanted.
 
 txredisapi is used at its protocol level, on one connection that this module
 opens itself.  That sidesteps the traps of txredisapi's connection handler: a
@@ -20,7 +21,7 @@ failures like a refused connection.  They are retried with the capped backoff
 L{RedisConnection.problem} says why in one line, and the log says it once per
 change of cause.
 
-Each attempt is one L{dirobserver.redis.attempt.dial}; the commands it starts with
+Each attempt is one L{dirobserver.redis.attempt.connect_and_handshake}; the commands it starts with
 are L{handshake_steps}'s.
 
 The seams are parameters, as in Twisted's C{ClientService}: the clock, the
@@ -45,25 +46,13 @@ from twisted.logger import Logger
 
 from dirobserver.util.backoff import Recurring, exponential_backoff
 from dirobserver.config.settings import RedisSettings
-from dirobserver.redis.attempt import (
-    AttemptFailed,
-    RedisProtocol,
-    Step,
-    cancel_pending,
-    close_protocol,
-    describe_failure,
-    dial,
-    is_reply,
-)
-from dirobserver.redis.protocol import RespProtocol
-
-#: Bytes the connection may write per reactor turn.  Twisted's default
-#: (128 KiB) makes a 10,000-event LPUSH take a dozen turns to leave, and the
-#: next round (another directory's one new file) waits behind it.
-SEND_LIMIT = 4 * 1024 * 1024
+from dirobserver.redis.attempt import AttemptFailed, Step, connect_and_handshake, is_reply
+from dirobserver.redis.protocol import RespProtocol, raise_send_limit
+from dirobserver.redis.reconnect import ReconnectLoop
+from dirobserver.util.failures import describe_failure
 
 
-def redis_endpoint(
+def client_endpoint(
     reactor: Any, settings: RedisSettings, host: str | None = None, port: int | None = None
 ) -> IStreamClientEndpoint:
     """
@@ -107,9 +96,9 @@ class Route:
         settings: RedisSettings,
         endpoint_factory: Callable[[], IStreamClientEndpoint] | None = None,
     ) -> None:
-        """@param endpoint_factory: a new endpoint per attempt (L{redis_endpoint} by default)."""
+        """@param endpoint_factory: a new endpoint per attempt (L{client_endpoint} by default)."""
         self._settings = settings
-        self._factory = endpoint_factory or (lambda: redis_endpoint(reactor, settings))
+        self._factory = endpoint_factory or (lambda: client_endpoint(reactor, settings))
 
     def endpoint(self) -> IStreamClientEndpoint | defer.Deferred:
         """The endpoint of the next attempt (or a Deferred of it)."""
@@ -166,21 +155,16 @@ def handshake_steps(settings: RedisSettings) -> list[Step]:
     return steps
 
 
-def _innermost(transport: Any) -> Any:
-    """The TCP transport under a TLS one (which has no write limit of its own)."""
-    return getattr(transport, "transport", None) or transport
-
-
 # -- the connection --------------------------------------------------------------
 
 
 class RedisConnection:
     """
-    Keeps one connection to Redis open while it is wanted.
+    Keeps one connection to Redis open while it is wanted (the timing is
+    L{ReconnectLoop}'s; what an attempt is and what its outcome means,
+    here).
 
-    @ivar proto: the connected protocol (handshake done), or None.
     @ivar connections: how many times a connection was made (handshake done).
-    @ivar attempts: how many connections were tried.
     @ivar problem: None while the connection is up; else one line saying
         why not (for readiness checks and status lines).
     """
@@ -190,7 +174,7 @@ class RedisConnection:
     def __init__(
         self,
         settings: RedisSettings,
-        on_up: Callable[[RedisProtocol], None],
+        on_up: Callable[[RespProtocol], None],
         on_down: Callable[[], None],
         backlog: Callable[[], int],
         *,
@@ -205,7 +189,7 @@ class RedisConnection:
         @param backlog: how many events wait for Redis, for the log lines.
         @param clock: schedules retries and deadlines.
         @param endpoint_factory: makes the endpoint of each attempt (a plain
-            L{Route} of it; L{redis_endpoint} by default).
+            L{Route} of it; L{client_endpoint} by default).
         @param route: where attempts go (instead of C{endpoint_factory}).
         @param retry_policy: the delay before the next attempt after C{n}
             consecutive failures (L{exponential_backoff} by default).
@@ -216,20 +200,29 @@ class RedisConnection:
         self._on_down = on_down
         self._backlog = backlog
         self._clock = clock
-        self._retry_policy = retry_policy or exponential_backoff()
         self._steps = handshake_steps(settings)
-        self._wanted = False
-        self._attempt: defer.Deferred | None = None
-        #: the master moved while an attempt was under way: go again
-        self._again = False
-        self._retry_call: Any = None
-        self._failures = 0
+        self._loop = ReconnectLoop(
+            self._attempt,
+            clock=clock,
+            retry_policy=retry_policy or exponential_backoff(),
+            on_up=self._connected,
+            on_failed=self._failed,
+            on_lost=self._lost,
+        )
         self._trouble = Recurring()
         self._down_since = 0.0
-        self.proto: RedisProtocol | None = None
         self.connections = 0
-        self.attempts = 0
         self.problem: str | None = f"Redis at {self._route.describe()}: not connected yet"
+
+    @property
+    def proto(self) -> RespProtocol | None:
+        """The connected protocol (handshake done), or None."""
+        return self._loop.proto
+
+    @property
+    def attempts(self) -> int:
+        """How many connections were tried."""
+        return self._loop.attempts
 
     def describe(self) -> str:
         """Where the connection goes (or went), for log lines."""
@@ -238,23 +231,19 @@ class RedisConnection:
     @property
     def connecting(self) -> bool:
         """Whether an attempt is under way."""
-        return self._attempt is not None
+        return self._loop.connecting
 
     def start(self) -> None:
         """Connect, and reconnect whenever the connection is lost."""
-        self._wanted = True
         self._route.watch(self)
-        self._connect()
+        self._loop.start()
 
     def stop(self) -> defer.Deferred:
         """Stop reconnecting and close the connection; fires once it is closed."""
-        self._wanted = False
-        cancel_pending(self._retry_call, self._attempt)
-        self._retry_call = None
+        closed = self._loop.stop()
         self.problem = f"Redis at {self._route.describe()}: not connected (stopping)"
-        proto, self.proto = self.proto, None
-        closed = [close_protocol(proto), self._route.unwatch()]
-        return defer.gatherResults(closed, consumeErrors=True).addCallback(lambda _: None)
+        gone = [closed, self._route.unwatch()]
+        return defer.gatherResults(gone, consumeErrors=True).addCallback(lambda _: None)
 
     def reconnect_now(self, reason: str) -> None:
         """
@@ -264,26 +253,23 @@ class RedisConnection:
 
         @param reason: worded to follow C{"Redis at host:port "}.
         """
-        if not self._wanted:
+        loop = self._loop
+        if not loop.wanted:
             return
-        if self._attempt is not None:
-            self._again = True  # judged when the attempt ends
+        if loop.connecting:
+            loop.reconnect_now()  # judged when the attempt ends
             return
         self._log.warn(
             "Redis at {addr} {reason}; connecting to the master the Sentinels name now",
             addr=self._route.describe(),
             reason=reason,
         )
-        proto, self.proto = self.proto, None
+        proto = loop.reconnect_now()
         if proto is not None:
             self.problem = f"Redis at {self._route.describe()} {reason}"
             self._went_wrong(reason)
-            self._failures = 1
             self._on_down()
             proto.transport.abortConnection()
-        if self._retry_call is not None and self._retry_call.active():
-            self._retry_call.cancel()
-        self._retry_call = self._clock.callLater(0, self._connect)
 
     def not_master(self, problem: str) -> bool:
         """
@@ -298,39 +284,21 @@ class RedisConnection:
         self.reconnect_now(f"refused a write as a replica ({problem})")
         return True
 
-    def _connect(self) -> None:
-        self._retry_call = None
-        self._again = False
-        self.attempts += 1
+    def _attempt(self) -> defer.Deferred:
         d = defer.maybeDeferred(self._route.endpoint)
-        d.addCallback(self._dial)
-        self._attempt = d
-        d.addCallbacks(self._connected, self._failed)
+        return d.addCallback(self._handshake)
 
-    def _dial(self, endpoint: IStreamClientEndpoint) -> defer.Deferred:
+    def _handshake(self, endpoint: IStreamClientEndpoint) -> defer.Deferred:
         tls_failure = None
         if self._settings.tls:
             from dirobserver.redis import tls
 
             host, settings = self._route.host(), self._settings
             tls_failure = lambda reason: tls.describe_failure(reason, settings, host)  # noqa: E731
-        # The writer's connection speaks through the lean protocol (one
-        # write and one Deferred per round, see dirobserver.redis.protocol).
-        return dial(endpoint, self._steps, self._settings.timeout, self._clock,
-                    tls_failure=tls_failure, protocol_class=RespProtocol)
+        return connect_and_handshake(endpoint, self._steps, self._settings.timeout,
+                                     self._clock, tls_failure=tls_failure)
 
-    def _connected(self, proto: RedisProtocol) -> None:
-        self._attempt = None
-        if not self._wanted:
-            proto.transport.loseConnection()
-            return
-        if self._again:
-            # The Sentinels announced a switch while this attempt was under
-            # way: the node it reached may be the old master.
-            proto.transport.loseConnection()
-            self._retry_call = self._clock.callLater(0, self._connect)
-            return
-        self.proto = proto
+    def _connected(self, proto: RespProtocol) -> None:
         self.connections += 1
         self.problem = None
         if self._trouble.ended():
@@ -341,22 +309,16 @@ class RedisConnection:
                 held=self._backlog(),
                 seconds=self._clock.seconds() - self._down_since,
             )
-        self._failures = 0
-        _innermost(proto.transport).SEND_LIMIT = SEND_LIMIT
-        proto.whenDisconnected().addCallback(self._lost)
+        raise_send_limit(proto.transport)
         self._on_up(proto)
 
     def _failed(self, failure: Any) -> None:
-        self._attempt = None
-        if not self._wanted:
-            return
         if failure.check(AttemptFailed):
             cause = str(failure.value)
         elif failure.check("dirobserver.redis.tls.TLSSetupError"):
             cause = f"cannot be reached with TLS: {failure.value}"
         else:
             cause = f"is unreachable ({describe_failure(failure)})"
-        self._failures += 1
         self.problem = f"Redis at {self._route.describe()} {cause}"
         if self._went_wrong(cause):
             self._log.warn(
@@ -364,8 +326,6 @@ class RedisConnection:
                 problem=self.problem,
                 held=self._backlog(),
             )
-        delay = 0 if self._again else self._retry_policy(self._failures)
-        self._retry_call = self._clock.callLater(delay, self._connect)
 
     def _went_wrong(self, cause: str) -> bool:
         """Note one failure; True when its cause is new (worth a log line)."""
@@ -374,13 +334,8 @@ class RedisConnection:
             self._down_since = now
         return self._trouble.happened(cause, now)
 
-    def _lost(self, proto: RedisProtocol) -> None:
-        if self.proto is not proto:
-            return
-        self.proto = None
+    def _lost(self, proto: RespProtocol) -> None:
         self._on_down()
-        if not self._wanted:
-            return
         self.problem = f"Lost the connection to Redis at {self._route.describe()}; reconnecting"
         self._went_wrong("lost the connection")
         self._log.warn(
@@ -388,6 +343,3 @@ class RedisConnection:
             addr=self._route.describe(),
             held=self._backlog(),
         )
-        # The loss counts as the first failure of the outage.
-        self._failures = 1
-        self._retry_call = self._clock.callLater(self._retry_policy(1), self._connect)

@@ -1,21 +1,29 @@
 """
-A lean Redis protocol for the writer's connection: RESP2, pipelined.
+The one Redis protocol: RESP2, pipelined, on txredisapi's protocol class.
+
+Every connection speaks it: the writer's to the master, a Sentinel's
+questions, a node's C{ROLE} check, the C{+switch-master} subscription.
 
 At everyday rates (one file every millisecond) every file is a round of its
 own, and the cost of a round was mostly machinery, not work: txredisapi
 builds a Deferred, a queue entry and a line-by-line parse for each of the
-four commands of a transaction, and Twisted's buffered write takes a reactor
-turn of its own (and two C{epoll_ctl} calls) before the bytes leave.  This
-protocol keeps what the observer needs and nothing more:
+four commands of a transaction.  L{RespProtocol} subclasses
+C{txredisapi.RedisProtocol} (its connection state, C{whenConnected}, its
+error types, its command methods) and replaces, through the public methods
+of a Twisted protocol, only the path of commands and replies:
 
  - L{RespProtocol.execute_command} sends one command and returns a Deferred
    of its reply (the handshake, C{LLEN}, C{ROLE}...);
  - L{RespProtocol.pipeline} sends several commands in one write and returns
    ONE Deferred of the list of their replies (a round of transactions);
+ - L{RespProtocol.cork} / L{RespProtocol.uncork} make everything sent
+   between them leave in one write;
  - replies are parsed from the received bytes with C{bytes.find}, no line
-   splitting, and handed to waiters in order;
- - a write goes straight to the socket when nothing is buffered before it
-   (Twisted's buffer takes only what the socket does not).
+   splitting, and handed to waiters in order; a reply nobody waits for is a
+   pub/sub message, handed to L{RespProtocol.on_push}.
+
+Commands are encoded here (L{encode_command}), and written with the
+transport's public C{write}/C{writeSequence} only.
 
 Replies are what txredisapi returns with C{charset="utf-8"} and
 C{convertNumbers=False}: status replies and bulk strings as C{str} (bytes
@@ -28,10 +36,11 @@ waiting Deferred with L{txredisapi.ConnectionError}.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
+import txredisapi
 from txredisapi import ConnectionError, ResponseError
-from twisted.internet import defer, protocol, tcp
+from twisted.internet import defer, protocol
 from twisted.python.failure import Failure
 
 _CRLF = b"\r\n"
@@ -39,7 +48,10 @@ _CRLF = b"\r\n"
 #: Marks "not enough bytes yet" in the parser (None is a valid reply).
 _INCOMPLETE = object()
 
-
+#: Bytes a connection may write per reactor turn.  Twisted's default
+#: (128 KiB) makes a 10,000-event LPUSH take a dozen turns to leave, and the
+#: next round (another directory's one new file) waits behind it.
+SEND_LIMIT = 4 * 1024 * 1024
 def encode_command(args: Sequence[Any]) -> bytes:
     """One command in RESP (an array of bulk strings)."""
     try:
@@ -107,62 +119,71 @@ def parse_reply(data: bytes, pos: int) -> tuple[Any, int]:
     raise ValueError(f"not a Redis reply: {data[pos:pos + 20]!r}")
 
 
-class RespProtocol(protocol.Protocol):
+def raise_send_limit(transport: Any) -> None:
     """
-    A pipelined RESP2 client connection.
+    Let C{transport} write L{SEND_LIMIT} bytes per reactor turn.
+
+    C{SEND_LIMIT} is a plain attribute of Twisted's C{FileDescriptor} (the
+    TCP and Unix transports) with no public setter; a TLS transport is a
+    protocol wrapper with no limit of its own, so the limit is set on the
+    transport it wraps (its C{transport}).  This is the one place that
+    reaches through it.
+    """
+    inner = getattr(transport, "transport", None) or transport
+    if hasattr(inner, "SEND_LIMIT"):
+        inner.SEND_LIMIT = SEND_LIMIT
+
+
+class RespProtocol(txredisapi.RedisProtocol):
+    """
+    A pipelined RESP2 client connection (see the module docstring).
+
+    Built without a password or a database, txredisapi's C{connectionMade}
+    sends nothing: the handshake is the caller's
+    (L{dirobserver.redis.attempt}).
 
     @ivar factory: the factory that built it.
     @ivar lost_reason: why the connection was lost (a failed TLS handshake
         shows here, while the commands waiting only see "Lost connection").
     @ivar handshake_replies: the replies to the handshake's steps, in order
         (see L{dirobserver.redis.attempt}).
+    @ivar on_push: called with each reply nobody waits for (a pub/sub
+        message, C{["message", channel, data]}).
     """
 
     factory: Any = None
     lost_reason: Any = None
     handshake_replies: list[Any] = []
+    on_push: Callable[[Any], None] | None = None
 
-    def __init__(self, **_txredisapi_options: Any) -> None:
-        # Built by the same factory as txredisapi's protocol, with its
-        # options (charset, convertNumbers): this one decodes as that one
-        # does with charset="utf-8", convertNumbers=False.
+    def __init__(self) -> None:
+        # Replies decode as txredisapi's do with these options.
+        super().__init__(charset="utf-8", convertNumbers=False)
         self._corked: list[bytes] | None = None
         self._buffer = b""
         #: per expected reply, in order: (Deferred, how many replies it
         #: collects (0: one reply, not a list), the replies collected)
         self._waiting: deque[list[Any]] = deque()
-        self._up = False
-        self._when_up: list[defer.Deferred] = []
-        self._lost: list[defer.Deferred] = []
         self._gone: Failure | None = None
 
-    # -- what txredisapi's protocol offered, as the rest of the code uses it --
+    # -- commands ------------------------------------------------------------
 
-    def whenConnected(self) -> defer.Deferred:
-        """Fires with this protocol once the transport is connected."""
-        if self._up:
-            return defer.succeed(self)
-        d: defer.Deferred = defer.Deferred()
-        self._when_up.append(d)
-        return d
+    def execute_command(self, *args: Any, **kwargs: Any) -> defer.Deferred:
+        """
+        Send one command; the Deferred fires with its reply.
 
-    def whenDisconnected(self) -> defer.Deferred:
-        """Fires with this protocol once the connection is lost."""
+        @param kwargs: C{post_proc}, as txredisapi's command methods pass it
+            (applied to the reply).
+        """
         d: defer.Deferred = defer.Deferred()
-        if self._gone is not None:
-            d.callback(self)
-        else:
-            self._lost.append(d)
-        return d
-
-    def execute_command(self, *args: Any) -> defer.Deferred:
-        """Send one command; the Deferred fires with its reply."""
-        d: defer.Deferred = defer.Deferred()
-        if self._gone is not None:
+        if self._gone is not None or not self.transport:
             d.errback(ConnectionError("Not connected"))
             return d
         self._waiting.append([d, 0, None])
         self._send(encode_command(args))
+        post_proc = kwargs.get("post_proc")
+        if callable(post_proc):
+            d.addCallback(post_proc)
         return d
 
     def pipeline(self, commands: Sequence[Sequence[Any]]) -> defer.Deferred:
@@ -171,7 +192,7 @@ class RespProtocol(protocol.Protocol):
         their replies (error replies as L{ResponseError} elements).
         """
         d: defer.Deferred = defer.Deferred()
-        if self._gone is not None:
+        if self._gone is not None or not self.transport:
             d.errback(ConnectionError("Not connected"))
             return d
         if not commands:
@@ -180,65 +201,6 @@ class RespProtocol(protocol.Protocol):
         self._waiting.append([d, len(commands), []])
         self._send(b"".join([encode_command(c) for c in commands]))
         return d
-
-    # -- Twisted -------------------------------------------------------------
-
-    def connectionMade(self) -> None:
-        self._up = True
-        waiting, self._when_up = self._when_up, []
-        for d in waiting:
-            d.callback(self)
-
-    def dataReceived(self, data: bytes) -> None:
-        buffer = self._buffer + data if self._buffer else data
-        pos, size, waiting = 0, len(buffer), self._waiting
-        try:
-            while pos < size:
-                reply, pos_after = parse_reply(buffer, pos)
-                if reply is _INCOMPLETE:
-                    break
-                pos = pos_after
-                self._deliver(waiting, reply)
-        except ValueError:
-            # Not RESP: whatever this is, it is not a usable Redis.
-            self._buffer = b""
-            self.transport.abortConnection()
-            return
-        self._buffer = buffer[pos:] if pos < size else b""
-
-    @staticmethod
-    def _deliver(waiting: deque, reply: Any) -> None:
-        if not waiting:
-            return  # a reply nobody asked for (cannot happen with RESP2)
-        entry = waiting[0]
-        d, count, replies = entry
-        if count == 0:
-            waiting.popleft()
-            if isinstance(reply, ResponseError):
-                d.errback(reply)
-            else:
-                d.callback(reply)
-            return
-        replies.append(reply)
-        if len(replies) == count:
-            waiting.popleft()
-            d.callback(replies)
-
-    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
-        self._gone = reason
-        self.lost_reason = reason
-        self._corked = None
-        # Whoever owns the connection hears of its loss before the commands
-        # in flight fail: a round failing for that reason is then resent,
-        # not taken for a refusal by Redis.
-        lost, self._lost = self._lost, []
-        for d in lost:
-            d.callback(self)
-        waiting, self._waiting = self._waiting, deque()
-        for d, _count, _replies in waiting:
-            d.errback(ConnectionError("Lost connection"))
-
-    # -- writing ---------------------------------------------------------------
 
     def cork(self) -> None:
         """Hold what is sent until L{uncork}: a round's commands leave in one write."""
@@ -249,31 +211,87 @@ class RespProtocol(protocol.Protocol):
         """Send what was held since L{cork}, in one write."""
         corked, self._corked = self._corked, None
         if corked:
-            self._send(b"".join(corked))
+            self.transport.writeSequence(corked)
 
     def _send(self, data: bytes) -> None:
         if self._corked is not None:
             self._corked.append(data)
+        else:
+            self.transport.write(data)
+
+    # -- Twisted -------------------------------------------------------------
+
+    def whenDisconnected(self) -> defer.Deferred:
+        """Fires with this protocol once the connection is lost (at once if it is)."""
+        if self._gone is not None:
+            return defer.succeed(self)
+        return super().whenDisconnected()
+
+    def dataReceived(self, data: bytes) -> None:  # type: ignore[override]
+        buffer = self._buffer + data if self._buffer else data
+        pos, size, waiting = 0, len(buffer), self._waiting
+        try:
+            while pos < size:
+                reply, pos_after = parse_reply(buffer, pos)
+                if reply is _INCOMPLETE:
+                    break
+                pos = pos_after
+                if waiting:
+                    _deliver(waiting, reply)
+                elif self.on_push is not None:
+                    self.on_push(reply)
+        except ValueError:
+            # Not RESP: whatever this is, it is not a usable Redis.
+            self._buffer = b""
+            self.transport.abortConnection()
             return
-        transport = self.transport
-        if (
-            isinstance(transport, tcp.Connection)
-            and not transport.TLS
-            and transport.connected
-            and not transport.disconnecting
-            and not transport.dataBuffer
-            and not transport._tempDataBuffer
-        ):
-            # Nothing is waiting to be written before these bytes: hand them
-            # to the socket now.  Only what it does not take goes through
-            # Twisted's buffer (and costs a turn and two epoll_ctl calls).
-            try:
-                sent = transport.socket.send(data)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                sent = 0  # Twisted's own write reports the error and closes
-            if sent == len(data):
-                return
-            data = data[sent:]
-        transport.write(data)
+        self._buffer = buffer[pos:] if pos < size else b""
+
+    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+        self._gone = reason
+        self.lost_reason = reason
+        self._corked = None
+        # Whoever owns the connection hears of its loss (txredisapi fires
+        # whenDisconnected) before the commands in flight fail: a round
+        # failing for that reason is then resent, not taken for a refusal.
+        super().connectionLost(reason)
+        waiting, self._waiting = self._waiting, deque()
+        for d, _count, _replies in waiting:
+            d.errback(ConnectionError("Lost connection"))
+
+
+def _deliver(waiting: deque, reply: Any) -> None:
+    """Hand C{reply} to the first waiter (one command, or one of a pipeline)."""
+    entry = waiting[0]
+    d, count, replies = entry
+    if count == 0:
+        waiting.popleft()
+        if isinstance(reply, ResponseError):
+            d.errback(reply)
+        else:
+            d.callback(reply)
+        return
+    replies.append(reply)
+    if len(replies) == count:
+        waiting.popleft()
+        d.callback(replies)
+
+
+class RespFactory(protocol.Factory):
+    """Builds L{RespProtocol}s for an endpoint's C{connect}."""
+
+    noisy = False
+    # txredisapi's protocol may call these on its factory; with no password
+    # and no database it never does.
+    isLazy = False
+
+    def buildProtocol(self, addr: Any) -> RespProtocol:
+        proto = RespProtocol()
+        proto.factory = self
+        return proto
+
+    def stopTrying(self) -> None:
+        """Nothing to stop: reconnecting is L{dirobserver.redis.reconnect}'s."""
+
+    def connectionError(self, why: str) -> None:
+        """Not called: the protocol is given no AUTH or SELECT to fail."""

@@ -42,10 +42,16 @@ Encode = Callable[[str, str, float], Any]
 
 
 class RedisCommands(Protocol):
-    """What a shape needs of the connection: txredisapi's C{execute_command}."""
+    """
+    What a shape needs of the connection
+    (L{dirobserver.redis.protocol.RespProtocol}).
+    """
 
     def execute_command(self, *args: Any, **kwargs: Any) -> defer.Deferred:
         """Send one command; the Deferred fires with its reply."""
+
+    def pipeline(self, commands: Sequence[Sequence[Any]]) -> defer.Deferred:
+        """Send C{commands} in one write; the Deferred fires with their replies."""
 
 
 class QueueShape(Protocol):
@@ -75,50 +81,27 @@ class QueueShape(Protocol):
 
 class Transaction:
     """
-    Commands between C{MULTI} and C{EXEC}, written at once (pipelined).
+    Commands between C{MULTI} and C{EXEC}, written at once (pipelined) and
+    answered by one Deferred.
 
     Their own replies (C{QUEUED}) are not waited for: the C{EXEC} reply
-    judges them.  The first refusal is kept, to explain an C{EXECABORT}.
+    judges them, and the first refusal explains an C{EXECABORT}.
     """
 
-    __slots__ = ("_proto", "_refusal", "_commands")
+    __slots__ = ("_proto", "_commands")
 
     def __init__(self, proto: RedisCommands) -> None:
         self._proto = proto
-        self._refusal: Any = None
-        #: with the lean protocol (L{dirobserver.redis.protocol}): the commands, sent
-        #: at EXEC in one write, answered by one Deferred
-        self._commands: list[tuple[Any, ...]] | None = None
-        if hasattr(proto, "pipeline"):
-            self._commands = [("MULTI",)]
-        else:
-            proto.execute_command("MULTI").addErrback(self._note)
-
-    def _note(self, failure: Any) -> None:
-        if self._refusal is None:
-            self._refusal = failure
+        self._commands: list[Sequence[Any]] = [("MULTI",)]
 
     def queue(self, *command: Any) -> None:
-        """Send one command of the transaction."""
-        if self._commands is not None:
-            self._commands.append(command)
-            return
-        self._proto.execute_command(*command).addErrback(self._note)
+        """Add one command to the transaction."""
+        self._commands.append(command)
 
     def execute(self) -> defer.Deferred:
         """C{EXEC}: its reply, or the first refusal when Redis discarded the transaction."""
-        if self._commands is not None:
-            self._commands.append(("EXEC",))
-            return self._proto.pipeline(self._commands).addCallback(_exec_reply)  # type: ignore[attr-defined]
-        return self._proto.execute_command("EXEC").addErrback(self._explain)
-
-    def _explain(self, failure: Any) -> Any:
-        refusal = self._refusal
-        if (refusal is not None and failure.check(txredisapi.ResponseError)
-                and str(failure.value).startswith("EXECABORT")
-                and refusal.check(txredisapi.ResponseError)):
-            return refusal
-        return failure
+        self._commands.append(("EXEC",))
+        return self._proto.pipeline(self._commands).addCallback(_exec_reply)
 
 
 def _exec_reply(replies: list[Any]) -> Any:

@@ -28,7 +28,7 @@ replication lost is announced again, for every file still present.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IStreamClientEndpoint
@@ -36,8 +36,10 @@ from twisted.logger import Logger
 
 from dirobserver.util.backoff import Recurring, exponential_backoff
 from dirobserver.config.settings import RedisSettings
-from dirobserver.redis.connection import RedisConnection, Route, address, auth_steps, redis_endpoint
-from dirobserver.redis.attempt import AttemptFailed, RedisProtocol, Step, cancel_pending, close_protocol, dial
+from dirobserver.redis.connection import RedisConnection, Route, address, auth_steps, client_endpoint
+from dirobserver.redis.attempt import AttemptFailed, Step, connect_and_handshake
+from dirobserver.redis.protocol import RespProtocol
+from dirobserver.redis.reconnect import ReconnectLoop
 
 #: The longest wait for one Sentinel's answer (seconds): a Sentinel that is
 #: down must not hold up the others for the whole C{timeout}.
@@ -125,14 +127,11 @@ class SentinelRoute(Route):
             self.sentinels.remove(sentinel)
             self.sentinels.insert(0, sentinel)
             self.located = (reply[0], int(reply[1]))
-            return redis_endpoint(self._reactor, self._settings, *self.located)
+            return client_endpoint(self._reactor, self._settings, *self.located)
         raise NoMaster(f"was named by no Sentinel ({'; '.join(problems)})")
 
-    def ask(
-        self, sentinel: tuple[str, int], steps: list[Step],
-        protocol_class: type[RedisProtocol] = RedisProtocol,
-    ) -> defer.Deferred:
-        """L{dial} one Sentinel (TLS and AUTH as configured) and send C{steps}."""
+    def ask(self, sentinel: tuple[str, int], steps: list[Step]) -> defer.Deferred:
+        """Connect to one Sentinel (TLS and AUTH as configured) and send C{steps}."""
         settings = self._settings
         host, port = sentinel
         tls_failure = None
@@ -141,12 +140,13 @@ class SentinelRoute(Route):
 
             tls_failure = lambda reason: tls.describe_failure(reason, settings, host)  # noqa: E731
         try:
-            endpoint = redis_endpoint(self._reactor, settings, host, port)
+            endpoint = client_endpoint(self._reactor, settings, host, port)
         except Exception as e:  # a TLS file that cannot be used
             return defer.fail(AttemptFailed(f"cannot be reached with TLS: {e}"))
-        return dial(endpoint, self._auth + steps, self._timeout, self._reactor,
-                    password_key="redis_sentinel_password", tls_failure=tls_failure,
-                    protocol_class=protocol_class)
+        return connect_and_handshake(
+            endpoint, self._auth + steps, self._timeout, self._reactor,
+            password_key="redis_sentinel_password", tls_failure=tls_failure,
+        )
 
     def watch(self, connection: RedisConnection) -> None:
         """Follow C{+switch-master} for C{connection}."""
@@ -175,22 +175,11 @@ class SentinelRoute(Route):
         connection.reconnect_now(f"is not the master any more ({source} names {address(*where)})")
 
 
-class _SwitchListener(RedisProtocol):
-    """A protocol subscribed to a channel: messages go to C{on_message}."""
-
-    on_message: Callable[[str], None] = staticmethod(lambda data: None)  # type: ignore[assignment]
-
-    def replyReceived(self, reply: Any) -> None:
-        if isinstance(reply, list) and len(reply) == 3 and reply[0] == "message":
-            self.on_message(reply[2])
-            return
-        super().replyReceived(reply)
-
-
 class _SwitchWatcher:
     """
     One subscription to C{+switch-master} on a Sentinel, kept open (on the
-    next Sentinel, with the capped backoff) for as long as it is wanted.
+    next Sentinel, with the capped backoff: L{ReconnectLoop}) for as long as
+    it is wanted.
 
     Right before subscribing it asks that Sentinel where the master is: a
     switch missed while not subscribed is caught up at once.
@@ -201,72 +190,63 @@ class _SwitchWatcher:
     def __init__(self, route: SentinelRoute, reactor: Any) -> None:
         self._route = route
         self._reactor = reactor
-        self._retry_policy = exponential_backoff()
         self._steps = [route.query, Step(("SUBSCRIBE", SWITCH_CHANNEL), f"SUBSCRIBE {SWITCH_CHANNEL}",
                                           lambda reply: isinstance(reply, list))]
-        self._wanted = False
-        self._attempt: defer.Deferred | None = None
-        self._retry_call: Any = None
-        self._failures = 0
+        self._loop = ReconnectLoop(
+            lambda: defer.Deferred.fromCoroutine(self._first_answer()),
+            clock=reactor,
+            retry_policy=exponential_backoff(),
+            on_up=self._subscribed,
+            on_failed=self._failed,
+            on_lost=self._lost,
+        )
+        #: the Sentinel the subscription (or its attempt) went to
+        self._sentinel: tuple[str, int] | None = None
         self._trouble = Recurring()
-        self.proto: _SwitchListener | None = None
+
+    @property
+    def proto(self) -> RespProtocol | None:
+        """The subscribed protocol, or None."""
+        return self._loop.proto
 
     def start(self) -> None:
-        self._wanted = True
-        self._subscribe()
+        self._loop.start()
 
     def stop(self) -> defer.Deferred:
-        self._wanted = False
-        cancel_pending(self._retry_call, self._attempt)
-        self._retry_call = None
-        proto, self.proto = self.proto, None
-        return close_protocol(proto)
+        return self._loop.stop()
 
-    def _subscribe(self) -> None:
-        self._retry_call = None
-        d = self._attempt = defer.Deferred.fromCoroutine(self._first_answer())
-        d.addCallbacks(self._subscribed, self._failed)
-
-    async def _first_answer(self) -> tuple[_SwitchListener, tuple[str, int]]:
+    async def _first_answer(self) -> RespProtocol:
         problems = []
         for sentinel in list(self._route.sentinels):
             try:
-                proto = await self._route.ask(sentinel, self._steps, _SwitchListener)
+                proto = await self._route.ask(sentinel, self._steps)
             except AttemptFailed as e:
                 problems.append(f"Sentinel {address(*sentinel)} {e}")
                 continue
-            return proto, sentinel
+            self._sentinel = sentinel
+            return proto
         raise NoMaster("; ".join(problems))
 
-    def _subscribed(self, result: tuple[_SwitchListener, tuple[str, int]]) -> None:
-        self._attempt = None
-        proto, sentinel = result
-        if not self._wanted:
-            proto.transport.loseConnection()
-            return
-        self.proto = proto
-        self._failures = 0
-        where = address(*sentinel)
+    def _subscribed(self, proto: RespProtocol) -> None:
+        where = address(*self._sentinel) if self._sentinel else "?"
         if self._trouble.ended():
             self._log.info("Following master switches again ({channel} on Sentinel {sentinel})",
                            channel=SWITCH_CHANNEL, sentinel=where)
-        proto.on_message = self._message
-        proto.whenDisconnected().addCallback(self._lost)
+        proto.on_push = self._pushed
         named = proto.handshake_replies[-2]
         if named is not None:
             self._route.master_is((named[0], int(named[1])), f"Sentinel {where}")
 
-    def _message(self, data: Any) -> None:
+    def _pushed(self, reply: Any) -> None:
+        """A message on the channel subscribed to."""
+        if not (isinstance(reply, list) and len(reply) == 3 and reply[0] == "message"):
+            return
         # "<name> <old host> <old port> <new host> <new port>"
-        parts = str(data).split()
+        parts = str(reply[2]).split()
         if len(parts) == 5 and parts[0] == self._route.master_name and parts[4].isdigit():
             self._route.master_is((parts[3], int(parts[4])), f"{SWITCH_CHANNEL} from a Sentinel")
 
     def _failed(self, failure: Any) -> None:
-        self._attempt = None
-        if not self._wanted:
-            return
-        self._failures += 1
         cause = str(failure.value) if failure.check(AttemptFailed) else failure.getErrorMessage()
         if self._trouble.happened(cause, self._reactor.seconds()):
             self._log.warn(
@@ -274,16 +254,6 @@ class _SwitchWatcher:
                 "by errors until a Sentinel answers",
                 channel=SWITCH_CHANNEL, cause=cause,
             )
-        self._retry_call = self._reactor.callLater(
-            self._retry_policy(self._failures), self._subscribe
-        )
 
-    def _lost(self, proto: _SwitchListener) -> None:
-        if self.proto is not proto:
-            return
-        self.proto = None
-        if not self._wanted:
-            return
+    def _lost(self, proto: RespProtocol) -> None:
         self._trouble.happened("lost", self._reactor.seconds())
-        self._failures = 1
-        self._retry_call = self._reactor.callLater(self._retry_policy(1), self._subscribe)

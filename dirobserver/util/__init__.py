@@ -1,5 +1,10 @@
 """
-Generic mechanisms that know nothing of files or Redis: periodic work that
-survives its failures, retry timing, plain counters, the garbage collector
-around bulk building, and the rule for when a changing thing is quiet.
+Generic mechanisms that know nothing of files or Redis.
+
+  - L{periodic}: periodic work that survives its own failures;
+  - L{backoff}: retry timing, and causes said once per change;
+  - L{failures}: a failure in a few words, for a log line;
+  - L{stats}: plain counters and histograms, read by the metrics;
+  - L{quiet}: the rule for when a changing thing has been quiet long enough;
+  - L{gc_pause}: the garbage collector around bulk building.
 """

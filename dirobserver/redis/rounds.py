@@ -1,0 +1,204 @@
+"""
+Delivery in rounds: the line of queues with events, the round in flight, and
+what its replies mean for each queue.
+
+A round sends, for every queue lined up (at most L{QUEUES_PER_ROUND}), one
+transaction in the queue's shape (L{dirobserver.redis.queue_types}; for a
+list::
+
+    MULTI / LPUSH queue e1 e2 ... en / INCRBY counter n / EXEC
+
+), all written at once (pipelined); only one round is in flight at a time, so
+while Redis answers one round the next one grows (large batches under load,
+one round trip per event when traffic is light).  A queue's batch leaves
+memory only once its C{EXEC} reply says every command was applied; a batch
+whose reply did not come (timeout, lost connection, error reply) stays at the
+head of its queue and is sent again: at least once, never a gap, order kept.
+One transaction per queue keeps queues independent: a C{WRONGTYPE} on one key
+holds back that queue only, and is said once, not at every retry
+(L{dirobserver.redis.refusals} judges the replies).
+
+L{dirobserver.redis.writer} owns the queues and the connection; it lines
+queues up here and says when the connection comes and goes (L{Rounds.proto}).
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Any, Callable
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from dirobserver.config.settings import RedisSettings
+from dirobserver.redis.held_bound import HeldBound
+from dirobserver.redis.held_events import HeldQueue
+from dirobserver.redis.protocol import RespProtocol
+from dirobserver.redis.refusals import Refusals
+from dirobserver.util import stats
+
+#: Most queues (transactions) in one round: 10,000 directories with one
+#: event each would otherwise mean 40,000 replies waited for at once.
+QUEUES_PER_ROUND = 256
+
+#: Seconds a queue whose events Redis refused (OOM, READONLY, WRONGTYPE)
+#: waits before it is tried again; the other queues go on meanwhile.
+REFUSED_PAUSE = 1.0
+
+
+class Rounds:
+    """
+    The queues lined up for delivery and the round in flight.
+
+    @ivar proto: the connected protocol while the connection is up (set by
+        the writer), else None.
+    @ivar settings: the Redis settings (the deadline of a round, the address
+        for log lines).
+    @ivar delivered: events acknowledged by Redis.
+    @ivar delivered_by: events acknowledged by Redis per C{(section, event)}.
+    @ivar delivery_seconds: time from the read of an event to its
+        acknowledgement by Redis.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        settings: RedisSettings,
+        bound: HeldBound,
+        clock: IReactorTime,
+        not_master: Callable[[str], bool],
+        drained: Callable[[], None],
+    ) -> None:
+        """
+        @param bound: counts what is held; acknowledged events leave it.
+        @param not_master: told of a C{READONLY} refusal; True when the
+            connection leaves for the master (no pause then).
+        @param drained: called when a round finds nothing held.
+        """
+        self.settings = settings
+        self._bound = bound
+        self._clock = clock
+        self._not_master = not_master
+        self._drained = drained
+        #: queues with events to send, in turn (a queue sent and still
+        #: holding events goes to the back: no queue starves the others)
+        self._lined_up: collections.deque[HeldQueue] = collections.deque()
+        self._round: defer.Deferred | None = None
+        #: the call that sends the next round, once scheduled
+        self.flush_call: Any = None
+        self._pauses: list[Any] = []
+        #: why Redis refuses the events of some queues now
+        self._refusals = Refusals(clock.seconds, REFUSED_PAUSE)
+        self.proto: RespProtocol | None = None
+        self.delivered = 0
+        self.delivered_by: dict[tuple[str, str], int] = {}
+        self.delivery_seconds = stats.Histogram(stats.DELIVERY_BUCKETS)
+
+    def line_up(self, q: HeldQueue) -> None:
+        """Line C{q} up for the next round, and make sure a round comes."""
+        if not q.scheduled:
+            q.scheduled = True
+            self._lined_up.append(q)
+        if self.flush_call is None and self._round is None and self.proto is not None:
+            # Everything pushed during this reactor turn goes in one round.
+            self.flush_call = self._clock.callLater(0, self.flush)
+
+    def cancel(self) -> None:
+        """Send no more rounds (stopping): cancel the scheduled ones."""
+        for call in [self.flush_call, *self._pauses]:
+            if call is not None and call.active():
+                call.cancel()
+        self.flush_call = None
+        self._pauses = []
+
+    def flush(self) -> None:
+        """Send one round: a transaction for every queue with events."""
+        self.flush_call = None
+        proto = self.proto
+        if proto is None or self._round is not None:
+            return
+        lined_up = self._lined_up
+        if not lined_up:
+            if not self._bound.held:
+                self._drained()
+            return
+        work = [lined_up.popleft() for _ in range(min(len(lined_up), QUEUES_PER_ROUND))]
+        replies = []
+        proto.cork()  # the whole round leaves in one write
+        try:
+            for q in work:
+                batch = q.next_batch()
+                replies.append(q.shape.send(proto, q.name, q.counter, batch, len(batch) - q.overcount))
+        except Exception:
+            # Not connected any more: what was sent will fail by itself.
+            self._log.failure("Sending events to Redis failed")
+            proto.transport.abortConnection()
+        finally:
+            proto.uncork()
+        round_ = defer.DeferredList(replies, consumeErrors=True)
+        round_.addTimeout(self.settings.timeout, self._clock)
+        round_.addBoth(self._round_done, proto, work)
+        self._round = round_
+
+    def _round_done(self, results: Any, proto: RespProtocol, work: list[HeldQueue]) -> None:
+        self._round = None
+        refused = self._settle(results, proto, work)
+        for q in work:
+            if q in refused:
+                continue  # back in line after a pause, see below
+            if q.pending or q.in_flight:
+                # More came, or the round failed: to the back of the line, so
+                # that no queue starves the others.
+                self._lined_up.append(q)
+            else:
+                q.scheduled = False
+        if refused:
+            # Errors such as OOM or READONLY last a while: do not spin on
+            # them, and do not hold the other queues back either.
+            self._pauses.append(
+                self._clock.callLater(REFUSED_PAUSE, self._line_up_again, refused)
+            )
+        if self.proto is not None and self.flush_call is None:
+            self.flush()
+
+    def _line_up_again(self, queues: list[HeldQueue]) -> None:
+        self._pauses = [call for call in self._pauses if call.active()]
+        self._lined_up.extend(queues)
+        if self.proto is not None and self._round is None and self.flush_call is None:
+            self.flush()
+
+    def _settle(
+        self, results: Any, proto: RespProtocol, work: list[HeldQueue]
+    ) -> list[HeldQueue]:
+        """Account for one round's replies; return the queues Redis refused."""
+        if not isinstance(results, list):
+            # The deadline passed: treat the connection as dead, resend later.
+            self._log.warn(
+                "Redis at {addr} did not answer within {timeout} s; reconnecting",
+                addr=self.settings.describe(),
+                timeout=self.settings.timeout,
+            )
+            proto.transport.abortConnection()
+            return []
+        refused = []
+        now = self._clock.seconds()
+        # Fewer results than queues when sending failed half-way: the queues
+        # not sent keep their batch and go back in line.
+        for q, (ok, reply) in zip(work, results):
+            problem = self._refusals.judge(q, ok, reply)
+            if problem is None:
+                n = q.acknowledged(self.delivered_by, self.delivery_seconds, now)
+                self._bound.held -= n
+                self.delivered += n
+            elif self.proto is proto:
+                if problem.startswith("READONLY") and self._not_master(problem):
+                    # Following a master that moved: no pause, the batch
+                    # goes to the new master as soon as it is connected.
+                    self.proto = None
+                    continue
+                refused.append(q)
+                self._refusals.refused(q, problem)
+        self._bound.wake()
+        return refused
