@@ -18,7 +18,7 @@ import time
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
-from dirobserver.sources.inotify import IN_DELETE_SELF, IN_ISDIR, IN_MOVE_SELF, Watcher, WatchError
+from dirobserver.sources.inotify import IN_DELETE_SELF, IN_ISDIR, IN_MOVE_SELF, InotifySource, WatchError
 
 
 class RecordingSink:
@@ -68,7 +68,7 @@ class WatcherTests(unittest.TestCase):
         self.root = tempfile.mkdtemp(prefix="dirobserver-test-")
         self.addCleanup(shutil.rmtree, self.root, True)
         self.overflows = 0
-        self.watcher = Watcher(reactor, on_overflow=self._overflow)
+        self.watcher = InotifySource(reactor, on_overflow=self._overflow)
         self.watcher.startReading()
         self.addCleanup(self.watcher.close)
 
@@ -265,8 +265,8 @@ class SeamTests(unittest.TestCase):
         self.root = tempfile.mkdtemp(prefix="dirobserver-test-")
         self.addCleanup(shutil.rmtree, self.root, True)
 
-    def watcher(self, **kwargs) -> Watcher:
-        watcher = Watcher(reactor, **kwargs)
+    def watcher(self, **kwargs) -> InotifySource:
+        watcher = InotifySource(reactor, **kwargs)
         watcher.startReading()
         self.addCleanup(watcher.close)
         return watcher

@@ -7,7 +7,7 @@ L{dirobserver.sources.interface}): it filters each new entry, turns it into an e
 It also runs the listings of its directory ("boot the pump" when the watch is
 set, the forced poll, and the catch-up after an overflow or a Redis outage).
 
-The watch is the service's inotify L{dirobserver.sources.inotify.Watcher}, or the
+The watch is the service's inotify L{dirobserver.sources.inotify.InotifySource}, or the
 section's own L{dirobserver.sources.polling.Poller} (C{watch_mode = poll}, or C{auto}
 on a network or FUSE filesystem: L{dirobserver.sources.fstype}, decided again each
 time the directory is watched anew).  A polled section announces what its

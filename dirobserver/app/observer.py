@@ -1,7 +1,7 @@
 """
 The observer: the service tree, and its core.
 
-Data flows one way: L{Watcher} (inotify) -> L{DirectoryMonitor} (filter,
+Data flows one way: L{InotifySource} (inotify) -> L{DirectoryMonitor} (filter,
 event) -> L{RedisWriter} (batches) -> Redis.  L{DirObserver} is the tree
 twistd runs; its children start in this order and stop in reverse, each
 waiting for the one before (L{dirobserver.app.ordered_services.OrderedMultiService}):
@@ -45,7 +45,7 @@ from dirobserver.util.stats import LISTING_BUCKETS, Histogram
 from dirobserver.ops.systemd import Notifier, SystemdService
 from dirobserver.announce.listing_turns import Turns
 from dirobserver.sources.liveness import Watchdog
-from dirobserver.sources.inotify import Watcher
+from dirobserver.sources.inotify import InotifySource
 from dirobserver.redis.writer import RedisWriter
 
 #: Directories listed at the same time (the others wait their turn).
@@ -210,7 +210,7 @@ class ObserverService(service.Service):
     the periodic and recovery work that involves them.
 
     @ivar monitors: one L{DirectoryMonitor} per active section.
-    @ivar watcher: the current L{Watcher} (replaced by a watchdog reset).
+    @ivar watcher: the current L{InotifySource} (replaced by a watchdog reset).
     @ivar overflows: kernel queue overflows, over every watcher so far.
     @ivar listing_seconds: how long each listing took.
     @ivar exit_status: non-zero once the observer gave up.
@@ -246,7 +246,7 @@ class ObserverService(service.Service):
         self._polls: dict[DirectoryMonitor, Periodic] = {}
         for section in settings.sections:
             self._new_monitor(section)
-        self.watcher: Watcher | None = None
+        self.watcher: InotifySource | None = None
         self.watchdog: Watchdog | None = None
         if settings.inactivity_timeout > 0:
             self.watchdog = Watchdog(
@@ -397,8 +397,8 @@ class ObserverService(service.Service):
         return (f"Watching {watched} of {len(self.monitors)} directories; {redis}"
                 + (f"; {held} events held" if held else ""))
 
-    def _new_watcher(self) -> Watcher:
-        watcher = Watcher(self._reactor, on_overflow=self._overflowed)
+    def _new_watcher(self) -> InotifySource:
+        watcher = InotifySource(self._reactor, on_overflow=self._overflowed)
         watcher.startReading()
         return watcher
 

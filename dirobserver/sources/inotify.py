@@ -1,11 +1,14 @@
 """
-The inotify layer: one Twisted C{INotify} for every monitored directory.
+The inotify layer: one inotify descriptor in the reactor for every monitored
+directory.
 
-Twisted's L{twisted.internet.inotify.INotify} owns the file descriptor and its
-place in the reactor; L{Watcher} subclasses it to fix, once and here only,
-what makes it unfit for a daemon that must not lose events:
+L{InotifySource} is a L{FileDescriptor} of its own: it opens the descriptor
+through L{LibcInotify}, hands it to the reactor (C{startReading}), and parses
+C{struct inotify_event} itself.  It does not build on Twisted's
+L{twisted.internet.inotify.INotify}, whose behaviour is unfit for a daemon
+that must not lose events:
 
- 1. On C{IN_DELETE_SELF}, C{INotify._doRead} calls C{loseConnection()}: the
+ 1. On C{IN_DELETE_SELF}, Twisted's C{INotify} calls C{loseConnection()}: the
     deletion of one watched directory silently ends every other watch of the
     instance.  Opening one instance per directory is no way out, since
     C{fs.inotify.max_user_instances} is 128.  Here the end of one watch
@@ -29,8 +32,7 @@ the kernel), each with a mask of its own: the kernel watch asks for the union,
 and each sink is handed only the events of its mask.
 
 The libc calls go through L{LibcInotify}; a test passes another object (one
-that fails with C{ENOSPC}, say) as C{calls}, as Twisted's own C{INotify}
-allows through its C{_inotify} attribute.
+that fails with C{ENOSPC}, say) as C{calls}.
 """
 
 from __future__ import annotations
@@ -43,7 +45,9 @@ import struct
 from typing import Any, Callable
 
 from twisted.internet import inotify, main
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.interfaces import IReactorFDSet
+from twisted.python.failure import Failure
 from twisted.logger import Logger
 
 from dirobserver.sources.interface import Batch, EventSink
@@ -156,12 +160,17 @@ class LibcInotify:
 LIBC_INOTIFY = LibcInotify()
 
 
-class Watcher(inotify.INotify):
+class InotifySource(FileDescriptor):
     """
     One inotify instance in the reactor, serving any number of directories.
 
+    The descriptor is opened when the source is made, read once
+    C{startReading()} puts it in the reactor, and closed by L{close} (or when
+    a read fails).
+
     @ivar overflows: how many times the kernel queue overflowed.
     @ivar events: how many events were read.
+    @ivar connected: true until the descriptor is closed.
 
     The reactor is an L{IReactorFDSet} (the descriptor is read in it) and an
     L{IReactorTime} (each read is stamped with its C{seconds()}).
@@ -175,9 +184,15 @@ class Watcher(inotify.INotify):
         on_overflow: Callable[[], None] | None = None,
         calls: LibcInotify = LIBC_INOTIFY,
     ) -> None:
-        # Twisted's INotify opens its descriptor through self._inotify.init().
-        self._inotify = calls
         super().__init__(reactor=reactor)
+        self._calls = calls
+        self._descriptor = calls.init()
+        # LibcInotify asks for both already; another `calls` may not have.
+        os.set_blocking(self._descriptor, False)
+        os.set_inheritable(self._descriptor, False)
+        # Open from now on, read or not: close() must close the descriptor
+        # even if it never entered the reactor.
+        self.connected = 1
         #: per watch descriptor: the sinks and the mask each asked for
         self._sinks: dict[int, list[tuple[EventSink, int]]] = {}
         #: per watch descriptor: the paths it was set on (several when a
@@ -196,6 +211,10 @@ class Watcher(inotify.INotify):
         self.overflows = 0
         self.events = 0
 
+    def fileno(self) -> int:
+        """The inotify descriptor (-1 once closed), for the reactor."""
+        return self._descriptor
+
     def add(self, path: bytes, sink: EventSink, mask: int = WATCH_MASK) -> int:
         """
         Start delivering the events of directory C{path} selected by C{mask}
@@ -208,7 +227,7 @@ class Watcher(inotify.INotify):
         # what the sinks already there need too, so none misses an event.
         known = self._wd_of.get(path)
         wanted = mask | (self._union.get(known, 0) if known is not None else 0)
-        wd = self._inotify.add_watch(self._fd, path, wanted)
+        wd = self._calls.add_watch(self._descriptor, path, wanted)
         self._sinks.setdefault(wd, []).append((sink, mask))
         paths = self._paths.setdefault(wd, [])
         if path not in paths:
@@ -233,7 +252,7 @@ class Watcher(inotify.INotify):
             self._narrow(wd)
         else:
             self._forget(wd)
-            self._inotify.rm_watch(self._fd, wd)
+            self._calls.rm_watch(self._descriptor, wd)
 
     def _narrow(self, wd: int) -> None:
         """Ask the kernel for exactly the union of the masks of C{wd}'s sinks."""
@@ -243,7 +262,7 @@ class Watcher(inotify.INotify):
         if union != self._union.get(wd):
             self._union[wd] = union
             try:
-                self._inotify.add_watch(self._fd, self._paths[wd][-1], union)
+                self._calls.add_watch(self._descriptor, self._paths[wd][-1], union)
             except WatchError:
                 pass  # the directory went away: its end-of-watch event follows
         self._note_mixed(wd)
@@ -285,7 +304,7 @@ class Watcher(inotify.INotify):
             self._quick = 0
         for _ in range(_READS_PER_TURN):
             try:
-                data = os.read(self._fd, _READ_SIZE)
+                data = os.read(self._descriptor, _READ_SIZE)
             except BlockingIOError:
                 return None
             except OSError as e:
@@ -295,7 +314,7 @@ class Watcher(inotify.INotify):
                 return main.CONNECTION_LOST
             if not data:
                 return main.CONNECTION_DONE
-            self._doRead(data)
+            self._hand_over(data)
             if len(data) < _READ_SIZE // 2:
                 # The queue is drained (a read returns whole events only, so a
                 # short read means there was no more).
@@ -310,7 +329,7 @@ class Watcher(inotify.INotify):
         if self.connected:
             self.startReading()
 
-    def _doRead(self, in_: bytes) -> None:
+    def _hand_over(self, in_: bytes) -> None:
         """
         Parse one read's worth of events and hand them to their sinks, one
         call per watched directory and read (a burst into one directory
@@ -397,7 +416,7 @@ class Watcher(inotify.INotify):
         if mask & IN_MOVE_SELF:
             # A moved directory is still watched by the kernel, under its new
             # name: drop that watch, it no longer covers the configured path.
-            self._inotify.rm_watch(self._fd, wd)
+            self._calls.rm_watch(self._descriptor, wd)
         for sink, _mask in sinks:
             try:
                 sink.watch_ended(mask)
@@ -412,12 +431,12 @@ class Watcher(inotify.INotify):
         """
         while True:
             try:
-                data = os.read(self._fd, _READ_SIZE)
+                data = os.read(self._descriptor, _READ_SIZE)
             except (BlockingIOError, OSError):
                 return
             if not data:
                 return
-            self._doRead(data)
+            self._hand_over(data)
 
     def close(self) -> None:
         """Drop every watch and close the inotify descriptor."""
@@ -427,3 +446,24 @@ class Watcher(inotify.INotify):
             self._nap.cancel()
         self._nap = None
         self.loseConnection()
+
+    def loseConnection(self) -> None:
+        """
+        Close now: there is nothing to write first (L{FileDescriptor}'s
+        would wait for the descriptor to be writable).
+        """
+        if self.connected:
+            self.connectionLost(Failure(main.CONNECTION_DONE))
+
+    def connectionLost(self, reason: Failure) -> None:
+        """
+        Out of the reactor, and the descriptor closed: by L{close}, or by the
+        reactor after a read failed.
+        """
+        super().connectionLost(reason)
+        descriptor, self._descriptor = self._descriptor, -1
+        if descriptor >= 0:
+            try:
+                os.close(descriptor)
+            except OSError as e:
+                self._log.error("Closing the inotify descriptor failed: {error}", error=e)

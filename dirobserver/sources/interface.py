@@ -4,7 +4,7 @@ Where events come from: the interface between event sources and monitors.
 An event source reports what happens in directories; a sink (a section's
 L{dirobserver.announce.monitor.DirectoryMonitor}, the watchdog) receives the events
 of the directories it asked for.  Today the only source is the inotify
-L{dirobserver.sources.inotify.Watcher}; a polling scanner and the watches of a tree
+L{dirobserver.sources.inotify.InotifySource}; a polling scanner and the watches of a tree
 are sources of the same shape.
 
 Events are C{(name, mask)} pairs in the order they happened: C{name} is the

@@ -4,7 +4,7 @@ A polling event source: directories scanned every C{poll_interval} seconds.
 Where inotify cannot be trusted (a network or FUSE filesystem, see
 L{dirobserver.sources.fstype}), or cannot be had (a tree past
 C{fs.inotify.max_user_watches}, see L{dirobserver.sources.tree}), a L{Poller} stands
-in for the L{dirobserver.sources.inotify.Watcher}: same C{add}/C{remove}, same sinks
+in for the L{dirobserver.sources.inotify.InotifySource}: same C{add}/C{remove}, same sinks
 (L{dirobserver.sources.interface.EventSink}), same C{(name, mask)} batches.
 
 A scan must be cheap, since it runs every few seconds over directories of a
