@@ -41,7 +41,8 @@ from collections import deque
 
 from dirobserver.announce.event import CREATED, EventEncoder, decode_name
 from dirobserver.redis.protocol import encode_command
-from dirobserver.sources.inotify import IN_CREATE, IN_ISDIR, IN_MOVED_TO, IN_ONLYDIR, LibcInotify
+from dirobserver.sources.inotify import LibcInotify
+from dirobserver.sources.masks import IN_CREATE, IN_ISDIR, IN_MOVED_TO, IN_ONLYDIR
 
 #: Seconds a reply may wait for the next inotify wake-up in C{epoll-lazy}.
 LAZY_TIMEOUT = 0.005

@@ -22,7 +22,7 @@ from dirobserver.sources import tree_watches as watches_module  # noqa: E402
 from dirobserver.config.settings import WATCH_POLL  # noqa: E402
 from dirobserver.sources.polling import Poller  # noqa: E402
 from dirobserver.sources.tree import DirectoryTree  # noqa: E402
-from dirobserver.sources.inotify import IN_CREATE, IN_ISDIR, IN_MOVED_TO, WATCH_MASK  # noqa: E402
+from dirobserver.sources.masks import IN_CREATE, IN_ISDIR, IN_MOVED_TO, WATCH_MASK  # noqa: E402
 
 
 class RecordingWatcher:

@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from core_case import CoreTestCase, sleep  # noqa: E402
 
 from dirobserver.app.observer import ObserverService  # noqa: E402
-from dirobserver.sources.inotify import LIBC_INOTIFY, InotifySource, WatchError  # noqa: E402
+from dirobserver.sources.inotify import LIBC_INOTIFY, InotifySource  # noqa: E402
+from dirobserver.sources.interface import WatchError  # noqa: E402
 
 POLL = 0.2
 

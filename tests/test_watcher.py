@@ -18,7 +18,9 @@ import time
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
-from dirobserver.sources.inotify import IN_DELETE_SELF, IN_ISDIR, IN_MOVE_SELF, InotifySource, WatchError
+from dirobserver.sources.inotify import InotifySource
+from dirobserver.sources.interface import WatchError
+from dirobserver.sources.masks import IN_DELETE_SELF, IN_ISDIR, IN_MOVE_SELF
 
 
 class RecordingSink:
@@ -285,7 +287,7 @@ class SeamTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_each_sink_gets_the_events_of_its_own_mask(self):
         """Two sinks on one directory, one also asking for IN_CLOSE_WRITE."""
-        from dirobserver.sources.inotify import IN_CREATE, WATCH_MASK
+        from dirobserver.sources.masks import IN_CREATE, WATCH_MASK
 
         in_close_write = 0x00000008
         watcher = self.watcher()

@@ -49,7 +49,8 @@ from dirobserver.sources.interface import Batch, EventSource
 from dirobserver.util.stats import Histogram
 from dirobserver.sources.tree import DirectoryTree
 from dirobserver.announce.listing_turns import Turns
-from dirobserver.sources.inotify import IN_DELETE_SELF, IN_ISDIR, IN_MOVE_SELF, IN_UNMOUNT, WATCH_MASK, WatchError
+from dirobserver.sources.interface import WatchError
+from dirobserver.sources.masks import IN_DELETE_SELF, IN_ISDIR, IN_MOVE_SELF, IN_UNMOUNT, WATCH_MASK
 from dirobserver.redis.writer import RedisWriter
 
 WATCHED = "watched"

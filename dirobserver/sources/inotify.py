@@ -44,33 +44,15 @@ import os
 import struct
 from typing import Any, Callable
 
-from twisted.internet import inotify, main
+from twisted.internet import main
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.interfaces import IReactorFDSet
-from twisted.python.failure import Failure
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from dirobserver.sources.interface import Batch, EventSink
-
-IN_CREATE = inotify.IN_CREATE
-IN_MOVED_TO = inotify.IN_MOVED_TO
-IN_MOVED_FROM = inotify.IN_MOVED_FROM
-IN_DELETE = inotify.IN_DELETE
-IN_OPEN = inotify.IN_OPEN
-IN_MODIFY = inotify.IN_MODIFY
-IN_ATTRIB = inotify.IN_ATTRIB
-IN_CLOSE_WRITE = inotify.IN_CLOSE_WRITE
-IN_DELETE_SELF = inotify.IN_DELETE_SELF
-IN_MOVE_SELF = inotify.IN_MOVE_SELF
-IN_UNMOUNT = inotify.IN_UNMOUNT
-IN_IGNORED = inotify.IN_IGNORED
-IN_Q_OVERFLOW = 0x00004000
-IN_ISDIR = inotify.IN_ISDIR
-IN_ONLYDIR = inotify.IN_ONLYDIR
-
-#: What a monitored directory is watched for: entries appearing in it, and the
-#: directory itself going away.  (C{IN_ONLYDIR}: refuse to watch a file.)
-WATCH_MASK = IN_CREATE | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR
+from dirobserver.sources.interface import Batch, EventSink, WatchError
+from dirobserver.sources.masks import (IN_DELETE_SELF, IN_IGNORED, IN_MOVE_SELF, IN_ONLYDIR, IN_Q_OVERFLOW, IN_UNMOUNT,
+                                       WATCH_MASK)
 
 #: Bits of a mask that are flags of the watch, not kinds of events.
 _FLAGS = IN_ONLYDIR
@@ -98,32 +80,6 @@ QUICK = 0.0005
 #: files a second) is read as it comes: its latency target (2 ms at the
 #: 99th percentile) leaves no room for a nap.
 LINGER = 0.004
-
-class WatchError(OSError):
-    """
-    A directory could not be watched.  C{errno} says why (C{ENOENT},
-    C{ENOTDIR}, C{EACCES}, C{ENOSPC} for the C{max_user_watches} limit).
-    """
-
-    @property
-    def reason(self) -> str:
-        """Why, in a few words that follow the path in a log line."""
-        if self.errno == errno.ENOENT:
-            return "does not exist"
-        if self.errno == errno.ENOTDIR:
-            return "is not a directory"
-        if self.errno == errno.EACCES:
-            return "cannot be read: permission denied"
-        if self.errno == errno.ENOSPC:
-            return (
-                "is beyond the inotify watch limit, which is reached "
-                "(raise fs.inotify.max_user_watches)"
-            )
-        return f"cannot be watched ({self.strerror})"
-
-    def __str__(self) -> str:
-        return f"cannot watch {os.fsdecode(self.filename)}: it {self.reason}"
-
 
 class LibcInotify:
     """The three inotify system calls, through C{ctypes}."""

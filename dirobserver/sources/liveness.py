@@ -29,7 +29,8 @@ from twisted.logger import Logger
 
 from dirobserver.util.periodic import Periodic
 from dirobserver.sources.interface import Batch
-from dirobserver.sources.inotify import InotifySource, WatchError
+from dirobserver.sources.inotify import InotifySource
+from dirobserver.sources.interface import WatchError
 
 
 class Watchdog:

@@ -53,8 +53,9 @@ from twisted.python.failure import Failure
 from dirobserver.announce.scan import CHUNK
 from dirobserver.util.periodic import Periodic
 from dirobserver.sources.interface import Batch, EventSink
-from dirobserver.sources.inotify import (IN_DELETE, IN_DELETE_SELF, IN_IGNORED, IN_ISDIR, IN_MOVE_SELF, IN_MOVED_FROM,
-                      IN_MOVED_TO, WatchError)
+from dirobserver.sources.interface import WatchError
+from dirobserver.sources.masks import (IN_DELETE, IN_DELETE_SELF, IN_IGNORED, IN_ISDIR, IN_MOVE_SELF, IN_MOVED_FROM,
+                                       IN_MOVED_TO)
 
 #: What a sink asks for to be told of names that went away.
 _GONE = IN_DELETE | IN_MOVED_FROM

@@ -54,7 +54,7 @@ from dirobserver.announce.event import decode_name
 from dirobserver.announce.scan import CHUNK
 from dirobserver.sources.polling import Poller
 from dirobserver.sources.interface import Batch, EventSource
-from dirobserver.sources.inotify import IN_CREATE, IN_ISDIR, IN_MOVED_TO
+from dirobserver.sources.masks import IN_CREATE, IN_ISDIR, IN_MOVED_TO
 from dirobserver.sources.tree_watches import TreeWatches
 
 _APPEARED = IN_CREATE | IN_MOVED_TO

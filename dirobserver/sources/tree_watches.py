@@ -34,7 +34,8 @@ from dirobserver.config.settings import WATCH_AUTO, WATCH_POLL, SectionSettings
 from dirobserver.sources.fstype import choose_mode
 from dirobserver.sources.polling import Poller
 from dirobserver.sources.interface import EventSource
-from dirobserver.sources.inotify import WATCH_MASK, WatchError
+from dirobserver.sources.interface import WatchError
+from dirobserver.sources.masks import WATCH_MASK
 
 #: Directories polled for want of watches that one round of scans tries to
 #: watch again (thousands of watches at once would hold the reactor up).
