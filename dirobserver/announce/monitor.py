@@ -49,21 +49,13 @@ from dirobserver.sources.interface import Batch, EventSource
 from dirobserver.util.stats import Histogram
 from dirobserver.sources.tree import DirectoryTree
 from dirobserver.announce.listing_turns import Turns
+from dirobserver.sources.identity import identity
 from dirobserver.sources.interface import WatchError
 from dirobserver.sources.masks import IN_DELETE_SELF, IN_ISDIR, IN_MOVE_SELF, IN_UNMOUNT, WATCH_MASK
 from dirobserver.redis.writer import RedisWriter
 
 WATCHED = "watched"
 MISSING = "missing"
-
-
-def _identity(path: str) -> tuple[int, int] | None:
-    """Which directory C{path} leads to now: (device, inode); None if none."""
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return info.st_dev, info.st_ino
 
 
 class DirectoryMonitor:
@@ -170,7 +162,7 @@ class DirectoryMonitor:
         until then a listing must not take the new directory's files for
         the watched one's: their events go unseen.
         """
-        if self._wd is None or self._stopped or _identity(self.directory) != self._identity:
+        if self._wd is None or self._stopped or identity(self.directory) != self._identity:
             return None
         return self._watches
 
@@ -232,7 +224,7 @@ class DirectoryMonitor:
         mode, why = choose_mode(self.section.watch_mode, self.directory)
         polled = mode == WATCH_POLL
         source = self._polling() if polled else self._watcher  # a poller comes with a tree
-        before = _identity(self.directory)
+        before = identity(self.directory)
         try:
             # A polled section announces what its poller reports: names gone
             # are of no interest to it.
@@ -249,7 +241,7 @@ class DirectoryMonitor:
                     problem=problem,
                 )
             return False
-        self._identity = _identity(self.directory)
+        self._identity = identity(self.directory)
         if self._identity != before:
             # Replaced while the watch was set: which one is watched is not
             # known.  Try again at the next retry.

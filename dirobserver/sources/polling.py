@@ -52,26 +52,13 @@ from twisted.python.failure import Failure
 
 from dirobserver.announce.scan import CHUNK
 from dirobserver.util.periodic import Periodic
+from dirobserver.sources.identity import directory_identity
 from dirobserver.sources.interface import Batch, EventSink
-from dirobserver.sources.interface import WatchError
 from dirobserver.sources.masks import (IN_DELETE, IN_DELETE_SELF, IN_IGNORED, IN_ISDIR, IN_MOVE_SELF, IN_MOVED_FROM,
                                        IN_MOVED_TO)
 
 #: What a sink asks for to be told of names that went away.
 _GONE = IN_DELETE | IN_MOVED_FROM
-
-
-def _identity(path: bytes) -> tuple[int, int]:
-    """The device and inode of directory C{path}, as a watch would see it."""
-    try:
-        info = os.stat(path)
-    except OSError as e:
-        raise WatchError(e.errno, e.strerror, path) from None
-    if not stat.S_ISDIR(info.st_mode):
-        raise WatchError(20, os.strerror(20), path)  # ENOTDIR
-    if not os.access(path, os.R_OK | os.X_OK):
-        raise WatchError(13, os.strerror(13), path)  # EACCES
-    return info.st_dev, info.st_ino
 
 
 class _Polled:
@@ -153,7 +140,7 @@ class Poller:
         @raise WatchError: C{path} is not a directory that can be read.
         """
         handle = self._next_handle
-        polled = _Polled(handle, path, sink, mask, _identity(path))
+        polled = _Polled(handle, path, sink, mask, directory_identity(path))
         self._next_handle += 1
         self._dirs[handle] = polled
         if self._round is not None:
