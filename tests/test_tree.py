@@ -22,7 +22,7 @@ from dirobserver.sources import tree_watches as watches_module  # noqa: E402
 from dirobserver.config.settings import WATCH_POLL  # noqa: E402
 from dirobserver.sources.polling import Poller  # noqa: E402
 from dirobserver.sources.identity import identity  # noqa: E402
-from dirobserver.sources.tree import DirectoryTree  # noqa: E402
+from dirobserver.sources.tree import DirectoryTree, TreeContext  # noqa: E402
 from dirobserver.sources.masks import IN_CREATE, IN_ISDIR, IN_MOVED_TO, WATCH_MASK  # noqa: E402
 
 
@@ -57,8 +57,8 @@ class TreeTests(ClockedDirectoryCase):
                 f"directory={self.root}\nrecursive=true\n"
                 + "".join(f"{key}={value}\n" for key, value in keys.items()))
         section = config.parse(text, "t.ini").sections[0]
-        tree = DirectoryTree(section, WATCH_MASK, self._deliver, lambda: None, self.clock,
-                             self.cooperator, self._poller)
+        tree = DirectoryTree(TreeContext(section, WATCH_MASK, self._deliver, lambda: None, self.clock,
+                                         self.cooperator, self._poller))
         self.addCleanup(tree.clear)
         return tree
 

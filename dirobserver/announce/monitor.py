@@ -47,7 +47,7 @@ from dirobserver.announce.settle import SettleTable
 from dirobserver.redis.queue_types import shape_for
 from dirobserver.sources.interface import Batch, EventSource
 from dirobserver.util.stats import Histogram
-from dirobserver.sources.tree import DirectoryTree
+from dirobserver.sources.tree import DirectoryTree, TreeContext
 from dirobserver.announce.listing_turns import Turns
 from dirobserver.sources.identity import identity
 from dirobserver.sources.interface import WatchError
@@ -140,8 +140,8 @@ class DirectoryMonitor:
     def _need_tree(self) -> DirectoryTree:
         """The section's tree, made when first needed (see L{tree})."""
         if self.tree is None:
-            self.tree = DirectoryTree(self.section, self.mask, self._handle_events, self._writer.room,
-                                      self._clock, self._cooperator, self._polling)
+            self.tree = DirectoryTree(TreeContext(self.section, self.mask, self._handle_events, self._writer.room,
+                                                  self._clock, self._cooperator, self._polling))
             self._listings.walker = self.tree
         return self.tree
 
