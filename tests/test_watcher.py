@@ -245,7 +245,7 @@ class FailingCalls:
     """Stands in for libc: opens a real descriptor, refuses every watch."""
 
     def __init__(self, code: int) -> None:
-        from dirobserver.sources.inotify import LIBC_INOTIFY
+        from dirobserver.sources.inotify_calls import LIBC_INOTIFY
 
         self._real = LIBC_INOTIFY
         self.code = code

@@ -3,7 +3,7 @@ The inotify layer: one inotify descriptor in the reactor for every monitored
 directory.
 
 L{InotifySource} is a L{FileDescriptor} of its own: it opens the descriptor
-through L{LibcInotify}, hands it to the reactor (C{startReading}), and parses
+through its C{calls}, hands it to the reactor (C{startReading}), and parses
 C{struct inotify_event} itself.  It does not build on Twisted's
 L{twisted.internet.inotify.INotify}, whose behaviour is unfit for a daemon
 that must not lose events:
@@ -31,14 +31,13 @@ configuration watching the same directory get the same watch descriptor from
 the kernel), each with a mask of its own: the kernel watch asks for the union,
 and each sink is handed only the events of its mask.
 
-The libc calls go through L{LibcInotify}; a test passes another object (one
-that fails with C{ENOSPC}, say) as C{calls}.
+The system calls go through L{dirobserver.sources.inotify_calls.LibcInotify};
+a test passes another object (one that fails with C{ENOSPC}, say) as
+C{calls}.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import os
 import struct
@@ -50,6 +49,7 @@ from twisted.internet.interfaces import IReactorFDSet
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from dirobserver.sources.inotify_calls import LIBC_INOTIFY, LibcInotify
 from dirobserver.sources.interface import Batch, EventSink, WatchError
 from dirobserver.sources.masks import (IN_DELETE_SELF, IN_IGNORED, IN_MOVE_SELF, IN_ONLYDIR, IN_Q_OVERFLOW, IN_UNMOUNT,
                                        WATCH_MASK)
@@ -81,41 +81,6 @@ QUICK = 0.0005
 #: 99th percentile) leaves no room for a nap.
 LINGER = 0.004
 
-class LibcInotify:
-    """The three inotify system calls, through C{ctypes}."""
-
-    def __init__(self) -> None:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        libc.inotify_init1.argtypes = [ctypes.c_int]
-        libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
-        libc.inotify_rm_watch.argtypes = [ctypes.c_int, ctypes.c_int]
-        self._libc = libc
-
-    def init(self) -> int:
-        """A new non-blocking, close-on-exec inotify descriptor."""
-        fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
-        if fd < 0:
-            code = ctypes.get_errno()
-            raise OSError(code, os.strerror(code))
-        return fd
-
-    def add_watch(self, fd: int, path: bytes, mask: int) -> int:
-        """Watch C{path} for C{mask} (replacing the mask of an existing watch)."""
-        wd = self._libc.inotify_add_watch(fd, path, mask)
-        if wd < 0:
-            code = ctypes.get_errno()
-            raise WatchError(code, os.strerror(code), path)
-        return wd
-
-    def rm_watch(self, fd: int, wd: int) -> None:
-        """End watch C{wd}; the kernel may have ended it already (EINVAL)."""
-        self._libc.inotify_rm_watch(fd, wd)
-
-
-#: The process's libc, loaded once.
-LIBC_INOTIFY = LibcInotify()
-
-
 class InotifySource(FileDescriptor):
     """
     One inotify instance in the reactor, serving any number of directories.
@@ -143,7 +108,7 @@ class InotifySource(FileDescriptor):
         super().__init__(reactor=reactor)
         self._calls = calls
         self._descriptor = calls.init()
-        # LibcInotify asks for both already; another `calls` may not have.
+        # LibcInotify asks for both already; other calls (a test's) may not.
         os.set_blocking(self._descriptor, False)
         os.set_inheritable(self._descriptor, False)
         # Open from now on, read or not: close() must close the descriptor
