@@ -52,11 +52,11 @@ from twisted.python.failure import Failure
 
 from dirobserver.config.settings import SectionSettings
 from dirobserver.announce.event import decode_name
-from dirobserver.announce.scan import CHUNK
 from dirobserver.sources.polling import Poller
 from dirobserver.sources.interface import Batch, EventSource
 from dirobserver.sources.masks import IN_CREATE, IN_ISDIR, IN_MOVED_TO
 from dirobserver.sources.tree_watches import TreeWatches
+from dirobserver.sources.walk import DirEntries, Walk
 
 _APPEARED = IN_CREATE | IN_MOVED_TO
 
@@ -358,46 +358,52 @@ class DirectoryTree:
         moved in); else (the top, at its watch) the listing announces.
         """
         subdirectories = self.section.subdirectories
-        stack = [start]
-        count = 0
-        while stack:
-            node = stack.pop()
-            if node.ended or generation != self._generation:
-                continue
-            found: Batch = []
-            try:
-                with os.scandir(node.path) as entries:
-                    for entry in entries:
-                        count += 1
-                        raw = entry.name
-                        try:
-                            is_dir = entry.is_dir(follow_symlinks=False)
-                        except OSError:
-                            continue
-                        mask = IN_MOVED_TO
-                        if is_dir:
-                            if not self.accepts_directory(raw):
-                                continue
-                            if raw not in node.children:
-                                child = self._watch(node, raw)
-                                if child is not None:
-                                    if child.polled is None or not announce:
-                                        stack.append(child)
-                                    else:
-                                        self._watches.listed(child, ())
-                            if not subdirectories:
-                                continue
-                            mask |= IN_ISDIR
-                        if announce:
-                            found.append((node.prefix + raw, mask))
-                        if count % CHUNK == 0:
-                            yield from self._found(found)
-                            found = []
-                            if node.ended or generation != self._generation:
-                                break
-            except OSError:
-                continue  # gone already: its end of watch follows
-            yield from self._found(found)
+        found: Batch = []
+
+        def current(node: _Node) -> bool:
+            return not node.ended and generation == self._generation
+
+        def enter(node: _Node) -> bytes | None:
+            return node.path if current(node) else None
+
+        def entries(node: _Node, chunk: DirEntries) -> None:
+            for entry in chunk:
+                raw = entry.name
+                try:
+                    is_dir = entry.is_dir(follow_symlinks=False)
+                except OSError:
+                    continue
+                mask = IN_MOVED_TO
+                if is_dir:
+                    if not self.accepts_directory(raw):
+                        continue
+                    if raw not in node.children:
+                        child = self._watch(node, raw)
+                        if child is not None:
+                            if child.polled is None or not announce:
+                                walk.push(child)
+                            else:
+                                self._watches.listed(child, ())
+                    if not subdirectories:
+                        continue
+                    mask |= IN_ISDIR
+                if announce:
+                    found.append((node.prefix + raw, mask))
+
+        def turn(node: _Node) -> Iterator[object]:
+            yield from done(node)
+            return current(node)
+
+        def done(node: _Node) -> Iterator[object]:
+            batch = found[:]
+            found.clear()
+            return self._found(batch)
+
+        def unreadable(node: _Node, error: OSError) -> None:
+            found.clear()  # gone already: its end of watch follows
+
+        walk: Walk[_Node] = Walk(start, enter, entries, turn, done, unreadable)
+        return walk.run()
 
     def _found(self, found: Batch) -> Iterator[object]:
         """Announce what a reading found, then let the reactor run (and the writer drain)."""
