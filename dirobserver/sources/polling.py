@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import os
 import stat
-from itertools import islice
 from typing import Callable, Iterable, Iterator
 
 from twisted.internet import defer, task
@@ -50,12 +49,12 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from dirobserver.announce.scan import CHUNK
 from dirobserver.util.periodic import Periodic
 from dirobserver.sources.identity import directory_identity
 from dirobserver.sources.interface import Batch, EventSink
 from dirobserver.sources.masks import (IN_DELETE, IN_DELETE_SELF, IN_IGNORED, IN_ISDIR, IN_MOVE_SELF, IN_MOVED_FROM,
                                        IN_MOVED_TO)
+from dirobserver.sources.walk import CHUNK, DirEntries, Walk
 
 #: What a sink asks for to be told of names that went away.
 _GONE = IN_DELETE | IN_MOVED_FROM
@@ -216,26 +215,13 @@ class Poller:
         """One scan of one directory (see the module docstring)."""
         now = self._clock.seconds()
         current: set[bytes] = set()
-        try:
-            info = os.stat(polled.path)
-            if (info.st_dev, info.st_ino) != polled.identity or not stat.S_ISDIR(info.st_mode):
-                self._end(polled, IN_DELETE_SELF | IN_MOVE_SELF)
-                return
-            with os.scandir(polled.path) as entries:
-                while True:
-                    chunk = [entry.name for entry in islice(entries, CHUNK)]
-                    current.update(chunk)
-                    if len(chunk) < CHUNK:
-                        break
-                    yield None
-                    if polled.removed:
-                        return
-        except (FileNotFoundError, NotADirectoryError):
-            self._end(polled, IN_DELETE_SELF)
-            return
-        except OSError:
-            self._end(polled, IN_IGNORED)
-            return
+
+        def names(_polled: _Polled, chunk: DirEntries) -> None:
+            current.update([entry.name for entry in chunk])
+
+        yield from Walk(polled, self._entering, names, self._read_on, unreadable=self._unreadable).run()
+        if polled.removed:
+            return  # removed during the scan, or its "watch" ended
         self.scans += 1
         known, polled.known = polled.known, current
         if known is None:
@@ -257,6 +243,28 @@ class Poller:
                 if polled.removed:
                     return
         self._deliver(polled, batch, now)
+
+    def _entering(self, polled: _Polled) -> bytes | None:
+        """The path to scan; None when the directory is no longer the one polled."""
+        try:
+            info = os.stat(polled.path)
+        except OSError as e:
+            self._unreadable(polled, e)
+            return None
+        if (info.st_dev, info.st_ino) != polled.identity or not stat.S_ISDIR(info.st_mode):
+            self._end(polled, IN_DELETE_SELF | IN_MOVE_SELF)
+            return None
+        return polled.path
+
+    @staticmethod
+    def _read_on(polled: _Polled) -> Iterator[None]:
+        """A turn in a large directory; the scan stops if the directory was removed meanwhile."""
+        yield None
+        return not polled.removed
+
+    def _unreadable(self, polled: _Polled, error: OSError) -> None:
+        gone = isinstance(error, (FileNotFoundError, NotADirectoryError))
+        self._end(polled, IN_DELETE_SELF if gone else IN_IGNORED)
 
     def _new(self, polled: _Polled, name: bytes, now: float, batch: Batch) -> None:
         try:
