@@ -8,7 +8,7 @@ and its reply read.  The event is made by the observer's own
 L{dirobserver.announce.event.EventEncoder} and the command by its own
 L{dirobserver.redis.protocol.encode_command}, so what differs between the kinds is the
 loop around them only.  (Twisted modules are imported for those helpers and
-for L{dirobserver.sources.inotify.LibcInotify}; the C{epoll} kinds never run a reactor.)
+for L{dirobserver.sources.inotify_calls.LibcInotify}; the C{epoll} kinds never run a reactor.)
 
 Kinds:
  - C{epoll}: a plain C{select.epoll} loop over the inotify descriptor and
@@ -41,7 +41,8 @@ from collections import deque
 
 from dirobserver.announce.event import CREATED, EventEncoder, decode_name
 from dirobserver.redis.protocol import encode_command
-from dirobserver.sources.inotify import IN_CREATE, IN_ISDIR, IN_MOVED_TO, IN_ONLYDIR, LibcInotify
+from dirobserver.sources.inotify_calls import LibcInotify
+from dirobserver.sources.masks import IN_CREATE, IN_ISDIR, IN_MOVED_TO, IN_ONLYDIR
 
 #: Seconds a reply may wait for the next inotify wake-up in C{epoll-lazy}.
 LAZY_TIMEOUT = 0.005

@@ -18,8 +18,9 @@ from clocked import ClockedDirectoryCase  # noqa: E402
 
 from dirobserver.sources import polling as poller_module  # noqa: E402
 from dirobserver.sources.polling import Poller  # noqa: E402
-from dirobserver.sources.inotify import (IN_DELETE, IN_DELETE_SELF, IN_IGNORED, IN_ISDIR,  # noqa: E402
-                                 IN_MOVE_SELF, IN_MOVED_TO, WATCH_MASK, WatchError)
+from dirobserver.sources.interface import WatchError  # noqa: E402
+from dirobserver.sources.masks import (IN_DELETE, IN_DELETE_SELF, IN_IGNORED, IN_ISDIR, IN_MOVE_SELF,  # noqa: E402
+                                       IN_MOVED_TO, WATCH_MASK)
 
 INTERVAL = 2.0
 

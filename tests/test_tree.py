@@ -21,8 +21,9 @@ from dirobserver.sources import tree as tree_module  # noqa: E402
 from dirobserver.sources import tree_watches as watches_module  # noqa: E402
 from dirobserver.config.settings import WATCH_POLL  # noqa: E402
 from dirobserver.sources.polling import Poller  # noqa: E402
-from dirobserver.sources.tree import DirectoryTree  # noqa: E402
-from dirobserver.sources.inotify import IN_CREATE, IN_ISDIR, IN_MOVED_TO, WATCH_MASK  # noqa: E402
+from dirobserver.sources.identity import identity  # noqa: E402
+from dirobserver.sources.tree import DirectoryTree, TreeContext  # noqa: E402
+from dirobserver.sources.masks import IN_CREATE, IN_ISDIR, IN_MOVED_TO, WATCH_MASK  # noqa: E402
 
 
 class RecordingWatcher:
@@ -56,8 +57,8 @@ class TreeTests(ClockedDirectoryCase):
                 f"directory={self.root}\nrecursive=true\n"
                 + "".join(f"{key}={value}\n" for key, value in keys.items()))
         section = config.parse(text, "t.ini").sections[0]
-        tree = DirectoryTree(section, WATCH_MASK, self._deliver, lambda: None, self.clock,
-                             self.cooperator, self._poller)
+        tree = DirectoryTree(TreeContext(section, WATCH_MASK, self._deliver, lambda: None, self.clock,
+                                         self.cooperator, self._poller))
         self.addCleanup(tree.clear)
         return tree
 
@@ -79,7 +80,7 @@ class TreeTests(ClockedDirectoryCase):
         with open(os.path.join(self.root, "a", "f"), "w"):
             pass
         tree = self.make(ignore_directories=r"^\.")
-        tree.rooted(self.watcher, 99, polled=False, identity=_identity(self.root))
+        tree.rooted(self.watcher, 99, polled=False, identity=identity(self.root))
         self.run_due()
         self.assertEqual(self.watcher.paths(self.root), {"a", "a/b", "a/b/c", "d"})
         self.assertEqual(self.delivered, [])
@@ -87,7 +88,7 @@ class TreeTests(ClockedDirectoryCase):
 
     def test_a_new_sub_directory_is_watched_then_read(self):
         tree = self.make()
-        tree.rooted(self.watcher, 99, polled=False, identity=_identity(self.root))
+        tree.rooted(self.watcher, 99, polled=False, identity=identity(self.root))
         self.run_due()
         self.mkdirs("new/deeper")
         for name in ("new/f", "new/deeper/g"):
@@ -103,7 +104,7 @@ class TreeTests(ClockedDirectoryCase):
         """Events lost (a queue overflow): the listing finds another directory under a known name."""
         self.mkdirs("a")
         tree = self.make()
-        tree.rooted(self.watcher, 99, polled=False, identity=_identity(self.root))
+        tree.rooted(self.watcher, 99, polled=False, identity=identity(self.root))
         self.run_due()
         [old] = self.watcher.watches
         os.rename(os.path.join(self.root, "a"), os.path.join(self.root, "a.old"))
@@ -132,14 +133,8 @@ class TreeTests(ClockedDirectoryCase):
 
         self.patch(tree_module.os, "lstat", lstat)
         self.patch(watches_module, "choose_mode", lambda mode, path: (WATCH_POLL, "on NFS (statfs type 0x6969)"))
-        tree.rooted(self.watcher, 99, polled=False, identity=_identity(self.root))
+        tree.rooted(self.watcher, 99, polled=False, identity=identity(self.root))
         self.run_due()
         self.assertEqual(self.watcher.paths(self.root), {"local"})
         self.assertEqual(tree.counts(), {"watched": 1, "polled": 2, "past_watch_limit": 0})
         self.assertEqual(len(self.poller), 2)
-
-
-def _identity(path: str) -> tuple[int, int]:
-    """What the monitor hands the tree: the top's device and inode."""
-    info = os.stat(path)
-    return info.st_dev, info.st_ino

@@ -5,7 +5,7 @@ a real valkey-server, real directories.
 
 C{fs.inotify.max_user_watches} is machine-wide and cannot be lowered for one
 test, so the limit is injected through the watcher's libc seam
-(L{dirobserver.sources.inotify.LibcInotify}, the C{calls} of a L{Watcher}): a
+(L{dirobserver.sources.inotify_calls.LibcInotify}, the C{calls} of a L{InotifySource}): a
 L{LimitedCalls} lets a given number of watches be made and refuses the next
 ones with C{ENOSPC}, as the kernel does; raising its limit stands for
 watches becoming available again.
@@ -31,7 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from core_case import CoreTestCase, sleep  # noqa: E402
 
 from dirobserver.app.core import ObserverService  # noqa: E402
-from dirobserver.sources.inotify import LIBC_INOTIFY, Watcher, WatchError  # noqa: E402
+from dirobserver.sources.inotify import InotifySource  # noqa: E402
+from dirobserver.sources.inotify_calls import LIBC_INOTIFY  # noqa: E402
+from dirobserver.sources.interface import WatchError  # noqa: E402
 
 POLL = 0.2
 
@@ -67,8 +69,8 @@ class LimitedService(ObserverService):
 
     calls: LimitedCalls
 
-    def _new_watcher(self) -> Watcher:
-        watcher = Watcher(self._reactor, on_overflow=self._overflowed, calls=self.calls)
+    def _new_watcher(self) -> InotifySource:
+        watcher = InotifySource(self._reactor, on_overflow=self._overflowed, calls=self.calls)
         watcher.startReading()
         return watcher
 

@@ -17,7 +17,7 @@ from dirobserver.sources.liveness import InotifyLivenessProbe
 
 
 class StandInWatcher:
-    """Records add/remove calls like L{dirobserver.sources.inotify.Watcher}."""
+    """Records add/remove calls like L{dirobserver.sources.inotify.InotifySource}."""
 
     def __init__(self) -> None:
         self.added: list[bytes] = []

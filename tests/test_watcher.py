@@ -18,7 +18,9 @@ import time
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
-from dirobserver.sources.inotify import IN_DELETE_SELF, IN_ISDIR, IN_MOVE_SELF, Watcher, WatchError
+from dirobserver.sources.inotify import InotifySource
+from dirobserver.sources.interface import WatchError
+from dirobserver.sources.masks import IN_DELETE_SELF, IN_ISDIR, IN_MOVE_SELF
 
 
 class RecordingSink:
@@ -68,7 +70,7 @@ class WatcherTests(unittest.TestCase):
         self.root = tempfile.mkdtemp(prefix="dirobserver-test-")
         self.addCleanup(shutil.rmtree, self.root, True)
         self.overflows = 0
-        self.watcher = Watcher(reactor, on_overflow=self._overflow)
+        self.watcher = InotifySource(reactor, on_overflow=self._overflow)
         self.watcher.startReading()
         self.addCleanup(self.watcher.close)
 
@@ -243,7 +245,7 @@ class FailingCalls:
     """Stands in for libc: opens a real descriptor, refuses every watch."""
 
     def __init__(self, code: int) -> None:
-        from dirobserver.sources.inotify import LIBC_INOTIFY
+        from dirobserver.sources.inotify_calls import LIBC_INOTIFY
 
         self._real = LIBC_INOTIFY
         self.code = code
@@ -265,8 +267,8 @@ class SeamTests(unittest.TestCase):
         self.root = tempfile.mkdtemp(prefix="dirobserver-test-")
         self.addCleanup(shutil.rmtree, self.root, True)
 
-    def watcher(self, **kwargs) -> Watcher:
-        watcher = Watcher(reactor, **kwargs)
+    def watcher(self, **kwargs) -> InotifySource:
+        watcher = InotifySource(reactor, **kwargs)
         watcher.startReading()
         self.addCleanup(watcher.close)
         return watcher
@@ -285,7 +287,7 @@ class SeamTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_each_sink_gets_the_events_of_its_own_mask(self):
         """Two sinks on one directory, one also asking for IN_CLOSE_WRITE."""
-        from dirobserver.sources.inotify import IN_CREATE, WATCH_MASK
+        from dirobserver.sources.masks import IN_CREATE, WATCH_MASK
 
         in_close_write = 0x00000008
         watcher = self.watcher()

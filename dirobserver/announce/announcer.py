@@ -20,7 +20,7 @@ from dirobserver.announce.event import CREATED, TreeEncoder, decode_name
 from dirobserver.config.settings import SectionSettings
 from dirobserver.redis.queue_types import Encode, shape_for
 from dirobserver.redis.writer import Relistable, RedisWriter
-from dirobserver.sources.inotify import IN_ISDIR
+from dirobserver.sources.masks import IN_ISDIR
 from dirobserver.sources.interface import Batch
 
 

@@ -8,7 +8,7 @@ hands it to the writer (L{dirobserver.redis.writer}).
 It also runs the listings of its directory ("boot the pump" when the watch is
 set, the forced poll, and the catch-up after an overflow or a Redis outage).
 
-The watch is the service's inotify L{dirobserver.sources.inotify.Watcher}, or the
+The watch is the service's inotify L{dirobserver.sources.inotify.InotifySource}, or the
 section's own L{dirobserver.sources.polling.Poller} (C{watch_mode = poll}, or C{auto}
 on a network or FUSE filesystem: L{dirobserver.sources.fstype}, decided again each
 time the directory is watched anew).  A polled section announces what its
@@ -45,22 +45,15 @@ from dirobserver.sources.polling import Poller
 from dirobserver.announce.settle import SettleTable
 from dirobserver.sources.interface import Batch, EventSource
 from dirobserver.util.stats import Histogram
-from dirobserver.sources.tree import DirectoryTree
+from dirobserver.sources.tree import DirectoryTree, TreeContext
 from dirobserver.announce.listing_line import ListingLine
-from dirobserver.sources.inotify import IN_DELETE_SELF, IN_MOVE_SELF, IN_UNMOUNT, WATCH_MASK, WatchError
+from dirobserver.sources.identity import identity
+from dirobserver.sources.interface import WatchError
+from dirobserver.sources.masks import IN_DELETE_SELF, IN_ISDIR, IN_MOVE_SELF, IN_UNMOUNT, WATCH_MASK
 from dirobserver.redis.writer import RedisWriter
 
 WATCHED = "watched"
 MISSING = "missing"
-
-
-def _identity(path: str) -> tuple[int, int] | None:
-    """Which directory C{path} leads to now: (device, inode); None if none."""
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return info.st_dev, info.st_ino
 
 
 class DirectoryMonitor:
@@ -143,8 +136,9 @@ class DirectoryMonitor:
     def _need_tree(self) -> DirectoryTree:
         """The section's tree, made when first needed (see L{tree})."""
         if self.tree is None:
-            self.tree = DirectoryTree(self.section, self.mask, self._subdirectory_events, self._writer.room,
-                                      self._clock, self._cooperator, self._polling)
+            self.tree = DirectoryTree(TreeContext(self.section, self.mask, self._subdirectory_events,
+                                                  self._writer.room, self._clock, self._cooperator,
+                                                  self._polling))
             self._listings.use_tree(self.tree)
         return self.tree
 
@@ -165,7 +159,7 @@ class DirectoryMonitor:
         until then a listing must not take the new directory's files for
         the watched one's: their events go unseen.
         """
-        if self._wd is None or self._stopped or _identity(self.directory) != self._identity:
+        if self._wd is None or self._stopped or identity(self.directory) != self._identity:
             return None
         return self._watches
 
@@ -227,7 +221,7 @@ class DirectoryMonitor:
         mode, why = choose_mode(self.section.watch_mode, self.directory)
         polled = mode == WATCH_POLL
         source = self._polling() if polled else self._watcher  # a poller comes with a tree
-        before = _identity(self.directory)
+        before = identity(self.directory)
         try:
             # A polled section announces what its poller reports: names gone
             # are of no interest to it.
@@ -244,7 +238,7 @@ class DirectoryMonitor:
                     problem=problem,
                 )
             return False
-        self._identity = _identity(self.directory)
+        self._identity = identity(self.directory)
         if self._identity != before:
             # Replaced while the watch was set: which one is watched is not
             # known.  Try again at the next retry.

@@ -1,8 +1,9 @@
 """
 Reading a directory for a listing: its entries, oldest first, in little memory.
 
-L{scan_directory} reads a directory with C{os.scandir} (with a L{Walker},
-the whole tree under it: every sub-directory is watched before it is read),
+L{scan_directory} reads a directory with the one directory walker
+(L{dirobserver.sources.walk.Walk}; with a L{Walker}, the whole tree under
+it: every sub-directory is watched before it is read),
 keeps the entries that pass the section's filters, and returns them as
 L{Entries}: oldest modification time first over the whole tree, ties in the
 byte order of their paths.
@@ -44,12 +45,8 @@ from typing import Callable, Iterable, Iterator, Protocol
 from twisted.internet import defer, task
 
 from dirobserver.announce.event import decode_name
+from dirobserver.sources.walk import CHUNK, DIRECTORIES, DirEntries, Walk
 
-#: Entries handled between two chances for the reactor to run.
-CHUNK = 2000
-#: Directories opened between two chances for the reactor to run (a tree of
-#: many small directories costs its opens and watches, not its entries).
-DIRECTORIES = 64
 #: Keys packed together in a sorted run: the merge unpacks one block per run
 #: at a time (a few hundred runs for a million files).
 BLOCK = 128
@@ -244,6 +241,88 @@ def scan_directory(
     return cooperator.cooperate(work).whenDone().addCallback(lambda _: entries)
 
 
+class _Listing:
+    """
+    What a scan gathers as L{Walk} reads: the keys of the entries that pass
+    the filters, in sorted runs, and the sub-directories to read.
+    """
+
+    def __init__(
+        self,
+        path: bytes,
+        accepts: Callable[[str], bool],
+        subdirectories: bool,
+        walker: Walker | None,
+    ) -> None:
+        self.path = path
+        self.accepts = accepts
+        self.subdirectories = subdirectories
+        self.walker = walker
+        self.recursive = walker is not None and walker.recursive
+        self.runs: list[list[bytes]] = []
+        self.run: list[bytes] = []
+        #: the names read in the directory being read, for the walker
+        #: (None: it does not want them)
+        self.names: list[bytes] | None = None
+        self.walk: Walk[bytes] = Walk(b"", self.enter, self.entries, self.turn, self.done, self.unreadable,
+                                      directories=DIRECTORIES)
+
+    def enter(self, subdirectory: bytes) -> bytes | None:
+        if subdirectory and not self.walker.enter(subdirectory):  # type: ignore[union-attr]
+            return None
+        # Asked for each directory: entering one may have made it polled.
+        walker = self.walker
+        self.names = [] if walker is not None and walker.wants_names() else None
+        return os.path.join(self.path, subdirectory) if subdirectory else self.path
+
+    def entries(self, subdirectory: bytes, chunk: DirEntries) -> None:
+        prefix = subdirectory + b"/" if subdirectory else b""
+        names = self.names
+        recursive = self.recursive
+        walker = self.walker
+        accepts = self.accepts
+        subdirectories = self.subdirectories
+        push = self.walk.push
+        run = self.run
+        for entry in chunk:
+            raw = entry.name
+            if names is not None:
+                names.append(raw)
+            try:
+                if recursive and entry.is_dir(follow_symlinks=False):
+                    if not walker.accepts_directory(raw):  # type: ignore[union-attr]
+                        continue  # neither listed nor announced
+                    push(prefix + raw)
+                if not accepts(decode_name(raw)):
+                    continue
+                if entry.is_dir() and not subdirectories:
+                    continue
+                mtime_ns = entry.stat().st_mtime_ns
+            except OSError:
+                continue  # removed between the listing and the stat
+            run.append(entry_key(mtime_ns, prefix + raw))
+
+    def turn(self, _subdirectory: bytes) -> Iterator[None]:
+        # Sort and pack what was read since the last turn, so the reactor
+        # never waits for a sort of more than CHUNK keys.
+        if self.run:
+            self.runs.append(_pack(self.run))
+            self.run = []
+        yield None
+        return True
+
+    def done(self, subdirectory: bytes) -> Iterator[None]:
+        if self.names is not None:
+            self.walker.seen(subdirectory, self.names)  # type: ignore[union-attr]
+        return iter(())
+
+    @staticmethod
+    def unreadable(subdirectory: bytes, error: OSError) -> None:
+        if not subdirectory:
+            raise error
+        # A sub-directory gone or unreadable: its watch says so.
+
+
 def _scan(
     path: bytes,
     accepts: Callable[[str], bool],
@@ -251,55 +330,9 @@ def _scan(
     out: Entries,
     walker: Walker | None,
 ) -> Iterator[None]:
-    runs: list[list[bytes]] = []
-    run: list[bytes] = []
-    seen = 0
-    recursive = walker is not None and walker.recursive
-    # Directories to read, relative to the top.
-    todo: list[bytes] = [b""]
-    opened = 0
-    while todo:
-        opened += 1
-        if opened % DIRECTORIES == 0:
-            yield None
-        subdirectory = todo.pop()
-        if subdirectory and not walker.enter(subdirectory):  # type: ignore[union-attr]
-            continue
-        prefix = subdirectory + b"/" if subdirectory else b""
-        # Asked for each directory: entering one may have made it polled.
-        names: list[bytes] | None = [] if walker is not None and walker.wants_names() else None
-        try:
-            with os.scandir(os.path.join(path, subdirectory) if subdirectory else path) as found:
-                for entry in found:
-                    seen += 1
-                    if seen % CHUNK == 0:
-                        if run:
-                            runs.append(_pack(run))
-                            run = []
-                        yield None
-                    raw = entry.name
-                    if names is not None:
-                        names.append(raw)
-                    try:
-                        if recursive and entry.is_dir(follow_symlinks=False):
-                            if not walker.accepts_directory(raw):  # type: ignore[union-attr]
-                                continue  # neither listed nor announced
-                            todo.append(prefix + raw)
-                        if not accepts(decode_name(raw)):
-                            continue
-                        if entry.is_dir() and not subdirectories:
-                            continue
-                        mtime_ns = entry.stat().st_mtime_ns
-                    except OSError:
-                        continue  # removed between the listing and the stat
-                    run.append(entry_key(mtime_ns, prefix + raw))
-        except OSError:
-            if not subdirectory:
-                raise
-            continue  # a sub-directory gone or unreadable: its watch says so
-        if names is not None:
-            walker.seen(subdirectory, names)  # type: ignore[union-attr]
-    if run:
-        runs.append(_pack(run))
-    if runs:
-        yield from merge(runs, out)
+    listing = _Listing(path, accepts, subdirectories, walker)
+    yield from listing.walk.run()
+    if listing.run:
+        listing.runs.append(_pack(listing.run))
+    if listing.runs:
+        yield from merge(listing.runs, out)

@@ -6,7 +6,7 @@ L{ObserverService} is the third child of the service tree
 (L{dirobserver.app.observer.DirObserver}): by the time it starts, the
 writer is running.  It owns:
 
- - the inotify L{Watcher} and the watches of every monitor;
+ - the inotify L{InotifySource} and the watches of every monitor;
  - the listings (run by its own cooperator, a few at a time, each waiting
    for Redis);
  - the periodic work: retrying missing directories, the forced polls, the
@@ -34,7 +34,7 @@ from dirobserver.announce.monitor import WATCHED, DirectoryMonitor
 from dirobserver.app import exits
 from dirobserver.config.settings import SectionSettings, Settings
 from dirobserver.redis.writer import RedisWriter
-from dirobserver.sources.inotify import Watcher
+from dirobserver.sources.inotify import InotifySource
 from dirobserver.sources.liveness import InotifyLivenessProbe
 from dirobserver.util import gc_pause as heap
 from dirobserver.util.periodic import Periodic
@@ -63,7 +63,7 @@ class ObserverService(service.Service):
     the periodic and recovery work that involves them.
 
     @ivar monitors: one L{DirectoryMonitor} per active section.
-    @ivar watcher: the current L{Watcher} (replaced by a watchdog reset).
+    @ivar watcher: the current L{InotifySource} (replaced by a watchdog reset).
     @ivar overflows: kernel queue overflows, over every watcher so far.
     @ivar listing_seconds: how long each listing took.
     @ivar exit_status: non-zero once the observer gave up.
@@ -99,7 +99,7 @@ class ObserverService(service.Service):
         self._polls: dict[DirectoryMonitor, Periodic] = {}
         for i, section in enumerate(settings.sections):
             self._new_monitor(section, say_watching=i < SAID_ONE_BY_ONE)
-        self.watcher: Watcher | None = None
+        self.watcher: InotifySource | None = None
         self.watchdog: InotifyLivenessProbe | None = None
         if settings.inactivity_timeout > 0:
             self.watchdog = InotifyLivenessProbe(
@@ -252,8 +252,8 @@ class ObserverService(service.Service):
         return (f"Watching {watched} of {len(self.monitors)} directories; {redis}"
                 + (f"; {held} events held" if held else ""))
 
-    def _new_watcher(self) -> Watcher:
-        watcher = Watcher(self._reactor, on_overflow=self._overflowed)
+    def _new_watcher(self) -> InotifySource:
+        watcher = InotifySource(self._reactor, on_overflow=self._overflowed)
         watcher.startReading()
         return watcher
 

@@ -1,7 +1,7 @@
 """
 The service tree twistd runs, and what belongs to the whole daemon.
 
-Data flows one way: L{Watcher} (inotify) -> L{DirectoryMonitor} (filter,
+Data flows one way: L{InotifySource} (inotify) -> L{DirectoryMonitor} (filter,
 event) -> L{RedisWriter} (batches) -> Redis.  L{DirObserver} is the tree;
 its children start in this order and stop in reverse, each waiting for the
 one before (L{dirobserver.app.ordered_services.OrderedMultiService}):

@@ -1,5 +1,9 @@
 """
-Where events come from: the interface every source implements, inotify,
-polling, trees of directories, filesystem detection, and the liveness probe
-of the inotify mechanism.
+Where events come from: the interface every source implements and its error
+(L{interface}: C{EventSource}, C{EventSink}, C{WatchError}), the event
+vocabulary they all speak (L{masks}), inotify (L{inotify}, its system calls
+in L{inotify_calls}), polling (L{polling}), trees of directories (L{tree},
+L{tree_watches}), the one directory walker (L{walk}), which directory a path
+leads to (L{identity}), filesystem detection (L{fstype}), and the liveness
+probe of the inotify mechanism (L{liveness}).
 """

@@ -1,11 +1,14 @@
 """
-The inotify layer: one Twisted C{INotify} for every monitored directory.
+The inotify layer: one inotify descriptor in the reactor for every monitored
+directory.
 
-Twisted's L{twisted.internet.inotify.INotify} owns the file descriptor and its
-place in the reactor; L{Watcher} subclasses it to fix, once and here only,
-what makes it unfit for a daemon that must not lose events:
+L{InotifySource} is a L{FileDescriptor} of its own: it opens the descriptor
+through its C{calls}, hands it to the reactor (C{startReading}), and parses
+C{struct inotify_event} itself.  It does not build on Twisted's
+L{twisted.internet.inotify.INotify}, whose behaviour is unfit for a daemon
+that must not lose events:
 
- 1. On C{IN_DELETE_SELF}, C{INotify._doRead} calls C{loseConnection()}: the
+ 1. On C{IN_DELETE_SELF}, Twisted's C{INotify} calls C{loseConnection()}: the
     deletion of one watched directory silently ends every other watch of the
     instance.  Opening one instance per directory is no way out, since
     C{fs.inotify.max_user_instances} is 128.  Here the end of one watch
@@ -28,45 +31,28 @@ configuration watching the same directory get the same watch descriptor from
 the kernel), each with a mask of its own: the kernel watch asks for the union,
 and each sink is handed only the events of its mask.
 
-The libc calls go through L{LibcInotify}; a test passes another object (one
-that fails with C{ENOSPC}, say) as C{calls}, as Twisted's own C{INotify}
-allows through its C{_inotify} attribute.
+The system calls go through L{dirobserver.sources.inotify_calls.LibcInotify};
+a test passes another object (one that fails with C{ENOSPC}, say) as
+C{calls}.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import os
 import struct
 from typing import Any, Callable
 
-from twisted.internet import inotify, main
+from twisted.internet import main
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.interfaces import IReactorFDSet
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from dirobserver.sources.interface import Batch, EventSink
-
-IN_CREATE = inotify.IN_CREATE
-IN_MOVED_TO = inotify.IN_MOVED_TO
-IN_MOVED_FROM = inotify.IN_MOVED_FROM
-IN_DELETE = inotify.IN_DELETE
-IN_OPEN = inotify.IN_OPEN
-IN_MODIFY = inotify.IN_MODIFY
-IN_ATTRIB = inotify.IN_ATTRIB
-IN_CLOSE_WRITE = inotify.IN_CLOSE_WRITE
-IN_DELETE_SELF = inotify.IN_DELETE_SELF
-IN_MOVE_SELF = inotify.IN_MOVE_SELF
-IN_UNMOUNT = inotify.IN_UNMOUNT
-IN_IGNORED = inotify.IN_IGNORED
-IN_Q_OVERFLOW = 0x00004000
-IN_ISDIR = inotify.IN_ISDIR
-IN_ONLYDIR = inotify.IN_ONLYDIR
-
-#: What a monitored directory is watched for: entries appearing in it, and the
-#: directory itself going away.  (C{IN_ONLYDIR}: refuse to watch a file.)
-WATCH_MASK = IN_CREATE | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR
+from dirobserver.sources.inotify_calls import LIBC_INOTIFY, LibcInotify
+from dirobserver.sources.interface import Batch, EventSink, WatchError
+from dirobserver.sources.masks import (IN_DELETE_SELF, IN_IGNORED, IN_MOVE_SELF, IN_ONLYDIR, IN_Q_OVERFLOW, IN_UNMOUNT,
+                                       WATCH_MASK)
 
 #: Bits of a mask that are flags of the watch, not kinds of events.
 _FLAGS = IN_ONLYDIR
@@ -95,73 +81,17 @@ QUICK = 0.0005
 #: 99th percentile) leaves no room for a nap.
 LINGER = 0.004
 
-class WatchError(OSError):
-    """
-    A directory could not be watched.  C{errno} says why (C{ENOENT},
-    C{ENOTDIR}, C{EACCES}, C{ENOSPC} for the C{max_user_watches} limit).
-    """
-
-    @property
-    def reason(self) -> str:
-        """Why, in a few words that follow the path in a log line."""
-        if self.errno == errno.ENOENT:
-            return "does not exist"
-        if self.errno == errno.ENOTDIR:
-            return "is not a directory"
-        if self.errno == errno.EACCES:
-            return "cannot be read: permission denied"
-        if self.errno == errno.ENOSPC:
-            return (
-                "is beyond the inotify watch limit, which is reached "
-                "(raise fs.inotify.max_user_watches)"
-            )
-        return f"cannot be watched ({self.strerror})"
-
-    def __str__(self) -> str:
-        return f"cannot watch {os.fsdecode(self.filename)}: it {self.reason}"
-
-
-class LibcInotify:
-    """The three inotify system calls, through C{ctypes}."""
-
-    def __init__(self) -> None:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        libc.inotify_init1.argtypes = [ctypes.c_int]
-        libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
-        libc.inotify_rm_watch.argtypes = [ctypes.c_int, ctypes.c_int]
-        self._libc = libc
-
-    def init(self) -> int:
-        """A new non-blocking, close-on-exec inotify descriptor."""
-        fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
-        if fd < 0:
-            code = ctypes.get_errno()
-            raise OSError(code, os.strerror(code))
-        return fd
-
-    def add_watch(self, fd: int, path: bytes, mask: int) -> int:
-        """Watch C{path} for C{mask} (replacing the mask of an existing watch)."""
-        wd = self._libc.inotify_add_watch(fd, path, mask)
-        if wd < 0:
-            code = ctypes.get_errno()
-            raise WatchError(code, os.strerror(code), path)
-        return wd
-
-    def rm_watch(self, fd: int, wd: int) -> None:
-        """End watch C{wd}; the kernel may have ended it already (EINVAL)."""
-        self._libc.inotify_rm_watch(fd, wd)
-
-
-#: The process's libc, loaded once.
-LIBC_INOTIFY = LibcInotify()
-
-
-class Watcher(inotify.INotify):
+class InotifySource(FileDescriptor):
     """
     One inotify instance in the reactor, serving any number of directories.
 
+    The descriptor is opened when the source is made, read once
+    C{startReading()} puts it in the reactor, and closed by L{close} (or when
+    a read fails).
+
     @ivar overflows: how many times the kernel queue overflowed.
     @ivar events: how many events were read.
+    @ivar connected: true until the descriptor is closed.
 
     The reactor is an L{IReactorFDSet} (the descriptor is read in it) and an
     L{IReactorTime} (each read is stamped with its C{seconds()}).
@@ -175,9 +105,15 @@ class Watcher(inotify.INotify):
         on_overflow: Callable[[], None] | None = None,
         calls: LibcInotify = LIBC_INOTIFY,
     ) -> None:
-        # Twisted's INotify opens its descriptor through self._inotify.init().
-        self._inotify = calls
         super().__init__(reactor=reactor)
+        self._calls = calls
+        self._descriptor = calls.init()
+        # LibcInotify asks for both already; other calls (a test's) may not.
+        os.set_blocking(self._descriptor, False)
+        os.set_inheritable(self._descriptor, False)
+        # Open from now on, read or not: close() must close the descriptor
+        # even if it never entered the reactor.
+        self.connected = 1
         #: per watch descriptor: the sinks and the mask each asked for
         self._sinks: dict[int, list[tuple[EventSink, int]]] = {}
         #: per watch descriptor: the paths it was set on (several when a
@@ -196,6 +132,10 @@ class Watcher(inotify.INotify):
         self.overflows = 0
         self.events = 0
 
+    def fileno(self) -> int:
+        """The inotify descriptor (-1 once closed), for the reactor."""
+        return self._descriptor
+
     def add(self, path: bytes, sink: EventSink, mask: int = WATCH_MASK) -> int:
         """
         Start delivering the events of directory C{path} selected by C{mask}
@@ -208,7 +148,7 @@ class Watcher(inotify.INotify):
         # what the sinks already there need too, so none misses an event.
         known = self._wd_of.get(path)
         wanted = mask | (self._union.get(known, 0) if known is not None else 0)
-        wd = self._inotify.add_watch(self._fd, path, wanted)
+        wd = self._calls.add_watch(self._descriptor, path, wanted)
         self._sinks.setdefault(wd, []).append((sink, mask))
         paths = self._paths.setdefault(wd, [])
         if path not in paths:
@@ -233,7 +173,7 @@ class Watcher(inotify.INotify):
             self._narrow(wd)
         else:
             self._forget(wd)
-            self._inotify.rm_watch(self._fd, wd)
+            self._calls.rm_watch(self._descriptor, wd)
 
     def _narrow(self, wd: int) -> None:
         """Ask the kernel for exactly the union of the masks of C{wd}'s sinks."""
@@ -243,7 +183,7 @@ class Watcher(inotify.INotify):
         if union != self._union.get(wd):
             self._union[wd] = union
             try:
-                self._inotify.add_watch(self._fd, self._paths[wd][-1], union)
+                self._calls.add_watch(self._descriptor, self._paths[wd][-1], union)
             except WatchError:
                 pass  # the directory went away: its end-of-watch event follows
         self._note_mixed(wd)
@@ -285,7 +225,7 @@ class Watcher(inotify.INotify):
             self._quick = 0
         for _ in range(_READS_PER_TURN):
             try:
-                data = os.read(self._fd, _READ_SIZE)
+                data = os.read(self._descriptor, _READ_SIZE)
             except BlockingIOError:
                 return None
             except OSError as e:
@@ -295,7 +235,7 @@ class Watcher(inotify.INotify):
                 return main.CONNECTION_LOST
             if not data:
                 return main.CONNECTION_DONE
-            self._doRead(data)
+            self._hand_over(data)
             if len(data) < _READ_SIZE // 2:
                 # The queue is drained (a read returns whole events only, so a
                 # short read means there was no more).
@@ -310,7 +250,7 @@ class Watcher(inotify.INotify):
         if self.connected:
             self.startReading()
 
-    def _doRead(self, in_: bytes) -> None:
+    def _hand_over(self, in_: bytes) -> None:
         """
         Parse one read's worth of events and hand them to their sinks, one
         call per watched directory and read (a burst into one directory
@@ -397,7 +337,7 @@ class Watcher(inotify.INotify):
         if mask & IN_MOVE_SELF:
             # A moved directory is still watched by the kernel, under its new
             # name: drop that watch, it no longer covers the configured path.
-            self._inotify.rm_watch(self._fd, wd)
+            self._calls.rm_watch(self._descriptor, wd)
         for sink, _mask in sinks:
             try:
                 sink.watch_ended(mask)
@@ -412,12 +352,12 @@ class Watcher(inotify.INotify):
         """
         while True:
             try:
-                data = os.read(self._fd, _READ_SIZE)
+                data = os.read(self._descriptor, _READ_SIZE)
             except (BlockingIOError, OSError):
                 return
             if not data:
                 return
-            self._doRead(data)
+            self._hand_over(data)
 
     def close(self) -> None:
         """Drop every watch and close the inotify descriptor."""
@@ -427,3 +367,24 @@ class Watcher(inotify.INotify):
             self._nap.cancel()
         self._nap = None
         self.loseConnection()
+
+    def loseConnection(self) -> None:
+        """
+        Close now: there is nothing to write first (L{FileDescriptor}'s
+        would wait for the descriptor to be writable).
+        """
+        if self.connected:
+            self.connectionLost(Failure(main.CONNECTION_DONE))
+
+    def connectionLost(self, reason: Failure) -> None:
+        """
+        Out of the reactor, and the descriptor closed: by L{close}, or by the
+        reactor after a read failed.
+        """
+        super().connectionLost(reason)
+        descriptor, self._descriptor = self._descriptor, -1
+        if descriptor >= 0:
+            try:
+                os.close(descriptor)
+            except OSError as e:
+                self._log.error("Closing the inotify descriptor failed: {error}", error=e)

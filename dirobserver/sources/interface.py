@@ -3,19 +3,23 @@ Where events come from: the interface between event sources and monitors.
 
 An event source reports what happens in directories; a sink (a section's
 L{dirobserver.announce.monitor.DirectoryMonitor}, the watchdog) receives the events
-of the directories it asked for.  Today the only source is the inotify
-L{dirobserver.sources.inotify.Watcher}; a polling scanner and the watches of a tree
-are sources of the same shape.
+of the directories it asked for.  The sources are the inotify
+L{dirobserver.sources.inotify.InotifySource}, the polling scanner
+(L{dirobserver.sources.polling}) and the watches of a tree; each refuses a
+directory it cannot watch with L{WatchError}.
 
 Events are C{(name, mask)} pairs in the order they happened: C{name} is the
 entry's name as bytes (decoded by the sink, see L{dirobserver.announce.event}), and
-C{mask} uses inotify's bits (C{IN_CREATE}, C{IN_MOVED_TO}, C{IN_ISDIR}...),
-which a polling source produces too.  Each batch carries the time it was
-read, so the sink stamps its events without asking the source.
+C{mask} uses inotify's bits (C{IN_CREATE}, C{IN_MOVED_TO}, C{IN_ISDIR}...,
+see L{dirobserver.sources.masks}), which every source produces.  Each batch
+carries the time it was read, so the sink stamps its events without asking
+the source.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 from typing import Protocol
 
 #: A batch of events of one directory: C{(name, mask)} pairs, in order.
@@ -56,7 +60,7 @@ class EventSource(Protocol):
         each gets the events of its own mask.
 
         @return: a handle to give back to L{remove}.
-        @raise OSError: the directory cannot be watched (C{errno} says why).
+        @raise WatchError: the directory cannot be watched (C{errno} says why).
         """
 
     def remove(self, handle: int, sink: EventSink) -> None:
@@ -68,3 +72,29 @@ class EventSource(Protocol):
         act on a timer asks first: after the process was stopped for a
         while, timers run before the events of that while are read).
         """
+
+
+class WatchError(OSError):
+    """
+    A directory could not be watched.  C{errno} says why (C{ENOENT},
+    C{ENOTDIR}, C{EACCES}, C{ENOSPC} for the C{max_user_watches} limit).
+    """
+
+    @property
+    def reason(self) -> str:
+        """Why, in a few words that follow the path in a log line."""
+        if self.errno == errno.ENOENT:
+            return "does not exist"
+        if self.errno == errno.ENOTDIR:
+            return "is not a directory"
+        if self.errno == errno.EACCES:
+            return "cannot be read: permission denied"
+        if self.errno == errno.ENOSPC:
+            return (
+                "is beyond the inotify watch limit, which is reached "
+                "(raise fs.inotify.max_user_watches)"
+            )
+        return f"cannot be watched ({self.strerror})"
+
+    def __str__(self) -> str:
+        return f"cannot watch {os.fsdecode(self.filename)}: it {self.reason}"

@@ -29,7 +29,8 @@ from twisted.logger import Logger
 
 from dirobserver.util.periodic import Periodic
 from dirobserver.sources.interface import Batch
-from dirobserver.sources.inotify import Watcher, WatchError
+from dirobserver.sources.inotify import InotifySource
+from dirobserver.sources.interface import WatchError
 
 
 class InotifyLivenessProbe:
@@ -64,7 +65,7 @@ class InotifyLivenessProbe:
         self._clock = clock
         self._on_deaf = on_deaf
         self._on_dead = on_dead
-        self._watcher: Watcher | None = None
+        self._watcher: InotifySource | None = None
         self._wd: int | None = None
         self._dir: str | None = None
         self._expected: bytes | None = None
@@ -81,7 +82,7 @@ class InotifyLivenessProbe:
         """The private probe directory, while running."""
         return self._dir
 
-    def start(self, watcher: Watcher) -> None:
+    def start(self, watcher: InotifySource) -> None:
         """Create the probe directory and start probing C{watcher}."""
         try:
             self._dir = tempfile.mkdtemp(prefix="dirobserver-probe-")
@@ -117,7 +118,7 @@ class InotifyLivenessProbe:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
 
-    def attach(self, watcher: Watcher) -> None:
+    def attach(self, watcher: InotifySource) -> None:
         """Probe C{watcher} (a new one, after a reset)."""
         self._watcher = watcher
         self._wd = None

@@ -4,7 +4,7 @@ A polling event source: directories scanned every C{poll_interval} seconds.
 Where inotify cannot be trusted (a network or FUSE filesystem, see
 L{dirobserver.sources.fstype}), or cannot be had (a tree past
 C{fs.inotify.max_user_watches}, see L{dirobserver.sources.tree}), a L{Poller} stands
-in for the L{dirobserver.sources.inotify.Watcher}: same C{add}/C{remove}, same sinks
+in for the L{dirobserver.sources.inotify.InotifySource}: same C{add}/C{remove}, same sinks
 (L{dirobserver.sources.interface.EventSink}), same C{(name, mask)} batches.
 
 A scan must be cheap, since it runs every few seconds over directories of a
@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import os
 import stat
-from itertools import islice
 from typing import Callable, Iterable, Iterator
 
 from twisted.internet import defer, task
@@ -50,28 +49,16 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from dirobserver.announce.scan import CHUNK
 from dirobserver.util.periodic import Periodic
 from dirobserver.util.quiet import is_quiet
+from dirobserver.sources.identity import directory_identity
 from dirobserver.sources.interface import Batch, EventSink
-from dirobserver.sources.inotify import (IN_DELETE, IN_DELETE_SELF, IN_IGNORED, IN_ISDIR, IN_MOVE_SELF, IN_MOVED_FROM,
-                      IN_MOVED_TO, WatchError)
+from dirobserver.sources.masks import (IN_DELETE, IN_DELETE_SELF, IN_IGNORED, IN_ISDIR, IN_MOVE_SELF, IN_MOVED_FROM,
+                                       IN_MOVED_TO)
+from dirobserver.sources.walk import CHUNK, DirEntries, Walk
 
 #: What a sink asks for to be told of names that went away.
 _GONE = IN_DELETE | IN_MOVED_FROM
-
-
-def _identity(path: bytes) -> tuple[int, int]:
-    """The device and inode of directory C{path}, as a watch would see it."""
-    try:
-        info = os.stat(path)
-    except OSError as e:
-        raise WatchError(e.errno, e.strerror, path) from None
-    if not stat.S_ISDIR(info.st_mode):
-        raise WatchError(20, os.strerror(20), path)  # ENOTDIR
-    if not os.access(path, os.R_OK | os.X_OK):
-        raise WatchError(13, os.strerror(13), path)  # EACCES
-    return info.st_dev, info.st_ino
 
 
 class _Polled:
@@ -153,7 +140,7 @@ class Poller:
         @raise WatchError: C{path} is not a directory that can be read.
         """
         handle = self._next_handle
-        polled = _Polled(handle, path, sink, mask, _identity(path))
+        polled = _Polled(handle, path, sink, mask, directory_identity(path))
         self._next_handle += 1
         self._dirs[handle] = polled
         if self._round is not None:
@@ -229,26 +216,13 @@ class Poller:
         """One scan of one directory (see the module docstring)."""
         now = self._clock.seconds()
         current: set[bytes] = set()
-        try:
-            info = os.stat(polled.path)
-            if (info.st_dev, info.st_ino) != polled.identity or not stat.S_ISDIR(info.st_mode):
-                self._end(polled, IN_DELETE_SELF | IN_MOVE_SELF)
-                return
-            with os.scandir(polled.path) as entries:
-                while True:
-                    chunk = [entry.name for entry in islice(entries, CHUNK)]
-                    current.update(chunk)
-                    if len(chunk) < CHUNK:
-                        break
-                    yield None
-                    if polled.removed:
-                        return
-        except (FileNotFoundError, NotADirectoryError):
-            self._end(polled, IN_DELETE_SELF)
-            return
-        except OSError:
-            self._end(polled, IN_IGNORED)
-            return
+
+        def names(_polled: _Polled, chunk: DirEntries) -> None:
+            current.update([entry.name for entry in chunk])
+
+        yield from Walk(polled, self._entering, names, self._read_on, unreadable=self._unreadable).run()
+        if polled.removed:
+            return  # removed during the scan, or its "watch" ended
         self.scans += 1
         known, polled.known = polled.known, current
         if known is None:
@@ -270,6 +244,28 @@ class Poller:
                 if polled.removed:
                     return
         self._deliver(polled, batch, now)
+
+    def _entering(self, polled: _Polled) -> bytes | None:
+        """The path to scan; None when the directory is no longer the one polled."""
+        try:
+            info = os.stat(polled.path)
+        except OSError as e:
+            self._unreadable(polled, e)
+            return None
+        if (info.st_dev, info.st_ino) != polled.identity or not stat.S_ISDIR(info.st_mode):
+            self._end(polled, IN_DELETE_SELF | IN_MOVE_SELF)
+            return None
+        return polled.path
+
+    @staticmethod
+    def _read_on(polled: _Polled) -> Iterator[None]:
+        """A turn in a large directory; the scan stops if the directory was removed meanwhile."""
+        yield None
+        return not polled.removed
+
+    def _unreadable(self, polled: _Polled, error: OSError) -> None:
+        gone = isinstance(error, (FileNotFoundError, NotADirectoryError))
+        self._end(polled, IN_DELETE_SELF if gone else IN_IGNORED)
 
     def _new(self, polled: _Polled, name: bytes, now: float, batch: Batch) -> None:
         try:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from twisted.internet import defer, task
@@ -51,11 +52,11 @@ from twisted.python.failure import Failure
 
 from dirobserver.config.settings import SectionSettings
 from dirobserver.announce.event import decode_name
-from dirobserver.announce.scan import CHUNK
 from dirobserver.sources.polling import Poller
 from dirobserver.sources.interface import Batch, EventSource
-from dirobserver.sources.inotify import IN_CREATE, IN_ISDIR, IN_MOVED_TO
+from dirobserver.sources.masks import IN_CREATE, IN_ISDIR, IN_MOVED_TO
 from dirobserver.sources.tree_watches import TreeWatches
+from dirobserver.sources.walk import DirEntries, Walk
 
 _APPEARED = IN_CREATE | IN_MOVED_TO
 
@@ -91,14 +92,39 @@ class _Node:
 
     def file_events(self, batch: Batch, read_time: float) -> None:
         """Entries appeared in the directory: the tree hands them on."""
-        self.tree._events(self, batch, read_time)
+        self.tree.node_events(self, batch, read_time)
 
     def watch_ended(self, mask: int) -> None:
         """The directory was deleted, moved or unmounted."""
-        self.tree._ended(self)
+        self.tree.node_ended(self)
 
     def events_lost(self) -> None:
         """The monitor, the sink of the top directory, hears of it for the whole tree."""
+
+
+@dataclass(frozen=True)
+class TreeContext:
+    """
+    What a L{DirectoryTree} is given by its section's monitor.
+
+    @ivar section: the section's settings.
+    @ivar mask: what each sub-directory is watched for (the section's).
+    @ivar deliver: takes the events of the sub-directories, their names
+        relative to the top (the monitor's event handling).
+    @ivar room: None while the writer has room, else a Deferred that fires
+        when it has (the reading of a new sub-directory waits).
+    @ivar clock: stamps what a reading finds.
+    @ivar cooperator: runs the readings (the service's own).
+    @ivar poller: the section's poller (made when first needed).
+    """
+
+    section: SectionSettings
+    mask: int
+    deliver: Callable[[Batch, float], None]
+    room: Callable[[], defer.Deferred | None]
+    clock: IReactorTime
+    cooperator: task.Cooperator
+    poller: Callable[[], Poller]
 
 
 class DirectoryTree:
@@ -110,31 +136,15 @@ class DirectoryTree:
 
     _log = Logger()
 
-    def __init__(
-        self,
-        section: SectionSettings,
-        mask: int,
-        deliver: Callable[[Batch, float], None],
-        room: Callable[[], defer.Deferred | None],
-        clock: IReactorTime,
-        cooperator: task.Cooperator,
-        poller: Callable[[], Poller],
-    ) -> None:
-        """
-        @param mask: what each sub-directory is watched for (the section's).
-        @param deliver: takes the events of the sub-directories, their names
-            relative to the top (the monitor's event handling).
-        @param room: None while the writer has room, else a Deferred that
-            fires when it has (the reading of a new sub-directory waits).
-        @param poller: the section's poller (made when first needed).
-        """
+    def __init__(self, context: TreeContext) -> None:
+        section = context.section
         self.section = section
         self.recursive = section.recursive
-        self._deliver = deliver
-        self._room = room
-        self._clock = clock
-        self._cooperator = cooperator
-        self._watches = TreeWatches(section, mask, poller)
+        self._deliver = context.deliver
+        self._room = context.room
+        self._clock = context.clock
+        self._cooperator = context.cooperator
+        self._watches = TreeWatches(section, context.mask, context.poller)
         self._top = _Node(self, None, b"", os.fsencode(section.directory), b"")
         self._top.ended = True
         #: bumped when the whole tree is dropped: walks under way stop
@@ -234,7 +244,8 @@ class DirectoryTree:
 
     # -- events -----------------------------------------------------------------------
 
-    def _events(self, node: _Node, batch: Batch, read_time: float) -> None:
+    def node_events(self, node: _Node, batch: Batch, read_time: float) -> None:
+        """Events of sub-directory C{node}'s watch: handed on, names relative to the top."""
         if node.ended:
             return
         self._appearances(node, batch)
@@ -264,7 +275,7 @@ class DirectoryTree:
         else:
             self._walk(child, announce=True)
 
-    def _ended(self, node: _Node) -> None:
+    def node_ended(self, node: _Node) -> None:
         """The watch of C{node} ended: deleted, moved or unmounted."""
         if node.ended:
             return
@@ -347,46 +358,52 @@ class DirectoryTree:
         moved in); else (the top, at its watch) the listing announces.
         """
         subdirectories = self.section.subdirectories
-        stack = [start]
-        count = 0
-        while stack:
-            node = stack.pop()
-            if node.ended or generation != self._generation:
-                continue
-            found: Batch = []
-            try:
-                with os.scandir(node.path) as entries:
-                    for entry in entries:
-                        count += 1
-                        raw = entry.name
-                        try:
-                            is_dir = entry.is_dir(follow_symlinks=False)
-                        except OSError:
-                            continue
-                        mask = IN_MOVED_TO
-                        if is_dir:
-                            if not self.accepts_directory(raw):
-                                continue
-                            if raw not in node.children:
-                                child = self._watch(node, raw)
-                                if child is not None:
-                                    if child.polled is None or not announce:
-                                        stack.append(child)
-                                    else:
-                                        self._watches.listed(child, ())
-                            if not subdirectories:
-                                continue
-                            mask |= IN_ISDIR
-                        if announce:
-                            found.append((node.prefix + raw, mask))
-                        if count % CHUNK == 0:
-                            yield from self._found(found)
-                            found = []
-                            if node.ended or generation != self._generation:
-                                break
-            except OSError:
-                continue  # gone already: its end of watch follows
-            yield from self._found(found)
+        found: Batch = []
+
+        def current(node: _Node) -> bool:
+            return not node.ended and generation == self._generation
+
+        def enter(node: _Node) -> bytes | None:
+            return node.path if current(node) else None
+
+        def entries(node: _Node, chunk: DirEntries) -> None:
+            for entry in chunk:
+                raw = entry.name
+                try:
+                    is_dir = entry.is_dir(follow_symlinks=False)
+                except OSError:
+                    continue
+                mask = IN_MOVED_TO
+                if is_dir:
+                    if not self.accepts_directory(raw):
+                        continue
+                    if raw not in node.children:
+                        child = self._watch(node, raw)
+                        if child is not None:
+                            if child.polled is None or not announce:
+                                walk.push(child)
+                            else:
+                                self._watches.listed(child, ())
+                    if not subdirectories:
+                        continue
+                    mask |= IN_ISDIR
+                if announce:
+                    found.append((node.prefix + raw, mask))
+
+        def turn(node: _Node) -> Iterator[object]:
+            yield from done(node)
+            return current(node)
+
+        def done(node: _Node) -> Iterator[object]:
+            batch = found[:]
+            found.clear()
+            return self._found(batch)
+
+        def unreadable(node: _Node, error: OSError) -> None:
+            found.clear()  # gone already: its end of watch follows
+
+        walk: Walk[_Node] = Walk(start, enter, entries, turn, done, unreadable)
+        return walk.run()
 
     def _found(self, found: Batch) -> Iterator[object]:
         """Announce what a reading found, then let the reactor run (and the writer drain)."""

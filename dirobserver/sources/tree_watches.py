@@ -6,7 +6,7 @@ section (its nodes, what their events mean, the readings of new
 sub-directories); L{TreeWatches} gets each node its watch, and is the one
 place that decides between the section's two event sources:
 
- - inotify (the service's L{dirobserver.sources.inotify.Watcher}) by default;
+ - inotify (the service's L{dirobserver.sources.inotify.InotifySource}) by default;
  - the section's L{dirobserver.sources.polling.Poller} for every directory of a
    polled section, and, with C{watch_mode = auto}, for a mount point of a
    network or FUSE filesystem inside the tree and everything below it
@@ -34,7 +34,8 @@ from dirobserver.config.settings import WATCH_AUTO, WATCH_POLL, SectionSettings
 from dirobserver.sources.fstype import choose_mode
 from dirobserver.sources.polling import Poller
 from dirobserver.sources.interface import EventSource
-from dirobserver.sources.inotify import WATCH_MASK, WatchError
+from dirobserver.sources.interface import WatchError
+from dirobserver.sources.masks import WATCH_MASK
 
 #: Directories polled for want of watches that one round of scans tries to
 #: watch again (thousands of watches at once would hold the reactor up).
