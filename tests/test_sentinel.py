@@ -5,7 +5,9 @@ that is L{test_e2e_sentinel}'s), and what the connection says when it cannot.
 
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from twisted.internet import defer, reactor
@@ -33,7 +35,10 @@ def sentinel_settings(*sentinels: RedisServer | int, **changes) -> RedisSettings
 class SentinelTests(Connecting, unittest.TestCase):
     def setUp(self) -> None:
         self.logs = LogCapture(self)
-        self.base = Path(self.mktemp()).resolve()
+        # A temporary directory, not trial's mktemp() (under pytest it
+        # writes into the checkout).
+        self.base = Path(tempfile.mkdtemp(prefix="dirobserver-test-"))
+        self.addCleanup(shutil.rmtree, self.base, True)
         self.master = self.server("master")
 
     def server(self, name: str, *extra_args: str) -> RedisServer:

@@ -7,7 +7,9 @@ configured with the C{redis_tls*} keys.
 
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,7 +29,10 @@ from dirobserver.redis.writer import RedisWriter  # noqa: E402
 class TLSConnectionTests(Connecting, unittest.TestCase):
     def setUp(self) -> None:
         self.logs = LogCapture(self)
-        self.base = Path(self.mktemp()).resolve()
+        # A temporary directory, not trial's mktemp() (under pytest it
+        # writes into the checkout).
+        self.base = Path(tempfile.mkdtemp(prefix="dirobserver-test-"))
+        self.addCleanup(shutil.rmtree, self.base, True)
         self.certificates = Certificates(self.base / "certs")
 
     def server(self, auth_clients: str = "no") -> TLSRedisServer:
