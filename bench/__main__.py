@@ -24,9 +24,10 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import report
 from .harness import REPO_ROOT, Redis, Resources, machine, scratch_root

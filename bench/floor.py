@@ -48,7 +48,8 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .harness import REPO_ROOT, Creator, Redis, Resources, cpu_split, machine, scratch_root, spawn
 from .report import machine_line

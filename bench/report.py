@@ -11,16 +11,17 @@ from __future__ import annotations
 import json
 import operator
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 
 @dataclass(frozen=True)
 class Target:
     op: str  # "<=", ">=", "=="
     value: float
-    relative_to: Optional[str] = None  # key of another figure (a ratio's base)
+    relative_to: str | None = None  # key of another figure (a ratio's base)
 
     _OPS = {"<=": operator.le, ">=": operator.ge, "==": operator.eq}
 
@@ -36,7 +37,7 @@ class Figure:
     key: str
     label: str
     unit: str = ""
-    target: Optional[Target] = None
+    target: Target | None = None
     worst: bool = False  # aggregate with max instead of the median
     kind: str = "num"  # "rate", "ms", "s", "mb", "int", "ratio", "bool", "num"
 

@@ -24,10 +24,10 @@ from zope.interface import implementer
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import RedisServer  # noqa: E402
 
-from dirobserver.util.backoff import Recurring, SharedCauses, exponential_backoff  # noqa: E402
 from dirobserver.config.settings import RedisSettings  # noqa: E402
 from dirobserver.redis.connection import RedisConnection, handshake_steps  # noqa: E402
 from dirobserver.redis.sentinel import route_for  # noqa: E402
+from dirobserver.util.backoff import Recurring, SharedCauses, exponential_backoff  # noqa: E402
 
 TIMEOUT = 1.0
 

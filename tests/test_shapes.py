@@ -15,9 +15,9 @@ from twisted.trial import unittest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import RedisServer  # noqa: E402
 
+from dirobserver.announce.event import CREATED, EXISTS  # noqa: E402
 from dirobserver.config.settings import RedisSettings  # noqa: E402
 from dirobserver.redis.connection import RedisConnection, client_endpoint  # noqa: E402
-from dirobserver.announce.event import CREATED, EXISTS  # noqa: E402
 from dirobserver.redis.queue_types import LIST, ListShape, StreamShape, shape_for  # noqa: E402
 
 

@@ -39,8 +39,9 @@ import heapq
 import math
 import operator
 import os
+from collections.abc import Callable, Iterable, Iterator
 from itertools import chain, islice
-from typing import Callable, Iterable, Iterator, Protocol
+from typing import Protocol
 
 from twisted.internet import defer, task
 

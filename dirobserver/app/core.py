@@ -22,7 +22,8 @@ nothing new comes in; the writer, stopped next, delivers what it holds.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from twisted.application import service
 from twisted.internet import task

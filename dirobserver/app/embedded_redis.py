@@ -22,7 +22,6 @@ from __future__ import annotations
 import shutil
 import socket
 import tempfile
-from typing import Optional
 
 from twisted.application.service import Service
 from twisted.internet import error as ierror
@@ -107,20 +106,20 @@ class EmbeddedRedis(Service):
         self.host = host
         self.port = port
         self._reactor = reactor
-        self._process: Optional[IProcessTransport] = None
-        self._tempdir: Optional[str] = None
+        self._process: IProcessTransport | None = None
+        self._tempdir: str | None = None
         self._stopping = False
-        self._exited: Optional[Deferred[None]] = None
-        self._kill_call: Optional[IDelayedCall] = None
+        self._exited: Deferred[None] | None = None
+        self._kill_call: IDelayedCall | None = None
         # when_ready() state: None while unknown, True once the port answers,
         # a Failure once we gave up.
-        self._ready: Optional[object] = None
+        self._ready: object | None = None
         self._ready_waiters: list[Deferred[None]] = []
-        self._poll_call: Optional[IDelayedCall] = None
+        self._poll_call: IDelayedCall | None = None
         self._poll_deadline = 0.0
 
     @property
-    def pid(self) -> Optional[int]:
+    def pid(self) -> int | None:
         """The running child's pid, if there is one."""
         return self._process.pid if self._process is not None else None
 
@@ -174,7 +173,7 @@ class EmbeddedRedis(Service):
         self._poll_deadline = self._reactor.seconds() + READY_TIMEOUT
         self._poll()
 
-    def stopService(self) -> Optional[Deferred[None]]:
+    def stopService(self) -> Deferred[None] | None:
         """
         Stop the child: SIGTERM, then SIGKILL after L{STOP_GRACE_SECONDS}.
 

@@ -27,8 +27,9 @@ import atexit
 import os
 import signal
 import sys
+from collections.abc import Callable
 from types import FrameType
-from typing import Any, Callable
+from typing import Any
 
 from twisted.logger import Logger
 

@@ -22,7 +22,8 @@ runs in the reactor, in one go:
 from __future__ import annotations
 
 import signal
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from twisted.application import service
 from twisted.internet.interfaces import IReactorThreads

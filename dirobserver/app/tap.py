@@ -20,13 +20,11 @@ import sys
 
 from twisted.python import usage
 
-from dirobserver.config import settings as config
-
-from dirobserver.util import gc_pause as heap
-
-from dirobserver.ops import logs
 from dirobserver.app.exits import EXIT_CONFIG
 from dirobserver.app.observer import DirObserver
+from dirobserver.config import settings as config
+from dirobserver.ops import logs
+from dirobserver.util import gc_pause as heap
 
 
 class Options(usage.Options):

@@ -13,8 +13,9 @@ C{+switch-master} subscription open with it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import txredisapi
 from twisted.internet import defer, error

@@ -37,18 +37,19 @@ it is set, and is told when it comes and goes.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.logger import Logger
 
-from dirobserver.util.backoff import Recurring, exponential_backoff
 from dirobserver.config.settings import RedisSettings
 from dirobserver.redis.attempt import AttemptFailed, Step, connect_and_handshake, is_reply
 from dirobserver.redis.protocol import RespProtocol, raise_send_limit
 from dirobserver.redis.reconnect import ReconnectLoop
+from dirobserver.util.backoff import Recurring, exponential_backoff
 from dirobserver.util.failures import describe_failure
 
 

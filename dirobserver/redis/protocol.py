@@ -36,12 +36,13 @@ waiting Deferred with L{txredisapi.ConnectionError}.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import txredisapi
-from txredisapi import ConnectionError, ResponseError
 from twisted.internet import defer, protocol
 from twisted.python.failure import Failure
+from txredisapi import ConnectionError, ResponseError
 
 _CRLF = b"\r\n"
 

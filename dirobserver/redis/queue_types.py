@@ -29,8 +29,9 @@ replica (a master that moved: L{dirobserver.redis.sentinel}) from the rest.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Protocol, Sequence
+from typing import Any, ClassVar, Protocol
 
 import txredisapi
 from twisted.internet import defer

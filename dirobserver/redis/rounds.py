@@ -25,7 +25,8 @@ queues up here and says when the connection comes and goes (L{Rounds.proto}).
 from __future__ import annotations
 
 import collections
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime

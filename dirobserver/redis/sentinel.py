@@ -34,12 +34,12 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.logger import Logger
 
-from dirobserver.util.backoff import Recurring, exponential_backoff
 from dirobserver.config.settings import RedisSettings
-from dirobserver.redis.connection import RedisConnection, Route, address, auth_steps, client_endpoint
 from dirobserver.redis.attempt import AttemptFailed, Step, connect_and_handshake
+from dirobserver.redis.connection import RedisConnection, Route, address, auth_steps, client_endpoint
 from dirobserver.redis.protocol import RespProtocol
 from dirobserver.redis.reconnect import ReconnectLoop
+from dirobserver.util.backoff import Recurring, exponential_backoff
 
 #: The longest wait for one Sentinel's answer (seconds): a Sentinel that is
 #: down must not hold up the others for the whole C{timeout}.

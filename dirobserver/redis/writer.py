@@ -23,7 +23,8 @@ again once Redis has taken everything held.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import txredisapi
 from twisted.application import service
@@ -36,9 +37,10 @@ from dirobserver.redis.connection import RedisConnection, Route
 from dirobserver.redis.held_bound import HeldBound, Relistable
 from dirobserver.redis.held_events import HeldQueue
 from dirobserver.redis.protocol import RespProtocol
+from dirobserver.redis.queue_types import LIST, QueueShape
 from dirobserver.redis.rounds import Rounds
 from dirobserver.redis.sentinel import route_for
-from dirobserver.redis.queue_types import LIST, QueueShape
+
 
 class RedisWriter(service.Service):
     """

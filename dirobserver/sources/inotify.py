@@ -41,7 +41,8 @@ from __future__ import annotations
 import errno
 import os
 import struct
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from twisted.internet import main
 from twisted.internet.abstract import FileDescriptor
@@ -51,8 +52,15 @@ from twisted.python.failure import Failure
 
 from dirobserver.sources.inotify_calls import LIBC_INOTIFY, LibcInotify
 from dirobserver.sources.interface import Batch, EventSink, WatchError
-from dirobserver.sources.masks import (IN_DELETE_SELF, IN_IGNORED, IN_MOVE_SELF, IN_ONLYDIR, IN_Q_OVERFLOW, IN_UNMOUNT,
-                                       WATCH_MASK)
+from dirobserver.sources.masks import (
+    IN_DELETE_SELF,
+    IN_IGNORED,
+    IN_MOVE_SELF,
+    IN_ONLYDIR,
+    IN_Q_OVERFLOW,
+    IN_UNMOUNT,
+    WATCH_MASK,
+)
 
 #: Bits of a mask that are flags of the watch, not kinds of events.
 _FLAGS = IN_ONLYDIR

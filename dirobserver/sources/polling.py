@@ -42,20 +42,27 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from dirobserver.util.periodic import Periodic
-from dirobserver.util.quiet import is_quiet
 from dirobserver.sources.identity import directory_identity
 from dirobserver.sources.interface import Batch, EventSink
-from dirobserver.sources.masks import (IN_DELETE, IN_DELETE_SELF, IN_IGNORED, IN_ISDIR, IN_MOVE_SELF, IN_MOVED_FROM,
-                                       IN_MOVED_TO)
+from dirobserver.sources.masks import (
+    IN_DELETE,
+    IN_DELETE_SELF,
+    IN_IGNORED,
+    IN_ISDIR,
+    IN_MOVE_SELF,
+    IN_MOVED_FROM,
+    IN_MOVED_TO,
+)
 from dirobserver.sources.walk import CHUNK, DirEntries, Walk
+from dirobserver.util.periodic import Periodic
+from dirobserver.util.quiet import is_quiet
 
 #: What a sink asks for to be told of names that went away.
 _GONE = IN_DELETE | IN_MOVED_FROM

@@ -21,8 +21,9 @@ each first): C{directories} asks for a plain turn every so many.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from itertools import islice
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Generic, TypeVar
 
 #: Entries read between two chances for the reactor to run.
 CHUNK = 2000
