@@ -170,8 +170,9 @@ def table(results: dict[str, list[dict[str, float]]]) -> str:
         cells.insert(3, f"{min(spread):.0f}-{max(spread):.0f}")
         rows.append(cells)
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-                     for r in rows)
+    return "\n".join(
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+        for r in rows)
 
 
 def main(argv: list[str]) -> int:

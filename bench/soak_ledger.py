@@ -114,15 +114,15 @@ class Ledger:
         """The final name of file C{i}."""
         style = STYLES[self.style[i]]
         if style == "entry":
-            return "d%09d" % i
+            return f"d{i:09d}"
         if style == "ignored":
             # Half fail an ignore pattern, half fail every "only" pattern.
-            return ("skip-%09d" if i % 2 else "x%09d") % i
+            return f"skip-{i:09d}" if i % 2 else f"x{i:09d}"
         if style == "odd":
             # A space, a non-ASCII letter, a byte that is not UTF-8 (PEP 383)
             # and a newline.
-            return "f%09d \u00e9\udcff\n.x" % i
-        return "f%09d" % i
+            return f"f{i:09d} \u00e9\udcff\n.x"
+        return f"f{i:09d}"
 
     def staging_name(self, i: int) -> str:
         """Where a file of style "staged" is written before its rename."""

@@ -141,7 +141,7 @@ class Producer(threading.Thread):
             # A new sub-directory every few files, or when a fault swept the last one away.
             if (self._subdir is None or self._in_subdir >= PER_SUBDIR
                     or not os.path.isdir(self.path(self._subdir))):
-                self._subdir = "n%09d" % len(ledger.section)
+                self._subdir = f"n{len(ledger.section):09d}"
                 os.mkdir(self.path(self._subdir))
                 self._in_subdir = 0
             self._in_subdir += 1

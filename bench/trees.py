@@ -189,7 +189,7 @@ def poll_cost_run(ctx: Context, n: int, run: int, window: float, timeout: float)
     def take() -> int:
         batch = ctx.client.rpop(queue, 1000) or []
         names, stamps = parse_stamped(batch)
-        for name, stamp in zip(names, stamps):
+        for name, stamp in zip(names, stamps, strict=True):
             stamped.setdefault(name, stamp)
         return len(batch)
 

@@ -322,7 +322,7 @@ def paced_run(ctx: Context, rate: int, seconds: float, run: int, closed: bool = 
     first_seen: dict[int, tuple[float, float]] = {}
     for events, at in received:
         names, stamps = parse_stamped(events)
-        for name, stamp in zip(names, stamps):
+        for name, stamp in zip(names, stamps, strict=True):
             i = _index(name, b"p", len(times))
             if i >= 0 and i not in first_seen:
                 first_seen[i] = (at, stamp)

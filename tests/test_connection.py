@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 from twisted.internet import defer, error, protocol, reactor, task
@@ -158,7 +159,7 @@ class ClockBackoffTests(unittest.TestCase):
         connection, endpoint, ups = self.make("refuse")
         connection.start()
         self.run_for(10)
-        gaps = [b - a for a, b in zip(endpoint.attempts, endpoint.attempts[1:])]
+        gaps = [b - a for a, b in pairwise(endpoint.attempts)]
         self.assertLess(gaps[0], gaps[3])
         self.assertTrue(all(g <= 2.0 + 0.011 for g in gaps), gaps)
         self.assertGreaterEqual(gaps[-1], 1.6 - 0.011)

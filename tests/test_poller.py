@@ -199,7 +199,7 @@ class PollerTests(ClockedDirectoryCase):
             os.mkdir(d)
         poller = self.make()
         sinks = [Sink(), Sink(), Sink()]
-        for d, sink in zip((gone, replaced, locked), sinks):
+        for d, sink in zip((gone, replaced, locked), sinks, strict=True):
             poller.add(os.fsencode(d), sink, WATCH_MASK)
         self.tick()
         os.rmdir(gone)

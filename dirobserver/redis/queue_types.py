@@ -237,7 +237,7 @@ async def _backlog(proto: RedisCommands, name: str) -> int:
     length = None
     worst = 0
     for group in groups or [None]:
-        info = dict(zip(group[::2], group[1::2])) if group else {}
+        info = dict(zip(group[::2], group[1::2], strict=True)) if group else {}
         lag = info.get("lag")
         if lag is None:
             if length is None:

@@ -187,7 +187,7 @@ class Rounds:
         now = self._clock.seconds()
         # Fewer results than queues when sending failed half-way: the queues
         # not sent keep their batch and go back in line.
-        for q, (ok, reply) in zip(work, results):
+        for q, (ok, reply) in zip(work, results, strict=False):
             problem = self._refusals.judge(q, ok, reply)
             if problem is None:
                 n = q.acknowledged(self.delivered_by, self.delivery_seconds, now)
