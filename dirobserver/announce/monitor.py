@@ -32,6 +32,7 @@ it held, and the listing that follows looks at those files again.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
@@ -96,7 +97,10 @@ class DirectoryMonitor:
         self.waiting: SettleTable | None = None
         self._announcer = Announcer(section, writer, self)
         self._complete: CompleteFiles | None = None
-        self._events = self._announcer.created_events
+        #: where the watched directory's events go: announced at once, or
+        #: through the files waiting to be complete (swapped as the mode
+        #: changes, see L{_use})
+        self._events: Callable[[Batch, float], None] = self._announcer.created_events
         if waits_for_complete(section):
             self._complete = CompleteFiles(section, clock, self._announcer.announce, self._waiting_full,
                                            self._catch_up)

@@ -27,7 +27,7 @@ from twisted.application.service import Service
 from twisted.internet import error as ierror
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import HostnameEndpoint
-from twisted.internet.interfaces import IDelayedCall, IProcessTransport, IReactorProcess
+from twisted.internet.interfaces import IDelayedCall, IProcessTransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -40,6 +40,7 @@ from dirobserver.app.embedded_binary import (
 )
 from dirobserver.app.embedded_process import ServerOutput, describe_exit, launch_argv
 from dirobserver.ops.systemd import child_environment
+from dirobserver.util.reactor import IDaemonReactor
 
 __all__ = [
     "EmbeddedRedis",
@@ -98,10 +99,9 @@ class EmbeddedRedis(Service):
 
     log = Logger()
 
-    def __init__(self, host: str, port: int, reactor: IReactorProcess) -> None:
+    def __init__(self, host: str, port: int, reactor: IDaemonReactor) -> None:
         """
-        @param reactor: an L{IReactorProcess} that is also an
-            L{IReactorTime} and an L{IReactorTCP}.
+        @param reactor: the daemon's (the server is its child process).
         """
         self.host = host
         self.port = port

@@ -42,12 +42,16 @@ class Reloadable(Protocol):
 
 
 class Notify(Protocol):
-    """Who hears of a reload (systemd's notifier)."""
+    """
+    Who hears of a reload (systemd's notifier).  Each call returns whether
+    the news was sent (systemd's notifier: false outside systemd); the
+    reload does not depend on it.
+    """
 
-    def reloading(self) -> None:
+    def reloading(self) -> bool:
         """A reload starts."""
 
-    def ready(self, status: str | None = None) -> None:
+    def ready(self, status: str | None = None) -> bool:
         """The reload is over; the daemon serves again."""
 
 

@@ -228,7 +228,7 @@ class RespProtocol(txredisapi.RedisProtocol):
             return defer.succeed(self)
         return super().whenDisconnected()
 
-    def dataReceived(self, data: bytes) -> None:  # type: ignore[override]
+    def dataReceived(self, data: bytes) -> None:
         buffer = self._buffer + data if self._buffer else data
         pos, size, waiting = 0, len(buffer), self._waiting
         try:

@@ -58,8 +58,9 @@ class RedisCommands(Protocol):
 class QueueShape(Protocol):
     """How events of one queue are written to and counted in Redis."""
 
-    #: a short name for configuration and log lines (C{"list"}, C{"stream"})
-    name: str
+    #: a short name for configuration and log lines (C{"list"}, C{"stream"}):
+    #: one per shape, a class attribute
+    name: ClassVar[str]
 
     def encoder(self, directory: str) -> Encode:
         """The function that makes the held item of an event of C{directory}."""
@@ -128,7 +129,7 @@ class ListShape:
         MULTI / LPUSH name e1 e2 ... en / INCRBY counter n / EXEC
     """
 
-    name = "list"
+    name: ClassVar[str] = "list"
 
     def encoder(self, directory: str) -> Encode:
         """The JSON bytes of an event (L{dirobserver.announce.event.EventEncoder})."""

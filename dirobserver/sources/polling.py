@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
@@ -208,7 +208,7 @@ class Poller:
             self._on_tick()
         return result
 
-    def _scan_all(self, work: list[_Polled]) -> Iterator[None]:
+    def _scan_all(self, work: list[_Polled]) -> Iterator[object]:
         i = 0
         while i < len(work):  # it grows while this runs
             polled = work[i]
@@ -219,7 +219,7 @@ class Poller:
                     self._drop(polled.handle)
             yield None
 
-    def _scan(self, polled: _Polled) -> Iterator[None]:
+    def _scan(self, polled: _Polled) -> Iterator[object]:
         """One scan of one directory (see the module docstring)."""
         now = self._clock.seconds()
         current: set[bytes] = set()
@@ -265,7 +265,7 @@ class Poller:
         return polled.path
 
     @staticmethod
-    def _read_on(polled: _Polled) -> Iterator[None]:
+    def _read_on(polled: _Polled) -> Generator[None, None, bool]:
         """A turn in a large directory; the scan stops if the directory was removed meanwhile."""
         yield None
         return not polled.removed

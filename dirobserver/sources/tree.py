@@ -56,7 +56,7 @@ from dirobserver.sources.interface import Batch, EventSource
 from dirobserver.sources.masks import IN_CREATE, IN_ISDIR, IN_MOVED_TO
 from dirobserver.sources.polling import Poller
 from dirobserver.sources.tree_watches import TreeWatches
-from dirobserver.sources.walk import DirEntries, Walk
+from dirobserver.sources.walk import DirEntries, Turn, Walk
 
 _APPEARED = IN_CREATE | IN_MOVED_TO
 
@@ -390,7 +390,7 @@ class DirectoryTree:
                 if announce:
                     found.append((node.prefix + raw, mask))
 
-        def turn(node: _Node) -> Iterator[object]:
+        def turn(node: _Node) -> Turn:
             yield from done(node)
             return current(node)
 
