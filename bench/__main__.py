@@ -24,9 +24,11 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import report
 from .harness import REPO_ROOT, Redis, Resources, machine, scratch_root
@@ -92,6 +94,35 @@ def _sigterm(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def _runner(name: str, ctx: Context, args: argparse.Namespace) -> Callable[[int], dict[str, Any]]:
+    """
+    One run of workload C{name}, as a function of the run's index; prepares
+    what the runs share (the listing directory, the tree) first.  Partials
+    bind every value now, so no run sees another workload's values.
+    """
+    if name.startswith("burst"):
+        return partial(burst_run, ctx, args.burst, straggler_timeout=args.straggler_timeout,
+                       closed=name == "burst-closed")
+    if name.startswith("paced"):
+        return partial(paced_run, ctx, 20000 if name == "paced-20k" else 1000, args.paced_seconds,
+                       closed=name == "paced-closed")
+    if name == "listing":
+        files = listing_prepare(ctx, args.listing)
+        return partial(listing_run, ctx, files, args.listing, timeout=max(60.0, args.straggler_timeout * 2))
+    if name == "tree-listing":
+        tree = tree_prepare(ctx, args.tree_files, args.tree_dirs)
+        return partial(tree_listing_run, ctx, tree, args.tree_files, timeout=max(60.0, args.straggler_timeout * 2))
+    if name == "tree-burst":
+        # Ten files in each new sub-directory.
+        return partial(tree_burst_run, ctx, args.burst_dirs, 10, straggler_timeout=args.straggler_timeout)
+    if name == "poll-cost":
+        return partial(poll_cost_run, ctx, args.poll_files, window=args.poll_window,
+                       timeout=max(60.0, args.straggler_timeout))
+    if name == "idle":
+        return partial(idle_run, ctx, args.idle_seconds)
+    return partial(dirs_run, ctx, args.dirs, timeout=max(60.0, args.straggler_timeout))
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     if args.source is not None:
@@ -140,33 +171,7 @@ def main(argv: list[str]) -> int:
             t_workload = time.time()
             runs: list[dict[str, Any]] = []
             try:
-                run_one: Callable[[int], dict[str, Any]]
-                if name.startswith("burst"):
-                    closed = name == "burst-closed"
-                    run_one = lambda i, closed=closed: burst_run(ctx, args.burst, i, args.straggler_timeout,
-                                                                 closed=closed)
-                elif name.startswith("paced"):
-                    rate = 20000 if name == "paced-20k" else 1000
-                    closed = name == "paced-closed"
-                    run_one = lambda i, rate=rate, closed=closed: paced_run(ctx, rate, args.paced_seconds, i,
-                                                                            closed=closed)
-                elif name == "listing":
-                    files = listing_prepare(ctx, args.listing)
-                    run_one = lambda i: listing_run(ctx, files, args.listing, i, max(60.0, args.straggler_timeout * 2))
-                elif name == "tree-listing":
-                    tree = tree_prepare(ctx, args.tree_files, args.tree_dirs)
-                    run_one = lambda i: tree_listing_run(ctx, tree, args.tree_files, i,
-                                                         max(60.0, args.straggler_timeout * 2))
-                elif name == "tree-burst":
-                    # Ten files in each new sub-directory.
-                    run_one = lambda i: tree_burst_run(ctx, args.burst_dirs, 10, i, args.straggler_timeout)
-                elif name == "poll-cost":
-                    run_one = lambda i: poll_cost_run(ctx, args.poll_files, i, args.poll_window,
-                                                      max(60.0, args.straggler_timeout))
-                elif name == "idle":
-                    run_one = lambda i: idle_run(ctx, args.idle_seconds, i)
-                else:
-                    run_one = lambda i: dirs_run(ctx, args.dirs, i, max(60.0, args.straggler_timeout))
+                run_one = _runner(name, ctx, args)
                 for i in range(args.runs):
                     figures = run_one(i)
                     runs.append(figures)

@@ -48,7 +48,8 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .harness import REPO_ROOT, Creator, Redis, Resources, cpu_split, machine, scratch_root, spawn
 from .report import machine_line
@@ -169,8 +170,9 @@ def table(results: dict[str, list[dict[str, float]]]) -> str:
         cells.insert(3, f"{min(spread):.0f}-{max(spread):.0f}")
         rows.append(cells)
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-                     for r in rows)
+    return "\n".join(
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+        for r in rows)
 
 
 def main(argv: list[str]) -> int:

@@ -23,8 +23,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 READY_MARK = b"dirobserver ready"
@@ -43,7 +44,7 @@ def _die_with_parent() -> None:
         pass
 
 
-def code_under_test() -> Optional[Path]:
+def code_under_test() -> Path | None:
     """
     Another copy of the project to measure (``--source DIR``, e.g. a
     ``git archive`` of a commit): its C{dirobserver} and dropin come first.
@@ -62,7 +63,7 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def spawn(args: Sequence[str], preexec: Optional[Callable[[], None]] = None, **kwargs: Any) -> subprocess.Popen:
+def spawn(args: Sequence[str], preexec: Callable[[], None] | None = None, **kwargs: Any) -> subprocess.Popen:
     """
     Popen with the benchmark's conventions (see the module docstring).
 
@@ -80,7 +81,7 @@ def spawn(args: Sequence[str], preexec: Optional[Callable[[], None]] = None, **k
     return subprocess.Popen(list(args), preexec_fn=prepare, **kwargs)
 
 
-def stop_process(proc: subprocess.Popen, grace: float = 15.0, sig: int = signal.SIGTERM) -> Optional[int]:
+def stop_process(proc: subprocess.Popen, grace: float = 15.0, sig: int = signal.SIGTERM) -> int | None:
     """Send C{sig}, wait up to C{grace} seconds, then SIGKILL."""
     if proc.poll() is None:
         try:
@@ -382,9 +383,9 @@ class Observer:
         config: Path,
         workdir: Path,
         extra_args: Sequence[str] = (),
-        preexec: Optional[Callable[[], None]] = None,
+        preexec: Callable[[], None] | None = None,
         append: bool = False,
-        env: Optional[dict[str, str]] = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         """
         @param extra_args: more options of the C{dirobserver} subcommand.
@@ -398,7 +399,7 @@ class Observer:
         self._log_file = open(self.log, "ab" if append else "wb")
         self._seen = b""
         self._offset = self._log_file.tell()
-        self.ready_at: Optional[float] = None
+        self.ready_at: float | None = None
         args = twistd_command() + ["-n", "--pidfile=", "dirobserver", f"--config={config}", *extra_args]
         self.started_at = time.time()
         self.proc = resources.process(
@@ -444,7 +445,7 @@ class Observer:
     def peak_rss_mb(self) -> float:
         return peak_rss_mb(self.pid)
 
-    def stop(self) -> Optional[int]:
+    def stop(self) -> int | None:
         return stop_process(self.proc, grace=30.0)
 
     def tail(self, n: int = 40) -> str:

@@ -11,16 +11,17 @@ from __future__ import annotations
 import json
 import operator
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 
 @dataclass(frozen=True)
 class Target:
     op: str  # "<=", ">=", "=="
     value: float
-    relative_to: Optional[str] = None  # key of another figure (a ratio's base)
+    relative_to: str | None = None  # key of another figure (a ratio's base)
 
     _OPS = {"<=": operator.le, ">=": operator.ge, "==": operator.eq}
 
@@ -36,7 +37,7 @@ class Figure:
     key: str
     label: str
     unit: str = ""
-    target: Optional[Target] = None
+    target: Target | None = None
     worst: bool = False  # aggregate with max instead of the median
     kind: str = "num"  # "rate", "ms", "s", "mb", "int", "ratio", "bool", "num"
 
@@ -103,7 +104,8 @@ def figures_for(workload: str) -> list[Figure]:
             Figure("other_worst_ms", "other directory worst latency", "ms", Target("<=", 100.0), kind="ms"),
             Figure("other_p50_ms", "other directory latency p50", "ms", kind="ms"),
             Figure("other_detect_worst_ms", "other dir. create -> detected, worst", "ms", kind="ms"),
-            Figure("other_missing", "other dir. files not received (worst run)", "files", Target("==", 0), worst=True, kind="int"),
+            Figure("other_missing", "other dir. files not received (worst run)", "files", Target("==", 0),
+                   worst=True, kind="int"),
             Figure("missing", "files never announced (worst run)", "files", Target("==", 0), worst=True, kind="int"),
         ] + COMMON
     if workload == "dirs":
@@ -199,7 +201,9 @@ def table(title_of: dict[str, str], results: dict[str, Any]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = []
     for j, r in enumerate(rows):
-        lines.append("  ".join(c.ljust(widths[i]) if i < 2 else c.rjust(widths[i]) if i == 2 else c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())
+        # The value (third column) to the right, the others to the left.
+        cells = (c.rjust(widths[i]) if i == 2 else c.ljust(widths[i]) for i, c in enumerate(r))
+        lines.append("  ".join(cells).rstrip())
         if j == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)

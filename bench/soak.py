@@ -38,7 +38,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from .harness import Resources, scratch_root
 from .soak_faults import DIRECTORY, FAULTS, OVERFLOWED, PROCESS, TRACEBACK, Daemon, Lane, Soak, Timeline
@@ -208,7 +208,7 @@ def _run(args: argparse.Namespace, seed: int, kinds: list, resources: Resources,
         waiting = ledger.waiting(waiting)
     end = time.time()
     say(f"{len(waiting)} files still waiting {end - stopped:.1f} s after the producers stopped; SIGTERM")
-    exit_status: Optional[int] = None
+    exit_status: int | None = None
     if daemon.proc.poll() is not None:
         problems.append("the observer was not running at the end")
     else:

@@ -30,9 +30,10 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from .harness import Observer, Resources, peak_rss_mb, remove_tree
 from .soak_kinds import CHANGES, INVALID, STREAM, ObserverConfig, Section
@@ -73,7 +74,7 @@ class Daemon:
         self.resources, self.config, self.workdir = resources, config, workdir
         self.extra_args = extra_args
         self.lock = threading.RLock()
-        self.observer: Optional[Observer] = None
+        self.observer: Observer | None = None
         self.starts = 0
 
     @property
@@ -103,7 +104,7 @@ class Daemon:
         self.proc.kill()
         self.proc.wait()
 
-    def exited(self) -> Optional[int]:
+    def exited(self) -> int | None:
         """The exit status if the observer ended when no fault asked it to."""
         if self.observer is None or not self.lock.acquire(blocking=False):
             return None
@@ -154,7 +155,7 @@ class Soak:
     ledger: Ledger
     sections: list[Section]
     producers: list[Any]
-    timeline: "Timeline"
+    timeline: Timeline
     queued_events: int
 
     def burst(self, section: Section, count: int) -> int:
@@ -169,7 +170,7 @@ class Timeline:
         self.faults: list[dict[str, Any]] = []
         self._lock = threading.Lock()
 
-    def record(self, start: float, end: float, name: str, section: Optional[str], detail: str) -> None:
+    def record(self, start: float, end: float, name: str, section: str | None, detail: str) -> None:
         row = {"t": round(start - self.t0, 2), "seconds": round(end - start, 2), "fault": name,
                "section": section, "detail": detail}
         with self._lock:
@@ -215,7 +216,7 @@ def pause_and_read(s: Soak, pause_ms: int, unpause: bool = False) -> str:
     return f"{s.ledger.lost_with_redis(names, when)} files in its queues"
 
 
-def redis_kill(s: Soak, rng: random.Random, _: Optional[Section]) -> str:
+def redis_kill(s: Soak, rng: random.Random, _: Section | None) -> str:
     where = s.redis.where()[1]
     held = pause_and_read(s, 10_000)
     s.redis.kill()
@@ -225,7 +226,7 @@ def redis_kill(s: Soak, rng: random.Random, _: Optional[Section]) -> str:
     return f"SIGKILL of the master on {where} ({held}), restarted empty after {down:.1f} s"
 
 
-def failover(s: Soak, rng: random.Random, _: Optional[Section]) -> str:
+def failover(s: Soak, rng: random.Random, _: Section | None) -> str:
     # The demoted master's last writes may not reach the new one: read its
     # queues first (a short pause, then it writes on until it is demoted).
     held: list[str] = []
@@ -233,7 +234,7 @@ def failover(s: Soak, rng: random.Random, _: Optional[Section]) -> str:
     return f"SENTINEL FAILOVER: {detail}" + (f" ({held[0]})" if held else "")
 
 
-def redis_stop(s: Soak, rng: random.Random, _: Optional[Section]) -> str:
+def redis_stop(s: Soak, rng: random.Random, _: Section | None) -> str:
     stopped = s.config.timeout + rng.uniform(0.5, 2.5)
     s.redis.pause()
     time.sleep(stopped)
@@ -241,7 +242,7 @@ def redis_stop(s: Soak, rng: random.Random, _: Optional[Section]) -> str:
     return f"SIGSTOP for {stopped:.1f} s (timeout {s.config.timeout:g})"
 
 
-def observer_overflow(s: Soak, rng: random.Random, _: Optional[Section]) -> str:
+def observer_overflow(s: Soak, rng: random.Random, _: Section | None) -> str:
     section = rng.choice([x for x in s.sections if x.kind.inotify])
     count = min(s.queued_events + 2000, 100_000)
     before = s.daemon.count(OVERFLOWED)
@@ -260,7 +261,7 @@ def observer_overflow(s: Soak, rng: random.Random, _: Optional[Section]) -> str:
     return f"SIGSTOP, {count} files into [{section.name}], SIGCONT; overflow {'logged' if seen else 'NOT logged'}"
 
 
-def observer_kill(s: Soak, rng: random.Random, _: Optional[Section]) -> str:
+def observer_kill(s: Soak, rng: random.Random, _: Section | None) -> str:
     down = rng.uniform(0.0, 1.5)
     with s.daemon.lock:
         s.daemon.kill()
@@ -275,7 +276,7 @@ def _reload(s: Soak, expect: bytes) -> bool:
     return s.daemon.wait_for(expect, mark)
 
 
-def reload_changed(s: Soak, rng: random.Random, _: Optional[Section]) -> str:
+def reload_changed(s: Soak, rng: random.Random, _: Section | None) -> str:
     variant = rng.choice(CHANGES)
     if variant != "section_off":
         what = s.config.change(variant)
@@ -292,7 +293,7 @@ def reload_changed(s: Soak, rng: random.Random, _: Optional[Section]) -> str:
     return f"SIGHUP, {off}; SIGHUP, {on}: {'reloaded' if first and second else 'NO reload line'}"
 
 
-def reload_invalid(s: Soak, rng: random.Random, _: Optional[Section]) -> str:
+def reload_invalid(s: Soak, rng: random.Random, _: Section | None) -> str:
     variant = rng.choice(INVALID)
     s.config.write(invalid=variant)
     try:
@@ -302,7 +303,7 @@ def reload_invalid(s: Soak, rng: random.Random, _: Optional[Section]) -> str:
     return f"SIGHUP with {variant}: {'refused' if refused else 'NO refusal line'}"
 
 
-def held_overflow(s: Soak, rng: random.Random, _: Optional[Section]) -> str:
+def held_overflow(s: Soak, rng: random.Random, _: Section | None) -> str:
     count = int(s.config.max_held * 1.3)
     targets = rng.sample(s.sections, min(len(s.sections), rng.randint(1, 3)))
     mark = s.daemon.mark()
@@ -323,7 +324,7 @@ def held_overflow(s: Soak, rng: random.Random, _: Optional[Section]) -> str:
 # -- the directory lane ---------------------------------------------------------------------
 
 
-def dir_delete(s: Soak, rng: random.Random, section: Optional[Section]) -> str:
+def dir_delete(s: Soak, rng: random.Random, section: Section | None) -> str:
     assert section is not None
     with section.ops:
         when = time.time()
@@ -335,7 +336,7 @@ def dir_delete(s: Soak, rng: random.Random, section: Optional[Section]) -> str:
     return f"deleted with {swept} files, recreated after {gap:.1f} s"
 
 
-def subtree_delete(s: Soak, rng: random.Random, section: Optional[Section]) -> str:
+def subtree_delete(s: Soak, rng: random.Random, section: Section | None) -> str:
     """A sub-directory of a tree, with its files, deleted (and not recreated)."""
     assert section is not None
     with section.ops:
@@ -349,7 +350,7 @@ def subtree_delete(s: Soak, rng: random.Random, section: Optional[Section]) -> s
     return f"sub-directory {victim} deleted with {swept} files"
 
 
-def dir_rename(s: Soak, rng: random.Random, section: Optional[Section]) -> str:
+def dir_rename(s: Soak, rng: random.Random, section: Section | None) -> str:
     assert section is not None
     away = section.directory.with_name(section.directory.name + ".away")
     with section.ops:
@@ -360,7 +361,7 @@ def dir_rename(s: Soak, rng: random.Random, section: Optional[Section]) -> str:
     return f"renamed away, back after {gap:.1f} s"
 
 
-def dir_unreadable(s: Soak, rng: random.Random, section: Optional[Section]) -> str:
+def dir_unreadable(s: Soak, rng: random.Random, section: Section | None) -> str:
     assert section is not None
     gap = rng.uniform(1.0, 4.0)
     # Writable and searchable, not readable: producers go on writing, the
@@ -380,7 +381,7 @@ class Fault:
     name: str
     lane: str
     weight: float
-    run: Callable[[Soak, random.Random, Optional[Section]], str]
+    run: Callable[[Soak, random.Random, Section | None], str]
     sentinel: bool = False  # only with a Sentinel set
     styles: tuple[str, ...] = ()  # only on sections whose files come in one of these styles
 
@@ -415,7 +416,7 @@ class Lane(threading.Thread):
     """
 
     def __init__(self, lane: str, soak: Soak, seed: int, mean_gap: float, halt: threading.Event,
-                 release: threading.Event, only: Optional[set[str]] = None) -> None:
+                 release: threading.Event, only: set[str] | None = None) -> None:
         """@param only: names of the faults to choose from (default: all of the lane)."""
         super().__init__(name=f"faults-{lane}", daemon=True)
         self.lane, self.soak, self.rng = lane, soak, random.Random(seed)

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
 
 #: How a kind's queue is read.
 LIST, STREAM = "list", "stream"
@@ -118,7 +118,7 @@ KINDS: tuple[SectionKind, ...] = (
 )
 
 
-def available_kinds(known: Optional[Sequence[str]] = None) -> list[SectionKind]:
+def available_kinds(known: Sequence[str] | None = None) -> list[SectionKind]:
     """The kinds the observer in this checkout supports (by its keys)."""
     if known is None:
         from dirobserver.config.settings import KNOWN_KEYS
@@ -172,7 +172,7 @@ class ObserverConfig:
     off: set[str] = field(default_factory=set)
     known: Sequence[str] = ()
 
-    def text(self, invalid: Optional[str] = None) -> str:
+    def text(self, invalid: str | None = None) -> str:
         """The file's text, with one mistake of L{INVALID} if C{invalid}."""
         timeout = "-1" if invalid == "bad_timeout" else f"{self.timeout:g}"
         lines = ["[common]", *self.redis, f"timeout={timeout}",
@@ -195,13 +195,13 @@ class ObserverConfig:
             lines.insert(lines.index(f"[{self.sections[-1].name}:common]") + 1, "only=^(unclosed")
         return "\n".join(lines)
 
-    def write(self, invalid: Optional[str] = None) -> None:
+    def write(self, invalid: str | None = None) -> None:
         """Replace the file at once (rename), so no reader sees half of it."""
         temporary = self.path.with_suffix(".tmp")
         temporary.write_text(self.text(invalid))
         os.replace(temporary, self.path)
 
-    def change(self, variant: str, section: Optional[str] = None) -> str:
+    def change(self, variant: str, section: str | None = None) -> str:
         """Apply one of L{CHANGES}; return what changed, in words."""
         if variant == "forced_poll":
             self.poll_scale = 1.0 if self.poll_scale != 1.0 else 5 / 3

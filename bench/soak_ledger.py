@@ -39,8 +39,9 @@ import math
 import re
 import threading
 from array import array
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any
 
 from .soak_kinds import ALL, STYLES, Section
 
@@ -64,7 +65,7 @@ class Window:
 
     start: float
     end: float
-    section: Optional[int]  # None: every section
+    section: int | None  # None: every section
     why: str
 
 
@@ -113,15 +114,15 @@ class Ledger:
         """The final name of file C{i}."""
         style = STYLES[self.style[i]]
         if style == "entry":
-            return "d%09d" % i
+            return f"d{i:09d}"
         if style == "ignored":
             # Half fail an ignore pattern, half fail every "only" pattern.
-            return ("skip-%09d" if i % 2 else "x%09d") % i
+            return f"skip-{i:09d}" if i % 2 else f"x{i:09d}"
         if style == "odd":
             # A space, a non-ASCII letter, a byte that is not UTF-8 (PEP 383)
             # and a newline.
-            return "f%09d \u00e9\udcff\n.x" % i
-        return "f%09d" % i
+            return f"f{i:09d} \u00e9\udcff\n.x"
+        return f"f{i:09d}"
 
     def staging_name(self, i: int) -> str:
         """Where a file of style "staged" is written before its rename."""
@@ -136,7 +137,7 @@ class Ledger:
 
     # -- what producers, consumers and faults report ---------------------------------
 
-    def new(self, section: int, style: str, subdir: Optional[str] = None) -> int:
+    def new(self, section: int, style: str, subdir: str | None = None) -> int:
         """A file is being started: its id."""
         with self._lock:
             i = len(self.section)
@@ -152,7 +153,7 @@ class Ledger:
             self._present[section].add(i)
         return i
 
-    def completed(self, i: int, ready: float, complete: Optional[float], pause: float = 0.0) -> None:
+    def completed(self, i: int, ready: float, complete: float | None, pause: float = 0.0) -> None:
         """
         The final step of file C{i} began at C{ready} and ended at
         C{complete} (None: it failed, or the file was abandoned).
@@ -179,7 +180,7 @@ class Ledger:
             if not consumed and when < self.gone[i]:
                 self.gone[i] = when
 
-    def swept(self, section: int, when: float, subdir: Optional[str] = None) -> int:
+    def swept(self, section: int, when: float, subdir: str | None = None) -> int:
         """
         Every file of C{section} (in C{subdir} only, if given) went with its
         directory; how many.
@@ -200,12 +201,12 @@ class Ledger:
         """How many files of C{section} are in its directory (or being written)."""
         return len(self._present[section])
 
-    def window(self, start: float, end: float, section: Optional[int], why: str) -> None:
+    def window(self, start: float, end: float, section: int | None, why: str) -> None:
         """No file is due on account of [C{start}, C{end} + L{RECOVERY})."""
         with self._lock:
             self.windows.append(Window(start, end, section, why))
 
-    def receive(self, section: int, filename: str, stamp: float, now: float, event: str = "created") -> Optional[int]:
+    def receive(self, section: int, filename: str, stamp: float, now: float, event: str = "created") -> int | None:
         """
         A consumer of C{section} received an event for C{filename}.
 
@@ -256,7 +257,7 @@ class Ledger:
 
     # -- progress ----------------------------------------------------------------
 
-    def waiting(self, among: Optional[Iterable[int]] = None) -> list[int]:
+    def waiting(self, among: Iterable[int] | None = None) -> list[int]:
         """
         Files complete, present, announceable and not received yet.
 
@@ -345,7 +346,7 @@ class Ledger:
         """File C{i}'s story, times in seconds since the start of the run."""
         section = self.sections[self.section[i]]
 
-        def at(t: float) -> Optional[float]:
+        def at(t: float) -> float | None:
             return None if t != t or t == INF else round(t - t0, 3)
 
         starts, ends = self.excluded(section.index)

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from .harness import Redis, Resources, free_port, spawn, valkey_server_binary
 
@@ -91,7 +92,7 @@ class SentinelSet:
 
     # -- where the master is ---------------------------------------------------------
 
-    def _ask(self, port: int) -> Optional[tuple[str, int]]:
+    def _ask(self, port: int) -> tuple[str, int] | None:
         import valkey
 
         try:
@@ -112,7 +113,7 @@ class SentinelSet:
                 return answer
         raise ConnectionError("no Sentinel answers")
 
-    def _agreed(self) -> Optional[tuple[str, int]]:
+    def _agreed(self) -> tuple[str, int] | None:
         answers = {self._ask(port) for port, _ in self.sentinels}
         return answers.pop() if len(answers) == 1 and None not in answers else None
 
@@ -186,7 +187,7 @@ class SentinelSet:
         for node in self.nodes:
             node.resume()
 
-    def failover(self, before_failover: Optional[Callable[[], None]] = None) -> str:
+    def failover(self, before_failover: Callable[[], None] | None = None) -> str:
         """
         C{SENTINEL FAILOVER}, once the set is whole; wait for the new master.
         A Sentinel may decline (a failover of the same master shortly

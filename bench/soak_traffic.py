@@ -33,7 +33,8 @@ import os
 import random
 import threading
 import time
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from .soak_kinds import STREAM, Section
 from .soak_ledger import Ledger
@@ -60,13 +61,13 @@ class Producer(threading.Thread):
         self.rate = section.kind.rate * scale
         self.halt = halt
         self.made = 0
-        self.failed: Optional[BaseException] = None
+        self.failed: BaseException | None = None
         styles = section.kind.styles
         self._styles, self._weights = list(styles), list(styles.values())
         #: (due, sequence, step): the later steps of files being written
         self._later: list[tuple[float, int, Callable[[], None]]] = []
         self._sequence = itertools.count()
-        self._subdir: Optional[str] = None
+        self._subdir: str | None = None
         self._in_subdir = 0
         # A settle is a promise of the writer: it never pauses that long
         # before the file is complete (else the file is complete by that
@@ -140,7 +141,7 @@ class Producer(threading.Thread):
             # A new sub-directory every few files, or when a fault swept the last one away.
             if (self._subdir is None or self._in_subdir >= PER_SUBDIR
                     or not os.path.isdir(self.path(self._subdir))):
-                self._subdir = "n%09d" % len(ledger.section)
+                self._subdir = f"n{len(ledger.section):09d}"
                 os.mkdir(self.path(self._subdir))
                 self._in_subdir = 0
             self._in_subdir += 1
@@ -234,7 +235,7 @@ class Consumer(threading.Thread):
         self.files = 0
         self.errors = 0
         self.last_error = ""
-        self.failed: Optional[BaseException] = None
+        self.failed: BaseException | None = None
         self._finish = threading.Event()
         self._later: list[tuple[float, int, int]] = []  # (due, tries, id)
         self._stream_ready = False
@@ -256,7 +257,7 @@ class Consumer(threading.Thread):
         import valkey
 
         client: Any = None
-        quiet_since: Optional[float] = None
+        quiet_since: float | None = None
         try:
             while True:
                 try:

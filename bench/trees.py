@@ -18,8 +18,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from .harness import Creator, remove_tree
 from .workloads import Context, _finish, _index, _wait_idle, parse_names, parse_stamped, percentile
@@ -36,7 +37,7 @@ class _Drain:
         self.seen = bytearray(n)
         self.covered = self.events = self.exists = self.foreign = 0
         self.sample: list[bytes] = []
-        self.t_all: Optional[float] = None
+        self.t_all: float | None = None
 
     def __call__(self) -> int:
         pipe = self.client.pipeline(transaction=True)
@@ -188,7 +189,7 @@ def poll_cost_run(ctx: Context, n: int, run: int, window: float, timeout: float)
     def take() -> int:
         batch = ctx.client.rpop(queue, 1000) or []
         names, stamps = parse_stamped(batch)
-        for name, stamp in zip(names, stamps):
+        for name, stamp in zip(names, stamps, strict=True):
             stamped.setdefault(name, stamp)
         return len(batch)
 

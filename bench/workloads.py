@@ -17,7 +17,7 @@ import time
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from .harness import (
     OVERFLOW_MARK,
@@ -42,7 +42,7 @@ class Context:
     resources: Resources
     redis: Redis
     root: Path
-    profile_dir: Optional[Path] = None
+    profile_dir: Path | None = None
     verbose: bool = True
     _client: Any = field(default=None, repr=False)
 
@@ -65,7 +65,7 @@ class Context:
         self.client.flushall()
         return Observer(self.resources, config, workdir)
 
-    def profiler(self, observer: Observer, name: str, run: int) -> Optional[Profiler]:
+    def profiler(self, observer: Observer, name: str, run: int) -> Profiler | None:
         if self.profile_dir is None or run != 0:
             return None
         self.profile_dir.mkdir(parents=True, exist_ok=True)
@@ -122,7 +122,7 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[k]
 
 
-def _finish(observer: Observer, profiler: Optional[Profiler], cpu0: float, events: int) -> dict[str, float]:
+def _finish(observer: Observer, profiler: Profiler | None, cpu0: float, events: int) -> dict[str, float]:
     """The observer's CPU and memory figures, then stop it (and the profiler)."""
     cpu = observer.cpu() - cpu0
     rss = observer.peak_rss_mb()
@@ -294,7 +294,7 @@ def paced_run(ctx: Context, rate: int, seconds: float, run: int, closed: bool = 
     sampler = Sampler(ctx.redis.client(), queue)
     sampler.start()
     creator = Creator(ctx.resources, "paced-closed" if closed else "paced", directory, rate, seconds, times_path)
-    made: Optional[dict[str, Any]] = None
+    made: dict[str, Any] | None = None
     deadline = None
     while True:
         item = client.brpop([queue], timeout=0.05)
@@ -322,7 +322,7 @@ def paced_run(ctx: Context, rate: int, seconds: float, run: int, closed: bool = 
     first_seen: dict[int, tuple[float, float]] = {}
     for events, at in received:
         names, stamps = parse_stamped(events)
-        for name, stamp in zip(names, stamps):
+        for name, stamp in zip(names, stamps, strict=True):
             i = _index(name, b"p", len(times))
             if i >= 0 and i not in first_seen:
                 first_seen[i] = (at, stamp)
@@ -411,8 +411,8 @@ def listing_run(ctx: Context, directory: Path, n: int, run: int, timeout: float)
 
     listed: list[list[bytes]] = []
     drained_a = 0
-    t_all: Optional[float] = None
-    made: Optional[dict[str, Any]] = None
+    t_all: float | None = None
+    made: dict[str, Any] | None = None
     deadline = time.time() + timeout
 
     def poll() -> int:

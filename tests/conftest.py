@@ -13,8 +13,9 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence, Union
+from typing import Any
 
 import pytest
 
@@ -86,7 +87,7 @@ def redis_server_factory(
 
     def factory(
         start: bool = True,
-        unix_socket: Union[str, Path, None] = None,
+        unix_socket: str | Path | None = None,
         **kwargs: Any,
     ) -> RedisServer:
         kwargs.setdefault("workdir", tmp_path / f"redis-server-{len(servers) + 1}")
@@ -115,11 +116,11 @@ def observer_factory(tmp_path: Path) -> Iterator[Callable[..., Observer]]:
     observers: list[Observer] = []
 
     def factory(
-        config: Union[str, Path],
+        config: str | Path,
         extra_args: Sequence[str] = (),
-        cwd: Union[str, Path, None] = None,
-        env: Optional[dict[str, str]] = None,
-        preexec_fn: Optional[Callable[[], None]] = None,
+        cwd: str | Path | None = None,
+        env: dict[str, str] | None = None,
+        preexec_fn: Callable[[], None] | None = None,
     ) -> Observer:
         observer = Observer(
             config, extra_args=extra_args, cwd=cwd or tmp_path, env=env, preexec_fn=preexec_fn

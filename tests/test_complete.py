@@ -14,12 +14,22 @@ import tempfile
 from twisted.internet import task
 from twisted.trial import unittest
 
-from dirobserver.config import settings as config
 from dirobserver.announce.complete_files import CLOSED_MASK, SETTLE_MASK, CompleteFiles, section_mask
 from dirobserver.announce.event import CREATED
 from dirobserver.announce.settle import GRACE, TICK
-from dirobserver.sources.masks import (IN_ATTRIB, IN_CLOSE_WRITE, IN_CREATE, IN_DELETE, IN_ISDIR, IN_MODIFY,
-                                       IN_MOVED_FROM, IN_MOVED_TO, IN_OPEN, WATCH_MASK)
+from dirobserver.config import settings as config
+from dirobserver.sources.masks import (
+    IN_ATTRIB,
+    IN_CLOSE_WRITE,
+    IN_CREATE,
+    IN_DELETE,
+    IN_ISDIR,
+    IN_MODIFY,
+    IN_MOVED_FROM,
+    IN_MOVED_TO,
+    IN_OPEN,
+    WATCH_MASK,
+)
 
 T0 = 1000.0
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 from twisted.internet import defer, error, protocol, reactor, task
@@ -24,10 +25,10 @@ from zope.interface import implementer
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import RedisServer  # noqa: E402
 
-from dirobserver.util.backoff import Recurring, SharedCauses, exponential_backoff  # noqa: E402
 from dirobserver.config.settings import RedisSettings  # noqa: E402
 from dirobserver.redis.connection import RedisConnection, handshake_steps  # noqa: E402
 from dirobserver.redis.sentinel import route_for  # noqa: E402
+from dirobserver.util.backoff import Recurring, SharedCauses, exponential_backoff  # noqa: E402
 
 TIMEOUT = 1.0
 
@@ -158,7 +159,7 @@ class ClockBackoffTests(unittest.TestCase):
         connection, endpoint, ups = self.make("refuse")
         connection.start()
         self.run_for(10)
-        gaps = [b - a for a, b in zip(endpoint.attempts, endpoint.attempts[1:])]
+        gaps = [b - a for a, b in pairwise(endpoint.attempts)]
         self.assertLess(gaps[0], gaps[3])
         self.assertTrue(all(g <= 2.0 + 0.011 for g in gaps), gaps)
         self.assertGreaterEqual(gaps[-1], 1.6 - 0.011)

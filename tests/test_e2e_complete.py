@@ -19,11 +19,11 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-
 from helpers import Observer, RedisServer, wait_until, write_config
 
 KIB = b"x" * 1024

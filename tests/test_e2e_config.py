@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import pytest
-
 from helpers import REPO_ROOT, drain, free_port, twistd_path, wait_until, write_config
 
 
@@ -74,7 +74,7 @@ def _syntax_error(tmp: Path) -> tuple[Path, list[str]]:
     return path, [str(path), "line 6"]
 
 
-def _write(tmp: Path, sections: dict[str, dict[str, Any]], common: Optional[dict] = None) -> Path:
+def _write(tmp: Path, sections: dict[str, dict[str, Any]], common: dict | None = None) -> Path:
     return write_config(tmp, sections, common=COMMON if common is None else common)
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from helpers import REPO_ROOT, drain, twistd_path, wait_until, write_config
 
 

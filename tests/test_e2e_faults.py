@@ -23,14 +23,13 @@ import signal
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
+from typing import Any
 
 import pytest
-
-from helpers import Observer, RedisServer, drop_root_file_access, free_port, wait_until, write_config
-
 import valkey.exceptions
+from helpers import Observer, RedisServer, drop_root_file_access, free_port, wait_until, write_config
 
 # -- glue ------------------------------------------------------------------------
 
@@ -51,7 +50,7 @@ class Consumer:
         server: RedisServer,
         queues: Sequence[str],
         interval: float = 0.01,
-        on_events: Optional[Callable[[list[dict[str, Any]]], None]] = None,
+        on_events: Callable[[list[dict[str, Any]]], None] | None = None,
     ) -> None:
         self.server = server
         self.on_events = on_events
@@ -65,7 +64,7 @@ class Consumer:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="consumer", daemon=True)
 
-    def start(self) -> "Consumer":
+    def start(self) -> Consumer:
         self._thread.start()
         return self
 
@@ -104,25 +103,25 @@ class Consumer:
 
     # -- what the tests look at --------------------------------------------------
 
-    def names(self, queue: Optional[str] = None) -> set[str]:
+    def names(self, queue: str | None = None) -> set[str]:
         """Every file name received (any event) on C{queue} (default: the first)."""
         with self._lock:
             return set(self._names[queue or self.queues[0]])
 
-    def all_events(self, queue: Optional[str] = None) -> list[dict[str, Any]]:
+    def all_events(self, queue: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
             return list(self.events[queue or self.queues[0]])
 
-    def count(self, queue: Optional[str] = None) -> int:
+    def count(self, queue: str | None = None) -> int:
         with self._lock:
             return len(self.events[queue or self.queues[0]])
 
-    def missing(self, expected: Iterable[str], queue: Optional[str] = None) -> set[str]:
+    def missing(self, expected: Iterable[str], queue: str | None = None) -> set[str]:
         with self._lock:
             got = self._names[queue or self.queues[0]]
             return {n for n in expected if n not in got}
 
-    def wait_for(self, expected: Iterable[str], timeout: float, queue: Optional[str] = None) -> set[str]:
+    def wait_for(self, expected: Iterable[str], timeout: float, queue: str | None = None) -> set[str]:
         """Wait until every name of C{expected} was received; return the missing ones."""
         expected = set(expected)
         wait_until(lambda: not self.missing(expected, queue), timeout, interval=0.05)

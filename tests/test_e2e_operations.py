@@ -100,7 +100,7 @@ def test_systemd_notifications(tmp_path, redis_server, observer_factory):
         while time.monotonic() < until:
             try:
                 received.append((time.monotonic(), sock.recv(4096).decode()))
-            except socket.timeout:
+            except TimeoutError:
                 pass
 
     try:

@@ -15,11 +15,10 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
 from helpers import write_config
 from sentinel_helpers import MASTER_NAME, MasterConsumer, SentinelSet
 

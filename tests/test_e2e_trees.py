@@ -17,11 +17,11 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-
 from helpers import Observer, RedisServer, wait_until, write_config
 
 

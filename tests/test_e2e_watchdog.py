@@ -23,8 +23,8 @@ from twisted.trial import unittest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import RedisServer, drain, write_config  # noqa: E402
 
-from dirobserver.config import settings as config  # noqa: E402
 from dirobserver.app.observer import DirObserver  # noqa: E402
+from dirobserver.config import settings as config  # noqa: E402
 
 
 def test_suspended_longer_than_the_timeout_is_not_stopped(

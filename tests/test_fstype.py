@@ -10,8 +10,8 @@ import os
 
 import pytest
 
-from dirobserver.sources import fstype
 from dirobserver.config.settings import WATCH_AUTO, WATCH_INOTIFY, WATCH_POLL
+from dirobserver.sources import fstype
 
 REMOTE = {
     "NFS": 0x6969,

@@ -17,12 +17,12 @@ import tempfile
 from twisted.internet import defer, task
 from twisted.trial import unittest
 
-from dirobserver.config import settings as config
 from dirobserver.announce.listing import ListingContext, SectionListings
-from dirobserver.announce.settle import SettleTable
-from dirobserver.util.stats import LISTING_BUCKETS, Histogram
 from dirobserver.announce.listing_line import ListingLine
+from dirobserver.announce.settle import SettleTable
+from dirobserver.config import settings as config
 from dirobserver.redis.writer import RedisWriter
+from dirobserver.util.stats import LISTING_BUCKETS, Histogram
 
 
 class HoldTests(unittest.TestCase):

@@ -8,16 +8,17 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from twisted.internet import defer, task
 from twisted.trial import unittest
 
-from dirobserver.config import settings as config
 from dirobserver.announce.listing import ListingContext, SectionListings
 from dirobserver.announce.listing_requests import covering
-from dirobserver.util.stats import LISTING_BUCKETS, Histogram
+from dirobserver.config import settings as config
 from dirobserver.redis.writer import RedisWriter
+from dirobserver.util.stats import LISTING_BUCKETS, Histogram
 
 FULL = (False, None)
 RESUME = (True, None)

@@ -17,10 +17,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clocked import ClockedDirectoryCase  # noqa: E402
 
 from dirobserver.sources import polling as poller_module  # noqa: E402
-from dirobserver.sources.polling import Poller  # noqa: E402
 from dirobserver.sources.interface import WatchError  # noqa: E402
-from dirobserver.sources.masks import (IN_DELETE, IN_DELETE_SELF, IN_IGNORED, IN_ISDIR, IN_MOVE_SELF,  # noqa: E402
-                                       IN_MOVED_TO, WATCH_MASK)
+from dirobserver.sources.masks import (  # noqa: E402
+    IN_DELETE,
+    IN_DELETE_SELF,
+    IN_IGNORED,
+    IN_ISDIR,
+    IN_MOVE_SELF,
+    IN_MOVED_TO,
+    WATCH_MASK,
+)
+from dirobserver.sources.polling import Poller  # noqa: E402
 
 INTERVAL = 2.0
 
@@ -192,7 +199,7 @@ class PollerTests(ClockedDirectoryCase):
             os.mkdir(d)
         poller = self.make()
         sinks = [Sink(), Sink(), Sink()]
-        for d, sink in zip((gone, replaced, locked), sinks):
+        for d, sink in zip((gone, replaced, locked), sinks, strict=True):
             poller.add(os.fsencode(d), sink, WATCH_MASK)
         self.tick()
         os.rmdir(gone)

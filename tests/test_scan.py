@@ -17,7 +17,15 @@ from twisted.trial import unittest
 
 from dirobserver.announce import scan
 from dirobserver.announce.scan import (
-    CHUNK, KEY_WIDTH, Entries, entry_key, key_path, key_seconds, merge, scan_directory, time_key,
+    CHUNK,
+    KEY_WIDTH,
+    Entries,
+    entry_key,
+    key_path,
+    key_seconds,
+    merge,
+    scan_directory,
+    time_key,
 )
 
 

@@ -20,13 +20,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import RedisServer  # noqa: E402
 from test_connection import LogCapture  # noqa: E402
 
-from dirobserver.util import stats  # noqa: E402
+from dirobserver.announce.event import CREATED  # noqa: E402
 from dirobserver.config.settings import RedisSettings  # noqa: E402
 from dirobserver.redis.held_events import BATCH, HeldQueue  # noqa: E402
-from dirobserver.announce.event import CREATED  # noqa: E402
 from dirobserver.redis.queue_types import LIST, StreamShape  # noqa: E402
 from dirobserver.redis.rounds import REFUSED_PAUSE  # noqa: E402
 from dirobserver.redis.writer import RedisWriter  # noqa: E402
+from dirobserver.util import stats  # noqa: E402
 
 
 def sleep(seconds: float) -> defer.Deferred:

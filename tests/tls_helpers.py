@@ -15,15 +15,15 @@ import ipaddress
 import shutil
 import socket
 import ssl
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
 from helpers import RedisServer
 
 #: Debian's redis-server (built with TLS), or None.
@@ -56,7 +56,7 @@ class Certificates:
     C{client_key} (signed by C{ca}) and C{other_ca} (signed nothing here).
     """
 
-    def __init__(self, directory: Union[str, Path]) -> None:
+    def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         ca_key, ca = self._authority("dirobserver test CA", "ca.pem")
@@ -123,8 +123,8 @@ class TLSRedisServer(RedisServer):
     """
 
     def __init__(self, certificates: Certificates, auth_clients: str = "no",
-                 workdir: Union[str, Path, None] = None, extra_args: Sequence[str] = (),
-                 config_file: Union[str, Path, None] = None) -> None:
+                 workdir: str | Path | None = None, extra_args: Sequence[str] = (),
+                 config_file: str | Path | None = None) -> None:
         self.certificates = certificates
         super().__init__(workdir=workdir, binary=TLS_SERVER_BINARY, config_file=config_file)
         self.extra_args = [
@@ -163,7 +163,7 @@ class TLSRedisServer(RedisServer):
         )
 
 
-def tls_settings(server: Optional[TLSRedisServer] = None, **changes: Any) -> Any:
+def tls_settings(server: TLSRedisServer | None = None, **changes: Any) -> Any:
     """RedisSettings for C{server} over TLS, verified against the test CA."""
     from dirobserver.config.settings import RedisSettings
 

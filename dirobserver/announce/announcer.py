@@ -14,14 +14,14 @@ encoder for their C{"exists"} events.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from dirobserver.announce.event import CREATED, TreeEncoder, decode_name
 from dirobserver.config.settings import SectionSettings
 from dirobserver.redis.queue_types import Encode, shape_for
-from dirobserver.redis.writer import Relistable, RedisWriter
-from dirobserver.sources.masks import IN_ISDIR
+from dirobserver.redis.writer import RedisWriter, Relistable
 from dirobserver.sources.interface import Batch
+from dirobserver.sources.masks import IN_ISDIR
 
 
 class Announcer:

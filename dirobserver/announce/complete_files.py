@@ -28,16 +28,26 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Callable
+from collections.abc import Callable
 
 from twisted.internet.interfaces import IReactorTime
 
-from dirobserver.config.settings import ANNOUNCE_CLOSED, SectionSettings
 from dirobserver.announce.event import CREATED, decode_name
 from dirobserver.announce.settle import Announce, SettleTable
+from dirobserver.config.settings import ANNOUNCE_CLOSED, SectionSettings
 from dirobserver.sources.interface import Batch
-from dirobserver.sources.masks import (IN_ATTRIB, IN_CLOSE_WRITE, IN_CREATE, IN_DELETE, IN_ISDIR, IN_MODIFY,
-                                       IN_MOVED_FROM, IN_MOVED_TO, IN_OPEN, WATCH_MASK)
+from dirobserver.sources.masks import (
+    IN_ATTRIB,
+    IN_CLOSE_WRITE,
+    IN_CREATE,
+    IN_DELETE,
+    IN_ISDIR,
+    IN_MODIFY,
+    IN_MOVED_FROM,
+    IN_MOVED_TO,
+    IN_OPEN,
+    WATCH_MASK,
+)
 
 #: What C{announce = closed} asks for besides L{WATCH_MASK}: opens (a file
 #: created by an open, not linked in), closes, and names going away.

@@ -21,8 +21,9 @@ Python (or by mapping each ``\\udcNN`` back to the byte ``0xNN`` elsewhere).
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from collections.abc import Callable
 from json.encoder import encode_basestring_ascii as _quote  # C-accelerated
+from typing import Any
 
 CREATED = "created"
 EXISTS = "exists"

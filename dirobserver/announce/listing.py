@@ -23,26 +23,27 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from dirobserver.util.backoff import Recurring
-from dirobserver.util.failures import describe_failure
-from dirobserver.config.settings import SectionSettings
 from dirobserver.announce.event import EXISTS, decode_name
+from dirobserver.announce.listing_line import ListingLine
 from dirobserver.announce.listing_requests import ListingRequests, covering
 from dirobserver.announce.scan import CHUNK, KEY_WIDTH, Walker, key_path, key_seconds, scan_directory, time_key
 from dirobserver.announce.settle import TICK, SettleTable
+from dirobserver.config.settings import SectionSettings
 from dirobserver.redis.queue_types import Encode, shape_for
+from dirobserver.redis.writer import RedisWriter
+from dirobserver.util.backoff import Recurring
+from dirobserver.util.failures import describe_failure
 from dirobserver.util.quiet import quiet_at, quiet_since
 from dirobserver.util.stats import Histogram
-from dirobserver.announce.listing_line import ListingLine
-from dirobserver.redis.writer import RedisWriter
 
 
 @dataclass(frozen=True)

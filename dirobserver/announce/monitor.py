@@ -32,25 +32,26 @@ it held, and the listing that follows looks at those files again.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from dirobserver.announce.announcer import Announcer
 from dirobserver.announce.complete_files import CompleteFiles, section_mask, waits_for_complete
-from dirobserver.config.settings import ANNOUNCE_CLOSED, WATCH_INOTIFY, WATCH_POLL, SectionSettings
-from dirobserver.sources.fstype import choose_mode
 from dirobserver.announce.listing import ListingContext, SectionListings
-from dirobserver.sources.polling import Poller
-from dirobserver.announce.settle import SettleTable
-from dirobserver.sources.interface import Batch, EventSource
-from dirobserver.util.stats import Histogram
-from dirobserver.sources.tree import DirectoryTree, TreeContext
 from dirobserver.announce.listing_line import ListingLine
-from dirobserver.sources.identity import identity
-from dirobserver.sources.interface import WatchError
-from dirobserver.sources.masks import IN_DELETE_SELF, IN_ISDIR, IN_MOVE_SELF, IN_UNMOUNT, WATCH_MASK
+from dirobserver.announce.settle import SettleTable
+from dirobserver.config.settings import ANNOUNCE_CLOSED, WATCH_INOTIFY, WATCH_POLL, SectionSettings
 from dirobserver.redis.writer import RedisWriter
+from dirobserver.sources.fstype import choose_mode
+from dirobserver.sources.identity import identity
+from dirobserver.sources.interface import Batch, EventSource, WatchError
+from dirobserver.sources.masks import IN_DELETE_SELF, IN_MOVE_SELF, IN_UNMOUNT, WATCH_MASK
+from dirobserver.sources.polling import Poller
+from dirobserver.sources.tree import DirectoryTree, TreeContext
+from dirobserver.util.stats import Histogram
 
 WATCHED = "watched"
 MISSING = "missing"
@@ -96,7 +97,10 @@ class DirectoryMonitor:
         self.waiting: SettleTable | None = None
         self._announcer = Announcer(section, writer, self)
         self._complete: CompleteFiles | None = None
-        self._events = self._announcer.created_events
+        #: where the watched directory's events go: announced at once, or
+        #: through the files waiting to be complete (swapped as the mode
+        #: changes, see L{_use})
+        self._events: Callable[[Batch, float], None] = self._announcer.created_events
         if waits_for_complete(section):
             self._complete = CompleteFiles(section, clock, self._announcer.announce, self._waiting_full,
                                            self._catch_up)

@@ -39,8 +39,9 @@ import heapq
 import math
 import operator
 import os
+from collections.abc import Callable, Generator, Iterable, Iterator
 from itertools import chain, islice
-from typing import Callable, Iterable, Iterator, Protocol
+from typing import Protocol
 
 from twisted.internet import defer, task
 
@@ -302,7 +303,7 @@ class _Listing:
                 continue  # removed between the listing and the stat
             run.append(entry_key(mtime_ns, prefix + raw))
 
-    def turn(self, _subdirectory: bytes) -> Iterator[None]:
+    def turn(self, _subdirectory: bytes) -> Generator[None, None, bool]:
         # Sort and pack what was read since the last turn, so the reactor
         # never waits for a sort of more than CHUNK keys.
         if self.run:
@@ -329,7 +330,7 @@ def _scan(
     subdirectories: bool,
     out: Entries,
     walker: Walker | None,
-) -> Iterator[None]:
+) -> Iterator[object]:
     listing = _Listing(path, accepts, subdirectories, walker)
     yield from listing.walk.run()
     if listing.run:

@@ -41,7 +41,7 @@ with L{twisted.internet.task.Clock}.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger

@@ -22,11 +22,11 @@ nothing new comes in; the writer, stopped next, delivers what it holds.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from twisted.application import service
 from twisted.internet import task
-from twisted.internet.interfaces import IReactorCore
 from twisted.logger import Logger
 
 from dirobserver.announce.listing_line import ListingLine
@@ -38,6 +38,7 @@ from dirobserver.sources.inotify import InotifySource
 from dirobserver.sources.liveness import InotifyLivenessProbe
 from dirobserver.util import gc_pause as heap
 from dirobserver.util.periodic import Periodic
+from dirobserver.util.reactor import IDaemonReactor
 from dirobserver.util.stats import LISTING_BUCKETS, Histogram
 
 #: Directories listed at the same time (the others wait their turn).
@@ -76,12 +77,12 @@ class ObserverService(service.Service):
         self,
         settings: Settings,
         writer: RedisWriter,
-        reactor: IReactorCore,
+        reactor: IDaemonReactor,
         on_ready: Callable[[], None] | None = None,
     ) -> None:
         """
-        @param reactor: an L{IReactorCore} that is also an L{IReactorTime}
-            and an L{IReactorFDSet} (the watcher reads in it).
+        @param reactor: the daemon's (its timers, and the watcher reads in
+            it).
         @param on_ready: called once, when the observer is first ready.
         """
         self.settings = settings

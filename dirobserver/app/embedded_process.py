@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure

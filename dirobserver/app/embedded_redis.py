@@ -22,13 +22,12 @@ from __future__ import annotations
 import shutil
 import socket
 import tempfile
-from typing import Optional
 
 from twisted.application.service import Service
 from twisted.internet import error as ierror
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import HostnameEndpoint
-from twisted.internet.interfaces import IDelayedCall, IProcessTransport, IReactorProcess
+from twisted.internet.interfaces import IDelayedCall, IProcessTransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -41,6 +40,7 @@ from dirobserver.app.embedded_binary import (
 )
 from dirobserver.app.embedded_process import ServerOutput, describe_exit, launch_argv
 from dirobserver.ops.systemd import child_environment
+from dirobserver.util.reactor import IDaemonReactor
 
 __all__ = [
     "EmbeddedRedis",
@@ -99,28 +99,27 @@ class EmbeddedRedis(Service):
 
     log = Logger()
 
-    def __init__(self, host: str, port: int, reactor: IReactorProcess) -> None:
+    def __init__(self, host: str, port: int, reactor: IDaemonReactor) -> None:
         """
-        @param reactor: an L{IReactorProcess} that is also an
-            L{IReactorTime} and an L{IReactorTCP}.
+        @param reactor: the daemon's (the server is its child process).
         """
         self.host = host
         self.port = port
         self._reactor = reactor
-        self._process: Optional[IProcessTransport] = None
-        self._tempdir: Optional[str] = None
+        self._process: IProcessTransport | None = None
+        self._tempdir: str | None = None
         self._stopping = False
-        self._exited: Optional[Deferred[None]] = None
-        self._kill_call: Optional[IDelayedCall] = None
+        self._exited: Deferred[None] | None = None
+        self._kill_call: IDelayedCall | None = None
         # when_ready() state: None while unknown, True once the port answers,
         # a Failure once we gave up.
-        self._ready: Optional[object] = None
+        self._ready: object | None = None
         self._ready_waiters: list[Deferred[None]] = []
-        self._poll_call: Optional[IDelayedCall] = None
+        self._poll_call: IDelayedCall | None = None
         self._poll_deadline = 0.0
 
     @property
-    def pid(self) -> Optional[int]:
+    def pid(self) -> int | None:
         """The running child's pid, if there is one."""
         return self._process.pid if self._process is not None else None
 
@@ -174,7 +173,7 @@ class EmbeddedRedis(Service):
         self._poll_deadline = self._reactor.seconds() + READY_TIMEOUT
         self._poll()
 
-    def stopService(self) -> Optional[Deferred[None]]:
+    def stopService(self) -> Deferred[None] | None:
         """
         Stop the child: SIGTERM, then SIGKILL after L{STOP_GRACE_SECONDS}.
 

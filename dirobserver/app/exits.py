@@ -27,10 +27,13 @@ import atexit
 import os
 import signal
 import sys
+from collections.abc import Callable
 from types import FrameType
-from typing import Any, Callable
+from typing import Any
 
 from twisted.logger import Logger
+
+from dirobserver.util.reactor import IDaemonReactor
 
 #: A configuration that cannot be used (EX_CONFIG, 78).
 EXIT_CONFIG = os.EX_CONFIG
@@ -59,11 +62,10 @@ class CleanStopSignals:
 
     _log = Logger()
 
-    def __init__(self, reactor: Any) -> None:
+    def __init__(self, reactor: IDaemonReactor) -> None:
         """
-        @param reactor: the reactor to stop: an L{IReactorCore} that is
-            also an L{IReactorThreads} (C{callFromThread} is what a signal
-            handler may call).
+        @param reactor: the reactor to stop (C{callFromThread} is what a
+            signal handler may call).
         """
         self._reactor = reactor
         self._replaced: dict[int, Callable[[int, FrameType | None], Any]] = {}

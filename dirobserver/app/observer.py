@@ -30,7 +30,6 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IReactorCore
 from twisted.logger import Logger
 
 from dirobserver.app import exits
@@ -43,6 +42,7 @@ from dirobserver.ops.systemd import Notifier, SystemdService
 from dirobserver.redis.writer import RedisWriter
 from dirobserver.util import gc_pause as heap
 from dirobserver.util.periodic import Periodic
+from dirobserver.util.reactor import IDaemonReactor
 
 #: Seconds between two looks at the state line systemd shows (STATUS=).
 STATUS_INTERVAL = 1.0
@@ -62,7 +62,7 @@ class DirObserver(OrderedMultiService):
     def __init__(
         self,
         settings: Settings,
-        reactor: IReactorCore,
+        reactor: IDaemonReactor,
         embedded: bool = False,
         metrics: str | None = None,
         notifier: Notifier | None = None,
@@ -83,7 +83,10 @@ class DirObserver(OrderedMultiService):
         if embedded:
             from dirobserver.app.embedded_redis import EmbeddedRedis
 
-            EmbeddedRedis(settings.redis.host, settings.redis.port, reactor).setServiceParent(self)
+            # Options refuse a Unix socket or Sentinels with --embedded-redis,
+            # and give host and port their defaults: a TCP address is there.
+            host, port = settings.redis.tcp_address()
+            EmbeddedRedis(host, port, reactor).setServiceParent(self)
         self.writer = RedisWriter(
             settings.redis, settings.max_held_events, reactor,
             on_reconnect=lambda: self.core.reconnected(),

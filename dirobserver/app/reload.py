@@ -22,7 +22,8 @@ runs in the reactor, in one go:
 from __future__ import annotations
 
 import signal
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from twisted.application import service
 from twisted.internet.interfaces import IReactorThreads
@@ -41,12 +42,16 @@ class Reloadable(Protocol):
 
 
 class Notify(Protocol):
-    """Who hears of a reload (systemd's notifier)."""
+    """
+    Who hears of a reload (systemd's notifier).  Each call returns whether
+    the news was sent (systemd's notifier: false outside systemd); the
+    reload does not depend on it.
+    """
 
-    def reloading(self) -> None:
+    def reloading(self) -> bool:
         """A reload starts."""
 
-    def ready(self, status: str | None = None) -> None:
+    def ready(self, status: str | None = None) -> bool:
         """The reload is over; the daemon serves again."""
 
 

@@ -17,16 +17,16 @@ from __future__ import annotations
 # IDNA codec lazily.  Other late imports are found by the --uid test.
 import encodings.idna  # noqa: F401
 import sys
+from typing import cast
 
 from twisted.python import usage
 
-from dirobserver.config import settings as config
-
-from dirobserver.util import gc_pause as heap
-
-from dirobserver.ops import logs
 from dirobserver.app.exits import EXIT_CONFIG
 from dirobserver.app.observer import DirObserver
+from dirobserver.config import settings as config
+from dirobserver.ops import logs
+from dirobserver.util import gc_pause as heap
+from dirobserver.util.reactor import IDaemonReactor
 
 
 class Options(usage.Options):
@@ -110,8 +110,14 @@ def makeService(options: Options) -> DirObserver:
     The reactor is resolved here, once (twistd has installed the one chosen
     by C{--reactor} by now), and handed to every part.
     """
-    from twisted.internet import reactor
+    from twisted.internet import reactor as installed
 
+    # Twisted types the global reactor as a make-believe interface of the
+    # common parts (core, time, descriptors, TCP, processes), without
+    # IReactorThreads and IReactorUNIX, which every reactor twistd installs
+    # on POSIX provides too.  This is the one place the daemon's reactor
+    # gets its full type (a cast: nothing is checked or adapted at run time).
+    reactor = cast(IDaemonReactor, installed)
     settings = options["settings"]
     with heap.bulk(len(settings.sections)):
         return DirObserver(

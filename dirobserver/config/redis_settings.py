@@ -56,6 +56,18 @@ class RedisSettings:
             return f"unix:{self.unix_socket}"
         return f"{self.host}:{self.port}"
 
+    def tcp_address(self) -> tuple[str, int]:
+        """
+        C{(host, port)} of the server.
+
+        @raise ValueError: the settings name no TCP address: a Unix socket,
+            or Sentinels that name the master (the configuration gives
+            host and port values in every other case).
+        """
+        if self.host is None or self.port is None:
+            raise ValueError(f"Redis at {self.describe()}: no TCP host and port in the settings")
+        return self.host, self.port
+
 
 _TLS_KEYS = ("redis_tls_ca", "redis_tls_cert", "redis_tls_key", "redis_tls_server_name")
 _SENTINEL_KEYS = ("redis_sentinel_master", "redis_sentinel_username", "redis_sentinel_password")

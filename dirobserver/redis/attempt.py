@@ -13,12 +13,13 @@ C{+switch-master} subscription open with it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import txredisapi
 from twisted.internet import defer, error
-from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
+from twisted.internet.interfaces import IDelayedCall, IProtocol, IReactorTime, IStreamClientEndpoint
 
 from dirobserver.redis.protocol import RespFactory, RespProtocol
 from dirobserver.util.failures import describe_failure
@@ -153,12 +154,23 @@ def connect_and_handshake(
     """
     attempt = _Attempt(steps, timeout, password_key, tls_failure)
     d = defer.maybeDeferred(endpoint.connect, RespFactory())
-    d.addCallback(lambda proto: defer.Deferred.fromCoroutine(attempt.handshake(proto)))
+    d.addCallback(lambda proto: defer.Deferred.fromCoroutine(attempt.handshake(_built(proto))))
     d.addTimeout(timeout, clock)
     return d.addErrback(attempt.failed)
 
 
-def cancel_pending(call: Any, attempt: defer.Deferred | None) -> None:
+def _built(proto: IProtocol) -> RespProtocol:
+    """
+    What an endpoint connected, as what it is: the L{RespProtocol} its
+    L{RespFactory} built (C{IStreamClientEndpoint.connect} is declared to
+    fire with any L{IProtocol}).
+    """
+    if not isinstance(proto, RespProtocol):
+        raise TypeError(f"the endpoint connected {proto!r}, not the RespProtocol its factory built")
+    return proto
+
+
+def cancel_pending(call: IDelayedCall | None, attempt: defer.Deferred | None) -> None:
     """Cancel a scheduled retry and an attempt under way (either may be None)."""
     if call is not None and call.active():
         call.cancel()

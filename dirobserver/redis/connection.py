@@ -37,38 +37,42 @@ it is set, and is told when it comes and goes.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.logger import Logger
 
-from dirobserver.util.backoff import Recurring, exponential_backoff
 from dirobserver.config.settings import RedisSettings
 from dirobserver.redis.attempt import AttemptFailed, Step, connect_and_handshake, is_reply
 from dirobserver.redis.protocol import RespProtocol, raise_send_limit
 from dirobserver.redis.reconnect import ReconnectLoop
+from dirobserver.util.backoff import Recurring, exponential_backoff
 from dirobserver.util.failures import describe_failure
+from dirobserver.util.reactor import IDaemonReactor
 
 
 def client_endpoint(
-    reactor: Any, settings: RedisSettings, host: str | None = None, port: int | None = None
+    reactor: IDaemonReactor, settings: RedisSettings, host: str | None = None, port: int | None = None
 ) -> IStreamClientEndpoint:
     """
     The endpoint for C{settings} (TCP, TLS when C{redis_tls}, or Unix), or
     for C{host:port} with the same TLS settings (a node a Sentinel named, a
     Sentinel).
 
-    @param reactor: provides C{IReactorTCP}, C{IReactorUNIX} and
-        C{IReactorTime} (the running reactor does).
+    @param reactor: the daemon's (TCP, Unix sockets and timers).
     @raise dirobserver.redis.tls.TLSSetupError: a TLS file cannot be used.
     """
     if settings.unix_socket and host is None:
         return UNIXClientEndpoint(reactor, settings.unix_socket, timeout=settings.timeout)
-    host = host if host is not None else settings.host
+    if host is None or not port:
+        default_host, default_port = settings.tcp_address()
+        host = host if host is not None else default_host
+        port = port or default_port
     # A host name may resolve to IPv4 or IPv6 addresses: try them all.
-    endpoint = HostnameEndpoint(reactor, host, port or settings.port, timeout=settings.timeout)
+    endpoint = HostnameEndpoint(reactor, host, port, timeout=settings.timeout)
     if settings.tls:
         from dirobserver.redis import tls  # OpenSSL is loaded only when TLS is wanted
 
@@ -92,17 +96,20 @@ class Route:
 
     def __init__(
         self,
-        reactor: Any,
         settings: RedisSettings,
-        endpoint_factory: Callable[[], IStreamClientEndpoint] | None = None,
+        endpoint_factory: Callable[[], IStreamClientEndpoint],
     ) -> None:
-        """@param endpoint_factory: a new endpoint per attempt (L{client_endpoint} by default)."""
+        """
+        @param endpoint_factory: a new endpoint per attempt (L{client_endpoint}
+            of the settings, as L{dirobserver.redis.sentinel.route_for} makes
+            it, or a test's).
+        """
         self._settings = settings
-        self._factory = endpoint_factory or (lambda: client_endpoint(reactor, settings))
+        self._factory = endpoint_factory
 
-    def endpoint(self) -> IStreamClientEndpoint | defer.Deferred:
-        """The endpoint of the next attempt (or a Deferred of it)."""
-        return self._factory()
+    def endpoint(self) -> defer.Deferred[IStreamClientEndpoint]:
+        """The endpoint of the next attempt, once known (here: at once)."""
+        return defer.maybeDeferred(self._factory)
 
     def describe(self) -> str:
         """Where connections go, for log lines."""
@@ -189,13 +196,18 @@ class RedisConnection:
         @param backlog: how many events wait for Redis, for the log lines.
         @param clock: schedules retries and deadlines.
         @param endpoint_factory: makes the endpoint of each attempt (a plain
-            L{Route} of it; L{client_endpoint} by default).
-        @param route: where attempts go (instead of C{endpoint_factory}).
+            L{Route} of it).
+        @param route: where attempts go (instead of C{endpoint_factory});
+            one of the two is required.
         @param retry_policy: the delay before the next attempt after C{n}
             consecutive failures (L{exponential_backoff} by default).
         """
         self._settings = settings
-        self._route = route if route is not None else Route(clock, settings, endpoint_factory)
+        if route is None:
+            if endpoint_factory is None:
+                raise TypeError("RedisConnection needs a route or an endpoint_factory")
+            route = Route(settings, endpoint_factory)
+        self._route = route
         self._on_up = on_up
         self._on_down = on_down
         self._backlog = backlog

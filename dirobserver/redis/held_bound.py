@@ -22,8 +22,11 @@ from twisted.logger import Logger
 class Relistable(Protocol):
     """A source of events that can announce its files again by a listing."""
 
-    def relist(self) -> None:
-        """List the directory again: some of its events were not held."""
+    def relist(self) -> defer.Deferred:
+        """
+        List the directory again: some of its events were not held.  The
+        Deferred fires once it is listed (nobody here waits for it).
+        """
 
 
 class HeldBound:

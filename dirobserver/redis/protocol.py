@@ -36,12 +36,13 @@ waiting Deferred with L{txredisapi.ConnectionError}.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import txredisapi
-from txredisapi import ConnectionError, ResponseError
 from twisted.internet import defer, protocol
 from twisted.python.failure import Failure
+from txredisapi import ConnectionError, ResponseError
 
 _CRLF = b"\r\n"
 
@@ -227,7 +228,7 @@ class RespProtocol(txredisapi.RedisProtocol):
             return defer.succeed(self)
         return super().whenDisconnected()
 
-    def dataReceived(self, data: bytes) -> None:  # type: ignore[override]
+    def dataReceived(self, data: bytes) -> None:
         buffer = self._buffer + data if self._buffer else data
         pos, size, waiting = 0, len(buffer), self._waiting
         try:

@@ -29,8 +29,9 @@ replica (a master that moved: L{dirobserver.redis.sentinel}) from the rest.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Protocol, Sequence
+from typing import Any, ClassVar, Protocol
 
 import txredisapi
 from twisted.internet import defer
@@ -57,8 +58,9 @@ class RedisCommands(Protocol):
 class QueueShape(Protocol):
     """How events of one queue are written to and counted in Redis."""
 
-    #: a short name for configuration and log lines (C{"list"}, C{"stream"})
-    name: str
+    #: a short name for configuration and log lines (C{"list"}, C{"stream"}):
+    #: one per shape, a class attribute
+    name: ClassVar[str]
 
     def encoder(self, directory: str) -> Encode:
         """The function that makes the held item of an event of C{directory}."""
@@ -127,7 +129,7 @@ class ListShape:
         MULTI / LPUSH name e1 e2 ... en / INCRBY counter n / EXEC
     """
 
-    name = "list"
+    name: ClassVar[str] = "list"
 
     def encoder(self, directory: str) -> Encode:
         """The JSON bytes of an event (L{dirobserver.announce.event.EventEncoder})."""
@@ -236,7 +238,7 @@ async def _backlog(proto: RedisCommands, name: str) -> int:
     length = None
     worst = 0
     for group in groups or [None]:
-        info = dict(zip(group[::2], group[1::2])) if group else {}
+        info = dict(zip(group[::2], group[1::2], strict=True)) if group else {}
         lag = info.get("lag")
         if lag is None:
             if length is None:

@@ -18,10 +18,10 @@ retry policy and the attempt itself.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
 from dirobserver.redis.attempt import cancel_pending, close_protocol
@@ -66,7 +66,7 @@ class ReconnectLoop:
         self._on_failed = on_failed
         self._on_lost = on_lost
         self._attempt: defer.Deferred | None = None
-        self._retry_call: Any = None
+        self._retry_call: IDelayedCall | None = None
         #: go again as soon as the attempt under way ends
         self._again = False
         self.failures = 0

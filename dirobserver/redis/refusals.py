@@ -20,13 +20,14 @@ however often they are retried; its end once, with how long it lasted.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from twisted.logger import Logger
 
-from dirobserver.util.backoff import SharedCauses
 from dirobserver.redis.attempt import describe_failure
 from dirobserver.redis.held_events import HeldQueue
+from dirobserver.util.backoff import SharedCauses
 
 
 class Refusals:

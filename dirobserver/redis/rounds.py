@@ -25,7 +25,8 @@ queues up here and says when the connection comes and goes (L{Rounds.proto}).
 from __future__ import annotations
 
 import collections
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
@@ -186,7 +187,7 @@ class Rounds:
         now = self._clock.seconds()
         # Fewer results than queues when sending failed half-way: the queues
         # not sent keep their batch and go back in line.
-        for q, (ok, reply) in zip(work, results):
+        for q, (ok, reply) in zip(work, results, strict=False):
             problem = self._refusals.judge(q, ok, reply)
             if problem is None:
                 n = q.acknowledged(self.delivered_by, self.delivery_seconds, now)

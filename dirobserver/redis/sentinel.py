@@ -34,12 +34,13 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.logger import Logger
 
-from dirobserver.util.backoff import Recurring, exponential_backoff
 from dirobserver.config.settings import RedisSettings
-from dirobserver.redis.connection import RedisConnection, Route, address, auth_steps, client_endpoint
 from dirobserver.redis.attempt import AttemptFailed, Step, connect_and_handshake
+from dirobserver.redis.connection import RedisConnection, Route, address, auth_steps, client_endpoint
 from dirobserver.redis.protocol import RespProtocol
 from dirobserver.redis.reconnect import ReconnectLoop
+from dirobserver.util.backoff import Recurring, exponential_backoff
+from dirobserver.util.reactor import IDaemonReactor
 
 #: The longest wait for one Sentinel's answer (seconds): a Sentinel that is
 #: down must not hold up the others for the whole C{timeout}.
@@ -49,11 +50,11 @@ SENTINEL_TIMEOUT = 1.0
 SWITCH_CHANNEL = "+switch-master"
 
 
-def route_for(reactor: Any, settings: RedisSettings) -> Route:
+def route_for(reactor: IDaemonReactor, settings: RedisSettings) -> Route:
     """The route of C{settings}: through the Sentinels when there are some."""
     if settings.sentinels:
         return SentinelRoute(reactor, settings)
-    return Route(reactor, settings)
+    return Route(settings, lambda: client_endpoint(reactor, settings))
 
 
 def _named(reply: Any) -> bool:
@@ -78,7 +79,7 @@ class SentinelRoute(Route):
 
     follows_master = True
 
-    def __init__(self, reactor: Any, settings: RedisSettings) -> None:
+    def __init__(self, reactor: IDaemonReactor, settings: RedisSettings) -> None:
         self._reactor = reactor
         self._settings = settings
         self.master_name = str(settings.sentinel_master)
@@ -104,7 +105,7 @@ class SentinelRoute(Route):
         """The host of the node located last."""
         return self.located[0] if self.located else ""
 
-    def endpoint(self) -> defer.Deferred:
+    def endpoint(self) -> defer.Deferred[IStreamClientEndpoint]:
         """Ask the Sentinels, then the endpoint of the master they name."""
         self.located = None
         return defer.Deferred.fromCoroutine(self._locate())
@@ -187,7 +188,7 @@ class _SwitchWatcher:
 
     _log = Logger()
 
-    def __init__(self, route: SentinelRoute, reactor: Any) -> None:
+    def __init__(self, route: SentinelRoute, reactor: IDaemonReactor) -> None:
         self._route = route
         self._reactor = reactor
         self._steps = [route.query, Step(("SUBSCRIBE", SWITCH_CHANNEL), f"SUBSCRIBE {SWITCH_CHANNEL}",

@@ -23,12 +23,13 @@ again once Redis has taken everything held.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import txredisapi
 from twisted.application import service
 from twisted.internet import defer
-from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.logger import Logger
 
 from dirobserver.config.settings import RedisSettings
@@ -36,9 +37,11 @@ from dirobserver.redis.connection import RedisConnection, Route
 from dirobserver.redis.held_bound import HeldBound, Relistable
 from dirobserver.redis.held_events import HeldQueue
 from dirobserver.redis.protocol import RespProtocol
+from dirobserver.redis.queue_types import LIST, QueueShape
 from dirobserver.redis.rounds import Rounds
 from dirobserver.redis.sentinel import route_for
-from dirobserver.redis.queue_types import LIST, QueueShape
+from dirobserver.util.reactor import IDaemonReactor
+
 
 class RedisWriter(service.Service):
     """
@@ -58,15 +61,14 @@ class RedisWriter(service.Service):
         self,
         settings: RedisSettings,
         max_held: int,
-        reactor: IReactorTime,
+        reactor: IDaemonReactor,
         on_reconnect: Callable[[], None] | None = None,
         *,
         retry_policy: Callable[[int], float] | None = None,
         endpoint_factory: Callable[[], IStreamClientEndpoint] | None = None,
     ) -> None:
         """
-        @param reactor: provides C{IReactorTCP}, C{IReactorUNIX} and
-            C{IReactorTime}.
+        @param reactor: the daemon's (connections and timers).
         @param on_reconnect: called after every connection but the first.
         @param retry_policy: see L{RedisConnection}.
         @param endpoint_factory: makes the endpoint of each connection
@@ -241,7 +243,7 @@ class RedisWriter(service.Service):
 
     def _new_connection(self, settings: RedisSettings) -> RedisConnection:
         if self._endpoint_factory is not None:
-            route = Route(self._reactor, settings, self._endpoint_factory)
+            route = Route(settings, self._endpoint_factory)
         else:
             route = route_for(self._reactor, settings)
         return RedisConnection(

@@ -41,18 +41,26 @@ from __future__ import annotations
 import errno
 import os
 import struct
-from typing import Any, Callable
+from collections.abc import Callable
 
 from twisted.internet import main
 from twisted.internet.abstract import FileDescriptor
-from twisted.internet.interfaces import IReactorFDSet
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dirobserver.sources.inotify_calls import LIBC_INOTIFY, LibcInotify
 from dirobserver.sources.interface import Batch, EventSink, WatchError
-from dirobserver.sources.masks import (IN_DELETE_SELF, IN_IGNORED, IN_MOVE_SELF, IN_ONLYDIR, IN_Q_OVERFLOW, IN_UNMOUNT,
-                                       WATCH_MASK)
+from dirobserver.sources.masks import (
+    IN_DELETE_SELF,
+    IN_IGNORED,
+    IN_MOVE_SELF,
+    IN_ONLYDIR,
+    IN_Q_OVERFLOW,
+    IN_UNMOUNT,
+    WATCH_MASK,
+)
+from dirobserver.util.reactor import IDaemonReactor
 
 #: Bits of a mask that are flags of the watch, not kinds of events.
 _FLAGS = IN_ONLYDIR
@@ -93,19 +101,22 @@ class InotifySource(FileDescriptor):
     @ivar events: how many events were read.
     @ivar connected: true until the descriptor is closed.
 
-    The reactor is an L{IReactorFDSet} (the descriptor is read in it) and an
-    L{IReactorTime} (each read is stamped with its C{seconds()}).
+    The reactor is the daemon's: the descriptor is read in it (an
+    L{IReactorFDSet}), and each read is stamped with its C{seconds()}.
     """
 
     _log = Logger()
 
     def __init__(
         self,
-        reactor: IReactorFDSet,
+        reactor: IDaemonReactor,
         on_overflow: Callable[[], None] | None = None,
         calls: LibcInotify = LIBC_INOTIFY,
     ) -> None:
         super().__init__(reactor=reactor)
+        # FileDescriptor knows its reactor as an IReactorFDSet only: the
+        # same reactor, as the clock every read is stamped with.
+        self._clock: IReactorTime = reactor
         self._calls = calls
         self._descriptor = calls.init()
         # LibcInotify asks for both already; other calls (a test's) may not.
@@ -128,7 +139,7 @@ class InotifySource(FileDescriptor):
         #: when a read last emptied the kernel queue (see L{LINGER})
         self._drained_at = 0.0
         self._quick = 0
-        self._nap: Any = None
+        self._nap: IDelayedCall | None = None
         self.overflows = 0
         self.events = 0
 
@@ -210,7 +221,7 @@ class InotifySource(FileDescriptor):
 
     def doRead(self):
         """Read and dispatch what the kernel has queued, in large reads."""
-        now = self.reactor.seconds()
+        now = self._clock.seconds()
         if now - self._drained_at < QUICK:
             self._quick += 1
             if self._quick >= _QUICK_READS:
@@ -219,7 +230,7 @@ class InotifySource(FileDescriptor):
                 # the rest of LINGER, then read them all at once (one read,
                 # one batch per directory, one Redis round).
                 self.stopReading()
-                self._nap = self.reactor.callLater(LINGER - (now - self._drained_at), self._wake)
+                self._nap = self._clock.callLater(LINGER - (now - self._drained_at), self._wake)
                 return None
         else:
             self._quick = 0
@@ -256,7 +267,7 @@ class InotifySource(FileDescriptor):
         call per watched directory and read (a burst into one directory
         costs one call per few thousand events, not one per event).
         """
-        read_time = self.reactor.seconds()
+        read_time = self._clock.seconds()
         unpack = _HEADER.unpack_from
         sinks_of = self._sinks.get
         batches: dict[int, list[tuple[bytes, int]]] = {}
@@ -284,10 +295,10 @@ class InotifySource(FileDescriptor):
                 self._dispatch(wd, batches.pop(wd, None), read_time)
                 self._end_watch(wd, mask)
                 continue
-            batch = batches.get(wd)
-            if batch is None:
-                batch = batches[wd] = []
-            batch.append((in_[start:offset].rstrip(b"\0"), mask))
+            pending = batches.get(wd)
+            if pending is None:
+                pending = batches[wd] = []
+            pending.append((in_[start:offset].rstrip(b"\0"), mask))
         self.events += count
         for wd, batch in batches.items():
             self._dispatch(wd, batch, read_time)

@@ -22,15 +22,14 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from typing import Callable
+from collections.abc import Callable
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from dirobserver.util.periodic import Periodic
-from dirobserver.sources.interface import Batch
 from dirobserver.sources.inotify import InotifySource
-from dirobserver.sources.interface import WatchError
+from dirobserver.sources.interface import Batch, WatchError
+from dirobserver.util.periodic import Periodic
 
 
 class InotifyLivenessProbe:

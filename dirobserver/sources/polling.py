@@ -42,20 +42,27 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from dirobserver.util.periodic import Periodic
-from dirobserver.util.quiet import is_quiet
 from dirobserver.sources.identity import directory_identity
 from dirobserver.sources.interface import Batch, EventSink
-from dirobserver.sources.masks import (IN_DELETE, IN_DELETE_SELF, IN_IGNORED, IN_ISDIR, IN_MOVE_SELF, IN_MOVED_FROM,
-                                       IN_MOVED_TO)
+from dirobserver.sources.masks import (
+    IN_DELETE,
+    IN_DELETE_SELF,
+    IN_IGNORED,
+    IN_ISDIR,
+    IN_MOVE_SELF,
+    IN_MOVED_FROM,
+    IN_MOVED_TO,
+)
 from dirobserver.sources.walk import CHUNK, DirEntries, Walk
+from dirobserver.util.periodic import Periodic
+from dirobserver.util.quiet import is_quiet
 
 #: What a sink asks for to be told of names that went away.
 _GONE = IN_DELETE | IN_MOVED_FROM
@@ -201,7 +208,7 @@ class Poller:
             self._on_tick()
         return result
 
-    def _scan_all(self, work: list[_Polled]) -> Iterator[None]:
+    def _scan_all(self, work: list[_Polled]) -> Iterator[object]:
         i = 0
         while i < len(work):  # it grows while this runs
             polled = work[i]
@@ -212,7 +219,7 @@ class Poller:
                     self._drop(polled.handle)
             yield None
 
-    def _scan(self, polled: _Polled) -> Iterator[None]:
+    def _scan(self, polled: _Polled) -> Iterator[object]:
         """One scan of one directory (see the module docstring)."""
         now = self._clock.seconds()
         current: set[bytes] = set()
@@ -258,7 +265,7 @@ class Poller:
         return polled.path
 
     @staticmethod
-    def _read_on(polled: _Polled) -> Iterator[None]:
+    def _read_on(polled: _Polled) -> Generator[None, None, bool]:
         """A turn in a large directory; the scan stops if the directory was removed meanwhile."""
         yield None
         return not polled.removed

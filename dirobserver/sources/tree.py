@@ -42,21 +42,21 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from dirobserver.config.settings import SectionSettings
 from dirobserver.announce.event import decode_name
-from dirobserver.sources.polling import Poller
+from dirobserver.config.settings import SectionSettings
 from dirobserver.sources.interface import Batch, EventSource
 from dirobserver.sources.masks import IN_CREATE, IN_ISDIR, IN_MOVED_TO
+from dirobserver.sources.polling import Poller
 from dirobserver.sources.tree_watches import TreeWatches
-from dirobserver.sources.walk import DirEntries, Walk
+from dirobserver.sources.walk import DirEntries, Turn, Walk
 
 _APPEARED = IN_CREATE | IN_MOVED_TO
 
@@ -390,7 +390,7 @@ class DirectoryTree:
                 if announce:
                     found.append((node.prefix + raw, mask))
 
-        def turn(node: _Node) -> Iterator[object]:
+        def turn(node: _Node) -> Turn:
             yield from done(node)
             return current(node)
 

@@ -26,16 +26,16 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from twisted.logger import Logger
 
 from dirobserver.config.settings import WATCH_AUTO, WATCH_POLL, SectionSettings
 from dirobserver.sources.fstype import choose_mode
-from dirobserver.sources.polling import Poller
-from dirobserver.sources.interface import EventSource
-from dirobserver.sources.interface import WatchError
+from dirobserver.sources.interface import EventSource, WatchError
 from dirobserver.sources.masks import WATCH_MASK
+from dirobserver.sources.polling import Poller
 
 #: Directories polled for want of watches that one round of scans tries to
 #: watch again (thousands of watches at once would hold the reactor up).

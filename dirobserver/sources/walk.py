@@ -21,8 +21,9 @@ each first): C{directories} asks for a plain turn every so many.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Generator, Iterator
 from itertools import islice
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Generic, TypeVar
 
 #: Entries read between two chances for the reactor to run.
 CHUNK = 2000
@@ -36,8 +37,12 @@ D = TypeVar("D")
 
 DirEntries = list["os.DirEntry[bytes]"]
 
+#: A turn (see L{Walk}): it yields at least once (None, or a Deferred the
+#: cooperator waits for) and returns whether to read on in the directory.
+Turn = Generator[object, None, bool]
 
-def _turn(_directory: object) -> Iterator[object]:
+
+def _turn(_directory: object) -> Turn:
     yield None
     return True
 
@@ -61,7 +66,7 @@ class Walk(Generic[D]):
         start: D,
         enter: Callable[[D], bytes | None],
         entries: Callable[[D, DirEntries], None],
-        turn: Callable[[D], Iterator[object]] = _turn,
+        turn: Callable[[D], Turn] = _turn,
         done: Callable[[D], Iterator[object]] = _nothing,
         unreadable: Callable[[D, OSError], None] = _raise,
         directories: int = 0,

@@ -6,5 +6,6 @@ Generic mechanisms that know nothing of files or Redis.
   - L{failures}: a failure in a few words, for a log line;
   - L{stats}: plain counters and histograms, read by the metrics;
   - L{quiet}: the rule for when a changing thing has been quiet long enough;
-  - L{gc_pause}: the garbage collector around bulk building.
+  - L{gc_pause}: the garbage collector around bulk building;
+  - L{reactor}: the reactor the daemon runs in, as one type.
 """

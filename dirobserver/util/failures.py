@@ -18,4 +18,9 @@ def describe_failure(failure: Failure) -> str:
         return "no answer in time"
     if failure.check(error.ConnectionRefusedError):
         return "connection refused"
-    return failure.getErrorMessage() or failure.type.__name__
+    message = failure.getErrorMessage()
+    if message:
+        return message
+    # A Failure made from an exception always has its type; the attribute
+    # is None only in an empty one (unpickled, say).
+    return failure.type.__name__ if failure.type is not None else "unknown error"
