@@ -23,7 +23,7 @@ from test_connection import LogCapture  # noqa: E402
 from dirobserver.announce.event import CREATED  # noqa: E402
 from dirobserver.config.settings import RedisSettings  # noqa: E402
 from dirobserver.redis.held_events import BATCH, HeldQueue  # noqa: E402
-from dirobserver.redis.queue_types import LIST, StreamShape  # noqa: E402
+from dirobserver.redis.queue_types import LIST, StreamQueue  # noqa: E402
 from dirobserver.redis.rounds import REFUSED_PAUSE  # noqa: E402
 from dirobserver.redis.writer import RedisWriter  # noqa: E402
 from dirobserver.util import stats  # noqa: E402
@@ -138,10 +138,10 @@ class DeliveryTests(WriterTestMixin, unittest.TestCase):
         as_list = writer.queue("q", None)
         writer.push(as_list, b"old")
         yield self.wait_for(lambda: writer.delivered == 1)
-        shape = StreamShape()
+        shape = StreamQueue()
         as_stream = writer.queue("q", None, shape)
         self.assertIsNot(as_stream, as_list)
-        self.assertIs(writer.queue("q", None, StreamShape()), as_stream)
+        self.assertIs(writer.queue("q", None, StreamQueue()), as_stream)
         writer.push(as_stream, shape.encoder("/d")("f", CREATED, 1.0))
         yield sleep(0.3)
         self.assertEqual(writer.held(), 1)  # WRONGTYPE: kept
@@ -361,7 +361,7 @@ class RefusedCounterTests(WriterTestMixin, unittest.TestCase):
         return self.check_counted_once(LIST, b"e")
 
     def test_a_stream(self):
-        shape = StreamShape()
+        shape = StreamQueue()
         return self.check_counted_once(shape, shape.encoder("/d")("f", CREATED, 1.0))
 
     @defer.inlineCallbacks

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 from dirobserver.announce.event import CREATED, TreeEncoder, decode_name
 from dirobserver.config.settings import SectionSettings
-from dirobserver.redis.queue_types import Encode, shape_for
+from dirobserver.redis.queue_types import Encode, queue_type_for
 from dirobserver.redis.writer import RedisWriter, Relistable
 from dirobserver.sources.interface import Batch
 from dirobserver.sources.masks import IN_ISDIR
@@ -41,7 +41,7 @@ class Announcer:
         self._subdirectories = section.subdirectories
         self._writer = writer
         self._source = source
-        self._queue = writer.queue(section.queue, section.counter, shape_for(section))
+        self._queue = writer.queue(section.queue, section.counter, queue_type_for(section))
         make = self._queue.shape.encoder
         self.encode: Encode = (TreeEncoder(section.directory, make).encode if section.recursive
                                else make(section.directory))

@@ -38,7 +38,7 @@ from dirobserver.announce.listing_requests import ListingRequests, covering
 from dirobserver.announce.scan import CHUNK, KEY_WIDTH, Walker, key_path, key_seconds, scan_directory, time_key
 from dirobserver.announce.settle import TICK, SettleTable
 from dirobserver.config.settings import SectionSettings
-from dirobserver.redis.queue_types import Encode, shape_for
+from dirobserver.redis.queue_types import Encode, queue_type_for
 from dirobserver.redis.writer import RedisWriter
 from dirobserver.util.backoff import Recurring
 from dirobserver.util.failures import describe_failure
@@ -104,7 +104,7 @@ class SectionListings:
         self._clock = context.clock
         self.section = context.section
         self._writer = context.writer
-        self._queue = context.writer.queue(self.section.queue, self.section.counter, shape_for(self.section))
+        self._queue = context.writer.queue(self.section.queue, self.section.counter, queue_type_for(self.section))
         self._encoder = context.encoder
         self._source = context.source
         self._cooperator = context.cooperator

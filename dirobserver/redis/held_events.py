@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dirobserver.redis.queue_types import QueueShape
+from dirobserver.redis.queue_types import QueueType
 from dirobserver.util.stats import Histogram
 
 #: Most events sent in one batch; bounds the size of a command and of a resend.
@@ -43,7 +43,7 @@ class HeldQueue:
 
     __slots__ = ("name", "counter", "shape", "pending", "in_flight", "scheduled", "segments", "overcount")
 
-    def __init__(self, name: str, counter: str | None, shape: QueueShape) -> None:
+    def __init__(self, name: str, counter: str | None, shape: QueueType) -> None:
         self.name = name
         self.counter = counter
         self.shape = shape

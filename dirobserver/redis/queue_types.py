@@ -1,25 +1,25 @@
 """
-Queue shapes: how a batch of held events becomes Redis commands.
+Queue types (list, stream): how a batch of held events becomes Redis commands.
 
 The writer (L{dirobserver.redis.writer}) knows batches, acknowledgements and
-resends; it does not know what a queue is in Redis.  A shape does, in one
+resends; it does not know what a queue is in Redis.  A queue type does, in one
 place:
 
-  - L{QueueShape.send} writes one batch of a queue as one transaction
+  - L{QueueType.send} writes one batch of a queue as one transaction
     (C{MULTI} ... C{EXEC}, pipelined) and returns the C{EXEC} reply, so
     that Redis applies the batch and its counter increment together or not
     at all;
-  - L{QueueShape.length} asks how many events wait in the queue;
-  - L{QueueShape.encoder} makes, for one directory, the function that turns
+  - L{QueueType.length} asks how many events wait in the queue;
+  - L{QueueType.encoder} makes, for one directory, the function that turns
     an event into the item the writer holds until Redis acknowledges it.
 
-What an item is belongs to the shape.  For a list (L{ListShape}) it is the
+What an item is belongs to the shape.  For a list (L{ListQueue}) it is the
 event's JSON bytes, made once by L{dirobserver.announce.event.EventEncoder}: the
 burst path appends them to a Python list and hands that list to C{LPUSH}
-unchanged.  For a stream (L{StreamShape}) it is the tuple of the event's
+unchanged.  For a stream (L{StreamQueue}) it is the tuple of the event's
 four values, already encoded (C{(directory, filename, event, timestamp)}, as
-bytes), and L{StreamShape.send} spreads each tuple into one C{XADD}.
-L{shape_for} picks a section's shape from its C{queue_type}.
+bytes), and L{StreamQueue.send} spreads each tuple into one C{XADD}.
+L{queue_type_for} picks a section's shape from its C{queue_type}.
 
 A transaction refused before C{EXEC} (C{OOM}, C{READONLY}: Redis answers the
 queued command with the error, then C{EXEC} with C{EXECABORT}) fails with the
@@ -55,7 +55,7 @@ class RedisCommands(Protocol):
         """Send C{commands} in one write; the Deferred fires with their replies."""
 
 
-class QueueShape(Protocol):
+class QueueType(Protocol):
     """How events of one queue are written to and counted in Redis."""
 
     #: a short name for configuration and log lines (C{"list"}, C{"stream"}):
@@ -119,7 +119,7 @@ def _exec_reply(replies: list[Any]) -> Any:
     return reply
 
 
-class ListShape:
+class ListQueue:
     """
     A Redis list: C{LPUSH} of the events' JSON, consumers C{BRPOP} the
     oldest first.
@@ -151,11 +151,11 @@ class ListShape:
         return proto.execute_command("LLEN", name).addCallback(int)
 
     def __repr__(self) -> str:
-        return "<ListShape>"
+        return "<ListQueue>"
 
 
 #: The shape of a list queue (the default).
-LIST = ListShape()
+LIST = ListQueue()
 
 
 def _encoded(text: str) -> bytes:
@@ -164,7 +164,7 @@ def _encoded(text: str) -> bytes:
 
 
 @dataclass(frozen=True)
-class StreamShape:
+class StreamQueue:
     """
     A Redis stream: one C{XADD} per event, read by consumer groups
     (C{XREADGROUP}, C{XACK}).  One batch is::
@@ -248,8 +248,8 @@ async def _backlog(proto: RedisCommands, name: str) -> int:
     return worst
 
 
-def shape_for(section: Any) -> QueueShape:
+def queue_type_for(section: Any) -> QueueType:
     """The shape of a section's queue (its C{queue_type} and C{stream_maxlen})."""
     if section.queue_type == "stream":
-        return StreamShape(section.stream_maxlen)
+        return StreamQueue(section.stream_maxlen)
     return LIST

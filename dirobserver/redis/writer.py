@@ -37,7 +37,7 @@ from dirobserver.redis.connection import RedisConnection, Route
 from dirobserver.redis.held_bound import HeldBound, Relistable
 from dirobserver.redis.held_events import HeldQueue
 from dirobserver.redis.protocol import RespProtocol
-from dirobserver.redis.queue_types import LIST, QueueShape
+from dirobserver.redis.queue_types import LIST, QueueType
 from dirobserver.redis.rounds import Rounds
 from dirobserver.redis.sentinel import route_for
 from dirobserver.util.reactor import IDaemonReactor
@@ -81,9 +81,9 @@ class RedisWriter(service.Service):
         self._bound = HeldBound(max_held)
         #: by name and shape: a queue whose type changed (a reload) keeps
         #: delivering what it held in its old shape
-        self._queues: dict[tuple[str, QueueShape], HeldQueue] = {}
+        self._queues: dict[tuple[str, QueueType], HeldQueue] = {}
         #: the current shape of each queue
-        self._shapes: dict[str, QueueShape] = {}
+        self._shapes: dict[str, QueueType] = {}
         self._endpoint_factory = endpoint_factory
         self._retry_policy = retry_policy
         self._connection = self._new_connection(settings)
@@ -105,7 +105,7 @@ class RedisWriter(service.Service):
 
     # -- what the rest of the observer uses ---------------------------------
 
-    def queue(self, name: str, counter: str | None, shape: QueueShape = LIST) -> HeldQueue:
+    def queue(self, name: str, counter: str | None, shape: QueueType = LIST) -> HeldQueue:
         """
         The handle to push events to queue C{name} (and count in C{counter}).
 

@@ -19,7 +19,7 @@ from helpers import RedisServer  # noqa: E402
 from dirobserver.announce.event import CREATED, EXISTS  # noqa: E402
 from dirobserver.config.settings import RedisSettings  # noqa: E402
 from dirobserver.redis.connection import RedisConnection, client_endpoint  # noqa: E402
-from dirobserver.redis.queue_types import LIST, ListShape, StreamShape, shape_for  # noqa: E402
+from dirobserver.redis.queue_types import LIST, ListQueue, StreamQueue, queue_type_for  # noqa: E402
 
 
 class Connected:
@@ -80,7 +80,7 @@ class ListShapeTests(Connected, unittest.TestCase):
 
     def test_the_encoder_makes_the_json_event(self):
         """A list holds the event's JSON bytes, made for one directory."""
-        encode = ListShape().encoder("/srv/in")
+        encode = ListQueue().encoder("/srv/in")
         item = encode("a b.csv", CREATED, 12.5)
         self.assertIsInstance(item, bytes)
         self.assertEqual(json.loads(item), {"directory": "/srv/in", "filename": "a b.csv",
@@ -91,7 +91,7 @@ class StreamShapeTests(Connected, unittest.TestCase):
     @defer.inlineCallbacks
     def test_each_event_is_one_entry_with_the_four_fields_and_the_counter_counts(self):
         """XADD per event, oldest first, the JSON's four values (a name's own bytes)."""
-        shape = StreamShape()
+        shape = StreamQueue()
         encode = shape.encoder("/srv/in")
         batch = [encode("a b.csv", CREATED, 12.5), encode("\udcff.dat", EXISTS, 13.25)]
         reply = yield shape.send(self.proto, "s", "c", batch)
@@ -110,7 +110,7 @@ class StreamShapeTests(Connected, unittest.TestCase):
     @defer.inlineCallbacks
     def test_maxlen_trims_approximately_on_every_xadd(self):
         """MAXLEN ~ n: the stream stays near n entries (whole nodes are trimmed)."""
-        shape = StreamShape(maxlen=10)
+        shape = StreamQueue(maxlen=10)
         encode = shape.encoder("/d")
         for round_ in range(5):
             yield shape.send(self.proto, "s", None, [encode(f"f{round_}-{i}", CREATED, 1.0)
@@ -120,7 +120,7 @@ class StreamShapeTests(Connected, unittest.TestCase):
         self.assertGreaterEqual(length, 10)
         self.assertEqual(self.client.xrevrange("s", count=1)[0][1][b"filename"], b"f4-99")
         self.client.delete("s")
-        yield StreamShape().send(self.proto, "s", None, [encode(f"g{i}", CREATED, 1.0)
+        yield StreamQueue().send(self.proto, "s", None, [encode(f"g{i}", CREATED, 1.0)
                                                          for i in range(300)])
         self.assertEqual(self.client.xlen("s"), 300)
 
@@ -130,7 +130,7 @@ class StreamShapeTests(Connected, unittest.TestCase):
         self.client.execute_command("REPLICAOF", "127.0.0.1", "1")
         try:
             with self.assertRaises(Exception) as caught:
-                yield StreamShape().send(self.proto, "s", None, [StreamShape().encoder("/d")(
+                yield StreamQueue().send(self.proto, "s", None, [StreamQueue().encoder("/d")(
                     "f", CREATED, 1.0)])
             self.assertTrue(str(caught.exception).startswith("READONLY"), caught.exception)
         finally:
@@ -142,7 +142,7 @@ class StreamShapeTests(Connected, unittest.TestCase):
         No stream: 0.  No group: XLEN.  Groups: the largest lag + pending
         (entries not delivered yet, and delivered without XACK).
         """
-        shape = StreamShape()
+        shape = StreamQueue()
         self.assertEqual((yield shape.length(self.proto, "s")), 0)
         encode = shape.encoder("/d")
         yield shape.send(self.proto, "s", None, [encode(f"f{i}", CREATED, 1.0) for i in range(10)])
@@ -163,7 +163,7 @@ class StreamShapeTests(Connected, unittest.TestCase):
     def test_sections_get_their_shape(self):
         """queue_type picks the shape; a stream's MAXLEN is part of it."""
         section = SimpleNamespace(queue_type="list", stream_maxlen=0)
-        self.assertIs(shape_for(section), LIST)
+        self.assertIs(queue_type_for(section), LIST)
         section = SimpleNamespace(queue_type="stream", stream_maxlen=5)
-        self.assertEqual(shape_for(section), StreamShape(5))
-        self.assertNotEqual(shape_for(section), StreamShape(6))
+        self.assertEqual(queue_type_for(section), StreamQueue(5))
+        self.assertNotEqual(queue_type_for(section), StreamQueue(6))
