@@ -180,7 +180,7 @@ def test_documented_configuration_table_is_the_one_generated_from_the_table():
     readme = CONFIGURATION_DOC.read_text(encoding="utf-8")
     assert readme.count(reference.README_BEGIN) == 1 and readme.count(reference.README_END) == 1
     assert reference.with_reference(readme) == readme, (
-        "docs/configuration.md's reference differs from dirobserver/config/settings.py's KEYS: "
+        "docs/configuration.md's reference differs from dirobserver/config/keys.py's KEYS: "
         "run `python -m dirobserver.config.reference --write docs/configuration.md`")
     block = readme.split(reference.README_BEGIN)[1].split(reference.README_END)[0]
     for key in KEYS:

@@ -21,8 +21,8 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OLDEST = (3, 10)
 #: Modules that must import with nothing but the standard library.
-STDLIB_ONLY = ("dirobserver.config.settings", "dirobserver.config.ini", "dirobserver.config.filters",
-               "dirobserver.config.values")
+STDLIB_ONLY = ("dirobserver.config.settings", "dirobserver.config.keys", "dirobserver.config.ini",
+               "dirobserver.config.filters", "dirobserver.config.values")
 
 
 def find_python310() -> str | None:

@@ -20,7 +20,7 @@ README_BEGIN, README_END = "<!-- keys:begin -->", "<!-- keys:end -->"
 
 def reference_markdown() -> str:
     """The configuration reference (docs/configuration.md's table of keys), from L{KEYS}."""
-    lines = ["<!-- generated from dirobserver/config/settings.py's KEYS: "
+    lines = ["<!-- generated from dirobserver/config/keys.py's KEYS: "
              "python -m dirobserver.config.reference --write docs/configuration.md -->",
              "",
              "Scope `section`: each section may set its own value. Scope `common`: one value for the "
