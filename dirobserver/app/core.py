@@ -36,7 +36,7 @@ from dirobserver.config.settings import SectionSettings, Settings
 from dirobserver.redis.writer import RedisWriter
 from dirobserver.sources.inotify import InotifySource
 from dirobserver.sources.liveness import InotifyLivenessProbe
-from dirobserver.util import gc_pause as heap
+from dirobserver.util import gc_pause
 from dirobserver.util.periodic import Periodic
 from dirobserver.util.reactor import IDaemonReactor
 from dirobserver.util.stats import LISTING_BUCKETS, Histogram
@@ -184,7 +184,7 @@ class ObserverService(service.Service):
             )
             self._stop_process(exits.EXIT_NO_INOTIFY)
             return
-        with heap.bulk(len(self.monitors)):
+        with gc_pause.bulk(len(self.monitors)):
             for monitor in self.monitors:
                 monitor.attach(self.watcher)
         if len(self.monitors) > SAID_ONE_BY_ONE:

@@ -40,7 +40,7 @@ from dirobserver.config import settings as config
 from dirobserver.config.settings import Settings
 from dirobserver.ops.systemd import Notifier, SystemdService
 from dirobserver.redis.writer import RedisWriter
-from dirobserver.util import gc_pause as heap
+from dirobserver.util import gc_pause
 from dirobserver.util.periodic import Periodic
 from dirobserver.util.reactor import IDaemonReactor
 
@@ -152,7 +152,7 @@ class DirObserver(OrderedMultiService):
         removed = [name for name in before if name not in after]
         changed = [name for name in after if name in before and after[name] != before[name]]
         # In bulk: the replaced sections are freed, the new ones frozen.
-        with heap.bulk(max(len(before), len(after))):
+        with gc_pause.bulk(max(len(before), len(after))):
             for name in removed + changed:
                 self.core.remove_section(name)
             self.core.settings = new

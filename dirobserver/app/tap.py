@@ -25,7 +25,7 @@ from dirobserver.app.exits import EXIT_CONFIG
 from dirobserver.app.observer import DirObserver
 from dirobserver.config import settings as config
 from dirobserver.ops import logs
-from dirobserver.util import gc_pause as heap
+from dirobserver.util import gc_pause
 from dirobserver.util.reactor import IDaemonReactor
 
 
@@ -119,7 +119,7 @@ def makeService(options: Options) -> DirObserver:
     # gets its full type (a cast: nothing is checked or adapted at run time).
     reactor = cast(IDaemonReactor, installed)
     settings = options["settings"]
-    with heap.bulk(len(settings.sections)):
+    with gc_pause.bulk(len(settings.sections)):
         return DirObserver(
             settings, reactor, embedded=bool(options["embedded-redis"]), metrics=options["metrics"],
         )

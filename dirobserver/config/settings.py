@@ -50,7 +50,7 @@ from dirobserver.config.redis_settings import RedisSettings, redis_endpoint
 from dirobserver.config.values import (
     SectionReader,
 )
-from dirobserver.util import gc_pause as heap
+from dirobserver.util import gc_pause
 
 __all__ = ["ANNOUNCE_CLOSED", "ANNOUNCE_CREATED", "COMMON", "WATCH_AUTO", "WATCH_INOTIFY", "WATCH_MODES",
            "WATCH_POLL", "ConfigError", "GROUPS", "Group", "KEYS", "KNOWN_KEYS", "Key",
@@ -233,5 +233,5 @@ def load(path: str, *, redis_optional: bool = False) -> Settings:
     """Read the UTF-8 file C{path} and L{parse} it; raises L{ConfigError} only."""
     text = read_text(path)
     # Roughly one section per header line: thousands are parsed in bulk.
-    with heap.bulk(text.count("\n[")):
+    with gc_pause.bulk(text.count("\n[")):
         return parse(text, path, redis_optional=redis_optional)
