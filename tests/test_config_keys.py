@@ -60,6 +60,10 @@ def two_values(key: config.Key) -> tuple[str, str]:
         return "true", "false"
     if isinstance(kind, kinds.Number):
         low = 0 if kind.low == -math.inf else kind.low
+        if kind.high is not None and low + 2.5 > kind.high:
+            # A narrow range (linger: 0 to 1 s): two values inside it.
+            span = kind.high - low
+            return f"{low + span / 4:g}", f"{low + span / 2:g}"
         return (str(low + 1), str(low + 2)) if kind.integer else (f"{low + 1.5}", f"{low + 2.5}")
     if isinstance(kind, kinds.Patterns):
         return "^a", "^b"

@@ -254,7 +254,9 @@ class ObserverService(service.Service):
                 + (f"; {held} events held" if held else ""))
 
     def _new_watcher(self) -> InotifySource:
-        watcher = InotifySource(self._reactor, on_overflow=self._overflowed)
+        # The writer's linger: the events read at a tick and the reply of
+        # the round before are taken in one wake-up.
+        watcher = InotifySource(self._reactor, on_overflow=self._overflowed, linger=self.writer.linger)
         watcher.startReading()
         return watcher
 

@@ -41,6 +41,7 @@ from dirobserver.config.settings import Settings
 from dirobserver.ops.systemd import Notifier, SystemdService
 from dirobserver.redis.writer import RedisWriter
 from dirobserver.util import gc_pause
+from dirobserver.util.linger import Linger
 from dirobserver.util.periodic import Periodic
 from dirobserver.util.reactor import IDaemonReactor
 
@@ -87,9 +88,12 @@ class DirObserver(OrderedMultiService):
             # and give host and port their defaults: a TCP address is there.
             host, port = settings.redis.tcp_address()
             EmbeddedRedis(host, port, reactor).setServiceParent(self)
+        #: one tick for the inotify reads and the writer's rounds
+        self.linger = Linger(reactor, settings.linger)
         self.writer = RedisWriter(
             settings.redis, settings.max_held_events, reactor,
             on_reconnect=lambda: self.core.reconnected(),
+            linger=self.linger,
         )
         self.writer.setServiceParent(self)
         self.core = ObserverService(settings, self.writer, reactor, on_ready=self._ready)
@@ -166,6 +170,9 @@ class DirObserver(OrderedMultiService):
             self.writer.reconfigure(new.redis, new.max_held_events)
             if new.redis != old.redis:
                 parts.append(f"Redis now at {new.redis.describe()}")
+        if new.linger != old.linger:
+            self.linger.seconds = new.linger
+            parts.append(f"linger {new.linger:g} s")
         if new.inactivity_timeout != old.inactivity_timeout:
             self.core.set_inactivity_timeout(new.inactivity_timeout)
             parts.append(f"watchdog timeout {new.inactivity_timeout:g} s")
@@ -176,6 +183,8 @@ class DirObserver(OrderedMultiService):
         # is being delivered must not turn a clean stop into a death by
         # signal.
         self._stop_signals.restore()
+        # Every part is stopped: no tick is needed any more.
+        self.linger.cancel()
         self._log.info(
             "dirobserver stopped: {delivered} events delivered, {held} not delivered; "
             "{overflows} queue overflows, {reconnects} Redis reconnects, "

@@ -266,6 +266,11 @@ KEYS: tuple[Key, ...] = (
         check=_zero_disables,
         help="seconds: the watchdog (see [the watchdog](design.md#the-watchdog-monitor_inactivitytimeout)). "
              "`<= 0` disables it"),
+    Key("linger", COMMON, DAEMON, Number(0, 1), "0.005", field="linger",
+        help="seconds: the longest a new event may be held to be sent with the ones that follow "
+             "(one wake-up, one read, one Redis round for all); a larger value costs latency and "
+             "saves CPU at steady rates, `0` sends each event as it comes. See "
+             "[Linger](performance.md#linger-latency-for-cpu)"),
     Key("max_held_events", COMMON, DAEMON, Number(1, integer=True), "100000", field="max_held_events",
         help="how many events are held in memory while Redis is unreachable. Past it, see "
              "[the guarantee](design.md#the-delivery-guarantee)"),

@@ -122,6 +122,8 @@ class Settings:
     inactivity_timeout: float
     max_held_events: int
     warnings: tuple[str, ...]
+    #: seconds an event may be held to share a round (see L{dirobserver.util.linger})
+    linger: float = 0.0
 
 
 #: The settings objects that a dotted C{Key.field} (C{"redis.host"}) fills.

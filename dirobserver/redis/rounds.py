@@ -18,6 +18,12 @@ One transaction per queue keeps queues independent: a C{WRONGTYPE} on one key
 holds back that queue only, and is said once, not at every retry
 (L{dirobserver.redis.refusals} judges the replies).
 
+With a linger (L{dirobserver.util.linger}), the connection is not read
+while a round is in flight: its reply is taken at the linger's next tick,
+the same tick at which the inotify source reads the events of the next
+round, so that a round costs one wake-up rather than one for the events and
+one for the reply.
+
 L{dirobserver.redis.writer} owns the queues and the connection; it lines
 queues up here and says when the connection comes and goes (L{Rounds.proto}).
 """
@@ -38,6 +44,7 @@ from dirobserver.redis.held_events import HeldQueue
 from dirobserver.redis.protocol import RespProtocol
 from dirobserver.redis.refusals import Refusals
 from dirobserver.util import stats
+from dirobserver.util.linger import Linger
 
 #: Most queues (transactions) in one round: 10,000 directories with one
 #: event each would otherwise mean 40,000 replies waited for at once.
@@ -71,18 +78,24 @@ class Rounds:
         clock: IReactorTime,
         not_master: Callable[[str], bool],
         drained: Callable[[], None],
+        linger: Linger | None = None,
     ) -> None:
         """
         @param bound: counts what is held; acknowledged events leave it.
         @param not_master: told of a C{READONLY} refusal; True when the
             connection leaves for the master (no pause then).
         @param drained: called when a round finds nothing held.
+        @param linger: when given (and enabled), the reply of a round is
+            read at its next tick (see the module docstring).
         """
         self.settings = settings
         self._bound = bound
         self._clock = clock
         self._not_master = not_master
         self._drained = drained
+        self._linger = linger
+        #: the transport not read until the linger's tick, if any
+        self._paused: Any = None
         #: queues with events to send, in turn (a queue sent and still
         #: holding events goes to the back: no queue starves the others)
         self._lined_up: collections.deque[HeldQueue] = collections.deque()
@@ -138,10 +151,24 @@ class Rounds:
             proto.transport.abortConnection()
         finally:
             proto.uncork()
+        linger = self._linger
+        if linger is not None and linger.enabled and self._paused is None:
+            # Redis answers within a fraction of a millisecond: reading its
+            # reply now would be a wake-up of its own.  Nothing waits for
+            # it but the next round, whose events are read at the same tick.
+            self._paused = proto.transport
+            self._paused.pauseProducing()
+            linger.later(self._resume)
         round_ = defer.DeferredList(replies, consumeErrors=True)
         round_.addTimeout(self.settings.timeout, self._clock)
         round_.addBoth(self._round_done, proto, work)
         self._round = round_
+
+    def _resume(self) -> None:
+        transport, self._paused = self._paused, None
+        if transport is not None:
+            # A transport that was closed meanwhile ignores this.
+            transport.resumeProducing()
 
     def _round_done(self, results: Any, proto: RespProtocol, work: list[HeldQueue]) -> None:
         self._round = None

@@ -40,6 +40,7 @@ from dirobserver.redis.protocol import RespProtocol
 from dirobserver.redis.queue_types import LIST, QueueType
 from dirobserver.redis.rounds import Rounds
 from dirobserver.redis.sentinel import route_for
+from dirobserver.util.linger import Linger
 from dirobserver.util.reactor import IDaemonReactor
 
 
@@ -53,6 +54,8 @@ class RedisWriter(service.Service):
         acknowledgement by Redis (events pushed with a C{read_time}).
     @ivar dropped: events not held because C{max_held} was reached.
     @ivar reconnects: successful connections after the first one.
+    @ivar linger: the daemon's L{Linger} (None: none), shared with the
+        inotify source so that one tick gathers a whole round.
     """
 
     _log = Logger()
@@ -66,6 +69,7 @@ class RedisWriter(service.Service):
         *,
         retry_policy: Callable[[int], float] | None = None,
         endpoint_factory: Callable[[], IStreamClientEndpoint] | None = None,
+        linger: Linger | None = None,
     ) -> None:
         """
         @param reactor: the daemon's (connections and timers).
@@ -74,9 +78,13 @@ class RedisWriter(service.Service):
         @param endpoint_factory: makes the endpoint of each connection
             attempt; by default, the route of C{settings} (its address, or
             the master its Sentinels name) is followed.
+        @param linger: the daemon's (see L{dirobserver.util.linger}): when
+            given, the reply of a round is read at its next tick.
         """
         self._reactor = reactor
         self._settings = settings
+        #: the daemon's linger, for the sources that feed this writer
+        self.linger = linger
         #: how many events are held, against max_held
         self._bound = HeldBound(max_held)
         #: by name and shape: a queue whose type changed (a reload) keeps
@@ -92,6 +100,7 @@ class RedisWriter(service.Service):
         self._rounds = Rounds(
             settings, self._bound, reactor,
             lambda problem: self._connection.not_master(problem), self._after_drain,
+            linger,
         )
         self._waiting: list[defer.Deferred] = []
         self._drained: list[defer.Deferred] = []

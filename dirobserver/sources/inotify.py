@@ -45,7 +45,7 @@ from collections.abc import Callable
 
 from twisted.internet import main
 from twisted.internet.abstract import FileDescriptor
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -60,6 +60,7 @@ from dirobserver.sources.masks import (
     IN_UNMOUNT,
     WATCH_MASK,
 )
+from dirobserver.util.linger import Linger
 from dirobserver.util.reactor import IDaemonReactor
 
 #: Bits of a mask that are flags of the watch, not kinds of events.
@@ -73,21 +74,6 @@ _HEADER = struct.Struct("=iIII")  # wd, mask, cookie, len (struct inotify_event)
 _READ_SIZE = 256 * 1024
 #: Reads per reactor turn at most, so a flood cannot starve timers and Redis.
 _READS_PER_TURN = 4
-
-#: Wake-ups in a row, each less than QUICK after the last, before events
-#: are left to gather: a steady stream, not two files that happened to come
-#: close together.
-_QUICK_READS = 4
-#: Seconds between two wake-ups that make them quick (see L{LINGER}).
-QUICK = 0.0005
-
-#: Seconds events may gather in the kernel queue when they come one or a few
-#: at a time, steadily faster than one per L{QUICK}: at 20,000 files a
-#: second, one read (and one Redis round) per LINGER instead of one per file
-#: or two, for at most this much more latency.  A slower trickle (1,000
-#: files a second) is read as it comes: its latency target (2 ms at the
-#: 99th percentile) leaves no room for a nap.
-LINGER = 0.004
 
 class InotifySource(FileDescriptor):
     """
@@ -112,7 +98,13 @@ class InotifySource(FileDescriptor):
         reactor: IDaemonReactor,
         on_overflow: Callable[[], None] | None = None,
         calls: LibcInotify = LIBC_INOTIFY,
+        linger: Linger | None = None,
     ) -> None:
+        """
+        @param linger: when given (and enabled), a read that found events is
+            followed by a nap until its next tick: what comes meanwhile
+            gathers in the kernel queue and is read, and sent, at once.
+        """
         super().__init__(reactor=reactor)
         # FileDescriptor knows its reactor as an IReactorFDSet only: the
         # same reactor, as the clock every read is stamped with.
@@ -136,10 +128,9 @@ class InotifySource(FileDescriptor):
         #: watch descriptors with a sink that asked for less than the union
         self._mixed: set[int] = set()
         self._on_overflow = on_overflow
-        #: when a read last emptied the kernel queue (see L{LINGER})
-        self._drained_at = 0.0
-        self._quick = 0
-        self._nap: IDelayedCall | None = None
+        self._linger = linger
+        #: out of the reactor until the linger's tick
+        self._napping = False
         self.overflows = 0
         self.events = 0
 
@@ -221,19 +212,6 @@ class InotifySource(FileDescriptor):
 
     def doRead(self):
         """Read and dispatch what the kernel has queued, in large reads."""
-        now = self._clock.seconds()
-        if now - self._drained_at < QUICK:
-            self._quick += 1
-            if self._quick >= _QUICK_READS:
-                # Events keep coming, one or a few per wake-up, several
-                # wake-ups in a row: let them gather in the kernel queue for
-                # the rest of LINGER, then read them all at once (one read,
-                # one batch per directory, one Redis round).
-                self.stopReading()
-                self._nap = self._clock.callLater(LINGER - (now - self._drained_at), self._wake)
-                return None
-        else:
-            self._quick = 0
         for _ in range(_READS_PER_TURN):
             try:
                 data = os.read(self._descriptor, _READ_SIZE)
@@ -250,14 +228,27 @@ class InotifySource(FileDescriptor):
             if len(data) < _READ_SIZE // 2:
                 # The queue is drained (a read returns whole events only, so a
                 # short read means there was no more).
-                self._drained_at = now
+                self._nap()
                 return None
+        # A burst: read on at the next turn, as fast as it comes.
         return None
 
+    def _nap(self) -> None:
+        """
+        Events came: let the next ones gather in the kernel queue until the
+        linger's tick, then read them all at once (one wake-up, one read, one
+        batch per directory, one Redis round).  A lone file was sent at once;
+        at a steady rate every event waits at most the linger.
+        """
+        linger = self._linger
+        if linger is None or not linger.enabled or self._napping:
+            return
+        self._napping = True
+        self.stopReading()
+        linger.later(self._wake)
+
     def _wake(self) -> None:
-        self._nap = None
-        self._drained_at = 0.0  # read now, whatever the time
-        self._quick = _QUICK_READS  # and nap again after it if still busy
+        self._napping = False
         if self.connected:
             self.startReading()
 
@@ -374,9 +365,7 @@ class InotifySource(FileDescriptor):
         """Drop every watch and close the inotify descriptor."""
         for table in (self._sinks, self._paths, self._wd_of, self._union, self._mixed):
             table.clear()
-        if self._nap is not None and self._nap.active():
-            self._nap.cancel()
-        self._nap = None
+        # A nap still due ends in nothing: _wake reads only while connected.
         self.loseConnection()
 
     def loseConnection(self) -> None:

@@ -1,0 +1,83 @@
+"""
+The linger (C{linger} in the configuration): the one tick at which the work
+of a round is gathered.
+
+Sending each file to Redis as it comes costs, per file, a wake-up, a read of
+the inotify descriptor, a C{send} and a C{recv}; at 1,000 files a second
+that is most of what the observer spends.  Holding a new event for a few
+milliseconds lets the ones that follow share all of it.  The parts that would
+otherwise wake up for one event each ask L{Linger.later} to be called at the
+next tick instead:
+
+ - the inotify source, after a read that found events, stops reading and
+   reads again at the tick (the kernel queue gathers meanwhile);
+ - the writer, after sending a round, stops reading the connection and
+   takes the reply at the tick (the reply does not hold anything up: the
+   next round goes out once it is read, and the events it will carry are
+   read at that same tick).
+
+The tick comes at most C{seconds} after the first call asked for it, and
+later calls join it rather than put it off: however steady the stream of
+events (a listing running, a busy directory), nothing waits longer than
+C{seconds} for it.  One timer serves every part, so a round of one tick is
+one wake-up.  C{seconds = 0} turns it off: the parts read as events come,
+as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+
+class Linger:
+    """
+    Gathers calls to run together at the next tick, at most C{seconds} away.
+
+    @ivar seconds: the longest an event may be held (0: not at all).
+        Changed by a reload; the tick already due keeps its time.
+    @ivar ticks: how many ticks came (for tests and the benchmark).
+    """
+
+    _log = Logger()
+
+    def __init__(self, clock: IReactorTime, seconds: float) -> None:
+        self._clock = clock
+        self.seconds = seconds
+        self._due: list[Callable[[], None]] = []
+        self._call: IDelayedCall | None = None
+        self.ticks = 0
+
+    @property
+    def enabled(self) -> bool:
+        """Whether events are held at all (C{seconds > 0})."""
+        return self.seconds > 0
+
+    def later(self, call: Callable[[], None]) -> None:
+        """
+        Call C{call} at the next tick: within C{seconds}, with whatever else
+        asked for that tick.  With C{seconds = 0}, on the next reactor turn.
+        """
+        self._due.append(call)
+        if self._call is None:
+            self._call = self._clock.callLater(max(self.seconds, 0.0), self._tick)
+
+    def _tick(self) -> None:
+        self._call = None
+        self.ticks += 1
+        due, self._due = self._due, []
+        for call in due:
+            try:
+                call()
+            except Exception:
+                # One part's failure must not keep the others from their tick.
+                self._log.failure("A lingering call failed")
+
+    def cancel(self) -> None:
+        """Forget every call waiting for the tick (stopping)."""
+        self._due = []
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
