@@ -56,6 +56,8 @@ CATCH_UP_INTERVAL = 5.0
 
 #: The cooperator's pause between two steps of cooperative work (a listing).
 _STEP_DELAY = 0.00001
+#: Seconds of cooperative work in one step at most (Twisted's own figure).
+_TIME_SLICE = 0.01
 
 
 class ObserverService(service.Service):
@@ -91,8 +93,12 @@ class ObserverService(service.Service):
         self.writer = writer
         # The service's own cooperator runs the listings: stopping it on
         # stop ends every listing at once, and tests can drive it.
+        # Its steps end when the linger's tick is due: a listing must not
+        # hold back the events read at the tick (see dirobserver.util.linger).
+        slices = {} if writer.linger is None else {
+            "terminationPredicateFactory": writer.linger.time_slices(_TIME_SLICE)}
         self._cooperator = task.Cooperator(
-            scheduler=lambda step: reactor.callLater(_STEP_DELAY, step), started=False
+            scheduler=lambda step: reactor.callLater(_STEP_DELAY, step), started=False, **slices
         )
         self.listing_seconds = Histogram(LISTING_BUCKETS)
         self._turns = ListingLine(LISTINGS_AT_ONCE, writer.when_connected)

@@ -19,7 +19,9 @@ next tick instead:
 The tick comes at most C{seconds} after the first call asked for it, and
 later calls join it rather than put it off: however steady the stream of
 events (a listing running, a busy directory), nothing waits longer than
-C{seconds} for it.  One timer serves every part, so a round of one tick is
+C{seconds} for it.  Cooperative work (listings, scans, tree walks) must not
+keep the reactor past the tick either: L{Linger.time_slices} ends its steps
+when the tick is due.  One timer serves every part, so a round of one tick is
 one wake-up.  C{seconds = 0} turns it off: the parts read as events come,
 as before.
 """
@@ -63,6 +65,26 @@ class Linger:
         self._due.append(call)
         if self._call is None:
             self._call = self._clock.callLater(max(self.seconds, 0.0), self._tick)
+
+    def overdue(self) -> bool:
+        """Whether a tick is waiting and its time has come."""
+        call = self._call
+        return call is not None and call.getTime() <= self._clock.seconds()
+
+    def time_slices(self, longest: float) -> Callable[[], Callable[[], bool]]:
+        """
+        A C{terminationPredicateFactory} for a L{twisted.internet.task.Cooperator}:
+        each step of cooperative work ends after C{longest} seconds, as with
+        Twisted's own, or as soon as a tick is due, so that a listing delays
+        the tick by one chunk of its work at most.
+        """
+        seconds = self._clock.seconds
+
+        def factory() -> Callable[[], bool]:
+            end = seconds() + longest
+            return lambda: seconds() >= end or self.overdue()
+
+        return factory
 
     def _tick(self) -> None:
         self._call = None
