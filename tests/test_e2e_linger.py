@@ -1,0 +1,52 @@
+"""
+End to end: C{linger} is accepted, and with it (or with C{0}) every event of a
+steady stream arrives, in order, counted, and the ones held at a SIGTERM are
+delivered before the daemon exits.
+
+The bound itself is proved with a C{Clock} in tests/test_linger.py; the
+benchmark measures what it saves (make bench: the paced rows).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from helpers import drain
+from test_e2e_basic import section, start, touch, wait_listed
+
+
+@pytest.mark.parametrize("linger", ["0", "0.01", None])
+def test_a_steady_stream_arrives_whole_and_in_order_whatever_the_linger(
+    linger, tmp_path, redis_server, redis_client, observer_factory
+):
+    watched = tmp_path / "in"
+    watched.mkdir()
+    for i in range(50):  # listed at start-up, while the stream comes
+        touch(watched / f"old{i:03d}.dat")
+    common = {} if linger is None else {"linger": linger}
+    observer = start(observer_factory, tmp_path, redis_server.port,
+                     {"in": section(watched, counter="cnt")}, **common)
+    assert "'linger'" not in observer.output(), "the key must be accepted without a word"
+    wait_listed(observer, watched)
+    listed = drain(redis_client, "q", 50, timeout=5)
+    assert {e["event"] for e in listed} == {"exists"}
+
+    # About 1,000 files a second: the rate where gathering matters.
+    names = [f"f{i:04d}.dat" for i in range(300)]
+    for i, name in enumerate(names):
+        touch(watched / name)
+        if i % 10 == 9:
+            time.sleep(0.01)
+    events = drain(redis_client, "q", len(names), timeout=10)
+    assert [e["filename"] for e in events] == names
+    assert {e["event"] for e in events} == {"created"}
+    assert int(redis_client.get("cnt")) == 350
+
+    # The last file is held at most the linger; a stop right after it still
+    # delivers it (the reply of its round is taken before the exit).
+    touch(watched / "last.dat")
+    observer.terminate()
+    assert observer.wait() == 0
+    assert redis_client.llen("q") == 1
+    assert int(redis_client.get("cnt")) == 351
