@@ -4,7 +4,8 @@
 [--poll-window S] [--idle-seconds S] [--only NAME,...] [--json PATH] [--profile DIR]
 [--source DIR]``
 
-Runs the workloads (burst, burst-closed, paced-1k, paced-20k, paced-closed,
+Runs the workloads (burst, burst-closed, the paced ones: 100, 1k, 10k and 20k
+files a second with the default linger and with linger = 0, paced-closed;
 listing, dirs, tree-listing, tree-burst, poll-cost, idle), prints the machine and a
 table, and writes the same figures as JSON (by default
 ``bench/results/latest.json``).  Exit status: 0 when every workload ran
@@ -33,9 +34,9 @@ from typing import Any
 from . import report
 from .harness import REPO_ROOT, Redis, Resources, machine, scratch_root
 from .trees import poll_cost_run, tree_burst_run, tree_listing_run, tree_prepare
-from .workloads import Context, burst_run, dirs_run, idle_run, listing_prepare, listing_run, paced_run
+from .workloads import PACED, Context, burst_run, dirs_run, idle_run, listing_prepare, listing_run, paced_run
 
-WORKLOADS = ("burst", "burst-closed", "paced-1k", "paced-20k", "paced-closed", "listing", "dirs",
+WORKLOADS = ("burst", "burst-closed", *PACED, "listing", "dirs",
              "tree-listing", "tree-burst", "poll-cost", "idle")
 
 
@@ -103,9 +104,8 @@ def _runner(name: str, ctx: Context, args: argparse.Namespace) -> Callable[[int]
     if name.startswith("burst"):
         return partial(burst_run, ctx, args.burst, straggler_timeout=args.straggler_timeout,
                        closed=name == "burst-closed")
-    if name.startswith("paced"):
-        return partial(paced_run, ctx, 20000 if name == "paced-20k" else 1000, args.paced_seconds,
-                       closed=name == "paced-closed")
+    if name in PACED:
+        return partial(paced_run, ctx, name, args.paced_seconds)
     if name == "listing":
         files = listing_prepare(ctx, args.listing)
         return partial(listing_run, ctx, files, args.listing, timeout=max(60.0, args.straggler_timeout * 2))
@@ -121,6 +121,14 @@ def _runner(name: str, ctx: Context, args: argparse.Namespace) -> Callable[[int]
     if name == "idle":
         return partial(idle_run, ctx, args.idle_seconds)
     return partial(dirs_run, ctx, args.dirs, timeout=max(60.0, args.straggler_timeout))
+
+
+def _paced_title(name: str) -> str:
+    paced = PACED[name]
+    rate = f"{paced.rate // 1000}k" if paced.rate >= 1000 else str(paced.rate)
+    if paced.closed:
+        return f"paced {rate}/s closed"
+    return f"paced {rate}/s" + (f" linger {paced.linger}" if paced.linger is not None else "")
 
 
 def main(argv: list[str]) -> int:
@@ -141,9 +149,7 @@ def main(argv: list[str]) -> int:
     titles = {
         "burst": f"burst {args.burst:,}",
         "burst-closed": f"burst {args.burst:,} closed",
-        "paced-1k": "paced 1k/s",
-        "paced-20k": "paced 20k/s",
-        "paced-closed": "paced 1k/s closed",
+        **{name: _paced_title(name) for name in PACED},
         "listing": f"listing {args.listing:,}",
         "dirs": f"{args.dirs:,} dirs",
         "tree-listing": f"tree {args.tree_files:,} / {args.tree_dirs:,}",

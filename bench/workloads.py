@@ -272,18 +272,50 @@ def burst_run(ctx: Context, n: int, run: int, straggler_timeout: float, closed: 
 # -- 2. paced ------------------------------------------------------------------
 
 
-def paced_run(ctx: Context, rate: int, seconds: float, run: int, closed: bool = False) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Paced:
     """
-    C{rate} files a second for C{seconds}; latencies from each creation, or
-    with C{closed} (the section announces complete files only) from each close.
+    A paced workload: C{rate} files a second; C{linger} the observer's
+    (None: its default), so that rows with and without it show the curve of
+    CPU per file against the rate; C{closed}: the section announces complete
+    files only (latencies from each close).
     """
-    name = f"paced-{rate}" + ("-closed" if closed else "")
+
+    rate: int
+    linger: str | None = None
+    closed: bool = False
+
+
+#: The paced workloads by name, in the order of the table.
+PACED = {
+    "paced-100": Paced(100),
+    "paced-100-linger0": Paced(100, "0"),
+    "paced-1k": Paced(1_000),
+    "paced-1k-linger0": Paced(1_000, "0"),
+    "paced-10k": Paced(10_000),
+    "paced-10k-linger0": Paced(10_000, "0"),
+    "paced-20k": Paced(20_000),
+    "paced-20k-linger0": Paced(20_000, "0"),
+    "paced-closed": Paced(1_000, closed=True),
+}
+
+
+def paced_run(ctx: Context, name: str, seconds: float, run: int) -> dict[str, Any]:
+    """
+    Workload C{name} of L{PACED} for C{seconds}; latencies from each
+    creation, or from each close.
+    """
+    paced = PACED[name]
+    rate, closed = paced.rate, paced.closed
     work = ctx.fresh(f"{name}-{run}")
     directory = work / "paced"
     directory.mkdir()
     queue = "q:paced"
     times_path = work / "times.bin"
-    observer = ctx.observer(work, [_section("paced", directory, queue, closed)])
+    section = _section("paced", directory, queue, closed)
+    if paced.linger is not None:
+        section["linger"] = paced.linger
+    observer = ctx.observer(work, [section])
     ready_s = observer.wait_ready()
     cpu0 = observer.cpu()
     profiler = ctx.profiler(observer, name, run)
@@ -354,6 +386,8 @@ def paced_run(ctx: Context, rate: int, seconds: float, run: int, closed: bool = 
     grew = (late > 3 * early + 5.0) or (late_llen > early_llen + max(20, rate * 0.02))
     figures.update(
         {
+            # CPU per file times the rate achieved: the share of a core.
+            "cpu_percent": figures["cpu_per_100k"] / 1e5 * made["rate"] * 100.0,
             "rate": made["rate"],
             "files": float(made["count"]),
             "missing": float(made["count"] - len(first_seen)),

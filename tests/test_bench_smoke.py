@@ -19,8 +19,9 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-WORKLOADS = ("burst", "burst-closed", "paced-1k", "paced-20k", "paced-closed", "listing", "dirs",
-             "tree-listing", "tree-burst", "poll-cost", "idle")
+WORKLOADS = ("burst", "burst-closed", "paced-100", "paced-100-linger0", "paced-1k", "paced-1k-linger0",
+             "paced-10k", "paced-10k-linger0", "paced-20k", "paced-20k-linger0", "paced-closed", "listing",
+             "dirs", "tree-listing", "tree-burst", "poll-cost", "idle")
 
 
 def run_bench(module: str, *args: str, timeout: float) -> str:
