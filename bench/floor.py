@@ -14,24 +14,29 @@ C{/proc/PID/stat}) is measured alone:
     wake-ups per file, the inotify read and then Redis's reply;
  3. C{epoll-lazy}: the same loop taking the reply at the next wake-up: one
     wake-up per file;
- 4. C{twisted}: the reactor, Twisted's C{INotify} and a bare protocol;
- 5. C{observer}: ``twistd -n dirobserver`` with one section.
+ 4. C{epoll-linger}: the lazy loop that gathers: after a read that found
+    files it naps for the observer's default C{linger} (5 ms), then reads
+    what came and the replies at once: one wake-up per linger, not per file;
+ 5. C{twisted}: the reactor, Twisted's C{INotify} and a bare protocol;
+ 6. C{observer}: ``twistd -n dirobserver`` with one section (the default
+    C{linger}), and C{observer-linger0}: the same with C{linger = 0}.
 
-Why: a process that sends each file to Redis as it comes (at 1,000 files/s
-files come 1 ms apart, and a p99 of 2 ms leaves no room to hold them) pays,
-per file, at least a wake-up, a read of the inotify descriptor, a C{send} on
-loopback (which also runs Redis's side of TCP delivery) and a C{recv}.  Rungs
-2 and 3 pay that and next to nothing else, so no Python design that keeps
-one round per file can go below them; rung 1 is what being told of a file
-costs at all, rung 4 what an event loop's dispatch adds (Twisted's buffered
-write takes a turn of its own), and the gap between 4 and 5 is the
-observer's own machinery (filters, the writer's rounds and resend
-bookkeeping, C{MULTI}/C{EXEC} around the C{LPUSH}).
+Why: a process that sends each file to Redis as it comes pays, per file,
+at least a wake-up, a read of the inotify descriptor, a C{send} on loopback
+(which also runs Redis's side of TCP delivery) and a C{recv}.  Rungs 2 and 3
+pay that and next to nothing else, so no Python design that keeps one round
+per file can go below them; rung 4 is the floor of a design that gathers
+for a linger (one round per linger, whatever the rate above one file per
+linger), the one to compare the observer with; rung 1 is what being told of
+a file costs at all, rung 5 what an event loop's dispatch adds (Twisted's
+buffered write takes a turn of its own), and the gap between 4 and 6 is the
+reactor and the observer's own machinery (filters, JSON, the writer's rounds
+and resend bookkeeping, C{MULTI}/C{EXEC} around the C{LPUSH}).
 
 Shown per file: CPU (the run of median CPU, and the spread over the runs),
-the passes of the loop (returns from C{epoll_wait}, counted by rungs 2-4),
+the passes of the loop (returns from C{epoll_wait}, counted by rungs 2-5),
 the voluntary context switches (each a sleep in C{epoll_wait} that ended),
-and for rungs 2-4 the files whose reply was read.  The percentage of a core
+and for rungs 2-5 the files whose reply was read.  The percentage of a core
 is the CPU per second of creation (µs per file times the rate).  Runs are
 taken in turns, so that other work on the machine weighs on every rung
 alike.  The split between user and system time is on the lines of the runs
@@ -55,7 +60,7 @@ from .harness import REPO_ROOT, Creator, Redis, Resources, cpu_split, machine, s
 from .report import machine_line
 from .workloads import Context
 
-KINDS = ("inotifywait", "epoll", "epoll-lazy", "twisted", "observer")
+KINDS = ("inotifywait", "epoll", "epoll-lazy", "epoll-linger", "twisted", "observer", "observer-linger0")
 QUEUE = "q:floor"
 COLUMNS = (  # key, title, format
     ("cpu_pct", "% core", "{:.1f}"),
@@ -81,8 +86,11 @@ def _switches(pid: int) -> int:
 
 def _start(ctx: Context, kind: str, work: Any, directory: Any) -> tuple[int, Callable[[], dict[str, Any]]]:
     """Start one implementation watching C{directory}: its pid, and how to stop it (its counts)."""
-    if kind == "observer":
-        observer = ctx.observer(work, [{"name": "floor", "directory": str(directory), "queue": QUEUE}])
+    if kind.startswith("observer"):
+        section = {"name": "floor", "directory": str(directory), "queue": QUEUE}
+        if kind == "observer-linger0":
+            section["linger"] = "0"
+        observer = ctx.observer(work, [section])
         observer.wait_ready()
         return observer.pid, lambda: (observer.stop(), {})[1]
     if kind == "inotifywait":

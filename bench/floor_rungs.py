@@ -17,6 +17,10 @@ Kinds:
  - C{epoll-lazy}: the same loop, but the socket is not watched for replies:
    they are read at the next inotify wake-up, or after L{LAZY_TIMEOUT} when
    nothing else comes, so each file costs one wake-up;
+ - C{epoll-linger}: the lazy loop that also gathers: after a read that found
+   files it stops watching the inotify descriptor for L{LINGER}, then reads
+   what came meanwhile (and the replies) at once, so each read, send and
+   reply serves every file of a linger (the observer's C{linger} design);
  - C{twisted}: the reactor, Twisted's own L{twisted.internet.inotify.INotify}
    and a bare L{Protocol} that writes the command and counts replies.
 
@@ -46,6 +50,8 @@ from dirobserver.sources.masks import IN_CREATE, IN_ISDIR, IN_MOVED_TO, IN_ONLYD
 
 #: Seconds a reply may wait for the next inotify wake-up in C{epoll-lazy}.
 LAZY_TIMEOUT = 0.005
+#: Seconds C{epoll-linger} gathers for: the observer's default C{linger}.
+LINGER = 0.005
 _MASK = IN_CREATE | IN_MOVED_TO | IN_ONLYDIR
 _HEADER = struct.Struct("=iIII")
 
@@ -99,8 +105,8 @@ def _names(data: bytes) -> list[str]:
     return names
 
 
-def run_epoll(directory: str, port: int, queue: str, lazy: bool) -> None:
-    """The C{epoll} and C{epoll-lazy} kinds (see the module docstring)."""
+def run_epoll(directory: str, port: int, queue: str, lazy: bool, linger: float = 0.0) -> None:
+    """The C{epoll}, C{epoll-lazy} and C{epoll-linger} kinds (see the module docstring)."""
     calls = LibcInotify()
     ifd = calls.init()
     calls.add_watch(ifd, os.fsencode(directory), _MASK)
@@ -140,11 +146,20 @@ def run_epoll(directory: str, port: int, queue: str, lazy: bool) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     print("ready", flush=True)
+    wake_at = 0.0  # napping until then (epoll-linger), inotify not watched
     try:
         while True:
             timeout = LAZY_TIMEOUT if lazy and counts.waiting() else -1
+            if wake_at:
+                timeout = max(wake_at - time.monotonic(), 0.0)
             ready = poller.poll(timeout)
             counts.turns += 1
+            if wake_at and time.monotonic() >= wake_at:
+                # The tick: watch inotify again (what gathered is readable
+                # at once) and take the replies of the round before.
+                wake_at = 0.0
+                poller.modify(ifd, select.EPOLLIN)
+                ready = poller.poll(0)
             if lazy and counts.waiting():
                 # The replies of earlier files, whatever woke us.
                 take_replies()
@@ -155,6 +170,9 @@ def run_epoll(directory: str, port: int, queue: str, lazy: bool) -> None:
                         now = time.time()
                         send(encode_command([b"LPUSH", key] + [encode(n, CREATED, now) for n in names]))
                         counts.sent(len(names))
+                        if linger:
+                            poller.modify(ifd, 0)
+                            wake_at = time.monotonic() + linger
                     continue
                 if events & select.EPOLLOUT:
                     send(b"")
@@ -211,8 +229,8 @@ def run_twisted(directory: str, port: int, queue: str) -> None:
 
 def main(argv: list[str]) -> int:
     kind, directory, port, queue = argv[0], argv[1], int(argv[2]), argv[3]
-    if kind in ("epoll", "epoll-lazy"):
-        run_epoll(directory, port, queue, lazy=kind == "epoll-lazy")
+    if kind in ("epoll", "epoll-lazy", "epoll-linger"):
+        run_epoll(directory, port, queue, lazy=kind != "epoll", linger=LINGER if kind == "epoll-linger" else 0.0)
     elif kind == "twisted":
         run_twisted(directory, port, queue)
     else:

@@ -5,8 +5,9 @@ and writes numeric figures; the bursts (names announced as they appear, and
 complete files announced at their close), the trees (listed at start, and
 burst into new sub-directories) and the polled directory announce every
 file, each event naming the directory that holds its file.  And
-``python -m bench.floor``: a one-second run of its two minimal loops (the
-reply read in a wake-up of its own, and read lazily at the next one) pushes
+``python -m bench.floor``: a one-second run of its three minimal loops (the
+reply read in a wake-up of its own, read lazily at the next one, and read
+at the tick of a loop that gathers for a linger) pushes
 every file created to Redis and reads the reply of every one.
 """
 
@@ -61,7 +62,7 @@ def test_bench_quick(tmp_path: Path) -> None:
     assert "machine:" in output
 
 
-FLOOR_KINDS = ("epoll", "epoll-lazy")
+FLOOR_KINDS = ("epoll", "epoll-lazy", "epoll-linger")
 
 
 def test_floor_minimal_loops_acknowledge_every_file() -> None:
