@@ -48,8 +48,10 @@ class Sink:
 
     def __init__(self) -> None:
         self.read_at: dict[bytes, float] = {}
+        self.batches = 0
 
     def file_events(self, batch, read_time) -> None:
+        self.batches += 1
         for name, _mask in batch:
             self.read_at[name] = read_time
 
@@ -148,14 +150,20 @@ def test_time_slices_end_a_step_when_the_tick_is_due():
     assert predicate()  # the tick is due: back to the reactor
     clock.advance(0)
     fresh = linger.time_slices(0.01)()
-    clock.rightNow += 0.01
-    assert fresh()  # and never longer than the slice
+    clock.rightNow += 0.005
+    assert fresh()  # and never longer than the linger
+    linger.seconds = 0
+    off = linger.time_slices(0.01)()
+    clock.rightNow += 0.009
+    assert not off()  # without a linger, Twisted's slice
+    clock.rightNow += 0.001
+    assert off()
 
 
 class Run:
     """One source on a clock, a paced creator, a listing running."""
 
-    def __init__(self, linger_seconds: float, rate: float, seconds: float) -> None:
+    def __init__(self, linger_seconds: float, rate: float, seconds: float, listing: bool = True) -> None:
         self.root = tempfile.mkdtemp(prefix="dirobserver-linger-")
         self.clock = ClockReactor()
         self.linger = Linger(self.clock, linger_seconds)
@@ -168,7 +176,8 @@ class Run:
             terminationPredicateFactory=self.linger.time_slices(0.01),
             scheduler=lambda step: self.clock.callLater(0.00001, step),
         )
-        self.cooperator.cooperate(self.listing.run())
+        if listing:
+            self.cooperator.cooperate(self.listing.run())
         self.created: dict[bytes, float] = {}
         self.rate = rate
         self.seconds = seconds
@@ -185,31 +194,31 @@ class Run:
             self.source.doRead()
 
     def run(self) -> None:
+        """
+        The reactor's passes, each running the timers due (ticks, the
+        listing's steps) and then reading if C{epoll} would say so, with
+        the files made on schedule.  A step of the listing takes time: the
+        files due meanwhile were made (by another process) during it, and
+        are all in the kernel queue when the reactor reads after it.
+        """
         interval = 1.0 / self.rate
         count = int(self.rate * self.seconds)
-        for i in range(count):
-            due = i * interval
-            # The reactor's passes until the creation: every timer (ticks,
-            # the listing's steps) in order, each followed by a read.
-            while True:
-                calls = [c.getTime() for c in self.clock.getDelayedCalls()]
-                nearest = min(calls, default=due)
-                if nearest > due:
-                    break
-                self.clock.advance(max(nearest - self.clock.seconds(), 0))
-                self.poll()
-            if self.clock.seconds() < due:
-                self.clock.advance(due - self.clock.seconds())
-            name = b"f%07d" % i
-            with open(os.path.join(self.root, name.decode()), "wb"):
-                pass
-            self.created[name] = self.clock.seconds()
-            self.poll()
-        # The last files: until the tick after the last creation.
-        end = self.clock.seconds() + self.linger.seconds + 0.02
-        while self.clock.seconds() < end:
+        made = 0
+        end = count * interval + self.linger.seconds + 0.02
+        while made < count or self.clock.seconds() < end:
+            due = made * interval if made < count else end
             calls = [c.getTime() for c in self.clock.getDelayedCalls()]
-            self.clock.advance(max(min(calls, default=end) - self.clock.seconds(), 0))
+            nearest = min(calls, default=due)
+            if nearest <= due:
+                self.clock.advance(max(nearest - self.clock.seconds(), 0))
+            else:
+                self.clock.advance(max(due - self.clock.seconds(), 0))
+            while made < count and made * interval <= self.clock.seconds():
+                name = b"f%07d" % made
+                with open(os.path.join(self.root, name.decode()), "wb"):
+                    pass
+                self.created[name] = made * interval
+                made += 1
             self.poll()
 
     def waits(self) -> list[float]:
@@ -227,9 +236,26 @@ def test_no_event_waits_longer_than_linger_at_any_rate_with_a_listing_running(ra
         # is due: that much, and no more, on top of the linger.
         assert max(waits) <= 0.005 + CHUNK_SECONDS + 1e-9
         assert run.listing.chunks > 0  # the listing did run alongside
-        # And the events were gathered: far fewer ticks than files.
+        # And the events were gathered: far fewer reads than files.
         if rate >= 1_000:
-            assert run.linger.ticks < len(waits) / 3
+            assert run.sink.batches < len(waits) / 3
+    finally:
+        run.close()
+
+
+@pytest.mark.parametrize("rate", [300, 1_000, 10_000, 50_000])
+def test_a_steady_stream_naps_for_the_linger_and_no_longer(rate):
+    run = Run(0.005, rate, seconds=min(0.5, 2_000 / rate), listing=False)
+    try:
+        run.run()
+        waits = run.waits()
+        assert len(waits) == len(run.created)
+        assert max(waits) <= 0.005 + 1e-9
+        # One read per tick, about one tick per linger.
+        assert run.linger.ticks <= run.seconds / 0.005 + 2
+        assert run.sink.batches <= run.linger.ticks + 3
+        if rate >= 1_000:
+            assert max(waits) > 0.003  # they did gather
     finally:
         run.close()
 
@@ -240,8 +266,11 @@ def test_linger_0_reads_each_event_at_once():
         run.run()
         waits = run.waits()
         assert len(waits) == len(run.created)
-        assert max(waits) == 0.0
         assert run.linger.ticks == 0  # no nap at all
+        # Read as soon as the reactor runs: at once, or after the step of
+        # the listing under way (Twisted's time slice, 10 ms, as before).
+        assert max(waits) <= 0.01 + CHUNK_SECONDS + 1e-9
+        assert max(w for w in waits) > 0.005  # the listing did hold some
     finally:
         run.close()
 
@@ -250,6 +279,9 @@ def test_a_lone_file_after_a_quiet_time_is_read_at_once():
     run = Run(0.005, 2, seconds=2)  # one file every half second
     try:
         run.run()
-        assert max(run.waits()) == 0.0
+        # Read as soon as the reactor runs: at once, or after the step of
+        # the listing under way (at most a linger and a chunk), no nap.
+        assert max(run.waits()) <= 0.005 + CHUNK_SECONDS + 1e-9
+        assert run.linger.ticks == 0
     finally:
         run.close()

@@ -18,11 +18,11 @@ One transaction per queue keeps queues independent: a C{WRONGTYPE} on one key
 holds back that queue only, and is said once, not at every retry
 (L{dirobserver.redis.refusals} judges the replies).
 
-With a linger (L{dirobserver.util.linger}), the connection is not read
-while a round is in flight: its reply is taken at the linger's next tick,
-the same tick at which the inotify source reads the events of the next
-round, so that a round costs one wake-up rather than one for the events and
-one for the reply.
+With a linger (L{dirobserver.util.linger}) whose tick is coming (the
+inotify source gathers a stream), the connection is not read while a round
+is in flight: its reply is taken at that tick, the one at which the
+inotify source reads the events of the next round, so that a round costs
+one wake-up rather than one for the events and one for the reply.
 
 L{dirobserver.redis.writer} owns the queues and the connection; it lines
 queues up here and says when the connection comes and goes (L{Rounds.proto}).
@@ -152,10 +152,13 @@ class Rounds:
         finally:
             proto.uncork()
         linger = self._linger
-        if linger is not None and linger.enabled and self._paused is None:
+        if linger is not None and linger.waiting() and self._paused is None:
             # Redis answers within a fraction of a millisecond: reading its
-            # reply now would be a wake-up of its own.  Nothing waits for
-            # it but the next round, whose events are read at the same tick.
+            # reply now would be a wake-up of its own, when a tick is coming
+            # anyway (the inotify source naps on it: a stream).  Nothing
+            # waits for the reply but the next round, whose events are read
+            # at that same tick.  Otherwise (a lone file, a listing) the
+            # reply is read as it comes.
             self._paused = proto.transport
             self._paused.pauseProducing()
             linger.later(self._resume)

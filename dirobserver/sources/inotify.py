@@ -131,6 +131,8 @@ class InotifySource(FileDescriptor):
         self._linger = linger
         #: out of the reactor until the linger's tick
         self._napping = False
+        #: when a read last found events (a lone file naps for nothing)
+        self._found_at = float("-inf")
         self.overflows = 0
         self.events = 0
 
@@ -235,13 +237,20 @@ class InotifySource(FileDescriptor):
 
     def _nap(self) -> None:
         """
-        Events came: let the next ones gather in the kernel queue until the
+        Events came, and others came less than a linger before them: a
+        stream.  Let the next ones gather in the kernel queue until the
         linger's tick, then read them all at once (one wake-up, one read, one
-        batch per directory, one Redis round).  A lone file was sent at once;
-        at a steady rate every event waits at most the linger.
+        batch per directory, one Redis round).  A lone file is sent at once
+        and costs no nap (at 100 files a second a nap after each would be a
+        wake-up of its own); at a steady rate every event waits at most the
+        linger.
         """
         linger = self._linger
         if linger is None or not linger.enabled or self._napping:
+            return
+        now = self._clock.seconds()
+        found_before, self._found_at = self._found_at, now
+        if now - found_before >= linger.seconds:
             return
         self._napping = True
         self.stopReading()
@@ -249,6 +258,9 @@ class InotifySource(FileDescriptor):
 
     def _wake(self) -> None:
         self._napping = False
+        # What gathered during the nap is a stream's: the read that follows
+        # naps again (the tick's reads are a linger apart, not less).
+        self._found_at = self._clock.seconds()
         if self.connected:
             self.startReading()
 

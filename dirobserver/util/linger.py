@@ -9,19 +9,21 @@ milliseconds lets the ones that follow share all of it.  The parts that would
 otherwise wake up for one event each ask L{Linger.later} to be called at the
 next tick instead:
 
- - the inotify source, after a read that found events, stops reading and
+ - the inotify source, after a read that found events less than C{seconds}
+   after the one before (a stream, not a lone file), stops reading and
    reads again at the tick (the kernel queue gathers meanwhile);
- - the writer, after sending a round, stops reading the connection and
-   takes the reply at the tick (the reply does not hold anything up: the
-   next round goes out once it is read, and the events it will carry are
-   read at that same tick).
+ - the writer, after sending a round while a tick is coming, stops reading
+   the connection and takes the reply at that tick (the reply does not hold
+   anything up: the next round goes out once it is read, and the events it
+   will carry are read at that same tick).
 
 The tick comes at most C{seconds} after the first call asked for it, and
 later calls join it rather than put it off: however steady the stream of
 events (a listing running, a busy directory), nothing waits longer than
 C{seconds} for it.  Cooperative work (listings, scans, tree walks) must not
 keep the reactor past the tick either: L{Linger.time_slices} ends its steps
-when the tick is due.  One timer serves every part, so a round of one tick is
+when the tick is due, and keeps them to one chunk while a stream is
+gathered.  One timer serves every part, so a round of one tick is
 one wake-up.  C{seconds = 0} turns it off: the parts read as events come,
 as before.
 """
@@ -50,6 +52,9 @@ class Linger:
         self.seconds = seconds
         self._due: list[Callable[[], None]] = []
         self._call: IDelayedCall | None = None
+        #: when the last tick came (cooperative work keeps its steps short
+        #: for a linger after it, see time_slices)
+        self._ticked_at = float("-inf")
         self.ticks = 0
 
     @property
@@ -66,6 +71,10 @@ class Linger:
         if self._call is None:
             self._call = self._clock.callLater(max(self.seconds, 0.0), self._tick)
 
+    def waiting(self) -> bool:
+        """Whether a tick is coming (someone asked for it)."""
+        return self._call is not None
+
     def overdue(self) -> bool:
         """Whether a tick is waiting and its time has come."""
         call = self._call
@@ -73,21 +82,34 @@ class Linger:
 
     def time_slices(self, longest: float) -> Callable[[], Callable[[], bool]]:
         """
-        A C{terminationPredicateFactory} for a L{twisted.internet.task.Cooperator}:
-        each step of cooperative work ends after C{longest} seconds, as with
-        Twisted's own, or as soon as a tick is due, so that a listing delays
-        the tick by one chunk of its work at most.
+        A C{terminationPredicateFactory} for a L{twisted.internet.task.Cooperator}.
+
+        While a stream is gathered (a tick is coming, or came less than a
+        linger ago), each step of cooperative work is one chunk: between
+        two chunks the reactor reads what the tick asked for, takes the
+        reply and sends the round, so a listing delays them by a chunk or
+        two at most.  Otherwise a step lasts C{longest} seconds (Twisted's
+        own slice) or the linger if shorter, so that a file that comes
+        during a step waits about a linger at most, and it ends as soon as
+        a tick is due.
         """
         seconds = self._clock.seconds
 
+        def one_chunk() -> bool:
+            return True
+
         def factory() -> Callable[[], bool]:
-            end = seconds() + longest
+            start = seconds()
+            if self._call is not None or start - self._ticked_at < self.seconds:
+                return one_chunk
+            end = start + (min(longest, self.seconds) if self.enabled else longest)
             return lambda: seconds() >= end or self.overdue()
 
         return factory
 
     def _tick(self) -> None:
         self._call = None
+        self._ticked_at = self._clock.seconds()
         self.ticks += 1
         due, self._due = self._due, []
         for call in due:
