@@ -75,15 +75,20 @@ def test_metrics_and_readiness_of_the_real_daemon(tmp_path, redis_server, redis_
     assert samples[("dirobserver_listing_seconds_count", ())] == 1
     assert samples[("dirobserver_held_events", ())] == 0
     assert any(name == "dirobserver_build_info" for name, _ in samples)
-    assert _get(f"{base}/livez") == (200, "ok")
-    assert _get(f"{base}/readyz")[0] == 200
+    assert _get(f"{base}/livez") == (200, '{"alive": true, "problems": []}')
+    assert _get(f"{base}/readyz") == (200, '{"ready": true, "problems": []}')
 
     redis_server.kill()
     assert wait_until(lambda: _get(f"{base}/readyz")[0] == 503, 10)
-    status, reason = _get(f"{base}/readyz")
-    assert "Redis at 127.0.0.1" in reason and "\n" not in reason.strip(), reason
+    status, body = _get(f"{base}/readyz")
+    assert "\n" not in body, body
+    answer = json.loads(body)
+    assert answer["ready"] is False and "Redis at 127.0.0.1" in answer["problems"][0], answer
     assert scraped()[("dirobserver_redis_up", ())] == 0
-    assert _get(f"{base}/livez") == (200, "ok")  # alive, only not ready
+    status, body = _get(f"{base}/livez")
+    answer = json.loads(body)
+    assert status == 200 and answer["alive"] is True, body  # alive, only not ready
+    assert "Redis at 127.0.0.1" in answer["problems"][0], answer  # yet the problem shows
     assert _get(f"{base}/nothing-here")[0] == 404
 
 
@@ -169,8 +174,8 @@ def test_redis_that_wants_a_password_is_never_ready(tmp_path, redis_server, obse
     output = observer.output()
     assert "dirobserver ready" not in output
     assert sum("password" in line for line in output.splitlines()) == 1, output
-    status, reason = _get(f"http://127.0.0.1:{port}/readyz")
-    assert status == 503 and "password" in reason, reason
+    status, body = _get(f"http://127.0.0.1:{port}/readyz")
+    assert status == 503 and "password" in json.loads(body)["problems"][0], body
 
 
 def test_a_failing_llen_is_one_line_per_cause_not_one_per_listing(
@@ -193,3 +198,44 @@ def test_a_failing_llen_is_one_line_per_cause_not_one_per_listing(
     line = observer.wait_for_line("LLEN q answers again", timeout=10)
     assert "times over" in line, line
     assert any(e["filename"] == "present" for e in drain(redis_client, "q", 1, timeout=5))
+
+
+def test_readyz_is_200_with_a_missing_directory_and_names_it(tmp_path, redis_server, observer_factory):
+    """Events flow, so the daemon is ready; but both bodies name the directory
+    that does not exist, and /readyz stays 200 once it appears (and is watched)."""
+    watched, missing = tmp_path / "in", tmp_path / "not-yet"
+    watched.mkdir()
+    path = write_config(
+        tmp_path, {"here": {"active": "true", "directory": watched, "queue": "q"},
+                   "gone": {"active": "true", "directory": missing, "queue": "q2"}},
+        {"redis_server": "127.0.0.1", "redis_port": redis_server.port},
+    )
+    port = free_port()
+    observer = observer_factory(path, extra_args=[f"--metrics=tcp:{port}:interface=127.0.0.1"])
+    observer.start()
+    base = f"http://127.0.0.1:{port}"
+    for endpoint, verdict in (("readyz", "ready"), ("livez", "alive")):
+        status, body = _get(f"{base}/{endpoint}")
+        assert (status, json.loads(body)) == (200, {verdict: True, "problems": [f"[gone] {missing} is missing"]})
+    missing.mkdir()
+    assert wait_until(lambda: _get(f"{base}/readyz") == (200, '{"ready": true, "problems": []}'), 10)
+
+
+def test_metrics_port_in_use_stops_the_start_with_71(tmp_path, redis_server, observer_factory):
+    """--metrics on a port another daemon's endpoint holds: one line, nothing
+    watched, exit status 71 (a resource in use: a supervisor tries again)."""
+    path, _watched = _config(tmp_path, redis_server.port)
+    port = free_port()
+    endpoint = f"--metrics=tcp:{port}:interface=127.0.0.1"
+    first = observer_factory(path, extra_args=[endpoint])
+    first.start()
+    second = observer_factory(path, extra_args=[endpoint])
+    second.start(wait_ready=False)
+    status = second.wait(20)
+    output = second.output()
+    assert status == 71, output
+    refusals = [line for line in output.splitlines() if "cannot serve /metrics" in line]
+    assert len(refusals) == 1 and f"tcp:{port}:interface=127.0.0.1" in refusals[0], output
+    assert "in use" in refusals[0] and "stopping" in refusals[0], output
+    assert "Traceback" not in output and "Watching" not in output, output
+    assert _get(f"http://127.0.0.1:{port}/livez")[0] == 200  # the first one's, untouched

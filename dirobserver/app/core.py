@@ -40,9 +40,15 @@ from dirobserver.util import gc_pause
 from dirobserver.util.periodic import Periodic
 from dirobserver.util.reactor import IDaemonReactor
 from dirobserver.util.stats import LISTING_BUCKETS, Histogram
+from dirobserver.util.words import plural
 
 #: Directories listed at the same time (the others wait their turn).
 LISTINGS_AT_ONCE = 4
+
+#: Directories named one by one in L{ObserverService.problems}.
+NAMED_MISSING = 10
+#: What L{ObserverService.problems} says when the daemon is not alive.
+NOT_ALIVE = "not alive: the event loop or the inotify probe is stuck"
 
 #: Seconds between two attempts to watch a missing directory.
 RETRY_INTERVAL = 1.0
@@ -223,7 +229,7 @@ class ObserverService(service.Service):
     # -- health ----------------------------------------------------------------
 
     def alive(self) -> bool:
-        """The reactor turns (this runs) and inotify answers the watchdog's probe."""
+        """The reactor turns (this runs) and inotify answers the watchdog's probe (L{NOT_ALIVE})."""
         if not self.running or self.watcher is None or not self.watcher.connected:
             return False
         return self.watchdog is None or self.watchdog.healthy()
@@ -239,10 +245,47 @@ class ObserverService(service.Service):
             return "no inotify instance"
         for monitor in self.monitors:
             if monitor.state != WATCHED and os.path.isdir(monitor.directory):
-                return f"[{monitor.section.name}] {monitor.directory} exists but is not watched"
+                return self._not_watched(monitor)
         if not self.writer.redis_up():
-            return self.writer.problem or f"Redis at {self.settings.redis.describe()}: connecting"
+            return self._redis_problem()
         return None
+
+    def problems(self) -> list[str]:
+        """
+        Everything that is not well, one short line each (the bodies of
+        /livez and /readyz), whether or not it makes the daemon unready: a
+        missing directory does not (it is watched once it appears), yet the
+        operator should see it.  When the daemon is not alive, why comes
+        first.  At most L{NAMED_MISSING} directories are named; a last line
+        counts the others.
+        """
+        if not self.running:
+            return ["not running"]
+        if self.watcher is None:
+            return ["no inotify instance"]
+        found = []
+        if not self.alive():
+            found.append(NOT_ALIVE)
+        unwatched = [m for m in self.monitors if m.state != WATCHED]
+        found += [self._not_watched(m) for m in unwatched[:NAMED_MISSING]]
+        if len(unwatched) > NAMED_MISSING:
+            found.append(f"{plural(len(unwatched) - NAMED_MISSING, 'more directory', 'more directories')}"
+                         " not watched")
+        if not self.writer.redis_up():
+            found.append(self._redis_problem())
+            held = self.writer.held()
+            if held:
+                found.append(f"{plural(held, 'event')} held, waiting for Redis")
+        return found
+
+    def _not_watched(self, monitor: DirectoryMonitor) -> str:
+        where = f"[{monitor.section.name}] {monitor.directory}"
+        if os.path.isdir(monitor.directory):
+            return f"{where} exists but is not watched"
+        return f"{where} is missing"
+
+    def _redis_problem(self) -> str:
+        return self.writer.problem or f"Redis at {self.settings.redis.describe()}: connecting"
 
     def status_text(self) -> str:
         """The state in one line, for systemd's STATUS=."""
@@ -312,8 +355,7 @@ class ObserverService(service.Service):
     def _stop_process(self, status: int) -> None:
         """Stop the whole daemon; the process then exits with C{status}."""
         self.exit_status = status
-        exits.exit_after_shutdown(status)
-        self._reactor.callWhenRunning(self._reactor.stop)
+        exits.stop_process(self._reactor, status)
 
     # -- stop ------------------------------------------------------------------
 

@@ -15,6 +15,13 @@ scratch Redis, not a place to keep data.
 Nothing in the observer waits for this server: the Redis writer connects and
 retries on its own, so the server may come up a little after the watchers,
 crash, or never start at all, and the observer just keeps retrying.
+
+Before starting one, L{probe} asks the address for a real Redis C{PING}: a
+Redis already there (one started by hand, or a previous embedded server) is
+used as is, whatever it answers as long as it speaks RESP (C{+PONG},
+C{-NOAUTH}, C{-ERR}...).  Another program holding the port (an HTTP server,
+say) is one error line and exit status 78 (L{StartRefused}): a writer
+retrying forever against it would never deliver anything.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import shutil
 import socket
 import tempfile
+from dataclasses import dataclass
 
 from twisted.application.service import Service
 from twisted.internet import error as ierror
@@ -39,14 +47,18 @@ from dirobserver.app.embedded_binary import (
     server_version,
 )
 from dirobserver.app.embedded_process import ServerOutput, describe_exit, launch_argv
+from dirobserver.app.exits import EXIT_CONFIG
 from dirobserver.ops.systemd import child_environment
+from dirobserver.util.failures import StartRefused
 from dirobserver.util.reactor import IDaemonReactor
 
 __all__ = [
     "EmbeddedRedis",
     "EmbeddedRedisError",
     "EmbeddedRedisUnavailable",
+    "Probed",
     "find_server_binary",
+    "probe",
 ]
 
 # How long stopService() lets the server shut down on SIGTERM before SIGKILL.
@@ -56,17 +68,72 @@ STOP_GRACE_SECONDS = 5.0
 READY_POLL_INTERVAL = 0.05
 READY_TIMEOUT = 10.0
 # The start-up probe for an already running Redis blocks the (not yet
-# running) reactor, so it must stay short.
+# running) reactor, so it must stay short: a connection on the loopback is
+# made at once or refused, and a Redis answers PING within a millisecond;
+# the reply timeout is longer only for a Redis busy with something else.
 PROBE_TIMEOUT = 0.2
+PROBE_REPLY_TIMEOUT = 1.0
+
+#: PING as a RESP array (what every client sends), not the inline form.
+_PING = b"*1\r\n$4\r\nPING\r\n"
+#: Enough of a reply to see its first line.
+_REPLY_BYTES = 256
 
 
-def port_answers(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> bool:
-    """Return whether something accepts TCP connections at host:port."""
+@dataclass(frozen=True)
+class Probed:
+    """
+    What answers at an address (L{probe}).
+
+    @ivar redis: a Redis answers (its reply to PING was RESP).
+    @ivar other: something else accepts connections there: what it did, in
+        a few words (else None).
+    """
+
+    redis: bool = False
+    other: str | None = None
+
+    @property
+    def nothing(self) -> bool:
+        """Nothing accepts connections there."""
+        return not self.redis and self.other is None
+
+
+def probe(host: str, port: int, timeout: float = PROBE_TIMEOUT,
+          reply_timeout: float = PROBE_REPLY_TIMEOUT) -> Probed:
+    """
+    Send a RESP C{PING} to host:port, and tell a Redis from anything else.
+
+    A reply whose first line is a RESP simple string or error (C{+PONG},
+    C{-NOAUTH ...}, C{-ERR ...}, C{-LOADING ...}) is a Redis: one that wants
+    a password or is loading is still a Redis, for the writer to handle.
+    """
     try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
+        connection = socket.create_connection((host, port), timeout=timeout)
     except OSError:
-        return False
+        return Probed()
+    with connection:
+        reply = b""
+        try:
+            connection.settimeout(reply_timeout)
+            connection.sendall(_PING)
+            while b"\r\n" not in reply and len(reply) < _REPLY_BYTES:
+                chunk = connection.recv(_REPLY_BYTES)
+                if not chunk:
+                    break
+                reply += chunk
+        except TimeoutError:
+            if not reply:
+                return Probed(other=f"no answer to PING within {reply_timeout:g} s")
+        except OSError as e:
+            return Probed(other=f"the connection failed: {e.strerror or e}")
+    line, crlf, _ = reply.partition(b"\r\n")
+    if crlf and line[:1] in (b"+", b"-"):
+        return Probed(redis=True)
+    if not reply.strip():
+        return Probed(other="it closed the connection without answering PING")
+    first = reply.strip().splitlines()[0][:60].decode("ascii", "backslashreplace")
+    return Probed(other=f"it answered PING with {first!r}")
 
 
 class _Probe(Protocol):
@@ -88,9 +155,10 @@ class EmbeddedRedis(Service):
     """
     Run valkey-server as a child process for as long as this service runs.
 
-    If something already answers at host:port when the service starts (a
-    Redis started by hand, or a previous embedded server still around), that
-    one is used and no child is started.
+    If a Redis already answers at host:port when the service starts (one
+    started by hand, or a previous embedded server still around), that one
+    is used and no child is started.  If something else holds the port, the
+    start is refused (L{StartRefused}, exit status 78).
 
     @ivar host: address the server binds to and is probed at.
     @ivar port: TCP port.
@@ -140,7 +208,14 @@ class EmbeddedRedis(Service):
         super().startService()
         self._stopping = False
         self._ready = None
-        if port_answers(self.host, self.port):
+        found = probe(self.host, self.port)
+        if found.other is not None:
+            raise StartRefused(
+                f"--embedded-redis: something that is not Redis listens at {self.host}:{self.port} "
+                f"({found.other}); stop that program or choose another redis_port",
+                EXIT_CONFIG,
+            )
+        if found.redis:
             self.log.info(
                 "Redis already answers at {host}:{port}; "
                 "not starting the embedded server",
