@@ -118,6 +118,34 @@ class BuildObserverTests(TempFiles, unittest.TestCase):
         levels = [json.loads(line)["level"] for line in path.read_text().splitlines()]
         self.assertEqual(levels, ["warn", "error", "critical"])
 
+    @defer.inlineCallbacks
+    def test_twisted_port_lines_only_at_debug(self):
+        """A real port opened and closed: Twisted's "starting on" and "(TCP
+        Port N Closed)" lines are kept at debug and dropped above."""
+        from twisted.internet.protocol import Factory
+        from twisted.logger import globalLogPublisher
+
+        written = {}
+        for level in (LogLevel.debug, LogLevel.info):
+            path = self.temp_file()
+            observer = logs.build_observer(logs.LogSettings(level, "text"), {"logfile": str(path)})
+            self.addCleanup(signal.signal, signal.SIGUSR1, signal.SIG_DFL)
+            globalLogPublisher.addObserver(observer)
+            try:
+                port = reactor.listenTCP(0, Factory(), interface="127.0.0.1")
+                number = port.getHost().port
+                yield port.stopListening()
+                Logger(namespace="dirobserver.test").info("ours")
+            finally:
+                globalLogPublisher.removeObserver(observer)
+            text = path.read_text()
+            written[level.name] = [line for line in text.splitlines()
+                                   if f"starting on {number}" in line or f"Port {number} Closed" in line
+                                   or line.endswith("ours")]
+        self.assertEqual(len(written["debug"]), 3, written)
+        self.assertEqual(len(written["info"]), 1, written)
+        self.assertTrue(written["info"][0].endswith("ours"), written)
+
     def test_text_format_is_twistds(self):
         path = self.temp_file()
         observer = logs.build_observer(logs.LogSettings(LogLevel.debug, "text"), {"logfile": str(path)})
