@@ -115,7 +115,7 @@ def test_systemd_notifications(tmp_path, redis_server, observer_factory):
         start = time.monotonic()
         collect(start + 3)
         ready = [m for _, m in received if "READY=1" in m.split("\n")]
-        assert ready and "STATUS=Watching 1 of 1 directories; Redis connected" in ready[0], received
+        assert ready and "STATUS=Watching 1 of 1 directory; Redis connected" in ready[0], received
         beats = [t for t, m in received if m == "WATCHDOG=1"]
         # Every half second: about five in 2.5 s (the first comes after half a second).
         assert 4 <= len([t for t in beats if t >= start + 0.5]) <= 7, received

@@ -27,6 +27,7 @@ from typing import Any
 
 from twisted.application import service
 from twisted.internet import task
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from dirobserver.announce.listing_line import ListingLine
@@ -49,6 +50,9 @@ LISTINGS_AT_ONCE = 4
 NAMED_MISSING = 10
 #: What L{ObserverService.problems} says when the daemon is not alive.
 NOT_ALIVE = "not alive: the event loop or the inotify probe is stuck"
+
+#: Seconds after the start, without Redis, when "waiting for Redis" is said.
+WAITING_SAID_AFTER = 1.0
 
 #: Seconds between two attempts to watch a missing directory.
 RETRY_INTERVAL = 1.0
@@ -120,6 +124,7 @@ class ObserverService(service.Service):
         )
         self.overflows = 0
         self.exit_status = 0
+        self._waiting_call: IDelayedCall | None = None
 
     def _new_monitor(self, section: SectionSettings, say_watching: bool = True) -> DirectoryMonitor:
         monitor = DirectoryMonitor(
@@ -195,8 +200,8 @@ class ObserverService(service.Service):
                 monitor.attach(self.watcher)
         if len(self.monitors) > SAID_ONE_BY_ONE:
             self._log.info(
-                "... and {more} more directories, each said at debug level (--log-level=debug)",
-                more=len(self.monitors) - SAID_ONE_BY_ONE,
+                "... and {more}, each said at debug level (--log-level=debug)",
+                more=plural(len(self.monitors) - SAID_ONE_BY_ONE, "more directory", "more directories"),
             )
         self._retry.start()
         self._catch_up.start()
@@ -204,23 +209,36 @@ class ObserverService(service.Service):
             poll.start()
         if self.watchdog is not None:
             self.watchdog.start(self.watcher)
-        watched = sum(m.state == WATCHED for m in self.monitors)
-        self._log.info(
-            "Watching {watched} of {n} directories; waiting for Redis at {redis}",
-            watched=watched,
-            n=len(self.monitors),
-            redis=self.settings.redis.describe(),
-        )
+        # Redis usually answers within milliseconds, and then the ready line
+        # says it all: "waiting" is said only when it is true for a while.
+        self._waiting_call = self._reactor.callLater(WAITING_SAID_AFTER, self._say_waiting)
         self.writer.when_connected().addCallback(self._ready)
 
+    def _watching(self) -> str:
+        """C{"2 of 3 directories"}: how many are watched."""
+        watched = sum(m.state == WATCHED for m in self.monitors)
+        return f"{watched} of {plural(len(self.monitors), 'directory', 'directories')}"
+
+    def _say_waiting(self) -> None:
+        self._waiting_call = None
+        self._log.info(
+            "Watching {watching}; waiting for Redis at {redis}",
+            watching=self._watching(),
+            redis=self.settings.redis.describe(),
+        )
+
+    def _cancel_waiting(self) -> None:
+        if self._waiting_call is not None and self._waiting_call.active():
+            self._waiting_call.cancel()
+        self._waiting_call = None
+
     def _ready(self, _: Any) -> None:
+        self._cancel_waiting()
         if not self.running:
             return
-        watched = sum(m.state == WATCHED for m in self.monitors)
         self._log.info(
-            "dirobserver ready: watching {watched} of {n} directories, Redis at {redis} connected",
-            watched=watched,
-            n=len(self.monitors),
+            "dirobserver ready: watching {watching}, Redis at {redis} connected",
+            watching=self._watching(),
             redis=self.writer.describe(),
         )
         if self._on_ready is not None:
@@ -289,12 +307,11 @@ class ObserverService(service.Service):
 
     def status_text(self) -> str:
         """The state in one line, for systemd's STATUS=."""
-        watched = sum(m.state == WATCHED for m in self.monitors)
         redis = ("Redis connected" if self.writer.redis_up()
                  else self.writer.problem or "Redis not connected")
         held = self.writer.held()
-        return (f"Watching {watched} of {len(self.monitors)} directories; {redis}"
-                + (f"; {held} events held" if held else ""))
+        return (f"Watching {self._watching()}; {redis}"
+                + (f"; {plural(held, 'event')} held" if held else ""))
 
     def _new_watcher(self) -> InotifySource:
         watcher = InotifySource(self._reactor, on_overflow=self._overflowed)
@@ -361,6 +378,7 @@ class ObserverService(service.Service):
 
     def stopService(self) -> None:
         super().stopService()
+        self._cancel_waiting()
         self._log.info("dirobserver stopping: no new events; delivering what is held")
         self._retry.stop()
         self._catch_up.stop()

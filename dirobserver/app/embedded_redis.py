@@ -74,6 +74,9 @@ READY_TIMEOUT = 10.0
 PROBE_TIMEOUT = 0.2
 PROBE_REPLY_TIMEOUT = 1.0
 
+#: What valkey-server (and redis-server) print when vm.overcommit_memory is 0.
+_OVERCOMMIT_WARNING = "Memory overcommit must be enabled"
+
 #: PING as a RESP array (what every client sends), not the inline form.
 _PING = b"*1\r\n$4\r\nPING\r\n"
 #: Enough of a reply to see its first line.
@@ -343,6 +346,15 @@ class EmbeddedRedis(Service):
 
     def _child_output(self, child_fd: int, line: str) -> None:
         """Log one line the server printed (stderr lines as warnings)."""
+        if _OVERCOMMIT_WARNING in line:
+            # Said by valkey-server at every start where vm.overcommit_memory
+            # is 0 (the kernel's default), as a warning; it matters to a
+            # server that forks to save, and this one saves nothing.
+            self.log.info(
+                "The embedded valkey-server notes that memory overcommit is off: harmless for a "
+                "server that saves nothing; 'sysctl vm.overcommit_memory=1' silences it",
+            )
+            return
         if child_fd == 2:
             self.log.warn("valkey-server: {line}", line=line)
         else:

@@ -51,6 +51,7 @@ from dirobserver.redis.writer import RedisWriter
 from dirobserver.util import gc_pause
 from dirobserver.util.periodic import Periodic
 from dirobserver.util.reactor import IDaemonReactor
+from dirobserver.util.words import plural
 
 #: Seconds between two looks at the state line systemd shows (STATUS=).
 STATUS_INTERVAL = 1.0
@@ -133,8 +134,8 @@ class DirObserver(OrderedMultiService):
         for warning in self.settings.warnings:
             self._log.warn("{warning}", warning=warning)
         self._log.info(
-            "dirobserver starting: {n} directories, Redis at {redis}, configuration {path}",
-            n=len(self.settings.sections),
+            "dirobserver starting: {n}, Redis at {redis}, configuration {path}",
+            n=plural(len(self.settings.sections), "directory", "directories"),
             redis=self.settings.redis.describe(),
             path=self.settings.path,
         )
