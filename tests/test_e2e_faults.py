@@ -727,7 +727,8 @@ def test_permission_denied_directory(tmp_path, fast_dir, redis_server, observer_
         assert not others.wait_for(opened, timeout=10)
         mark = observer.mark()
         locked.chmod(0o755)
-        observer.wait_for_line("Directory is back", timeout=10, since=mark)
+        # Never watched before: it is not "back".
+        observer.wait_for_line(f"[s] Now watching {locked}", timeout=10, since=mark)
         names = ["early"] + make_files(locked, [f"late-{i}" for i in range(20)])
         missing = consumer.wait_for(names, timeout=10)
         assert not missing, describe_missing(missing)
