@@ -32,6 +32,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from dirobserver import __version__
 from dirobserver.app import exits
 from dirobserver.app.core import ObserverService
 from dirobserver.app.ordered_services import OrderedMultiService
@@ -125,7 +126,8 @@ class DirObserver(OrderedMultiService):
         for warning in self.settings.warnings:
             self._log.warn("{warning}", warning=warning)
         self._log.info(
-            "dirobserver starting: {n} directories, Redis at {redis}, configuration {path}",
+            "dirobserver {version} starting: {n} directories, Redis at {redis}, configuration {path}",
+            version=__version__,
             n=len(self.settings.sections),
             redis=self.settings.redis.describe(),
             path=self.settings.path,
