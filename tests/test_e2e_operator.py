@@ -157,3 +157,47 @@ def test_check_reads_the_tls_files_without_connecting(tmp_path):
     assert status == 78, out + err
     problem = [line for line in out.splitlines() if line.startswith("problem: ")]
     assert len(problem) == 1 and "missing-ca.pem" in problem[0], out
+
+
+def test_stopping_an_embedded_redis_that_still_holds_events_says_they_are_lost(tmp_path, observer_factory):
+    """It keeps nothing on disk: one line at stop counts what its queues held
+    (a list and a stream); a stop with empty queues says nothing of the kind."""
+    import valkey
+    from helpers import free_port, wait_until
+
+    port = free_port()
+    lists, streams = tmp_path / "lists", tmp_path / "streams"
+    lists.mkdir()
+    streams.mkdir()
+    config = write_config(
+        tmp_path,
+        {"l": {"active": "true", "directory": lists, "queue": "q:l"},
+         "s": {"active": "true", "directory": streams, "queue": "q:s", "queue_type": "stream"}},
+        {"redis_server": "127.0.0.1", "redis_port": port},
+    )
+    observer = observer_factory(config, extra_args=["--embedded-redis"]).start(timeout=20)
+    # After the listings at start, each file is announced once.
+    observer.wait_for_line(f"Listed {lists}:", timeout=10)
+    observer.wait_for_line(f"Listed {streams}:", timeout=10)
+    for name in ("a", "b"):
+        (lists / name).write_bytes(b"")
+    (streams / "c").write_bytes(b"")
+    client = valkey.Valkey(host="127.0.0.1", port=port, socket_timeout=5)
+    try:
+        assert wait_until(lambda: client.llen("q:l") == 2 and client.xlen("q:s") == 1, timeout=10)
+    finally:
+        client.close()
+    observer.terminate()
+    assert observer.wait(20) == 0, observer.output()
+    line = observer.wait_for_line("Embedded Redis stopping", timeout=1)
+    assert "with 3 events still queued (q:l: 2, q:s: 1): they are lost" in line, line
+    assert "not for servers" in line, line
+
+    # The same daemon, nothing left in its queues: no such line.
+    for path in (lists / "a", lists / "b", streams / "c"):
+        path.unlink()
+    again = observer_factory(config, extra_args=["--embedded-redis"]).start(timeout=20)
+    again.terminate()
+    assert again.wait(20) == 0, again.output()
+    assert "dirobserver stopped" in again.output()
+    assert "Embedded Redis stopping" not in again.output()

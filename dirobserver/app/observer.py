@@ -82,12 +82,18 @@ class DirObserver(OrderedMultiService):
         self._reactor = reactor
         self.notifier = notifier if notifier is not None else Notifier()
         if embedded:
+            from dirobserver.app.embedded_leftovers import queues_of, say_queued
             from dirobserver.app.embedded_redis import EmbeddedRedis
 
             # Options refuse a Unix socket or Sentinels with --embedded-redis,
             # and give host and port their defaults: a TCP address is there.
             host, port = settings.redis.tcp_address()
-            EmbeddedRedis(host, port, reactor).setServiceParent(self)
+            # It keeps nothing on disk: what its queues hold at stop is said,
+            # once the writer (stopped before it) delivered what it held.
+            EmbeddedRedis(
+                host, port, reactor,
+                before_stop=lambda: say_queued(reactor, host, port, queues_of(self.settings.sections)),
+            ).setServiceParent(self)
         self.writer = RedisWriter(
             settings.redis, settings.max_held_events, reactor,
             on_reconnect=lambda: self.core.reconnected(),
