@@ -1,6 +1,6 @@
 """Tests for what dirobserver.config.settings derives from its table of keys (KEYS).
 
-The validation, the unknown-key warning, the rule that active sections agree
+The validation, the unknown-key error, the rule that active sections agree
 on the keys of scope C{common}, and docs/configuration.md's reference all
 come from one table; these tests check each derivation against the table
 itself, so a new row is covered without a new test.
@@ -170,8 +170,9 @@ def test_every_table_key_is_known_and_a_typo_of_it_is_suggested(key):
     known = config.parse(BASE + section("s") + "[spare]\n" + "".join(f"{k}={v}\n" for k, v in spare.items()), PATH)
     assert not [w for w in known.warnings if "unknown key" in w]
     typo = key.name[:-1]
-    settings = config.parse(BASE + section("s") + f"[spare]\n{typo}=1\n", PATH)
-    assert f"{PATH}: [spare] unknown key {typo!r} ignored (did you mean {key.name!r}?)" in settings.warnings
+    with pytest.raises(ConfigError) as info:
+        config.parse(BASE + section("s") + f"[spare]\n{typo}=1\n", PATH)
+    assert str(info.value) == f"{PATH}: [spare] unknown key {typo!r} (did you mean {key.name!r}?)"
 
 
 # --- derived: the reference in docs/configuration.md -------------------------------------------

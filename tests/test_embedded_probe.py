@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 from helpers import free_port, write_config
 
-from dirobserver.app.embedded_redis import probe
+from dirobserver.app.embedded_probe import probe
 
 
 class _QuietHandler(http.server.BaseHTTPRequestHandler):

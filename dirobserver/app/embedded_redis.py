@@ -16,24 +16,22 @@ Nothing in the observer waits for this server: the Redis writer connects and
 retries on its own, so the server may come up a little after the watchers,
 crash, or never start at all, and the observer just keeps retrying.
 
-Before starting one, L{probe} asks the address for a real Redis C{PING}: a
-Redis already there (one started by hand, or a previous embedded server) is
-used as is, whatever it answers as long as it speaks RESP (C{+PONG},
-C{-NOAUTH}, C{-ERR}...).  Another program holding the port (an HTTP server,
-say) is one error line and exit status 78 (L{StartRefused}): a writer
-retrying forever against it would never deliver anything.
+Before starting one, L{dirobserver.app.embedded_probe} asks the address for
+a real Redis C{PING}: a Redis already there is used as is.  Another program
+holding the port (an HTTP server, say) is one error line and exit status 78
+(L{StartRefused}).
 """
 
 from __future__ import annotations
 
 import shutil
-import socket
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Callable
+from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet import error as ierror
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IDelayedCall, IProcessTransport
 from twisted.internet.protocol import Factory, Protocol
@@ -46,6 +44,7 @@ from dirobserver.app.embedded_binary import (
     find_server_binary,
     server_version,
 )
+from dirobserver.app.embedded_probe import probe
 from dirobserver.app.embedded_process import ServerOutput, describe_exit, launch_argv
 from dirobserver.app.exits import EXIT_CONFIG
 from dirobserver.ops.systemd import child_environment
@@ -56,9 +55,7 @@ __all__ = [
     "EmbeddedRedis",
     "EmbeddedRedisError",
     "EmbeddedRedisUnavailable",
-    "Probed",
     "find_server_binary",
-    "probe",
 ]
 
 # How long stopService() lets the server shut down on SIGTERM before SIGKILL.
@@ -67,76 +64,8 @@ STOP_GRACE_SECONDS = 5.0
 # never comes up is reported instead of being waited for forever.
 READY_POLL_INTERVAL = 0.05
 READY_TIMEOUT = 10.0
-# The start-up probe for an already running Redis blocks the (not yet
-# running) reactor, so it must stay short: a connection on the loopback is
-# made at once or refused, and a Redis answers PING within a millisecond;
-# the reply timeout is longer only for a Redis busy with something else.
-PROBE_TIMEOUT = 0.2
-PROBE_REPLY_TIMEOUT = 1.0
-
 #: What valkey-server (and redis-server) print when vm.overcommit_memory is 0.
 _OVERCOMMIT_WARNING = "Memory overcommit must be enabled"
-
-#: PING as a RESP array (what every client sends), not the inline form.
-_PING = b"*1\r\n$4\r\nPING\r\n"
-#: Enough of a reply to see its first line.
-_REPLY_BYTES = 256
-
-
-@dataclass(frozen=True)
-class Probed:
-    """
-    What answers at an address (L{probe}).
-
-    @ivar redis: a Redis answers (its reply to PING was RESP).
-    @ivar other: something else accepts connections there: what it did, in
-        a few words (else None).
-    """
-
-    redis: bool = False
-    other: str | None = None
-
-    @property
-    def nothing(self) -> bool:
-        """Nothing accepts connections there."""
-        return not self.redis and self.other is None
-
-
-def probe(host: str, port: int, timeout: float = PROBE_TIMEOUT,
-          reply_timeout: float = PROBE_REPLY_TIMEOUT) -> Probed:
-    """
-    Send a RESP C{PING} to host:port, and tell a Redis from anything else.
-
-    A reply whose first line is a RESP simple string or error (C{+PONG},
-    C{-NOAUTH ...}, C{-ERR ...}, C{-LOADING ...}) is a Redis: one that wants
-    a password or is loading is still a Redis, for the writer to handle.
-    """
-    try:
-        connection = socket.create_connection((host, port), timeout=timeout)
-    except OSError:
-        return Probed()
-    with connection:
-        reply = b""
-        try:
-            connection.settimeout(reply_timeout)
-            connection.sendall(_PING)
-            while b"\r\n" not in reply and len(reply) < _REPLY_BYTES:
-                chunk = connection.recv(_REPLY_BYTES)
-                if not chunk:
-                    break
-                reply += chunk
-        except TimeoutError:
-            if not reply:
-                return Probed(other=f"no answer to PING within {reply_timeout:g} s")
-        except OSError as e:
-            return Probed(other=f"the connection failed: {e.strerror or e}")
-    line, crlf, _ = reply.partition(b"\r\n")
-    if crlf and line[:1] in (b"+", b"-"):
-        return Probed(redis=True)
-    if not reply.strip():
-        return Probed(other="it closed the connection without answering PING")
-    first = reply.strip().splitlines()[0][:60].decode("ascii", "backslashreplace")
-    return Probed(other=f"it answered PING with {first!r}")
 
 
 class _Probe(Protocol):
@@ -170,13 +99,20 @@ class EmbeddedRedis(Service):
 
     log = Logger()
 
-    def __init__(self, host: str, port: int, reactor: IDaemonReactor) -> None:
+    def __init__(
+        self, host: str, port: int, reactor: IDaemonReactor,
+        before_stop: Callable[[], Deferred[Any]] | None = None,
+    ) -> None:
         """
         @param reactor: the daemon's (the server is its child process).
+        @param before_stop: called when a server of ours is about to be
+            stopped; it is stopped once the Deferred returned fires (say
+            what it still holds: L{dirobserver.app.embedded_leftovers}).
         """
         self.host = host
         self.port = port
         self._reactor = reactor
+        self._before_stop = before_stop
         self._process: IProcessTransport | None = None
         self._tempdir: str | None = None
         self._stopping = False
@@ -266,7 +202,15 @@ class EmbeddedRedis(Service):
         if self._process is None or self._exited is None:
             self._remove_tempdir()
             return None
+        if self._before_stop is None:
+            return self._terminate(self._exited)
         exited = self._exited
+        told = maybeDeferred(self._before_stop)
+        told.addErrback(lambda f: self.log.failure("Before stopping the embedded Redis", f))
+        return told.addCallback(lambda _: self._terminate(exited))
+
+    def _terminate(self, exited: Deferred[None]) -> Deferred[None]:
+        """SIGTERM now, SIGKILL after L{STOP_GRACE_SECONDS}; C{exited} fires once it is gone."""
         self._signal("TERM")
         self._kill_call = self._reactor.callLater(STOP_GRACE_SECONDS, self._force_kill)
         return exited

@@ -40,6 +40,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from dirobserver import __version__
 from dirobserver.app import exits
 from dirobserver.app.core import ObserverService
 from dirobserver.app.ordered_services import OrderedMultiService
@@ -99,12 +100,18 @@ class DirObserver(OrderedMultiService):
 
             MetricsService(metrics, self.core, reactor, exits.EXIT_CANNOT_LISTEN).setServiceParent(self)
         if embedded:
+            from dirobserver.app.embedded_leftovers import queues_of, say_queued
             from dirobserver.app.embedded_redis import EmbeddedRedis
 
             # Options refuse a Unix socket or Sentinels with --embedded-redis,
             # and give host and port their defaults: a TCP address is there.
             host, port = settings.redis.tcp_address()
-            EmbeddedRedis(host, port, reactor).setServiceParent(self)
+            # It keeps nothing on disk: what its queues hold at stop is said,
+            # once the writer (stopped before it) delivered what it held.
+            EmbeddedRedis(
+                host, port, reactor,
+                before_stop=lambda: say_queued(reactor, host, port, queues_of(self.settings.sections)),
+            ).setServiceParent(self)
         self.writer.setServiceParent(self)
         self.core.setServiceParent(self)
         self.reloader = ReloadService(
@@ -134,7 +141,8 @@ class DirObserver(OrderedMultiService):
         for warning in self.settings.warnings:
             self._log.warn("{warning}", warning=warning)
         self._log.info(
-            "dirobserver starting: {n}, Redis at {redis}, configuration {path}",
+            "dirobserver {version} starting: {n}, Redis at {redis}, configuration {path}",
+            version=__version__,
             n=plural(len(self.settings.sections), "directory", "directories"),
             redis=self.settings.redis.describe(),
             path=self.settings.path,
