@@ -30,7 +30,7 @@ run: venv
 # pyproject.toml.  Both run, so one look shows every complaint.
 lint: venv
 	@status=0; \
-	$(BIN)/ruff check dirobserver tests bench || status=1; \
+	$(BIN)/ruff check dirobserver tests bench soak || status=1; \
 	$(BIN)/mypy dirobserver || status=1; \
 	exit $$status
 
@@ -55,7 +55,7 @@ bench: venv
 # (last line: one JSON object).  `make soak SOAK_ARGS="--seed 1234"` replays.
 SOAK_MINUTES ?= 30
 soak: venv
-	$(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES) $(SOAK_ARGS)
+	$(BIN)/python -m soak --minutes $(SOAK_MINUTES) $(SOAK_ARGS)
 
 # Build and cache artifacts only: dir/ may hold files someone put there.
 clean:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -19,11 +18,7 @@ from typing import Any
 
 import pytest
 
-# Test modules import the helpers as `from helpers import ...`; make that work
-# whatever pytest's import mode or rootdir is.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from helpers import (  # noqa: E402
+from tests.kit import (
     REPO_ROOT,
     Observer,
     RedisServer,

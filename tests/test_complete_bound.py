@@ -13,14 +13,12 @@ files opened after the forgetting still wait for their close.
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 from twisted.internet import defer
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from core_case import CoreTestCase, sleep  # noqa: E402
+from tests.kit.cases import CoreTestCase
+from tests.kit.waiting import sleep
 
 SETTLE = 0.5
 

@@ -17,17 +17,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from helpers import Observer, drain, free_port, pop_raw, wait_until, write_config
+from tests.kit import Observer, drain, free_port, pop_raw, section, wait_until, write_config
 
 EVENT_KEYS = {"directory", "filename", "event", "event_timestamp"}
 
 
 # -- glue -----------------------------------------------------------------------
-
-
-def section(directory: Path, queue: str = "q", **extra: Any) -> dict[str, Any]:
-    """An active section watching C{directory} and pushing to C{queue}."""
-    return {"active": "true", "directory": str(directory), "queue": queue, **extra}
 
 
 def start(

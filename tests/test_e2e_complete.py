@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Observer, RedisServer, wait_until, write_config
+
+from tests.kit import Observer, RedisServer, wait_until, write_config
 
 KIB = b"x" * 1024
 

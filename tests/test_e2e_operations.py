@@ -14,8 +14,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from helpers import drain, free_port, wait_until, write_config
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.kit import drain, free_port, wait_until, write_config
 
 
 def _config(tmp_path: Path, port: int, **common) -> tuple[Path, Path]:

@@ -9,7 +9,7 @@ import threading
 import time
 from pathlib import Path
 
-from helpers import drain, write_config
+from tests.kit import drain, write_config
 
 
 def _config(tmp_path: Path, port: int, sections: dict) -> Path:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from helpers import wait_until, write_config
+from tests.kit import wait_until, write_config
 
 
 def stream_config(tmp_path: Path, directory: Path, port: int, **section) -> Path:

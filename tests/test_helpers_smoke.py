@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 import valkey
-from helpers import (
+
+from tests.kit import (
     REPO_ROOT,
     Observer,
     RedisServer,

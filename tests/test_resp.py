@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import txredisapi
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.trial import unittest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import RedisServer  # noqa: E402
-
-from dirobserver.redis.protocol import RespProtocol, encode_command, parse_reply  # noqa: E402
+from dirobserver.redis.protocol import RespProtocol, encode_command, parse_reply
+from tests.kit import RedisServer
 
 
 class ParserTests(unittest.SynchronousTestCase):
