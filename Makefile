@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # (the list of dependencies) changes, or when an install failed half-way.
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv run lint test bench soak clean
+.PHONY: venv run lint unit test bench soak clean
 
 venv: $(STAMP)
 
@@ -42,6 +42,13 @@ ifneq ($(filter default undefined,$(origin LINT)),)
 LINT := 1
 endif
 
+# The edit-test loop: only the tests that start no subprocess and no server
+# (seconds).  The others are marked `process` (pytest.ini); a test without
+# the mark fails if it starts a process, so the split cannot drift.
+unit: venv
+	$(BIN)/python -m pytest -q -m "not process and not exclusive" tests
+
+# Everything CI runs.
 # Two workers (most tests wait on real processes); then, alone, the tests
 # marked `exclusive` (they use up a per-user resource or the whole machine).
 test: venv $(if $(filter 1,$(LINT)),lint)

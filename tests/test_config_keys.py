@@ -196,6 +196,7 @@ def test_reference_shows_one_table_per_group_in_table_order():
     assert [row.split("`")[1] for row in rows] == [key.name for group in GROUPS for key in KEYS if key.group is group]
 
 
+@pytest.mark.process
 def test_command_line_prints_and_rewrites_the_reference(tmp_path):
     run = [sys.executable, "-m", "dirobserver.config.reference"]
     printed = subprocess.run(run + ["--reference"], capture_output=True, text=True, check=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from itertools import pairwise
 
+import pytest
 from twisted.internet import defer, error, protocol, reactor, task
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.testing import StringTransportWithDisconnection
@@ -278,6 +279,7 @@ class ClockBackoffTests(unittest.TestCase):
         self.assertFalse(role.accepts(["sentinel", ["m"]]))
 
 
+@pytest.mark.process
 class RealServerTests(Connecting, unittest.TestCase):
     """What a real valkey-server answers, and a real port that drops connections."""
 

@@ -17,7 +17,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.kit import Observer, drain, free_port, pop_raw, section, wait_until, write_config
+
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
 
 EVENT_KEYS = {"directory", "filename", "event", "event_timestamp"}
 

@@ -27,6 +27,9 @@ import pytest
 
 from tests.kit import Observer, RedisServer, wait_until, write_config
 
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
+
 KIB = b"x" * 1024
 
 

@@ -20,6 +20,9 @@ import pytest
 
 from tests.kit import REPO_ROOT, drain, free_port, section, twistd_path, wait_until, write_config
 
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
+
 
 def run_twistd(args: list[str], cwd: Path, timeout: float = 20) -> tuple[int, str]:
     """Run ``twistd -n --pidfile= dirobserver ARGS``; return (status, all output)."""

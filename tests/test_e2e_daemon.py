@@ -18,6 +18,9 @@ import pytest
 
 from tests.kit import REPO_ROOT, drain, section, twistd_path, wait_until, write_config
 
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
+
 
 def config_for(tmp_path: Path, port: int, watched: Path, **common: Any) -> Path:
     return write_config(

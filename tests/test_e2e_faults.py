@@ -32,6 +32,9 @@ import valkey.exceptions
 
 from tests.kit import Observer, RedisServer, drop_root_file_access, free_port, section, wait_until, write_config
 
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
+
 # -- glue ------------------------------------------------------------------------
 
 

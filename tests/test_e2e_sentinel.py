@@ -23,6 +23,9 @@ import pytest
 from tests.kit import write_config
 from tests.kit.sentinel import MASTER_NAME, MasterConsumer, SentinelSet
 
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
+
 BURST = 1500
 
 

@@ -25,6 +25,9 @@ import pytest
 
 from tests.kit import Observer, RedisServer, section, wait_until, write_config
 
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
+
 
 class Collector:
     """BRPOPs queue C{q} in a thread and keeps every event."""

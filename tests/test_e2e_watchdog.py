@@ -16,12 +16,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
 from dirobserver.app.observer import DirObserver
 from dirobserver.config import settings as config
 from tests.kit import RedisServer, drain, write_config
+
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
 
 
 def test_suspended_longer_than_the_timeout_is_not_stopped(

@@ -29,6 +29,9 @@ from tests.kit import (
     write_config,
 )
 
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
+
 
 def test_redis_server_answers_ping(redis_server: RedisServer, redis_client) -> None:
     assert redis_server.host == "127.0.0.1"

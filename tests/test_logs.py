@@ -261,6 +261,7 @@ def json_records(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines()]
 
 
+@pytest.mark.process
 def test_foreground_default_is_info_text(run_twistd):
     result = run_twistd("-n", "--pidfile=", "logtest")
     assert result.returncode == 0, result.stderr
@@ -271,6 +272,7 @@ def test_foreground_default_is_info_text(run_twistd):
     assert "\tTraceback (most recent call last):" in out  # text keeps twistd's layout
 
 
+@pytest.mark.process
 def test_foreground_warn_drops_every_info_line_twistds_included(run_twistd):
     result = run_twistd("-n", "--pidfile=", "logtest", "--log-level=warn")
     assert result.returncode == 0, result.stderr
@@ -281,6 +283,7 @@ def test_foreground_warn_drops_every_info_line_twistds_included(run_twistd):
         assert kept in out, kept
 
 
+@pytest.mark.process
 def test_foreground_json_every_line(run_twistd):
     result = run_twistd("-n", "--pidfile=", "logtest", "--log-format=json", "--log-level=debug")
     assert result.returncode == 0, result.stderr
@@ -301,6 +304,7 @@ def test_foreground_json_every_line(run_twistd):
         datetime.fromisoformat(record["time"])
 
 
+@pytest.mark.process
 def test_logfile_in_the_foreground_leaves_stdout_empty(run_twistd, tmp_path):
     result = run_twistd("-n", "--pidfile=", f"--logfile={tmp_path / 'x.log'}", "logtest", "--log-format=json")
     assert result.returncode == 0, result.stderr
@@ -308,6 +312,7 @@ def test_logfile_in_the_foreground_leaves_stdout_empty(run_twistd, tmp_path):
     assert "line at info from logtest" in [r["message"] for r in json_records((tmp_path / "x.log").read_text())]
 
 
+@pytest.mark.process
 def test_daemon_writes_json_to_the_logfile(run_twistd, tmp_path):
     log, pid = tmp_path / "d.log", tmp_path / "d.pid"
     result = run_twistd(f"--pidfile={pid}", f"--logfile={log}", "logtest", "--log-format=json", "--log-level=warn")
@@ -329,6 +334,7 @@ def test_daemon_writes_json_to_the_logfile(run_twistd, tmp_path):
         (("--logfile=-", "logtest"), "a daemon cannot log to standard output: use -n or --logfile=PATH"),
     ],
 )
+@pytest.mark.process
 def test_bad_options_are_one_line(run_twistd, args, message):
     result = run_twistd("--pidfile=", *args)
     assert result.returncode == 78

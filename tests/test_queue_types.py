@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+import pytest
 import txredisapi
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
@@ -16,6 +17,9 @@ from dirobserver.config.settings import RedisSettings
 from dirobserver.redis.connection import RedisConnection, client_endpoint
 from dirobserver.redis.queue_types import LIST, ListQueue, StreamQueue, queue_type_for
 from tests.kit import RedisServer
+
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
 
 
 class Connected:

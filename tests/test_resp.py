@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import txredisapi
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
@@ -36,6 +37,7 @@ class ParserTests(unittest.SynchronousTestCase):
                          b"*3\r\n$5\r\nLPUSH\r\n$1\r\nq\r\n$1\r\n3\r\n")
 
 
+@pytest.mark.process
 class ServerTests(unittest.TestCase):
     def setUp(self) -> None:
         self.server = RedisServer()

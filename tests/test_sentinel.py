@@ -9,6 +9,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
@@ -20,6 +21,9 @@ from tests.kit.cases import Connecting
 from tests.kit.log_capture import LogCapture
 from tests.kit.sentinel import MASTER_NAME, sentinel_server
 from tests.kit.waiting import sleep
+
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
 
 
 def sentinel_settings(*sentinels: RedisServer | int, **changes) -> RedisSettings:

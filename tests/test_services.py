@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from twisted.application import service
 from twisted.internet import defer, task
 from twisted.trial import unittest
@@ -136,6 +137,7 @@ class MakeServiceTests(unittest.TestCase):
                          [EmbeddedRedis, RedisWriter, ObserverService, ReloadService, SystemdService])
 
 
+@pytest.mark.process
 def test_exit_status_after_shutdown_runs_every_other_exit_handler(tmp_path: Path) -> None:
     """The status is the one asked for, and handlers registered before still run, once."""
     script = textwrap.dedent(

@@ -17,10 +17,14 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 from twisted.internet import defer, reactor
 
 from tests.kit.cases import CoreTestCase
 from tests.kit.waiting import sleep
+
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
 
 SETTLE = 0.5
 

@@ -12,6 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
@@ -22,6 +23,9 @@ from tests.kit.log_capture import LogCapture
 from tests.kit.sentinel import MASTER_NAME, sentinel_config
 from tests.kit.tls import Certificates, TLSRedisServer, needs_tls_server, tls_settings
 from tests.kit.waiting import sleep
+
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
 
 
 @needs_tls_server

@@ -22,6 +22,7 @@ import json
 import os
 import time
 
+import pytest
 from twisted.internet import defer
 from twisted.logger import formatEvent, globalLogPublisher
 
@@ -31,6 +32,9 @@ from dirobserver.sources.inotify_calls import LIBC_INOTIFY
 from dirobserver.sources.interface import WatchError
 from tests.kit.cases import CoreTestCase
 from tests.kit.waiting import sleep
+
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
 
 POLL = 0.2
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
@@ -24,6 +25,9 @@ from dirobserver.util import stats
 from tests.kit import RedisServer
 from tests.kit.log_capture import LogCapture
 from tests.kit.waiting import sleep
+
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
 
 
 class WriterTestMixin:
