@@ -30,10 +30,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import REPO_ROOT, free_port, wait_until
+
+from tests.kit.processes import REPO_ROOT, free_port
+from tests.kit.waiting import wait_until
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.process,
     pytest.mark.skipif(os.environ.get("DIROBSERVER_SKIP_PACKAGING") == "1",
                        reason="DIROBSERVER_SKIP_PACKAGING=1 (package index unreachable)"),
 ]

@@ -18,7 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import REPO_ROOT, drain, free_port, twistd_path, wait_until, write_config
+
+from tests.kit import REPO_ROOT, drain, free_port, section, twistd_path, wait_until, write_config
+
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
 
 
 def run_twistd(args: list[str], cwd: Path, timeout: float = 20) -> tuple[int, str]:
@@ -46,10 +50,6 @@ def assert_one_line_error(status: int, output: str, *needles: str) -> str:
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
     return lines[0]
-
-
-def section(directory: Path, queue: str = "q", **extra: Any) -> dict[str, Any]:
-    return {"active": "true", "directory": str(directory), "queue": queue, **extra}
 
 
 COMMON = {"redis_server": "127.0.0.1", "redis_port": 6379}

@@ -10,10 +10,16 @@ import os
 import subprocess
 from pathlib import Path
 
-from helpers import REPO_ROOT, twistd_path, write_config
+import pytest
 
 import dirobserver
 import twisted
+from tests.kit.config import write_config
+from tests.kit.processes import REPO_ROOT, free_port, twistd_path
+from tests.kit.waiting import wait_until
+
+#: Every test here runs twistd or a server (see `make unit`).
+pytestmark = pytest.mark.process
 
 SAMPLE = REPO_ROOT / "directory_observer.ini"
 
@@ -163,7 +169,6 @@ def test_stopping_an_embedded_redis_that_still_holds_events_says_they_are_lost(t
     """It keeps nothing on disk: one line at stop counts what its queues held
     (a list and a stream); a stop with empty queues says nothing of the kind."""
     import valkey
-    from helpers import free_port, wait_until
 
     port = free_port()
     lists, streams = tmp_path / "lists", tmp_path / "streams"

@@ -9,7 +9,12 @@ import threading
 import time
 from pathlib import Path
 
-from helpers import drain, write_config
+import pytest
+
+from tests.kit import drain, write_config
+
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
 
 
 def _config(tmp_path: Path, port: int, sections: dict) -> Path:

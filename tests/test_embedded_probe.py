@@ -14,9 +14,9 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from helpers import free_port, write_config
 
 from dirobserver.app.embedded_probe import probe
+from tests.kit import free_port, write_config
 
 
 class _QuietHandler(http.server.BaseHTTPRequestHandler):
@@ -59,11 +59,13 @@ def _serve(handler: type[socketserver.BaseRequestHandler]) -> socketserver.Threa
     return server
 
 
+@pytest.mark.process
 def test_a_real_redis_answers_ping(redis_server):
     found = probe("127.0.0.1", redis_server.port)
     assert found.redis and not found.nothing and found.other is None
 
 
+@pytest.mark.process
 def test_a_redis_that_wants_a_password_is_still_a_redis(redis_server):
     """-NOAUTH is RESP: the writer, not the probe, deals with the password."""
     redis_server.client().config_set("requirepass", "s3cret")
@@ -97,6 +99,7 @@ def test_a_server_that_does_not_answer_resp_is_not_redis(handler, said):
     assert not found.redis and said in (found.other or ""), found
 
 
+@pytest.mark.process
 def test_embedded_redis_on_a_port_held_by_http_is_one_line_and_78(tmp_path, http_port, observer_factory):
     """twistd --embedded-redis where an HTTP server listens: one error line,
     no valkey-server started, nothing watched, exit status 78."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 
-from ops_helpers import Core, Monitor, Section, get
 from twisted.internet import defer, reactor
 from twisted.internet.error import ConnectionRefusedError
 from twisted.logger import formatEvent, globalLogPublisher
@@ -15,6 +14,7 @@ from twisted.trial import unittest
 
 from dirobserver.ops.http import DEFAULT_ENDPOINT, MetricsService, check_endpoint
 from dirobserver.util.failures import StartRefused
+from tests.kit.ops_stand_ins import Core, Monitor, Section, get
 
 
 class Events:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from importlib import metadata
 
-from ops_helpers import Core, Monitor, Section, Tree, get
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import defer, reactor
@@ -17,6 +16,7 @@ from twisted.trial import unittest
 import dirobserver
 from dirobserver.ops import metrics
 from dirobserver.ops.http import MetricsService
+from tests.kit.ops_stand_ins import Core, Monitor, Section, Tree, get
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:

@@ -22,8 +22,8 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-pytestmark = pytest.mark.skipif(os.environ.get("DIROBSERVER_SKIP_PACKAGING") == "1",
-                                reason="DIROBSERVER_SKIP_PACKAGING=1 (package index unreachable)")
+pytestmark = [pytest.mark.process, pytest.mark.skipif(os.environ.get("DIROBSERVER_SKIP_PACKAGING") == "1",
+                                reason="DIROBSERVER_SKIP_PACKAGING=1 (package index unreachable)")]
 
 
 def run(*command, cwd: Path) -> subprocess.CompletedProcess:

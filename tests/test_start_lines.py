@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import shutil
 
-from core_case import CoreTestCase, sleep
+import pytest
 from twisted.internet import defer, reactor
 from twisted.logger import formatEvent, globalLogPublisher
 
 from dirobserver.app.core import WAITING_SAID_AFTER
+from tests.kit.cases import CoreTestCase
+from tests.kit.waiting import sleep
+
+pytestmark = pytest.mark.process
 
 
 class StartLinesTests(CoreTestCase):
