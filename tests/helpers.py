@@ -6,7 +6,8 @@ Test infrastructure: real processes only.
 * L{Observer} runs the real daemon, ``twistd -n dirobserver``, as a
   subprocess and collects its output.
 * L{write_config}, L{drain} and L{wait_until} are the small glue the tests
-  share.
+  share; L{command_calls} and L{connections_received} read the server's own
+  counts, for a test that waits until a client has tried again.
 
 Import it as ``from helpers import ...`` (conftest.py puts this directory on
 sys.path).  Every process started here is also remembered in a module-level
@@ -77,6 +78,25 @@ def wait_until(
         if time.monotonic() >= deadline:
             return bool(predicate())
         time.sleep(interval)
+
+
+def command_calls(client: Any, command: str) -> int:
+    """
+    How many times the server was sent C{command}, run or refused (its own
+    C{INFO commandstats}): the witness that a client tried again, when the
+    client says nothing more of a failure it already reported.
+    """
+    stats = client.info("commandstats").get(f"cmdstat_{command.lower()}", {})
+    return int(stats.get("calls", 0)) + int(stats.get("rejected_calls", 0))
+
+
+def connections_received(client: Any) -> int:
+    """
+    How many connections the server accepted so far (its C{INFO stats}):
+    the witness that a client tried to connect again.  C{client}'s own
+    connection counts once, as long as it is kept open.
+    """
+    return int(client.info("stats")["total_connections_received"])
 
 
 class RedisServer:

@@ -9,7 +9,7 @@ import threading
 import time
 from pathlib import Path
 
-from helpers import drain, write_config
+from helpers import drain, wait_until, write_config
 
 
 def _config(tmp_path: Path, port: int, sections: dict) -> Path:
@@ -46,12 +46,14 @@ def test_sighup_adds_removes_and_changes_sections_while_others_lose_nothing(
             (dirs["keep"] / name).touch()
             written.append(name)
             i += 1
-            time.sleep(0.002)
+            time.sleep(0.002)  # a steady producer, so files keep coming across the reload
 
     producer = threading.Thread(target=produce)
     producer.start()
     try:
-        time.sleep(0.5)
+        # The producer's files are being announced before the reload...
+        assert wait_until(lambda: redis_client.llen("q:keep") >= 50, 10), \
+            "the unchanged section announced nothing before the reload"
         _config(tmp_path, redis_server.port,
                 {"keep": keep, "filt": {**filt, "only": r"^.*\.txt$"}, "new": new})
         mark = observer.mark()
@@ -59,7 +61,10 @@ def test_sighup_adds_removes_and_changes_sections_while_others_lose_nothing(
         line = observer.wait_for_line("Configuration reloaded", timeout=10, since=mark)
         assert "added [new]" in line and "removed [gone]" in line and "changed [filt]" in line, line
         assert "1 sections unchanged" in line, line
-        time.sleep(0.5)
+        # ... and files made after it are announced too.
+        after = len(written)
+        assert wait_until(lambda: redis_client.llen("q:keep") >= after + 50, 10), \
+            "the unchanged section stopped announcing after the reload"
     finally:
         stop.set()
         producer.join()
