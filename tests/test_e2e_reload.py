@@ -73,10 +73,18 @@ def test_sighup_adds_removes_and_changes_sections_while_others_lose_nothing(
     listed = drain(redis_client, "q:new", 1, timeout=10)
     assert [(e["filename"], e["event"]) for e in listed] == [("present-before", "exists")]
     # The changed filter applies; the removed section is no longer watched.
+    # b.txt comes last: its event is the witness that what came before it
+    # (a.csv, the removed section's file) was seen, had it to be announced.
+    (dirs["gone"] / "after-removal").touch()
     (dirs["filt"] / "a.csv").touch()
     (dirs["filt"] / "b.txt").touch()
-    (dirs["gone"] / "after-removal").touch()
-    filt_events = drain(redis_client, "q:filt", 10, timeout=3)
+    filt_events: list[dict] = []
+
+    def got_b() -> bool:
+        filt_events.extend(drain(redis_client, "q:filt", 100, timeout=0))
+        return any(e["filename"] == "b.txt" for e in filt_events)
+
+    assert wait_until(got_b, 10), f"b.txt never announced: {filt_events}"
     assert [e["filename"] for e in filt_events if e["event"] == "created"] == ["b.txt"]
     assert redis_client.llen("q:gone") == 0
     # The unchanged section lost nothing and was not listed again.
