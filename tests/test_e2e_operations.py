@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.kit import drain, free_port, wait_until, write_config
+from tests.kit import command_calls, connections_received, drain, free_port, wait_until, write_config
 
 #: Every test here starts a process or a server (see `make unit`).
 pytestmark = pytest.mark.process
@@ -39,6 +39,14 @@ def _get(url: str) -> tuple[int, str]:
             return reply.status, reply.read().decode().strip()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode().strip()
+
+
+def _answers(url: str) -> int | None:
+    """The HTTP status of C{url}, None while nothing listens."""
+    try:
+        return _get(url)[0]
+    except OSError:
+        return None
 
 
 def _samples(text: str) -> dict[tuple[str, tuple], float]:
@@ -156,10 +164,15 @@ def test_json_logs_parse_line_by_line(tmp_path, redis_server, observer_factory):
 def test_log_level_warn_prints_no_info_line(tmp_path, redis_server, redis_client,
                                             observer_factory):
     path, watched = _config(tmp_path, redis_server.port)
-    observer = observer_factory(path, extra_args=["--log-level=warn"])
+    port = free_port()
+    observer = observer_factory(
+        path, extra_args=["--log-level=warn", f"--metrics=tcp:{port}:interface=127.0.0.1"]
+    )
     observer.start(wait_ready=False)
     assert wait_until(lambda: os.path.exists(watched), 1)
-    time.sleep(1)
+    # No "ready" line at this level: /readyz says when the daemon is ready.
+    assert wait_until(lambda: _answers(f"http://127.0.0.1:{port}/readyz") == 200, 15), \
+        "the daemon never became ready"
     (watched / "f").touch()
     assert len(drain(redis_client, "q", 1, timeout=5)) == 1
     observer.terminate()
@@ -175,7 +188,13 @@ def test_redis_that_wants_a_password_is_never_ready(tmp_path, redis_server, obse
     observer = observer_factory(path, extra_args=[f"--metrics=tcp:{port}:interface=127.0.0.1"])
     observer.start(wait_ready=False)
     observer.wait_for_line("password", timeout=10)
-    time.sleep(3)
+    # Several more attempts refused for the password (each is a connection
+    # the server counts; ours is one, kept open), and still one line and no
+    # "ready".
+    admin = redis_server.client(password="s3cret")
+    connections = connections_received(admin)
+    assert wait_until(lambda: connections_received(admin) >= connections + 3, 20), \
+        "the daemon did not try again"
     output = observer.output()
     assert "dirobserver ready" not in output
     assert sum("password" in line for line in output.splitlines()) == 1, output
@@ -197,7 +216,10 @@ def test_a_failing_llen_is_one_line_per_cause_not_one_per_listing(
     )
     observer = observer_factory(path).start()
     observer.wait_for_line("LLEN q failed", timeout=10)
-    time.sleep(2)
+    # Five more listings, each an LLEN that fails, and still one warning.
+    calls = command_calls(redis_client, "llen")
+    assert wait_until(lambda: command_calls(redis_client, "llen") >= calls + 5, 20), \
+        "no more listings after the first failure"
     assert sum("LLEN q failed" in line for line in observer.output().splitlines()) == 1
     redis_client.delete("q")
     line = observer.wait_for_line("LLEN q answers again", timeout=10)

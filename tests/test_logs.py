@@ -25,7 +25,7 @@ from twisted.scripts._twistd_unix import ServerOptions, UnixAppLogger
 from twisted.trial import unittest
 
 from dirobserver.ops import logs
-from tests.kit import REPO_ROOT, logs_tap, twistd_path
+from tests.kit import REPO_ROOT, logs_tap, twistd_path, wait_until
 
 
 def capture(emit) -> list[dict]:
@@ -174,7 +174,8 @@ class BuildObserverTests(TempFiles, unittest.TestCase):
         for _ in range(100):
             if Path(f"{path}.1").exists():
                 break
-            yield task.deferLater(reactor, 0.02, lambda: None)
+            yield task.deferLater(reactor, 0.02, lambda: None)  # the polling interval
+        self.assertTrue(Path(f"{path}.1").exists(), "SIGUSR1 did not rotate the log file")
         Logger(observer=observer).info("after")
         self.assertIn("before", Path(f"{path}.1").read_text())
         self.assertNotIn("before", path.read_text())
@@ -347,9 +348,8 @@ def test_daemon_writes_json_to_the_logfile(run_twistd, tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
     # The daemon stops itself; it removes its pidfile last.
-    deadline = time.monotonic() + 30
-    while (pid.exists() or not log.exists()) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert wait_until(lambda: log.exists() and not pid.exists(), 30, interval=0.05), \
+        "the daemon did not stop itself"
     assert not pid.exists()
     records = json_records(log.read_text())
     assert [r["level"] for r in records] == ["warn", "error", "critical", "critical", "critical"]
