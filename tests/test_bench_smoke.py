@@ -19,6 +19,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WORKLOADS = ("burst", "burst-closed", "paced-100", "paced-100-linger0", "paced-1k", "paced-1k-linger0",
              "paced-10k", "paced-10k-linger0", "paced-20k", "paced-20k-linger0", "paced-closed", "listing",

@@ -12,8 +12,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from helpers import drain
-from test_e2e_basic import section, start, touch, wait_listed
+
+from tests.kit import drain, section
+from tests.test_e2e_basic import start, touch, wait_listed
 
 
 @pytest.mark.parametrize("linger", ["0", "0.01", None])

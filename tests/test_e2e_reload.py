@@ -9,7 +9,12 @@ import threading
 import time
 from pathlib import Path
 
-from helpers import drain, write_config
+import pytest
+
+from tests.kit import drain, wait_until, write_config
+
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
 
 
 def _config(tmp_path: Path, port: int, sections: dict) -> Path:
@@ -46,12 +51,14 @@ def test_sighup_adds_removes_and_changes_sections_while_others_lose_nothing(
             (dirs["keep"] / name).touch()
             written.append(name)
             i += 1
-            time.sleep(0.002)
+            time.sleep(0.002)  # a steady producer, so files keep coming across the reload
 
     producer = threading.Thread(target=produce)
     producer.start()
     try:
-        time.sleep(0.5)
+        # The producer's files are being announced before the reload...
+        assert wait_until(lambda: redis_client.llen("q:keep") >= 50, 10), \
+            "the unchanged section announced nothing before the reload"
         _config(tmp_path, redis_server.port,
                 {"keep": keep, "filt": {**filt, "only": r"^.*\.txt$"}, "new": new})
         mark = observer.mark()
@@ -59,7 +66,10 @@ def test_sighup_adds_removes_and_changes_sections_while_others_lose_nothing(
         line = observer.wait_for_line("Configuration reloaded", timeout=10, since=mark)
         assert "added [new]" in line and "removed [gone]" in line and "changed [filt]" in line, line
         assert "1 sections unchanged" in line, line
-        time.sleep(0.5)
+        # ... and files made after it are announced too.
+        after = len(written)
+        assert wait_until(lambda: redis_client.llen("q:keep") >= after + 50, 10), \
+            "the unchanged section stopped announcing after the reload"
     finally:
         stop.set()
         producer.join()
@@ -68,10 +78,18 @@ def test_sighup_adds_removes_and_changes_sections_while_others_lose_nothing(
     listed = drain(redis_client, "q:new", 1, timeout=10)
     assert [(e["filename"], e["event"]) for e in listed] == [("present-before", "exists")]
     # The changed filter applies; the removed section is no longer watched.
+    # b.txt comes last: its event is the witness that what came before it
+    # (a.csv, the removed section's file) was seen, had it to be announced.
+    (dirs["gone"] / "after-removal").touch()
     (dirs["filt"] / "a.csv").touch()
     (dirs["filt"] / "b.txt").touch()
-    (dirs["gone"] / "after-removal").touch()
-    filt_events = drain(redis_client, "q:filt", 10, timeout=3)
+    filt_events: list[dict] = []
+
+    def got_b() -> bool:
+        filt_events.extend(drain(redis_client, "q:filt", 100, timeout=0))
+        return any(e["filename"] == "b.txt" for e in filt_events)
+
+    assert wait_until(got_b, 10), f"b.txt never announced: {filt_events}"
     assert [e["filename"] for e in filt_events if e["event"] == "created"] == ["b.txt"]
     assert redis_client.llen("q:gone") == 0
     # The unchanged section lost nothing and was not listed again.
@@ -105,4 +123,28 @@ def test_sighup_with_a_bad_configuration_keeps_the_old_one(
     observer.signal(signal.SIGHUP)
     observer.signal(signal.SIGHUP)
     observer.wait_for_line("Configuration reloaded", timeout=10, since=mark)
+    assert observer.is_running()
+
+
+def test_sighup_with_an_unknown_key_is_refused_and_the_directory_stays_watched(
+    tmp_path, redis_server, redis_client, observer_factory
+):
+    """C{recursiv = true} at reload: refused in one line with the near miss; the
+    running configuration (a flat watch) goes on."""
+    watched = tmp_path / "in"
+    watched.mkdir()
+    path = _config(tmp_path, redis_server.port,
+                   {"s": {"active": "true", "directory": watched, "queue": "q"}})
+    observer = observer_factory(path).start()
+    path.write_text(path.read_text().replace("queue = q", "queue = q\nrecursiv = true"))
+    mark = observer.mark()
+    observer.signal(signal.SIGHUP)
+    line = observer.wait_for_line("Reload refused", timeout=10, since=mark)
+    assert "the running configuration is kept" in line, line
+    assert f"{path}: [s] unknown key 'recursiv' (did you mean 'recursive'?)" in line, line
+    (watched / "still-watched").touch()
+    events = drain(redis_client, "q", 1, timeout=5)
+    assert [e["filename"] for e in events] == ["still-watched"]
+    assert "Configuration reloaded" not in observer.output()
+    assert "Traceback" not in observer.output()
     assert observer.is_running()

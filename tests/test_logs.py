@@ -1,7 +1,7 @@
 """
 L{dirobserver.ops.logs}: the JSON line, the level filter, the hand-over to
 twistd's C{--logger}, and a real twistd (foreground and daemon) running a
-test-only subcommand (C{tests/logs_tap.py}) that uses the module exactly as
+test-only subcommand (C{tests/kit/logs_tap.py}) that uses the module exactly as
 C{dirobserver/app/tap.py} does.
 """
 
@@ -18,17 +18,14 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import logs_tap
 import pytest
-from helpers import twistd_path
 from twisted.internet import defer, reactor, task
 from twisted.logger import FilteringLogObserver, Logger, LogLevel
 from twisted.scripts._twistd_unix import ServerOptions, UnixAppLogger
 from twisted.trial import unittest
 
 from dirobserver.ops import logs
-
-TESTS_DIR = Path(__file__).resolve().parent
+from tests.kit import REPO_ROOT, logs_tap, twistd_path, wait_until
 
 
 def capture(emit) -> list[dict]:
@@ -118,6 +115,34 @@ class BuildObserverTests(TempFiles, unittest.TestCase):
         levels = [json.loads(line)["level"] for line in path.read_text().splitlines()]
         self.assertEqual(levels, ["warn", "error", "critical"])
 
+    @defer.inlineCallbacks
+    def test_twisted_port_lines_only_at_debug(self):
+        """A real port opened and closed: Twisted's "starting on" and "(TCP
+        Port N Closed)" lines are kept at debug and dropped above."""
+        from twisted.internet.protocol import Factory
+        from twisted.logger import globalLogPublisher
+
+        written = {}
+        for level in (LogLevel.debug, LogLevel.info):
+            path = self.temp_file()
+            observer = logs.build_observer(logs.LogSettings(level, "text"), {"logfile": str(path)})
+            self.addCleanup(signal.signal, signal.SIGUSR1, signal.SIG_DFL)
+            globalLogPublisher.addObserver(observer)
+            try:
+                port = reactor.listenTCP(0, Factory(), interface="127.0.0.1")
+                number = port.getHost().port
+                yield port.stopListening()
+                Logger(namespace="dirobserver.test").info("ours")
+            finally:
+                globalLogPublisher.removeObserver(observer)
+            text = path.read_text()
+            written[level.name] = [line for line in text.splitlines()
+                                   if f"starting on {number}" in line or f"Port {number} Closed" in line
+                                   or line.endswith("ours")]
+        self.assertEqual(len(written["debug"]), 3, written)
+        self.assertEqual(len(written["info"]), 1, written)
+        self.assertTrue(written["info"][0].endswith("ours"), written)
+
     def test_text_format_is_twistds(self):
         path = self.temp_file()
         observer = logs.build_observer(logs.LogSettings(LogLevel.debug, "text"), {"logfile": str(path)})
@@ -149,7 +174,8 @@ class BuildObserverTests(TempFiles, unittest.TestCase):
         for _ in range(100):
             if Path(f"{path}.1").exists():
                 break
-            yield task.deferLater(reactor, 0.02, lambda: None)
+            yield task.deferLater(reactor, 0.02, lambda: None)  # the polling interval
+        self.assertTrue(Path(f"{path}.1").exists(), "SIGUSR1 did not rotate the log file")
         Logger(observer=observer).info("after")
         self.assertIn("before", Path(f"{path}.1").read_text())
         self.assertNotIn("before", path.read_text())
@@ -245,10 +271,10 @@ def run_twistd(tmp_path: Path):
     plugins.mkdir(parents=True)
     (plugins / "logtest_plugin.py").write_text(
         "from twisted.application.service import ServiceMaker\n"
-        "logtest = ServiceMaker('logtest', 'logs_tap', 'log test', 'logtest')\n"
+        "logtest = ServiceMaker('logtest', 'tests.kit.logs_tap', 'log test', 'logtest')\n"
     )
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path / "dropin"), str(TESTS_DIR), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path / "dropin"), str(REPO_ROOT), env.get("PYTHONPATH", "")])
     env["PYTHONUNBUFFERED"] = "1"
 
     def run(*args: str) -> subprocess.CompletedProcess:
@@ -264,16 +290,18 @@ def json_records(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines()]
 
 
+@pytest.mark.process
 def test_foreground_default_is_info_text(run_twistd):
     result = run_twistd("-n", "--pidfile=", "logtest")
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "starting up." in out and "Main loop terminated." in out
-    assert "[logs_tap.EveryLevel#info] line at info from logtest" in out
+    assert "[tests.kit.logs_tap.EveryLevel#info] line at info from logtest" in out
     assert "line at debug" not in out
     assert "\tTraceback (most recent call last):" in out  # text keeps twistd's layout
 
 
+@pytest.mark.process
 def test_foreground_warn_drops_every_info_line_twistds_included(run_twistd):
     result = run_twistd("-n", "--pidfile=", "logtest", "--log-level=warn")
     assert result.returncode == 0, result.stderr
@@ -284,6 +312,7 @@ def test_foreground_warn_drops_every_info_line_twistds_included(run_twistd):
         assert kept in out, kept
 
 
+@pytest.mark.process
 def test_foreground_json_every_line(run_twistd):
     result = run_twistd("-n", "--pidfile=", "logtest", "--log-format=json", "--log-level=debug")
     assert result.returncode == 0, result.stderr
@@ -294,7 +323,7 @@ def test_foreground_json_every_line(run_twistd):
     assert any(m.startswith("twistd ") and m.endswith("starting up.") for m in messages)
     by_message = {r["message"]: r for r in records}
     assert by_message["line at debug from logtest"]["level"] == "debug"
-    assert by_message["line at debug from logtest"]["namespace"] == "logs_tap.EveryLevel"
+    assert by_message["line at debug from logtest"]["namespace"] == "tests.kit.logs_tap.EveryLevel"
     assert "ZeroDivisionError: new style" in by_message["a new-style failure"]["failure"]
     legacy = by_message["a legacy failure"]
     assert legacy["level"] == "critical" and "KeyError: 'legacy style'" in legacy["failure"]
@@ -304,6 +333,7 @@ def test_foreground_json_every_line(run_twistd):
         datetime.fromisoformat(record["time"])
 
 
+@pytest.mark.process
 def test_logfile_in_the_foreground_leaves_stdout_empty(run_twistd, tmp_path):
     result = run_twistd("-n", "--pidfile=", f"--logfile={tmp_path / 'x.log'}", "logtest", "--log-format=json")
     assert result.returncode == 0, result.stderr
@@ -311,15 +341,15 @@ def test_logfile_in_the_foreground_leaves_stdout_empty(run_twistd, tmp_path):
     assert "line at info from logtest" in [r["message"] for r in json_records((tmp_path / "x.log").read_text())]
 
 
+@pytest.mark.process
 def test_daemon_writes_json_to_the_logfile(run_twistd, tmp_path):
     log, pid = tmp_path / "d.log", tmp_path / "d.pid"
     result = run_twistd(f"--pidfile={pid}", f"--logfile={log}", "logtest", "--log-format=json", "--log-level=warn")
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
     # The daemon stops itself; it removes its pidfile last.
-    deadline = time.monotonic() + 30
-    while (pid.exists() or not log.exists()) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert wait_until(lambda: log.exists() and not pid.exists(), 30, interval=0.05), \
+        "the daemon did not stop itself"
     assert not pid.exists()
     records = json_records(log.read_text())
     assert [r["level"] for r in records] == ["warn", "error", "critical", "critical", "critical"]
@@ -332,6 +362,7 @@ def test_daemon_writes_json_to_the_logfile(run_twistd, tmp_path):
         (("--logfile=-", "logtest"), "a daemon cannot log to standard output: use -n or --logfile=PATH"),
     ],
 )
+@pytest.mark.process
 def test_bad_options_are_one_line(run_twistd, args, message):
     result = run_twistd("--pidfile=", *args)
     assert result.returncode == 78

@@ -20,6 +20,7 @@ from typing import Any
 import txredisapi
 from twisted.internet import defer, error
 from twisted.internet.interfaces import IDelayedCall, IProtocol, IReactorTime, IStreamClientEndpoint
+from twisted.python.failure import Failure
 
 from dirobserver.redis.protocol import RespFactory, RespProtocol
 from dirobserver.util.failures import describe_failure
@@ -104,7 +105,7 @@ class _Attempt:
             replies.append(reply)
         return proto
 
-    def cause(self, failure: Any) -> str:
+    def cause(self, failure: Failure) -> str:
         """Why the attempt failed, worded to follow C{"Redis at host:port "}."""
         if failure.check(HandshakeRefused):
             return str(failure.value)
@@ -124,7 +125,7 @@ class _Attempt:
             return f"did not answer {shown} within {self.timeout} s"
         return f"is unreachable ({describe_failure(failure)})"
 
-    def failed(self, failure: Any) -> Any:
+    def failed(self, failure: Failure) -> Any:
         if self.proto is not None and self.proto.transport is not None:
             self.proto.transport.abortConnection()
         if failure.check(defer.CancelledError, error.ConnectingCancelledError):

@@ -44,6 +44,7 @@ from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from dirobserver.config.settings import RedisSettings
 from dirobserver.redis.attempt import AttemptFailed, Step, connect_and_handshake, is_reply
@@ -324,7 +325,7 @@ class RedisConnection:
         raise_send_limit(proto.transport)
         self._on_up(proto)
 
-    def _failed(self, failure: Any) -> None:
+    def _failed(self, failure: Failure) -> None:
         if failure.check(AttemptFailed):
             cause = str(failure.value)
         elif failure.check("dirobserver.redis.tls.TLSSetupError"):

@@ -153,7 +153,7 @@ class RespProtocol(txredisapi.RedisProtocol):
     """
 
     factory: Any = None
-    lost_reason: Any = None
+    lost_reason: Failure | None = None
     handshake_replies: list[Any] = []
     on_push: Callable[[Any], None] | None = None
 

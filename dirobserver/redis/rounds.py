@@ -35,7 +35,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from dirobserver.config.settings import RedisSettings
@@ -101,7 +101,7 @@ class Rounds:
         self._lined_up: collections.deque[HeldQueue] = collections.deque()
         self._round: defer.Deferred | None = None
         #: the call that sends the next round, once scheduled
-        self.flush_call: Any = None
+        self.flush_call: IDelayedCall | None = None
         self._pauses: list[Any] = []
         #: why Redis refuses the events of some queues now
         self._refusals = Refusals(clock.seconds, REFUSED_PAUSE)

@@ -33,6 +33,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from dirobserver.config.settings import RedisSettings
 from dirobserver.redis.attempt import AttemptFailed, Step, connect_and_handshake
@@ -247,7 +248,7 @@ class _SwitchWatcher:
         if len(parts) == 5 and parts[0] == self._route.master_name and parts[4].isdigit():
             self._route.master_is((parts[3], int(parts[4])), f"{SWITCH_CHANNEL} from a Sentinel")
 
-    def _failed(self, failure: Any) -> None:
+    def _failed(self, failure: Failure) -> None:
         cause = str(failure.value) if failure.check(AttemptFailed) else failure.getErrorMessage()
         if self._trouble.happened(cause, self._reactor.seconds()):
             self._log.warn(

@@ -29,6 +29,7 @@ from typing import Any
 from OpenSSL import SSL
 from service_identity import VerificationError
 from twisted.internet import ssl
+from twisted.python.failure import Failure
 
 from dirobserver.config.settings import RedisSettings
 
@@ -118,7 +119,7 @@ def _ssl_text(error: BaseException) -> str:
     return "; ".join(str(item[-1]) for item in error.args[0] if item and item[-1])
 
 
-def describe_failure(reason: Any, settings: RedisSettings, host: str) -> str | None:
+def describe_failure(reason: Failure, settings: RedisSettings, host: str) -> str | None:
     """
     What a connection lost with C{reason} during the handshake says about
     TLS, worded to follow C{"Redis at host:port "}; None when it is not
@@ -130,7 +131,7 @@ def describe_failure(reason: Any, settings: RedisSettings, host: str) -> str | N
     if reason.check(VerificationError):
         return (f"presented a TLS certificate that is not valid for the name {name!r}; "
                 "set redis_tls_server_name to a name the certificate holds")
-    if reason.check(SSL.Error):
+    if reason.check(SSL.Error) and reason.value is not None:
         text = _ssl_text(reason.value) or str(reason.value)
         if "certificate verify failed" in text:
             return (f"presented a TLS certificate (for the name {name!r}) that does not verify "
