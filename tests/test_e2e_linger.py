@@ -16,6 +16,8 @@ import pytest
 from tests.kit import drain, section
 from tests.test_e2e_basic import start, touch, wait_listed
 
+pytestmark = pytest.mark.process
+
 
 @pytest.mark.parametrize("linger", ["0", "0.01", None])
 def test_a_steady_stream_arrives_whole_and_in_order_whatever_the_linger(
