@@ -9,11 +9,12 @@ benchmark measures what it saves (make bench: the paced rows).
 
 from __future__ import annotations
 
+import signal
 import time
 
 import pytest
 
-from tests.kit import drain, section
+from tests.kit import drain, section, write_config
 from tests.test_e2e_basic import start, touch, wait_listed
 
 pytestmark = pytest.mark.process
@@ -53,3 +54,23 @@ def test_a_steady_stream_arrives_whole_and_in_order_whatever_the_linger(
     assert observer.wait() == 0
     assert redis_client.llen("q") == 1
     assert int(redis_client.get("cnt")) == 351
+
+
+def test_a_reload_changes_the_linger_and_events_keep_arriving(
+    tmp_path, redis_server, redis_client, observer_factory
+):
+    watched = tmp_path / "in"
+    watched.mkdir()
+    common = {"redis_server": "127.0.0.1", "redis_port": redis_server.port}
+    path = write_config(tmp_path, {"in": section(watched)}, {**common, "linger": "0.01"})
+    observer = observer_factory(path).start()
+    wait_listed(observer, watched)
+    write_config(tmp_path, {"in": section(watched)}, {**common, "linger": "0"})
+    mark = observer.mark()
+    observer.signal(signal.SIGHUP)
+    line = observer.wait_for_line("Configuration reloaded", timeout=10, since=mark)
+    assert "linger 0 s" in line, line
+    for i in range(20):
+        touch(watched / f"after{i:02d}.dat")
+    events = drain(redis_client, "q", 20, timeout=10)
+    assert [e["filename"] for e in events] == [f"after{i:02d}.dat" for i in range(20)]

@@ -123,7 +123,7 @@ class Settings:
     max_held_events: int
     warnings: tuple[str, ...]
     #: seconds an event may be held to share a round (see L{dirobserver.util.linger})
-    linger: float = 0.0
+    linger: float
 
 
 #: L{KNOWN_KEYS} as a set: every key of thousands of sections is looked up.
