@@ -197,8 +197,9 @@ class OutageTests(WriterTestMixin, unittest.TestCase):
     def test_unanswering_redis_hits_the_deadline_and_resends(self):
         """
         A Redis that accepts but never answers (SIGSTOP): the round's deadline
-        passes (said once), and after SIGCONT the batch is sent again: at
-        least once.
+        passes, the connection is dropped (a hung master is left, so that a
+        reconnect or a Sentinel can find another), and after SIGCONT the batch
+        is sent again: at least once.
         """
         logs = LogCapture(self)
         self.server.start()
@@ -208,10 +209,12 @@ class OutageTests(WriterTestMixin, unittest.TestCase):
         q = writer.queue("q:slow", None)
         self.server.pause()
         writer.push(q, b"held")
-        # The round's deadline passed.
-        late = yield self.wait_for(lambda: any("no answer in time" in line
+        # The round's deadline passed, and the connection was given up.
+        late = yield self.wait_for(lambda: any("did not answer within" in line
                                                for line in logs.lines("warn")))
         self.assertTrue(late, logs.lines())
+        self.assertFalse(writer.redis_up())
+        self.assertFalse(any("no answer in time" in line for line in logs.lines("warn")), logs.lines())
         self.assertEqual(writer.delivered, 0)
         self.server.resume()
         ok = yield self.wait_for(lambda: writer.delivered == 1)
