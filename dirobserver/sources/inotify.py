@@ -25,6 +25,9 @@ that must not lose events:
     name is handed over as bytes: the mask already says whether the entry is
     a directory, so nothing needs a path object or a C{stat}.
 
+With a C{linger} (L{dirobserver.util.linger}), a stream naps between reads:
+its events gather in the kernel queue until the linger's tick.
+
 A sink (see L{dirobserver.sources.interface.EventSink}) receives the events of one
 directory.  Several sinks may share one watch (two sections of the
 configuration watching the same directory get the same watch descriptor from
@@ -232,8 +235,7 @@ class InotifySource(FileDescriptor):
                 # short read means there was no more).
                 self._nap()
                 return None
-        # A burst: read on at the next turn, as fast as it comes.
-        return None
+        return None  # a burst: read on at the next turn, as fast as it comes
 
     def _nap(self) -> None:
         """
