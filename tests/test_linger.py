@@ -19,6 +19,7 @@ from twisted.internet import task
 from twisted.trial import unittest
 
 from dirobserver.sources.inotify import InotifySource
+from dirobserver.sources.read_pacing import STREAM_NAP
 from dirobserver.util.linger import Linger
 
 #: A listing's chunk of work, in seconds of the clock (a walk's CHUNK of
@@ -273,6 +274,27 @@ def test_linger_0_reads_each_event_at_once():
         assert max(w for w in waits) > 0.005  # the listing did hold some
     finally:
         run.close()
+
+
+def test_linger_0_keeps_the_fast_stream_nap_of_before():
+    """
+    With C{linger = 0}, a stream faster than one read per STREAM_GAP still
+    naps STREAM_NAP between reads, as before the linger existed: at 20,000
+    files a second the reads gather (far fewer batches than files), and no
+    event waits longer than the nap; the linger's tick is never used.
+    """
+    run = Run(0.0, 20_000, seconds=0.1, listing=False)
+    try:
+        run.run()
+        waits = run.waits()
+        assert len(waits) == len(run.created)
+        assert run.linger.ticks == 0
+        assert run.sink.batches < len(run.created) / 10, run.sink.batches
+        assert max(waits) <= STREAM_NAP + 1e-9
+        assert max(waits) > STREAM_NAP / 2  # they did gather
+    finally:
+        run.close()
+    assert run.clock.getDelayedCalls() == []  # the nap is cancelled by close
 
 
 def test_a_lone_file_after_a_quiet_time_is_read_at_once():

@@ -25,8 +25,8 @@ that must not lose events:
     name is handed over as bytes: the mask already says whether the entry is
     a directory, so nothing needs a path object or a C{stat}.
 
-With a C{linger} (L{dirobserver.util.linger}), a stream naps between reads:
-its events gather in the kernel queue until the linger's tick.
+A stream of events naps between reads, so that its events gather in the
+kernel queue (L{dirobserver.sources.read_pacing}).
 
 A sink (see L{dirobserver.sources.interface.EventSink}) receives the events of one
 directory.  Several sinks may share one watch (two sections of the
@@ -63,6 +63,7 @@ from dirobserver.sources.masks import (
     IN_UNMOUNT,
     WATCH_MASK,
 )
+from dirobserver.sources.read_pacing import ReadPacing
 from dirobserver.util.linger import Linger
 from dirobserver.util.reactor import IDaemonReactor
 
@@ -77,6 +78,7 @@ _HEADER = struct.Struct("=iIII")  # wd, mask, cookie, len (struct inotify_event)
 _READ_SIZE = 256 * 1024
 #: Reads per reactor turn at most, so a flood cannot starve timers and Redis.
 _READS_PER_TURN = 4
+
 
 class InotifySource(FileDescriptor):
     """
@@ -131,11 +133,7 @@ class InotifySource(FileDescriptor):
         #: watch descriptors with a sink that asked for less than the union
         self._mixed: set[int] = set()
         self._on_overflow = on_overflow
-        self._linger = linger
-        #: out of the reactor until the linger's tick
-        self._napping = False
-        #: when a read last found events (a lone file naps for nothing)
-        self._found_at = float("-inf")
+        self._pacing = ReadPacing(self._clock, linger, self.stopReading, self._read_again)
         self.overflows = 0
         self.events = 0
 
@@ -233,36 +231,11 @@ class InotifySource(FileDescriptor):
             if len(data) < _READ_SIZE // 2:
                 # The queue is drained (a read returns whole events only, so a
                 # short read means there was no more).
-                self._nap()
+                self._pacing.drained()
                 return None
         return None  # a burst: read on at the next turn, as fast as it comes
 
-    def _nap(self) -> None:
-        """
-        Events came, and others came less than a linger before them: a
-        stream.  Let the next ones gather in the kernel queue until the
-        linger's tick, then read them all at once (one wake-up, one read, one
-        batch per directory, one Redis round).  A lone file is sent at once
-        and costs no nap (at 100 files a second a nap after each would be a
-        wake-up of its own); at a steady rate every event waits at most the
-        linger.
-        """
-        linger = self._linger
-        if linger is None or not linger.enabled or self._napping:
-            return
-        now = self._clock.seconds()
-        found_before, self._found_at = self._found_at, now
-        if now - found_before >= linger.seconds:
-            return
-        self._napping = True
-        self.stopReading()
-        linger.later(self._wake)
-
-    def _wake(self) -> None:
-        self._napping = False
-        # What gathered during the nap is a stream's: the read that follows
-        # naps again (the tick's reads are a linger apart, not less).
-        self._found_at = self._clock.seconds()
+    def _read_again(self) -> None:
         if self.connected:
             self.startReading()
 
@@ -379,7 +352,7 @@ class InotifySource(FileDescriptor):
         """Drop every watch and close the inotify descriptor."""
         for table in (self._sinks, self._paths, self._wd_of, self._union, self._mixed):
             table.clear()
-        # A nap still due ends in nothing: _wake reads only while connected.
+        self._pacing.close()
         self.loseConnection()
 
     def loseConnection(self) -> None:
