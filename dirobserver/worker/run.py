@@ -64,7 +64,6 @@ class Outcome:
     @ivar status: its exit status, or None when a signal ended it.
     @ivar signal: the signal's number, or None.
     @ivar timed_out: it ran past C{--timeout} (and was killed).
-    @ivar interrupted: a stop killed it (its event is given back).
     @ivar stderr: the last lines of its standard error.
     @ivar duration: seconds it ran.
     @ivar problem: it could not be started (one line), else None.
@@ -73,7 +72,6 @@ class Outcome:
     status: int | None
     signal: int | None
     timed_out: bool
-    interrupted: bool
     stderr: str
     duration: float
     problem: str | None = None
@@ -91,7 +89,7 @@ class Outcome:
                 name = signal.Signals(self.signal).name
             except ValueError:
                 name = f"signal {self.signal}"
-            why = " (timeout)" if self.timed_out else " (stop)" if self.interrupted else ""
+            why = " (timeout)" if self.timed_out else ""
             return f"killed by {name}{why}"
         return f"exit {self.status}" + (" (timeout)" if self.timed_out else "")
 
@@ -104,8 +102,8 @@ class _Command(protocol.ProcessProtocol):
         self._started = reactor.seconds()
         self._timer: IDelayedCall | None = None
         if timeout is not None:
-            self._timer = reactor.callLater(timeout, self.kill, "timeout")
-        self._killed: str | None = None
+            self._timer = reactor.callLater(timeout, self.kill)
+        self._killed = False
         self._pid: int | None = None
 
     def connectionMade(self) -> None:
@@ -115,10 +113,9 @@ class _Command(protocol.ProcessProtocol):
     def errReceived(self, data: bytes) -> None:
         self._stderr = (self._stderr + data)[-STDERR_KEPT:]
 
-    def kill(self, why: str) -> None:
-        """Kill the command's whole process group (C{why}: timeout or stop)."""
-        if self._killed is None:
-            self._killed = why
+    def kill(self) -> None:
+        """C{--timeout}: kill the command's whole process group."""
+        self._killed = True
         self._kill_group()
 
     def _kill_group(self) -> None:
@@ -144,23 +141,17 @@ class _Command(protocol.ProcessProtocol):
         self.ended.callback(Outcome(
             status=None if number is not None else status,
             signal=number,
-            timed_out=self._killed == "timeout",
-            interrupted=self._killed == "stop",
+            timed_out=self._killed,
             stderr=" | ".join(tail),
             duration=self._reactor.seconds() - self._started,
         ))
 
 
 class Running:
-    """One command under way: L{ended} fires with its L{Outcome}; L{stop} kills it."""
+    """One command under way: L{ended} fires with its L{Outcome}."""
 
     def __init__(self, process: _Command) -> None:
-        self._process = process
         self.ended = process.ended
-
-    def stop(self) -> None:
-        """Kill it now (a stop that cannot wait): its L{Outcome} says C{interrupted}."""
-        self._process.kill("stop")
 
 
 def start(
@@ -181,5 +172,5 @@ def start(
     except OSError as e:
         if command._timer is not None:
             command._timer.cancel()
-        command.ended.callback(Outcome(None, None, False, False, "", 0.0, problem=str(e)))
+        command.ended.callback(Outcome(None, None, False, "", 0.0, problem=str(e)))
     return Running(command)

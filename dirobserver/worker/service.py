@@ -23,8 +23,8 @@ key and takes over the events of dead workers (L{dirobserver.worker.queues}).
 
 Stopping (SIGTERM): no new event is taken (an event taken while stopping is
 given back); events taken over but not started are given back; running
-commands finish, for at most C{--timeout} seconds (without one, until they
-end), else they are killed and their files and events given back.  Then
+commands finish, each within its C{--timeout} (without one, until it
+ends), else it is killed and its file and event are given back.  Then
 the claim key is removed, so other workers take over at once whatever could
 not be given back.
 """
@@ -292,7 +292,9 @@ class WorkerService(service.MultiService):
             outcome = await running.ended
         finally:
             del self._running[key]
-        if outcome.interrupted:
+        if outcome.timed_out and self._stopping:
+            # A stop waits for a command at most until its --timeout: one
+            # cut short then is not a failure of the file, it is given back.
             claim.unclaim(claimed, path)
             await self._give_back(event)
             self._log.info("{path}: {how} after {seconds:.2f} s; file and event given back",
@@ -369,14 +371,11 @@ class WorkerService(service.MultiService):
         for event in backlog:
             await self._give_back(event)
         jobs = [d for _, d in self._jobs.values()]
-        killer = None
         if jobs:
+            # Each command's own --timeout bounds the wait (without one, it
+            # is waited for until it ends).
             self._log.info("Waiting for {n} running commands to finish", n=len(jobs))
-            if self.config.timeout is not None:
-                killer = self._reactor.callLater(self.config.timeout, self._kill_all)
             await defer.DeferredList(jobs)
-        if killer is not None and killer.active():
-            killer.cancel()
         if self.ready:
             try:
                 unregister = defer.Deferred.fromCoroutine(self.events.unregister())
@@ -384,10 +383,6 @@ class WorkerService(service.MultiService):
             except defer.TimeoutError:
                 self._log.warn("Redis did not answer while stopping; this worker's events are "
                                "taken over by another after --reclaim-after")
-
-    def _kill_all(self) -> None:
-        for running in list(self._running.values()):
-            running.stop()
 
     async def _close(self) -> None:
         await defer.gatherResults([self.main.stop(), self.blocking.stop()], consumeErrors=True)
