@@ -6,12 +6,14 @@ real commands.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import urllib.request
 from pathlib import Path
 from typing import Any
 
-from helpers import wait_until, write_config
+from helpers import free_port, wait_until, write_config
 from worker_helpers import files_under, recording_command, runs
 
 
@@ -221,3 +223,46 @@ def test_a_stream_queue_is_consumed_by_a_consumer_group(
     for worker in workers:
         worker.terminate()
     assert [w.wait() for w in workers] == [0, 0]
+
+
+def test_bad_and_stale_events_are_acknowledged_without_running_anything(
+    tmp_path: Path, redis_server: Any, redis_client: Any, worker_factory: Any
+) -> None:
+    """No observer: the events are pushed by hand, as a broken producer would."""
+    config, incoming = _config(tmp_path, redis_server)
+    log = tmp_path / "runs.log"
+    stale = json.dumps({"directory": str(incoming), "filename": "gone.csv", "event": "created",
+                        "event_timestamp": 1.0})
+    outside = json.dumps({"directory": "/etc", "filename": "passwd", "event": "created",
+                          "event_timestamp": 1.0})
+    redis_client.lpush("files", "not json at all", stale, outside)
+    worker = worker_factory(config, "data", ["--delete", f"--failed={tmp_path / 'failed'}"],
+                            recording_command(log)).start()
+    worker.wait_for_line("not an event of the observer", 10)
+    worker.wait_for_line("'/etc/passwd' is not under the section's directory", 10)
+    worker.wait_for_line("gone.csv: gone or claimed by another worker", 10)
+    assert wait_until(lambda: _idle(redis_client), 10)
+    assert runs(log) == []
+    assert "Traceback" not in worker.output()
+
+
+def test_metrics_count_the_files_by_outcome(
+    tmp_path: Path, redis_server: Any, observer_factory: Any, worker_factory: Any
+) -> None:
+    config, incoming = _config(tmp_path, redis_server)
+    port = free_port()
+    observer_factory(config).start()
+    worker = worker_factory(config, "data", ["--delete", f"--failed={tmp_path / 'failed'}",
+                                             f"--metrics=tcp:{port}:interface=127.0.0.1"],
+                            ["/bin/sh", "-c", 'case "$1" in *bad*) exit 1;; esac', "sh"]).start()
+    (incoming / "good.csv").write_text("x")
+    (incoming / "bad.csv").write_text("x")
+    worker.wait_for_line("good.csv: exit 0", 20)
+    worker.wait_for_line("bad.csv: exit 1", 20)
+    page = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    assert 'dirobserver_worker_files_total{outcome="succeeded",section="data"} 1.0' in page
+    assert 'dirobserver_worker_files_total{outcome="failed",section="data"} 1.0' in page
+    assert "dirobserver_worker_command_seconds_count 2.0" in page
+    ready = urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=10).read()
+    assert ready == b"ready\n"
+    assert files_under(incoming) == [] and files_under(tmp_path / "failed") == ["bad.csv"]
