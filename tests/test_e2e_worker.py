@@ -266,3 +266,23 @@ def test_metrics_count_the_files_by_outcome(
     ready = urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=10).read()
     assert ready == b"ready\n"
     assert files_under(incoming) == [] and files_under(tmp_path / "failed") == ["bad.csv"]
+
+
+def test_a_worker_waits_for_redis_and_stops_promptly_without_it(
+    tmp_path: Path, redis_server: Any, observer_factory: Any, worker_factory: Any
+) -> None:
+    """Redis down at start: waited for; Redis gone at the stop: the stop is bounded, still exit 0."""
+    config, incoming = _config(tmp_path, redis_server)
+    redis_server.stop()
+    worker = worker_factory(config, "data", ["--delete", f"--failed={tmp_path / 'failed'}"],
+                            ["true"]).start(wait_ready=False)
+    worker.wait_for_line("unreachable", 15)
+    redis_server.start()
+    worker.wait_for_line(worker.READY_MARK, 30)
+    observer_factory(config).start()
+    (incoming / "a.csv").write_text("x")
+    worker.wait_for_line("a.csv: exit 0", 20)
+    redis_server.stop()
+    worker.terminate()
+    assert worker.wait(30) == 0
+    assert "Traceback" not in worker.output()

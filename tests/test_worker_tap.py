@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import REPO_ROOT, twistd_path, write_config
 
 from dirobserver.worker import run, tap
 from dirobserver.worker.queues import BadEvent, Event, from_fields, from_json
-from dirobserver.worker.service import WorkerService, locate
-from helpers import REPO_ROOT, twistd_path, write_config
+from dirobserver.worker.service import WorkerService
+from dirobserver.worker.settings import locate
 
 
 @pytest.fixture

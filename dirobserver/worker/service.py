@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from dataclasses import dataclass
 from typing import Any
 
 import txredisapi
@@ -43,13 +42,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dirobserver.app import exits
-from dirobserver.config.settings import RedisSettings
 from dirobserver.util.periodic import Periodic
 from dirobserver.util.reactor import IDaemonReactor
 from dirobserver.util.stats import Histogram
 from dirobserver.worker import claim, filing, run
 from dirobserver.worker.queues import BadEvent, Event, ListEvents, StreamEvents
 from dirobserver.worker.redis_link import RedisLink
+from dirobserver.worker.settings import WorkerConfig, locate
 
 #: Seconds a blocking take waits in Redis before it is sent again (shorter
 #: than any deadline: a stop waits for it).
@@ -62,49 +61,13 @@ RENEW_MAX = 10.0
 DURATION_BOUNDS = (0.01, 0.1, 1.0, 10.0, 60.0, 600.0, 3600.0)
 
 
-@dataclass(frozen=True)
-class WorkerConfig:
-    """What the options decided (see L{dirobserver.worker.tap})."""
-
-    section: str
-    queue: str
-    queue_type: str
-    #: the directories of every section pushing to this queue
-    directories: tuple[str, ...]
-    redis: RedisSettings
-    command: tuple[str, ...]
-    executable: str
-    jobs: int
-    done: str | None
-    failed: str
-    timeout: float | None
-    reclaim_after: float
-    group: str
-    worker_id: str
-
-
-def locate(event: Event, directories: tuple[str, ...]) -> tuple[str, str]:
-    """
-    The file's path and its path relative to its section's directory.
-
-    @raise BadEvent: the event names no file under those directories.
-    """
-    name = event.filename
-    if not name or "/" in name or name in (".", ".."):
-        raise BadEvent(f"filename {name!r} is not a file name")
-    if not os.path.isabs(event.directory):
-        raise BadEvent(f"directory {event.directory!r} is not absolute")
-    path = os.path.normpath(os.path.join(event.directory, name))
-    for top in directories:
-        top = top.rstrip("/")
-        if path.startswith(top + "/"):
-            relative = path[len(top) + 1:]
-            break
-    else:
-        raise BadEvent(f"{path!r} is not under the section's directory")
-    if any(part.endswith(claim.SUFFIX) for part in relative.split("/")):
-        raise BadEvent(f"{path!r} is a claimed (.working) name")
-    return path, relative
+async def _settled(d: defer.Deferred) -> bool:
+    """Wait for C{d}; whether it succeeded (a cancellation or a timeout is not logged)."""
+    try:
+        await d
+    except (defer.CancelledError, defer.TimeoutError):
+        return False
+    return True
 
 
 class WorkerService(service.MultiService):
@@ -143,6 +106,7 @@ class WorkerService(service.MultiService):
         self._slot: defer.Deferred | None = None
         self._loop: defer.Deferred | None = None
         self._stopping = False
+        self._commands_ended: list[defer.Deferred] = []
         self._next_job = 0
         self._stop_signals = exits.CleanStopSignals(reactor)
         self.ready = False
@@ -164,7 +128,11 @@ class WorkerService(service.MultiService):
         self.main.start()
         self.blocking.start()
         self._loop = defer.Deferred.fromCoroutine(self._take_loop())
-        self._loop.addErrback(lambda f: self._log.failure("The take loop failed", f))
+        self._loop.addErrback(self._loop_failed)
+
+    def _loop_failed(self, failure: Failure) -> None:
+        if not failure.check(defer.CancelledError):  # a stop that could not wait for Redis
+            self._log.failure("The take loop failed", failure)
 
     async def _take_loop(self) -> None:
         await self.events.register()
@@ -239,7 +207,7 @@ class WorkerService(service.MultiService):
 
         def ended(result: Any) -> None:
             del self._jobs[key]
-            if isinstance(result, Failure):
+            if isinstance(result, Failure) and not result.check(defer.CancelledError):
                 self._log.failure("Handling {file} failed; its event stays taken until a restart",
                                   result, file=event.filename)
             self._wake()
@@ -263,6 +231,9 @@ class WorkerService(service.MultiService):
             waiter: defer.Deferred = defer.Deferred()
             self._paths[path].append(waiter)
             await waiter
+        if self._stopping:
+            await self._give_back(event)  # it waited for another event of its file
+            return
         self._paths[path] = []
         try:
             await self._process(key, event, path, relative)
@@ -285,6 +256,10 @@ class WorkerService(service.MultiService):
             self._log.debug("{path}: gone or claimed by another worker; nothing to run", path=path)
             await self.events.ack(event)
             return
+        if self._stopping:  # stopped while looking for a dead worker's claim
+            claim.unclaim(claimed, path)
+            await self._give_back(event)
+            return
         running = run.start(self._reactor, self._launcher, c.executable,
                             run.arguments(c.command, claimed), c.timeout)
         self._running[key] = running
@@ -292,6 +267,10 @@ class WorkerService(service.MultiService):
             outcome = await running.ended
         finally:
             del self._running[key]
+            if not self._running:
+                ended, self._commands_ended = self._commands_ended, []
+                for waiter in ended:
+                    waiter.callback(None)
         if outcome.timed_out and self._stopping:
             # A stop waits for a command at most until its --timeout: one
             # cut short then is not a failure of the file, it is given back.
@@ -363,31 +342,49 @@ class WorkerService(service.MultiService):
         return defer.Deferred.fromCoroutine(self._stop()).addBoth(self._stopped)
 
     async def _stop(self) -> None:
+        # Redis is waited for at most its timeout while stopping, and not at
+        # all when it is gone already: what is not done then is done by
+        # another worker (see the module docstring).
+        grace = self.config.redis.timeout
         if self._loop is not None:
-            if not self.ready:
-                self._loop.cancel()  # still waiting for Redis: nothing taken yet
-            await self._loop
+            if not self.ready or self.blocking.proto is None:
+                self._loop.cancel()  # waiting for Redis: no take in flight
+            else:
+                self._loop.addTimeout(BLOCK + grace, self._reactor)  # a take returns within BLOCK
+            await _settled(self._loop)
+        if self._running:
+            # Each command's own --timeout bounds the wait (without one, it
+            # is waited for until it ends).
+            self._log.info("Waiting for {n} running commands to finish", n=len(self._running))
+            waiter: defer.Deferred = defer.Deferred()
+            self._commands_ended.append(waiter)
+            await waiter
+        last = defer.Deferred.fromCoroutine(self._last_words())
+        if self.main.proto is None:
+            last.cancel()
+        else:
+            last.addTimeout(grace, self._reactor)
+        if not await _settled(last):
+            self._log.warn("Redis did not answer while stopping; what this worker had taken is "
+                           "taken over by another worker after --reclaim-after")
+
+    async def _last_words(self) -> None:
+        """Give back what was not started, let the jobs acknowledge, unregister."""
         backlog, self._backlog = list(self._backlog), deque()
         for event in backlog:
             await self._give_back(event)
         jobs = [d for _, d in self._jobs.values()]
         if jobs:
-            # Each command's own --timeout bounds the wait (without one, it
-            # is waited for until it ends).
-            self._log.info("Waiting for {n} running commands to finish", n=len(jobs))
             await defer.DeferredList(jobs)
         if self.ready:
-            try:
-                unregister = defer.Deferred.fromCoroutine(self.events.unregister())
-                await unregister.addTimeout(self.config.redis.timeout * 2, self._reactor)
-            except defer.TimeoutError:
-                self._log.warn("Redis did not answer while stopping; this worker's events are "
-                               "taken over by another after --reclaim-after")
+            await self.events.unregister()
 
     async def _close(self) -> None:
         await defer.gatherResults([self.main.stop(), self.blocking.stop()], consumeErrors=True)
 
     def _stopped(self, result: Any) -> defer.Deferred:
+        for waiter in self._commands_ended:
+            waiter.callback(None)
         if isinstance(result, Failure) and not result.check(defer.CancelledError):
             self._log.failure("Stopping failed", result)
         self._stop_signals.restore()

@@ -27,7 +27,8 @@ from dirobserver.config import settings as config
 from dirobserver.ops import logs
 from dirobserver.util.reactor import IDaemonReactor
 from dirobserver.worker import claim
-from dirobserver.worker.service import WorkerConfig, WorkerService
+from dirobserver.worker.service import WorkerService
+from dirobserver.worker.settings import WorkerConfig
 
 #: C{--reclaim-after}'s default, in seconds.
 RECLAIM_AFTER = 300.0
