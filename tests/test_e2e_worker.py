@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
 from helpers import free_port, wait_until, write_config
 from worker_helpers import files_under, recording_command, runs
 
@@ -75,6 +76,50 @@ def test_a_failing_command_files_into_failed_with_its_stderr_in_the_log(
     assert "filed as" in line and "stderr: cannot read" in line and line.endswith("bad.csv")
     assert files_under(failed) == ["sub/deeper/bad.csv"]
     assert files_under(done) == []
+
+
+def test_a_command_that_replaces_its_file_has_its_output_filed(
+    tmp_path: Path, redis_server: Any, observer_factory: Any, worker_factory: Any
+) -> None:
+    """gzip removes a.csv and leaves a.csv.gz in the claim's directory: that is what is filed."""
+    config, incoming = _config(tmp_path, redis_server, recursive="true")
+    done, failed = tmp_path / "done", tmp_path / "failed"
+    observer_factory(config).start()
+    worker = worker_factory(config, "data", [f"--done={done}", f"--failed={failed}"],
+                            ["gzip"]).start()
+    (incoming / "sub").mkdir()
+    (incoming / "sub" / "a.csv").write_text("x" * 1000)
+    line = worker.wait_for_line("a.csv: exit 0", 20)
+    assert line.endswith(f"filed as {done}/sub/a.csv.gz")
+    assert files_under(done) == ["sub/a.csv.gz"]
+    assert os.listdir(incoming / "sub") == []
+
+
+def test_the_observer_does_not_announce_a_claimed_file_again_in_a_tree(
+    tmp_path: Path, redis_server: Any, redis_client: Any, observer_factory: Any,
+    worker_factory: Any,
+) -> None:
+    """Forced polls of a recursive section while the file is claimed: its private directory is skipped."""
+    config, incoming = _config(tmp_path, redis_server, recursive="true", forced_poll=1)
+    done, log, started = tmp_path / "done", tmp_path / "runs.log", tmp_path / "started"
+    release = tmp_path / "release"
+    (incoming / "sub").mkdir()
+    observer = observer_factory(config).start()
+    command = recording_command(log, f'touch "{started}"; '
+                                     f'while [ ! -e "{release}" ]; do sleep 0.05; done')
+    worker = worker_factory(config, "data", [f"--done={done}", f"--failed={tmp_path / 'failed'}"],
+                            command).start()
+    (incoming / "sub" / "a.csv").write_text("x")
+    assert wait_until(started.exists, 20)
+    mark = observer.mark()
+    for _ in range(2):  # two complete listings of the tree while it is claimed
+        observer.wait_for_line("Listed", 10, since=mark)
+        mark = observer.mark()
+    assert redis_client.llen("files") == 0
+    release.touch()
+    worker.wait_for_line("a.csv: exit 0", 20)
+    assert runs(log) == ["a.csv"] and files_under(done) == ["sub/a.csv"]
+    assert wait_until(lambda: _idle(redis_client), 10)
 
 
 def test_a_name_clash_in_done_gets_a_suffix(
@@ -170,10 +215,11 @@ def test_sigterm_past_timeout_kills_the_command_and_gives_file_and_event_back(
     assert files_under(done) == [] and files_under(failed) == []
 
 
+@pytest.mark.parametrize("queue_type", ["list", "stream"])
 def test_a_worker_killed_mid_command_is_taken_over_after_reclaim_after(
-    tmp_path: Path, redis_server: Any, observer_factory: Any, worker_factory: Any
+    tmp_path: Path, redis_server: Any, observer_factory: Any, worker_factory: Any, queue_type: str
 ) -> None:
-    config, incoming = _config(tmp_path, redis_server)
+    config, incoming = _config(tmp_path, redis_server, queue_type=queue_type)
     done, failed, log = tmp_path / "done", tmp_path / "failed", tmp_path / "runs.log"
     slow, pid_file = tmp_path / "slow", tmp_path / "pid"
     slow.touch()

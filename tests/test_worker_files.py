@@ -1,4 +1,7 @@
-"""The worker's filesystem side, on real directories: claims (L{dirobserver.worker.claim}) and filing (L{dirobserver.worker.filing})."""
+"""
+The worker's filesystem side, on real directories: claims
+(L{dirobserver.worker.claim}) and filing (L{dirobserver.worker.filing}).
+"""
 
 from __future__ import annotations
 
@@ -132,3 +135,22 @@ def test_an_interrupted_copy_leaves_the_claimed_file_and_no_temporary(tmp_path: 
         filing.file_into(claimed, str(shm / "done" / "a.csv"), ".a.csv.w1.working")
     assert Path(claimed).read_text() == "x"
     assert os.listdir(shm / "done") == [".a.csv.w1.working"]
+
+
+def test_what_the_command_left_in_its_directory_is_filed_and_a_subdirectory_stays(tmp_path: Path) -> None:
+    claimed = _claimed(tmp_path, "a.csv", "x")
+    private = os.path.dirname(claimed)
+    os.unlink(claimed)  # the command consumed its file...
+    Path(private, "a.csv.gz").write_text("z")  # ...and left its output next to it
+    Path(private, "scratch").mkdir()
+    filed, left = filing.file_all(private, str(tmp_path / "done" / "sub"))
+    assert filed == [str(tmp_path / "done" / "sub" / "a.csv.gz")] and left == ["scratch"]
+    assert os.listdir(private) == ["scratch"]
+
+
+def test_delete_all_removes_the_files_only(tmp_path: Path) -> None:
+    claimed = _claimed(tmp_path, "a.csv", "x")
+    private = os.path.dirname(claimed)
+    Path(private, "keep").mkdir()
+    assert filing.delete_all(private) == ["keep"]
+    assert os.listdir(private) == ["keep"]

@@ -1,6 +1,12 @@
 """
 Filing a processed file: into done/ or failed/, or deleted.
 
+What is filed is what the command left in the private directory of its
+claim (L{dirobserver.worker.claim}): the file itself, usually; nothing if
+the command consumed it; C{a.csv} and C{a.csv.gz} after C{gzip -k}; only
+C{a.csv.gz} after C{gzip}.  A sub-directory the command made there is left
+in place (and named in the log line).
+
 The destination keeps the file's path relative to the section's directory
 (C{DIR/sub/a.csv} -> C{DONE/sub/a.csv}), its directories made as needed.
 
@@ -127,6 +133,37 @@ def _sync_directory(directory: str) -> None:
         os.close(fd)
 
 
-def delete(claimed: str) -> None:
-    """C{--delete}: remove the processed file."""
-    os.unlink(claimed)
+def _entries(private: str) -> tuple[list[str], list[str]]:
+    """The files in C{private}, and the names of what is not a file (left alone)."""
+    files, others = [], []
+    for name in sorted(os.listdir(private)):
+        path = os.path.join(private, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            others.append(name)
+        else:
+            files.append(name)
+    return files, others
+
+
+def file_all(private: str, destination: str) -> tuple[list[str], list[str]]:
+    """
+    File every file in C{private} (a claim's directory) into the directory
+    C{destination}, each under its own name (or a suffixed one).
+
+    @return: the paths they now have, and the names left in C{private}.
+    @raise OSError: one could not be filed (it, and those not yet filed,
+        are still in C{private}).
+    """
+    files, others = _entries(private)
+    claim_name = os.path.basename(private).lstrip(".")  # "a.csv.W.working"
+    filed = [file_into(os.path.join(private, name), os.path.join(destination, name),
+                       f".{name}.{claim_name}") for name in files]
+    return filed, others
+
+
+def delete_all(private: str) -> list[str]:
+    """C{--delete}: remove every file in C{private}; the names left there."""
+    files, others = _entries(private)
+    for name in files:
+        os.unlink(os.path.join(private, name))
+    return others

@@ -316,17 +316,20 @@ class WorkerService(service.MultiService):
         return None
 
     def _file(self, claimed: str, relative: str, succeeded: bool) -> str:
-        """Blocking: file C{claimed}; say where it went."""
+        """Blocking: file what the command left in its directory; say where it went."""
         c = self.config
+        private = os.path.dirname(claimed)
         if succeeded and c.done is None:
-            filing.delete(claimed)
-            claim.release(claimed)
-            return "deleted"
-        top = c.done if succeeded and c.done is not None else c.failed
-        temporary = os.path.basename(os.path.dirname(claimed))  # ".a.csv.W.working"
-        where = filing.file_into(claimed, os.path.join(top, relative), temporary)
+            left = filing.delete_all(private)
+            outcome = "deleted"
+        else:
+            top = c.done if succeeded and c.done is not None else c.failed
+            filed, left = filing.file_all(private, os.path.join(top, os.path.dirname(relative)))
+            outcome = "filed as " + ", ".join(filed) if filed else "the command left no file to file"
         claim.release(claimed)
-        return f"filed as {where}"
+        if left:
+            outcome += f" (left in {private}: {', '.join(left)})"
+        return outcome
 
     async def _give_back(self, event: Event) -> None:
         self.given_back += 1
