@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # (the list of dependencies) changes, or when an install failed half-way.
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv run lint test bench soak clean
+.PHONY: venv run lint unit test bench soak clean
 
 venv: $(STAMP)
 
@@ -30,7 +30,7 @@ run: venv
 # pyproject.toml.  Both run, so one look shows every complaint.
 lint: venv
 	@status=0; \
-	$(BIN)/ruff check dirobserver tests bench || status=1; \
+	$(BIN)/ruff check dirobserver tests bench soak || status=1; \
 	$(BIN)/mypy dirobserver || status=1; \
 	exit $$status
 
@@ -42,6 +42,13 @@ ifneq ($(filter default undefined,$(origin LINT)),)
 LINT := 1
 endif
 
+# The edit-test loop: only the tests that start no subprocess and no server
+# (seconds).  The others are marked `process` (pytest.ini); a test without
+# the mark fails if it starts a process, so the split cannot drift.
+unit: venv
+	$(BIN)/python -m pytest -q -m "not process and not exclusive" tests
+
+# Everything CI runs.
 # Two workers (most tests wait on real processes); then, alone, the tests
 # marked `exclusive` (they use up a per-user resource or the whole machine).
 test: venv $(if $(filter 1,$(LINT)),lint)
@@ -55,7 +62,7 @@ bench: venv
 # (last line: one JSON object).  `make soak SOAK_ARGS="--seed 1234"` replays.
 SOAK_MINUTES ?= 30
 soak: venv
-	$(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES) $(SOAK_ARGS)
+	$(BIN)/python -m soak --minutes $(SOAK_MINUTES) $(SOAK_ARGS)
 
 # Build and cache artifacts only: dir/ may hold files someone put there.
 clean:

@@ -14,11 +14,22 @@ and the ``package_data`` entry makes sure the file is copied even though
 setuptools sees no regular package there.
 """
 
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+
+def _version() -> str:
+    """dirobserver/__init__.py's __version__, read as text: importing the
+    package would need its dependencies before they are installed."""
+    text = (Path(__file__).resolve().parent / "dirobserver" / "__init__.py").read_text(encoding="utf-8")
+    return re.search(r'^__version__ = "([^"]+)"$', text, re.MULTILINE).group(1)
+
 
 setup(
     name="dirobserver",
-    version="0.1.0",
+    version=_version(),
     description=(
         "Watch directories with inotify and push JSON events to Redis lists "
         "(a twistd plugin)"
@@ -33,7 +44,10 @@ setup(
     # then never see the dropin, and `twistd dirobserver` would not exist.
     package_dir={"": "."},
     packages=find_packages(include=["dirobserver", "dirobserver.*"]) + ["twisted.plugins"],
-    package_data={"twisted": ["plugins/dirobserver_plugin.py"]},
+    # dirobserver/app/sample.ini is the sample configuration that
+    # `twistd dirobserver --print-sample-config` prints (a copy of the
+    # top-level directory_observer.ini, kept identical by a test).
+    package_data={"twisted": ["plugins/dirobserver_plugin.py"], "dirobserver.app": ["sample.ini"]},
     install_requires=[
         # [tls]: pyOpenSSL and service_identity, which verify the Redis
         # server's certificate and name (redis_tls).

@@ -30,8 +30,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from tests.kit import REPO_ROOT, Resources, scratch_root
+
 from . import report
-from .harness import REPO_ROOT, Redis, Resources, machine, scratch_root
+from .harness import machine, redis_server
 from .trees import poll_cost_run, tree_burst_run, tree_listing_run, tree_prepare
 from .workloads import Context, burst_run, dirs_run, idle_run, listing_prepare, listing_run, paced_run
 
@@ -161,7 +163,7 @@ def main(argv: list[str]) -> int:
     interrupted = False
     try:
         root = scratch_root(resources)
-        redis = Redis(resources, root / "redis")
+        redis = redis_server(resources, root / "redis")
         info["valkey"] = redis.version()
         ctx = Context(resources, redis, root, profile_dir=args.profile, verbose=not args.quiet)
         log = ctx.say
@@ -192,7 +194,7 @@ def main(argv: list[str]) -> int:
                 results[name] = {"title": titles[name], "error": f"{type(e).__name__}: {e}", "runs": runs}
             finally:
                 if name in ("listing", "tree-listing"):
-                    from .harness import remove_tree
+                    from tests.kit import remove_tree
                     remove_tree(root / ("listing-files" if name == "listing" else "tree-files"))
     except KeyboardInterrupt:
         interrupted = True

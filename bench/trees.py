@@ -22,7 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .harness import Creator, remove_tree
+from tests.kit import remove_tree
+
+from .harness import Creator
 from .workloads import Context, _finish, _index, _wait_idle, parse_names, parse_stamped, percentile
 
 #: seconds between two scans in poll-cost (the default of poll_interval)

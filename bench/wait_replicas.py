@@ -11,37 +11,16 @@ C{EXEC}, for batches of 1, 100 and 10,000 events.  Prints the round time
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import valkey
 
-from dirobserver.app.embedded_redis import find_server_binary
-
-from .harness import free_port
+from tests.kit import RedisServer
 
 EVENT = (b'{"directory": "/srv/in", "filename": "f000001.csv", "event": "created", '
          b'"event_timestamp": 1795502069.028}')
-
-
-def _server(workdir: Path, *extra: str) -> tuple[subprocess.Popen, valkey.Valkey]:
-    port = free_port()
-    workdir.mkdir(parents=True)
-    proc = subprocess.Popen(
-        [find_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--dir", str(workdir), "--loglevel", "warning", *extra],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    client = valkey.Valkey(port=port, socket_timeout=30)
-    for _ in range(500):
-        try:
-            client.ping()
-            return proc, client
-        except valkey.ConnectionError:
-            time.sleep(0.02)
-    raise RuntimeError("valkey-server did not start")
 
 
 def rounds(client: valkey.Valkey, count: int, batch: int, wait: bool) -> tuple[float, float, float]:
@@ -67,10 +46,11 @@ def rounds(client: valkey.Valkey, count: int, batch: int, wait: bool) -> tuple[f
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
-        master, client = _server(Path(scratch) / "master")
-        port = client.connection_pool.connection_kwargs["port"]
-        replica, replica_client = _server(Path(scratch) / "replica", "--replicaof", "127.0.0.1", str(port))
+        master = RedisServer(workdir=Path(scratch) / "master", loglevel="warning").start()
+        replica = RedisServer(workdir=Path(scratch) / "replica", loglevel="warning",
+                              extra_args=["--replicaof", "127.0.0.1", str(master.port)]).start()
         try:
+            client, replica_client = master.client(socket_timeout=30), replica.client(socket_timeout=30)
             while replica_client.info("replication").get("master_link_status") != "up":
                 time.sleep(0.05)
             for batch, count in ((1, 3000), (100, 1000), (10_000, 40)):
@@ -79,9 +59,8 @@ def main() -> None:
                     print(f"batch {batch:6,d}  {'WAIT 1' if wait else 'no WAIT'}:  round p50 {p50:7.3f} ms"
                           f"  p99 {p99:7.3f} ms  {rate:11,.0f} events/s")
         finally:
-            for proc in (replica, master):
-                proc.kill()
-                proc.wait()
+            replica.kill()
+            master.kill()
 
 
 if __name__ == "__main__":

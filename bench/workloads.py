@@ -19,16 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.kit import RedisServer, Resources, remove_tree
+
 from .harness import (
     OVERFLOW_MARK,
     Creator,
     LatencyConsumer,
     Observer,
     Profiler,
-    Redis,
-    Resources,
     Sampler,
-    remove_tree,
     write_config,
 )
 
@@ -40,7 +39,7 @@ _STAMP = re.compile(rb'"event_timestamp":\s*([-+0-9.eE]+)')
 @dataclass
 class Context:
     resources: Resources
-    redis: Redis
+    redis: RedisServer
     root: Path
     profile_dir: Path | None = None
     verbose: bool = True
@@ -49,7 +48,7 @@ class Context:
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = self.redis.client()
+            self._client = self.redis.client(socket_timeout=60)
         return self._client
 
     def fresh(self, name: str) -> Path:
@@ -291,7 +290,7 @@ def paced_run(ctx: Context, rate: int, seconds: float, run: int, closed: bool = 
 
     received: list[tuple[list[bytes], float]] = []  # (events, received at)
     count = 0
-    sampler = Sampler(ctx.redis.client(), queue)
+    sampler = Sampler(ctx.redis.client(socket_timeout=60), queue)
     sampler.start()
     creator = Creator(ctx.resources, "paced-closed" if closed else "paced", directory, rate, seconds, times_path)
     made: dict[str, Any] | None = None

@@ -15,3 +15,8 @@ The packages follow the flow of an event:
 
 docs/design.md has the picture of the layout, module by module.
 """
+
+#: dirobserver's version: the one place it is written.  setup.py reads it
+#: from this file's text (without importing the package); C{--version}, the
+#: start-up line and the C{dirobserver_build_info} metric show it.
+__version__ = "0.1.0"

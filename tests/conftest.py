@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
+import subprocess
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -19,16 +19,32 @@ from typing import Any
 
 import pytest
 
-# Test modules import the helpers as `from helpers import ...`; make that work
-# whatever pytest's import mode or rootdir is.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from helpers import (  # noqa: E402
+from tests.kit import (
     REPO_ROOT,
     Observer,
     RedisServer,
     kill_leftovers,
 )
+
+
+def _no_child(*args: Any, **kwargs: Any) -> Any:
+    raise AssertionError(
+        "this test starts a process: mark it @pytest.mark.process (`make unit` runs "
+        "only the tests without that mark, which start no subprocess and no server)")
+
+
+@pytest.fixture(autouse=True)
+def _unmarked_tests_start_no_process(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    A test not marked C{process} fails if it starts a process (a server, the
+    daemon, any command), in every run: so the mark cannot lie, and
+    C{make unit} stays a run of seconds.
+    """
+    if request.node.get_closest_marker("process") is not None:
+        return
+    monkeypatch.setattr(subprocess.Popen, "__init__", _no_child)
+    monkeypatch.setattr(os, "fork", _no_child)
+    monkeypatch.setattr(os, "posix_spawn", _no_child)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -148,7 +164,7 @@ def worker_factory(tmp_path: Path) -> Iterator[Any]:
     (L{worker_helpers.Worker}); not started.  At teardown any still running
     is killed and the output of each is printed.
     """
-    from worker_helpers import worker_factory_fixture
+    from tests.kit.worker import worker_factory_fixture
 
     factory, finish = worker_factory_fixture(tmp_path)
     try:

@@ -18,6 +18,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WORKLOADS = ("burst", "burst-closed", "paced-1k", "paced-20k", "paced-closed", "listing", "dirs",
              "tree-listing", "tree-burst", "poll-cost", "idle")

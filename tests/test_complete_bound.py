@@ -13,14 +13,16 @@ files opened after the forgetting still wait for their close.
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
+import pytest
 from twisted.internet import defer
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from core_case import CoreTestCase, sleep  # noqa: E402
+from tests.kit.cases import CoreTestCase
+from tests.kit.waiting import sleep
+
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
 
 SETTLE = 0.5
 

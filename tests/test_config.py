@@ -551,15 +551,27 @@ def test_timeout_zero_is_replaced_by_ten_with_one_warning():
 
 # --- warnings ---------------------------------------------------------------------------
 
-def test_unknown_key_is_a_warning_with_a_suggestion():
-    settings = parse(COMMON + "Forced_Pol=3\n" + STAGE1)
-    assert settings.warnings == (f"{PATH}: [common] unknown key 'forced_pol' ignored (did you mean 'forced_poll'?)",)
+def test_unknown_key_is_an_error_with_a_suggestion():
+    """A typo changes what runs: it stops the program, naming the key and the near miss."""
+    with pytest.raises(ConfigError) as info:
+        parse(COMMON + "Forced_Pol=3\n" + STAGE1)
+    assert str(info.value) == f"{PATH}: [common] unknown key 'forced_pol' (did you mean 'forced_poll'?)"
 
 
 def test_unknown_key_without_close_match_has_no_suggestion_and_checks_every_section():
-    settings = parse("[DEFAULT]\nzzz=1\n" + COMMON + STAGE1 + "[spare]\nxyzzy=1\n")
-    assert f"{PATH}: [spare] unknown key 'xyzzy' ignored" in settings.warnings
-    assert f"{PATH}: [DEFAULT] unknown key 'zzz' ignored" in settings.warnings
+    with pytest.raises(ConfigError) as info:
+        parse(COMMON + STAGE1 + "[spare]\nxyzzy=1\n")
+    assert str(info.value) == f"{PATH}: [spare] unknown key 'xyzzy'"
+    with pytest.raises(ConfigError) as info:
+        parse("[DEFAULT]\nzzz=1\n" + COMMON + STAGE1 + "[spare]\nxyzzy=1\n")
+    assert str(info.value) == f"{PATH}: [spare] unknown key 'xyzzy'; and 1 more unknown keys"
+
+
+def test_an_inactive_section_misspelling_active_is_refused():
+    """C{actve = true} would leave the section unwatched while the daemon says ready."""
+    with pytest.raises(ConfigError) as info:
+        parse(COMMON + STAGE1 + "[stage2:common]\nactve=true\ndirectory=/d2\nqueue=q2\n")
+    assert str(info.value) == f"{PATH}: [stage2] unknown key 'actve' (did you mean 'active'?)"
 
 
 def test_two_sections_watching_the_same_directory_warn():

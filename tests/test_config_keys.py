@@ -1,6 +1,6 @@
 """Tests for what dirobserver.config.settings derives from its table of keys (KEYS).
 
-The validation, the unknown-key warning, the rule that active sections agree
+The validation, the unknown-key error, the rule that active sections agree
 on the keys of scope C{common}, and docs/configuration.md's reference all
 come from one table; these tests check each derivation against the table
 itself, so a new row is covered without a new test.
@@ -17,6 +17,7 @@ import pytest
 from dirobserver.config import reference, settings as config, values as kinds
 from dirobserver.config.ini import ExtendedConfigParser
 from dirobserver.config.settings import COMMON, GROUPS, KEYS, SECTION, ConfigError
+from tests.kit.config import ini_section, section
 
 PATH = "directory_observer.ini"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -37,12 +38,12 @@ def base_for(key: config.Key) -> str:
     return NEEDS.get(key.name, BASE)
 
 
-def section(name: str, key: str = "", value: str = "") -> str:
+def section_text(name: str, key: str = "", value: str = "") -> str:
     """An active section C{name}, with C{key=value} (replacing its own line, if any)."""
-    lines = {"active": "true", "directory": f"/data/{name}", "queue": f"queue:{name}"}
+    values = section(f"/data/{name}", f"queue:{name}")
     if key:
-        lines[key] = value
-    return f"[{name}:common]\n" + "".join(f"{k}={v}\n" for k, v in lines.items())
+        values[key] = value
+    return ini_section(f"{name}:common", values)
 
 
 def field_value(settings: config.Settings, key: config.Key, section_index: int = 0):
@@ -128,15 +129,15 @@ def test_every_settings_field_is_filled_by_exactly_one_key():
                          ids=lambda key: key.name)
 def test_an_unset_key_fills_its_field_with_the_table_default(key):
     """Keys whose default depends on nothing else (not the Redis host and port)."""
-    assert key.name not in BASE + section("s")
-    settings = config.parse(BASE + section("s"), PATH)
+    assert key.name not in BASE + section_text("s")
+    settings = config.parse(BASE + section_text("s"), PATH)
     assert field_value(settings, key) == key.read(empty_reader())
 
 
 @pytest.mark.parametrize("key", KEYS_WITH_FIELD, ids=lambda key: key.name)
 def test_a_set_key_fills_its_field(key):
     first, _ = two_values(key)
-    settings = config.parse(base_for(key) + section("s", key.name, first), PATH)
+    settings = config.parse(base_for(key) + section_text("s", key.name, first), PATH)
     expected = key.kind.read(empty_reader(), key.name, first)
     value = field_value(settings, key)
     if isinstance(key.kind, kinds.Patterns):
@@ -150,7 +151,7 @@ def test_a_set_key_fills_its_field(key):
 @pytest.mark.parametrize("key", KEYS_WITH_FIELD, ids=lambda key: key.name)
 def test_only_common_keys_must_agree_across_active_sections(key):
     one, two = two_values(key)
-    text = base_for(key) + section("s1", key.name, one) + section("s2", key.name, two)
+    text = base_for(key) + section_text("s1", key.name, one) + section_text("s2", key.name, two)
     if key.scope == SECTION:
         settings = config.parse(text, PATH)
         assert field_value(settings, key, 0) != field_value(settings, key, 1)
@@ -167,11 +168,12 @@ def test_only_common_keys_must_agree_across_active_sections(key):
 @pytest.mark.parametrize("key", KEYS, ids=lambda key: key.name)
 def test_every_table_key_is_known_and_a_typo_of_it_is_suggested(key):
     spare = {"active": "false", key.name: two_values(key)[1]}  # inactive: not validated
-    known = config.parse(BASE + section("s") + "[spare]\n" + "".join(f"{k}={v}\n" for k, v in spare.items()), PATH)
+    known = config.parse(BASE + section_text("s") + "[spare]\n" + "".join(f"{k}={v}\n" for k, v in spare.items()), PATH)
     assert not [w for w in known.warnings if "unknown key" in w]
     typo = key.name[:-1]
-    settings = config.parse(BASE + section("s") + f"[spare]\n{typo}=1\n", PATH)
-    assert f"{PATH}: [spare] unknown key {typo!r} ignored (did you mean {key.name!r}?)" in settings.warnings
+    with pytest.raises(ConfigError) as info:
+        config.parse(BASE + section_text("s") + f"[spare]\n{typo}=1\n", PATH)
+    assert str(info.value) == f"{PATH}: [spare] unknown key {typo!r} (did you mean {key.name!r}?)"
 
 
 # --- derived: the reference in docs/configuration.md -------------------------------------------
@@ -195,6 +197,7 @@ def test_reference_shows_one_table_per_group_in_table_order():
     assert [row.split("`")[1] for row in rows] == [key.name for group in GROUPS for key in KEYS if key.group is group]
 
 
+@pytest.mark.process
 def test_command_line_prints_and_rewrites_the_reference(tmp_path):
     run = [sys.executable, "-m", "dirobserver.config.reference"]
     printed = subprocess.run(run + ["--reference"], capture_output=True, text=True, check=True)

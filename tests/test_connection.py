@@ -11,24 +11,22 @@ drops them is a real TCP listener of the test.
 from __future__ import annotations
 
 import dataclasses
-import sys
 from itertools import pairwise
-from pathlib import Path
 
+import pytest
 from twisted.internet import defer, error, protocol, reactor, task
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.testing import StringTransportWithDisconnection
-from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 from zope.interface import implementer
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import RedisServer  # noqa: E402
-
-from dirobserver.config.settings import RedisSettings  # noqa: E402
-from dirobserver.redis.connection import RedisConnection, handshake_steps  # noqa: E402
-from dirobserver.redis.sentinel import route_for  # noqa: E402
-from dirobserver.util.backoff import Recurring, SharedCauses, exponential_backoff  # noqa: E402
+from dirobserver.config.settings import RedisSettings
+from dirobserver.redis.connection import RedisConnection, handshake_steps
+from dirobserver.util.backoff import Recurring, SharedCauses, exponential_backoff
+from tests.kit import RedisServer
+from tests.kit.cases import Connecting
+from tests.kit.log_capture import LogCapture
+from tests.kit.waiting import sleep
 
 TIMEOUT = 1.0
 
@@ -37,28 +35,6 @@ def settings_for(port: int = 6379, password: str | None = None, db: int | None =
                  timeout: float = TIMEOUT, username: str | None = None) -> RedisSettings:
     return RedisSettings(host="127.0.0.1", port=port, unix_socket=None, password=password,
                          db=db, timeout=timeout, username=username)
-
-
-def sleep(seconds: float) -> defer.Deferred:
-    return task.deferLater(reactor, seconds, lambda: None)
-
-
-class LogCapture:
-    """The observer's own log lines (text and level), collected while a test runs."""
-
-    def __init__(self, case: unittest.TestCase) -> None:
-        self.events: list[dict] = []
-        globalLogPublisher.addObserver(self._observe)
-        case.addCleanup(globalLogPublisher.removeObserver, self._observe)
-
-    def _observe(self, event: dict) -> None:
-        if event.get("log_namespace", "").startswith("dirobserver."):
-            self.events.append(event)
-
-    def lines(self, level: str | None = None) -> list[str]:
-        """Formatted lines, optionally only those of one level (C{"warn"}, C{"info"})."""
-        return [formatEvent(e) for e in self.events
-                if level is None or e["log_level"].name == level]
 
 
 @implementer(IStreamClientEndpoint)
@@ -303,34 +279,7 @@ class ClockBackoffTests(unittest.TestCase):
         self.assertFalse(role.accepts(["sentinel", ["m"]]))
 
 
-class Connecting:
-    """
-    A mixin for trial tests on the real reactor: L{connect} starts a
-    L{RedisConnection} on the route of its settings (the address, or the
-    Sentinels) and collects its protocols in C{self.ups}.
-    """
-
-    def connect(self, settings: RedisSettings, retry_policy=None) -> RedisConnection:
-        self.ups: list = []
-        self.route = route_for(reactor, settings)
-        connection = RedisConnection(
-            settings, self.ups.append, lambda: None, lambda: 0,
-            clock=reactor, route=self.route, retry_policy=retry_policy,
-        )
-        connection.start()
-        self.addCleanup(connection.stop)  # type: ignore[attr-defined]
-        return connection
-
-    @defer.inlineCallbacks
-    def wait_for(self, predicate, timeout: float = 5.0):
-        """Whether C{predicate()} became true within C{timeout} seconds."""
-        for _ in range(int(timeout / 0.02)):
-            if predicate():
-                return True
-            yield sleep(0.02)
-        return predicate()
-
-
+@pytest.mark.process
 class RealServerTests(Connecting, unittest.TestCase):
     """What a real valkey-server answers, and a real port that drops connections."""
 

@@ -19,6 +19,9 @@ from pathlib import Path
 
 import pytest
 
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 UNIT = REPO_ROOT / "contrib" / "dirobserver.service"
 MAN_PAGE = REPO_ROOT / "docs" / "dirobserver.8"

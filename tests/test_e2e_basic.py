@@ -17,17 +17,17 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from helpers import Observer, drain, free_port, pop_raw, wait_until, write_config
+import pytest
+
+from tests.kit import Observer, drain, free_port, pop_raw, section, wait_until, write_config
+
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
 
 EVENT_KEYS = {"directory", "filename", "event", "event_timestamp"}
 
 
 # -- glue -----------------------------------------------------------------------
-
-
-def section(directory: Path, queue: str = "q", **extra: Any) -> dict[str, Any]:
-    """An active section watching C{directory} and pushing to C{queue}."""
-    return {"active": "true", "directory": str(directory), "queue": queue, **extra}
 
 
 def start(

@@ -24,7 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Observer, RedisServer, wait_until, write_config
+
+from tests.kit import Observer, RedisServer, wait_until, write_config
+
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
 
 KIB = b"x" * 1024
 

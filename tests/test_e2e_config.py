@@ -4,8 +4,9 @@ End-to-end configuration handling: the real ``twistd -n dirobserver
 
 A configuration the daemon cannot use must stop it before it starts, with a
 non-zero exit status and one line that names the file, the section and the
-key (where there is one) — never a traceback.  A merely suspicious one (an
-unknown key) is a warning, and the daemon runs.
+key (where there is one) — never a traceback.  An unknown key is such a
+configuration: a typo would silently change what runs.  A merely suspicious
+one (two sections on one directory) is a warning, and the daemon runs.
 """
 
 from __future__ import annotations
@@ -17,7 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import REPO_ROOT, drain, free_port, twistd_path, wait_until, write_config
+
+from tests.kit import REPO_ROOT, drain, free_port, section, twistd_path, wait_until, write_config
+
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
 
 
 def run_twistd(args: list[str], cwd: Path, timeout: float = 20) -> tuple[int, str]:
@@ -45,10 +50,6 @@ def assert_one_line_error(status: int, output: str, *needles: str) -> str:
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
     return lines[0]
-
-
-def section(directory: Path, queue: str = "q", **extra: Any) -> dict[str, Any]:
-    return {"active": "true", "directory": str(directory), "queue": queue, **extra}
 
 
 COMMON = {"redis_server": "127.0.0.1", "redis_port": 6379}
@@ -175,23 +176,43 @@ def test_no_config_option_exits_non_zero_with_one_line_asking_for_it(tmp_path):
     assert_one_line_error(status, output, "--config")
 
 
-def test_unknown_key_is_a_warning_naming_it_and_the_observer_runs(
-    tmp_path, redis_server, redis_client, observer_factory
-):
+def test_unknown_key_exits_78_before_starting_with_one_line_and_a_suggestion(tmp_path):
+    """C{actve = true} would leave the section unwatched while the daemon says ready."""
     watched = tmp_path / "in"
     watched.mkdir()
-    config = write_config(
-        tmp_path,
-        {"a": section(watched, forced_pol=1)},
-        common={"redis_server": "127.0.0.1", "redis_port": redis_server.port},
+    path = _write(tmp_path, {"a": {"actve": "true", "directory": str(watched), "queue": "q"},
+                             "b": section(watched)})
+    status, output = run_twistd([f"--config={path}"], cwd=tmp_path)
+    line = assert_one_line_error(status, output, str(path), "[a]", "unknown key 'actve'",
+                                 "(did you mean 'active'?)")
+    assert status == 78, (status, line)
+
+
+def test_a_configuration_written_for_the_original_program_starts_without_a_notice(
+    tmp_path, redis_server, redis_client, observer_factory
+):
+    """
+    Every key the original pyinotify program read, spelled as its sample
+    spelled them (C{Redis_server}, C{redis_unix_socket=null}, C{counter}),
+    is a key of this one: such a file starts, with no warning at all.
+    """
+    watched = tmp_path / "dir" / "stage1"
+    watched.mkdir(parents=True)
+    config = tmp_path / "directory_observer.ini"
+    config.write_text(
+        "[common]\nactive=false\nforced_poll=300\npoll_queue_limit=10000\n"
+        "monitor_inactivitytimeout=300\nRedis_server=127.0.0.1\n"
+        f"Redis_port={redis_server.port}\nredis_unix_socket=null\ntimeout=10\n"
+        "ignore=^.*\\.t$;^.*\\.tmp$\nonly=^.*$\n\n"
+        "[stage1:common]\nactive=true\ndirectory=dir/stage1\nqueue=queue:stage1\n"
+        "counter=counter:stage1\n"
     )
     observer = observer_factory(config).start()
-    line = observer.wait_for_line("forced_pol'", timeout=1)
-    assert "[a]" in line and str(config) in line
-    assert observer.is_running()
     (watched / "f.dat").write_bytes(b"")
-    events = drain(redis_client, "q", 1, timeout=5)
+    events = drain(redis_client, "queue:stage1", 1, timeout=5)
     assert [(e["filename"], e["event"]) for e in events] in ([("f.dat", "created")], [("f.dat", "exists")])
+    assert observer.is_running()
+    assert not [line for line in observer.output().splitlines() if "#warn]" in line or "#error]" in line]
 
 
 def test_mixed_case_redis_keys_are_read(tmp_path, redis_server, redis_client, observer_factory):

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import REPO_ROOT, drain, twistd_path, wait_until, write_config
 
+from tests.kit import REPO_ROOT, drain, section, twistd_path, wait_until, write_config
 
-def section(directory: Path, queue: str = "q", **extra: Any) -> dict[str, Any]:
-    return {"active": "true", "directory": str(directory), "queue": queue, **extra}
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
 
 
 def config_for(tmp_path: Path, port: int, watched: Path, **common: Any) -> Path:

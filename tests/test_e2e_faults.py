@@ -29,7 +29,11 @@ from typing import Any
 
 import pytest
 import valkey.exceptions
-from helpers import Observer, RedisServer, drop_root_file_access, free_port, wait_until, write_config
+
+from tests.kit import Observer, RedisServer, drop_root_file_access, free_port, section, wait_until, write_config
+
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
 
 # -- glue ------------------------------------------------------------------------
 
@@ -206,12 +210,6 @@ def consumers() -> Iterator[Callable[..., Consumer]]:
     finally:
         for consumer in made:
             consumer.stop()
-
-
-def section(directory: Path, queue: str = "q", **extra: Any) -> dict[str, Any]:
-    values: dict[str, Any] = {"active": "true", "directory": str(directory), "queue": queue}
-    values.update(extra)
-    return values
 
 
 def common(port: int, **extra: Any) -> dict[str, Any]:

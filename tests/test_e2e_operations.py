@@ -14,8 +14,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from helpers import drain, free_port, wait_until, write_config
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.kit import drain, free_port, wait_until, write_config
+
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
 
 
 def _config(tmp_path: Path, port: int, **common) -> tuple[Path, Path]:

@@ -9,7 +9,12 @@ import threading
 import time
 from pathlib import Path
 
-from helpers import drain, write_config
+import pytest
+
+from tests.kit import drain, write_config
+
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
 
 
 def _config(tmp_path: Path, port: int, sections: dict) -> Path:
@@ -105,4 +110,28 @@ def test_sighup_with_a_bad_configuration_keeps_the_old_one(
     observer.signal(signal.SIGHUP)
     observer.signal(signal.SIGHUP)
     observer.wait_for_line("Configuration reloaded", timeout=10, since=mark)
+    assert observer.is_running()
+
+
+def test_sighup_with_an_unknown_key_is_refused_and_the_directory_stays_watched(
+    tmp_path, redis_server, redis_client, observer_factory
+):
+    """C{recursiv = true} at reload: refused in one line with the near miss; the
+    running configuration (a flat watch) goes on."""
+    watched = tmp_path / "in"
+    watched.mkdir()
+    path = _config(tmp_path, redis_server.port,
+                   {"s": {"active": "true", "directory": watched, "queue": "q"}})
+    observer = observer_factory(path).start()
+    path.write_text(path.read_text().replace("queue = q", "queue = q\nrecursiv = true"))
+    mark = observer.mark()
+    observer.signal(signal.SIGHUP)
+    line = observer.wait_for_line("Reload refused", timeout=10, since=mark)
+    assert "the running configuration is kept" in line, line
+    assert f"{path}: [s] unknown key 'recursiv' (did you mean 'recursive'?)" in line, line
+    (watched / "still-watched").touch()
+    events = drain(redis_client, "q", 1, timeout=5)
+    assert [e["filename"] for e in events] == ["still-watched"]
+    assert "Configuration reloaded" not in observer.output()
+    assert "Traceback" not in observer.output()
     assert observer.is_running()

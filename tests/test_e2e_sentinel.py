@@ -19,8 +19,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import write_config
-from sentinel_helpers import MASTER_NAME, MasterConsumer, SentinelSet
+
+from tests.kit import write_config
+from tests.kit.sentinel import MASTER_NAME, MasterConsumer, SentinelSet
+
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
 
 BURST = 1500
 

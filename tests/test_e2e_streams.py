@@ -9,7 +9,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from helpers import wait_until, write_config
+import pytest
+
+from tests.kit import wait_until, write_config
+
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
 
 
 def stream_config(tmp_path: Path, directory: Path, port: int, **section) -> Path:

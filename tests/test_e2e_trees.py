@@ -22,7 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Observer, RedisServer, wait_until, write_config
+
+from tests.kit import Observer, RedisServer, section, wait_until, write_config
+
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
 
 
 class Collector:
@@ -82,10 +86,6 @@ def start(observer_factory, tmp_path: Path, port: int, sections: dict[str, dict[
     values = {"redis_server": "127.0.0.1", "redis_port": port, "poll_queue_limit": 0, **common}
     config = write_config(tmp_path, sections, common=values)
     return observer_factory(config).start()
-
-
-def section(directory: Path, queue: str = "q", **extra: Any) -> dict[str, Any]:
-    return {"active": "true", "directory": str(directory), "queue": queue, **extra}
 
 
 def write(path: Path, data: bytes = b"x") -> str:

@@ -12,19 +12,20 @@ from __future__ import annotations
 
 import shutil
 import signal
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import pytest
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import RedisServer, drain, write_config  # noqa: E402
+from dirobserver.app.observer import DirObserver
+from dirobserver.config import settings as config
+from tests.kit import RedisServer, drain, write_config
 
-from dirobserver.app.observer import DirObserver  # noqa: E402
-from dirobserver.config import settings as config  # noqa: E402
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
 
 
 def test_suspended_longer_than_the_timeout_is_not_stopped(

@@ -14,8 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import free_port, wait_until, write_config
-from worker_helpers import files_under, recording_command, runs
+
+from tests.kit import free_port, wait_until, write_config
+from tests.kit.worker import files_under, recording_command, runs
+
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
 
 
 def _config(tmp_path: Path, redis_server: Any, **section: Any) -> tuple[Path, Path]:

@@ -49,6 +49,7 @@ def test_a_negative_f_type_of_a_32_bit_system_is_read_as_unsigned():
     assert fstype.remote_kind(0xFF534D42 - (1 << 32)) == "CIFS"
 
 
+@pytest.mark.process
 def test_statfs_reads_the_real_type(tmp_path):
     if os.path.isdir("/dev/shm"):
         assert fstype.statfs_type("/dev/shm") == LOCAL["tmpfs"]
@@ -65,6 +66,7 @@ def test_auto_polls_a_remote_filesystem_and_says_why(tmp_path, monkeypatch):
     assert why == "on NFS (statfs type 0x6969)"
 
 
+@pytest.mark.process
 def test_auto_uses_inotify_on_a_local_filesystem_or_when_it_cannot_tell(tmp_path):
     assert fstype.choose_mode(WATCH_AUTO, str(tmp_path)) == (WATCH_INOTIFY, None)
     assert fstype.choose_mode(WATCH_AUTO, str(tmp_path / "missing")) == (WATCH_INOTIFY, None)

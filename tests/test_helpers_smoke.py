@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 import valkey
-from helpers import (
+
+from tests.kit import (
     REPO_ROOT,
     Observer,
     RedisServer,
@@ -27,6 +28,9 @@ from helpers import (
     wait_until,
     write_config,
 )
+
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
 
 
 def test_redis_server_answers_ping(redis_server: RedisServer, redis_client) -> None:

@@ -5,13 +5,13 @@ real HTTP client; the endpoint check; a port already in use.
 
 from __future__ import annotations
 
-from ops_helpers import Core, Monitor, Section, get
 from twisted.internet import defer, reactor
 from twisted.internet.error import ConnectionRefusedError
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
 from dirobserver.ops.http import DEFAULT_ENDPOINT, MetricsService, check_endpoint
+from tests.kit.ops_stand_ins import Core, Monitor, Section, get
 
 
 class Events:

@@ -1,7 +1,7 @@
 """
 L{dirobserver.ops.logs}: the JSON line, the level filter, the hand-over to
 twistd's C{--logger}, and a real twistd (foreground and daemon) running a
-test-only subcommand (C{tests/logs_tap.py}) that uses the module exactly as
+test-only subcommand (C{tests/kit/logs_tap.py}) that uses the module exactly as
 C{dirobserver/app/tap.py} does.
 """
 
@@ -18,17 +18,14 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import logs_tap
 import pytest
-from helpers import twistd_path
 from twisted.internet import defer, reactor, task
 from twisted.logger import FilteringLogObserver, Logger, LogLevel
 from twisted.scripts._twistd_unix import ServerOptions, UnixAppLogger
 from twisted.trial import unittest
 
 from dirobserver.ops import logs
-
-TESTS_DIR = Path(__file__).resolve().parent
+from tests.kit import REPO_ROOT, logs_tap, twistd_path
 
 
 def capture(emit) -> list[dict]:
@@ -245,10 +242,10 @@ def run_twistd(tmp_path: Path):
     plugins.mkdir(parents=True)
     (plugins / "logtest_plugin.py").write_text(
         "from twisted.application.service import ServiceMaker\n"
-        "logtest = ServiceMaker('logtest', 'logs_tap', 'log test', 'logtest')\n"
+        "logtest = ServiceMaker('logtest', 'tests.kit.logs_tap', 'log test', 'logtest')\n"
     )
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path / "dropin"), str(TESTS_DIR), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path / "dropin"), str(REPO_ROOT), env.get("PYTHONPATH", "")])
     env["PYTHONUNBUFFERED"] = "1"
 
     def run(*args: str) -> subprocess.CompletedProcess:
@@ -264,16 +261,18 @@ def json_records(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines()]
 
 
+@pytest.mark.process
 def test_foreground_default_is_info_text(run_twistd):
     result = run_twistd("-n", "--pidfile=", "logtest")
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "starting up." in out and "Main loop terminated." in out
-    assert "[logs_tap.EveryLevel#info] line at info from logtest" in out
+    assert "[tests.kit.logs_tap.EveryLevel#info] line at info from logtest" in out
     assert "line at debug" not in out
     assert "\tTraceback (most recent call last):" in out  # text keeps twistd's layout
 
 
+@pytest.mark.process
 def test_foreground_warn_drops_every_info_line_twistds_included(run_twistd):
     result = run_twistd("-n", "--pidfile=", "logtest", "--log-level=warn")
     assert result.returncode == 0, result.stderr
@@ -284,6 +283,7 @@ def test_foreground_warn_drops_every_info_line_twistds_included(run_twistd):
         assert kept in out, kept
 
 
+@pytest.mark.process
 def test_foreground_json_every_line(run_twistd):
     result = run_twistd("-n", "--pidfile=", "logtest", "--log-format=json", "--log-level=debug")
     assert result.returncode == 0, result.stderr
@@ -294,7 +294,7 @@ def test_foreground_json_every_line(run_twistd):
     assert any(m.startswith("twistd ") and m.endswith("starting up.") for m in messages)
     by_message = {r["message"]: r for r in records}
     assert by_message["line at debug from logtest"]["level"] == "debug"
-    assert by_message["line at debug from logtest"]["namespace"] == "logs_tap.EveryLevel"
+    assert by_message["line at debug from logtest"]["namespace"] == "tests.kit.logs_tap.EveryLevel"
     assert "ZeroDivisionError: new style" in by_message["a new-style failure"]["failure"]
     legacy = by_message["a legacy failure"]
     assert legacy["level"] == "critical" and "KeyError: 'legacy style'" in legacy["failure"]
@@ -304,6 +304,7 @@ def test_foreground_json_every_line(run_twistd):
         datetime.fromisoformat(record["time"])
 
 
+@pytest.mark.process
 def test_logfile_in_the_foreground_leaves_stdout_empty(run_twistd, tmp_path):
     result = run_twistd("-n", "--pidfile=", f"--logfile={tmp_path / 'x.log'}", "logtest", "--log-format=json")
     assert result.returncode == 0, result.stderr
@@ -311,6 +312,7 @@ def test_logfile_in_the_foreground_leaves_stdout_empty(run_twistd, tmp_path):
     assert "line at info from logtest" in [r["message"] for r in json_records((tmp_path / "x.log").read_text())]
 
 
+@pytest.mark.process
 def test_daemon_writes_json_to_the_logfile(run_twistd, tmp_path):
     log, pid = tmp_path / "d.log", tmp_path / "d.pid"
     result = run_twistd(f"--pidfile={pid}", f"--logfile={log}", "logtest", "--log-format=json", "--log-level=warn")
@@ -332,6 +334,7 @@ def test_daemon_writes_json_to_the_logfile(run_twistd, tmp_path):
         (("--logfile=-", "logtest"), "a daemon cannot log to standard output: use -n or --logfile=PATH"),
     ],
 )
+@pytest.mark.process
 def test_bad_options_are_one_line(run_twistd, args, message):
     result = run_twistd("--pidfile=", *args)
     assert result.returncode == 78

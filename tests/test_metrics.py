@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from importlib import metadata
 
-from ops_helpers import Core, Monitor, Section, Tree, get
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
+import dirobserver
 from dirobserver.ops import metrics
 from dirobserver.ops.http import MetricsService
+from tests.kit.ops_stand_ins import Core, Monitor, Section, Tree, get
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:
@@ -179,9 +180,7 @@ class RegistryTests(unittest.TestCase):
 
         metrics.registry(Untouchable())
 
-    def test_version_falls_back_to_unknown(self):
-        def missing(name):
-            raise metadata.PackageNotFoundError(name)
-
-        self.patch(metadata, "version", missing)
-        self.assertEqual(metrics.version(), "unknown")
+    def test_version_is_the_packages_own(self):
+        """One place: dirobserver.__version__, also what pip installed (setup.py reads it)."""
+        self.assertEqual(metrics.version(), dirobserver.__version__)
+        self.assertEqual(metadata.version("dirobserver"), dirobserver.__version__)

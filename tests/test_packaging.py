@@ -22,8 +22,8 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-pytestmark = pytest.mark.skipif(os.environ.get("DIROBSERVER_SKIP_PACKAGING") == "1",
-                                reason="DIROBSERVER_SKIP_PACKAGING=1 (package index unreachable)")
+pytestmark = [pytest.mark.process, pytest.mark.skipif(os.environ.get("DIROBSERVER_SKIP_PACKAGING") == "1",
+                                reason="DIROBSERVER_SKIP_PACKAGING=1 (package index unreachable)")]
 
 
 def run(*command, cwd: Path) -> subprocess.CompletedProcess:
@@ -54,6 +54,8 @@ def test_wheel_holds_the_dropin_and_every_module_but_no_twisted_init(wheel):
     assert "dirobserver/config/settings.py" in modules
     assert modules <= names, sorted(modules - names)
     assert "twisted/plugins/dirobserver_plugin.py" in names
+    # --print-sample-config reads it from the installed package.
+    assert "dirobserver/app/sample.ini" in names
     # Either file would be installed over Twisted's own package files.
     assert "twisted/__init__.py" not in names
     assert "twisted/plugins/__init__.py" not in names
@@ -76,3 +78,10 @@ def test_installed_wheel_gives_twistd_the_dirobserver_subcommand(wheel, tmp_path
     assert "--reclaim-after" in worker_help
     # The historical command line is installed too.
     assert (venv / "bin" / "directory_observer").exists()
+    # The sample configuration ships with the package, and the version with the metadata.
+    sample = run(venv / "bin" / "twistd", "dirobserver", "--print-sample-config", cwd=tmp_path).stdout
+    assert sample == (REPO_ROOT / "directory_observer.ini").read_text(encoding="utf-8")
+    version = run(venv / "bin" / "twistd", "dirobserver", "--version", cwd=tmp_path).stdout
+    installed = run(venv / "bin" / "python", "-c", "import importlib.metadata as m; print(m.version('dirobserver'))",
+                    cwd=tmp_path).stdout.strip()
+    assert version.splitlines()[0] == f"dirobserver {installed}"

@@ -10,15 +10,10 @@ hand-over to inotify, and that a scan looks (C{lstat}) at new names only.
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from clocked import ClockedDirectoryCase  # noqa: E402
-
-from dirobserver.sources import polling as poller_module  # noqa: E402
-from dirobserver.sources.interface import WatchError  # noqa: E402
-from dirobserver.sources.masks import (  # noqa: E402
+from dirobserver.sources import polling as poller_module
+from dirobserver.sources.interface import WatchError
+from dirobserver.sources.masks import (
     IN_DELETE,
     IN_DELETE_SELF,
     IN_IGNORED,
@@ -27,7 +22,8 @@ from dirobserver.sources.masks import (  # noqa: E402
     IN_MOVED_TO,
     WATCH_MASK,
 )
-from dirobserver.sources.polling import Poller  # noqa: E402
+from dirobserver.sources.polling import Poller
+from tests.kit.cases import ClockedDirectoryCase
 
 INTERVAL = 2.0
 

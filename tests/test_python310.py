@@ -18,6 +18,9 @@ from pathlib import Path
 
 import pytest
 
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OLDEST = (3, 10)
 #: Modules that must import with nothing but the standard library.
@@ -66,10 +69,11 @@ def test_every_module_byte_compiles_with_python310():
 
 # -I: no environment, no user site, no current directory; -S: no site-packages
 # at all, so only the standard library and the checkout can be imported; -B:
-# no .pyc written into the checkout.
+# no .pyc written into the checkout.  (The checkout goes last on the path:
+# nothing before it can hold a dirobserver.)
 LOAD_SAMPLE = """\
 import json, sys
-sys.path.insert(0, sys.argv[1])
+sys.path.append(sys.argv[1])
 for name in sys.argv[3:]:
     __import__(name)
 from dirobserver.config import settings as config

@@ -5,21 +5,21 @@ Queue shapes: the commands a batch becomes, run against a real valkey-server.
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 import txredisapi
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import RedisServer  # noqa: E402
+from dirobserver.announce.event import CREATED, EXISTS
+from dirobserver.config.settings import RedisSettings
+from dirobserver.redis.connection import RedisConnection, client_endpoint
+from dirobserver.redis.queue_types import LIST, ListQueue, StreamQueue, queue_type_for
+from tests.kit import RedisServer
 
-from dirobserver.announce.event import CREATED, EXISTS  # noqa: E402
-from dirobserver.config.settings import RedisSettings  # noqa: E402
-from dirobserver.redis.connection import RedisConnection, client_endpoint  # noqa: E402
-from dirobserver.redis.queue_types import LIST, ListQueue, StreamQueue, queue_type_for  # noqa: E402
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
 
 
 class Connected:

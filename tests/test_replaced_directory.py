@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import time
-from pathlib import Path
 
+import pytest
 from twisted.internet import defer
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from core_case import CoreTestCase, sleep  # noqa: E402
+from tests.kit.cases import CoreTestCase
+from tests.kit.waiting import sleep
+
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
 
 SETTLE = 0.5
 

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
+import pytest
 import txredisapi
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.trial import unittest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import RedisServer  # noqa: E402
-
-from dirobserver.redis.protocol import RespProtocol, encode_command, parse_reply  # noqa: E402
+from dirobserver.redis.protocol import RespProtocol, encode_command, parse_reply
+from tests.kit import RedisServer
 
 
 class ParserTests(unittest.SynchronousTestCase):
@@ -41,6 +37,7 @@ class ParserTests(unittest.SynchronousTestCase):
                          b"*3\r\n$5\r\nLPUSH\r\n$1\r\nq\r\n$1\r\n3\r\n")
 
 
+@pytest.mark.process
 class ServerTests(unittest.TestCase):
     def setUp(self) -> None:
         self.server = RedisServer()

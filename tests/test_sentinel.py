@@ -6,21 +6,24 @@ that is L{test_e2e_sentinel}'s), and what the connection says when it cannot.
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
+import pytest
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import RedisServer, free_port  # noqa: E402
-from sentinel_helpers import MASTER_NAME, sentinel_server  # noqa: E402
-from test_connection import Connecting, LogCapture, sleep  # noqa: E402
+from dirobserver.config.settings import RedisSettings
+from dirobserver.redis.sentinel import SentinelRoute
+from dirobserver.redis.writer import RedisWriter
+from tests.kit import RedisServer, free_port
+from tests.kit.cases import Connecting
+from tests.kit.log_capture import LogCapture
+from tests.kit.sentinel import MASTER_NAME, sentinel_server
+from tests.kit.waiting import sleep
 
-from dirobserver.config.settings import RedisSettings  # noqa: E402
-from dirobserver.redis.sentinel import SentinelRoute  # noqa: E402
-from dirobserver.redis.writer import RedisWriter  # noqa: E402
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
 
 
 def sentinel_settings(*sentinels: RedisServer | int, **changes) -> RedisSettings:

@@ -10,23 +10,22 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from twisted.application import service
 from twisted.internet import defer, task
 from twisted.trial import unittest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import REPO_ROOT, write_config  # noqa: E402
-
-from dirobserver.app import tap  # noqa: E402
-from dirobserver.app.core import ObserverService  # noqa: E402
-from dirobserver.app.embedded_redis import EmbeddedRedis  # noqa: E402
-from dirobserver.app.observer import DirObserver  # noqa: E402
-from dirobserver.app.ordered_services import OrderedMultiService  # noqa: E402
-from dirobserver.app.reload import ReloadService  # noqa: E402
-from dirobserver.config import settings as config  # noqa: E402
-from dirobserver.ops.http import MetricsService  # noqa: E402
-from dirobserver.ops.systemd import SystemdService  # noqa: E402
-from dirobserver.redis.writer import RedisWriter  # noqa: E402
+from dirobserver.app import tap
+from dirobserver.app.core import ObserverService
+from dirobserver.app.embedded_redis import EmbeddedRedis
+from dirobserver.app.observer import DirObserver
+from dirobserver.app.ordered_services import OrderedMultiService
+from dirobserver.app.reload import ReloadService
+from dirobserver.config import settings as config
+from dirobserver.ops.http import MetricsService
+from dirobserver.ops.systemd import SystemdService
+from dirobserver.redis.writer import RedisWriter
+from tests.kit import REPO_ROOT, write_config
 
 
 class Part(service.Service):
@@ -138,6 +137,7 @@ class MakeServiceTests(unittest.TestCase):
                          [EmbeddedRedis, RedisWriter, ObserverService, ReloadService, SystemdService])
 
 
+@pytest.mark.process
 def test_exit_status_after_shutdown_runs_every_other_exit_handler(tmp_path: Path) -> None:
     """The status is the one asked for, and handlers registered before still run, once."""
     script = textwrap.dedent(

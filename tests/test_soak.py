@@ -1,5 +1,5 @@
 """
-The one-minute chaos soak (``python -m bench.soak --minutes 1``): the real
+The one-minute chaos soak (``python -m soak --minutes 1``): the real
 daemon, a real Redis, every mode the observer has, producers, consumers and
 random faults; every file that was due must have been announced, none early,
 no traceback, exit status 0 on the final SIGTERM.
@@ -19,6 +19,9 @@ from pathlib import Path
 
 import pytest
 
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -26,7 +29,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def test_soak_one_minute(tmp_path: Path) -> None:
     seed = int(os.environ.get("DIROBSERVER_SOAK_SEED") or random.randrange(1, 10**6))
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.soak", "--minutes", "1", "--seed", str(seed), "--progress", "30",
+        [sys.executable, "-m", "soak", "--minutes", "1", "--seed", str(seed), "--progress", "30",
          "--artifacts", str(tmp_path / "soak")],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,

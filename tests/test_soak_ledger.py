@@ -1,5 +1,5 @@
 """
-The soak's checker (L{bench.soak_ledger}) on hand-made histories: which
+The soak's checker (L{soak.ledger}) on hand-made histories: which
 files were due, which were announced early, which names should never have
 been announced.  The soak itself runs in test_soak.py.
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench.soak_kinds import KINDS, Section, available_kinds
-from bench.soak_ledger import RECOVERY, Ledger
+from soak.kinds import KINDS, Section, available_kinds
+from soak.ledger import RECOVERY, Ledger
 
 KIND = {kind.name: kind for kind in KINDS}
 T0 = 1_000_000.0

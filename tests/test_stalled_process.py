@@ -14,15 +14,17 @@ blocked on purpose, a real valkey-server, a writer thread, real files.
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
-from pathlib import Path
 
+import pytest
 from twisted.internet import defer, reactor
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from core_case import CoreTestCase, sleep  # noqa: E402
+from tests.kit.cases import CoreTestCase
+from tests.kit.waiting import sleep
+
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
 
 SETTLE = 0.5
 

@@ -8,21 +8,24 @@ configured with the C{redis_tls*} keys.
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import pytest
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import write_config  # noqa: E402
-from sentinel_helpers import MASTER_NAME, sentinel_config  # noqa: E402
-from test_connection import Connecting, LogCapture, sleep  # noqa: E402
-from tls_helpers import Certificates, TLSRedisServer, needs_tls_server, tls_settings  # noqa: E402
+from dirobserver.redis.writer import RedisWriter
+from tests.kit import write_config
+from tests.kit.cases import Connecting
+from tests.kit.log_capture import LogCapture
+from tests.kit.sentinel import MASTER_NAME, sentinel_config
+from tests.kit.tls import Certificates, TLSRedisServer, needs_tls_server, tls_settings
+from tests.kit.waiting import sleep
 
-from dirobserver.redis.writer import RedisWriter  # noqa: E402
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
 
 
 @needs_tls_server

@@ -8,22 +8,18 @@ sub-directory's reading delivers.
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from clocked import ClockedDirectoryCase  # noqa: E402
-
-from dirobserver.config import settings as config  # noqa: E402
-from dirobserver.config.settings import WATCH_POLL  # noqa: E402
+from dirobserver.config import settings as config
+from dirobserver.config.settings import WATCH_POLL
 from dirobserver.sources import (
-    tree as tree_module,  # noqa: E402
-    tree_watches as watches_module,  # noqa: E402
+    tree as tree_module,
+    tree_watches as watches_module,
 )
-from dirobserver.sources.identity import identity  # noqa: E402
-from dirobserver.sources.masks import IN_CREATE, IN_ISDIR, IN_MOVED_TO, WATCH_MASK  # noqa: E402
-from dirobserver.sources.polling import Poller  # noqa: E402
-from dirobserver.sources.tree import DirectoryTree, TreeContext  # noqa: E402
+from dirobserver.sources.identity import identity
+from dirobserver.sources.masks import IN_CREATE, IN_ISDIR, IN_MOVED_TO, WATCH_MASK
+from dirobserver.sources.polling import Poller
+from dirobserver.sources.tree import DirectoryTree, TreeContext
+from tests.kit.cases import ClockedDirectoryCase
 
 
 class RecordingWatcher:

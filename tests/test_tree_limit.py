@@ -20,20 +20,21 @@ from __future__ import annotations
 import errno
 import json
 import os
-import sys
 import time
-from pathlib import Path
 
+import pytest
 from twisted.internet import defer
 from twisted.logger import formatEvent, globalLogPublisher
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from core_case import CoreTestCase, sleep  # noqa: E402
+from dirobserver.app.core import ObserverService
+from dirobserver.sources.inotify import InotifySource
+from dirobserver.sources.inotify_calls import LIBC_INOTIFY
+from dirobserver.sources.interface import WatchError
+from tests.kit.cases import CoreTestCase
+from tests.kit.waiting import sleep
 
-from dirobserver.app.core import ObserverService  # noqa: E402
-from dirobserver.sources.inotify import InotifySource  # noqa: E402
-from dirobserver.sources.inotify_calls import LIBC_INOTIFY  # noqa: E402
-from dirobserver.sources.interface import WatchError  # noqa: E402
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
 
 POLL = 0.2
 

@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 
+import pytest
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
@@ -201,6 +202,7 @@ class WatcherTests(unittest.TestCase):
         self.assertEqual(sink.names, [b"boom", b"after"])
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
+    @pytest.mark.process
     @defer.inlineCallbacks
     def test_queue_overflow_is_reported(self):
         """

@@ -7,6 +7,7 @@ import signal
 import subprocess
 from typing import Any
 
+import pytest
 from twisted.internet import error
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
@@ -31,6 +32,7 @@ def _outcomes(command: Any) -> list[run.Outcome]:
     return seen
 
 
+@pytest.mark.process
 def test_the_timeout_kills_the_group_and_says_so() -> None:
     clock = Clock()
     # A real process group: a shell and its background child.

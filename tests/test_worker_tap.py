@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import REPO_ROOT, twistd_path, write_config
 
 from dirobserver.worker import run, tap
 from dirobserver.worker.queues import BadEvent, Event, from_fields, from_json
 from dirobserver.worker.service import WorkerService
 from dirobserver.worker.settings import locate
+from tests.kit import REPO_ROOT, twistd_command, write_config
 
 
 @pytest.fixture
@@ -92,10 +92,11 @@ def test_a_good_command_line_builds_the_worker(tmp_path: Path, config: Path) -> 
     assert [type(s).__name__ for s in tap.makeService(with_metrics)] == ["MetricsService"]
 
 
+@pytest.mark.process
 def test_twistd_exits_78_on_a_bad_command_line_before_starting(tmp_path: Path, config: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     done = subprocess.run(
-        [str(twistd_path()), "-n", "--pidfile=", "dirobserver-worker", f"--config={config}",
+        [*twistd_command(), "-n", "--pidfile=", "dirobserver-worker", f"--config={config}",
          "--section=data", "--delete", f"--failed={tmp_path / 'f'}", "--", "no-such-command-here"],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
     assert done.returncode == 78
@@ -134,6 +135,7 @@ def test_events_are_read_from_the_observers_json_and_stream_fields() -> None:
         from_fields("1-0", ["directory", "/d"])
 
 
+@pytest.mark.process
 def test_the_group_launcher_makes_a_new_process_group() -> None:
     launcher = run.group_launcher()
     out = subprocess.run([*launcher, sys.executable, "-c", "import os; print(os.getpgid(0) == os.getpid())"],

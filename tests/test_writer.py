@@ -10,27 +10,24 @@ answer), a key of the wrong type.
 from __future__ import annotations
 
 import re
-import sys
-from pathlib import Path
 
-from twisted.internet import defer, reactor, task
+import pytest
+from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import RedisServer  # noqa: E402
-from test_connection import LogCapture  # noqa: E402
+from dirobserver.announce.event import CREATED
+from dirobserver.config.settings import RedisSettings
+from dirobserver.redis.held_events import BATCH, HeldQueue
+from dirobserver.redis.queue_types import LIST, StreamQueue
+from dirobserver.redis.rounds import REFUSED_PAUSE
+from dirobserver.redis.writer import RedisWriter
+from dirobserver.util import stats
+from tests.kit import RedisServer
+from tests.kit.log_capture import LogCapture
+from tests.kit.waiting import sleep
 
-from dirobserver.announce.event import CREATED  # noqa: E402
-from dirobserver.config.settings import RedisSettings  # noqa: E402
-from dirobserver.redis.held_events import BATCH, HeldQueue  # noqa: E402
-from dirobserver.redis.queue_types import LIST, StreamQueue  # noqa: E402
-from dirobserver.redis.rounds import REFUSED_PAUSE  # noqa: E402
-from dirobserver.redis.writer import RedisWriter  # noqa: E402
-from dirobserver.util import stats  # noqa: E402
-
-
-def sleep(seconds: float) -> defer.Deferred:
-    return task.deferLater(reactor, seconds, lambda: None)
+#: Every test here starts a process or a server (see `make unit`).
+pytestmark = pytest.mark.process
 
 
 class WriterTestMixin:

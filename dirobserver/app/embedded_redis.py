@@ -22,10 +22,12 @@ from __future__ import annotations
 import shutil
 import socket
 import tempfile
+from collections.abc import Callable
+from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet import error as ierror
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IDelayedCall, IProcessTransport
 from twisted.internet.protocol import Factory, Protocol
@@ -99,13 +101,20 @@ class EmbeddedRedis(Service):
 
     log = Logger()
 
-    def __init__(self, host: str, port: int, reactor: IDaemonReactor) -> None:
+    def __init__(
+        self, host: str, port: int, reactor: IDaemonReactor,
+        before_stop: Callable[[], Deferred[Any]] | None = None,
+    ) -> None:
         """
         @param reactor: the daemon's (the server is its child process).
+        @param before_stop: called when a server of ours is about to be
+            stopped; it is stopped once the Deferred returned fires (say
+            what it still holds: L{dirobserver.app.embedded_leftovers}).
         """
         self.host = host
         self.port = port
         self._reactor = reactor
+        self._before_stop = before_stop
         self._process: IProcessTransport | None = None
         self._tempdir: str | None = None
         self._stopping = False
@@ -188,7 +197,15 @@ class EmbeddedRedis(Service):
         if self._process is None or self._exited is None:
             self._remove_tempdir()
             return None
+        if self._before_stop is None:
+            return self._terminate(self._exited)
         exited = self._exited
+        told = maybeDeferred(self._before_stop)
+        told.addErrback(lambda f: self.log.failure("Before stopping the embedded Redis", f))
+        return told.addCallback(lambda _: self._terminate(exited))
+
+    def _terminate(self, exited: Deferred[None]) -> Deferred[None]:
+        """SIGTERM now, SIGKILL after L{STOP_GRACE_SECONDS}; C{exited} fires once it is gone."""
         self._signal("TERM")
         self._kill_call = self._reactor.callLater(STOP_GRACE_SECONDS, self._force_kill)
         return exited

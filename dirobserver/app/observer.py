@@ -32,6 +32,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from dirobserver import __version__
 from dirobserver.app import exits
 from dirobserver.app.core import ObserverService
 from dirobserver.app.ordered_services import OrderedMultiService
@@ -81,12 +82,18 @@ class DirObserver(OrderedMultiService):
         self._reactor = reactor
         self.notifier = notifier if notifier is not None else Notifier()
         if embedded:
+            from dirobserver.app.embedded_leftovers import queues_of, say_queued
             from dirobserver.app.embedded_redis import EmbeddedRedis
 
             # Options refuse a Unix socket or Sentinels with --embedded-redis,
             # and give host and port their defaults: a TCP address is there.
             host, port = settings.redis.tcp_address()
-            EmbeddedRedis(host, port, reactor).setServiceParent(self)
+            # It keeps nothing on disk: what its queues hold at stop is said,
+            # once the writer (stopped before it) delivered what it held.
+            EmbeddedRedis(
+                host, port, reactor,
+                before_stop=lambda: say_queued(reactor, host, port, queues_of(self.settings.sections)),
+            ).setServiceParent(self)
         self.writer = RedisWriter(
             settings.redis, settings.max_held_events, reactor,
             on_reconnect=lambda: self.core.reconnected(),
@@ -125,7 +132,8 @@ class DirObserver(OrderedMultiService):
         for warning in self.settings.warnings:
             self._log.warn("{warning}", warning=warning)
         self._log.info(
-            "dirobserver starting: {n} directories, Redis at {redis}, configuration {path}",
+            "dirobserver {version} starting: {n} directories, Redis at {redis}, configuration {path}",
+            version=__version__,
             n=len(self.settings.sections),
             redis=self.settings.redis.describe(),
             path=self.settings.path,

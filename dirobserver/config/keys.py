@@ -270,7 +270,7 @@ KEYS: tuple[Key, ...] = (
         help="how many events are held in memory while Redis is unreachable. Past it, see "
              "[the guarantee](design.md#the-delivery-guarantee)"),
 )
-#: Every key name, in table order (unknown keys are warned about).
+#: Every key name, in table order (any other key is a configuration error).
 KNOWN_KEYS = tuple(key.name for key in KEYS)
 _BY_NAME = {key.name: key for key in KEYS}
 #: The key read first: whether a section is watched at all.

@@ -4,7 +4,7 @@ This module reads a file into frozen, validated settings, all derived from
 the table:
 
   - validation: every key of every active section is read by its kind;
-  - the unknown-key warning and its did-you-mean hint (L{KNOWN_KEYS});
+  - the unknown-key error and its did-you-mean hint (L{KNOWN_KEYS});
   - the rule that all active sections agree on each key of scope L{COMMON};
   - the configuration reference in docs/configuration.md (L{dirobserver.config.reference}).
 
@@ -128,6 +128,9 @@ class Settings:
     warnings: tuple[str, ...]
 
 
+#: L{KNOWN_KEYS} as a set: every key of thousands of sections is looked up.
+_KNOWN = frozenset(KNOWN_KEYS)
+
 #: The settings objects that a dotted C{Key.field} (C{"redis.host"}) fills.
 _PARTS = {"redis": RedisSettings}
 
@@ -158,15 +161,26 @@ def _agreed(path: str, common: Sequence[tuple[str, dict[str, Any]]]) -> dict[str
     return first
 
 
-def _unknown_keys(parser: ExtendedConfigParser, warnings: dict[str, None]) -> None:
-    """Warn about every key of every section (inactive ones too) not in L{KEYS}."""
+def _refuse_unknown_keys(parser: ExtendedConfigParser) -> None:
+    """Refuse a key of any section (inactive ones and C{[DEFAULT]} too) not in L{KEYS}.
+
+    An error, not a warning: a misspelled key silently changes what runs
+    (C{actve = true} leaves a section unwatched while the daemon reports
+    ready; C{recursiv = true} leaves a tree flat).  Every key the original
+    pyinotify program read or its sample wrote is in L{KEYS}, so files
+    written for it are not refused.  The message names the first unknown
+    key (sections in file order, C{[DEFAULT]} last) and how many more there
+    are.
+    """
     declared = parser.sections() + [DEFAULT_SECTION] * parser.has_section(DEFAULT_SECTION)
-    for name in declared:
-        for key in parser.keys(name):
-            if key not in KNOWN_KEYS:
-                close = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                warnings[f"{parser.path}: [{name}] unknown key {key!r} ignored{hint}"] = None
+    unknown = [(name, key) for name in declared for key in parser.keys(name) if key not in _KNOWN]
+    if not unknown:
+        return
+    name, key = unknown[0]
+    close = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    more = f"; and {len(unknown) - 1} more unknown keys" if len(unknown) > 1 else ""
+    raise ConfigError(f"{parser.path}: [{name}] unknown key {key!r}{hint}{more}")
 
 
 def parse(text: str, path: str, *, redis_optional: bool = False) -> Settings:
@@ -180,8 +194,8 @@ def parse(text: str, path: str, *, redis_optional: bool = False) -> Settings:
     """
     parser = ExtendedConfigParser(path)
     parser.read_string(text)
+    _refuse_unknown_keys(parser)
     warnings: dict[str, None] = {}  # an ordered set: inherited warnings appear once
-    _unknown_keys(parser, warnings)
     active = [name for name in parser.sections()
               if name != BASE_SECTION and ACTIVE.read(SectionReader(parser, name, warnings))]
     if not active:

@@ -35,7 +35,6 @@ What the C{core} object must provide::
 from __future__ import annotations
 
 from collections.abc import Iterator
-from importlib import metadata
 from typing import Any
 
 from prometheus_client.core import (
@@ -47,6 +46,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.utils import floatToGoString
 
+from dirobserver import __version__
 from dirobserver.util.stats import Histogram
 
 #: The states a monitored directory can be in; each is always exported.
@@ -57,11 +57,8 @@ SUBDIRECTORY_STATES = ("watched", "polled", "past_watch_limit")
 
 
 def version() -> str:
-    """The installed dirobserver version, or C{"unknown"} (e.g. not installed)."""
-    try:
-        return metadata.version("dirobserver")
-    except metadata.PackageNotFoundError:
-        return "unknown"
+    """dirobserver's version (C{dirobserver.__version__}, known installed or not)."""
+    return __version__
 
 
 def histogram_family(name: str, documentation: str, histogram: Histogram) -> HistogramMetricFamily:

@@ -45,6 +45,28 @@ REMOTE_MAGIC: dict[int, str] = {
 }
 
 
+#: Common local filesystems, by name, for C{--check}'s lines only: every
+#: filesystem that is not in L{REMOTE_MAGIC} is watched with inotify.
+LOCAL_MAGIC: dict[int, str] = {
+    0xEF53: "ext4",
+    0x58465342: "XFS",
+    0x9123683E: "Btrfs",
+    0x2FC12FC1: "ZFS",
+    0x01021994: "tmpfs",
+    0x794C7630: "overlayfs",
+    0xF15F: "eCryptfs",
+    0x4D44: "FAT",
+    0x5346544E: "NTFS",
+    0xF2F52010: "F2FS",
+}
+
+
+def filesystem_name(magic: int) -> str:
+    """A name for the filesystem of C{statfs} type C{magic} (its number when unnamed)."""
+    magic &= 0xFFFFFFFF
+    return REMOTE_MAGIC.get(magic) or LOCAL_MAGIC.get(magic) or f"statfs type {magic:#x}"
+
+
 def remote_kind(magic: int) -> str | None:
     """
     The name of the filesystem of C{statfs} type C{magic} when inotify cannot

@@ -24,7 +24,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from helpers import RedisServer
+
+from .redis_server import RedisServer
 
 #: Debian's redis-server (built with TLS), or None.
 TLS_SERVER_BINARY = shutil.which("redis-server") or (

@@ -3,14 +3,14 @@ The soak's faults, the observer they hit, and the fault timeline.
 
 Faults run in two lanes, each a thread that waits a random gap, runs one
 fault to its end, and records it (L{Timeline}) with the window during which
-no file is due on its account (L{bench.soak_ledger.Ledger.window}):
+no file is due on its account (L{soak.ledger.Ledger.window}):
 
  - the I{process} lane hits the daemon as a whole (Redis SIGKILLed and
    restarted, SIGSTOPped past C{timeout}; the observer SIGSTOPped while a
    burst overflows the kernel queue, SIGKILLed and restarted, reloaded with a
    changed or an invalid configuration; C{max_held_events} exceeded during
    a long outage; with a Sentinel set, a forced failover, and the Redis
-   kill is the master's, see L{bench.soak_redis}); its windows cover every
+   kill is the master's, see L{soak.servers}); its windows cover every
    section;
  - the I{directory} lane hits one section's directory (deleted and
    recreated, renamed away and back, made unreadable; in a tree, a
@@ -35,10 +35,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .harness import Observer, Resources, peak_rss_mb, remove_tree
-from .soak_kinds import CHANGES, INVALID, STREAM, ObserverConfig, Section
-from .soak_ledger import Ledger
-from .soak_traffic import stream_event
+from tests.kit import LoggedObserver, Resources, drop_root_file_access, remove_tree
+from tests.kit.processes import peak_rss_mb
+
+from .kinds import CHANGES, INVALID, STREAM, ObserverConfig, Section
+from .ledger import Ledger
+from .traffic import stream_event
 
 RELOADED = b"Configuration reloaded"
 REFUSED = b"Reload refused"
@@ -52,14 +54,8 @@ def _obey_permissions() -> None:
     preexec: as root, drop the capabilities that bypass directory
     permissions, so an unreadable directory is unreadable to the observer.
     """
-    if os.geteuid() != 0:
-        return
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
-        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
-            raise OSError(ctypes.get_errno(), "PR_CAPBSET_DROP failed")
+    if os.geteuid() == 0:
+        drop_root_file_access()
 
 
 class Daemon:
@@ -74,7 +70,7 @@ class Daemon:
         self.resources, self.config, self.workdir = resources, config, workdir
         self.extra_args = extra_args
         self.lock = threading.RLock()
-        self.observer: Observer | None = None
+        self.observer: LoggedObserver | None = None
         self.starts = 0
 
     @property
@@ -92,7 +88,7 @@ class Daemon:
         # stays behind: in the scratch directory, it goes with it.
         tmp = self.workdir / "tmp"
         tmp.mkdir(exist_ok=True)
-        self.observer = Observer(self.resources, self.config, self.workdir, self.extra_args,
+        self.observer = LoggedObserver(self.resources, self.config, self.workdir, self.extra_args,
                                  preexec=_obey_permissions, append=self.starts > 0, env={"TMPDIR": str(tmp)})
         self.starts += 1
         return self.observer.wait_ready(timeout)
@@ -149,7 +145,7 @@ class Daemon:
 class Soak:
     """What the faults act on."""
 
-    redis: Any  # bench.soak_redis.Single or SentinelSet
+    redis: Any  # soak.servers.Single or SentinelSet
     daemon: Daemon
     config: ObserverConfig
     ledger: Ledger
@@ -190,7 +186,7 @@ def pause_and_read(s: Soak, pause_ms: int, unpause: bool = False) -> str:
     """
     Pause the master's writes for C{pause_ms} and tell the ledger which
     files its queues hold: announced, they are lost if Redis loses its data
-    (see L{bench.soak_ledger.Ledger.lost_with_redis}).  Consumers block
+    (see L{soak.ledger.Ledger.lost_with_redis}).  Consumers block
     meanwhile (their reads are writes), so nothing is taken either.
 
     @param unpause: let writes go on once the queues are read.

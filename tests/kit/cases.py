@@ -1,10 +1,16 @@
 """
-In-process tests of the observer core: the real L{ObserverService} (watcher,
-monitors, listings) and L{RedisWriter} on the real reactor, a real
-valkey-server (L{helpers.RedisServer}) and a real directory on tmpfs when
-there is one.  For what cannot be provoked from outside a process: a small
-bound on the files waiting to be complete, an inotify watch limit injected
-through the libc seam.
+Test cases for the observer's parts run in-process (trial C{TestCase}s,
+run by pytest):
+
+ - L{CoreTestCase}: the real L{ObserverService} (watcher, monitors,
+   listings) and L{RedisWriter} on the real reactor, a real valkey-server
+   and a real directory on tmpfs when there is one; for what cannot be
+   provoked from outside a process (a small bound on the files waiting to be
+   complete, an inotify watch limit injected through the libc seam);
+ - L{ClockedDirectoryCase}: a real directory, and time driven by a C{Clock},
+   for the parts that scan and walk directories cooperatively
+   (L{dirobserver.sources.polling}, L{dirobserver.sources.tree});
+ - L{Connecting}: a mixin that starts a real L{RedisConnection}.
 """
 
 from __future__ import annotations
@@ -16,18 +22,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from helpers import RedisServer
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
 from dirobserver.app.core import ObserverService
 from dirobserver.config import settings as config
+from dirobserver.config.settings import RedisSettings
+from dirobserver.redis.connection import RedisConnection
+from dirobserver.redis.sentinel import route_for
 from dirobserver.redis.writer import RedisWriter
 
-
-def sleep(seconds: float) -> defer.Deferred:
-    """A Deferred that fires after C{seconds} of the real reactor."""
-    return task.deferLater(reactor, seconds, lambda: None)
+from .redis_server import RedisServer
+from .waiting import sleep, wait_for
 
 
 class CoreTestCase(unittest.TestCase):
@@ -94,3 +100,48 @@ class CoreTestCase(unittest.TestCase):
             yield self.core.stopService()
         if self.writer is not None and self.writer.running:
             yield self.writer.stopService()
+
+
+class ClockedDirectoryCase(unittest.TestCase):
+    """
+    C{self.root}, a fresh directory; C{self.clock}; and C{self.cooperator},
+    whose steps are calls of that clock.
+    """
+
+    def setUp(self) -> None:
+        self.root = tempfile.mkdtemp(prefix="dirobserver-clocked-")
+        self.addCleanup(shutil.rmtree, self.root, True)
+        self.clock = task.Clock()
+        self.cooperator = task.Cooperator(scheduler=lambda step: self.clock.callLater(0, step))
+
+    def run_due(self, seconds: float = 0.0) -> None:
+        """Let C{seconds} pass, then run every call due until none is (the cooperative work to its end)."""
+        self.clock.advance(seconds)
+        for _ in range(10_000):
+            if not any(call.getTime() <= self.clock.seconds() for call in self.clock.getDelayedCalls()):
+                return
+            self.clock.advance(0)
+        raise AssertionError("the cooperative work never ended")
+
+
+class Connecting:
+    """
+    A mixin for trial tests on the real reactor: L{connect} starts a
+    L{RedisConnection} on the route of its settings (the address, or the
+    Sentinels) and collects its protocols in C{self.ups}.
+    """
+
+    def connect(self, settings: RedisSettings, retry_policy=None) -> RedisConnection:
+        self.ups: list = []
+        self.route = route_for(reactor, settings)
+        connection = RedisConnection(
+            settings, self.ups.append, lambda: None, lambda: 0,
+            clock=reactor, route=self.route, retry_policy=retry_policy,
+        )
+        connection.start()
+        self.addCleanup(connection.stop)  # type: ignore[attr-defined]
+        return connection
+
+    def wait_for(self, predicate, timeout: float = 5.0) -> defer.Deferred:
+        """Whether C{predicate()} became true within C{timeout} seconds."""
+        return wait_for(predicate, timeout)

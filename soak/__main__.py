@@ -1,14 +1,14 @@
 """
-``python -m bench.soak --minutes N [--seed S]``: the delivery guarantee under
+``python -m soak --minutes N [--seed S]``: the delivery guarantee under
 random faults.
 
 One observer (a real ``twistd -n dirobserver`` subprocess), a real Redis
 (the bundled valkey-server), one section per mode the observer supports
-(L{bench.soak_kinds}), a producer and a consumer per section
-(L{bench.soak_traffic}), and two lanes of random faults
-(L{bench.soak_faults}).  After N minutes the faults and the producers stop,
+(L{soak.kinds}), a producer and a consumer per section
+(L{soak.traffic}), and two lanes of random faults
+(L{soak.faults}).  After N minutes the faults and the producers stop,
 the consumers get what is still due, the observer gets its SIGTERM, and the
-checker (L{bench.soak_ledger}) goes through every file.
+checker (L{soak.ledger}) goes through every file.
 
 The last line of the output is one JSON object::
 
@@ -17,7 +17,7 @@ The last line of the output is one JSON object::
 
 (C{lost_by_redis}: files announced, then lost with Redis's data, and gone
 before the observer's insurance listing could announce them again; they
-are no failure: see L{bench.soak_ledger}.)
+are no failure: see L{soak.ledger}.)
 
 The exit status is 1 when a file was unannounced or announced early, a
 name was announced that should not have been, the observer logged a
@@ -35,21 +35,23 @@ import random
 import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from .harness import Resources, scratch_root
-from .soak_faults import DIRECTORY, FAULTS, OVERFLOWED, PROCESS, TRACEBACK, Daemon, Lane, Soak, Timeline
-from .soak_kinds import ObserverConfig, Section, available_kinds
-from .soak_ledger import RECOVERY, Ledger
-from .soak_redis import SentinelSet, Single
-from .soak_traffic import Consumer, Producer
+from tests.kit import REPO_ROOT, Resources, scratch_root
+
+from .faults import DIRECTORY, FAULTS, OVERFLOWED, PROCESS, TRACEBACK, Daemon, Lane, Soak, Timeline
+from .kinds import ObserverConfig, Section, available_kinds
+from .ledger import RECOVERY, Ledger
+from .servers import SentinelSet, Single
+from .traffic import Consumer, Producer
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    p = argparse.ArgumentParser(prog="python -m soak", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     p.add_argument("--minutes", type=float, default=1.0, help="how long producers and faults run (default 1)")
     p.add_argument("--seed", type=int, help="seed of every random choice (default: a random one, printed)")
     p.add_argument("--rate", type=float, default=1.0, help="scale of the producers' steady rates (default 1)")
@@ -110,19 +112,22 @@ def _interrupted(signum: int, frame: Any) -> None:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**6)
-    replay = " ".join(["python -m bench.soak", *_without_seed(argv), "--seed", str(seed)])
+    replay = " ".join(["python -m soak", *_without_seed(argv), "--seed", str(seed)])
     signal.signal(signal.SIGTERM, _interrupted)
     if args.source is not None:
         if not (args.source / "dirobserver" / "__init__.py").is_file():
             print(f"--source {args.source}: no dirobserver package there", file=sys.stderr)
             return 2
-        # The children find it first (bench.harness.child_env); so does this
-        # process, which reads the keys it knows.
-        os.environ["DIROBSERVER_BENCH_SOURCE"] = str(args.source.resolve())
-        sys.path.insert(0, str(args.source.resolve()))
+        if os.environ.get("DIROBSERVER_BENCH_SOURCE") != str(args.source.resolve()):
+            _again_on(args.source.resolve(), argv)  # does not return
+        if not _imported_from(args.source.resolve()):
+            print("--source needs Python 3.11 or later (PYTHONSAFEPATH)", file=sys.stderr)
+            return 2
     kinds = available_kinds()
     say(f"soak: seed {seed}, {args.minutes:g} min, kinds {', '.join(k.name for k in kinds)} (replay: {replay})")
     resources = Resources()
+    if os.environ.get(_LINKS):
+        resources.directory(Path(os.environ[_LINKS]))
     try:
         return _run(args, seed, kinds, resources, replay)
     except KeyboardInterrupt:
@@ -130,6 +135,35 @@ def main(argv: list[str]) -> int:
         return 130
     finally:
         resources.close()
+
+
+#: The directory that holds the link to --source's dirobserver (see L{_again_on}).
+_LINKS = "DIROBSERVER_SOAK_SOURCE_LINKS"
+
+
+def _again_on(source: Path, argv: list[str]) -> None:
+    """
+    Run this soak again in a process whose C{dirobserver} is C{source}'s,
+    since this process reads the keys it knows and checks the configuration
+    with it; the children find it first too (L{tests.kit.processes.child_env}).
+    Only C{dirobserver} comes from there (a directory holding a link to it is
+    first on the path); the soak and the kit come from here, and
+    C{PYTHONSAFEPATH} keeps the current directory off the path.
+    """
+    links = Path(tempfile.mkdtemp(prefix="dirobserver-soak-source-"))
+    (links / "dirobserver").symlink_to(source / "dirobserver")
+    path = [str(links), str(REPO_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env = {**os.environ, "DIROBSERVER_BENCH_SOURCE": str(source), _LINKS: str(links),
+           "PYTHONSAFEPATH": "1", "PYTHONPATH": os.pathsep.join(path)}
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "soak", *argv], env)
+
+
+def _imported_from(source: Path) -> bool:
+    """Whether the C{dirobserver} this process imports is C{source}'s."""
+    import dirobserver
+
+    return Path(dirobserver.__file__).resolve().is_relative_to(source)
 
 
 def _run(args: argparse.Namespace, seed: int, kinds: list, resources: Resources, replay: str) -> int:

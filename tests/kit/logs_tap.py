@@ -3,7 +3,7 @@ A test-only twistd subcommand that uses L{dirobserver.ops.logs} exactly as
 C{dirobserver/app/tap.py} does, so that the log options can be tested end to end
 (a real twistd, foreground and daemon) on their own.
 
-tests/test_logs.py writes a plugin dropin naming this module into a
+tests/test_logs.py writes a plugin dropin naming this module (C{tests.kit.logs_tap}) into a
 temporary C{twisted/plugins} directory.  The service logs one line at every
 level, a failure (new and legacy style) and a print, then stops the reactor.
 """

@@ -1,5 +1,6 @@
 """
-The Redis side of the soak: one server, or a Sentinel set.
+The Redis side of the soak: one server, or a Sentinel set, both the kit's
+(L{tests.kit.redis_server}, L{tests.kit.sentinel}).
 
 Both give the faults and the consumers the same few things: the
 configuration lines of the observer's C{[common]} section, where the master
@@ -17,24 +18,23 @@ the master the Sentinels name.
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .harness import Redis, Resources, free_port, spawn, valkey_server_binary
+from tests.kit import RedisServer, Resources, sentinel as kit_sentinel
 
 MASTER_NAME = "soak"
 
 
 class Single:
-    """One valkey-server (L{bench.harness.Redis}), restarted empty after a kill."""
+    """One valkey-server, restarted empty after a kill."""
 
     sentinel = False
 
     def __init__(self, resources: Resources, workdir: Path) -> None:
-        self.server = Redis(resources, workdir)
+        self.server = resources.server(RedisServer(workdir=workdir, loglevel="warning")).start(timeout=15)
 
     def config_lines(self) -> list[str]:
         return ["redis_server=127.0.0.1", f"redis_port={self.server.port}"]
@@ -43,13 +43,13 @@ class Single:
         return "127.0.0.1", self.server.port
 
     def master_client(self) -> Any:
-        return self.server.client(timeout=5)
+        return self.server.client(socket_timeout=5)
 
     def kill(self) -> None:
         self.server.kill()
 
     def restart(self) -> None:
-        self.server.start()
+        self.server.start(timeout=15)
 
     def pause(self) -> None:
         self.server.pause()
@@ -61,68 +61,41 @@ class Single:
     outage, outage_end = kill, restart
 
 
-class SentinelSet:
-    """A master, a replica and three Sentinels (see the module docstring)."""
+class SentinelSet(kit_sentinel.SentinelSet):
+    """A master, a replica and three Sentinels (see the module docstring), with the soak's faults."""
 
     sentinel = True
 
     def __init__(self, resources: Resources, workdir: Path) -> None:
-        self.resources, self.workdir = resources, workdir
-        workdir.mkdir(parents=True, exist_ok=True)
-        first = Redis(resources, workdir / "node-0")
-        self.nodes = [first, Redis(resources, workdir / "node-1",
-                                   extra_args=["--replicaof", "127.0.0.1", str(first.port)])]
-        self.sentinels: list[tuple[int, subprocess.Popen]] = []
-        for i in range(3):
-            port = free_port()
-            conf = workdir / f"sentinel-{i}.conf"
-            conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {workdir}\n"
-                            f"sentinel monitor {MASTER_NAME} 127.0.0.1 {first.port} 2\n"
-                            f"sentinel down-after-milliseconds {MASTER_NAME} 1000\n"
-                            f"sentinel failover-timeout {MASTER_NAME} 5000\n")
-            with open(workdir / f"sentinel-{i}.log", "ab") as log:
-                proc = resources.process(spawn([valkey_server_binary(), str(conf), "--sentinel"],
-                                               stdout=log, stderr=subprocess.STDOUT, cwd=workdir))
-            self.sentinels.append((port, proc))
-        self._wait(lambda: self._agreed() is not None and self._replicas_ok(), 20, "the Sentinel set to form")
+        super().__init__(workdir, master_name=MASTER_NAME, failover_timeout_ms=5000, loglevel="warning")
+        for server in self.servers + self.sentinels:
+            resources.server(server)
+        self.start()
 
     def config_lines(self) -> list[str]:
-        listed = ";".join(f"127.0.0.1:{port}" for port, _ in self.sentinels)
+        listed = ";".join(f"127.0.0.1:{sentinel.port}" for sentinel in self.sentinels)
         return [f"redis_sentinels={listed}", f"redis_sentinel_master={MASTER_NAME}"]
 
     # -- where the master is ---------------------------------------------------------
 
-    def _ask(self, port: int) -> tuple[str, int] | None:
-        import valkey
-
-        try:
-            client = valkey.Valkey(host="127.0.0.1", port=port, socket_timeout=1, socket_connect_timeout=1)
-            try:
-                host, master_port = client.execute_command("SENTINEL", "get-master-addr-by-name", MASTER_NAME)
-            finally:
-                client.close()
-            return (host.decode() if isinstance(host, bytes) else host), int(master_port)
-        except Exception:
-            return None
-
     def where(self) -> tuple[str, int]:
         """The master a Sentinel names now."""
-        for port, _ in self.sentinels:
-            answer = self._ask(port)
+        for index in range(len(self.sentinels)):
+            answer = self.master_address(index)
             if answer is not None:
                 return answer
         raise ConnectionError("no Sentinel answers")
 
     def _agreed(self) -> tuple[str, int] | None:
-        answers = {self._ask(port) for port, _ in self.sentinels}
+        answers = {self.master_address(index) for index in range(len(self.sentinels))}
         return answers.pop() if len(answers) == 1 and None not in answers else None
 
-    def _master(self) -> Redis:
+    def _master(self) -> RedisServer:
         port = self.where()[1]
-        return next(node for node in self.nodes if node.port == port)
+        return next(node for node in self.servers if node.port == port)
 
     def master_client(self) -> Any:
-        return self._master().client(timeout=5)
+        return self._master().client(socket_timeout=5)
 
     def _replicas_ok(self) -> bool:
         """
@@ -130,7 +103,7 @@ class SentinelSet:
         replica is online (a failover needs a replica in sync).
         """
         try:
-            client = self._master().client(timeout=1)
+            client = self._master().client(socket_timeout=1)
             try:
                 info = client.info("replication")
             finally:
@@ -140,7 +113,7 @@ class SentinelSet:
         online = str(info.get("slave0", "")).find("online") >= 0 or \
             (isinstance(info.get("slave0"), dict) and info["slave0"].get("state") == "online")
         return (info.get("role") == "master" and online
-                and all(node.proc.poll() is None for node in self.nodes))
+                and all(node.is_running() for node in self.servers))
 
     @staticmethod
     def _wait(predicate: Any, timeout: float, what: str) -> None:
@@ -163,7 +136,7 @@ class SentinelSet:
         """The killed node comes back, empty, as a replica of the new master."""
         host, port = self.where()
         self._killed.extra_args = ["--replicaof", host, str(port)]
-        self._killed.start()
+        self._killed.start(timeout=15)
         self._wait(self._agreed_and_sound, 30, "the set to be whole again")
 
     def _agreed_and_sound(self) -> bool:
@@ -180,11 +153,11 @@ class SentinelSet:
 
     def outage(self) -> None:
         """Every node stopped: no master anywhere, no failover possible."""
-        for node in self.nodes:
+        for node in self.servers:
             node.pause()
 
     def outage_end(self) -> None:
-        for node in self.nodes:
+        for node in self.servers:
             node.resume()
 
     def failover(self, before_failover: Callable[[], None] | None = None) -> str:
@@ -201,8 +174,8 @@ class SentinelSet:
         before = self.where()
         if before_failover is not None:
             before_failover()
-        for port, _ in self.sentinels:
-            client = valkey.Valkey(host="127.0.0.1", port=port, socket_timeout=5)
+        for sentinel in self.sentinels:
+            client = sentinel.client(socket_timeout=5)
             try:
                 client.execute_command("SENTINEL", "FAILOVER", MASTER_NAME)
             except valkey.exceptions.ResponseError as e:

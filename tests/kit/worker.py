@@ -1,7 +1,7 @@
 """
 The worker daemon, ``twistd -n dirobserver-worker``, as a subprocess (an
-L{helpers.Observer} with the worker's command line), and the small glue the
-worker's tests share.
+L{tests.kit.observer.Observer} with the worker's command line), and the
+small glue the worker's tests share.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from helpers import Observer, twistd_path
+from .observer import Observer
+from .processes import twistd_command
 
 
 class Worker(Observer):
@@ -22,7 +23,7 @@ class Worker(Observer):
                  command: Sequence[str], **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
         self.args = [
-            str(twistd_path()), "-n", "--pidfile=", "dirobserver-worker",
+            *twistd_command(), "-n", "--pidfile=", "dirobserver-worker",
             f"--config={self.config}", f"--section={section}", "--log-level=debug",
             *options, "--", *command,
         ]

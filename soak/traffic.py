@@ -3,7 +3,7 @@ The soak's producers and consumers: one thread of each per section.
 
 A L{Producer} writes its section's files at a varying pace (a normal pace,
 quiet spells, busy spells, bursts of hundreds of files at once) in the ways
-its kind asks for (L{bench.soak_kinds.SectionKind.styles}):
+its kind asks for (L{soak.kinds.SectionKind.styles}):
 
  - C{quick}: created, written and closed at once; C{odd}: the same with a
    name holding a space, an accent, a byte that is not UTF-8 and a newline;
@@ -36,8 +36,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .soak_kinds import STREAM, Section
-from .soak_ledger import Ledger
+from .kinds import STREAM, Section
+from .ledger import Ledger
 
 FLAGS = os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC
 #: Seconds between two turns of a producer.

@@ -1,6 +1,6 @@
 """
 The small implementations L{bench.floor} measures, each run as a child:
-``python -m bench.floor_rungs KIND DIRECTORY PORT QUEUE``.
+``python -m bench.floor.rungs KIND DIRECTORY PORT QUEUE``.
 
 Every one does the same job as the observer and nothing more: for every file
 created in DIRECTORY, one C{LPUSH QUEUE <event JSON>} to the Redis on PORT,

@@ -10,7 +10,7 @@ C{/proc/PID/stat}) is measured alone:
 
  1. C{inotifywait}: C{inotifywait -m} to C{/dev/null} (inotify-tools), the
     cost of being told of a file at all, in C, without Redis;
- 2. C{epoll}: a minimal Python loop (see L{bench.floor_rungs}): two
+ 2. C{epoll}: a minimal Python loop (see L{bench.floor.rungs}): two
     wake-ups per file, the inotify read and then Redis's reply;
  3. C{epoll-lazy}: the same loop taking the reply at the next wake-up: one
     wake-up per file;
@@ -51,9 +51,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .harness import REPO_ROOT, Creator, Redis, Resources, cpu_split, machine, scratch_root, spawn
-from .report import machine_line
-from .workloads import Context
+from tests.kit import REPO_ROOT, Resources, scratch_root, spawn
+from tests.kit.processes import cpu_split
+
+from ..harness import Creator, machine, redis_server
+from ..report import machine_line
+from ..workloads import Context
 
 KINDS = ("inotifywait", "epoll", "epoll-lazy", "twisted", "observer")
 QUEUE = "q:floor"
@@ -93,7 +96,7 @@ def _start(ctx: Context, kind: str, work: Any, directory: Any) -> tuple[int, Cal
                 raise RuntimeError(f"inotifywait exited with {proc.returncode}")
         return proc.pid, lambda: (proc.terminate(), proc.wait(10), {})[2]
     ctx.client.delete(QUEUE)
-    proc = ctx.resources.process(spawn([sys.executable, "-m", "bench.floor_rungs", kind, str(directory),
+    proc = ctx.resources.process(spawn([sys.executable, "-m", "bench.floor.rungs", kind, str(directory),
                                         str(ctx.redis.port), QUEUE], stdout=subprocess.PIPE, cwd=str(REPO_ROOT)))
     line = proc.stdout.readline()
     if line.strip() != b"ready":
@@ -195,7 +198,7 @@ def main(argv: list[str]) -> int:
     results: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
     try:
         root = scratch_root(resources)
-        redis = Redis(resources, root / "redis")
+        redis = redis_server(resources, root / "redis")
         info["valkey"] = redis.version()
         ctx = Context(resources, redis, root)
         print(machine_line(info), flush=True)

