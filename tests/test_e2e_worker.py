@@ -336,3 +336,23 @@ def test_a_worker_waits_for_redis_and_stops_promptly_without_it(
     worker.terminate()
     assert worker.wait(30) == 0
     assert "Traceback" not in worker.output()
+
+
+def test_a_refusal_by_redis_is_one_line_until_it_changes(
+    tmp_path: Path, redis_server: Any, redis_client: Any, worker_factory: Any
+) -> None:
+    """The queue's key holds a string: one error line (no traceback), then work resumes once it is fixed."""
+    config, incoming = _config(tmp_path, redis_server)
+    redis_client.set("files", "not a list")
+    worker = worker_factory(config, "data", ["--delete", f"--failed={tmp_path / 'failed'}"],
+                            ["true"]).start()
+    worker.wait_for_line("Redis refused to give an event of files: WRONGTYPE", 10)
+    mark = worker.mark()
+    (incoming / "a.csv").write_text("x")
+    event = json.dumps({"directory": str(incoming), "filename": "a.csv", "event": "created",
+                        "event_timestamp": 1.0})
+    redis_client.delete("files")
+    redis_client.lpush("files", event)
+    worker.wait_for_line("a.csv: exit 0", 10, since=mark)
+    assert worker.output().count("Redis refused") == 1
+    assert "Traceback" not in worker.output()

@@ -167,3 +167,25 @@ def delete_all(private: str) -> list[str]:
     for name in files:
         os.unlink(os.path.join(private, name))
     return others
+
+
+def file_claim(private: str, destination: str | None) -> str:
+    """
+    File what a claim's directory C{private} holds into C{destination}, or
+    delete it (None: C{--delete}), then remove the directory.
+
+    @return: what happened, for the log line.
+    """
+    if destination is None:
+        left = delete_all(private)
+        outcome = "deleted"
+    else:
+        filed, left = file_all(private, destination)
+        outcome = "filed as " + ", ".join(filed) if filed else "the command left no file to file"
+    try:
+        os.rmdir(private)
+    except OSError:
+        pass  # what is left there stays (named below)
+    if left:
+        outcome += f" (left in {private}: {', '.join(left)})"
+    return outcome

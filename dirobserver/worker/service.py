@@ -97,8 +97,8 @@ class WorkerService(service.MultiService):
             self.events = ListEvents(self.main, self.blocking, config.queue, config.worker_id,
                                      config.reclaim_after)
         self._launcher = run.group_launcher()
-        self._tick = Periodic(lambda: defer.Deferred.fromCoroutine(self._renew_and_take_over()),
-                              min(config.reclaim_after / 3, RENEW_MAX), "claim renewal", reactor)
+        self._tick = Periodic(self._tick_once, min(config.reclaim_after / 3, RENEW_MAX),
+                              "claim renewal", reactor)
         self._backlog: deque[Event] = deque()
         self._jobs: dict[int, tuple[Event, defer.Deferred]] = {}
         self._running: dict[int, run.Running] = {}
@@ -142,6 +142,7 @@ class WorkerService(service.MultiService):
         self._tick.start()
         self.ready = True
         self._log.info("dirobserver-worker ready: taking events of {queue}", queue=self.config.queue)
+        refused: str | None = None
         while not self._stopping:
             if len(self._jobs) >= self.config.jobs:
                 self._slot = defer.Deferred()
@@ -157,11 +158,18 @@ class WorkerService(service.MultiService):
                 if not self._stopping:
                     self._backlog.extend(await self.events.adopt(self._known()))
                 continue
-            except Exception:
-                self._log.failure("Taking an event from {queue} failed; trying again in 1 s",
-                                  queue=self.config.queue)
+            except txredisapi.ResponseError as e:
+                # Redis refused (the key holds another type, the group was
+                # deleted...): one line per new refusal, not one per second.
+                if str(e) != refused:
+                    refused = str(e)
+                    self._log.error("Redis refused to give an event of {queue}: {error}; trying "
+                                    "again every second", queue=self.config.queue, error=refused)
                 await task.deferLater(self._reactor, 1.0, lambda: None)
+                if "NOGROUP" in refused:
+                    await self.events.register()
                 continue
+            refused = None
             await self._report_bad()
             if event is None:
                 continue
@@ -177,6 +185,13 @@ class WorkerService(service.MultiService):
 
     def _known(self) -> list[Event]:
         return [event for event, _ in self._jobs.values()] + list(self._backlog)
+
+    def _tick_once(self) -> defer.Deferred:
+        def stopped(failure: Failure) -> Failure | None:
+            # The links close at the stop: a renewal waiting for Redis ends quietly.
+            return None if self._stopping and failure.check(txredisapi.ConnectionError) else failure
+
+        return defer.Deferred.fromCoroutine(self._renew_and_take_over()).addErrback(stopped)
 
     async def _renew_and_take_over(self) -> None:
         await self.events.renew(self._known())
@@ -316,20 +331,11 @@ class WorkerService(service.MultiService):
         return None
 
     def _file(self, claimed: str, relative: str, succeeded: bool) -> str:
-        """Blocking: file what the command left in its directory; say where it went."""
+        """Blocking: file the claim in done/ (or delete it) or failed/; say where it went."""
         c = self.config
-        private = os.path.dirname(claimed)
-        if succeeded and c.done is None:
-            left = filing.delete_all(private)
-            outcome = "deleted"
-        else:
-            top = c.done if succeeded and c.done is not None else c.failed
-            filed, left = filing.file_all(private, os.path.join(top, os.path.dirname(relative)))
-            outcome = "filed as " + ", ".join(filed) if filed else "the command left no file to file"
-        claim.release(claimed)
-        if left:
-            outcome += f" (left in {private}: {', '.join(left)})"
-        return outcome
+        top = (c.done if succeeded else c.failed)
+        where = None if top is None else os.path.join(top, os.path.dirname(relative))
+        return filing.file_claim(os.path.dirname(claimed), where)
 
     async def _give_back(self, event: Event) -> None:
         self.given_back += 1
