@@ -19,7 +19,6 @@ import pytest
 from twisted.internet import defer
 
 from tests.kit.cases import CoreTestCase
-from tests.kit.waiting import sleep
 
 #: Every test here starts a process or a server (see `make unit`).
 pytestmark = pytest.mark.process
@@ -31,6 +30,13 @@ class BoundTests(CoreTestCase):
     def setUp(self) -> None:
         super().setUp()
         self.make_core(f"announce=closed\nsettle={SETTLE}")
+
+    @defer.inlineCallbacks
+    def witness(self, name: str):
+        """Make a complete file C{name} and wait for its event."""
+        (self.dir / name).write_bytes(b"x")
+        ok = yield self.wait(lambda: name in self.received)
+        self.assertTrue(ok, f"{name} never announced")
 
     @defer.inlineCallbacks
     def test_past_the_limit_files_are_forgotten_then_announced_once_old_enough(self):
@@ -65,20 +71,20 @@ class BoundTests(CoreTestCase):
         # more if some were still too young at the first look), which
         # announce nothing twice (counted at the end).
         self.assertGreaterEqual(monitor.listings, 3)
-        # The files opened after the forgetting still wait for their close.
-        yield sleep(SETTLE * 2)
-        self.pop()
-        self.assertEqual(len(self.received), 10)
+        # The files opened after the forgetting still wait for their close:
+        # a file complete now is announced a settle period later, after
+        # anything that would have announced them.
+        yield self.witness("m1")
+        self.assertEqual(sorted(self.received), [f"a{i}" for i in range(10)] + ["m1"])
         closed = time.time()
         for f in first + second:
             f.close()
-        ok = yield self.wait(lambda: len(self.received) == 16)
+        ok = yield self.wait(lambda: len(self.received) == 17)
         self.assertTrue(ok, self.received)
         for i in range(6):
             [(at, event)] = self.received[f"b{i}"]
             self.assertEqual(event["event"], "created")
             self.assertGreaterEqual(at, closed + SETTLE)
-        yield sleep(SETTLE * 2)
-        self.pop()
-        self.assertEqual(sum(map(len, self.received.values())), 16)
+        yield self.witness("m2")  # after anything more of the 16 files
+        self.assertEqual(sum(map(len, self.received.values())), 18)
         self.assertEqual(len(monitor.waiting), 0)

@@ -314,7 +314,8 @@ class RealServerTests(Connecting, unittest.TestCase):
         admin = self.server.client()
         admin.execute_command("ACL", "SETUSER", "observer", "on", ">right", "~*", "+@all")
         refused = self.connect(settings_for(self.server.port, password="wrong", username="observer"))
-        yield sleep(0.8)
+        retried = yield self.wait_for(lambda: refused.attempts > 2)
+        self.assertTrue(retried, f"{refused.attempts} attempts")
         self.assertEqual(self.ups, [])
         self.assertEqual(
             refused.problem,
@@ -332,7 +333,8 @@ class RealServerTests(Connecting, unittest.TestCase):
         """SELECT refused: the problem names the command and Redis's reason."""
         self.server.start()
         connection = self.connect(settings_for(self.server.port, db=999))
-        yield sleep(0.5)
+        refused = yield self.wait_for(lambda: "refused SELECT" in (connection.problem or ""))
+        self.assertTrue(refused, connection.problem)
         self.assertEqual(self.ups, [])
         self.assertIn("refused SELECT 999", connection.problem)
 
@@ -347,23 +349,14 @@ class RealServerTests(Connecting, unittest.TestCase):
             return policy(n)
 
         self.connect(settings_for(self.server.port), recording)
-        for _ in range(200):
-            if len(seen) >= 3:
-                break
-            yield sleep(0.02)
+        self.assertTrue((yield self.wait_for(lambda: len(seen) >= 3)), seen)
         self.assertEqual(seen, list(range(1, len(seen) + 1)))
         self.server.start()
-        for _ in range(200):
-            if self.ups:
-                break
-            yield sleep(0.02)
+        self.assertTrue((yield self.wait_for(lambda: self.ups)), "never connected")
         self.assertEqual(len(self.ups), 1)
         before = len(seen)
         self.server.kill()
-        for _ in range(200):
-            if len(seen) > before + 1:
-                break
-            yield sleep(0.02)
+        self.assertTrue((yield self.wait_for(lambda: len(seen) > before + 1)), seen)
         self.assertEqual(seen[before:before + 2], [1, 2])
         lines = self.logs.lines()
         self.assertTrue(any("answers again" in line for line in lines), lines)
@@ -385,7 +378,7 @@ class RealServerTests(Connecting, unittest.TestCase):
         port = reactor.listenTCP(0, protocol.Factory.forProtocol(Drop), interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         connection = self.connect(settings_for(port.getHost().port))
-        yield sleep(3)
+        yield sleep(3)  # the number of attempts in this time is what is tested
         self.assertEqual(self.ups, [])
         self.assertGreaterEqual(len(accepted), 3)
         self.assertLessEqual(len(accepted), 8)

@@ -103,7 +103,7 @@ def write_slowly(f: Any, times: int, pause: float) -> float:
     last = 0.0
     for i in range(times):
         if i:
-            time.sleep(pause)
+            time.sleep(pause)  # the pace of a slow writer is what is tested
         f.write(KIB)
         f.flush()
         last = time.time()
@@ -146,7 +146,7 @@ def test_closed_a_hundred_files_open_at_once_each_announced_after_its_own_close(
         for f in files.values():
             f.write(KIB)
             f.flush()
-        time.sleep(0.05)
+        time.sleep(0.05)  # the writes are spread out in time, as a real writer's
     sentinel(shm, consumer)
     assert consumer.names() == {"sentinel"}
     closing: dict[str, float] = {}
@@ -155,7 +155,7 @@ def test_closed_a_hundred_files_open_at_once_each_announced_after_its_own_close(
     for name in order:
         closing[name] = time.time()
         files[name].close()
-        time.sleep(0.002)
+        time.sleep(0.002)  # closes apart in time: each file's event is timed to its own close
     assert wait_until(lambda: consumer.names() >= set(names), 5), set(names) - consumer.names()
     sentinel(shm, consumer, "sentinel-2")
     events = [(at, e) for at, e in consumer.got() if e["filename"] in closing]
@@ -266,7 +266,7 @@ def test_closed_observer_killed_mid_write_and_restarted_announces_the_file_once_
                     written.set()
                 if restarted.is_set() and i >= 45:
                     break
-                time.sleep(0.1)
+                time.sleep(0.1)  # a slow writer, still writing across the restart
             closed_at.append(time.time())
 
     thread = threading.Thread(target=writer)

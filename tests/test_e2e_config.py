@@ -291,3 +291,9 @@ def test_repository_sample_configuration_runs_with_embedded_redis(
     assert "dirobserver stopped" in observer.output()
     assert wait_until(lambda: _port_closed(port), timeout=5), "embedded valkey-server still answers"
     assert status == 0, observer.output()
+    # The server's warning about vm.overcommit_memory (0 by default) is not
+    # relayed as a warning; where it applies, one line of ours says it.
+    output = observer.output()
+    assert "Memory overcommit must be enabled" not in output, output
+    if Path("/proc/sys/vm/overcommit_memory").read_text().strip() == "0":
+        assert output.count("memory overcommit is off") == 1, output

@@ -23,6 +23,7 @@ import signal
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,16 @@ from typing import Any
 import pytest
 import valkey.exceptions
 
-from tests.kit import Observer, RedisServer, drop_root_file_access, free_port, section, wait_until, write_config
+from tests.kit import (
+    Observer,
+    RedisServer,
+    command_calls,
+    drop_root_file_access,
+    free_port,
+    section,
+    wait_until,
+    write_config,
+)
 
 #: Every test here starts a process or a server (see `make unit`).
 pytestmark = pytest.mark.process
@@ -141,8 +151,21 @@ def make_files(directory: Path, names: Iterable[str], pause: float = 0.0) -> lis
         os.close(os.open(os.path.join(base, name), flags, 0o644))
         made.append(name)
         if pause:
-            time.sleep(pause)
+            time.sleep(pause)  # files spread out in time, as a real producer makes them
     return made
+
+
+def held_events(metrics_port: int) -> float | None:
+    """C{dirobserver_held_events} from the daemon's /metrics (None while it does not answer)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as reply:
+            text = reply.read().decode()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("dirobserver_held_events "):
+            return float(line.split()[1])
+    return None
 
 
 def present(directory: Path) -> set[str]:
@@ -275,7 +298,8 @@ def test_redis_killed_and_restarted_nothing_lost_order_kept(
     redis_server.kill()
     during = make_files(fast_dir, (f"during-{i:04d}" for i in range(500)), pause=0.001)
     observer.wait_for_line("Lost the connection", timeout=10, since=mark)
-    time.sleep(0.5)
+    # An attempt to reconnect failed: the outage is real for the observer.
+    observer.wait_for_line("retrying until it answers", timeout=10, since=mark)
     redis_server.restart()
 
     everything = set(before) | set(during)
@@ -310,11 +334,18 @@ def test_redis_down_at_startup(
     port = free_port()
     present_at_start = make_files(fast_dir, (f"old-{i:03d}" for i in range(50)))
     config = write_config(tmp_path, {"s": section(fast_dir)}, common(port))
-    observer = observer_factory(config).start(wait_ready=False)
+    metrics = free_port()
+    observer = observer_factory(
+        config, extra_args=[f"--metrics=tcp:{metrics}:interface=127.0.0.1"]
+    ).start(wait_ready=False)
     observer.wait_for_line("Watching", timeout=15)
 
     created = make_files(fast_dir, (f"new-{i:03d}" for i in range(300)), pause=0.002)
-    time.sleep(3)
+    # The observer saw them all while Redis was down: it holds their events.
+    assert wait_until(lambda: (held_events(metrics) or 0) >= len(created), 15), (
+        f"{held_events(metrics)} events held, {len(created)} files created:\n"
+        + observer.output()
+    )
     assert observer.is_running(), "the observer exited while Redis was down:\n" + observer.output()
     assert not lines_with(observer, Observer.READY_MARK), "ready before Redis answered"
 
@@ -417,15 +448,17 @@ def test_directory_deleted_and_recreated_while_another_is_busy(
             os.close(os.open(os.path.join(dir_a, name), flags, 0o644))
             made_a.append(name)
             i += 1
-            time.sleep(0.002)
+            time.sleep(0.002)  # a steady stream, not a burst
 
     stream = threading.Thread(target=steady, name="steady")
     stream.start()
     try:
         for cycle in range(10):
-            make_files(dir_b, (f"b{cycle:02d}-{i:03d}" for i in range(50)))
+            made_b = make_files(dir_b, (f"b{cycle:02d}-{i:03d}" for i in range(50)))
             if cycle % 3 == 0:
-                time.sleep(0.3)
+                # Now and then the files are announced before the deletion.
+                announced = consumer.wait_for(made_b, timeout=10, queue="qb")
+                assert not announced, f"cycle {cycle}: {describe_missing(announced)}"
             mark = observer.mark()
             shutil.rmtree(dir_b)
             if cycle % 2 == 0:
@@ -436,7 +469,9 @@ def test_directory_deleted_and_recreated_while_another_is_busy(
                 # Recreated at once: the observer may even miss the gap.
                 dir_b.mkdir()
         final_b = make_files(dir_b, (f"final-{i:03d}" for i in range(200)))
-        time.sleep(0.5)
+        # The busy directory goes on while the last recreation is announced.
+        missing_final = consumer.wait_for(final_b, timeout=20, queue="qb")
+        assert not missing_final, f"the recreated directory: {describe_missing(missing_final)}"
     finally:
         stop.set()
         stream.join(10)
@@ -472,7 +507,7 @@ def test_held_events_bounded_during_long_outage(
     )
     observer = observer_factory(config).start()
     consumer = consumers(redis_server, "q")
-    time.sleep(0.5)
+    observer.wait_for_line(f"Listed {fast_dir}:", timeout=10)  # the start-up work is done
     rss_before = vm_rss_kib(observer.pid)
 
     mark = observer.mark()
@@ -489,7 +524,7 @@ def test_held_events_bounded_during_long_outage(
     deadline = time.monotonic() + 2
     while time.monotonic() < deadline:
         peak = max(peak, vm_rss_kib(observer.pid))
-        time.sleep(0.1)
+        time.sleep(0.1)  # sampling the RSS over two seconds: the interval of the samples
     growth_mib = (peak - rss_before) / 1024
     assert growth_mib < 50, f"RSS grew by {growth_mib:.1f} MiB while Redis was down"
 
@@ -585,7 +620,10 @@ def test_wrongtype_on_the_queue_key_then_fixed(
     redis_client.set("q", b"not a list")
     names = make_files(fast_dir, (f"w{i:04d}" for i in range(300)))
     observer.wait_for_line("WRONGTYPE", timeout=10, since=mark)
-    time.sleep(1.5)  # a couple of retries (every second)
+    # A couple of retries (every second), each a transaction the server ran.
+    rounds = command_calls(redis_client, "exec")
+    assert wait_until(lambda: command_calls(redis_client, "exec") >= rounds + 2, 10), \
+        "the observer did not retry"
     assert redis_client.type("q") == b"string"
     redis_client.delete("q")
 
@@ -619,7 +657,10 @@ def test_write_errors_then_fixed(
         names = make_files(fast_dir, (f"m{i:04d}" for i in range(300)))
         line = observer.wait_for_line("Redis refused events", timeout=10, since=mark)
         assert any(word in line for word in expected_words), line
-        time.sleep(1.5)  # a couple of retries (every second)
+        # A couple of retries (every second), each a transaction refused.
+        rounds = command_calls(redis_client, "exec")
+        assert wait_until(lambda: command_calls(redis_client, "exec") >= rounds + 2, 10), \
+            "the observer did not retry"
         assert not consumer.names() & set(names), "events got through despite the errors"
     finally:
         if failure == "oom":
@@ -654,8 +695,9 @@ def test_listing_cut_by_poll_queue_limit_is_caught_up(
 
     line = observer.wait_for_line("poll_queue_limit", timeout=10)
     assert "20 of 50" in line, line
+    # The first listing is over, with 20 files (the catch-up is 5 s away).
+    observer.wait_for_line(f"Listed {fast_dir}: 20 files announced", timeout=10)
     assert wait_until(lambda: consumer.count() >= 20, 5)
-    time.sleep(0.5)
     first = consumer.names()
     assert len(first) == 20 and consumer.count() == 20, sorted(first)
 
@@ -725,7 +767,8 @@ def test_permission_denied_directory(tmp_path, fast_dir, redis_server, observer_
         assert not others.wait_for(opened, timeout=10)
         mark = observer.mark()
         locked.chmod(0o755)
-        observer.wait_for_line("Directory is back", timeout=10, since=mark)
+        # Never watched before: it is not "back".
+        observer.wait_for_line(f"[s] Now watching {locked}", timeout=10, since=mark)
         names = ["early"] + make_files(locked, [f"late-{i}" for i in range(20)])
         missing = consumer.wait_for(names, timeout=10)
         assert not missing, describe_missing(missing)
@@ -761,8 +804,11 @@ def test_listing_refused_by_permissions_is_done_once_readable(
         redis_server.restart()
         observer.wait_for_line("Cannot list", timeout=15, since=mark)
         consumer = consumers(redis_server, "q")
-        time.sleep(1)
-        assert not consumer.names(), "announced although the directory cannot be listed"
+        # A file made after the failed listing is announced (the watch
+        # stays): the observer has gone past the failure.
+        make_files(locked, ["witness"])
+        assert not consumer.wait_for(["witness"], timeout=10), "the watch no longer works"
+        assert consumer.names() == {"witness"}, "announced although the directory cannot be listed"
         locked.chmod(0o755)
         missing = consumer.wait_for(names, timeout=15)
         assert not missing, describe_missing(missing)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.kit import drain, free_port, wait_until, write_config
+from tests.kit import command_calls, connections_received, drain, free_port, wait_until, write_config
 
 #: Every test here starts a process or a server (see `make unit`).
 pytestmark = pytest.mark.process
@@ -39,6 +39,14 @@ def _get(url: str) -> tuple[int, str]:
             return reply.status, reply.read().decode().strip()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode().strip()
+
+
+def _answers(url: str) -> int | None:
+    """The HTTP status of C{url}, None while nothing listens."""
+    try:
+        return _get(url)[0]
+    except OSError:
+        return None
 
 
 def _samples(text: str) -> dict[tuple[str, tuple], float]:
@@ -80,15 +88,20 @@ def test_metrics_and_readiness_of_the_real_daemon(tmp_path, redis_server, redis_
     assert samples[("dirobserver_listing_seconds_count", ())] == 1
     assert samples[("dirobserver_held_events", ())] == 0
     assert any(name == "dirobserver_build_info" for name, _ in samples)
-    assert _get(f"{base}/livez") == (200, "ok")
-    assert _get(f"{base}/readyz")[0] == 200
+    assert _get(f"{base}/livez") == (200, '{"alive": true, "problems": []}')
+    assert _get(f"{base}/readyz") == (200, '{"ready": true, "problems": []}')
 
     redis_server.kill()
     assert wait_until(lambda: _get(f"{base}/readyz")[0] == 503, 10)
-    status, reason = _get(f"{base}/readyz")
-    assert "Redis at 127.0.0.1" in reason and "\n" not in reason.strip(), reason
+    status, body = _get(f"{base}/readyz")
+    assert "\n" not in body, body
+    answer = json.loads(body)
+    assert answer["ready"] is False and "Redis at 127.0.0.1" in answer["problems"][0], answer
     assert scraped()[("dirobserver_redis_up", ())] == 0
-    assert _get(f"{base}/livez") == (200, "ok")  # alive, only not ready
+    status, body = _get(f"{base}/livez")
+    answer = json.loads(body)
+    assert status == 200 and answer["alive"] is True, body  # alive, only not ready
+    assert "Redis at 127.0.0.1" in answer["problems"][0], answer  # yet the problem shows
     assert _get(f"{base}/nothing-here")[0] == 404
 
 
@@ -115,7 +128,7 @@ def test_systemd_notifications(tmp_path, redis_server, observer_factory):
         start = time.monotonic()
         collect(start + 3)
         ready = [m for _, m in received if "READY=1" in m.split("\n")]
-        assert ready and "STATUS=Watching 1 of 1 directories; Redis connected" in ready[0], received
+        assert ready and "STATUS=Watching 1 of 1 directory; Redis connected" in ready[0], received
         beats = [t for t, m in received if m == "WATCHDOG=1"]
         # Every half second: about five in 2.5 s (the first comes after half a second).
         assert 4 <= len([t for t in beats if t >= start + 0.5]) <= 7, received
@@ -151,10 +164,15 @@ def test_json_logs_parse_line_by_line(tmp_path, redis_server, observer_factory):
 def test_log_level_warn_prints_no_info_line(tmp_path, redis_server, redis_client,
                                             observer_factory):
     path, watched = _config(tmp_path, redis_server.port)
-    observer = observer_factory(path, extra_args=["--log-level=warn"])
+    port = free_port()
+    observer = observer_factory(
+        path, extra_args=["--log-level=warn", f"--metrics=tcp:{port}:interface=127.0.0.1"]
+    )
     observer.start(wait_ready=False)
     assert wait_until(lambda: os.path.exists(watched), 1)
-    time.sleep(1)
+    # No "ready" line at this level: /readyz says when the daemon is ready.
+    assert wait_until(lambda: _answers(f"http://127.0.0.1:{port}/readyz") == 200, 15), \
+        "the daemon never became ready"
     (watched / "f").touch()
     assert len(drain(redis_client, "q", 1, timeout=5)) == 1
     observer.terminate()
@@ -170,12 +188,18 @@ def test_redis_that_wants_a_password_is_never_ready(tmp_path, redis_server, obse
     observer = observer_factory(path, extra_args=[f"--metrics=tcp:{port}:interface=127.0.0.1"])
     observer.start(wait_ready=False)
     observer.wait_for_line("password", timeout=10)
-    time.sleep(3)
+    # Several more attempts refused for the password (each is a connection
+    # the server counts; ours is one, kept open), and still one line and no
+    # "ready".
+    admin = redis_server.client(password="s3cret")
+    connections = connections_received(admin)
+    assert wait_until(lambda: connections_received(admin) >= connections + 3, 20), \
+        "the daemon did not try again"
     output = observer.output()
     assert "dirobserver ready" not in output
     assert sum("password" in line for line in output.splitlines()) == 1, output
-    status, reason = _get(f"http://127.0.0.1:{port}/readyz")
-    assert status == 503 and "password" in reason, reason
+    status, body = _get(f"http://127.0.0.1:{port}/readyz")
+    assert status == 503 and "password" in json.loads(body)["problems"][0], body
 
 
 def test_a_failing_llen_is_one_line_per_cause_not_one_per_listing(
@@ -192,9 +216,53 @@ def test_a_failing_llen_is_one_line_per_cause_not_one_per_listing(
     )
     observer = observer_factory(path).start()
     observer.wait_for_line("LLEN q failed", timeout=10)
-    time.sleep(2)
+    # Five more listings, each an LLEN that fails, and still one warning.
+    calls = command_calls(redis_client, "llen")
+    assert wait_until(lambda: command_calls(redis_client, "llen") >= calls + 5, 20), \
+        "no more listings after the first failure"
     assert sum("LLEN q failed" in line for line in observer.output().splitlines()) == 1
     redis_client.delete("q")
     line = observer.wait_for_line("LLEN q answers again", timeout=10)
     assert "times over" in line, line
     assert any(e["filename"] == "present" for e in drain(redis_client, "q", 1, timeout=5))
+
+
+def test_readyz_is_200_with_a_missing_directory_and_names_it(tmp_path, redis_server, observer_factory):
+    """Events flow, so the daemon is ready; but both bodies name the directory
+    that does not exist, and /readyz stays 200 once it appears (and is watched)."""
+    watched, missing = tmp_path / "in", tmp_path / "not-yet"
+    watched.mkdir()
+    path = write_config(
+        tmp_path, {"here": {"active": "true", "directory": watched, "queue": "q"},
+                   "gone": {"active": "true", "directory": missing, "queue": "q2"}},
+        {"redis_server": "127.0.0.1", "redis_port": redis_server.port},
+    )
+    port = free_port()
+    observer = observer_factory(path, extra_args=[f"--metrics=tcp:{port}:interface=127.0.0.1"])
+    observer.start()
+    base = f"http://127.0.0.1:{port}"
+    for endpoint, verdict in (("readyz", "ready"), ("livez", "alive")):
+        status, body = _get(f"{base}/{endpoint}")
+        assert (status, json.loads(body)) == (200, {verdict: True, "problems": [f"[gone] {missing} is missing"]})
+    missing.mkdir()
+    assert wait_until(lambda: _get(f"{base}/readyz") == (200, '{"ready": true, "problems": []}'), 10)
+
+
+def test_metrics_port_in_use_stops_the_start_with_71(tmp_path, redis_server, observer_factory):
+    """--metrics on a port another daemon's endpoint holds: one line, nothing
+    watched, exit status 71 (a resource in use: a supervisor tries again)."""
+    path, _watched = _config(tmp_path, redis_server.port)
+    port = free_port()
+    endpoint = f"--metrics=tcp:{port}:interface=127.0.0.1"
+    first = observer_factory(path, extra_args=[endpoint])
+    first.start()
+    second = observer_factory(path, extra_args=[endpoint])
+    second.start(wait_ready=False)
+    status = second.wait(20)
+    output = second.output()
+    assert status == 71, output
+    refusals = [line for line in output.splitlines() if "cannot serve /metrics" in line]
+    assert len(refusals) == 1 and f"tcp:{port}:interface=127.0.0.1" in refusals[0], output
+    assert "in use" in refusals[0] and "stopping" in refusals[0], output
+    assert "Traceback" not in output and "Watching" not in output, output
+    assert _get(f"http://127.0.0.1:{port}/livez")[0] == 200  # the first one's, untouched

@@ -58,7 +58,7 @@ def test_the_start_up_line_carries_the_version(tmp_path, redis_server, observer_
                           {"redis_server": "127.0.0.1", "redis_port": redis_server.port})
     observer = observer_factory(config).start()
     line = observer.wait_for_line("starting:", timeout=1)
-    assert f"dirobserver {dirobserver.__version__} starting: 1 directories" in line, line
+    assert f"dirobserver {dirobserver.__version__} starting: 1 directory," in line, line
 
 
 def test_print_sample_config_prints_the_repository_sample(tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.kit import drain, write_config
+from tests.kit import drain, wait_until, write_config
 
 #: Every test here starts a process or a server (see `make unit`).
 pytestmark = pytest.mark.process
@@ -51,12 +51,14 @@ def test_sighup_adds_removes_and_changes_sections_while_others_lose_nothing(
             (dirs["keep"] / name).touch()
             written.append(name)
             i += 1
-            time.sleep(0.002)
+            time.sleep(0.002)  # a steady producer, so files keep coming across the reload
 
     producer = threading.Thread(target=produce)
     producer.start()
     try:
-        time.sleep(0.5)
+        # The producer's files are being announced before the reload...
+        assert wait_until(lambda: redis_client.llen("q:keep") >= 50, 10), \
+            "the unchanged section announced nothing before the reload"
         _config(tmp_path, redis_server.port,
                 {"keep": keep, "filt": {**filt, "only": r"^.*\.txt$"}, "new": new})
         mark = observer.mark()
@@ -64,7 +66,10 @@ def test_sighup_adds_removes_and_changes_sections_while_others_lose_nothing(
         line = observer.wait_for_line("Configuration reloaded", timeout=10, since=mark)
         assert "added [new]" in line and "removed [gone]" in line and "changed [filt]" in line, line
         assert "1 sections unchanged" in line, line
-        time.sleep(0.5)
+        # ... and files made after it are announced too.
+        after = len(written)
+        assert wait_until(lambda: redis_client.llen("q:keep") >= after + 50, 10), \
+            "the unchanged section stopped announcing after the reload"
     finally:
         stop.set()
         producer.join()
@@ -73,10 +78,18 @@ def test_sighup_adds_removes_and_changes_sections_while_others_lose_nothing(
     listed = drain(redis_client, "q:new", 1, timeout=10)
     assert [(e["filename"], e["event"]) for e in listed] == [("present-before", "exists")]
     # The changed filter applies; the removed section is no longer watched.
+    # b.txt comes last: its event is the witness that what came before it
+    # (a.csv, the removed section's file) was seen, had it to be announced.
+    (dirs["gone"] / "after-removal").touch()
     (dirs["filt"] / "a.csv").touch()
     (dirs["filt"] / "b.txt").touch()
-    (dirs["gone"] / "after-removal").touch()
-    filt_events = drain(redis_client, "q:filt", 10, timeout=3)
+    filt_events: list[dict] = []
+
+    def got_b() -> bool:
+        filt_events.extend(drain(redis_client, "q:filt", 100, timeout=0))
+        return any(e["filename"] == "b.txt" for e in filt_events)
+
+    assert wait_until(got_b, 10), f"b.txt never announced: {filt_events}"
     assert [e["filename"] for e in filt_events if e["event"] == "created"] == ["b.txt"]
     assert redis_client.llen("q:gone") == 0
     # The unchanged section lost nothing and was not listed again.

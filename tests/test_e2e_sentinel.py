@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.kit import write_config
+from tests.kit import wait_until, write_config
 from tests.kit.sentinel import MASTER_NAME, MasterConsumer, SentinelSet
 
 #: Every test here starts a process or a server (see `make unit`).
@@ -56,7 +56,7 @@ def burst(directory: Path, count: int, halfway: threading.Event, pause: float = 
         names.add(name)
         if i == count // 2:
             halfway.set()
-        time.sleep(pause)
+        time.sleep(pause)  # a burst that lasts long enough for the action to land in it
     return names
 
 
@@ -116,9 +116,4 @@ def test_a_failover_in_the_middle_of_a_burst_loses_no_file(
 
 
 def _wait_switch(sentinel_set: SentinelSet, old_port: int) -> bool:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if sentinel_set.switched_from(old_port):
-            return True
-        time.sleep(0.1)
-    return False
+    return wait_until(lambda: sentinel_set.switched_from(old_port), 20, interval=0.1)

@@ -56,7 +56,14 @@ def test_a_consumer_group_gets_every_file_and_a_crashed_workers_entries_are_clai
         for entry_id, fields in entries:
             done[fields[b"filename"].decode()] = fields
             redis_client.xack("events", "workers", entry_id)
-    time.sleep(0.2)
+    # XAUTOCLAIM takes entries idle for min_idle_time: wait until Redis says
+    # the crashed worker's entries are that old.
+    def crashed_idle() -> bool:
+        pending = redis_client.xpending_range("events", "workers", min="-", max="+",
+                                              count=100, consumername="crashed")
+        return len(pending) == 5 and all(p["time_since_delivered"] >= 100 for p in pending)
+
+    assert wait_until(crashed_idle, 10), "the crashed worker's entries never became idle"
     _next, claimed, _deleted = redis_client.xautoclaim("events", "workers", "alive",
                                                        min_idle_time=100, start_id="0-0")
     assert sorted(entry_id for entry_id, _ in claimed) == sorted(entry_id for entry_id, _ in crashed)

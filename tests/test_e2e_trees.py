@@ -184,10 +184,14 @@ def test_a_subtree_removed_and_made_again_is_watched_again(
     (shm / "x" / "y").mkdir(parents=True)
     again = write(shm / "x" / "y" / "again")
     assert not collector.wait_all({again}, timeout=5)
+    mark = observer.mark()
     os.rename(shm / "x", shm / "renamed")
-    time.sleep(0.2)  # the rename's events and the end of the old name's watch
+    # The end of the old name's watch is read in the same batch as the new
+    # name's arrival: from then on a new file is seen under the new name.
+    observer.wait_for_line(f"{shm / 'x'} is gone", since=mark)
     renamed = write(shm / "renamed" / "y" / "after-rename")
     assert not collector.wait_all({renamed}, timeout=5)
+    assert str(shm / "x" / "y" / "after-rename") not in collector.paths()
     assert not warnings_of(observer), warnings_of(observer)
     assert observer.is_running()
 
@@ -221,7 +225,7 @@ def test_ignored_directories_and_the_default_stays_flat(
     write(flat / "sub" / "below")
     flat_sentinel = write(flat / "top")
     assert not flat_events.wait_all({flat_sentinel}, timeout=5)
-    time.sleep(0.2)
+    # The sentinels came after every earlier event of their queue.
     assert set(tree_events.paths()) == {listed, sentinel}
     assert set(flat_events.paths()) == {flat_sentinel}
     assert observer.is_running()
@@ -272,8 +276,13 @@ def test_poll_mode_announces_each_new_file_once_without_inotify(
     (polled / "fresh" / "deeper").mkdir(parents=True)
     new.add(write(polled / "fresh" / "deeper" / "f"))
     assert not collector.wait_all(new, timeout=10)
-    time.sleep(1.0)  # five more polls
-    assert sorted(collector.paths("created")) == sorted(new)
+    # Three more polls, each witnessed by a file it announces: a file found
+    # again would come before the marker of a later poll.
+    markers = set()
+    for i in range(3):
+        markers.add(write(polled / f"marker{i}"))
+        assert not collector.wait_all(markers, timeout=10), f"marker{i} never announced"
+    assert sorted(collector.paths("created")) == sorted(new | markers)
     assert collector.paths("exists") == [present]
 
     watched = inotify_watched_inodes(observer.pid)
@@ -297,7 +306,7 @@ def test_poll_mode_with_settle_announces_a_file_once_unchanged(
     with open(slow, "wb") as f:
         for i in range(4):
             if i:
-                time.sleep(0.4)
+                time.sleep(0.4)  # a slow writer: the pause is what settle is tested against
             f.write(b"x" * 1024)
             f.flush()
             last_write = time.time()
@@ -305,8 +314,11 @@ def test_poll_mode_with_settle_announces_a_file_once_unchanged(
     assert not collector.wait_all({str(slow)}, timeout=10)
     received = time.time()
     assert received >= last_write + 0.8
-    time.sleep(0.6)
-    assert collector.paths() == [str(slow)]
+    # A file made now is announced a settle period and several polls later,
+    # after anything those polls would say of the slow file again.
+    marker = write(shm / "marker")
+    assert not collector.wait_all({marker}, timeout=10), "marker never announced"
+    assert collector.paths() == [str(slow), marker]
 
 
 def test_announce_closed_and_settle_apply_in_a_tree(
@@ -324,20 +336,26 @@ def test_announce_closed_and_settle_apply_in_a_tree(
     observer.wait_for_line(f"Listed {shm}:")
     collector = collectors(redis_server)
     (shm / "new" / "deeper").mkdir(parents=True)
-    time.sleep(0.2)  # the new sub-directories are watched
+    # The new sub-directories are watched: a file in the deepest one is
+    # announced (a sub-directory is watched before it is read).
+    probe = write(shm / "new" / "deeper" / "probe")
+    assert not collector.wait_all({probe}, timeout=10), "probe never announced"
     paths = [shm / "old" / "a.dat", shm / "new" / "deeper" / "b.dat"]
     files = [open(path, "wb") for path in paths]
     for _ in range(3):
         for f in files:
             f.write(b"x" * 100)
             f.flush()
-        time.sleep(0.3)
-    assert collector.paths() == []
+        time.sleep(0.3)  # written slowly: the time between writes is what is tested
+    assert collector.paths() == [probe]
     for f in files:
         f.close()
     closed = time.time()
     assert not collector.wait_all({str(p) for p in paths}, timeout=10)
     assert time.time() >= closed + 0.5
-    time.sleep(0.7)
-    assert sorted(collector.paths("created")) == sorted(str(p) for p in paths)
-    assert len(collector.paths()) == 2
+    # A file closed now is announced after its own settle period, so after
+    # anything still waiting about the slow files.
+    marker = write(shm / "old" / "marker")
+    assert not collector.wait_all({marker}, timeout=10), "marker never announced"
+    assert sorted(collector.paths("created")) == sorted([probe, marker, *map(str, paths)])
+    assert len(collector.paths()) == 4

@@ -22,7 +22,7 @@ from twisted.trial import unittest
 
 from dirobserver.app.observer import DirObserver
 from dirobserver.config import settings as config
-from tests.kit import RedisServer, drain, write_config
+from tests.kit import RedisServer, drain, wait_until, write_config
 
 #: Every test here starts a process or a server (see `make unit`).
 pytestmark = pytest.mark.process
@@ -40,18 +40,32 @@ def test_suspended_longer_than_the_timeout_is_not_stopped(
         {"redis_server": "127.0.0.1", "redis_port": redis_server.port,
          "monitor_inactivitytimeout": 1},
     )
-    observer = observer_factory(path).start()
+    # The watchdog's probe directory is made in TMPDIR: here, where the
+    # test can count its probes.
+    probes = tmp_path / "probes"
+    probes.mkdir()
+    observer = observer_factory(path, env={"TMPDIR": str(probes)}).start()
     observer.wait_for_line(f"Listed {watched}:", timeout=10)
     observer.signal(signal.SIGSTOP)
-    time.sleep(3)
+    time.sleep(3)  # the suspension, longer than the timeout, is what is tested
     observer.signal(signal.SIGCONT)
-    time.sleep(2)  # several watchdog ticks (every 0.2 s) after the resume
+    # Several watchdog ticks (every 0.2 s) after the resume, each judging the
+    # last probe and sending the next.
+    resumed_at = last_probe(probes)
+    assert wait_until(lambda: last_probe(probes) >= resumed_at + 5, 10), \
+        f"no probes after the resume (last {last_probe(probes)}):\n" + observer.output()
     assert observer.is_running(), observer.output()
     output = observer.output()
     assert "giving up" not in output and "recreating the watcher" not in output, output
     (watched / "after-resume").touch()
     events = drain(redis_client, "q", 1, timeout=5)
     assert [e["filename"] for e in events] == ["after-resume"]
+
+
+def last_probe(tmpdir: Path) -> int:
+    """The number of the watchdog's latest probe file in C{tmpdir} (0 before any)."""
+    numbers = [int(p.name.rsplit("-", 1)[1]) for p in tmpdir.glob("dirobserver-probe-*/probe-*")]
+    return max(numbers, default=0)
 
 
 class WatcherResetTests(unittest.TestCase):
@@ -106,6 +120,6 @@ class WatcherResetTests(unittest.TestCase):
         ok = yield self.wait_for(lambda: b"after-reset" in b"".join(client.lrange("q:b", 0, -1)))
         self.assertTrue(ok)
         # The old inotify descriptor is closed on the next turn.
-        yield task.deferLater(reactor, 0.05, lambda: None)
-        self.assertFalse(old.connected)
+        closed = yield self.wait_for(lambda: not old.connected)
+        self.assertTrue(closed, "the old inotify descriptor is still open")
         yield tree.stopService()

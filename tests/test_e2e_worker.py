@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -314,7 +315,7 @@ def test_metrics_count_the_files_by_outcome(
     assert 'dirobserver_worker_files_total{outcome="failed",section="data"} 1.0' in page
     assert "dirobserver_worker_command_seconds_count 2.0" in page
     ready = urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=10).read()
-    assert ready == b"ready\n"
+    assert json.loads(ready) == {"ready": True, "problems": []}
     assert files_under(incoming) == [] and files_under(tmp_path / "failed") == ["bad.csv"]
 
 
@@ -356,3 +357,20 @@ def test_a_refusal_by_redis_is_one_line_until_it_changes(
     worker.wait_for_line("a.csv: exit 0", 10, since=mark)
     assert worker.output().count("Redis refused") == 1
     assert "Traceback" not in worker.output()
+
+
+def test_a_metrics_port_in_use_stops_the_worker_before_it_takes_anything(
+    tmp_path: Path, redis_server: Any, redis_client: Any, worker_factory: Any
+) -> None:
+    config, incoming = _config(tmp_path, redis_server)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        worker = worker_factory(config, "data", ["--delete", f"--failed={tmp_path / 'failed'}",
+                                                 f"--metrics=tcp:{port}:interface=127.0.0.1"],
+                                ["true"]).start(wait_ready=False)
+        assert worker.wait(30) == 71
+    assert "dirobserver-worker ready" not in worker.output()
+    assert "Traceback" not in worker.output()
+    assert redis_client.exists("files:workers") == 0

@@ -5,12 +5,15 @@ real HTTP client; the endpoint check; a port already in use.
 
 from __future__ import annotations
 
+import json
+
 from twisted.internet import defer, reactor
 from twisted.internet.error import ConnectionRefusedError
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
 from dirobserver.ops.http import DEFAULT_ENDPOINT, MetricsService, check_endpoint
+from dirobserver.util.failures import StartRefused
 from tests.kit.ops_stand_ins import Core, Monitor, Section, get
 
 
@@ -41,24 +44,42 @@ class SiteTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_readyz_follows_the_core(self):
         code, headers, body = yield get(self.base + "/readyz")
-        self.assertEqual((code, body), (200, b"ready\n"))
-        self.assertEqual(headers["content-type"], "text/plain; charset=utf-8")
+        self.assertEqual((code, json.loads(body)), (200, {"ready": True, "problems": []}))
+        self.assertEqual(headers["content-type"], "application/json")
+        self.assertTrue(body.endswith(b"}\n"), body)
         self.core.problem = "Redis unreachable at 127.0.0.1:6379\n(retrying in 2 s)"
         code, _, body = yield get(self.base + "/readyz")
-        self.assertEqual((code, body), (503, b"Redis unreachable at 127.0.0.1:6379 (retrying in 2 s)\n"))
+        self.assertEqual((code, json.loads(body)), (503, {
+            "ready": False, "problems": ["Redis unreachable at 127.0.0.1:6379 (retrying in 2 s)"]}))
         self.core.problem = None
         code, _, body = yield get(self.base + "/readyz")
-        self.assertEqual((code, body), (200, b"ready\n"))
+        self.assertEqual((code, json.loads(body)), (200, {"ready": True, "problems": []}))
+
+    @defer.inlineCallbacks
+    def test_ready_with_problems_lists_them_and_a_503_gives_its_reason_first(self):
+        """A missing directory does not make the daemon unready, but /readyz
+        and /livez name it; the reason of a 503 comes first, once."""
+        self.core.others = ["[stage1] /data/in is missing"]
+        for path, verdict in (("/readyz", "ready"), ("/livez", "alive")):
+            code, _, body = yield get(self.base + path)
+            self.assertEqual((code, json.loads(body)),
+                             (200, {verdict: True, "problems": ["[stage1] /data/in is missing"]}))
+        self.core.problem = "Redis at 127.0.0.1:6379: connecting"
+        self.core.others.append("Redis at 127.0.0.1:6379: connecting")  # said by both: once
+        code, _, body = yield get(self.base + "/readyz")
+        self.assertEqual(code, 503)
+        self.assertEqual(json.loads(body)["problems"],
+                         ["Redis at 127.0.0.1:6379: connecting", "[stage1] /data/in is missing"])
 
     @defer.inlineCallbacks
     def test_livez_follows_the_core(self):
         code, _, body = yield get(self.base + "/livez")
-        self.assertEqual((code, body), (200, b"ok\n"))
+        self.assertEqual((code, json.loads(body)), (200, {"alive": True, "problems": []}))
         self.core.is_alive = False
         code, _, body = yield get(self.base + "/livez")
         self.assertEqual(code, 503)
         self.assertEqual(body.count(b"\n"), 1)
-        self.assertTrue(body.startswith(b"not alive"), body)
+        self.assertEqual(json.loads(body), {"alive": False, "problems": ["not alive: stuck"]})
 
     @defer.inlineCallbacks
     def test_other_paths_are_404(self):
@@ -100,32 +121,42 @@ class SiteTests(unittest.TestCase):
 
 class ListenProblemTests(unittest.TestCase):
     @defer.inlineCallbacks
-    def test_port_in_use_is_one_log_line(self):
+    def test_port_in_use_refuses_the_start_in_one_line(self):
+        """The start fails with StartRefused (one line, the status given), nothing logged by the service."""
         first = MetricsService("tcp:0:interface=127.0.0.1", Core(), reactor)
         first.startService()
         self.addCleanup(first.stopService)
         port = first.port.getHost().port
         events = Events(self)
-        second = MetricsService(f"tcp:{port}:interface=127.0.0.1", Core(), reactor)
-        second.startService()
-        result = yield second.listening
-        self.assertIsNone(result)
+        second = MetricsService(f"tcp:{port}:interface=127.0.0.1", Core(), reactor, refused_status=71)
+        refused = yield self.assertFailure(second.startService(), StartRefused)
+        self.assertIsNone((yield second.listening))
         self.assertIsNone(second.port)
         self.assertIn(f"cannot serve /metrics on tcp:{port}:interface=127.0.0.1: ", second.problem)
         self.assertIn("in use", second.problem)
-        lines = events.of("dirobserver.ops.http")
-        self.assertEqual(len(lines), 1, lines)
-        self.assertEqual(lines[0]["problem"], second.problem)
-        self.assertNotIn("log_failure", lines[0])
+        self.assertEqual((refused.message, refused.status), (f"{second.problem}; stopping", 71))
+        self.assertNotIn("\n", refused.message)
+        # The tree logs the refusal (test_services); the service says nothing twice.
+        self.assertEqual(events.of("dirobserver.ops.http"), [])
         self.assertIsNone((yield second.stopService()))
 
     @defer.inlineCallbacks
-    def test_bad_description_at_start_is_a_problem_not_a_traceback(self):
+    def test_bad_description_at_start_is_a_refusal_not_a_traceback(self):
         service = MetricsService("tcp:notaport", Core(), reactor)
-        service.startService()
+        yield self.assertFailure(service.startService(), StartRefused)
         self.assertIsNone((yield service.listening))
         self.assertIn("cannot serve /metrics on tcp:notaport", service.problem)
         service.stopService()
+
+    @defer.inlineCallbacks
+    def test_one_line_of_ours_says_where(self):
+        events = Events(self)
+        service = MetricsService("tcp:0:interface=127.0.0.1", Core(), reactor)
+        yield service.startService()
+        port = service.port.getHost().port
+        ours = [formatEvent(e) for e in events.of("dirobserver.ops.http")]
+        self.assertEqual(ours, [f"Metrics and health endpoints (/metrics, /livez, /readyz) on 127.0.0.1:{port}"])
+        yield service.stopService()
 
 
 class CheckEndpointTests(unittest.TestCase):

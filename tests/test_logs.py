@@ -25,7 +25,7 @@ from twisted.scripts._twistd_unix import ServerOptions, UnixAppLogger
 from twisted.trial import unittest
 
 from dirobserver.ops import logs
-from tests.kit import REPO_ROOT, logs_tap, twistd_path
+from tests.kit import REPO_ROOT, logs_tap, twistd_path, wait_until
 
 
 def capture(emit) -> list[dict]:
@@ -115,6 +115,34 @@ class BuildObserverTests(TempFiles, unittest.TestCase):
         levels = [json.loads(line)["level"] for line in path.read_text().splitlines()]
         self.assertEqual(levels, ["warn", "error", "critical"])
 
+    @defer.inlineCallbacks
+    def test_twisted_port_lines_only_at_debug(self):
+        """A real port opened and closed: Twisted's "starting on" and "(TCP
+        Port N Closed)" lines are kept at debug and dropped above."""
+        from twisted.internet.protocol import Factory
+        from twisted.logger import globalLogPublisher
+
+        written = {}
+        for level in (LogLevel.debug, LogLevel.info):
+            path = self.temp_file()
+            observer = logs.build_observer(logs.LogSettings(level, "text"), {"logfile": str(path)})
+            self.addCleanup(signal.signal, signal.SIGUSR1, signal.SIG_DFL)
+            globalLogPublisher.addObserver(observer)
+            try:
+                port = reactor.listenTCP(0, Factory(), interface="127.0.0.1")
+                number = port.getHost().port
+                yield port.stopListening()
+                Logger(namespace="dirobserver.test").info("ours")
+            finally:
+                globalLogPublisher.removeObserver(observer)
+            text = path.read_text()
+            written[level.name] = [line for line in text.splitlines()
+                                   if f"starting on {number}" in line or f"Port {number} Closed" in line
+                                   or line.endswith("ours")]
+        self.assertEqual(len(written["debug"]), 3, written)
+        self.assertEqual(len(written["info"]), 1, written)
+        self.assertTrue(written["info"][0].endswith("ours"), written)
+
     def test_text_format_is_twistds(self):
         path = self.temp_file()
         observer = logs.build_observer(logs.LogSettings(LogLevel.debug, "text"), {"logfile": str(path)})
@@ -146,7 +174,8 @@ class BuildObserverTests(TempFiles, unittest.TestCase):
         for _ in range(100):
             if Path(f"{path}.1").exists():
                 break
-            yield task.deferLater(reactor, 0.02, lambda: None)
+            yield task.deferLater(reactor, 0.02, lambda: None)  # the polling interval
+        self.assertTrue(Path(f"{path}.1").exists(), "SIGUSR1 did not rotate the log file")
         Logger(observer=observer).info("after")
         self.assertIn("before", Path(f"{path}.1").read_text())
         self.assertNotIn("before", path.read_text())
@@ -319,9 +348,8 @@ def test_daemon_writes_json_to_the_logfile(run_twistd, tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
     # The daemon stops itself; it removes its pidfile last.
-    deadline = time.monotonic() + 30
-    while (pid.exists() or not log.exists()) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert wait_until(lambda: log.exists() and not pid.exists(), 30, interval=0.05), \
+        "the daemon did not stop itself"
     assert not pid.exists()
     records = json_records(log.read_text())
     assert [r["level"] for r in records] == ["warn", "error", "critical", "critical", "critical"]

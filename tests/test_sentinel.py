@@ -20,7 +20,6 @@ from tests.kit import RedisServer, free_port
 from tests.kit.cases import Connecting
 from tests.kit.log_capture import LogCapture
 from tests.kit.sentinel import MASTER_NAME, sentinel_server
-from tests.kit.waiting import sleep
 
 #: Every test here starts a process or a server (see `make unit`).
 pytestmark = pytest.mark.process
@@ -76,7 +75,10 @@ class SentinelTests(Connecting, unittest.TestCase):
         """No Sentinel names it: one line says what each one said; never up."""
         live, dead = self.sentinel(self.master), free_port()
         connection = self.connect(sentinel_settings(dead, live, sentinel_master="nope"))
-        yield sleep(1.0)
+        # Refused, and tried again (still one line).
+        tried = yield self.wait_for(lambda: connection.attempts > 2
+                                    and "named by no Sentinel" in (connection.problem or ""))
+        self.assertTrue(tried, (connection.attempts, connection.problem))
         self.assertEqual(self.ups, [])
         self.assertEqual(
             connection.problem,
@@ -90,7 +92,8 @@ class SentinelTests(Connecting, unittest.TestCase):
         """requirepass on the Sentinel: NOAUTH names redis_sentinel_password; with it, up."""
         guarded = self.sentinel(self.master, password="s3cret")
         without = self.connect(sentinel_settings(guarded))
-        yield sleep(0.5)
+        refused = yield self.wait_for(lambda: "NOAUTH" in (without.problem or ""))
+        self.assertTrue(refused, without.problem)
         self.assertIn("needs a password (NOAUTH) and redis_sentinel_password is not set",
                       without.problem)
         yield without.stop()
@@ -102,7 +105,9 @@ class SentinelTests(Connecting, unittest.TestCase):
         """The Sentinel names a replica: ROLE says so, and the attempt fails (and is retried)."""
         replica = self.server("replica", "--replicaof", "127.0.0.1", str(self.master.port))
         connection = self.connect(sentinel_settings(self.sentinel(replica)))
-        yield sleep(1.0)
+        tried = yield self.wait_for(lambda: connection.attempts > 2
+                                    and "is not a master" in (connection.problem or ""))
+        self.assertTrue(tried, (connection.attempts, connection.problem))
         self.assertEqual(self.ups, [])
         self.assertEqual(
             connection.problem,

@@ -13,11 +13,13 @@ from pathlib import Path
 import pytest
 from twisted.application import service
 from twisted.internet import defer, task
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
 from dirobserver.app import tap
 from dirobserver.app.core import ObserverService
 from dirobserver.app.embedded_redis import EmbeddedRedis
+from dirobserver.app.exits import StartRefused
 from dirobserver.app.observer import DirObserver
 from dirobserver.app.ordered_services import OrderedMultiService
 from dirobserver.app.reload import ReloadService
@@ -103,6 +105,34 @@ class OrderedMultiServiceTests(unittest.TestCase):
         self.failureResultOf(started, RuntimeError)
         self.flushLoggedErrors(RuntimeError)
 
+    def test_a_refused_start_is_one_line_and_the_rest_never_start_nor_stop(self):
+        """A child raising StartRefused: one error line (no traceback), the
+        children after it are not started, and stopping skips them."""
+        clock, journal, events = task.Clock(), [], []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+
+        class Refusing(Part):
+            def startService(self) -> defer.Deferred:
+                service.Service.startService(self)
+                raise StartRefused("port 9 is held by another program", 71)
+
+        top = self.tree(Part("a", journal, clock), Refusing("r", journal, clock),
+                        Part("b", journal, clock))
+        started = top.startService()
+        clock.advance(0)
+        failure = self.failureResultOf(started, StartRefused)
+        self.assertEqual(failure.value.status, 71)
+        self.assertNotIn("start b", journal)
+        lines = [e for e in events if e.get("log_namespace", "").endswith("OrderedMultiService")]
+        self.assertEqual([formatEvent(e) for e in lines], ["port 9 is held by another program"])
+        self.assertNotIn("log_failure", lines[0])
+        journal.clear()
+        stopped = top.stopService()
+        clock.advance(0)
+        self.assertTrue(stopped.called)
+        self.assertEqual(journal, ["stop r", "stop r done", "stop a", "stop a done"])
+
 
 class MakeServiceTests(unittest.TestCase):
     def options(self, *extra: str) -> tap.Options:
@@ -126,10 +156,12 @@ class MakeServiceTests(unittest.TestCase):
         self.assertFalse(tree.running)
         self.assertIsNone(tree.core.watcher)
 
-    def test_metrics_service_comes_after_the_core(self):
-        tree = tap.makeService(self.options("--metrics=tcp:0:interface=127.0.0.1"))
+    def test_metrics_service_comes_first(self):
+        """First: a port it cannot listen on stops the start before anything is watched."""
+        tree = tap.makeService(self.options("--metrics=tcp:0:interface=127.0.0.1", "--embedded-redis"))
         self.assertEqual([type(c) for c in tree],
-                         [RedisWriter, ObserverService, MetricsService, ReloadService, SystemdService])
+                         [MetricsService, EmbeddedRedis, RedisWriter, ObserverService, ReloadService,
+                          SystemdService])
 
     def test_embedded_redis_comes_first(self):
         tree = tap.makeService(self.options("--embedded-redis"))

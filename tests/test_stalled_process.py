@@ -21,7 +21,6 @@ import pytest
 from twisted.internet import defer, reactor
 
 from tests.kit.cases import CoreTestCase
-from tests.kit.waiting import sleep
 
 #: Every test here starts a process or a server (see `make unit`).
 pytestmark = pytest.mark.process
@@ -36,13 +35,13 @@ class StalledTests(CoreTestCase):
         self.start()
         yield self.writer.when_connected()
         monitor = self.core.monitors[0]
-        while monitor.listings < 1:
-            yield sleep(0.01)
+        self.assertTrue((yield self.wait(lambda: monitor.listings >= 1)), "never listed")
         slow = open(self.dir / "slow", "wb")
         self.addCleanup(slow.close)
         slow.write(b"x")
         slow.flush()
-        yield sleep(0.1)  # its creation is read: it waits for quiet
+        # Its creation is read: it waits for quiet.
+        yield self.wait(lambda: b"slow" in monitor.waiting)
         self.assertIn(b"slow", monitor.waiting)
         stop = threading.Event()
         last = [time.time()]
@@ -60,16 +59,22 @@ class StalledTests(CoreTestCase):
             # naps: its timer and the nap's end are then due together.
             watcher = self.core.watcher
 
+            stalled: list[bool] = []
+
             def stall() -> None:
                 watcher.stopReading()
                 reactor.callLater(0.004, watcher.startReading)
-                time.sleep(3 * SETTLE)
+                time.sleep(3 * SETTLE)  # the stall is what is tested
+                stalled.append(True)
 
             reactor.callLater(0, stall)
-            yield sleep(0.1)
-            yield sleep(2 * SETTLE)
-            self.pop()
-            self.assertEqual(self.received, {})
+            self.assertTrue((yield self.wait(lambda: stalled)), "the reactor never stalled")
+            # A file complete after the stall is announced a settle period
+            # later: by then the slow file's timer has been judged.
+            (self.dir / "marker").write_bytes(b"x")
+            self.assertTrue((yield self.wait(lambda: "marker" in self.received)),
+                            "marker never announced")
+            self.assertEqual(list(self.received), ["marker"])
         finally:
             stop.set()
             writer.join()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
 from dirobserver.redis.writer import RedisWriter
-from tests.kit import write_config
+from tests.kit import wait_until, write_config
 from tests.kit.cases import Connecting
 from tests.kit.log_capture import LogCapture
 from tests.kit.sentinel import MASTER_NAME, sentinel_config
@@ -81,7 +80,7 @@ class TLSConnectionTests(Connecting, unittest.TestCase):
         writer.startService()
         self.addCleanup(writer.stopService)
         writer.push(writer.queue("q", None), b"secret")
-        yield sleep(2.0)
+        yield sleep(2.0)  # the number of attempts in this time is what is tested
         self.assertEqual(writer.delivered, 0)
         self.assertEqual(
             writer.problem,
@@ -99,7 +98,8 @@ class TLSConnectionTests(Connecting, unittest.TestCase):
         """redis_tls_server_name that the certificate lacks: refused, and the line says which."""
         server = self.server()
         connection = self.connect(tls_settings(server, tls_server_name="redis.example"))
-        yield sleep(0.5)
+        refused = yield self.wait_for(lambda: "not valid for the name" in (connection.problem or ""))
+        self.assertTrue(refused, connection.problem)
         self.assertEqual(self.ups, [])
         self.assertEqual(
             connection.problem,
@@ -111,7 +111,8 @@ class TLSConnectionTests(Connecting, unittest.TestCase):
         """tls-auth-clients yes: refused without one (one line), connected with one."""
         server = self.server(auth_clients="yes")
         without = self.connect(tls_settings(server))
-        yield sleep(0.5)
+        refused = yield self.wait_for(lambda: "TLS" in (without.problem or ""))
+        self.assertTrue(refused, without.problem)
         self.assertEqual(self.ups, [])
         self.assertIn(f"Redis at 127.0.0.1:{server.port} ", without.problem)
         self.assertIn("TLS", without.problem)
@@ -164,9 +165,7 @@ def test_the_daemon_delivers_over_tls_with_a_client_certificate(tmp_path, observ
             "redis_tls_key": certificates.client_key})
         observer = observer_factory(config).start()
         client = server.client()
-        deadline = time.monotonic() + 10
-        while client.llen("q") < 1 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        assert wait_until(lambda: client.llen("q") >= 1, 10), "nothing announced over TLS"
         assert b'"filename": "present.csv"' in client.rpop("q")
         assert "redis_tls_verify" not in observer.output()
     finally:

@@ -99,7 +99,15 @@ class WatchLimitTests(CoreTestCase):
                 self.received.add(os.path.join(event["directory"], event["filename"]))
             if paths <= self.received or time.monotonic() > deadline:
                 return paths - self.received
-            yield sleep(0.01)
+            yield sleep(0.01)  # the polling interval
+
+    @defer.inlineCallbacks
+    def until(self, predicate, seconds: float = 10.0):
+        """Whether C{predicate()} became true within C{seconds}."""
+        deadline = time.monotonic() + seconds
+        while not predicate() and time.monotonic() < deadline:
+            yield sleep(0.01)  # the polling interval
+        return predicate()
 
     def write(self, *parts: str) -> str:
         path = self.dir.joinpath(*parts)
@@ -134,20 +142,19 @@ class WatchLimitTests(CoreTestCase):
 
         # Watches available again: after a round of scans, all are watched.
         self.core.calls.limit = 100
-        for _ in range(100):
-            if not tree.wants_names():
-                break
-            yield sleep(0.05)
+        yield self.until(lambda: not tree.wants_names())
         self.assertFalse(tree.wants_names(), "still polling")
         self.assertEqual(len(self.core.calls.watches), 11)  # the top and 10 sub-directories
         self.assertEqual(tree.counts(), {"watched": 10, "polled": 0, "past_watch_limit": 0})
         self.assertEqual(len(self.lines("inotify watches are available again")), 1, self.logged)
         # Each is scanned once more (for what came before its watch), then no more.
-        yield sleep(POLL * 3)
+        yield self.until(lambda: len(monitor._poller) == 0)
         self.assertEqual(len(monitor._poller), 0)
         scans = monitor._poller.scans
         later = {self.write(f"d{i}", "later") for i in range(8)}
         missing = yield self.wait_for(later, seconds=5)
         self.assertEqual(missing, set())
+        # No scan marks its own absence: three poll intervals without one
+        # is what is tested.
         yield sleep(POLL * 3)
         self.assertEqual(monitor._poller.scans, scans)

@@ -232,7 +232,7 @@ class WatcherTests(unittest.TestCase):
         for _ in range(200):
             if self.overflows:
                 break
-            yield task.deferLater(reactor, 0.01, lambda: None)
+            yield task.deferLater(reactor, 0.01, lambda: None)  # the polling interval
         self.assertEqual(self.overflows, 1)
         self.assertEqual(self.watcher.overflows, 1)
         self.assertLess(len(sink.names), limit + 2000)
@@ -313,6 +313,9 @@ class SeamTests(unittest.TestCase):
         with open(os.path.join(d, b"g"), "w") as f:
             f.write("x")
         yield plain.wait(lambda s: len(s.names) >= 2)
-        yield task.deferLater(reactor, 0.05, lambda: None)
-        self.assertEqual(plain.names, [b"f", b"g"])
+        # A later file's creation comes after anything the kernel said of g.
+        with open(os.path.join(d, b"h"), "w"):
+            pass
+        yield plain.wait(lambda s: b"h" in s.names)
+        self.assertEqual(plain.names, [b"f", b"g", b"h"])
         self.assertEqual(closing.names, [b"f", b"f"])

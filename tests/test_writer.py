@@ -22,7 +22,7 @@ from dirobserver.redis.queue_types import LIST, StreamQueue
 from dirobserver.redis.rounds import REFUSED_PAUSE
 from dirobserver.redis.writer import RedisWriter
 from dirobserver.util import stats
-from tests.kit import RedisServer
+from tests.kit import RedisServer, command_calls, connections_received
 from tests.kit.log_capture import LogCapture
 from tests.kit.waiting import sleep
 
@@ -62,7 +62,7 @@ class WriterTestMixin:
         for _ in range(int(timeout / 0.02)):
             if predicate():
                 return True
-            yield sleep(0.02)
+            yield sleep(0.02)  # the polling interval
         return predicate()
 
     def contents(self, queue: str) -> list[bytes]:
@@ -140,7 +140,9 @@ class DeliveryTests(WriterTestMixin, unittest.TestCase):
         self.assertIsNot(as_stream, as_list)
         self.assertIs(writer.queue("q", None, StreamQueue()), as_stream)
         writer.push(as_stream, shape.encoder("/d")("f", CREATED, 1.0))
-        yield sleep(0.3)
+        # Redis was sent the XADD (and refused it: the key is a list).
+        tried = yield self.wait_for(lambda: command_calls(self.server.client(), "xadd") >= 1)
+        self.assertTrue(tried, "the stream's event was never sent")
         self.assertEqual(writer.held(), 1)  # WRONGTYPE: kept
         self.server.client().delete("q")
         self.assertTrue((yield self.wait_for(lambda: writer.delivered == 2)))
@@ -157,7 +159,9 @@ class OutageTests(WriterTestMixin, unittest.TestCase):
         q = writer.queue("q:late", None)
         for i in range(100):
             writer.push(q, b"%d" % i)
-        yield sleep(0.5)
+        # An attempt to connect failed.
+        failed = yield self.wait_for(lambda: "unreachable" in (writer.problem or ""))
+        self.assertTrue(failed, writer.problem)
         self.assertFalse(writer.redis_up())
         self.assertEqual(writer.held(), 100)
         self.server.start()
@@ -178,7 +182,9 @@ class OutageTests(WriterTestMixin, unittest.TestCase):
         self.server.kill()
         for i in range(500):
             writer.push(q, b"during%d" % i)
-        yield sleep(0.3)
+        # The loss was noticed and an attempt to reconnect failed.
+        failed = yield self.wait_for(lambda: "unreachable" in (writer.problem or ""))
+        self.assertTrue(failed, writer.problem)
         self.server.restart()  # empty: the restarted server kept nothing
         ok = yield self.wait_for(lambda: writer.held() == 0)
         self.assertTrue(ok)
@@ -191,9 +197,11 @@ class OutageTests(WriterTestMixin, unittest.TestCase):
     def test_unanswering_redis_hits_the_deadline_and_resends(self):
         """
         A Redis that accepts but never answers (SIGSTOP): the round's deadline
-        passes, the connection is dropped, and after SIGCONT the batch is sent
-        again: at least once.
+        passes, the connection is dropped (a hung master is left, so that a
+        reconnect or a Sentinel can find another), and after SIGCONT the batch
+        is sent again: at least once.
         """
+        logs = LogCapture(self)
         self.server.start()
         writer = self.make_writer()
         writer.startService()
@@ -201,7 +209,12 @@ class OutageTests(WriterTestMixin, unittest.TestCase):
         q = writer.queue("q:slow", None)
         self.server.pause()
         writer.push(q, b"held")
-        yield sleep(self.timeout_s * 2.5)
+        # The round's deadline passed, and the connection was given up.
+        late = yield self.wait_for(lambda: any("did not answer within" in line
+                                               for line in logs.lines("warn")))
+        self.assertTrue(late, logs.lines())
+        self.assertFalse(writer.redis_up())
+        self.assertFalse(any("no answer in time" in line for line in logs.lines("warn")), logs.lines())
         self.assertEqual(writer.delivered, 0)
         self.server.resume()
         ok = yield self.wait_for(lambda: writer.delivered == 1)
@@ -244,7 +257,8 @@ class OutageTests(WriterTestMixin, unittest.TestCase):
         writer.startService()
         q = writer.queue("q:auth", None)
         writer.push(q, b"x")
-        yield sleep(0.5)
+        refused = yield self.wait_for(lambda: "refused the password" in (writer.problem or ""))
+        self.assertTrue(refused, writer.problem)
         self.assertFalse(writer.redis_up())
         self.server.client(password="right").config_set("requirepass", "wrong")
         ok = yield self.wait_for(lambda: writer.delivered == 1)
@@ -262,12 +276,16 @@ class NotReadyTests(WriterTestMixin, unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_password_needed_and_none_configured(self):
-        """NOAUTH: never up, the problem says a password is needed, one line in 3 s."""
+        """NOAUTH: never up, the problem says a password is needed, one line for several tries."""
+        admin = self.server.client(password="right")
+        before = connections_received(admin)
         writer = self.make_writer()
         writer.startService()
         up = writer.when_connected()
         writer.push(writer.queue("q:noauth", None), b"x")
-        yield sleep(3)
+        # Four tries, each a connection the server counts (ours is one).
+        tried = yield self.wait_for(lambda: connections_received(admin) >= before + 5)
+        self.assertTrue(tried, "the writer did not try again")
         self.assertFalse(writer.redis_up())
         self.assertFalse(up.called)
         self.assertIn("needs a password", writer.problem)
@@ -278,9 +296,13 @@ class NotReadyTests(WriterTestMixin, unittest.TestCase):
     @defer.inlineCallbacks
     def test_wrong_password_is_refused(self):
         """WRONGPASS: never up; the problem says the password was refused."""
+        admin = self.server.client(password="right")
+        before = connections_received(admin)
         writer = self.make_writer(password="wrong")
         writer.startService()
-        yield sleep(1)
+        # Three tries, each a connection the server counts (ours is one).
+        tried = yield self.wait_for(lambda: connections_received(admin) >= before + 4)
+        self.assertTrue(tried, "the writer did not try again")
         self.assertFalse(writer.redis_up())
         self.assertIn("refused the password", writer.problem)
         self.assertEqual(len(self.logs.lines("warn")), 1, self.logs.lines())
@@ -313,7 +335,9 @@ class RefusalLogTests(WriterTestMixin, unittest.TestCase):
         writer = self.make_writer()
         writer.startService()
         writer.push(writer.queue("q:str", None), b"e")
-        yield sleep(REFUSED_PAUSE * 3.5)
+        # Refused three times (each a LPUSH the server ran and failed).
+        refused = yield self.wait_for(lambda: command_calls(self.server.client(), "lpush") >= 3)
+        self.assertTrue(refused, "the writer did not try again")
         warnings = logs.lines("warn")
         self.assertEqual(len(warnings), 1, warnings)
         self.assertIn("Redis refused events for queue q:str: WRONGTYPE", warnings[0])
@@ -344,7 +368,10 @@ class RefusedCounterTests(WriterTestMixin, unittest.TestCase):
         q = writer.queue("q:str", "c:str", shape)
         for _ in range(5):
             writer.push(q, item)
-        yield sleep(REFUSED_PAUSE * 2.5)  # refused two or three times
+        # Refused twice (each a command the server ran and failed).
+        command = "lpush" if shape is LIST else "xadd"
+        refused = yield self.wait_for(lambda: command_calls(client, command) >= 2)
+        self.assertTrue(refused, "the writer did not try again")
         self.assertGreaterEqual(int(client.get("c:str")), 5)  # Redis applied the INCRBY
         client.delete("q:str")
         self.assertTrue((yield self.wait_for(lambda: writer.delivered == 5)))
@@ -382,6 +409,7 @@ class RefusedCounterTests(WriterTestMixin, unittest.TestCase):
         for i in range(3):
             writer.push(q, b"f%d" % i)
         self.assertTrue((yield self.wait_for(lambda: writer.delivered == 8)))
+        # The time is what is tested: a resend would come after the pause.
         yield sleep(REFUSED_PAUSE * 1.5)
         self.assertEqual(client.llen("q"), 8)  # nothing pushed twice
         warnings = [line for line in logs.lines("warn") if "c:list" in line]

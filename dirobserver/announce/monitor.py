@@ -250,7 +250,10 @@ class DirectoryMonitor:
             self._wd = None
             self.state = MISSING
             return False
-        came_back = self._problem is not None
+        # "Back" only for a directory watched before: one that did not exist
+        # at the start (or could not be read) merely appeared.
+        after_problem = self._problem is not None
+        came_back = after_problem and self._watches > 0
         self._problem = None
         self._watches += 1
         self._source = source
@@ -269,14 +272,15 @@ class DirectoryMonitor:
                 directory=self.directory,
                 target=os.path.realpath(self.directory),
             )
-        # A directory that comes back always says so; the first watch of
-        # each says so too, unless the service asked for quiet (thousands
-        # of sections: their lines would cost seconds of the start).
-        say = self._log.info if came_back or self._say_watching else self._log.debug
+        # A directory that comes back (or appears) always says so; the first
+        # watch of each says so too, unless the service asked for quiet
+        # (thousands of sections: their lines would cost seconds of the start).
+        say = self._log.info if after_problem or self._say_watching else self._log.debug
         say(
             "[{section}] {what} {directory}{how} -> queue {queue}",
             section=self.section.name,
-            what="Directory is back, watching" if came_back else "Watching",
+            what=("Directory is back, watching" if came_back
+                  else "Now watching" if after_problem else "Watching"),
             directory=self.directory,
             how=(" and its sub-directories" if self.section.recursive else "")
             + (f", polled every {self.section.poll_interval:g} s" if polled else ""),

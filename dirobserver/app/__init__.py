@@ -9,6 +9,7 @@ The application: what twistd runs, and how it starts, reloads and ends.
  - L{reload}: SIGHUP; L{exits}: exit statuses, and a clean stop on
    SIGTERM/SIGINT;
  - L{script}: the historical command line;
- - L{embedded_redis} (with L{embedded_binary} and L{embedded_process}):
-   the C{--embedded-redis} server.
+ - L{embedded_redis} (with L{embedded_binary}, L{embedded_process} and
+   L{embedded_probe}, what already listens at its address): the
+   C{--embedded-redis} server.
 """

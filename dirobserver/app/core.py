@@ -27,6 +27,7 @@ from typing import Any
 
 from twisted.application import service
 from twisted.internet import task
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from dirobserver.announce.listing_line import ListingLine
@@ -40,9 +41,18 @@ from dirobserver.util import gc_pause
 from dirobserver.util.periodic import Periodic
 from dirobserver.util.reactor import IDaemonReactor
 from dirobserver.util.stats import LISTING_BUCKETS, Histogram
+from dirobserver.util.words import plural
 
 #: Directories listed at the same time (the others wait their turn).
 LISTINGS_AT_ONCE = 4
+
+#: Directories named one by one in L{ObserverService.problems}.
+NAMED_MISSING = 10
+#: What L{ObserverService.problems} says when the daemon is not alive.
+NOT_ALIVE = "not alive: the event loop or the inotify probe is stuck"
+
+#: Seconds after the start, without Redis, when "waiting for Redis" is said.
+WAITING_SAID_AFTER = 1.0
 
 #: Seconds between two attempts to watch a missing directory.
 RETRY_INTERVAL = 1.0
@@ -114,6 +124,7 @@ class ObserverService(service.Service):
         )
         self.overflows = 0
         self.exit_status = 0
+        self._waiting_call: IDelayedCall | None = None
 
     def _new_monitor(self, section: SectionSettings, say_watching: bool = True) -> DirectoryMonitor:
         monitor = DirectoryMonitor(
@@ -189,8 +200,8 @@ class ObserverService(service.Service):
                 monitor.attach(self.watcher)
         if len(self.monitors) > SAID_ONE_BY_ONE:
             self._log.info(
-                "... and {more} more directories, each said at debug level (--log-level=debug)",
-                more=len(self.monitors) - SAID_ONE_BY_ONE,
+                "... and {more}, each said at debug level (--log-level=debug)",
+                more=plural(len(self.monitors) - SAID_ONE_BY_ONE, "more directory", "more directories"),
             )
         self._retry.start()
         self._catch_up.start()
@@ -198,23 +209,36 @@ class ObserverService(service.Service):
             poll.start()
         if self.watchdog is not None:
             self.watchdog.start(self.watcher)
-        watched = sum(m.state == WATCHED for m in self.monitors)
-        self._log.info(
-            "Watching {watched} of {n} directories; waiting for Redis at {redis}",
-            watched=watched,
-            n=len(self.monitors),
-            redis=self.settings.redis.describe(),
-        )
+        # Redis usually answers within milliseconds, and then the ready line
+        # says it all: "waiting" is said only when it is true for a while.
+        self._waiting_call = self._reactor.callLater(WAITING_SAID_AFTER, self._say_waiting)
         self.writer.when_connected().addCallback(self._ready)
 
+    def _watching(self) -> str:
+        """C{"2 of 3 directories"}: how many are watched."""
+        watched = sum(m.state == WATCHED for m in self.monitors)
+        return f"{watched} of {plural(len(self.monitors), 'directory', 'directories')}"
+
+    def _say_waiting(self) -> None:
+        self._waiting_call = None
+        self._log.info(
+            "Watching {watching}; waiting for Redis at {redis}",
+            watching=self._watching(),
+            redis=self.settings.redis.describe(),
+        )
+
+    def _cancel_waiting(self) -> None:
+        if self._waiting_call is not None and self._waiting_call.active():
+            self._waiting_call.cancel()
+        self._waiting_call = None
+
     def _ready(self, _: Any) -> None:
+        self._cancel_waiting()
         if not self.running:
             return
-        watched = sum(m.state == WATCHED for m in self.monitors)
         self._log.info(
-            "dirobserver ready: watching {watched} of {n} directories, Redis at {redis} connected",
-            watched=watched,
-            n=len(self.monitors),
+            "dirobserver ready: watching {watching}, Redis at {redis} connected",
+            watching=self._watching(),
             redis=self.writer.describe(),
         )
         if self._on_ready is not None:
@@ -223,7 +247,7 @@ class ObserverService(service.Service):
     # -- health ----------------------------------------------------------------
 
     def alive(self) -> bool:
-        """The reactor turns (this runs) and inotify answers the watchdog's probe."""
+        """The reactor turns (this runs) and inotify answers the watchdog's probe (L{NOT_ALIVE})."""
         if not self.running or self.watcher is None or not self.watcher.connected:
             return False
         return self.watchdog is None or self.watchdog.healthy()
@@ -239,19 +263,55 @@ class ObserverService(service.Service):
             return "no inotify instance"
         for monitor in self.monitors:
             if monitor.state != WATCHED and os.path.isdir(monitor.directory):
-                return f"[{monitor.section.name}] {monitor.directory} exists but is not watched"
+                return self._not_watched(monitor)
         if not self.writer.redis_up():
-            return self.writer.problem or f"Redis at {self.settings.redis.describe()}: connecting"
+            return self._redis_problem()
         return None
+
+    def problems(self) -> list[str]:
+        """
+        Everything that is not well, one short line each (the bodies of
+        /livez and /readyz), whether or not it makes the daemon unready: a
+        missing directory does not (it is watched once it appears), yet the
+        operator should see it.  When the daemon is not alive, why comes
+        first.  At most L{NAMED_MISSING} directories are named; a last line
+        counts the others.
+        """
+        if not self.running:
+            return ["not running"]
+        if self.watcher is None:
+            return ["no inotify instance"]
+        found = []
+        if not self.alive():
+            found.append(NOT_ALIVE)
+        unwatched = [m for m in self.monitors if m.state != WATCHED]
+        found += [self._not_watched(m) for m in unwatched[:NAMED_MISSING]]
+        if len(unwatched) > NAMED_MISSING:
+            found.append(f"{plural(len(unwatched) - NAMED_MISSING, 'more directory', 'more directories')}"
+                         " not watched")
+        if not self.writer.redis_up():
+            found.append(self._redis_problem())
+            held = self.writer.held()
+            if held:
+                found.append(f"{plural(held, 'event')} held, waiting for Redis")
+        return found
+
+    def _not_watched(self, monitor: DirectoryMonitor) -> str:
+        where = f"[{monitor.section.name}] {monitor.directory}"
+        if os.path.isdir(monitor.directory):
+            return f"{where} exists but is not watched"
+        return f"{where} is missing"
+
+    def _redis_problem(self) -> str:
+        return self.writer.problem or f"Redis at {self.settings.redis.describe()}: connecting"
 
     def status_text(self) -> str:
         """The state in one line, for systemd's STATUS=."""
-        watched = sum(m.state == WATCHED for m in self.monitors)
         redis = ("Redis connected" if self.writer.redis_up()
                  else self.writer.problem or "Redis not connected")
         held = self.writer.held()
-        return (f"Watching {watched} of {len(self.monitors)} directories; {redis}"
-                + (f"; {held} events held" if held else ""))
+        return (f"Watching {self._watching()}; {redis}"
+                + (f"; {plural(held, 'event')} held" if held else ""))
 
     def _new_watcher(self) -> InotifySource:
         watcher = InotifySource(self._reactor, on_overflow=self._overflowed)
@@ -312,13 +372,13 @@ class ObserverService(service.Service):
     def _stop_process(self, status: int) -> None:
         """Stop the whole daemon; the process then exits with C{status}."""
         self.exit_status = status
-        exits.exit_after_shutdown(status)
-        self._reactor.callWhenRunning(self._reactor.stop)
+        exits.stop_process(self._reactor, status)
 
     # -- stop ------------------------------------------------------------------
 
     def stopService(self) -> None:
         super().stopService()
+        self._cancel_waiting()
         self._log.info("dirobserver stopping: no new events; delivering what is held")
         self._retry.stop()
         self._catch_up.stop()

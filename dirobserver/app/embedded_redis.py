@@ -15,12 +15,16 @@ scratch Redis, not a place to keep data.
 Nothing in the observer waits for this server: the Redis writer connects and
 retries on its own, so the server may come up a little after the watchers,
 crash, or never start at all, and the observer just keeps retrying.
+
+Before starting one, L{dirobserver.app.embedded_probe} asks the address for
+a real Redis C{PING}: a Redis already there is used as is.  Another program
+holding the port (an HTTP server, say) is one error line and exit status 78
+(L{StartRefused}).
 """
 
 from __future__ import annotations
 
 import shutil
-import socket
 import tempfile
 from collections.abc import Callable
 from typing import Any
@@ -40,8 +44,11 @@ from dirobserver.app.embedded_binary import (
     find_server_binary,
     server_version,
 )
+from dirobserver.app.embedded_probe import probe
 from dirobserver.app.embedded_process import ServerOutput, describe_exit, launch_argv
+from dirobserver.app.exits import EXIT_CONFIG
 from dirobserver.ops.systemd import child_environment
+from dirobserver.util.failures import StartRefused
 from dirobserver.util.reactor import IDaemonReactor
 
 __all__ = [
@@ -57,18 +64,8 @@ STOP_GRACE_SECONDS = 5.0
 # never comes up is reported instead of being waited for forever.
 READY_POLL_INTERVAL = 0.05
 READY_TIMEOUT = 10.0
-# The start-up probe for an already running Redis blocks the (not yet
-# running) reactor, so it must stay short.
-PROBE_TIMEOUT = 0.2
-
-
-def port_answers(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> bool:
-    """Return whether something accepts TCP connections at host:port."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+#: What valkey-server (and redis-server) print when vm.overcommit_memory is 0.
+_OVERCOMMIT_WARNING = "Memory overcommit must be enabled"
 
 
 class _Probe(Protocol):
@@ -90,9 +87,10 @@ class EmbeddedRedis(Service):
     """
     Run valkey-server as a child process for as long as this service runs.
 
-    If something already answers at host:port when the service starts (a
-    Redis started by hand, or a previous embedded server still around), that
-    one is used and no child is started.
+    If a Redis already answers at host:port when the service starts (one
+    started by hand, or a previous embedded server still around), that one
+    is used and no child is started.  If something else holds the port, the
+    start is refused (L{StartRefused}, exit status 78).
 
     @ivar host: address the server binds to and is probed at.
     @ivar port: TCP port.
@@ -149,7 +147,14 @@ class EmbeddedRedis(Service):
         super().startService()
         self._stopping = False
         self._ready = None
-        if port_answers(self.host, self.port):
+        found = probe(self.host, self.port)
+        if found.other is not None:
+            raise StartRefused(
+                f"--embedded-redis: something that is not Redis listens at {self.host}:{self.port} "
+                f"({found.other}); stop that program or choose another redis_port",
+                EXIT_CONFIG,
+            )
+        if found.redis:
             self.log.info(
                 "Redis already answers at {host}:{port}; "
                 "not starting the embedded server",
@@ -285,6 +290,15 @@ class EmbeddedRedis(Service):
 
     def _child_output(self, child_fd: int, line: str) -> None:
         """Log one line the server printed (stderr lines as warnings)."""
+        if _OVERCOMMIT_WARNING in line:
+            # Said by valkey-server at every start where vm.overcommit_memory
+            # is 0 (the kernel's default), as a warning; it matters to a
+            # server that forks to save, and this one saves nothing.
+            self.log.info(
+                "The embedded valkey-server notes that memory overcommit is off: harmless for a "
+                "server that saves nothing; 'sysctl vm.overcommit_memory=1' silences it",
+            )
+            return
         if child_fd == 2:
             self.log.warn("valkey-server: {line}", line=line)
         else:

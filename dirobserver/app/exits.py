@@ -33,7 +33,13 @@ from typing import Any
 
 from twisted.logger import Logger
 
+from dirobserver.util.failures import StartRefused
 from dirobserver.util.reactor import IDaemonReactor
+
+__all__ = [
+    "EXIT_CANNOT_LISTEN", "EXIT_CONFIG", "EXIT_NO_INOTIFY", "EXIT_WATCHDOG",
+    "CleanStopSignals", "StartRefused", "exit_after_shutdown", "stop_process",
+]
 
 #: A configuration that cannot be used (EX_CONFIG, 78).
 EXIT_CONFIG = os.EX_CONFIG
@@ -43,6 +49,12 @@ EXIT_WATCHDOG = os.EX_SOFTWARE
 
 #: No inotify instance could be created (EX_OSERR, 71).
 EXIT_NO_INOTIFY = os.EX_OSERR
+
+#: The C{--metrics} endpoint cannot listen (EX_OSERR, 71): like the inotify
+#: instances, a resource of the system that another program may hold (a
+#: port in use, often by the instance before that is still stopping), so
+#: a supervisor should try again, which it does not after L{EXIT_CONFIG}.
+EXIT_CANNOT_LISTEN = os.EX_OSERR
 
 _armed: list[int] = []
 
@@ -106,6 +118,15 @@ def exit_after_shutdown(status: int) -> None:
         return
     _armed.append(status)
     atexit.register(_exit_now)
+
+
+def stop_process(reactor: IDaemonReactor, status: int) -> None:
+    """
+    Stop the whole daemon (at once, or as soon as the reactor runs); the
+    process then exits with C{status}.
+    """
+    exit_after_shutdown(status)
+    reactor.callWhenRunning(reactor.stop)
 
 
 def _exit_now() -> None:

@@ -6,17 +6,24 @@ event) -> L{RedisWriter} (batches) -> Redis.  L{DirObserver} is the tree;
 its children start in this order and stop in reverse, each waiting for the
 one before (L{dirobserver.app.ordered_services.OrderedMultiService}):
 
- 1. the embedded Redis (C{--embedded-redis} only): started, and waited for
+ 1. the metrics endpoint (C{--metrics} only): first, because a port it
+    cannot listen on stops the start before anything is watched (below),
+    and so that the health endpoints answer for as long as the daemon runs;
+ 2. the embedded Redis (C{--embedded-redis} only): started, and waited for
     until it accepts connections (bounded; the writer retries anyway);
- 2. the L{RedisWriter}: connects, and retries for as long as it runs; on
+ 3. the L{RedisWriter}: connects, and retries for as long as it runs; on
     stop it delivers what it holds (bounded by C{timeout});
- 3. the L{ObserverService} core (L{dirobserver.app.core}): the watcher and
+ 4. the L{ObserverService} core (L{dirobserver.app.core}): the watcher and
     the watches, the listings, the periodic and recovery work.  On stop it
     reads what the kernel queued and drops the watches first, so nothing
     new comes in;
- 4. the metrics endpoint (C{--metrics} only), the reloader (SIGHUP) and
-    systemd's notifier (last: it stops first, so STOPPING=1 goes out as the
-    stop begins).
+ 5. the reloader (SIGHUP) and systemd's notifier (last: it stops first, so
+    STOPPING=1 goes out as the stop begins).
+
+A part that refuses to start (L{exits.StartRefused}: the C{--metrics} port
+is in use, something that is not Redis holds the embedded server's port)
+is one line; the parts after it do not start, and the daemon stops with
+the status the part gave.
 
 The tree owns what involves the whole daemon: the start and stop lines,
 applying a reloaded configuration, the state line systemd shows, and how
@@ -31,6 +38,7 @@ from typing import Any
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from dirobserver import __version__
 from dirobserver.app import exits
@@ -44,6 +52,7 @@ from dirobserver.redis.writer import RedisWriter
 from dirobserver.util import gc_pause
 from dirobserver.util.periodic import Periodic
 from dirobserver.util.reactor import IDaemonReactor
+from dirobserver.util.words import plural
 
 #: Seconds between two looks at the state line systemd shows (STATUS=).
 STATUS_INTERVAL = 1.0
@@ -81,6 +90,15 @@ class DirObserver(OrderedMultiService):
         self.settings = settings
         self._reactor = reactor
         self.notifier = notifier if notifier is not None else Notifier()
+        self.writer = RedisWriter(
+            settings.redis, settings.max_held_events, reactor,
+            on_reconnect=lambda: self.core.reconnected(),
+        )
+        self.core = ObserverService(settings, self.writer, reactor, on_ready=self._ready)
+        if metrics:
+            from dirobserver.ops.http import MetricsService
+
+            MetricsService(metrics, self.core, reactor, exits.EXIT_CANNOT_LISTEN).setServiceParent(self)
         if embedded:
             from dirobserver.app.embedded_leftovers import queues_of, say_queued
             from dirobserver.app.embedded_redis import EmbeddedRedis
@@ -94,17 +112,8 @@ class DirObserver(OrderedMultiService):
                 host, port, reactor,
                 before_stop=lambda: say_queued(reactor, host, port, queues_of(self.settings.sections)),
             ).setServiceParent(self)
-        self.writer = RedisWriter(
-            settings.redis, settings.max_held_events, reactor,
-            on_reconnect=lambda: self.core.reconnected(),
-        )
         self.writer.setServiceParent(self)
-        self.core = ObserverService(settings, self.writer, reactor, on_ready=self._ready)
         self.core.setServiceParent(self)
-        if metrics:
-            from dirobserver.ops.http import MetricsService
-
-            MetricsService(metrics, self.core, reactor).setServiceParent(self)
         self.reloader = ReloadService(
             self, lambda: config.load(settings.path, redis_optional=embedded), reactor,
             notify=self.notifier,
@@ -132,16 +141,23 @@ class DirObserver(OrderedMultiService):
         for warning in self.settings.warnings:
             self._log.warn("{warning}", warning=warning)
         self._log.info(
-            "dirobserver {version} starting: {n} directories, Redis at {redis}, configuration {path}",
+            "dirobserver {version} starting: {n}, Redis at {redis}, configuration {path}",
             version=__version__,
-            n=len(self.settings.sections),
+            n=plural(len(self.settings.sections), "directory", "directories"),
             redis=self.settings.redis.describe(),
             path=self.settings.path,
         )
         # The reactor installs its signal handlers as it starts (twistd
         # starts the tree before): ours replace them once it runs.
         self._reactor.callWhenRunning(self._stop_signals.install)
-        return super().startService()
+        return super().startService().addErrback(self._refused)
+
+    def _refused(self, failure: Failure) -> None:
+        """A part refused to start (already said): stop with its status."""
+        failure.trap(exits.StartRefused)
+        refused = failure.value
+        assert isinstance(refused, exits.StartRefused)  # as trap() checked; for mypy
+        exits.stop_process(self._reactor, refused.status)
 
     def stopService(self) -> defer.Deferred:
         self._status.stop()

@@ -5,24 +5,39 @@ A small C{twisted.web} site on any server endpoint description
 (C{--metrics=tcp:9108:interface=127.0.0.1}, L{DEFAULT_ENDPOINT}):
 
   - C{/metrics}: the Prometheus text format of L{dirobserver.ops.metrics}.
-  - C{/livez}: 200 C{ok} when C{core.alive()}, else 503 and one line.
-  - C{/readyz}: 200 C{ready} when C{core.ready_problem()} is None, else 503
-    and the problem, one line.
+  - C{/livez}: 200 when C{core.alive()}, else 503; the body is JSON,
+    C{{"alive": true, "problems": [...]}}.
+  - C{/readyz}: 200 when C{core.ready_problem()} is None, else 503; the body
+    is JSON, C{{"ready": true, "problems": [...]}}.
   - anything else: 404.
 
+The C{problems} of both bodies are C{core.problems()}: one short line for
+each thing that is not well, whether or not it decides the status code (a
+configured directory that does not exist leaves the daemon ready, but is
+listed), with the reason of a 503 first.
+
 Requests are not logged: a scrape every few seconds would otherwise fill
-the log with access lines.  C{prometheus_client.twisted} is not used: it
-imports the global reactor at import time.
+the log with access lines.  Neither are Twisted's own lines about the port
+(see L{dirobserver.ops.logs}): one line of ours says where the endpoints
+are.  C{prometheus_client.twisted} is not used: it imports the global
+reactor at import time.
+
+An endpoint that cannot listen (a port in use) refuses the start
+(L{StartRefused}): under a supervisor, a daemon without its health
+endpoints would look dead, or worse, healthy to nobody.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable
 from typing import Any
 
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.registry import CollectorRegistry
 from twisted.application.service import Service
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IReactorCore
@@ -33,12 +48,14 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from dirobserver.ops import metrics
+from dirobserver.util.failures import StartRefused
 
 #: The endpoint to use in examples: loopback only, Prometheus's exporter
 #: port range.
 DEFAULT_ENDPOINT = "tcp:9108:interface=127.0.0.1"
 
 _TEXT = "text/plain; charset=utf-8"
+_JSON = "application/json"
 
 #: What a handler returns: HTTP status, content type, body.
 Reply = tuple[int, str, bytes]
@@ -153,15 +170,21 @@ class Pages:
         return 200, CONTENT_TYPE_PLAIN_0_0_4, body
 
     def livez(self) -> Reply:
-        if self.core.alive():
-            return 200, _TEXT, b"ok\n"
-        return 503, _TEXT, b"not alive: the event loop or the inotify probe is stuck\n"
+        # When not alive, core.problems() says why first.
+        return self._health("alive", self.core.alive(), None)
 
     def readyz(self) -> Reply:
         problem = self.core.ready_problem()
-        if problem is None:
-            return 200, _TEXT, b"ready\n"
-        return 503, _TEXT, f"{_one_line(problem)}\n".encode("utf-8", "backslashreplace")
+        return self._health("ready", problem is None, problem)
+
+    def _health(self, verdict: str, well: bool, reason: str | None) -> Reply:
+        """The JSON body of /livez and /readyz: the verdict and the problems, reason first."""
+        problems = [_one_line(p) for p in self.core.problems()]
+        if reason is not None:
+            reason = _one_line(reason)
+            problems = [reason] + [p for p in problems if p != reason]
+        body = json.dumps({verdict: well, "problems": problems}) + "\n"
+        return 200 if well else 503, _JSON, body.encode("ascii")
 
 
 def make_site(core: Any, registry: CollectorRegistry | None = None) -> Site:
@@ -182,8 +205,8 @@ class MetricsService(Service):
     Listens on an endpoint description while running, serving L{make_site}.
 
     A port that cannot be opened (already in use, no permission) is one log
-    line; the service keeps running without it.  Whoever wants to stop the
-    daemon then watches L{listening} or L{problem}.
+    line, and L{startService} fails with L{StartRefused}: the daemon does
+    not start without the endpoints it was asked for.
 
     @ivar port: the listening port while it listens, else None.
     @ivar problem: why listening failed (one line), else None.
@@ -194,33 +217,58 @@ class MetricsService(Service):
     _log = Logger()
 
     def __init__(self, endpoint_description: str, core: Any, reactor: IReactorCore,
+                 refused_status: int = os.EX_OSERR,
                  registry: CollectorRegistry | None = None) -> None:
+        """
+        @param refused_status: the exit status of L{StartRefused}
+            (C{dirobserver.app.exits.EXIT_CANNOT_LISTEN}).
+        @param registry: the metrics to serve (the worker's); the
+            observer's, read from C{core}, by default.
+        """
         self.description = endpoint_description
+        self._refused_status = refused_status
         self.site = make_site(core, registry)
         self._reactor = reactor
         self.port: IListeningPort | None = None
         self.problem: str | None = None
         self.listening: Deferred | None = None
 
-    def startService(self) -> None:
+    def startService(self) -> Deferred[None]:
+        """
+        Listen.
+
+        @return: a Deferred that fires once listening, or fails with
+            L{StartRefused} (the reason in one line) when it cannot.
+        """
         super().startService()
         self.problem = None
         # check_endpoint() should have caught a bad description already; if
         # not, this is one line too, never a traceback out of startService.
         self.listening = maybeDeferred(lambda: serverFromString(self._reactor, self.description).listen(self.site))
         self.listening.addCallbacks(self._listened, self._cannot_listen)
+        outcome: Deferred[None] = Deferred()
+
+        def tell(port: IListeningPort | None) -> IListeningPort | None:
+            if self.problem is not None:
+                outcome.errback(StartRefused(f"{self.problem}; stopping", self._refused_status))
+            else:
+                outcome.callback(None)
+            return port
+
+        self.listening.addCallback(tell)
+        return outcome
 
     def _listened(self, port: IListeningPort) -> IListeningPort | None:
         if not self.running:  # stopped while the listen was under way
             port.stopListening()
             return None
         self.port = port
-        self._log.info("Serving /metrics, /livez and /readyz on {address}", address=self.description)
+        self._log.info("Metrics and health endpoints (/metrics, /livez, /readyz) on {address}",
+                       address=_address(port, self.description))
         return port
 
     def _cannot_listen(self, failure: Failure) -> None:
         self.problem = f"cannot serve /metrics on {self.description}: {_one_line(failure.getErrorMessage())}"
-        self._log.error("{problem}", problem=self.problem)
         return None
 
     def stopService(self) -> Deferred | None:
@@ -230,3 +278,11 @@ class MetricsService(Service):
         if port is None:
             return None
         return maybeDeferred(port.stopListening)
+
+
+def _address(port: IListeningPort, description: str) -> str:
+    """Where a port listens: C{host:port} for TCP (the real port, when 0 was asked), else the description."""
+    host = port.getHost()
+    if isinstance(host, (IPv4Address, IPv6Address)):
+        return f"{host.host}:{host.port}"
+    return description

@@ -19,6 +19,10 @@ C{-n} without C{--logfile} or with C{--logfile=-}; otherwise the
 C{--logfile} file, default C{twistd.log}, with twistd's rotation: at 1 MB
 and on C{SIGUSR1}; or syslog with C{--syslog}), writes text as twistd does
 or one JSON object per line, and drops everything below the chosen level.
+Twisted's own lines about a listening port (C{_QuietSite starting on 9108},
+C{(TCP Port 9108 Closed)}) are written at C{--log-level=debug} only: Twisted
+logs them whatever the factory's C{noisy} says, and they puzzle more than
+they tell (the metrics endpoint logs its own line, L{dirobserver.ops.http}).
 
 A JSON line has the keys C{time} (ISO 8601, UTC, microseconds, with the
 C{+00:00} offset), C{level} (C{debug}, C{info}, C{warn}, C{error},
@@ -31,6 +35,7 @@ names that are not UTF-8 are JSON escapes.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sys
 import time
@@ -47,6 +52,7 @@ from twisted.logger import (
     LogEvent,
     LogLevel,
     LogLevelFilterPredicate,
+    PredicateResult,
     formatEvent,
     textFileLogObserver,
 )
@@ -174,7 +180,22 @@ def build_observer(settings: LogSettings, server_options: Mapping[str, Any]) -> 
     else:
         out = _output(server_options)
         inner = FileLogObserver(out, json_line) if settings.fmt == "json" else textFileLogObserver(out)
-    return FilteringLogObserver(inner, [LogLevelFilterPredicate(defaultLogLevel=settings.level)])
+    predicates: list[Any] = [LogLevelFilterPredicate(defaultLogLevel=settings.level)]
+    if settings.level > LogLevel.debug:
+        predicates.insert(0, _not_port_lines)
+    return FilteringLogObserver(inner, predicates)
+
+
+#: The text of Twisted's lines about a listening port: C{tcp.Port} and
+#: C{unix.Port} write them with the legacy C{log.msg}, unconditionally.
+_PORT_LINE = re.compile(r"\S+ starting on \S+|\((TCP|UNIX|UDP|SSL) Port \S+ Closed\)")
+
+
+def _not_port_lines(event: LogEvent) -> PredicateResult:
+    """Drop Twisted's port lines (above C{debug}, see the module docstring)."""
+    if event.get("log_namespace") == "log_legacy" and _PORT_LINE.fullmatch(str(event.get("log_text", ""))):
+        return PredicateResult.no
+    return PredicateResult.maybe
 
 
 def _output(server_options: Mapping[str, Any]) -> IO[Any]:

@@ -31,6 +31,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from dirobserver.config.settings import RedisSettings
 from dirobserver.redis.held_bound import HeldBound
@@ -174,7 +175,10 @@ class Rounds:
         self, results: Any, proto: RespProtocol, work: list[HeldQueue]
     ) -> list[HeldQueue]:
         """Account for one round's replies; return the queues Redis refused."""
-        if not isinstance(results, list):
+        if not isinstance(results, list) or _cancelled(results):
+            # addTimeout cancels the DeferredList, which cancels each reply
+            # and then fires with their CancelledErrors as a plain list: a
+            # deadline that passed shows as cancelled replies, not a failure.
             # The deadline passed: treat the connection as dead, resend later.
             self._log.warn(
                 "Redis at {addr} did not answer within {timeout} s; reconnecting",
@@ -203,3 +207,9 @@ class Rounds:
                 self._refusals.refused(q, problem)
         self._bound.wake()
         return refused
+
+
+def _cancelled(results: list[tuple[bool, Any]]) -> bool:
+    """Whether a round's replies were cancelled (its deadline passed)."""
+    return any(not ok and isinstance(reply, Failure) and reply.check(defer.CancelledError)
+               for ok, reply in results)

@@ -7,5 +7,6 @@ Generic mechanisms that know nothing of files or Redis.
   - L{stats}: plain counters and histograms, read by the metrics;
   - L{quiet}: the rule for when a changing thing has been quiet long enough;
   - L{gc_pause}: the garbage collector around bulk building;
-  - L{reactor}: the reactor the daemon runs in, as one type.
+  - L{reactor}: the reactor the daemon runs in, as one type;
+  - L{words}: counts with the noun that agrees ("1 directory").
 """

@@ -36,6 +36,11 @@ class WorkerProbe:
             return str(problem)
         return None if self.worker.ready else "not registered with Redis yet"
 
+    def problems(self) -> list[str]:
+        """Everything that is not well, one line each (the bodies of /livez and /readyz)."""
+        problem = self.ready_problem()
+        return [] if problem is None else [problem]
+
 
 class WorkerCollector:
     """Reads the counters of a L{dirobserver.worker.service.WorkerService}."""

@@ -42,6 +42,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dirobserver.app import exits
+from dirobserver.util.failures import StartRefused
 from dirobserver.util.periodic import Periodic
 from dirobserver.util.reactor import IDaemonReactor
 from dirobserver.util.stats import Histogram
@@ -116,8 +117,11 @@ class WorkerService(service.MultiService):
 
     # -- starting ----------------------------------------------------------------
 
-    def startService(self) -> None:
-        super().startService()
+    def startService(self) -> defer.Deferred:
+        # Not MultiService's: the metrics endpoint (the only child) starts
+        # first, and one that cannot listen stops the worker before it
+        # takes anything (as the observer does).
+        service.Service.startService(self)
         c = self.config
         self._log.info(
             "dirobserver-worker {worker} starting: [{section}] {kind} {queue}, {jobs} at a time, "
@@ -125,6 +129,15 @@ class WorkerService(service.MultiService):
             worker=c.worker_id, section=c.section, kind=c.queue_type, queue=c.queue, jobs=c.jobs,
             command=" ".join(c.command), redis=c.redis.describe())
         self._reactor.callWhenRunning(self._stop_signals.install)
+        return defer.Deferred.fromCoroutine(self._start_children_then_work())
+
+    async def _start_children_then_work(self) -> None:
+        try:
+            for child in list(self):
+                await defer.maybeDeferred(child.startService)
+        except StartRefused as refused:  # said in its own line already
+            exits.stop_process(self._reactor, refused.status)
+            return
         self.main.start()
         self.blocking.start()
         self._loop = defer.Deferred.fromCoroutine(self._take_loop())

@@ -22,7 +22,7 @@ from typing import NoReturn, cast
 
 from twisted.python import usage
 
-from dirobserver.app.exits import EXIT_CONFIG
+from dirobserver.app.exits import EXIT_CANNOT_LISTEN, EXIT_CONFIG
 from dirobserver.config import settings as config
 from dirobserver.ops import logs
 from dirobserver.util.reactor import IDaemonReactor
@@ -185,5 +185,6 @@ def makeService(options: Options) -> WorkerService:
         from dirobserver.worker.metrics import WorkerProbe
 
         probe = WorkerProbe(worker)
-        MetricsService(options["metrics"], probe, reactor, probe.registry).setServiceParent(worker)
+        MetricsService(options["metrics"], probe, reactor, EXIT_CANNOT_LISTEN,
+                       probe.registry).setServiceParent(worker)
     return worker

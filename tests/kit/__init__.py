@@ -42,12 +42,13 @@ from .processes import (
     twistd_command,
     twistd_path,
 )
-from .redis_server import RedisServer, drain, pop_raw, valkey_server_binary
+from .redis_server import RedisServer, command_calls, connections_received, drain, pop_raw, valkey_server_binary
 from .waiting import wait_until
 
 __all__ = [
     "READY_MARK", "REPO_ROOT", "LoggedObserver", "Observer", "RedisServer", "Resources",
-    "child_env", "code_under_test", "drain", "drop_root_file_access", "free_port", "ini_section",
+    "child_env", "code_under_test", "command_calls", "connections_received",
+    "drain", "drop_root_file_access", "free_port", "ini_section",
     "ini_text", "kill_leftovers", "pop_raw", "redis_at", "remove_tree", "scratch_root", "section",
     "spawn", "stop_process", "twistd_command", "twistd_path", "valkey_server_binary", "wait_until",
     "write_config",

@@ -69,12 +69,18 @@ class Core:
     watchdog_resets: int = 0
     is_alive: bool = True
     problem: str | None = None
+    #: what problems() lists besides L{problem}
+    others: list[str] = field(default_factory=list)
 
     def alive(self) -> bool:
         return self.is_alive
 
     def ready_problem(self) -> str | None:
         return self.problem
+
+    def problems(self) -> list[str]:
+        return ([] if self.is_alive else ["not alive: stuck"]) + (
+            [self.problem] if self.problem else []) + self.others
 
 
 class _Body(Protocol):

@@ -263,3 +263,22 @@ def drain(
     expected (and gets the full list to show when it differs).
     """
     return [json.loads(raw) for raw in pop_raw(client, queue, expected_count, timeout)]
+
+
+def command_calls(client: Any, command: str) -> int:
+    """
+    How many times the server was sent C{command}, run or refused (its own
+    C{INFO commandstats}): the witness that a client tried again, when the
+    client says nothing more of a failure it already reported.
+    """
+    stats = client.info("commandstats").get(f"cmdstat_{command.lower()}", {})
+    return int(stats.get("calls", 0)) + int(stats.get("rejected_calls", 0))
+
+
+def connections_received(client: Any) -> int:
+    """
+    How many connections the server accepted so far (its C{INFO stats}):
+    the witness that a client tried to connect again.  C{client}'s own
+    connection counts once, as long as it is kept open.
+    """
+    return int(client.info("stats")["total_connections_received"])
