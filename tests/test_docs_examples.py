@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.kit.processes import REPO_ROOT, free_port
+from tests.kit.processes import REPO_ROOT, copy_checkout, free_port
 from tests.kit.waiting import wait_until
 
 pytestmark = [
@@ -81,10 +80,7 @@ def test_the_marked_blocks_are_the_expected_ones():
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory) -> Path:
     """A fresh virtual environment with this checkout installed as README.md says."""
-    source = tmp_path_factory.mktemp("source") / "dirobserver"
-    shutil.copytree(REPO_ROOT, source, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", "dropin.cache",
-        "dir", "results", "tests", "bench"))
+    source = copy_checkout(tmp_path_factory.mktemp("source"))
     venv = tmp_path_factory.mktemp("venv") / "venv"
     env = _clean_env()
     for command in ([sys.executable, "-m", "venv", str(venv)],

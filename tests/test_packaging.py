@@ -12,7 +12,6 @@ be reached.
 """
 
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from tests.kit.processes import REPO_ROOT, copy_checkout
 
 pytestmark = [pytest.mark.process, pytest.mark.skipif(os.environ.get("DIROBSERVER_SKIP_PACKAGING") == "1",
                                 reason="DIROBSERVER_SKIP_PACKAGING=1 (package index unreachable)")]
@@ -38,10 +37,7 @@ def run(*command, cwd: Path) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     """A wheel built from a copy of the repository (the build leaves build/ and egg-info behind)."""
-    source = tmp_path_factory.mktemp("source") / "dirobserver"
-    shutil.copytree(REPO_ROOT, source, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", "dropin.cache",
-        "dir", "results", "tests", "bench"))
+    source = copy_checkout(tmp_path_factory.mktemp("source"))
     out = tmp_path_factory.mktemp("wheel")
     run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", out, source, cwd=out)
     [built] = out.glob("dirobserver-*.whl")

@@ -265,3 +265,17 @@ def peak_rss_mb(pid: int, field: str = "VmHWM") -> float:
             if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024.0
     return float("nan")
+
+
+def copy_checkout(parent: Path) -> Path:
+    """
+    A copy of this checkout under C{parent}, as a source distribution would
+    hold it (no git, virtual environment, build output, tests or bench):
+    what a pip install or a wheel build is run on, so that neither writes
+    into the checkout itself.
+    """
+    source = parent / "dirobserver"
+    shutil.copytree(REPO_ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", "dropin.cache",
+        "dir", "results", "tests", "bench", "soak"))
+    return source
