@@ -155,3 +155,19 @@ def observer_factory(tmp_path: Path) -> Iterator[Callable[..., Observer]]:
             # Captured by pytest, and shown only when the test failed.
             print(f"--- observer #{number} {observer.args} (exit {observer.returncode})")
             print(observer.output())
+
+
+@pytest.fixture
+def worker_factory(tmp_path: Path) -> Iterator[Any]:
+    """
+    Make worker daemons: C{factory(config, section, options, command)}
+    (L{worker_helpers.Worker}); not started.  At teardown any still running
+    is killed and the output of each is printed.
+    """
+    from tests.kit.worker import worker_factory_fixture
+
+    factory, finish = worker_factory_fixture(tmp_path)
+    try:
+        yield factory
+    finally:
+        finish()

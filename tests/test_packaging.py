@@ -68,6 +68,10 @@ def test_installed_wheel_gives_twistd_the_dirobserver_subcommand(wheel, tmp_path
     # Twisted's own plugins survived the install next to ours.
     commands = run(venv / "bin" / "twistd", "--help", cwd=tmp_path).stdout
     assert "dirobserver" in commands and "web" in commands
+    # The worker is the dropin's second subcommand.
+    assert "dirobserver-worker" in commands
+    worker_help = run(venv / "bin" / "twistd", "dirobserver-worker", "--help", cwd=tmp_path).stdout
+    assert "--reclaim-after" in worker_help
     # The historical command line is installed too.
     assert (venv / "bin" / "directory_observer").exists()
     # The sample configuration ships with the package, and the version with the metadata.

@@ -108,8 +108,12 @@ class SectionSettings:
         return self.accepts_path if self.recursive else self.accepts
 
     def accepts_directory(self, name: str) -> bool:
-        """True when a sub-directory called C{name} belongs to the tree (C{ignore_directories})."""
-        return not self._ignore_directory(name)
+        """
+        True when a sub-directory called C{name} belongs to the tree: not in
+        C{ignore_directories}, and not ending with C{.working} (a worker's
+        private directory holding a claimed file: L{dirobserver.worker.claim}).
+        """
+        return not name.endswith(".working") and not self._ignore_directory(name)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from collections.abc import Callable
 from typing import Any
 
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.registry import CollectorRegistry
 from twisted.application.service import Service
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -145,9 +146,13 @@ class Pages:
 
     _log = Logger()
 
-    def __init__(self, core: Any) -> None:
+    def __init__(self, core: Any, registry: CollectorRegistry | None = None) -> None:
+        """
+        @param registry: the metrics to serve (the worker's); the
+            observer's, read from C{core}, by default.
+        """
         self.core = core
-        self.registry = metrics.registry(core)
+        self.registry = registry if registry is not None else metrics.registry(core)
         self._collect_failing = False
 
     def metrics(self) -> Reply:
@@ -182,9 +187,9 @@ class Pages:
         return 200 if well else 503, _JSON, body.encode("ascii")
 
 
-def make_site(core: Any) -> Site:
-    """The L{Site} serving L{Pages} for C{core}."""
-    pages = Pages(core)
+def make_site(core: Any, registry: CollectorRegistry | None = None) -> Site:
+    """The L{Site} serving L{Pages} for C{core} (and C{registry}, see L{Pages})."""
+    pages = Pages(core, registry)
     root = _Root({
         b"metrics": _Page(pages.metrics),
         b"livez": _Page(pages.livez),
@@ -212,14 +217,17 @@ class MetricsService(Service):
     _log = Logger()
 
     def __init__(self, endpoint_description: str, core: Any, reactor: IReactorCore,
-                 refused_status: int = os.EX_OSERR) -> None:
+                 refused_status: int = os.EX_OSERR,
+                 registry: CollectorRegistry | None = None) -> None:
         """
         @param refused_status: the exit status of L{StartRefused}
             (C{dirobserver.app.exits.EXIT_CANNOT_LISTEN}).
+        @param registry: the metrics to serve (the worker's); the
+            observer's, read from C{core}, by default.
         """
         self.description = endpoint_description
         self._refused_status = refused_status
-        self.site = make_site(core)
+        self.site = make_site(core, registry)
         self._reactor = reactor
         self.port: IListeningPort | None = None
         self.problem: str | None = None

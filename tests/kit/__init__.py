@@ -11,6 +11,7 @@ Modules by concern:
  - L{tests.kit.sentinel}: a real Sentinel set (master, replica, Sentinels);
  - L{tests.kit.tls}: certificates and Debian's TLS-capable redis-server;
  - L{tests.kit.observer}: the daemon as a twistd subprocess;
+ - L{tests.kit.worker}: the worker daemon (C{dirobserver-worker}) likewise;
  - L{tests.kit.config}: the observer's INI file;
  - L{tests.kit.waiting}: waiting for a condition (threads and reactor);
  - L{tests.kit.cases}: trial cases for the parts run in-process;

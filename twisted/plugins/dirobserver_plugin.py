@@ -1,4 +1,4 @@
-"""twistd plugin dropin: ``twistd dirobserver --config=PATH``."""
+"""twistd plugin dropin: ``twistd dirobserver --config=PATH`` and ``twistd dirobserver-worker``."""
 
 from twisted.application.service import ServiceMaker
 
@@ -7,4 +7,11 @@ dirobserver = ServiceMaker(
     "dirobserver.app.tap",
     "Watch directories with inotify and push file events to Redis lists.",
     "dirobserver",
+)
+
+dirobserver_worker = ServiceMaker(
+    "dirobserver-worker",
+    "dirobserver.worker.tap",
+    "Run a command on each file announced in a section's queue, once; file it in done/ or failed/.",
+    "dirobserver-worker",
 )

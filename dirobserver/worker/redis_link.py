@@ -1,0 +1,116 @@
+"""
+A connection to Redis for the worker, as commands that wait for it.
+
+The observer's writer holds events and sends them in rounds; the worker
+instead sends one command at a time and needs its reply.  L{RedisLink}
+keeps one L{dirobserver.redis.connection.RedisConnection} (the same
+handshake, Sentinel, TLS and reconnect loop as the observer's) and offers
+L{RedisLink.call}: the command is sent once the connection is up, and sent
+again after a reconnect when the connection was lost before its reply.  A
+Redis that is down is waited for, not reported as an error per command.
+
+The worker keeps two links: one for the blocking commands (C{BLMOVE},
+C{XREADGROUP ... BLOCK}), one for everything else, so that an
+acknowledgement never waits behind a block.  A command whose reply does
+not come within its deadline (C{timeout} from the configuration, plus the
+block for a blocking one) drops the connection, which the loop reopens.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import txredisapi
+from twisted.internet import defer
+
+from dirobserver.config.settings import RedisSettings
+from dirobserver.redis.connection import RedisConnection
+from dirobserver.redis.protocol import RespProtocol
+from dirobserver.redis.sentinel import route_for
+from dirobserver.util.reactor import IDaemonReactor
+
+
+class RedisLink:
+    """
+    One connection, commands sent when it is up (see the module docstring).
+
+    @ivar lost: how many commands lost their connection before their reply
+        (the caller of a command that moves data, like C{BLMOVE}, checks
+        what happened to it: see L{dirobserver.worker.queues}).
+    """
+
+    def __init__(self, settings: RedisSettings, reactor: IDaemonReactor) -> None:
+        self._settings = settings
+        self._reactor = reactor
+        self.connection = RedisConnection(
+            settings, self._up, self._down, lambda: 0, clock=reactor,
+            route=route_for(reactor, settings),
+        )
+        self.proto: RespProtocol | None = None
+        self._waiting: list[defer.Deferred] = []
+        self.lost = 0
+
+    def start(self) -> None:
+        """Connect, and keep connecting."""
+        self.connection.start()
+
+    def stop(self) -> defer.Deferred:
+        """Close; commands still waiting fail with C{ConnectionError}."""
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.errback(txredisapi.ConnectionError("stopping"))
+        return self.connection.stop()
+
+    def _up(self, proto: RespProtocol) -> None:
+        self.proto = proto
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            if not d.called:  # a waiter cancelled (a stop before Redis answered)
+                d.callback(proto)
+
+    def _down(self) -> None:
+        self.proto = None
+
+    def _when_up(self) -> defer.Deferred:
+        if self.proto is not None:
+            return defer.succeed(self.proto)
+        d: defer.Deferred = defer.Deferred()
+        self._waiting.append(d)
+        return d
+
+    async def call(self, *command: Any, block: float = 0.0, retry: bool = True) -> Any:
+        """
+        Send C{command} once connected; its reply (an error reply raises
+        C{txredisapi.ResponseError}).
+
+        @param block: seconds the command may block in Redis (added to the deadline).
+        @param retry: send it again when the connection is lost before the
+            reply; else raise C{txredisapi.ConnectionError}.
+        """
+        while True:
+            proto = await self._when_up()
+            d = proto.execute_command(*command)
+            d.addTimeout(self._settings.timeout + block, self._reactor)
+            try:
+                return await d
+            except txredisapi.ConnectionError:
+                self.lost += 1
+            except defer.TimeoutError:
+                self.lost += 1
+                proto.transport.abortConnection()
+            if not retry:
+                raise txredisapi.ConnectionError("lost before the reply")
+
+    async def pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Send C{commands} in one write once connected (again after a loss); their replies."""
+        while True:
+            proto = await self._when_up()
+            d = proto.pipeline(commands)
+            d.addTimeout(self._settings.timeout, self._reactor)
+            try:
+                return await d
+            except txredisapi.ConnectionError:
+                self.lost += 1
+            except defer.TimeoutError:
+                self.lost += 1
+                proto.transport.abortConnection()

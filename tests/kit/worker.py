@@ -1,0 +1,73 @@
+"""
+The worker daemon, ``twistd -n dirobserver-worker``, as a subprocess (an
+L{tests.kit.observer.Observer} with the worker's command line), and the
+small glue the worker's tests share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .observer import Observer
+from .processes import twistd_command
+
+
+class Worker(Observer):
+    """``twistd -n dirobserver-worker --config=... --section=... OPTIONS -- COMMAND``."""
+
+    READY_MARK = "dirobserver-worker ready"
+
+    def __init__(self, config: str | Path, section: str, options: Sequence[str],
+                 command: Sequence[str], **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
+        self.args = [
+            *twistd_command(), "-n", "--pidfile=", "dirobserver-worker",
+            f"--config={self.config}", f"--section={section}", "--log-level=debug",
+            *options, "--", *command,
+        ]
+
+
+def recording_command(log: Path, extra: str = "") -> list[str]:
+    """
+    A command that appends its file's base name to C{log} (one line per run,
+    O_APPEND: runs of several workers do not mix), then runs C{extra}.
+    """
+    script = f'printf "%s\\n" "${{1##*/}}" >> "{log}"; {extra}'
+    return ["/bin/sh", "-c", script, "sh", "{}"]
+
+
+def runs(log: Path) -> list[str]:
+    """The base names C{recording_command} recorded, in order."""
+    return log.read_text().split() if log.exists() else []
+
+
+def files_under(top: Path) -> list[str]:
+    """Paths of the files under C{top}, relative to it, sorted."""
+    return sorted(str(p.relative_to(top)) for p in top.rglob("*") if p.is_file())
+
+
+def worker_factory_fixture(tmp_path: Path) -> Any:
+    """The body of the C{worker_factory} fixture (see test_e2e_worker)."""
+    workers: list[Worker] = []
+
+    def factory(config: str | Path, section: str, options: Sequence[str],
+                command: Sequence[str]) -> Worker:
+        worker = Worker(config, section, options, command, cwd=tmp_path)
+        workers.append(worker)
+        return worker
+
+    def finish() -> None:
+        for number, worker in enumerate(workers, 1):
+            if worker.proc is None:
+                continue
+            if worker.is_running():
+                worker.kill()
+            print(f"--- worker #{number} {worker.args} (exit {worker.returncode})")
+            print(worker.output())
+
+    return factory, finish
+
+
+WorkerFactory = Callable[[str | Path, str, Sequence[str], Sequence[str]], Worker]
