@@ -1,12 +1,13 @@
 """
 ``python -m bench [--quick] [--runs N] [--burst N] [--listing N] [--dirs N]
 [--paced-seconds S] [--tree-files N] [--tree-dirs N] [--burst-dirs N] [--poll-files N]
-[--poll-window S] [--idle-seconds S] [--only NAME,...] [--json PATH] [--profile DIR]
-[--source DIR]``
+[--poll-window S] [--idle-seconds S] [--worker-files N] [--only NAME,...] [--json PATH]
+[--profile DIR] [--source DIR]``
 
 Runs the workloads (burst, burst-closed, the paced ones: 100, 1k, 10k and 20k
 files a second with the default linger and with linger = 0, paced-closed;
-listing, dirs, tree-listing, tree-burst, poll-cost, idle), prints the machine and a
+listing, dirs, tree-listing, tree-burst, poll-cost, idle, and worker-1 and worker-4:
+files through the observer and a worker), prints the machine and a
 table, and writes the same figures as JSON (by default
 ``bench/results/latest.json``).  Exit status: 0 when every workload ran
 (whether or not its targets were met), 1 when one failed, 130 on Ctrl-C.
@@ -36,10 +37,11 @@ from tests.kit import REPO_ROOT, Resources, scratch_root
 from . import report
 from .harness import machine, redis_server
 from .trees import poll_cost_run, tree_burst_run, tree_listing_run, tree_prepare
+from .workers import WORKERS, worker_run
 from .workloads import PACED, Context, burst_run, dirs_run, idle_run, listing_prepare, listing_run, paced_run
 
 WORKLOADS = ("burst", "burst-closed", *PACED, "listing", "dirs",
-             "tree-listing", "tree-burst", "poll-cost", "idle")
+             "tree-listing", "tree-burst", "poll-cost", "idle", *WORKERS)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -56,6 +58,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--poll-files", type=int, help="files of the polled directory (default 100,000)")
     p.add_argument("--poll-window", type=float, help="seconds the polling cost is measured (default 30)")
     p.add_argument("--idle-seconds", type=float, help="how long the idle CPU is measured (default 30)")
+    p.add_argument("--worker-files", type=int, help="files through the observer and a worker (default 5,000)")
     p.add_argument("--straggler-timeout", type=float, help="wait for late events, seconds (default 120)")
     p.add_argument("--only", help=f"comma-separated workloads among {', '.join(WORKLOADS)} "
                                   "('paced' = every paced one)")
@@ -81,6 +84,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     a.poll_window = a.poll_window or (5.0 if quick else 30.0)
     a.straggler_timeout = a.straggler_timeout or (30.0 if quick else 120.0)
     a.idle_seconds = a.idle_seconds or (1.0 if quick else 30.0)
+    a.worker_files = a.worker_files or (300 if quick else 5_000)
     selected = []
     for name in (a.only or ",".join(WORKLOADS)).split(","):
         name = name.strip()
@@ -122,6 +126,8 @@ def _runner(name: str, ctx: Context, args: argparse.Namespace) -> Callable[[int]
                        timeout=max(60.0, args.straggler_timeout))
     if name == "idle":
         return partial(idle_run, ctx, args.idle_seconds)
+    if name in WORKERS:
+        return partial(worker_run, ctx, name, args.worker_files, timeout=max(60.0, args.straggler_timeout * 2))
     return partial(dirs_run, ctx, args.dirs, timeout=max(60.0, args.straggler_timeout))
 
 
@@ -158,12 +164,14 @@ def main(argv: list[str]) -> int:
         "tree-burst": f"tree burst {args.burst_dirs:,}",
         "poll-cost": f"poll {args.poll_files:,}",
         "idle": "idle",
+        **{name: f"worker {args.worker_files:,} --jobs={jobs}" for name, jobs in WORKERS.items()},
     }
     params = {
         "runs": args.runs, "burst": args.burst, "listing": args.listing, "dirs": args.dirs,
         "paced_seconds": args.paced_seconds, "straggler_timeout": args.straggler_timeout,
         "tree_files": args.tree_files, "tree_dirs": args.tree_dirs, "burst_dirs": args.burst_dirs,
         "poll_files": args.poll_files, "poll_window": args.poll_window, "idle_seconds": args.idle_seconds,
+        "worker_files": args.worker_files,
         "quick": args.quick, "selected": args.selected,
     }
     interrupted = False

@@ -164,6 +164,18 @@ def figures_for(workload: str) -> list[Figure]:
                    kind="mb"),
             Figure("peak_rss_mb", "observer peak RSS", "MiB", kind="mb"),
         ]
+    if workload.startswith("worker"):
+        return [
+            Figure("files_per_s", "files/s (first create -> all in done/, queue empty)", "files/s",
+                   kind="rate"),
+            Figure("observer_cpu_percent", "observer CPU (% of a core)", "%", kind="ms"),
+            Figure("worker_cpu_percent", "worker CPU (% of a core; not its commands)", "%", kind="ms"),
+            Figure("worker_peak_rss_mb", "worker peak RSS", "MiB", kind="mb"),
+            Figure("missing", "files not in done/ (worst run)", "files", Target("==", 0), worst=True, kind="int"),
+            Figure("run_twice", "files run twice (worst run)", "files", Target("==", 0), worst=True, kind="int"),
+            Figure("failed", "files in failed/ (worst run)", "files", Target("==", 0), worst=True, kind="int"),
+            Figure("peak_rss_mb", "observer peak RSS", "MiB", kind="mb"),
+        ]
     raise KeyError(workload)
 
 

@@ -4,7 +4,9 @@ end to end (its own valkey-server, real twistd observers, a creating child)
 and writes numeric figures; the bursts (names announced as they appear, and
 complete files announced at their close), the trees (listed at start, and
 burst into new sub-directories) and the polled directory announce every
-file, each event naming the directory that holds its file.  And
+file, each event naming the directory that holds its file; the worker
+runs (the observer and C{dirobserver-worker} running C{true}, one job and
+four) file every file in done/, none twice.  And
 ``python -m bench.floor``: a one-second run of its three minimal loops (the
 reply read in a wake-up of its own, read lazily at the next one, and read
 at the tick of a loop that gathers for a linger) pushes

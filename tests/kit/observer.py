@@ -206,6 +206,9 @@ class LoggedObserver:
     """
 
     _READY = READY_MARK.encode()
+    #: The log's file name in C{workdir}, and the process in messages.
+    LOG_NAME = "observer.log"
+    WHAT = "the observer"
 
     def __init__(
         self,
@@ -225,18 +228,22 @@ class LoggedObserver:
             instead of starting it afresh; the ready line is looked for in
             the new part only.
         """
-        self.log = workdir / "observer.log"
+        self.log = workdir / self.LOG_NAME
         log_file = open(self.log, "ab" if append else "wb")
         self._seen = b""
         self._offset = log_file.tell()
         self.ready_at: float | None = None
         self.started_at = time.time()
         self.proc = resources.process(
-            spawn(observer_args(config, extra_args), preexec=preexec, stdout=log_file,
+            spawn(self.arguments(config, extra_args), preexec=preexec, stdout=log_file,
                   stderr=subprocess.STDOUT, cwd=workdir, env=child_env(env))
         )
         log_file.close()
         self.pid = self.proc.pid
+
+    def arguments(self, config: Path, extra_args: Sequence[str]) -> list[str]:
+        """The command line (the worker's kit overrides it)."""
+        return observer_args(config, extra_args)
 
     def poll_ready(self) -> bool:
         """Check (without blocking) for the ready line; sets L{ready_at}."""
@@ -256,7 +263,7 @@ class LoggedObserver:
             # before trimming: a read may hold the mark and many lines after).
             self._seen = data[-len(self._READY):]
         if self.proc.poll() is not None:
-            raise RuntimeError(f"the observer exited with {self.proc.returncode}:\n{self.tail()}")
+            raise RuntimeError(f"{self.WHAT} exited with {self.proc.returncode}:\n{self.tail()}")
         return False
 
     def wait_ready(self, timeout: float = 120.0) -> float:
@@ -264,7 +271,7 @@ class LoggedObserver:
         deadline = time.monotonic() + timeout
         while not self.poll_ready():
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the observer was not ready within {timeout} s:\n{self.tail()}")
+                raise RuntimeError(f"{self.WHAT} was not ready within {timeout} s:\n{self.tail()}")
             time.sleep(0.002)
         assert self.ready_at is not None
         return self.ready_at - self.started_at

@@ -1,6 +1,8 @@
 """
-The worker daemon, ``twistd -n dirobserver-worker``, as a subprocess (an
-L{tests.kit.observer.Observer} with the worker's command line), and the
+The worker daemon, ``twistd -n dirobserver-worker``, as a subprocess: for
+the tests an L{tests.kit.observer.Observer} with the worker's command line
+(L{Worker}), for the benchmark and the soak a
+L{tests.kit.observer.LoggedObserver} likewise (L{LoggedWorker}); and the
 small glue the worker's tests share.
 """
 
@@ -10,8 +12,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .observer import Observer
-from .processes import twistd_command
+from .observer import LoggedObserver, Observer
+from .processes import Resources, twistd_command
 
 
 class Worker(Observer):
@@ -22,11 +24,36 @@ class Worker(Observer):
     def __init__(self, config: str | Path, section: str, options: Sequence[str],
                  command: Sequence[str], **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
-        self.args = [
-            *twistd_command(), "-n", "--pidfile=", "dirobserver-worker",
-            f"--config={self.config}", f"--section={section}", "--log-level=debug",
-            *options, "--", *command,
-        ]
+        self.args = worker_args(self.config, section, ["--log-level=debug", *options], command)
+
+
+def worker_args(config: str | Path, section: str, options: Sequence[str],
+                command: Sequence[str]) -> list[str]:
+    """The worker's command line: twistd in the foreground, no pidfile."""
+    return [*twistd_command(), "-n", "--pidfile=", "dirobserver-worker", f"--config={config}",
+            f"--section={section}", *options, "--", *command]
+
+
+class LoggedWorker(LoggedObserver):
+    """
+    The worker for the benchmark and the soak: its log in
+    C{<workdir>/<log_name>} (the C{extra_args} of L{LoggedObserver} are the
+    worker's options, then C{--} and its command).
+    """
+
+    _READY = Worker.READY_MARK.encode()
+    WHAT = "the worker"
+
+    def __init__(self, resources: Resources, config: Path, workdir: Path, section: str,
+                 options: Sequence[str], command: Sequence[str], log_name: str = "worker.log",
+                 **kwargs: Any) -> None:
+        self.LOG_NAME = log_name
+        self._section = section
+        super().__init__(resources, config, workdir, [*options, "--", *command], **kwargs)
+
+    def arguments(self, config: Path, extra_args: Sequence[str]) -> list[str]:
+        split = list(extra_args).index("--")
+        return worker_args(config, self._section, extra_args[:split], extra_args[split + 1:])
 
 
 def recording_command(log: Path, extra: str = "") -> list[str]:
