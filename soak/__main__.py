@@ -5,15 +5,18 @@ random faults.
 One observer (a real ``twistd -n dirobserver`` subprocess), a real Redis
 (the bundled valkey-server), one section per mode the observer supports
 (L{soak.kinds}), a producer and a consumer per section
-(L{soak.traffic}), and two lanes of random faults
-(L{soak.faults}).  After N minutes the faults and the producers stop,
+(L{soak.traffic}) but for the worker's section, which a real
+``twistd dirobserver-worker`` consumes (L{soak.working}), and two lanes of
+random faults (L{soak.faults}).  After N minutes the faults and the producers stop,
 the consumers get what is still due, the observer gets its SIGTERM, and the
 checker (L{soak.ledger}) goes through every file.
 
 The last line of the output is one JSON object::
 
     {"seed", "minutes", "files", "faults", "unannounced", "announced_early",
-     "duplicates", "max_rss_mb", "tracebacks", "lost_by_redis", ...}
+     "duplicates", "max_rss_mb", "tracebacks", "lost_by_redis", ...,
+     "worker": {"run", "runs", "filed", "failed", "lost", "filed_not_run",
+                "left_claimed", "starts", "tracebacks", "exit_status"}}
 
 (C{lost_by_redis}: files announced, then lost with Redis's data, and gone
 before the observer's insurance listing could announce them again; they
@@ -22,7 +25,10 @@ are no failure: see L{soak.ledger}.)
 The exit status is 1 when a file was unannounced or announced early, a
 name was announced that should not have been, the observer logged a
 traceback, exceeded C{--max-rss}, exited on its own or not with 0 on the
-final SIGTERM; 0 otherwise.  A failure prints the seed and the fault
+final SIGTERM; or when the worker ran a file it did not file in C{done/}
+(lost), filed one in C{failed/} or without running it, left one claimed,
+logged a traceback, exited on its own or not with 0 on its SIGTERM;
+0 otherwise.  A failure prints the seed and the fault
 timeline, and keeps the observer's log and the details in C{--artifacts}.
 """
 
@@ -48,6 +54,7 @@ from .kinds import ObserverConfig, Section, available_kinds
 from .ledger import RECOVERY, Ledger
 from .servers import SentinelSet, Single
 from .traffic import Consumer, Producer
+from .working import Watch, Worker
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -188,13 +195,21 @@ def _run(args: argparse.Namespace, seed: int, kinds: list, resources: Resources,
     daemon = Daemon(resources, config.path, root, [])
     say(f"observer ready in {daemon.start():.2f} s; Redis: {', '.join(redis.config_lines())}; "
         f"files under {root / 'in'}")
+    # One section (at most) is consumed by a real dirobserver-worker.
+    worked = next((s for s in sections if s.kind.worker), None)
+    worker = Worker(resources, config.path, root, worked) if worked is not None else None
+    if worker is not None:
+        say(f"worker of [{worker.section.name}] ready in {worker.start():.2f} s")
     rng = random.Random(seed)
     halt_producers, halt_faults, release = threading.Event(), threading.Event(), threading.Event()
     producers = [Producer(s, ledger, rng.randrange(2**32), args.rate, halt_producers) for s in sections]
-    consumers = [Consumer(s, ledger, redis.where, rng.randrange(2**32)) for s in sections]
+    consumers: list[Consumer | Watch] = [
+        Watch(s, ledger, worker) if worker is not None and s is worked
+        else Consumer(s, ledger, redis.where, rng.randrange(2**32)) for s in sections]
+    watch = next((c for c in consumers if isinstance(c, Watch)), None)
     t0 = time.time()
     timeline = Timeline(t0, say)
-    soak = Soak(redis, daemon, config, ledger, sections, producers, timeline, queued_events())
+    soak = Soak(redis, daemon, config, ledger, sections, producers, timeline, queued_events(), worker)
     lanes = [Lane(PROCESS, soak, rng.randrange(2**32), args.fault_gap, halt_faults, release, args.only),
              Lane(DIRECTORY, soak, rng.randrange(2**32), args.fault_gap * 2, halt_faults, release, args.only)]
     for thread in consumers + producers + lanes:
@@ -212,6 +227,12 @@ def _run(args: argparse.Namespace, seed: int, kinds: list, resources: Resources,
             problems.append(f"the observer exited by itself with status {status} at {time.time() - t0:.1f} s")
             say(problems[-1] + "; restarting it")
             if not _restart(daemon, problems):
+                break
+        status = worker.exited() if worker is not None else None
+        if worker is not None and status is not None:
+            problems.append(f"the worker exited by itself with status {status} at {time.time() - t0:.1f} s")
+            say(problems[-1] + "; restarting it")
+            if not _restart(worker, problems):
                 break
         if any(t.failed is not None for t in producers + consumers):
             say("a producer or a consumer failed: ending the run")
@@ -251,6 +272,15 @@ def _run(args: argparse.Namespace, seed: int, kinds: list, resources: Resources,
             exit_status = daemon.proc.wait(60)
         except Exception:
             problems.append("the observer did not exit within 60 s of SIGTERM")
+    worker_status: int | None = None
+    if worker is not None:
+        # After the observer: no new event; running commands finish.
+        if worker.exited() is not None:
+            problems.append("the worker was not running at the end")
+        else:
+            worker_status = worker.stop()
+            if worker_status != 0:
+                problems.append(f"the worker's exit status on SIGTERM was {worker_status}")
     for consumer in consumers:
         consumer.finish()
     for consumer in consumers:
@@ -281,12 +311,26 @@ def _run(args: argparse.Namespace, seed: int, kinds: list, resources: Resources,
         "files_per_second": round(files / (stopped - t0), 1),
         "cpu_s": _cpu(),
         "kinds": [k.name for k in kinds],
+        "worker": None,
         "redis": "sentinel" if redis.sentinel else "single",
     }
     if exit_status not in (0, None):
         problems.append(f"the observer's exit status on SIGTERM was {exit_status}")
     if max_rss > args.max_rss:
         problems.append(f"the observer's RSS reached {max_rss:.0f} MiB (bound {args.max_rss:g})")
+    if watch is not None and worker is not None:
+        worked_files: dict[str, Any] = {**watch.findings(), "tracebacks": worker.count(TRACEBACK),
+                                        "exit_status": worker_status}
+        result["worker"] = worked_files
+        say(f"worker of [{watch.section.name}]: {worked_files['run']} files run ({worked_files['runs']} runs), "
+            f"{worked_files['filed']} filed in done/, {worked_files['failed']} in failed/, "
+            f"{worked_files['lost']} lost, {worked_files['left_claimed']} left claimed; "
+            f"{worked_files['starts']} starts, exit status {worker_status}")
+        for key, what in (("lost", "run and never filed"), ("filed_not_run", "filed without a run"),
+                          ("failed", "filed in failed/"), ("left_claimed", "left claimed"),
+                          ("tracebacks", "tracebacks in the worker's log")):
+            if worked_files[key]:
+                problems.append(f"worker: {worked_files[key]} {what}")
     failed = bool(problems or found.unannounced or found.early or ledger.unexpected or result["tracebacks"])
     say(f"{files} files ({result['files_per_second']}/s), {found.due} due, {found.received} received, "
         f"{found.lost_by_redis} announced but lost by Redis and gone before the insurance listing, "
@@ -303,14 +347,15 @@ def _run(args: argparse.Namespace, seed: int, kinds: list, resources: Resources,
     return 1 if failed else 0
 
 
-def _restart(daemon: Daemon, problems: list[str]) -> bool:
-    """Start the observer again after it exited on its own; False if it will not start."""
+def _restart(daemon: Daemon | Worker, problems: list[str]) -> bool:
+    """Start the observer (or the worker) again after it exited on its own; False if it will not start."""
+    what = "the worker" if isinstance(daemon, Worker) else "the observer"
     for _ in range(3):
         try:
             daemon.start()
             return True
         except RuntimeError as e:
-            problems.append(f"the observer did not start again: {str(e).splitlines()[-1]}")
+            problems.append(f"{what} did not start again: {str(e).splitlines()[-1]}")
             say(problems[-1])
             time.sleep(2)
     return False
@@ -339,6 +384,9 @@ def _keep(out: Path, replay: str, t0: float, end: float, ledger: Ledger, found: 
     """Write the evidence of a run to C{out}: the observer's log and C{details.json}."""
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy(daemon.log, out / "observer.log")
+    worker_log = daemon.workdir / "worker" / "worker.log"
+    if worker_log.exists():
+        shutil.copy(worker_log, out / "worker.log")
     details = {
         "result": result, "replay": replay, "t0": t0, "problems": problems, "faults": timeline.faults,
         "unannounced": _sample(ledger, found.unannounced, t0, end),

@@ -10,8 +10,9 @@ no file is due on its account (L{soak.ledger.Ledger.window}):
    burst overflows the kernel queue, SIGKILLed and restarted, reloaded with a
    changed or an invalid configuration; C{max_held_events} exceeded during
    a long outage; with a Sentinel set, a forced failover, and the Redis
-   kill is the master's, see L{soak.servers}); its windows cover every
-   section;
+   kill is the master's, see L{soak.servers}; the worker of the worker's
+   section SIGKILLed and restarted, see L{soak.working}); its windows cover
+   every section;
  - the I{directory} lane hits one section's directory (deleted and
    recreated, renamed away and back, made unreadable; in a tree, a
    sub-directory deleted); its windows cover that section.
@@ -41,6 +42,7 @@ from tests.kit.processes import peak_rss_mb
 from .kinds import CHANGES, INVALID, STREAM, ObserverConfig, Section
 from .ledger import Ledger
 from .traffic import stream_event
+from .working import worker_kill
 
 RELOADED = b"Configuration reloaded"
 REFUSED = b"Reload refused"
@@ -153,6 +155,7 @@ class Soak:
     producers: list[Any]
     timeline: Timeline
     queued_events: int
+    worker: Any = None  # soak.working.Worker, when a section has one
 
     def burst(self, section: Section, count: int) -> int:
         return self.producers[section.index].burst(count)
@@ -239,7 +242,7 @@ def redis_stop(s: Soak, rng: random.Random, _: Section | None) -> str:
 
 
 def observer_overflow(s: Soak, rng: random.Random, _: Section | None) -> str:
-    section = rng.choice([x for x in s.sections if x.kind.inotify])
+    section = rng.choice([x for x in s.sections if x.kind.inotify and not x.kind.worker])
     count = min(s.queued_events + 2000, 100_000)
     before = s.daemon.count(OVERFLOWED)
     with s.daemon.lock:
@@ -301,7 +304,8 @@ def reload_invalid(s: Soak, rng: random.Random, _: Section | None) -> str:
 
 def held_overflow(s: Soak, rng: random.Random, _: Section | None) -> str:
     count = int(s.config.max_held * 1.3)
-    targets = rng.sample(s.sections, min(len(s.sections), rng.randint(1, 3)))
+    bursty = [x for x in s.sections if not x.kind.worker]
+    targets = rng.sample(bursty, min(len(bursty), rng.randint(1, 3)))
     mark = s.daemon.mark()
     if not s.redis.sentinel:
         pause_and_read(s, 10_000)  # its outage is a kill: it comes back empty
@@ -382,6 +386,8 @@ class Fault:
     styles: tuple[str, ...] = ()  # only on sections whose files come in one of these styles
 
     def applies(self, section: Section) -> bool:
+        if self.lane == DIRECTORY and section.kind.worker:
+            return False  # see SectionKind.worker
         return not self.styles or any(style in section.kind.styles for style in self.styles)
 
 
@@ -399,6 +405,7 @@ FAULTS: tuple[Fault, ...] = (
     Fault("dir_rename", DIRECTORY, 1, dir_rename),
     Fault("dir_unreadable", DIRECTORY, 1, dir_unreadable),
     Fault("subtree_delete", DIRECTORY, 1, subtree_delete, styles=("nested",)),
+    Fault("worker_kill", PROCESS, 2, worker_kill),
 )
 
 
@@ -420,7 +427,8 @@ class Lane(threading.Thread):
         self.done = threading.Event()
         self.faults = [f for f in FAULTS if f.lane == lane and (only is None or f.name in only)
                        and (soak.redis.sentinel or not f.sentinel)
-                       and (lane == PROCESS or any(f.applies(x) for x in soak.sections))]
+                       and (lane == PROCESS or any(f.applies(x) for x in soak.sections))
+                       and (f.run is not worker_kill or soak.worker is not None)]
         if not any(x.kind.inotify for x in soak.sections):
             self.faults = [f for f in self.faults if f.run is not observer_overflow]
         self.problems: list[str] = []

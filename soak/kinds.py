@@ -60,6 +60,10 @@ class SectionKind:
         written under another name and renamed into place.
     @ivar inotify: its events come from inotify (a burst while the observer
         is stopped overflows the kernel queue).
+    @ivar worker: a real C{dirobserver-worker} consumes it (L{soak.working})
+        instead of a consumer; it then takes no fault's burst (a worker runs
+        a process per file: tens of thousands would outlast the run) and no
+        directory fault.
     """
 
     name: str
@@ -74,10 +78,11 @@ class SectionKind:
     keep: float = 0.02
     staging: str = "working"
     inotify: bool = True
+    worker: bool = False
 
     def available(self, known: Sequence[str]) -> bool:
-        """Whether the observer knows every key this kind needs."""
-        return all(key in known for key in self.needs)
+        """Whether the observer knows every key this kind needs (and has the worker, if it needs it)."""
+        return all(key in known for key in self.needs) and (not self.worker or _has_worker())
 
     def grace(self) -> float:
         """Seconds a file must be present and complete before it is due."""
@@ -115,7 +120,17 @@ KINDS: tuple[SectionKind, ...] = (
                 {"quick": 60, "slow": 20, "staged": 10, "abandoned": 10}, rate=30,
                 needs=("watch_mode",), optional=("poll_interval",), grace_keys=("poll_interval",),
                 inotify=False),
+    # The worker's half: complete files, run and filed by dirobserver-worker.
+    SectionKind("worker", {"announce": "closed"}, {"quick": 60, "slow": 20, "staged": 10, "abandoned": 10},
+                rate=20, needs=("announce",), worker=True),
 )
+
+
+def _has_worker() -> bool:
+    """Whether this checkout has the worker (C{twistd dirobserver-worker})."""
+    import importlib.util
+
+    return importlib.util.find_spec("dirobserver.worker.tap") is not None
 
 
 def available_kinds(known: Sequence[str] | None = None) -> list[SectionKind]:

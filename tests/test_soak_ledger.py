@@ -144,7 +144,7 @@ def test_kinds_follow_the_keys_the_observer_knows() -> None:
     today = [k.name for k in available_kinds(("forced_poll", "poll_queue_limit", "counter"))]
     assert today == ["created", "poll", "filters", "counter"]
     later = [k.name for k in available_kinds(("announce", "settle", "queue_type"))]
-    assert later == ["created", "poll", "filters", "counter", "closed", "settle", "stream"]
+    assert later == ["created", "poll", "filters", "counter", "closed", "settle", "stream", "worker"]
     assert KIND["settle"].grace() == KIND["created"].grace() + 1
 
 
