@@ -325,6 +325,7 @@ def _run(args: argparse.Namespace, seed: int, kinds: list, resources: Resources,
         say(f"worker of [{watch.section.name}]: {worked_files['run']} files run ({worked_files['runs']} runs), "
             f"{worked_files['filed']} filed in done/, {worked_files['failed']} in failed/, "
             f"{worked_files['lost']} lost, {worked_files['left_claimed']} left claimed; "
+            f"{worked_files['take_overs']} take-overs, {worked_files['recovered']} claims recovered; "
             f"{worked_files['starts']} starts, exit status {worker_status}")
         for key, what in (("lost", "run and never filed"), ("filed_not_run", "filed without a run"),
                           ("failed", "filed in failed/"), ("left_claimed", "left claimed"),

@@ -3,7 +3,8 @@ The worker's section of the soak: a real ``twistd dirobserver-worker``
 consumes it instead of a L{soak.traffic.Consumer}.
 
 The worker (L{Worker}) runs a command that appends the file's base name to
-C{worker/runs.log} (O_APPEND: concurrent runs do not mix), with C{--jobs=2},
+C{worker/runs.log} (O_APPEND: concurrent runs do not mix) and sleeps 20 ms
+(so a kill finds commands running), with C{--jobs=4},
 C{--done=worker/done}, C{--failed=worker/failed} and a short
 C{--reclaim-after} (L{RECLAIM_AFTER}), so that the events and the claimed
 files of a worker killed by the C{worker_kill} fault are taken over by its
@@ -38,6 +39,11 @@ from .ledger import Ledger
 
 #: The worker's C{--reclaim-after}: short, so a killed worker's events come back within the run.
 RECLAIM_AFTER = 5.0
+#: What the command does after it recorded its run: a little work, so that
+#: a killed worker leaves commands running and files claimed behind.
+COMMAND_TAIL = "sleep 0.02"
+#: The worker's lines of a take-over (L{dirobserver.worker.service}).
+TOOK_OVER, RECOVERED = b"Took over ", b": recovered from worker "
 
 
 class Worker:
@@ -63,10 +69,10 @@ class Worker:
 
     def start(self, timeout: float = 60.0) -> float:
         """Start a worker and wait for its ready line; seconds it took."""
-        options = ["--jobs=2", f"--done={self.done}", f"--failed={self.failed}",
+        options = ["--jobs=4", f"--done={self.done}", f"--failed={self.failed}",
                    f"--reclaim-after={RECLAIM_AFTER:g}"]
         self.process = LoggedWorker(self.resources, self.config, self.workdir, self.section.name, options,
-                                    recording_command(self.runs), append=self.starts > 0)
+                                    recording_command(self.runs, COMMAND_TAIL), append=self.starts > 0)
         self.starts += 1
         return self.process.wait_ready(timeout)
 
@@ -195,4 +201,6 @@ class Watch(threading.Thread):
             "filed_not_run": len(self.filed - ran),
             "left_claimed": len(claimed),
             "starts": self.worker.starts,
+            "take_overs": self.worker.count(TOOK_OVER),
+            "recovered": self.worker.count(RECOVERED),
         }

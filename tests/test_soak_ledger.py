@@ -175,3 +175,30 @@ def test_a_file_redis_lost_is_due_again_only_for_its_presence_after_the_loss() -
     assert found.lost_by_redis == 1
     assert sorted(found.unannounced) == sorted([stays, never_read])
     assert found.due == 2
+
+
+def test_the_worker_section_counts_a_file_filed_in_done_as_received_and_one_run_unfiled_as_lost(
+        tmp_path: Path) -> None:
+    from soak.working import Watch, Worker
+
+    incoming = tmp_path / "in"
+    incoming.mkdir()
+    section = Section(0, "worker", KIND["worker"], incoming, "q:worker")
+    book = Ledger([section])
+    filed, failed, lost, claimed = (made(book, 0, 1.0) for _ in range(4))
+    worker = Worker(None, tmp_path / "observer.ini", tmp_path, section)  # type: ignore[arg-type]
+    worker.done.mkdir()
+    worker.failed.mkdir()
+    (worker.done / book.name(filed)).write_text("x")
+    (worker.failed / book.name(failed)).write_text("x")
+    (incoming / f".{book.name(claimed)}.w1.working").mkdir()
+    # Each run recorded, the filed one twice (a take-over), the last line not finished yet.
+    worker.runs.write_text("".join(f"{book.name(i)}\n" for i in (filed, filed, failed, lost)) + "f0")
+    watch = Watch(section, book, worker)
+    found = watch.findings()
+    assert found["run"] == 3 and found["runs"] == 4
+    assert found["filed"] == 1 and found["failed"] == 1 and found["lost"] == 1
+    assert found["filed_not_run"] == 0 and found["left_claimed"] == 1
+    # done/ is emptied as a next stage would; the file filed counts as received.
+    assert list(worker.done.iterdir()) == []
+    assert book.check(T0 + 60).unannounced == [failed, lost, claimed]
