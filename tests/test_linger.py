@@ -307,3 +307,22 @@ def test_a_lone_file_after_a_quiet_time_is_read_at_once():
         assert run.linger.ticks == 0
     finally:
         run.close()
+
+
+def test_a_round_handed_to_the_transport_ends_the_step_under_way():
+    """
+    Twisted writes a round at the reactor's next pass: the cooperative step
+    under way ends after its chunk, and the next one is one chunk, so that a
+    listing does not hold the round back for a whole step; then steps are
+    long again.
+    """
+    clock = task.Clock()
+    linger = Linger(clock, 0.005)
+    factory = linger.time_slices(0.01)
+    step = factory()
+    assert not step()  # a step runs on while nothing is waiting
+    linger.round_sent()
+    assert step()  # ends after its current chunk
+    assert factory()()  # the next step is one chunk
+    assert not factory()()  # and then steps are long again
+    assert clock.getDelayedCalls() == []

@@ -163,6 +163,8 @@ class Rounds:
             self._paused = proto.transport
             self._paused.pauseProducing()
             linger.later(self._resume)
+        elif linger is not None:
+            linger.round_sent()
         round_ = defer.DeferredList(replies, consumeErrors=True)
         round_.addTimeout(self.settings.timeout, self._clock)
         round_.addBoth(self._round_done, proto, work)

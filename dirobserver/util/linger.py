@@ -56,6 +56,9 @@ class Linger:
         #: for a linger after it, see time_slices)
         self._ticked_at = float("-inf")
         self.ticks = 0
+        #: a round was handed to the transport since the last step began:
+        #: its bytes leave at the reactor's next pass (see time_slices)
+        self._sent = False
 
     @property
     def enabled(self) -> bool:
@@ -70,6 +73,15 @@ class Linger:
         self._due.append(call)
         if self._call is None:
             self._call = self._clock.callLater(max(self.seconds, 0.0), self._tick)
+
+    def round_sent(self) -> None:
+        """
+        The writer handed a round to its transport.  Twisted writes it at
+        the reactor's next pass, after the cooperative step under way: that
+        step ends after its current chunk (see L{time_slices}), so that a
+        listing does not hold a round back for a whole step.
+        """
+        self._sent = True
 
     def waiting(self) -> bool:
         """Whether a tick is coming (someone asked for it)."""
@@ -88,10 +100,11 @@ class Linger:
         linger ago), each step of cooperative work is one chunk: between
         two chunks the reactor reads what the tick asked for, takes the
         reply and sends the round, so a listing delays them by a chunk or
-        two at most.  Otherwise a step lasts C{longest} seconds (Twisted's
-        own slice) or the linger if shorter, so that a file that comes
-        during a step waits about a linger at most, and it ends as soon as
-        a tick is due.
+        two at most.  The same holds for the step after a round was handed
+        to the transport (L{round_sent}): its bytes leave at the next pass.
+        Otherwise a step lasts C{longest} seconds (Twisted's own slice) or
+        the linger if shorter, so that a file that comes during a step waits
+        about a linger at most, and it ends as soon as a tick is due.
         """
         seconds = self._clock.seconds
 
@@ -100,10 +113,11 @@ class Linger:
 
         def factory() -> Callable[[], bool]:
             start = seconds()
-            if self._call is not None or start - self._ticked_at < self.seconds:
+            if self._sent or self._call is not None or start - self._ticked_at < self.seconds:
+                self._sent = False
                 return one_chunk
             end = start + (min(longest, self.seconds) if self.enabled else longest)
-            return lambda: seconds() >= end or self.overdue()
+            return lambda: seconds() >= end or self.overdue() or self._sent
 
         return factory
 
