@@ -63,8 +63,8 @@ class SectionKind:
     @ivar worker: a real C{dirobserver-worker} consumes it (L{soak.working})
         instead of a consumer; it then takes no fault's burst (a worker runs
         a process per file: tens of thousands would outlast the run) and no
-        directory fault (a rename away and back while a command runs leaves
-        the file claimed until the worker stops: see docs/soak.md).
+        directory fault (its checks do not yet discount the files deleted
+        with their directory: see docs/soak.md).
     """
 
     name: str

@@ -100,6 +100,37 @@ def test_a_command_that_replaces_its_file_has_its_output_filed(
     assert os.listdir(incoming / "sub") == []
 
 
+def test_a_filing_that_fails_while_the_directory_is_away_is_tried_again(
+    tmp_path: Path, redis_server: Any, observer_factory: Any, worker_factory: Any
+) -> None:
+    """
+    The file's directory is renamed away while its command runs, so that
+    filing fails (ENOENT): the worker says so once, tries again, and files
+    it once the directory is back (it used to hold the claim until it
+    stopped).
+    """
+    config, incoming = _config(tmp_path, redis_server, recursive="true")
+    done, failed = tmp_path / "done", tmp_path / "failed"
+    started, release = tmp_path / "started", tmp_path / "release"
+    observer_factory(config).start()
+    worker = worker_factory(
+        config, "data", [f"--done={done}", f"--failed={failed}"],
+        ["/bin/sh", "-c", f'touch {started}; while [ ! -e {release} ]; do sleep 0.05; done', "sh"],
+    ).start()
+    (incoming / "sub").mkdir()
+    (incoming / "sub" / "a.csv").write_text("x")
+    assert wait_until(started.exists, 20), worker.output()
+    (incoming / "sub").rename(incoming / "away")
+    release.touch()
+    worker.wait_for_line("but filing it failed", 20)
+    (incoming / "away").rename(incoming / "sub")
+    line = worker.wait_for_line("a.csv: exit 0 in", 20)
+    assert line.endswith(f"filed as {done}/sub/a.csv"), line
+    assert files_under(done) == ["sub/a.csv"]
+    assert files_under(failed) == []
+    assert worker.output().count("but filing it failed") == 1
+
+
 def test_the_observer_does_not_announce_a_claimed_file_again_in_a_tree(
     tmp_path: Path, redis_server: Any, redis_client: Any, observer_factory: Any,
     worker_factory: Any,

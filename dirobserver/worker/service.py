@@ -31,13 +31,12 @@ not be given back.
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from typing import Any
 
 import txredisapi
 from twisted.application import service
-from twisted.internet import defer, task, threads
+from twisted.internet import defer, task
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -46,7 +45,8 @@ from dirobserver.util.failures import StartRefused
 from dirobserver.util.periodic import Periodic
 from dirobserver.util.reactor import IDaemonReactor
 from dirobserver.util.stats import Histogram
-from dirobserver.worker import claim, filing, run
+from dirobserver.worker import claim, run
+from dirobserver.worker.filer import Filer
 from dirobserver.worker.queues import BadEvent, Event, ListEvents, StreamEvents
 from dirobserver.worker.redis_link import RedisLink
 from dirobserver.worker.settings import WorkerConfig, locate
@@ -89,6 +89,7 @@ class WorkerService(service.MultiService):
         self.config = config
         self._reactor = reactor
         self.main = RedisLink(config.redis, reactor)
+        self._filer = Filer(config, reactor, lambda: self._stopping)
         self.blocking = RedisLink(config.redis, reactor)
         self.events: ListEvents | StreamEvents
         if config.queue_type == "stream":
@@ -308,15 +309,9 @@ class WorkerService(service.MultiService):
                            path=path, how=outcome.describe(), seconds=outcome.duration)
             return
         self.durations.observe(outcome.duration)
-        try:
-            where = await threads.deferToThreadPool(
-                self._reactor, self._reactor.getThreadPool(), self._file, claimed, relative,
-                outcome.succeeded)
-        except OSError as e:
-            self._log.error("{path}: {how}, but filing it failed ({error}); it stays claimed at "
-                            "{claimed} until this worker stops", path=path, how=outcome.describe(),
-                            error=f"{e.strerror}: {e.filename}", claimed=claimed)
-            return
+        where = await self._filer.file(claimed, relative, outcome, path)
+        if where is None:
+            return  # stopping: the claim stays, for a live worker to recover
         if outcome.succeeded:
             self.succeeded += 1
             self._log.info("{path}: {how} in {seconds:.2f} s; {where}", path=path,
@@ -342,13 +337,6 @@ class WorkerService(service.MultiService):
                                owner=owner)
                 return mine
         return None
-
-    def _file(self, claimed: str, relative: str, succeeded: bool) -> str:
-        """Blocking: file the claim in done/ (or delete it) or failed/; say where it went."""
-        c = self.config
-        top = (c.done if succeeded else c.failed)
-        where = None if top is None else os.path.join(top, os.path.dirname(relative))
-        return filing.file_claim(os.path.dirname(claimed), where)
 
     async def _give_back(self, event: Event) -> None:
         self.given_back += 1
