@@ -19,12 +19,12 @@ from __future__ import annotations
 # IDNA codec lazily.  Other late imports are found by the --uid test.
 import encodings.idna  # noqa: F401
 import sys
-from typing import cast
+from typing import NoReturn, cast
 
 from twisted.python import usage
 
-from dirobserver.app.exits import EXIT_CONFIG
 from dirobserver.app.observer import DirObserver
+from dirobserver.app.options import check_shared, fail
 from dirobserver.config import settings as config
 from dirobserver.ops import logs
 from dirobserver.util import gc_pause
@@ -88,18 +88,7 @@ class Options(usage.Options):
         raise SystemExit(0)
 
     def postOptions(self) -> None:
-        try:
-            logs.configure(self)
-        except logs.LogOptionsError as e:
-            _fail(str(e))
-        if self["metrics"]:
-            from dirobserver.ops.http import check_endpoint
-
-            problem = check_endpoint(self["metrics"])
-            if problem is not None:
-                _fail(f"--metrics: {problem}")
-        if not self["config"]:
-            _fail("no configuration file given: use --config=PATH")
+        check_shared(self, "dirobserver")
         embedded = bool(self["embedded-redis"])
         if self["check"]:
             from dirobserver.app.check import run_check
@@ -118,11 +107,8 @@ class Options(usage.Options):
             _fail(problem)
 
 
-def _fail(message: str) -> None:
-    """One line on standard error, then exit: no usage text, no traceback."""
-    sys.stderr.write(f"dirobserver: {message}\n")
-    sys.stderr.flush()
-    raise SystemExit(EXIT_CONFIG)
+def _fail(message: str) -> NoReturn:
+    fail("dirobserver", message)
 
 
 def makeService(options: Options) -> DirObserver:

@@ -17,12 +17,12 @@ from __future__ import annotations
 import encodings.idna  # noqa: F401  (see dirobserver.app.tap: imported before --uid)
 import os
 import shutil
-import sys
 from typing import NoReturn, cast
 
 from twisted.python import usage
 
-from dirobserver.app.exits import EXIT_CANNOT_LISTEN, EXIT_CONFIG
+from dirobserver.app.exits import EXIT_CANNOT_LISTEN
+from dirobserver.app.options import check_shared, fail
 from dirobserver.config import settings as config
 from dirobserver.ops import logs
 from dirobserver.util.reactor import IDaemonReactor
@@ -83,18 +83,7 @@ class Options(usage.Options):
         self["reclaim-after"] = _number(value, float, "--reclaim-after")
 
     def postOptions(self) -> None:
-        try:
-            logs.configure(self)
-        except logs.LogOptionsError as e:
-            _fail(str(e))
-        if self["metrics"]:
-            from dirobserver.ops.http import check_endpoint
-
-            problem = check_endpoint(self["metrics"])
-            if problem is not None:
-                _fail(f"--metrics: {problem}")
-        if not self["config"]:
-            _fail("no configuration file given: use --config=FILE")
+        check_shared(self, "dirobserver-worker")
         if not self["section"]:
             _fail("no section given: use --section=NAME")
         try:
@@ -168,10 +157,7 @@ def _executable(name: str) -> str:
 
 
 def _fail(message: str) -> NoReturn:
-    """One line on standard error, then exit 78: no usage text, no traceback."""
-    sys.stderr.write(f"dirobserver-worker: {message}\n")
-    sys.stderr.flush()
-    raise SystemExit(EXIT_CONFIG)
+    fail("dirobserver-worker", message)
 
 
 def makeService(options: Options) -> WorkerService:
