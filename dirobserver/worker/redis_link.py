@@ -18,6 +18,7 @@ block for a blocking one) drops the connection, which the loop reopens.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import txredisapi
@@ -87,10 +88,24 @@ class RedisLink:
         @param retry: send it again when the connection is lost before the
             reply; else raise C{txredisapi.ConnectionError}.
         """
+        return await self._answered(lambda proto: proto.execute_command(*command),
+                                    self._settings.timeout + block, retry)
+
+    async def pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Send C{commands} in one write once connected (again after a loss); their replies."""
+        return await self._answered(lambda proto: proto.pipeline(commands), self._settings.timeout)
+
+    async def _answered(self, send: Callable[[Any], defer.Deferred], deadline: float,
+                        retry: bool = True) -> Any:
+        """
+        C{send(protocol)} once connected, under C{deadline}; its result.  A
+        connection lost before the reply (or past the deadline, which drops
+        it) counts in C{lost} and sends again, unless not C{retry}.
+        """
         while True:
             proto = await self._when_up()
-            d = proto.execute_command(*command)
-            d.addTimeout(self._settings.timeout + block, self._reactor)
+            d = send(proto)
+            d.addTimeout(deadline, self._reactor)
             try:
                 return await d
             except txredisapi.ConnectionError:
@@ -100,17 +115,3 @@ class RedisLink:
                 proto.transport.abortConnection()
             if not retry:
                 raise txredisapi.ConnectionError("lost before the reply")
-
-    async def pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """Send C{commands} in one write once connected (again after a loss); their replies."""
-        while True:
-            proto = await self._when_up()
-            d = proto.pipeline(commands)
-            d.addTimeout(self._settings.timeout, self._reactor)
-            try:
-                return await d
-            except txredisapi.ConnectionError:
-                self.lost += 1
-            except defer.TimeoutError:
-                self.lost += 1
-                proto.transport.abortConnection()
