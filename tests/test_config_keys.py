@@ -74,6 +74,8 @@ def two_values(key: config.Key) -> tuple[str, str]:
         return kind.words[-1], kind.words[0]
     if isinstance(kind, kinds.Addresses):
         return "10.0.0.1:26379", "10.0.0.2:26379; [::1]:26380"
+    if isinstance(kind, kinds.Words):
+        return kind.words[-1], ";".join(kind.words[:2])
     assert isinstance(kind, kinds.Text), f"{key.name}: give this kind sample values here"
     return "value-one", "value-two"
 
@@ -174,7 +176,8 @@ def test_every_table_key_is_known_and_a_typo_of_it_is_suggested(key):
     spare = {"active": "false", key.name: two_values(key)[1]}  # inactive: not validated
     known = config.parse(BASE + section_text("s") + "[spare]\n" + "".join(f"{k}={v}\n" for k, v in spare.items()), PATH)
     assert not [w for w in known.warnings if "unknown key" in w]
-    typo = key.name[:-1]
+    # One letter dropped, or (announced: that is a key too) one doubled.
+    typo = key.name[:-1] if key.name[:-1] not in config.KNOWN_KEYS else key.name + key.name[-1]
     with pytest.raises(ConfigError) as info:
         config.parse(BASE + section_text("s") + f"[spare]\n{typo}=1\n", PATH)
     assert str(info.value) == f"{PATH}: [spare] unknown key {typo!r} (did you mean {key.name!r}?)"

@@ -17,6 +17,7 @@ import tempfile
 from twisted.internet import defer, task
 from twisted.trial import unittest
 
+from dirobserver.announce.announcer import Announcer
 from dirobserver.announce.listing import ListingContext, SectionListings
 from dirobserver.announce.listing_line import ListingLine
 from dirobserver.announce.settle import SettleTable
@@ -48,7 +49,7 @@ class HoldTests(unittest.TestCase):
         cooperator = task.Cooperator(scheduler=lambda step: self.clock.callLater(0, step))
         self.addCleanup(cooperator.stop)
         self.listings = SectionListings(
-            ListingContext(section, writer, lambda name, event, when: b"", None, cooperator,
+            ListingContext(section, writer, Announcer(section, writer, None), None, cooperator,
                            ListingLine(1, writer.when_connected), Histogram(LISTING_BUCKETS), self.watch,
                            self.clock),
             self.table,

@@ -14,6 +14,7 @@ from typing import Any
 from twisted.internet import defer, task
 from twisted.trial import unittest
 
+from dirobserver.announce.announcer import Announcer
 from dirobserver.announce.listing import ListingContext, SectionListings
 from dirobserver.announce.listing_requests import covering
 from dirobserver.config import settings as config
@@ -61,10 +62,10 @@ class RequestTests(unittest.TestCase):
         section = config.parse(text, os.path.join(self.dir, "c.ini")).sections[0]
         self.clock = task.Clock()
         self.turns = HeldLine()
+        writer = RedisWriter(config.parse(text, "c.ini").redis, 1000, self.clock)
         self.listings = SectionListings(
             ListingContext(
-                section, RedisWriter(config.parse(text, "c.ini").redis, 1000, self.clock),
-                lambda name, event, when: b"", None, task.Cooperator(started=False),
+                section, writer, Announcer(section, writer, None), None, task.Cooperator(started=False),
                 self.turns, Histogram(LISTING_BUCKETS), lambda: 1, self.clock,  # type: ignore[arg-type]
             ),
         )

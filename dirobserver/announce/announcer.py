@@ -10,13 +10,19 @@ monitor).  The monitor hands it the names a section announces as they
 appear (L{Announcer.created_events}); the complete files, when the settle
 table or the events say so (L{Announcer.announce}); the listings use its
 encoder for their C{"exists"} events.
+
+A section whose events identify their files (C{announce_once}, or
+C{extra_fields}) looks at each file as its event is made
+(L{dirobserver.announce.file_facts}): the event gets its fields, and with
+C{announce_once} the writer gets its record entry, written with it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from dirobserver.announce.event import CREATED, TreeEncoder, decode_name
+from dirobserver.announce.event import CREATED, EXISTS, TreeEncoder, decode_name, encode_name
+from dirobserver.announce.file_facts import FileFacts
 from dirobserver.config.settings import SectionSettings
 from dirobserver.redis.queue_types import Encode, queue_type_for
 from dirobserver.redis.writer import RedisWriter, Relistable
@@ -41,13 +47,24 @@ class Announcer:
         self._subdirectories = section.subdirectories
         self._writer = writer
         self._source = source
-        self._queue = writer.queue(section.queue, section.counter, queue_type_for(section))
-        make = self._queue.shape.encoder
+        self.queue = writer.queue(section.queue, section.counter, queue_type_for(section),
+                                  section.record_key)
+        shape, fields = self.queue.shape, section.extra_fields
+
+        def make(directory: str) -> Encode:
+            return shape.encoder(directory, fields)
+
         self.encode: Encode = (TreeEncoder(section.directory, make).encode if section.recursive
                                else make(section.directory))
+        #: looks at the files (None: the events do not identify them)
+        self.facts = FileFacts(section) if section.record_key or fields else None
 
     def created_events(self, batch: Batch, read_time: float) -> None:
         """C{announce = created}, no settle: a new name is announced at once."""
+        if self.facts is not None:
+            self._identified(((name, CREATED) for name, mask in batch
+                              if self._subdirectories or not mask & IN_ISDIR), read_time)
+            return
         subdirectories, accepts = self._subdirectories, self._accepts
         encode, decode = self.encode, decode_name
         payloads = []
@@ -59,12 +76,17 @@ class Announcer:
                 payloads.append(encode(text, CREATED, read_time))
         if payloads:
             self._writer.push_many(
-                self._queue, payloads, self._source, section=self._section, event=CREATED,
+                self.queue, payloads, self._source, section=self._section, event=CREATED,
                 read_time=read_time,
             )
 
     def announce(self, items: Iterable[tuple[str, str]], when: float) -> None:
         """Push C{(text, event)} pairs, stamped C{when}."""
+        if self.facts is not None:
+            # Filtered already (the table holds accepted names only).
+            self._identified(((encode_name(text), event) for text, event in items), when,
+                             filtered=True)
+            return
         encode = self.encode
         by_event: dict[str, list[bytes]] = {}
         for text, event in items:
@@ -72,6 +94,48 @@ class Announcer:
         for event, payloads in by_event.items():
             # Delivery time counts from when the file became announceable.
             self._writer.push_many(
-                self._queue, payloads, self._source, section=self._section, event=event,
+                self.queue, payloads, self._source, section=self._section, event=event,
                 read_time=when,
             )
+
+    def _identified(self, items: Iterable[tuple[bytes, str]], when: float, filtered: bool = False) -> None:
+        """
+        Push C{(name, event)} pairs, stamped C{when}, each with the facts of
+        its file and (C{announce_once}) its record entry.
+        """
+        facts = self.facts
+        assert facts is not None
+        accepts, encode, look = self._accepts, self.encode, facts.look
+        recording = facts.record is not None
+        by_event: dict[str, tuple[list, list]] = {}
+        for name, event in items:
+            text = decode_name(name)
+            if not filtered and not accepts(text):
+                continue
+            seen = look(name)
+            payloads, entries = by_event.setdefault(event, ([], []))
+            payloads.append(encode(text, event, when, facts.facts(name, seen)))
+            if recording:
+                entries.append(facts.entry(name, seen, when))
+        for event, (payloads, entries) in by_event.items():
+            self._writer.push_many(
+                self.queue, payloads, self._source, section=self._section, event=event,
+                read_time=when, entries=entries if recording else None,
+            )
+
+    def exists(self, name: bytes, when: float, look: tuple | None = None) -> None:
+        """
+        Push the C{"exists"} event of one file a listing found (its name
+        filtered already), with its facts (C{look}: as looked at by the
+        listing) and record entry when the section's events identify files.
+        """
+        facts = self.facts
+        if facts is None:
+            self._writer.push(self.queue, self.encode(decode_name(name), EXISTS, when), self._source,
+                              self._section, EXISTS, when)
+            return
+        seen = facts.look(name) if look is None else look
+        self._writer.push(
+            self.queue, self.encode(decode_name(name), EXISTS, when, facts.facts(name, seen)), self._source,
+            self._section, EXISTS, when, facts.entry(name, seen, when) if facts.record is not None else None,
+        )

@@ -9,6 +9,12 @@ Every notification pushed to Redis is one JSON object with exactly four keys::
 ``event`` is ``"created"`` for a file created in, moved into or renamed within
 the directory, and ``"exists"`` for a file announced by a listing.
 
+A section's C{extra_fields} add, after those four and in this order, what
+the event says of the file itself (its L{Facts}): ``"id"`` (the same string
+in every announcement of one file, see L{dirobserver.announce.file_facts}),
+``"size"`` (bytes) and ``"mtime"`` (seconds since the epoch); the last two
+are ``null`` when the file was gone before the event was made.
+
 File names are bytes on Linux and need not be UTF-8.  They are decoded once,
 here at the edge, with Python's ``surrogateescape`` error handler (PEP 383):
 every byte that is not part of valid UTF-8 becomes the lone surrogate
@@ -27,6 +33,24 @@ from typing import Any
 
 CREATED = "created"
 EXISTS = "exists"
+
+#: What an event can say of its file: C{(id, size, mtime)}; size and mtime
+#: are None when the file was gone (see L{dirobserver.announce.file_facts}).
+Facts = tuple[str, int | None, float | None]
+
+
+def json_extras(fields: tuple[str, ...], facts: Facts) -> str:
+    """The JSON text of C{fields} (in order) of C{facts}, each after a comma."""
+    file_id, size, mtime = facts
+    parts = []
+    for field in fields:
+        if field == "id":
+            parts.append(', "id": ' + _quote(file_id))
+        elif field == "size":
+            parts.append(', "size": ' + ("null" if size is None else str(size)))
+        else:
+            parts.append(', "mtime": ' + ("null" if mtime is None else repr(mtime)))
+    return "".join(parts)
 
 
 def decode_name(raw: bytes) -> str:
@@ -54,25 +78,34 @@ class EventEncoder:
     a burst.
     """
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, extra_fields: tuple[str, ...] = ()) -> None:
+        """
+        @param extra_fields: the section's C{extra_fields}: every event is
+            then encoded with its L{Facts}.
+        """
         self.directory = directory
+        self._fields = extra_fields
         self._head = '{"directory": ' + _quote(directory) + ', "filename": '
         self._tail_key: tuple[str, float] | None = None
         self._tail = ""
 
-    def encode(self, name: str, event: str, timestamp: float) -> bytes:
+    def encode(self, name: str, event: str, timestamp: float, facts: Facts | None = None) -> bytes:
         """
         Return the JSON bytes of one event.
 
         @param name: the file name (from L{decode_name}).
         @param event: L{CREATED} or L{EXISTS}.
         @param timestamp: seconds since the epoch.
+        @param facts: the file's, when the section has C{extra_fields}.
         """
         if self._tail_key != (event, timestamp):
             # Events read together share their timestamp (see the watcher's
             # read_time), and a listing's share one: format it once.
             self._tail_key = (event, timestamp)
             self._tail = ', "event": "' + event + '", "event_timestamp": ' + repr(timestamp) + "}"
+        if self._fields and facts is not None:
+            return (self._head + _quote(name) + self._tail[:-1] + json_extras(self._fields, facts)
+                    + "}").encode("ascii")
         return (self._head + _quote(name) + self._tail).encode("ascii")
 
 
@@ -94,29 +127,30 @@ class TreeEncoder:
     def __init__(
         self,
         directory: str,
-        make: Callable[[str], Callable[[str, str, float], Any]] | None = None,
+        make: Callable[[str], Callable[..., Any]] | None = None,
     ) -> None:
         self.directory = directory
         self._make = make if make is not None else (lambda d: EventEncoder(d).encode)
         self._top = self._make(directory)
-        self._encoders: dict[str, Callable[[str, str, float], Any]] = {}
+        self._encoders: dict[str, Callable[..., Any]] = {}
         # The last one used: events of one directory tend to come together.
         self._last_directory: str | None = None
         self._last = self._top
 
-    def encode(self, path: str, event: str, timestamp: float) -> Any:
+    def encode(self, path: str, event: str, timestamp: float, facts: Facts | None = None) -> Any:
         """
         What the queue holds for one event (JSON bytes for a list).
 
         @param path: the file's path relative to the top directory (a plain
             name for a file of the top directory).
+        @param facts: see L{EventEncoder.encode}.
         """
         cut = path.rfind("/")
         if cut < 0:
-            return self._top(path, event, timestamp)
+            return self._top(path, event, timestamp, facts)
         subdirectory = path[:cut]
         if subdirectory == self._last_directory:
-            return self._last(path[cut + 1:], event, timestamp)
+            return self._last(path[cut + 1:], event, timestamp, facts)
         encoder = self._encoders.pop(subdirectory, None)
         if encoder is None:
             if len(self._encoders) >= self.KEPT:
@@ -126,4 +160,4 @@ class TreeEncoder:
             encoder = self._make(os.path.join(self.directory, subdirectory))
         self._encoders[subdirectory] = encoder
         self._last_directory, self._last = subdirectory, encoder
-        return encoder(path[cut + 1:], event, timestamp)
+        return encoder(path[cut + 1:], event, timestamp, facts)

@@ -32,13 +32,14 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from dirobserver.announce.announcer import Announcer
 from dirobserver.announce.event import EXISTS, decode_name
 from dirobserver.announce.listing_line import ListingLine
 from dirobserver.announce.listing_requests import ListingRequests, covering
+from dirobserver.announce.once import ListedOnce, RecordUnavailable
 from dirobserver.announce.scan import CHUNK, KEY_WIDTH, Walker, key_path, key_seconds, scan_directory, time_key
 from dirobserver.announce.settle import TICK, SettleTable
 from dirobserver.config.settings import SectionSettings
-from dirobserver.redis.queue_types import Encode, queue_type_for
 from dirobserver.redis.writer import RedisWriter
 from dirobserver.util.backoff import Recurring
 from dirobserver.util.failures import describe_failure
@@ -54,7 +55,9 @@ class ListingContext:
     @ivar section: the section's settings.
     @ivar writer: where the C{"exists"} events go, and whose queue's length
         C{poll_queue_limit} is checked against.
-    @ivar encoder: how a name becomes what the queue holds.
+    @ivar announcer: the section's (its queue, how a name becomes what
+        the queue holds, and the files' facts when its events identify
+        them).
     @ivar source: what the writer asks to list again when it could not
         hold this section's events (the section's monitor).
     @ivar cooperator: runs the scans and the announcing (the service's own).
@@ -73,7 +76,7 @@ class ListingContext:
 
     section: SectionSettings
     writer: RedisWriter
-    encoder: Encode
+    announcer: Announcer
     source: Any
     cooperator: task.Cooperator
     turns: ListingLine
@@ -104,8 +107,14 @@ class SectionListings:
         self._clock = context.clock
         self.section = context.section
         self._writer = context.writer
-        self._queue = context.writer.queue(self.section.queue, self.section.counter, queue_type_for(self.section))
-        self._encoder = context.encoder
+        self._announcer = context.announcer
+        self._queue = context.announcer.queue
+        self._encoder = context.announcer.encode
+        #: the announcing of a section with announce_once (None: without)
+        self.once = (ListedOnce(context.announcer, context.writer, self.section.reannounce_after,
+                                self.section.directory)
+                     if self.section.announce_once else None)
+        self._record_trouble = Recurring()
         self._source = context.source
         self._cooperator = context.cooperator
         self._turns = context.turns
@@ -318,7 +327,11 @@ class SectionListings:
         elif young:
             young_paths = map(key_path, entries.keys(old_end))
             await self._cooperator.cooperate(self._hold(young_paths, now, watch)).whenDone()
-        await self._cooperator.cooperate(self._announce(entries.keys(start, end))).whenDone()
+        if self.once is None:
+            await self._cooperator.cooperate(self._announce(entries.keys(start, end))).whenDone()
+        elif not await self._announce_once(entries.keys(start, end), now, full=since is None and not
+                                           self.incomplete and start == 0):
+            return False
         self._log.debug(
             "[{section}] Listed {directory}: {n} files announced, {young} too young",
             section=self.section.name, directory=directory, n=end - start, young=young,
@@ -370,11 +383,57 @@ class SectionListings:
         self._recheck = None
         self.relist(since=self._recheck_since)
 
+    async def _announce_once(self, keys: Iterator[bytes], now: float, full: bool) -> bool:
+        """
+        Announce what was never announced (L{dirobserver.announce.once});
+        after a C{full} listing, prune the record.  False when Redis could
+        not be asked: the listing is then incomplete, and the catch-up
+        lists again.
+        """
+        once = self.once
+        assert once is not None
+
+        def stopped() -> bool:
+            return self._stopped
+
+        try:
+            await self._cooperator.cooperate(once.announce(self._not_waiting(keys), now, stopped)).whenDone()
+            if full and not self._stopped:
+                await self._cooperator.cooperate(once.prune(stopped)).whenDone()
+        except RecordUnavailable as e:
+            self.incomplete = True
+            why = describe_failure(e.why)
+            if self._record_trouble.happened(why, self._clock.seconds()):
+                self._log.warn(
+                    "[{section}] Cannot read the record {key} of what was announced ({error}); "
+                    "listing again later",
+                    section=self.section.name, key=self.section.record_key, error=why,
+                )
+            return False
+        trouble = self._record_trouble
+        if trouble.cause is not None:
+            summary = trouble.summary(self._clock.seconds())
+            trouble.ended()
+            self._log.info("[{section}] The record {key} can be read again (it could not {summary})",
+                           section=self.section.name, key=self.section.record_key, summary=summary)
+        return True
+
+    def _not_waiting(self, keys: Iterator[bytes]) -> Iterator[bytes]:
+        """The paths of C{keys} that do not wait in the table (looked up as they are taken)."""
+        waiting = self.waiting
+        for key in keys:
+            raw = key[KEY_WIDTH:]
+            if waiting and raw in waiting:
+                continue
+            yield raw
+
     def _announce(self, keys: Iterator[bytes]) -> Iterator[Any]:
         """Push C{"exists"} events, oldest first, pausing while the writer is full."""
         writer = self._writer
         now = self._clock.seconds()
         push, encode, queue, held = writer.push, self._encoder, self._queue, writer.held
+        # Events that say which file they are of look at it (extra_fields).
+        exists = self._announcer.exists if self._announcer.facts is not None else None
         source, section = self._source, self.section.name
         # A listing never makes the writer drop events: it pauses at three
         # quarters of max_held (whatever other listings run at the same
@@ -394,7 +453,10 @@ class SectionListings:
             raw = key[KEY_WIDTH:]
             if skip and raw in waiting:  # type: ignore[operator]
                 continue
-            push(queue, encode(decode_name(raw), EXISTS, now), source, section, EXISTS, now)
+            if exists is not None:
+                exists(raw, now)
+            else:
+                push(queue, encode(decode_name(raw), EXISTS, now), source, section, EXISTS, now)
             if i % CHUNK == 0:
                 if self._stopped:
                     return

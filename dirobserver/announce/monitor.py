@@ -130,7 +130,7 @@ class DirectoryMonitor:
         # of them took 9 MB: see _need_tree.
         self.tree: DirectoryTree | None = None
         self._listings = SectionListings(
-            ListingContext(section, writer, self._announcer.encode, self, cooperator, turns, listing_seconds,
+            ListingContext(section, writer, self._announcer, self, cooperator, turns, listing_seconds,
                            self._current_watch, clock),
             self.waiting,
         )

@@ -30,6 +30,7 @@ from dirobserver.config.values import (
     Patterns,
     SectionReader,
     Text,
+    Words,
 )
 
 #: One value per section.
@@ -52,10 +53,14 @@ WATCH_INOTIFY = "inotify"
 #: C{watch_mode}: scans every C{poll_interval}, no inotify.
 WATCH_POLL = "poll"
 WATCH_MODES = (WATCH_AUTO, WATCH_INOTIFY, WATCH_POLL)
+#: C{extra_fields}: what an event can say of its file beyond the four keys.
+EXTRA_FIELDS = ("id", "size", "mtime")
+#: The default record of C{announce_once}: the queue's name and this.
+ANNOUNCED_SUFFIX = ":announced"
 #: The shortest and longest C{poll_interval}, in seconds.
 MIN_POLL_INTERVAL, MAX_POLL_INTERVAL = 0.1, 3600
 
-Kind = Boolean | Number | Text | Path | Patterns | Choice | Addresses
+Kind = Boolean | Number | Text | Path | Patterns | Choice | Addresses | Words
 
 
 @dataclass(frozen=True)
@@ -217,6 +222,22 @@ KEYS: tuple[Key, ...] = (
     Key("counter", SECTION, OUTPUT, Text(NULL_WORDS), "", field="counter",
         help="a Redis key incremented by the number of events pushed to `queue`, in the same "
              "`MULTI/EXEC` as the push, so the list and the counter agree. `null` or `none`: none"),
+    Key("announce_once", SECTION, OUTPUT, Boolean(), "false", field="announce_once",
+        help="`true`: a listing (start-up, forced poll, catch-up) announces a file only if it was never "
+             "announced (same name, same inode), or last announced more than `reannounce_after` ago; "
+             "a record of what was announced is kept in Redis (`announced`). `false`: every listing "
+             "announces every file present. See [Announcing once](design.md#announcing-once-announce_once)"),
+    Key("reannounce_after", SECTION, OUTPUT, Number(0), "0", field="reannounce_after",
+        help="with `announce_once`: seconds after which a file still present is announced again "
+             "(as `exists`, with the same `id`) by the next listing. `0`: never"),
+    Key("announced", SECTION, OUTPUT, Text(), "", field="announced",
+        shown_default="`queue` + `:announced`",
+        help="with `announce_once`: the Redis hash that records what was announced (one field per file: "
+             "its path relative to `directory`), written in the same `MULTI/EXEC` as the events"),
+    Key("extra_fields", SECTION, OUTPUT, Words(EXTRA_FIELDS), "", field="extra_fields",
+        help="event fields beyond the four: `id` (the same string in every announcement of one file: "
+             "same path, same inode), `size` (bytes), `mtime` (seconds since the epoch), read when the "
+             "event is made. None by default: the event keeps exactly its four keys"),
     Key("redis_unix_socket", COMMON, REDIS, Path(NULL_WORDS), "", field="redis.unix_socket",
         help="path of a Unix socket. When set, it is used, and `redis_server` and `redis_port` "
              "are not required (if set, they are ignored with a warning). `null` or `none`: none"),

@@ -34,6 +34,7 @@ from dirobserver.config.keys import (
     ACTIVE,
     ANNOUNCE_CLOSED,
     ANNOUNCE_CREATED,
+    ANNOUNCED_SUFFIX,
     COMMON,
     GROUPS,
     KEYS,
@@ -83,6 +84,14 @@ class SectionSettings:
     watch_mode: str = WATCH_AUTO
     #: seconds between two scans of a polled directory
     poll_interval: float = 2.0
+    #: listings announce only what was never announced (see L{record_key})
+    announce_once: bool = False
+    #: with C{announce_once}: seconds after which a listing announces a file again (0: never)
+    reannounce_after: float = 0.0
+    #: the record's key as configured (None: the queue's name and L{ANNOUNCED_SUFFIX})
+    announced: str | None = None
+    #: the event's fields beyond the four, in L{EXTRA_FIELDS} order
+    extra_fields: tuple[str, ...] = ()
     _only_match: Callable[[str], object] = dataclasses.field(init=False, repr=False, compare=False)
     _ignore_match: Callable[[str], object] = dataclasses.field(init=False, repr=False, compare=False)
     _ignore_directory: Callable[[str], object] = dataclasses.field(init=False, repr=False, compare=False)
@@ -92,6 +101,13 @@ class SectionSettings:
         object.__setattr__(self, "_only_match", filters.any_match(self.only))
         object.__setattr__(self, "_ignore_match", filters.any_match(self.ignore))
         object.__setattr__(self, "_ignore_directory", filters.any_match(self.ignore_directories))
+
+    @property
+    def record_key(self) -> str | None:
+        """The Redis hash recording what was announced (None: no C{announce_once})."""
+        if not self.announce_once:
+            return None
+        return self.announced or self.queue + ANNOUNCED_SUFFIX
 
     def accepts(self, name: str) -> bool:
         """True when C{name} matches some C{only} and no C{ignore} pattern."""
@@ -212,6 +228,7 @@ def parse(text: str, path: str, *, redis_optional: bool = False) -> Settings:
         common.append((name, {key.name: values[key.name] for key in KEYS if key.field and key.scope == COMMON}))
     _warn_shared_directories(path, sections, warnings)
     _check_shared_queues(path, sections)
+    _check_records(path, sections, warnings)
     return _settings(path, sections, _agreed(path, common), warnings)
 
 
@@ -234,6 +251,31 @@ def _check_shared_queues(path: str, sections: list[SectionSettings]) -> None:
             if mine != theirs:
                 raise ConfigError(f"{path}: [{first.name}] and [{section.name}] both push to queue "
                                   f"{section.queue} but disagree on {key} ({theirs} and {mine})")
+
+
+def _check_records(path: str, sections: list[SectionSettings], warnings: dict[str, None]) -> None:
+    """
+    Each C{announce_once} section has a record of its own: two sections
+    recording in one hash would take each other's names for their own
+    (the fields are paths relative to each directory).  A record is not a
+    queue either (a key has one type).
+    """
+    queues = {section.queue for section in sections}
+    owners: dict[str, str] = {}
+    for section in sections:
+        key = section.record_key
+        if key is None:
+            if section.reannounce_after or section.announced:
+                warnings[f"{path}: [{section.name}] reannounce_after and announced have no effect "
+                         "without announce_once = true"] = None
+            continue
+        if key in queues:
+            raise ConfigError(f"{path}: [{section.name}] announced: {key} is a queue; the record of "
+                              "what was announced needs a key of its own")
+        if key in owners:
+            raise ConfigError(f"{path}: [{owners[key]}] and [{section.name}] both record what they "
+                              f"announced in {key}; give one of them its own `announced` key")
+        owners[key] = section.name
 
 
 def _settings(path: str, sections: list[SectionSettings], agreed: dict[str, Any],

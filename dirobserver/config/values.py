@@ -160,6 +160,31 @@ class Choice:
 
 
 @dataclass(frozen=True)
+class Words:
+    """A C{;}-separated set of words out of C{words}, any case, kept in the
+    order of C{words} (so that C{size;id} and C{id;size} mean the same);
+    empty or unset means the default.
+    """
+
+    words: tuple[str, ...]
+
+    def describe(self) -> str:
+        """A few words for the reference table: the choices."""
+        return "list (`;`) of " + ", ".join(f"`{word}`" for word in self.words)
+
+    def read(self, r: SectionReader, key: str, default: str | None) -> tuple[str, ...]:
+        """The words C{key} names, in the order of L{words}."""
+        value = r.raw(key)
+        if value is None:
+            value = default or ""
+        given = [item.strip().lower() for item in value.split(";") if item.strip()]
+        for word in given:
+            if word not in self.words:
+                raise r.fail(key, f"{word!r} is not one of {', '.join(self.words)}")
+        return tuple(word for word in self.words if word in given)
+
+
+@dataclass(frozen=True)
 class Text:
     """A string; absent or one of C{nulls} means the default.
 

@@ -6,6 +6,10 @@ not acknowledged yet, resent first after a failure), then the items not sent
 yet.  The items are whatever the queue's shape (L{dirobserver.redis.queue_types}) sends:
 JSON bytes for a list, a tuple of the event's encoded values for a stream.
 
+A queue of C{announce_once} sections (L{HeldQueue.record_key}: the record's
+key) keeps, beside each item, its record entry C{(field, value)}
+(L{dirobserver.redis.record}), sent with it in the same transaction.
+
 Beside the items it keeps I{segments} for the metrics: one run
 C{[count, section, event, read_time]} per push, merged with the run before
 when they agree (a listing pushes its events one by one, all alike).  When
@@ -41,12 +45,22 @@ class HeldQueue:
     @ivar overcount: see the constructor.
     """
 
-    __slots__ = ("name", "counter", "shape", "pending", "in_flight", "scheduled", "segments", "overcount")
+    __slots__ = ("name", "counter", "shape", "pending", "in_flight", "scheduled", "segments", "overcount",
+                 "record_key", "pending_entries", "in_flight_entries")
 
-    def __init__(self, name: str, counter: str | None, shape: QueueType) -> None:
+    def __init__(self, name: str, counter: str | None, shape: QueueType, record: str | None = None) -> None:
+        """
+        @param record: the key of the record of what was announced
+            (C{announce_once}), or None.
+        """
         self.name = name
         self.counter = counter
         self.shape = shape
+        self.record_key = record
+        #: the record entries of C{pending} and C{in_flight}, item by item
+        #: (only with a C{record_key})
+        self.pending_entries: list[tuple[bytes, bytes]] = []
+        self.in_flight_entries: list[tuple[bytes, bytes]] = []
         self.scheduled = False
         self.pending: list[Any] = []
         self.in_flight: list[Any] | None = None
@@ -69,10 +83,21 @@ class HeldQueue:
         if self.in_flight is None:
             if len(self.pending) <= BATCH:
                 self.in_flight, self.pending = self.pending, []
+                self.in_flight_entries, self.pending_entries = self.pending_entries, []
             else:
                 self.in_flight = self.pending[:BATCH]
                 del self.pending[:BATCH]
+                if self.record_key is not None:
+                    self.in_flight_entries = self.pending_entries[:BATCH]
+                    del self.pending_entries[:BATCH]
         return self.in_flight
+
+    def send(self, proto: Any) -> Any:
+        """Send the batch in flight (L{next_batch}) as one transaction in the queue's shape."""
+        batch = self.next_batch()
+        record = None if self.record_key is None else (self.record_key, self.in_flight_entries)
+        return self.shape.send(proto, self.name, self.counter, batch, len(batch) - self.overcount,
+                               record)
 
     def record(self, count: int, section: str, event: str, read_time: float | None) -> None:
         """Note C{count} more held events of one section, kind and read."""
@@ -96,6 +121,7 @@ class HeldQueue:
         """
         n = done = len(self.in_flight or ())
         self.in_flight = None
+        self.in_flight_entries = []
         segments = self.segments
         used = 0  # runs wholly consumed
         while n > 0 and used < len(segments):

@@ -36,10 +36,14 @@ from typing import Any, ClassVar, Protocol
 import txredisapi
 from twisted.internet import defer
 
-from dirobserver.announce.event import EventEncoder
+from dirobserver.announce.event import EventEncoder, Facts
 
-#: Turns C{(filename, event, timestamp)} into the item held for a queue.
-Encode = Callable[[str, str, float], Any]
+#: Turns C{(filename, event, timestamp[, facts])} into the item held for a
+#: queue (facts: see L{dirobserver.announce.event.Facts}).
+Encode = Callable[..., Any]
+#: The record part of a transaction (C{announce_once}): the hash's key and
+#: the C{(field, value)} entries of the batch's events.
+RecordPart = tuple[str, Sequence[tuple[bytes, bytes]]]
 
 
 class RedisCommands(Protocol):
@@ -62,16 +66,20 @@ class QueueType(Protocol):
     #: one per shape, a class attribute
     name: ClassVar[str]
 
-    def encoder(self, directory: str) -> Encode:
-        """The function that makes the held item of an event of C{directory}."""
+    def encoder(self, directory: str, extra_fields: tuple[str, ...] = ()) -> Encode:
+        """
+        The function that makes the held item of an event of C{directory}
+        (with C{extra_fields}, from the event's facts too).
+        """
 
     def send(
         self, proto: RedisCommands, name: str, counter: str | None, batch: Sequence[Any],
-        count: int | None = None,
+        count: int | None = None, record: RecordPart | None = None,
     ) -> defer.Deferred:
         """
-        Write C{batch} (held items, oldest first) to queue C{name} and add
-        C{count} (by default its size) to C{counter}, as one transaction.
+        Write C{batch} (held items, oldest first) to queue C{name}, add
+        C{count} (by default its size) to C{counter}, and write the
+        C{record} entries of its events (C{HSET}, last), as one transaction.
 
         @return: the C{EXEC} reply: a list with one reply (or exception)
             per queued command; fails when the transaction did not run.
@@ -99,6 +107,12 @@ class Transaction:
     def queue(self, *command: Any) -> None:
         """Add one command to the transaction."""
         self._commands.append(command)
+
+    def record(self, record: RecordPart | None) -> None:
+        """Add the C{HSET} of a batch's record entries, if any."""
+        if record is not None and record[1]:
+            key, entries = record
+            self._commands.append(("HSET", key, *[part for entry in entries for part in entry]))
 
     def execute(self) -> defer.Deferred:
         """C{EXEC}: its reply, or the first refusal when Redis discarded the transaction."""
@@ -131,19 +145,20 @@ class ListQueue:
 
     name: ClassVar[str] = "list"
 
-    def encoder(self, directory: str) -> Encode:
+    def encoder(self, directory: str, extra_fields: tuple[str, ...] = ()) -> Encode:
         """The JSON bytes of an event (L{dirobserver.announce.event.EventEncoder})."""
-        return EventEncoder(directory).encode
+        return EventEncoder(directory, extra_fields).encode
 
     def send(
         self, proto: RedisCommands, name: str, counter: str | None, batch: Sequence[Any],
-        count: int | None = None,
+        count: int | None = None, record: RecordPart | None = None,
     ) -> defer.Deferred:
-        """C{MULTI / LPUSH / [INCRBY] / EXEC}, written at once."""
+        """C{MULTI / LPUSH / [INCRBY] / [HSET] / EXEC}, written at once."""
         transaction = Transaction(proto)
         transaction.queue("LPUSH", name, *batch)
         if counter is not None:
             transaction.queue("INCRBY", counter, len(batch) if count is None else count)
+        transaction.record(record)
         return transaction.execute()
 
     def length(self, proto: RedisCommands, name: str) -> defer.Deferred:
@@ -182,13 +197,17 @@ class StreamQueue:
     maxlen: int = 0
     name: ClassVar[str] = "stream"
 
-    def encoder(self, directory: str) -> Encode:
-        """The tuple of encoded values of an event of C{directory}."""
+    def encoder(self, directory: str, extra_fields: tuple[str, ...] = ()) -> Encode:
+        """
+        The tuple of encoded values of an event of C{directory}; with
+        C{extra_fields}, followed by their names and values (as flat pairs).
+        """
         head = _encoded(directory)
         kinds: dict[str, bytes] = {}
         stamps: dict[float, bytes] = {}
 
-        def encode(filename: str, event: str, timestamp: float) -> tuple[bytes, ...]:
+        def encode(filename: str, event: str, timestamp: float,
+                   facts: Facts | None = None) -> tuple[bytes, ...]:
             kind = kinds.get(event)
             if kind is None:
                 kind = kinds[event] = _encoded(event)
@@ -198,23 +217,26 @@ class StreamQueue:
                 if len(stamps) > 64:
                     stamps.clear()
                 stamp = stamps[timestamp] = repr(timestamp).encode()
+            if extra_fields and facts is not None:
+                return (head, _encoded(filename), kind, stamp, *_stream_extras(extra_fields, facts))
             return (head, _encoded(filename), kind, stamp)
 
         return encode
 
     def send(
         self, proto: RedisCommands, name: str, counter: str | None, batch: Sequence[Any],
-        count: int | None = None,
+        count: int | None = None, record: RecordPart | None = None,
     ) -> defer.Deferred:
-        """C{MULTI / XADD ... / [INCRBY] / EXEC}, written at once."""
+        """C{MULTI / XADD ... / [INCRBY] / [HSET] / EXEC}, written at once."""
         transaction = Transaction(proto)
         queue = transaction.queue
         trim = ("MAXLEN", "~", str(self.maxlen)) if self.maxlen else ()
-        for directory, filename, event, timestamp in batch:
+        for directory, filename, event, timestamp, *extras in batch:
             queue("XADD", name, *trim, "*", b"directory", directory, b"filename", filename,
-                  b"event", event, b"event_timestamp", timestamp)
+                  b"event", event, b"event_timestamp", timestamp, *extras)
         if counter is not None:
             queue("INCRBY", counter, len(batch) if count is None else count)
+        transaction.record(record)
         return transaction.execute()
 
     def length(self, proto: RedisCommands, name: str) -> defer.Deferred:
@@ -226,6 +248,17 @@ class StreamQueue:
         or after deletions).  0 when the stream does not exist.
         """
         return defer.Deferred.fromCoroutine(_backlog(proto, name))
+
+
+def _stream_extras(fields: tuple[str, ...], facts: Facts) -> list[bytes]:
+    """The C{extra_fields} of a stream entry as flat name/value pairs (text; empty: unknown)."""
+    values = dict(zip(("id", "size", "mtime"), facts, strict=True))
+    pairs = []
+    for field in fields:
+        value = values[field]
+        pairs += [field.encode(), b"" if value is None else
+                  (value.encode() if isinstance(value, str) else repr(value).encode())]
+    return pairs
 
 
 async def _backlog(proto: RedisCommands, name: str) -> int:

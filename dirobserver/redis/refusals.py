@@ -14,6 +14,15 @@ key) leaves the others applied:
     so the batch is delivered (sent again, it would be pushed once more every
     second), and the queue's next C{INCRBY} adds what the counter missed.
 
+A queue of C{announce_once} sections ends its transaction with the C{HSET}
+of its events' record entries (L{dirobserver.redis.record}); its reply is
+judged apart (L{Refusals.judge_record}).  A record refused (C{WRONGTYPE} on
+the record's key) does not hold the events back: they are delivered, their
+files merely not recorded, so a listing announces them again (a duplicate,
+never a loss); the next transactions try the record again.  A record
+written while the pushes were refused is taken back (C{HDEL}, by the
+rounds) so that it never says announced of an event Redis does not have.
+
 A refusal is said once per cause, however many queues it holds back and
 however often they are retried; its end once, with how long it lasted.
 """
@@ -44,6 +53,7 @@ class Refusals:
         self._pause = pause
         self._queues = SharedCauses(clock)
         self._counters = SharedCauses(clock)
+        self._records = SharedCauses(clock)
 
     def judge(self, q: HeldQueue, ok: bool, reply: Any) -> str | None:
         """
@@ -69,6 +79,30 @@ class Refusals:
             self._log.info("Redis accepts events for queue {queue} again; it refused them {ended}",
                            queue=q.name, ended=ended)
         return None
+
+    def judge_record(self, q: HeldQueue, reply: Any) -> bool:
+        """
+        The reply to the C{HSET} of C{q}'s batch, whose events were
+        delivered: whether the record was written; a refusal is said once
+        while it lasts, its end once.
+        """
+        key = str(q.record_key)
+        if isinstance(reply, Exception):
+            new, before = self._records.happened(key, str(reply))
+            if new:
+                self._log.warn(
+                    "Redis refused the record {key} of what queue {queue} announced: {problem}; "
+                    "the events are delivered, their files not recorded (a listing announces them "
+                    "again), and the record is tried again with every batch (said once while this "
+                    "lasts){before}",
+                    key=key, queue=q.name, problem=reply,
+                    before=f"; before, it refused it {before}" if before else "",
+                )
+            return False
+        ended = self._records.cleared(key)
+        if ended:
+            self._log.info("Redis takes the record {key} again; it refused it {ended}", key=key, ended=ended)
+        return True
 
     def refused(self, q: HeldQueue, problem: str) -> None:
         """The writer keeps C{q}'s batch and sends it again after its pause: say so once per cause."""

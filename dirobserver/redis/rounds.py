@@ -43,6 +43,7 @@ from dirobserver.config.settings import RedisSettings
 from dirobserver.redis.held_bound import HeldBound
 from dirobserver.redis.held_events import HeldQueue
 from dirobserver.redis.protocol import RespProtocol
+from dirobserver.redis.record import HeldRecords
 from dirobserver.redis.refusals import Refusals
 from dirobserver.util import stats
 from dirobserver.util.linger import Linger
@@ -80,6 +81,7 @@ class Rounds:
         not_master: Callable[[str], bool],
         drained: Callable[[], None],
         linger: Linger | None = None,
+        records: HeldRecords | None = None,
     ) -> None:
         """
         @param bound: counts what is held; acknowledged events leave it.
@@ -88,7 +90,10 @@ class Rounds:
         @param drained: called when a round finds nothing held.
         @param linger: when given (and enabled), the reply of a round is
             read at its next tick (see the module docstring).
+        @param records: the record entries of the held events: those of
+            an acknowledged batch leave it.
         """
+        self._records = records if records is not None else HeldRecords()
         self.settings = settings
         self._bound = bound
         self._clock = clock
@@ -144,8 +149,7 @@ class Rounds:
         proto.cork()  # the whole round leaves in one write
         try:
             for q in work:
-                batch = q.next_batch()
-                replies.append(q.shape.send(proto, q.name, q.counter, batch, len(batch) - q.overcount))
+                replies.append(q.send(proto))
         except Exception:
             # Not connected any more: what was sent will fail by itself.
             self._log.failure("Sending events to Redis failed")
@@ -224,12 +228,26 @@ class Rounds:
         # Fewer results than queues when sending failed half-way: the queues
         # not sent keep their batch and go back in line.
         for q, (ok, reply) in zip(work, results, strict=False):
+            record_reply: Any = None
+            recorded = q.record_key is not None and bool(q.in_flight_entries)
+            if recorded and ok and isinstance(reply, list) and reply:
+                # The HSET is the transaction's last command (queue_types).
+                reply, record_reply = reply[:-1], reply[-1]
             problem = self._refusals.judge(q, ok, reply)
             if problem is None:
+                if recorded:
+                    self._refusals.judge_record(q, record_reply)
+                    self._records.release(str(q.record_key), q.in_flight_entries)
                 n = q.acknowledged(self.delivered_by, self.delivery_seconds, now)
                 self._bound.held -= n
                 self.delivered += n
-            elif self.proto is proto:
+            else:
+                if recorded and record_reply is not None and not isinstance(record_reply, Exception):
+                    # The pushes were refused and the record written: take
+                    # it back, or a listing would skip files never announced.
+                    proto.execute_command("HDEL", q.record_key, *[field for field, _ in q.in_flight_entries]
+                                          ).addErrback(lambda _: None)
+            if problem is not None and self.proto is proto:
                 if problem.startswith("READONLY") and self._not_master(problem):
                     # Following a master that moved: no pause, the batch
                     # goes to the new master as soon as it is connected.

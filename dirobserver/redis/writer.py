@@ -38,6 +38,7 @@ from dirobserver.redis.held_bound import HeldBound, Relistable
 from dirobserver.redis.held_events import HeldQueue
 from dirobserver.redis.protocol import RespProtocol
 from dirobserver.redis.queue_types import LIST, QueueType
+from dirobserver.redis.record import HeldRecords
 from dirobserver.redis.rounds import Rounds
 from dirobserver.redis.sentinel import route_for
 from dirobserver.util.linger import Linger
@@ -87,9 +88,11 @@ class RedisWriter(service.Service):
         self.linger = linger
         #: how many events are held, against max_held
         self._bound = HeldBound(max_held)
-        #: by name and shape: a queue whose type changed (a reload) keeps
-        #: delivering what it held in its old shape
-        self._queues: dict[tuple[str, QueueType], HeldQueue] = {}
+        #: the record entries of the events held (announce_once)
+        self.records = HeldRecords()
+        #: by name, shape and record: a queue whose type changed (a reload)
+        #: keeps delivering what it held in its old shape
+        self._queues: dict[tuple[str, QueueType, str | None], HeldQueue] = {}
         #: the current shape of each queue
         self._shapes: dict[str, QueueType] = {}
         self._endpoint_factory = endpoint_factory
@@ -100,7 +103,7 @@ class RedisWriter(service.Service):
         self._rounds = Rounds(
             settings, self._bound, reactor,
             lambda problem: self._connection.not_master(problem), self._after_drain,
-            linger,
+            linger, self.records,
         )
         self._waiting: list[defer.Deferred] = []
         self._drained: list[defer.Deferred] = []
@@ -114,7 +117,9 @@ class RedisWriter(service.Service):
 
     # -- what the rest of the observer uses ---------------------------------
 
-    def queue(self, name: str, counter: str | None, shape: QueueType = LIST) -> HeldQueue:
+    def queue(
+        self, name: str, counter: str | None, shape: QueueType = LIST, record: str | None = None,
+    ) -> HeldQueue:
         """
         The handle to push events to queue C{name} (and count in C{counter}).
 
@@ -122,10 +127,13 @@ class RedisWriter(service.Service):
             Sections that share a queue agree on it (the configuration says
             so); a reload that changes it gets a new handle, while what the
             old one holds is still delivered in the old shape.
+        @param record: the key of the record of what was announced
+            (C{announce_once}, see L{dirobserver.redis.record}): the events
+            pushed to this handle carry their record entries.
         """
-        q = self._queues.get((name, shape))
+        q = self._queues.get((name, shape, record))
         if q is None:
-            q = self._queues[name, shape] = HeldQueue(name, counter, shape)
+            q = self._queues[name, shape, record] = HeldQueue(name, counter, shape, record)
         elif counter is not None and q.counter is None:
             q.counter = counter
         self._shapes[name] = shape
@@ -139,6 +147,7 @@ class RedisWriter(service.Service):
         section: str = "",
         event: str = "",
         read_time: float | None = None,
+        entry: tuple[bytes, bytes] | None = None,
     ) -> None:
         """
         Hold one event for delivery, in order, to its queue.
@@ -152,11 +161,17 @@ class RedisWriter(service.Service):
         @param event: its kind (C{"created"}, C{"exists"}), likewise.
         @param read_time: the reactor's C{seconds()} when it was read, for
             L{delivery_seconds}.
+        @param entry: its record entry C{(field, value)}, for a queue with a
+            record (required there).
         """
         bound = self._bound
         if bound.held >= bound.max_held:
             self._drop(1, source)
             return
+        if q.record_key is not None:
+            assert entry is not None
+            q.pending_entries.append(entry)
+            self.records.hold(q.record_key, (entry,))
         q.pending.append(payload)
         bound.held += 1
         q.record(1, section, event, read_time)
@@ -171,16 +186,22 @@ class RedisWriter(service.Service):
         section: str = "",
         event: str = "",
         read_time: float | None = None,
+        entries: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
-        """L{push} for several events of one queue, in order."""
+        """L{push} for several events of one queue, in order (C{entries}: theirs)."""
         if not payloads:
             return
         room = self._bound.max_held - self._bound.held
         if len(payloads) > room:
             if room > 0:
-                self.push_many(q, payloads[:room], source, section, event, read_time)
+                self.push_many(q, payloads[:room], source, section, event, read_time,
+                               None if entries is None else entries[:room])
             self._drop(len(payloads) - max(room, 0), source)
             return
+        if q.record_key is not None:
+            assert entries is not None and len(entries) == len(payloads)
+            q.pending_entries.extend(entries)
+            self.records.hold(q.record_key, entries)
         q.pending.extend(payloads)
         self._bound.held += len(payloads)
         q.record(len(payloads), section, event, read_time)
@@ -245,6 +266,19 @@ class RedisWriter(service.Service):
             return defer.fail(txredisapi.ConnectionError("Not connected"))
         shape = self._shapes.get(name, LIST)
         d = defer.maybeDeferred(shape.length, self._rounds.proto, name)
+        d.addTimeout(self._settings.timeout, self._reactor)
+        return d
+
+    def command(self, *args: Any) -> defer.Deferred:
+        """
+        One command on the writer's connection, with the deadline; fails
+        when Redis is unreachable.  On the connection of the rounds, so that
+        it sees every transaction sent before it (the records' lookups rely
+        on it: L{dirobserver.announce.once}).
+        """
+        if self._rounds.proto is None:
+            return defer.fail(txredisapi.ConnectionError("Not connected"))
+        d = self._rounds.proto.execute_command(*args)
         d.addTimeout(self._settings.timeout, self._reactor)
         return d
 

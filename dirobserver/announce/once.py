@@ -1,0 +1,163 @@
+"""
+Listings of a section with C{announce_once}: announce only what was never
+announced, and keep the record no larger than what is present.
+
+The record (L{dirobserver.redis.record}) is a Redis hash, one field per file
+announced.  A listing reads the files it found in chunks of L{LOOKUP}: for
+each chunk it looks at the files (their inode: L{dirobserver.announce.file_facts})
+and asks Redis for their records in one C{HMGET}; it announces a file only
+when no event of it is held by the writer and its record is absent, of
+another file (another inode: replaced, renamed over), or older than
+C{reannounce_after}.  Only one chunk's replies are waited for at a time.
+
+Why the writer's connection: the C{HMGET} is sent on the connection of the
+writer's rounds, after every transaction sent before it, so its reply sees
+every record those wrote; an event pushed after it was sent is still held
+when its reply comes, and the held entries are looked at then, not before.
+Either way an event written, in flight or held counts as announced.
+
+Redis unreachable (or slow past the deadline): the listing cannot tell, so
+it stops, marked incomplete; the catch-up lists the rest later
+(L{RecordUnavailable}).
+
+After a full listing, L{ListedOnce.prune} walks the record (C{HSCAN}) and
+removes (C{HDEL}) the fields of files no longer there, unless an event of
+that name is held: the record never outgrows what is present for longer
+than one full listing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from twisted.internet import defer
+from twisted.python.failure import Failure
+
+from dirobserver.announce.announcer import Announcer
+from dirobserver.announce.file_facts import GONE
+from dirobserver.redis.record import parse_value, same_file
+from dirobserver.redis.writer import RedisWriter
+
+#: Files looked up in one C{HMGET}; record fields read per C{HSCAN}.
+LOOKUP = 1000
+
+
+class RecordUnavailable(Exception):
+    """Redis did not answer a lookup of the record: the listing cannot go on."""
+
+    def __init__(self, why: Failure) -> None:
+        super().__init__(why.getErrorMessage())
+        self.why = why
+
+
+def _as_bytes(value: Any) -> bytes | None:
+    """A reply's string as bytes (replies are text when they are UTF-8)."""
+    if value is None or isinstance(value, bytes):
+        return value
+    return str(value).encode("utf-8", "surrogateescape")
+
+
+class ListedOnce:
+    """
+    The announcing part of one section's listings with C{announce_once}.
+
+    @ivar skipped: files listings found and did not announce (announced
+        already, by their record or a held event).
+    @ivar pruned: record fields removed for files gone.
+    """
+
+    def __init__(self, announcer: Announcer, writer: RedisWriter, reannounce_after: float,
+                 directory: str) -> None:
+        assert announcer.facts is not None and announcer.facts.record is not None
+        self._announcer = announcer
+        self._facts = announcer.facts
+        self._key: str = announcer.facts.record
+        self._writer = writer
+        self._reannounce_after = reannounce_after
+        self._directory = os.fsencode(directory)
+        self.skipped = 0
+        self.pruned = 0
+
+    def _ask(self, *command: Any) -> tuple[defer.Deferred, list[Any]]:
+        """Send C{command}; the Deferred to yield, and the box its reply lands in."""
+        box: list[Any] = []
+        d = self._writer.command(*command)
+        d.addCallbacks(box.append, lambda f: box.append(RecordUnavailable(f)))
+        return d, box
+
+    def announce(self, paths: Iterator[bytes], now: float, stopped: Callable[[], bool]) -> Iterator[Any]:
+        """
+        Announce, as C{"exists"} stamped C{now}, those of C{paths} (oldest
+        first, filtered and not waiting) that were not announced.  A
+        generator for the cooperator: it yields the Deferreds of its lookups.
+
+        @raise RecordUnavailable: Redis did not answer a lookup.
+        """
+        writer, key, held = self._writer, self._key, self._writer.records
+        look, exists = self._facts.look, self._announcer.exists
+        ceiling = max(1, writer.max_held * 3 // 4)
+        reannounce = self._reannounce_after
+        while True:
+            chunk = []
+            for path in paths:
+                chunk.append(path)
+                if len(chunk) == LOOKUP:
+                    break
+            if not chunk:
+                return
+            looks = [look(path) for path in chunk]
+            d, box = self._ask("HMGET", key, *chunk)
+            yield d
+            if isinstance(box[0], RecordUnavailable):
+                raise box[0]
+            for path, seen, value in zip(chunk, looks, box[0], strict=True):
+                if seen is GONE:
+                    continue  # gone since the scan: nothing to announce
+                dev, ino = seen[0], seen[1]
+                if same_file(held.value(key, path), dev, ino):
+                    self.skipped += 1
+                    continue
+                recorded = parse_value(_as_bytes(value))
+                if (recorded is not None and recorded[0] == dev and recorded[1] == ino
+                        and not (reannounce and now - recorded[2] >= reannounce)):
+                    self.skipped += 1
+                    continue
+                while writer.held() >= ceiling:
+                    yield writer.room()
+                    if stopped():
+                        return
+                exists(path, now, seen)
+            if stopped():
+                return
+
+    def prune(self, stopped: Callable[[], bool]) -> Iterator[Any]:
+        """
+        Remove from the record the files no longer present (see the module
+        docstring).  A generator for the cooperator.
+
+        @raise RecordUnavailable: Redis did not answer.
+        """
+        key, held, directory = self._key, self._writer.records, self._directory
+        cursor: Any = "0"
+        while True:
+            d, box = self._ask("HSCAN", key, cursor, "COUNT", LOOKUP)
+            yield d
+            if isinstance(box[0], RecordUnavailable):
+                raise box[0]
+            cursor, flat = box[0]
+            gone = []
+            for raw in flat[::2]:
+                field = _as_bytes(raw)
+                assert field is not None
+                if not os.path.lexists(os.path.join(directory, field)) and not held.holds(key, field):
+                    gone.append(field)
+            if gone:
+                d, box = self._ask("HDEL", key, *gone)
+                yield d
+                if isinstance(box[0], RecordUnavailable):
+                    raise box[0]
+                self.pruned += int(box[0])
+            if str(cursor) == "0" or stopped():
+                return
