@@ -381,6 +381,11 @@ class FanotifySource(FileDescriptor):
                 self._log.error("Closing the fanotify descriptor failed: {error}", error=e)
 
 
+def mark_mask(mask: int) -> int:
+    """What a filesystem mark asks for: C{mask} (sections' inotify masks) and L{BASE_MASK}, no watch flag."""
+    return (mask | BASE_MASK) & ~IN_ONLYDIR
+
+
 def open_group(paths: Iterable[bytes], mask: int, calls: LibcFanotify = LIBC_FANOTIFY) -> int:
     """
     A fanotify group with a filesystem mark on the filesystem of each of
@@ -394,7 +399,7 @@ def open_group(paths: Iterable[bytes], mask: int, calls: LibcFanotify = LIBC_FAN
     descriptor = calls.init()
     try:
         for path in paths:
-            calls.mark_filesystem(descriptor, path, (mask | BASE_MASK) & ~IN_ONLYDIR)
+            calls.mark_filesystem(descriptor, path, mark_mask(mask))
             calls.handle_of(path)  # a filesystem without handles says so now
     except BaseException:
         os.close(descriptor)

@@ -103,6 +103,8 @@ class FanotifyUnavailable(OSError):
         if self.errno == errno.EPERM:
             return ("a fanotify filesystem mark needs CAP_SYS_ADMIN (run as root; twistd --uid "
                     "drops privileges after the mark is made)")
+        if self.errno == errno.EINVAL and self.filename is not None:
+            return f"the kernel refused the filesystem mark ({self.strerror})"
         if self.errno == errno.EINVAL:
             return "this kernel has no fanotify FAN_REPORT_DFID_NAME (Linux 5.9 or later needed)"
         if self.errno in (errno.EOPNOTSUPP, errno.EXDEV, errno.ENODEV):

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from twisted.logger import Logger
 
 from dirobserver.config.settings import WATCH_AUTO, WATCH_FANOTIFY, SectionSettings
-from dirobserver.sources.fanotify import FanotifySource, open_group
+from dirobserver.sources.fanotify import FanotifySource, mark_mask, open_group
 from dirobserver.sources.fanotify_calls import LIBC_FANOTIFY, FanotifyUnavailable, LibcFanotify
 from dirobserver.sources.fstype import remote_kind, statfs_type
 from dirobserver.util.reactor import IDaemonReactor
@@ -153,7 +153,7 @@ class FanotifyGroup:
             try:
                 # Marked, then asked for a handle: a filesystem without
                 # handles refuses one or the other.
-                self._calls.mark_filesystem(descriptor, path, mask)
+                self._calls.mark_filesystem(descriptor, path, mark_mask(mask))
                 self._calls.handle_of(path)
                 marked[device] = None
                 self._devices.add(device)
