@@ -79,7 +79,7 @@ def test_nested_directories_made_at_once_with_files_lose_nothing(
     """
     200 times C{mkdir -p sNNN/a/b && touch} a file in each level: every file
     is announced with the directory that holds it.  The tree costs no
-    inotify watch: the process holds one fanotify filesystem mark.
+    inotify watch: the process holds fanotify filesystem marks only.
     """
     observer = start(observer_factory, tmp_path, redis_server.port, {"tree": fanotify(shm)})
     observer.wait_for_line(f"Listed {shm}:")
@@ -95,7 +95,9 @@ def test_nested_directories_made_at_once_with_files_lose_nothing(
     assert not missing, f"{len(missing)} files never announced, e.g. {sorted(missing)[:5]}"
     assert set(collector.paths()) == expected
     assert inotify_watches(observer.pid) <= 1  # at most the liveness probe's, none per directory
-    assert len(fanotify_marks(observer.pid)) == 1
+    # One mark for the tree's filesystem, and one for the temporary
+    # directory's, where the watchdog probes the group.
+    assert 1 <= len(fanotify_marks(observer.pid)) <= 2
     assert not warnings_of(observer)
 
 

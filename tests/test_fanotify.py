@@ -199,3 +199,33 @@ def test_an_explicit_request_is_refused_in_one_line_naming_the_section():
     assert line is not None and "\n" not in line
     assert line.startswith("[in] watch_mode = fanotify cannot be had for /srv/in: ")
     assert "CAP_SYS_ADMIN" in line
+
+
+@root_only
+def test_the_watchdog_probe_is_answered_through_the_group(tmp_path, source):
+    """The liveness probe, given the fanotify source, gets its probe file back through the group."""
+    import tempfile
+
+    from twisted.internet.task import Clock
+
+    from dirobserver.sources.liveness import InotifyLivenessProbe
+
+    clock, deaf = Clock(), []
+    probe = InotifyLivenessProbe(5.0, clock, lambda: deaf.append(1), lambda: deaf.append("dead"),
+                                 mechanism="fanotify", remedy="listing every directory")
+    old = tempfile.tempdir
+    tempfile.tempdir = str(tmp_path)  # on the marked filesystem
+    try:
+        probe.start(source)
+    finally:
+        tempfile.tempdir = old
+    try:
+        source.drain()
+        assert probe.probes == 1 and probe.answers == 1
+        clock.advance(probe.interval)
+        source.drain()
+        assert (probe.probes, probe.answers, deaf) == (2, 2, [])
+        assert probe.healthy()
+    finally:
+        probe.stop()
+    assert clock.getDelayedCalls() == []

@@ -182,6 +182,8 @@ class ObserverService(service.Service):
             )
             if self.running and self.watcher is not None:
                 self.watchdog.start(self.watcher)
+        if self.running:
+            self.fanotify.start_probe(timeout, self.relist_all, self._give_up)
 
     @property
     def watchdog_resets(self) -> int:
@@ -199,7 +201,8 @@ class ObserverService(service.Service):
         mask = 0
         for monitor in self.monitors:
             mask |= monitor.mask
-        self.fanotify.open([m.section for m in self.monitors], mask)
+        self.fanotify.open([m.section for m in self.monitors], mask,
+                           probed=self.settings.inactivity_timeout > 0)
 
     def startService(self) -> None:
         super().startService()
@@ -231,6 +234,7 @@ class ObserverService(service.Service):
             poll.start()
         if self.watchdog is not None:
             self.watchdog.start(self.watcher)
+        self.fanotify.start_probe(self.settings.inactivity_timeout, self.relist_all, self._give_up)
         # Redis usually answers within milliseconds, and then the ready line
         # says it all: "waiting" is said only when it is true for a while.
         self._waiting_call = self._reactor.callLater(WAITING_SAID_AFTER, self._say_waiting)
@@ -272,7 +276,7 @@ class ObserverService(service.Service):
         """The reactor turns (this runs) and inotify answers the watchdog's probe (L{NOT_ALIVE})."""
         if not self.running or self.watcher is None or not self.watcher.connected:
             return False
-        return self.watchdog is None or self.watchdog.healthy()
+        return (self.watchdog is None or self.watchdog.healthy()) and self.fanotify.healthy()
 
     def ready_problem(self) -> str | None:
         """

@@ -22,6 +22,7 @@ section and the reason, exit status 78).
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable, Sequence
 
 from twisted.logger import Logger
@@ -30,6 +31,7 @@ from dirobserver.config.settings import WATCH_AUTO, WATCH_FANOTIFY, SectionSetti
 from dirobserver.sources.fanotify import FanotifySource, mark_mask, open_group
 from dirobserver.sources.fanotify_calls import LIBC_FANOTIFY, FanotifyUnavailable, LibcFanotify
 from dirobserver.sources.fstype import remote_kind, statfs_type
+from dirobserver.sources.liveness import InotifyLivenessProbe
 from dirobserver.util.reactor import IDaemonReactor
 
 
@@ -100,11 +102,15 @@ class FanotifyGroup:
         #: the devices (st_dev) marked, and the sections given the group
         self._devices: set[int] = set()
         self._chosen: set[str] = set()
+        #: the watchdog's probe of the group (see L{start_probe})
+        self.probe: InotifyLivenessProbe | None = None
 
-    def open(self, sections: Sequence[SectionSettings], mask: int) -> None:
+    def open(self, sections: Sequence[SectionSettings], mask: int, probed: bool = False) -> None:
         """
         Make the group and the marks of C{sections} that want fanotify
         (privileged).  C{mask}: what the sections ask for, together.
+        C{probed}: the watchdog will probe the group, in a directory of the
+        temporary directory, whose filesystem is marked too.
         """
         candidates = [s for s in sections if wants(s)]
         if not candidates:
@@ -139,6 +145,9 @@ class FanotifyGroup:
         if not self._chosen:
             os.close(descriptor)
             return
+        if probed and self._mark(descriptor, os.fsencode(tempfile.gettempdir()), mask, marked):
+            self._log.error("The watchdog cannot probe fanotify: the filesystem of {tmp} cannot be "
+                            "marked", tmp=tempfile.gettempdir())
         self.source = FanotifySource(self._reactor, descriptor, self._on_overflow, self._calls,
                                      self._devices)
         self.source.startReading()
@@ -189,8 +198,34 @@ class FanotifyGroup:
                                   "(a mark needs the privileges the daemon had then)")
         return None
 
+    def start_probe(self, timeout: float, on_deaf: Callable[[], None], on_dead: Callable[[], None],
+                    resets: int = 0) -> None:
+        """
+        Probe the group as the watchdog probes inotify (L{InotifyLivenessProbe}):
+        C{on_deaf} lists every directory (the group cannot be made again
+        without the privileges of the start), C{on_dead} gives up.
+        """
+        self.stop_probe()
+        if self.source is None or timeout <= 0:
+            return
+        self.probe = InotifyLivenessProbe(
+            timeout, self._reactor, on_deaf, on_dead, resets=resets, mechanism="fanotify",
+            remedy="listing every directory")
+        self.probe.start(self.source)
+
+    def stop_probe(self) -> None:
+        """Stop probing the group."""
+        if self.probe is not None:
+            self.probe.stop()
+            self.probe = None
+
+    def healthy(self) -> bool:
+        """Whether the group answers its probe (yes without one)."""
+        return self.probe is None or self.probe.healthy()
+
     def close(self) -> None:
         """Close the group (its marks go with it)."""
+        self.stop_probe()
         if self.source is not None:
             self.source.close()
             self.source = None
