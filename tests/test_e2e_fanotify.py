@@ -216,3 +216,39 @@ def test_an_explicit_request_that_cannot_be_had_is_one_line_and_78(tmp_path, shm
     assert len(lines) == 1, lines
     assert "[tree] watch_mode = fanotify cannot be had" in lines[0]
     assert "CAP_SYS_ADMIN" in lines[0]
+
+
+def test_the_group_made_as_root_keeps_working_after_twistd_drops_privileges(
+    tmp_path, redis_server, observer_factory, collectors
+):
+    """
+    C{twistd --uid=nobody}: the group and its mark are made in
+    C{privilegedStartService}, before the drop; afterwards, unprivileged, a
+    new sub-directory and its file are still announced.
+    """
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    root = Path(tempfile.mkdtemp(prefix="dirobserver-fan-uid-", dir="/dev/shm"))
+    try:
+        root.chmod(0o755)
+        watched = root / "in"
+        watched.mkdir()
+        os.chown(watched, nobody.pw_uid, nobody.pw_gid)
+        config = write_config(tmp_path, {"tree": fanotify(watched)},
+                              common={"redis_server": "127.0.0.1", "redis_port": redis_server.port})
+        observer = observer_factory(config)
+        twistd_part = observer.args.index("dirobserver")
+        observer.args[twistd_part:twistd_part] = [f"--uid={nobody.pw_uid}", f"--gid={nobody.pw_gid}"]
+        observer.start()
+        observer.wait_for_line(f"Listed {watched}:")
+        with open(f"/proc/{observer.pid}/status") as status:
+            uids = next(line for line in status if line.startswith("Uid:")).split()[1:]
+        assert {int(u) for u in uids} == {nobody.pw_uid}
+        collector = collectors(redis_server)
+        (watched / "sub").mkdir()
+        made = write(watched / "sub" / "after-the-drop")
+        assert not collector.wait_all({made}, timeout=10)
+        assert len(fanotify_marks(observer.pid)) >= 1
+    finally:
+        subprocess.run(["rm", "-rf", str(root)], check=False)
