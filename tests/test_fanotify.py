@@ -15,8 +15,9 @@ import pytest
 from twisted.internet import reactor
 
 from dirobserver.sources import fanotify_calls as calls
-from dirobserver.sources.fanotify import FanotifySource, open_group, parse, split
-from dirobserver.sources.fanotify_choice import refusal
+from dirobserver.sources.fanotify import FanotifySource
+from dirobserver.sources.fanotify_choice import open_group, refusal
+from dirobserver.sources.fanotify_events import parse, split
 from dirobserver.sources.masks import (
     IN_CLOSE_WRITE,
     IN_CREATE,

@@ -17,10 +17,8 @@ entry in a dict.
 Events of every directory of the filesystem reach the group; those of a
 directory no sink asked for are dropped after one dict look-up of the
 handle bytes.  The event bits are inotify's (see
-L{dirobserver.sources.fanotify_calls}); fanotify merges events of one name
-that were not read yet (C{FAN_CREATE | FAN_CLOSE_WRITE}), so a merged event
-is split into one pair per bit, in the order they happen, for sinks that
-expect inotify's one-event-per-change.
+L{dirobserver.sources.fanotify_calls}); the records are parsed, and merged
+events split again, by L{dirobserver.sources.fanotify_events}.
 
 What inotify says with C{IN_MOVE_SELF} / C{IN_DELETE_SELF} on a
 sub-directory's own watch is said here by its parent: C{FAN_MOVED_FROM} or
@@ -29,8 +27,9 @@ directory whose parent nobody watches (a section's top) ends with
 C{FAN_MOVE_SELF} / C{FAN_DELETE_SELF}, unless its path still leads to it (a
 rename already followed).
 
-The group and its marks are made by L{open_group}, which the service calls in
-C{privilegedStartService}, before twistd drops privileges: reading the
+The group and its marks are made by
+L{dirobserver.sources.fanotify_choice} (C{open_group}, C{FanotifyGroup}),
+which the service calls in C{privilegedStartService}, before twistd drops privileges: reading the
 group and C{name_to_handle_at} need none afterwards.
 """
 
@@ -39,7 +38,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from twisted.internet import main
 from twisted.internet.abstract import FileDescriptor
@@ -48,91 +47,27 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dirobserver.sources.fanotify_calls import (
-    FAN_EVENT_INFO_TYPE_DFID,
-    FAN_EVENT_INFO_TYPE_DFID_NAME,
-    FAN_EVENT_INFO_TYPE_FID,
-    FAN_EVENT_ON_CHILD,
     FAN_ONDIR,
     FAN_Q_OVERFLOW,
-    FID_HEAD,
-    INFO_HEADER,
     LIBC_FANOTIFY,
-    METADATA,
     FanotifyUnavailable,
     LibcFanotify,
-    handle_key,
 )
+from dirobserver.sources.fanotify_events import parse, split
 from dirobserver.sources.interface import Batch, EventSink, WatchError
 from dirobserver.sources.masks import (
-    IN_ATTRIB,
-    IN_CLOSE_WRITE,
-    IN_CREATE,
     IN_DELETE,
     IN_DELETE_SELF,
-    IN_MODIFY,
     IN_MOVE_SELF,
     IN_MOVED_FROM,
-    IN_MOVED_TO,
     IN_ONLYDIR,
-    IN_OPEN,
 )
 from dirobserver.util.reactor import IDaemonReactor
 
-#: The bits of one merged event, in the order the changes happen.
-_ORDER = (IN_CREATE, IN_MOVED_TO, IN_OPEN, IN_MODIFY, IN_ATTRIB, IN_CLOSE_WRITE, IN_MOVED_FROM,
-          IN_DELETE)
-#: What every group asks for besides its sections' masks: directory events,
-#: and the directory changes that end a watch.
-BASE_MASK = (FAN_ONDIR | FAN_EVENT_ON_CHILD | IN_MOVED_FROM | IN_DELETE | IN_MOVE_SELF
-             | IN_DELETE_SELF)
 _SELF = IN_MOVE_SELF | IN_DELETE_SELF
 _GONE = IN_MOVED_FROM | IN_DELETE
 _READ_SIZE = 256 * 1024
 _READS_PER_TURN = 4
-
-#: One parsed event: the key of its directory (or of the object itself for
-#: a self event), the entry's name (b"" for none), the mask.
-Event = tuple[bytes, bytes, int]
-
-
-def parse(data: bytes) -> Iterable[Event]:
-    """
-    The events of one read, as the kernel lays them out: metadata, then
-    info records (C{DFID_NAME}: fsid, file handle, name; C{DFID}/C{FID}:
-    fsid, file handle).  The overflow event comes with no record: key b"".
-    """
-    size = len(data)
-    offset = 0
-    while offset + METADATA.size <= size:
-        length, _version, _reserved, header, mask, _fd, _pid = METADATA.unpack_from(data, offset)
-        if length < METADATA.size:
-            return  # not an event of this layout: stop rather than loop
-        end = offset + length
-        at = offset + header
-        key = name = b""
-        while at + INFO_HEADER.size <= end:
-            kind, _pad, record = INFO_HEADER.unpack_from(data, at)
-            if record <= 0:
-                break
-            if kind in (FAN_EVENT_INFO_TYPE_DFID_NAME, FAN_EVENT_INFO_TYPE_DFID,
-                        FAN_EVENT_INFO_TYPE_FID):
-                fsid, handle_bytes, handle_type = FID_HEAD.unpack_from(data, at + 4)
-                start = at + 4 + FID_HEAD.size
-                key = handle_key(fsid, handle_type, data[start:start + handle_bytes])
-                if kind == FAN_EVENT_INFO_TYPE_DFID_NAME:
-                    name = data[start + handle_bytes:at + record].split(b"\0", 1)[0]
-                    if name == b".":
-                        name = b""
-                break
-            at += record
-        yield key, name, mask
-        offset = end
-
-
-def split(mask: int) -> list[int]:
-    """A merged mask as one mask per change, in order (each keeps C{IN_ISDIR})."""
-    ondir = mask & FAN_ONDIR
-    return [bit | ondir for bit in _ORDER if mask & bit]
 
 
 class _Watch:
@@ -162,7 +97,7 @@ class FanotifySource(FileDescriptor):
                  on_overflow: Callable[[], None] | None = None,
                  calls: LibcFanotify = LIBC_FANOTIFY, devices: set[int] | None = None) -> None:
         """
-        @param descriptor: the group, from L{open_group} (this source closes it).
+        @param descriptor: the group, with its marks (this source closes it).
         @param devices: the devices (C{st_dev}) the group has marks on, if
             known: a directory on another one is refused (C{EXDEV}), since
             no event of it would come.
@@ -379,29 +314,3 @@ class FanotifySource(FileDescriptor):
                 os.close(descriptor)
             except OSError as e:
                 self._log.error("Closing the fanotify descriptor failed: {error}", error=e)
-
-
-def mark_mask(mask: int) -> int:
-    """What a filesystem mark asks for: C{mask} (sections' inotify masks) and L{BASE_MASK}, no watch flag."""
-    return (mask | BASE_MASK) & ~IN_ONLYDIR
-
-
-def open_group(paths: Iterable[bytes], mask: int, calls: LibcFanotify = LIBC_FANOTIFY) -> int:
-    """
-    A fanotify group with a filesystem mark on the filesystem of each of
-    C{paths} (one per filesystem: a second mark on the same one only adds
-    its mask), asking for C{mask} besides L{BASE_MASK}.  Needs
-    C{CAP_SYS_ADMIN}: called before privileges are dropped.
-
-    @raise FanotifyUnavailable: the group or a mark cannot be had (its
-        C{filename} is the path whose mark failed).
-    """
-    descriptor = calls.init()
-    try:
-        for path in paths:
-            calls.mark_filesystem(descriptor, path, mark_mask(mask))
-            calls.handle_of(path)  # a filesystem without handles says so now
-    except BaseException:
-        os.close(descriptor)
-        raise
-    return descriptor

@@ -23,16 +23,54 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from twisted.logger import Logger
 
 from dirobserver.config.settings import WATCH_AUTO, WATCH_FANOTIFY, SectionSettings
-from dirobserver.sources.fanotify import FanotifySource, mark_mask, open_group
-from dirobserver.sources.fanotify_calls import LIBC_FANOTIFY, FanotifyUnavailable, LibcFanotify
+from dirobserver.sources.fanotify import FanotifySource
+from dirobserver.sources.fanotify_calls import (
+    FAN_EVENT_ON_CHILD,
+    FAN_ONDIR,
+    LIBC_FANOTIFY,
+    FanotifyUnavailable,
+    LibcFanotify,
+)
 from dirobserver.sources.fstype import remote_kind, statfs_type
 from dirobserver.sources.liveness import InotifyLivenessProbe
+from dirobserver.sources.masks import IN_DELETE, IN_DELETE_SELF, IN_MOVE_SELF, IN_MOVED_FROM, IN_ONLYDIR
 from dirobserver.util.reactor import IDaemonReactor
+
+#: What every group asks for besides its sections' masks: directory events,
+#: and the directory changes that end a watch.
+BASE_MASK = (FAN_ONDIR | FAN_EVENT_ON_CHILD | IN_MOVED_FROM | IN_DELETE | IN_MOVE_SELF
+             | IN_DELETE_SELF)
+
+
+def mark_mask(mask: int) -> int:
+    """What a filesystem mark asks for: C{mask} (sections' inotify masks) and L{BASE_MASK}, no watch flag."""
+    return (mask | BASE_MASK) & ~IN_ONLYDIR
+
+
+def open_group(paths: Iterable[bytes], mask: int, calls: LibcFanotify = LIBC_FANOTIFY) -> int:
+    """
+    A fanotify group with a filesystem mark on the filesystem of each of
+    C{paths} (one per filesystem: a second mark on the same one only adds
+    its mask), asking for C{mask} besides L{BASE_MASK}.  Needs
+    C{CAP_SYS_ADMIN}: called before privileges are dropped.
+
+    @raise FanotifyUnavailable: the group or a mark cannot be had (its
+        C{filename} is the path whose mark failed).
+    """
+    descriptor = calls.init()
+    try:
+        for path in paths:
+            calls.mark_filesystem(descriptor, path, mark_mask(mask))
+            calls.handle_of(path)  # a filesystem without handles says so now
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return descriptor
 
 
 def existing(path: str) -> bytes:
