@@ -71,14 +71,13 @@ _READS_PER_TURN = 4
 
 
 class _Watch:
-    """A directory some sinks asked for: its path, identity and sinks."""
+    """A directory some sinks asked for: its key, path and sinks (a tree has one per directory: kept small)."""
 
-    __slots__ = ("key", "path", "identity", "sinks")
+    __slots__ = ("key", "path", "sinks")
 
-    def __init__(self, key: bytes, path: bytes, identity: tuple[int, int]) -> None:
+    def __init__(self, key: bytes, path: bytes) -> None:
         self.key = key
         self.path = path
-        self.identity = identity
         self.sinks: list[tuple[EventSink, int]] = []
 
 
@@ -131,7 +130,7 @@ class FanotifySource(FileDescriptor):
         """Deliver the events of directory C{path} selected by C{mask} to C{sink}."""
         try:
             info = os.stat(path)
-            key = self._calls.handle_of(path)
+            key = self._calls.handle_of(path, info.st_dev)
         except FanotifyUnavailable as e:
             raise WatchError(e.errno or errno.EIO, e.strerror, path) from None
         except OSError as e:
@@ -144,7 +143,7 @@ class FanotifySource(FileDescriptor):
         if wid is None:
             wid = self._next
             self._next += 1
-            self._watches[wid] = _Watch(key, path, (info.st_dev, info.st_ino))
+            self._watches[wid] = _Watch(key, path)
             self._by_key[key] = wid
         watch = self._watches[wid]
         if watch.path != path:
@@ -259,11 +258,10 @@ class FanotifySource(FileDescriptor):
         """A watched directory was moved or deleted: its watch ends unless its path still leads to it."""
         watch = self._watches[wid]
         try:
-            info = os.lstat(watch.path)
-            if (info.st_dev, info.st_ino) == watch.identity:
+            if self._calls.handle_of(watch.path) == watch.key:
                 return  # renamed and followed already (its new name was added)
         except OSError:
-            pass
+            pass  # gone
         self._end(wid, mask & _SELF)
 
     def _end(self, wid: int, mask: int) -> None:

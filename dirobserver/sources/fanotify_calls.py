@@ -131,6 +131,9 @@ class LibcFanotify:
                                            ctypes.POINTER(_FileHandle),
                                            ctypes.POINTER(ctypes.c_int), ctypes.c_int]
         self._libc = libc
+        #: the fsid of each device (st_dev) met: one statvfs per filesystem,
+        #: not one per directory of a tree
+        self._fsids: dict[int, bytes] = {}
 
     def init(self) -> int:
         """A new notification group reporting directory handles and names."""
@@ -148,10 +151,13 @@ class LibcFanotify:
             code = ctypes.get_errno()
             raise FanotifyUnavailable(code, os.strerror(code), path)
 
-    def handle_of(self, path: bytes) -> bytes:
+    def handle_of(self, path: bytes, device: int | None = None) -> bytes:
         """
         The key of directory C{path} as its events will carry it
-        (L{handle_key}), without following a final symbolic link.
+        (L{handle_key}), following a final symbolic link as inotify does.
+
+        @param device: its C{st_dev}, when the caller has it (its
+            filesystem's id is then looked up once per filesystem).
         """
         handle = _FileHandle()
         handle.handle_bytes = _MAX_HANDLE_SZ
@@ -163,7 +169,11 @@ class LibcFanotify:
         # statvfs's f_fsid is the kernel's two 32-bit words, the first in the
         # low half (glibc): packed little-endian on this ABI it is the bytes
         # of __kernel_fsid_t that events carry.
-        fsid = struct.pack("=Q", os.statvfs(path).f_fsid & 0xFFFFFFFFFFFFFFFF)
+        fsid = self._fsids.get(device) if device is not None else None
+        if fsid is None:
+            fsid = struct.pack("=Q", os.statvfs(path).f_fsid & 0xFFFFFFFFFFFFFFFF)
+            if device is not None:
+                self._fsids[device] = fsid
         return handle_key(fsid, handle.handle_type, bytes(handle.f_handle[:handle.handle_bytes]))
 
 
