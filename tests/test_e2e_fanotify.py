@@ -252,3 +252,28 @@ def test_the_group_made_as_root_keeps_working_after_twistd_drops_privileges(
         assert len(fanotify_marks(observer.pid)) >= 1
     finally:
         subprocess.run(["rm", "-rf", str(root)], check=False)
+
+
+def test_a_full_fanotify_queue_loses_no_file(tmp_path, shm, redis_server, observer_factory, collectors):
+    """
+    The observer is SIGSTOPped while more files than the group's queue holds
+    are created in a sub-directory: after SIGCONT the overflow is said, the
+    tree is listed again, and every file is announced.
+    """
+    import signal
+
+    total = int(Path("/proc/sys/fs/fanotify/max_queued_events").read_text()) + 5_000
+    (shm / "sub").mkdir()
+    observer = start(observer_factory, tmp_path, redis_server.port, {"tree": fanotify(shm)},
+                     max_held_events=10 * total)
+    observer.wait_for_line(f"Listed {shm}:")
+    collector = collectors(redis_server)
+    observer.signal(signal.SIGSTOP)
+    try:
+        expected = {write(shm / "sub" / f"f{i:06d}") for i in range(total)}
+    finally:
+        observer.signal(signal.SIGCONT)
+    missing = collector.wait_all(expected, timeout=60)
+    assert not missing, f"{len(missing)} files never announced after the overflow"
+    observer.wait_for_line("The kernel fanotify queue overflowed")
+    assert observer.is_running()
