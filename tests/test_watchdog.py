@@ -24,7 +24,7 @@ class StandInWatcher:
         self.removed: list[int] = []
         self.queued: list = []
 
-    def add(self, path: bytes, sink) -> int:
+    def add(self, path: bytes, sink, mask: int = 0) -> int:
         self.added.append(path)
         return len(self.added)
 

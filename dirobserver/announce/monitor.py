@@ -43,7 +43,13 @@ from dirobserver.announce.complete_files import CompleteFiles, section_mask, wai
 from dirobserver.announce.listing import ListingContext, SectionListings
 from dirobserver.announce.listing_line import ListingLine
 from dirobserver.announce.settle import SettleTable
-from dirobserver.config.settings import ANNOUNCE_CLOSED, WATCH_INOTIFY, WATCH_POLL, SectionSettings
+from dirobserver.config.settings import (
+    ANNOUNCE_CLOSED,
+    WATCH_FANOTIFY,
+    WATCH_INOTIFY,
+    WATCH_POLL,
+    SectionSettings,
+)
 from dirobserver.redis.writer import RedisWriter
 from dirobserver.sources.fstype import choose_mode
 from dirobserver.sources.identity import identity
@@ -111,6 +117,8 @@ class DirectoryMonitor:
         #: the service's inotify watcher; and the source watching the
         #: directory now (that watcher, or the poller), with its handle
         self._watcher: EventSource | None = None
+        #: the service's fanotify group, when this section uses it
+        self._fanotify: EventSource | None = None
         self._source: EventSource | None = None
         self._wd: int | None = None
         self._poller: Poller | None = None
@@ -183,6 +191,10 @@ class DirectoryMonitor:
 
     # -- the watch -------------------------------------------------------------
 
+    def use_fanotify(self, source: EventSource | None) -> None:
+        """Watch the directory (and its tree) with fanotify C{source} rather than inotify (None)."""
+        self._fanotify = source
+
     def attach(self, watcher: EventSource) -> bool:
         """Watch the directory with C{watcher} (a new one after a watchdog reset)."""
         self._release()
@@ -224,7 +236,12 @@ class DirectoryMonitor:
             return False
         mode, why = choose_mode(self.section.watch_mode, self.directory)
         polled = mode == WATCH_POLL
-        source = self._polling() if polled else self._watcher  # a poller comes with a tree
+        if not polled:
+            # fanotify where the service's group serves this section (else
+            # inotify: the group said why).
+            mode = WATCH_FANOTIFY if self._fanotify is not None else WATCH_INOTIFY
+        watcher = self._fanotify if self._fanotify is not None else self._watcher
+        source = self._polling() if polled else watcher  # a poller comes with a tree
         before = identity(self.directory)
         try:
             # A polled section announces what its poller reports: names gone
@@ -259,7 +276,7 @@ class DirectoryMonitor:
         self._source = source
         self._use(mode, why)
         if self.tree is not None:
-            self.tree.rooted(None if polled else self._watcher, self._wd, polled, self._identity)
+            self.tree.rooted(None if polled else watcher, self._wd, polled, self._identity)
         # A new watch: what the old one said of open files no longer holds.
         self._forget_waiting()
         self.state = WATCHED

@@ -22,7 +22,7 @@ from typing import TextIO
 from dirobserver.app.exits import EXIT_CONFIG
 from dirobserver.config import settings as config
 from dirobserver.config.settings import RedisSettings, SectionSettings
-from dirobserver.sources import fstype
+from dirobserver.sources import fanotify_choice, fstype
 
 
 def startup_problem(path: str, redis: RedisSettings, embedded: bool) -> str | None:
@@ -69,7 +69,11 @@ def _directory(section: SectionSettings) -> tuple[str, str]:
     except OSError as e:
         return "problem", f"{path}: cannot tell its filesystem ({e.strerror})"
     mode, why = fstype.choose_mode(section.watch_mode, path)
-    how = f"polled every {section.poll_interval:g} s" if mode == config.WATCH_POLL else "inotify"
+    if mode == config.WATCH_FANOTIFY:
+        refused = fanotify_choice.problem(path)
+        if refused is not None:
+            return "problem", f"{path}: watch_mode = fanotify cannot be had: {refused}"
+    how = f"polled every {section.poll_interval:g} s" if mode == config.WATCH_POLL else mode
     tree = ", recursive" if section.recursive else ""
     because = f" ({why})" if why else ""
     return "ok", f"{path} on {filesystem}: {how}{because}{tree}"

@@ -35,6 +35,7 @@ from dirobserver.announce.monitor import WATCHED, DirectoryMonitor
 from dirobserver.app import exits
 from dirobserver.config.settings import SectionSettings, Settings
 from dirobserver.redis.writer import RedisWriter
+from dirobserver.sources.fanotify_choice import FanotifyGroup
 from dirobserver.sources.inotify import InotifySource
 from dirobserver.sources.liveness import InotifyLivenessProbe
 from dirobserver.util import gc_pause
@@ -117,6 +118,8 @@ class ObserverService(service.Service):
         for i, section in enumerate(settings.sections):
             self._new_monitor(section, say_watching=i < SAID_ONE_BY_ONE)
         self.watcher: InotifySource | None = None
+        #: the fanotify group of the sections that use it (see fanotify_choice)
+        self.fanotify = FanotifyGroup(reactor, self._overflowed)
         self.watchdog: InotifyLivenessProbe | None = None
         if settings.inactivity_timeout > 0:
             self.watchdog = InotifyLivenessProbe(
@@ -148,6 +151,7 @@ class ObserverService(service.Service):
         """Monitor one more section (a reload): watched and listed at once."""
         monitor = self._new_monitor(section)
         if self.running and self.watcher is not None:
+            monitor.use_fanotify(self.fanotify.source_for(section))
             monitor.attach(self.watcher)
             if monitor in self._polls:
                 self._polls[monitor].start()
@@ -178,6 +182,8 @@ class ObserverService(service.Service):
             )
             if self.running and self.watcher is not None:
                 self.watchdog.start(self.watcher)
+        if self.running:
+            self.fanotify.start_probe(timeout, self.relist_all, self._give_up)
 
     @property
     def watchdog_resets(self) -> int:
@@ -185,6 +191,18 @@ class ObserverService(service.Service):
         return self.watchdog.resets if self.watchdog is not None else 0
 
     # -- start -----------------------------------------------------------------
+
+    def privilegedStartService(self) -> None:
+        """
+        The fanotify group and its filesystem marks need CAP_SYS_ADMIN:
+        twistd calls this before it drops privileges (C{--uid}).
+        """
+        super().privilegedStartService()
+        mask = 0
+        for monitor in self.monitors:
+            mask |= monitor.mask
+        self.fanotify.open([m.section for m in self.monitors], mask,
+                           probed=self.settings.inactivity_timeout > 0)
 
     def startService(self) -> None:
         super().startService()
@@ -203,6 +221,7 @@ class ObserverService(service.Service):
             return
         with gc_pause.bulk(len(self.monitors)):
             for monitor in self.monitors:
+                monitor.use_fanotify(self.fanotify.source_for(monitor.section))
                 monitor.attach(self.watcher)
         if len(self.monitors) > SAID_ONE_BY_ONE:
             self._log.info(
@@ -215,6 +234,7 @@ class ObserverService(service.Service):
             poll.start()
         if self.watchdog is not None:
             self.watchdog.start(self.watcher)
+        self.fanotify.start_probe(self.settings.inactivity_timeout, self.relist_all, self._give_up)
         # Redis usually answers within milliseconds, and then the ready line
         # says it all: "waiting" is said only when it is true for a while.
         self._waiting_call = self._reactor.callLater(WAITING_SAID_AFTER, self._say_waiting)
@@ -256,7 +276,7 @@ class ObserverService(service.Service):
         """The reactor turns (this runs) and inotify answers the watchdog's probe (L{NOT_ALIVE})."""
         if not self.running or self.watcher is None or not self.watcher.connected:
             return False
-        return self.watchdog is None or self.watchdog.healthy()
+        return (self.watchdog is None or self.watchdog.healthy()) and self.fanotify.healthy()
 
     def ready_problem(self) -> str | None:
         """
@@ -394,12 +414,14 @@ class ObserverService(service.Service):
             poll.stop()
         if self.watchdog is not None:
             self.watchdog.stop()
-        if self.watcher is not None:
-            self.watcher.drain()
+        for source in (self.watcher, self.fanotify.source):
+            if source is not None:
+                source.drain()
         for monitor in self.monitors:
             monitor.detach()
         if self.watcher is not None:
             self.watcher.close()
+        self.fanotify.close()
         # Every listing ends here; the writer (stopped next) delivers what
         # they pushed.
         self._cooperator.stop()

@@ -105,6 +105,12 @@ class Options(usage.Options):
         problem = startup_problem(self["config"], self["settings"].redis, embedded)
         if problem is not None:
             _fail(problem)
+        from dirobserver.sources.fanotify_choice import refusal
+
+        # Here, before twistd daemonizes: the operator sees the line and 78.
+        problem = refusal(self["settings"].sections)
+        if problem is not None:
+            _fail(problem)
 
 
 def _fail(message: str) -> NoReturn:

@@ -52,7 +52,9 @@ WATCH_AUTO = "auto"
 WATCH_INOTIFY = "inotify"
 #: C{watch_mode}: scans every C{poll_interval}, no inotify.
 WATCH_POLL = "poll"
-WATCH_MODES = (WATCH_AUTO, WATCH_INOTIFY, WATCH_POLL)
+#: C{watch_mode}: one fanotify filesystem mark (CAP_SYS_ADMIN, Linux 5.9).
+WATCH_FANOTIFY = "fanotify"
+WATCH_MODES = (WATCH_AUTO, WATCH_INOTIFY, WATCH_POLL, WATCH_FANOTIFY)
 #: C{extra_fields}: what an event can say of its file beyond the four keys.
 EXTRA_FIELDS = ("id", "size", "mtime")
 #: The default record of C{announce_once}: the queue's name and this.
@@ -177,9 +179,13 @@ KEYS: tuple[Key, ...] = (
              "directory that holds it. See [Trees](design.md#trees-recursive)"),
     Key("watch_mode", SECTION, WATCHING, Choice(WATCH_MODES), WATCH_AUTO, field="watch_mode",
         help="`inotify`; `poll`: no inotify, the directory (tree) is scanned every `poll_interval`; "
+             "`fanotify`: one fanotify filesystem mark for the whole tree instead of a watch per "
+             "directory (root or CAP_SYS_ADMIN, Linux 5.9 or later); "
              "`auto`: `poll` on network and FUSE filesystems (NFS, CIFS/SMB, 9p, Ceph, FUSE...), where "
-             "inotify does not see what other hosts write, else `inotify`. See "
-             "[Network filesystems](design.md#network-filesystems-watch_mode-and-poll_interval)"),
+             "inotify does not see what other hosts write, else `fanotify` for a `recursive` section "
+             "when it can be had, else `inotify`. See "
+             "[Network filesystems](design.md#network-filesystems-watch_mode-and-poll_interval) and "
+             "[fanotify](design.md#fanotify-watch_mode--fanotify)"),
     Key("poll_interval", SECTION, WATCHING, Number(MIN_POLL_INTERVAL, MAX_POLL_INTERVAL), "2",
         field="poll_interval",
         help="seconds between two scans of a polled directory (`watch_mode = poll`, a network "

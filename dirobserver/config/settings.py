@@ -41,6 +41,7 @@ from dirobserver.config.keys import (
     KNOWN_KEYS,
     SECTION,
     WATCH_AUTO,
+    WATCH_FANOTIFY,
     WATCH_INOTIFY,
     WATCH_MODES,
     WATCH_POLL,
@@ -53,7 +54,8 @@ from dirobserver.config.values import (
 )
 from dirobserver.util import gc_pause
 
-__all__ = ["ANNOUNCE_CLOSED", "ANNOUNCE_CREATED", "COMMON", "WATCH_AUTO", "WATCH_INOTIFY", "WATCH_MODES",
+__all__ = ["ANNOUNCE_CLOSED", "ANNOUNCE_CREATED", "COMMON", "WATCH_AUTO", "WATCH_FANOTIFY", "WATCH_INOTIFY",
+           "WATCH_MODES",
            "WATCH_POLL", "ConfigError", "GROUPS", "Group", "KEYS", "KNOWN_KEYS", "Key",
            "RedisSettings", "SECTION", "SectionSettings", "Settings", "load", "parse"]
 

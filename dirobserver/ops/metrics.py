@@ -27,7 +27,9 @@ What the C{core} object must provide::
     core.writer.dropped            events dropped at the held bound (a listing
                                    announces them later)
     core.writer.delivery_seconds   stats.Histogram
-    core.overflows                 inotify queue overflows
+    core.overflows                 kernel queue overflows (inotify and fanotify)
+    core.fanotify.source           the fanotify source (None: no section uses it),
+                                   with .events, .overflows, .watch_count()
     core.listing_seconds           stats.Histogram
     core.watchdog_resets           inactivity watchdog resets
 """
@@ -108,9 +110,11 @@ class ObserverCollector:
             "dirobserver_redis_reconnects_total", "Reconnections to Redis since start.", value=writer.reconnects
         )
         yield CounterMetricFamily(
-            "dirobserver_overflows_total", "inotify event queue overflows (each followed by a listing).",
+            "dirobserver_overflows_total",
+            "Kernel event queue overflows, inotify or fanotify (each followed by a listing).",
             value=core.overflows,
         )
+        yield from fanotify_families(core.fanotify.source)
 
         directories = GaugeMetricFamily(
             "dirobserver_directories", "Monitored directories by state.", labels=["state"]
@@ -157,6 +161,22 @@ class ObserverCollector:
         build = GaugeMetricFamily("dirobserver_build_info", "Always 1; the version is the label.", labels=["version"])
         build.add_metric([self._version], 1)
         yield build
+
+
+def fanotify_families(source: Any) -> Iterator[Metric]:
+    """The fanotify group's counters (zero when no section uses it, so the names are always there)."""
+    yield CounterMetricFamily(
+        "dirobserver_fanotify_events_total", "Events read from the fanotify group (every marked filesystem's).",
+        value=source.events if source is not None else 0,
+    )
+    yield CounterMetricFamily(
+        "dirobserver_fanotify_overflows_total", "fanotify event queue overflows (each followed by a listing).",
+        value=source.overflows if source is not None else 0,
+    )
+    yield GaugeMetricFamily(
+        "dirobserver_fanotify_directories", "Directories the fanotify group delivers events of (no kernel watch each).",
+        value=source.watch_count() if source is not None else 0,
+    )
 
 
 def registry(core: Any) -> CollectorRegistry:

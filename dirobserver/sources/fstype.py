@@ -114,7 +114,9 @@ def statfs_type(path: str | bytes) -> int:
 def choose_mode(watch_mode: str, path: str | bytes) -> tuple[str, str | None]:
     """
     How to watch directory C{path} for a section whose C{watch_mode} is
-    given: L{WATCH_INOTIFY} or L{WATCH_POLL}.
+    given: L{WATCH_INOTIFY} or L{WATCH_POLL} (or L{WATCH_FANOTIFY} when
+    asked for: whether fanotify can be had, and C{auto}'s use of it for
+    trees, are L{dirobserver.sources.fanotify_choice}'s).
 
     @return: the mode, and for C{auto} on a remote filesystem why it polls
         (the filesystem's name and magic number), else None.

@@ -15,6 +15,12 @@ C{interval} seconds it creates a file there and expects the event back.
  - No probe answered for C{timeout} seconds (C{monitor_inactivitytimeout}):
    C{on_dead} is called; the service then stops with a non-zero exit status,
    so that a supervisor (systemd, ...) restarts the process.
+
+The same probe watches the fanotify group
+(L{dirobserver.sources.fanotify_choice}), with its directory on a marked
+filesystem: its C{mechanism} names it in the log lines, and its remedy is a
+listing of every directory (a group cannot be made again once privileges
+are dropped).
 """
 
 from __future__ import annotations
@@ -27,8 +33,8 @@ from collections.abc import Callable
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from dirobserver.sources.inotify import InotifySource
-from dirobserver.sources.interface import Batch, WatchError
+from dirobserver.sources.interface import Batch, EventSource, WatchError
+from dirobserver.sources.masks import WATCH_MASK
 from dirobserver.util.periodic import Periodic
 
 
@@ -50,6 +56,8 @@ class InotifyLivenessProbe:
         on_deaf: Callable[[], None],
         on_dead: Callable[[], None],
         resets: int = 0,
+        mechanism: str = "inotify",
+        remedy: str = "recreating the watcher and listing every directory",
     ) -> None:
         """
         @param on_deaf: recreate the watcher (first remedy).
@@ -57,14 +65,18 @@ class InotifyLivenessProbe:
         @param resets: resets done before this probe (by the probe it
             replaces, after a reload changed the timeout): the count is
             over the whole run.
+        @param mechanism: what is probed, for the log lines.
+        @param remedy: what C{on_deaf} does, for the log line.
         """
+        self.mechanism = mechanism
+        self._remedy = remedy
         self.timeout = timeout
         # Several probes fit in the timeout, with one reset attempt between.
         self.interval = min(max(timeout / 5.0, 0.2), 10.0)
         self._clock = clock
         self._on_deaf = on_deaf
         self._on_dead = on_dead
-        self._watcher: InotifySource | None = None
+        self._watcher: EventSource | None = None
         self._wd: int | None = None
         self._dir: str | None = None
         self._expected: bytes | None = None
@@ -81,7 +93,7 @@ class InotifyLivenessProbe:
         """The private probe directory, while running."""
         return self._dir
 
-    def start(self, watcher: InotifySource) -> None:
+    def start(self, watcher: EventSource) -> None:
         """Create the probe directory and start probing C{watcher}."""
         try:
             self._dir = tempfile.mkdtemp(prefix="dirobserver-probe-")
@@ -117,7 +129,7 @@ class InotifyLivenessProbe:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
 
-    def attach(self, watcher: InotifySource) -> None:
+    def attach(self, watcher: EventSource) -> None:
         """Probe C{watcher} (a new one, after a reset)."""
         self._watcher = watcher
         self._wd = None
@@ -128,7 +140,7 @@ class InotifyLivenessProbe:
             return
         try:
             os.makedirs(self._dir, exist_ok=True)
-            self._wd = self._watcher.add(os.fsencode(self._dir), self)
+            self._wd = self._watcher.add(os.fsencode(self._dir), self, WATCH_MASK)
         except (OSError, WatchError) as e:
             self._log.error("The watchdog cannot watch its probe directory: {error}", error=e)
 
@@ -141,7 +153,7 @@ class InotifyLivenessProbe:
             self._expected = None
             self._last_answer = self._clock.seconds()
             if self._reset_done:
-                self._log.info("inotify answers the watchdog again")
+                self._log.info("{mechanism} answers the watchdog again", mechanism=self.mechanism)
             self._reset_done = False
 
     def events_lost(self) -> None:
@@ -173,9 +185,10 @@ class InotifyLivenessProbe:
             silent = now - self._last_answer
             if silent >= self.timeout:
                 self._log.critical(
-                    "inotify has not answered the watchdog for {silent:.0f} s "
+                    "{mechanism} has not answered the watchdog for {silent:.0f} s "
                     "(monitor_inactivitytimeout {timeout} s): giving up so that "
                     "a supervisor restarts the observer",
+                    mechanism=self.mechanism,
                     silent=silent,
                     timeout=self.timeout,
                 )
@@ -186,8 +199,8 @@ class InotifyLivenessProbe:
                 self._reset_done = True
                 self.resets += 1
                 self._log.warn(
-                    "inotify did not answer the watchdog probe within {interval} s: "
-                    "recreating the watcher and listing every directory",
+                    "{mechanism} did not answer the watchdog probe within {interval} s: {remedy}",
+                    mechanism=self.mechanism, remedy=self._remedy,
                     interval=self.interval,
                 )
                 self._on_deaf()

@@ -61,8 +61,26 @@ class Writer:
 
 
 @dataclass
+class FanotifySource:
+    """What the metrics read of the fanotify group's source."""
+
+    events: int = 0
+    overflows: int = 0
+    directories: int = 0
+
+    def watch_count(self) -> int:
+        return self.directories
+
+
+@dataclass
+class FanotifyGroup:
+    source: FanotifySource | None = None
+
+
+@dataclass
 class Core:
     monitors: list = field(default_factory=list)
+    fanotify: FanotifyGroup = field(default_factory=FanotifyGroup)
     writer: Writer = field(default_factory=Writer)
     overflows: int = 0
     listing_seconds: Histogram = field(default_factory=lambda: Histogram(LISTING_BUCKETS))

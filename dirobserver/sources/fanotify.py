@@ -1,0 +1,314 @@
+"""
+The fanotify source: one notification group and one filesystem mark per
+filesystem, in place of one inotify watch per directory.
+
+A recursive section watched by inotify costs one kernel watch (about 1 KiB)
+per directory, and hits C{fs.inotify.max_user_watches}.  Since Linux 5.9
+fanotify reports directory entry events with the file handle of the
+directory and the entry's name (C{FAN_REPORT_DFID_NAME}), and one mark on a
+filesystem (C{FAN_MARK_FILESYSTEM}, which needs C{CAP_SYS_ADMIN}) covers
+every directory of it, new ones included.  L{FanotifySource} is a
+L{FileDescriptor} read by the reactor, like
+L{dirobserver.sources.inotify.InotifySource}, and implements the same
+L{dirobserver.sources.interface.EventSource}: C{add} costs no kernel
+resource, only the handle of the directory (C{name_to_handle_at}) and an
+entry in a dict.
+
+Events of every directory of the filesystem reach the group; those of a
+directory no sink asked for are dropped after one dict look-up of the
+handle bytes.  The event bits are inotify's (see
+L{dirobserver.sources.fanotify_calls}); the records are parsed, and merged
+events split again, by L{dirobserver.sources.fanotify_events}.
+
+What inotify says with C{IN_MOVE_SELF} / C{IN_DELETE_SELF} on a
+sub-directory's own watch is said here by its parent: C{FAN_MOVED_FROM} or
+C{FAN_DELETE} of a directory whose path a sink asked for ends that watch.  A
+directory whose parent nobody watches (a section's top) ends with
+C{FAN_MOVE_SELF} / C{FAN_DELETE_SELF}, unless its path still leads to it (a
+rename already followed).
+
+The group and its marks are made by
+L{dirobserver.sources.fanotify_choice} (C{open_group}, C{FanotifyGroup}),
+which the service calls in C{privilegedStartService}, before twistd drops privileges: reading the
+group and C{name_to_handle_at} need none afterwards.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Callable
+
+from twisted.internet import main
+from twisted.internet.abstract import FileDescriptor
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from dirobserver.sources.fanotify_calls import (
+    FAN_ONDIR,
+    FAN_Q_OVERFLOW,
+    LIBC_FANOTIFY,
+    FanotifyUnavailable,
+    LibcFanotify,
+)
+from dirobserver.sources.fanotify_events import parse, split
+from dirobserver.sources.interface import Batch, EventSink, WatchError
+from dirobserver.sources.masks import (
+    IN_DELETE,
+    IN_DELETE_SELF,
+    IN_MOVE_SELF,
+    IN_MOVED_FROM,
+    IN_ONLYDIR,
+)
+from dirobserver.util.reactor import IDaemonReactor
+
+_SELF = IN_MOVE_SELF | IN_DELETE_SELF
+_GONE = IN_MOVED_FROM | IN_DELETE
+_READ_SIZE = 256 * 1024
+_READS_PER_TURN = 4
+
+
+class _Watch:
+    """A directory some sinks asked for: its key, path and sinks (a tree has one per directory: kept small)."""
+
+    __slots__ = ("key", "path", "sinks")
+
+    def __init__(self, key: bytes, path: bytes) -> None:
+        self.key = key
+        self.path = path
+        self.sinks: list[tuple[EventSink, int]] = []
+
+
+class FanotifySource(FileDescriptor):
+    """
+    One fanotify group in the reactor, serving any number of directories on
+    the filesystems it has marks on.
+
+    @ivar overflows: how many times the kernel queue overflowed.
+    @ivar events: how many events were read.
+    """
+
+    _log = Logger()
+
+    def __init__(self, reactor: IDaemonReactor, descriptor: int,
+                 on_overflow: Callable[[], None] | None = None,
+                 calls: LibcFanotify = LIBC_FANOTIFY, devices: set[int] | None = None) -> None:
+        """
+        @param descriptor: the group, with its marks (this source closes it).
+        @param devices: the devices (C{st_dev}) the group has marks on, if
+            known: a directory on another one is refused (C{EXDEV}), since
+            no event of it would come.
+        """
+        super().__init__(reactor=reactor)
+        self._clock: IReactorTime = reactor
+        self._calls = calls
+        self._descriptor = descriptor
+        self.connected = 1
+        self._on_overflow = on_overflow
+        self._devices = devices
+        #: per watch id; and the id of each key, and of each path
+        self._watches: dict[int, _Watch] = {}
+        self._by_key: dict[bytes, int] = {}
+        self._by_path: dict[bytes, int] = {}
+        self._next = 1
+        self.overflows = 0
+        self.events = 0
+
+    def fileno(self) -> int:
+        """The group's descriptor (-1 once closed), for the reactor."""
+        return self._descriptor
+
+    def watch_count(self) -> int:
+        """How many directories sinks asked for (they cost no kernel watch)."""
+        return len(self._watches)
+
+    # -- EventSource ---------------------------------------------------------------
+
+    def add(self, path: bytes, sink: EventSink, mask: int) -> int:
+        """Deliver the events of directory C{path} selected by C{mask} to C{sink}."""
+        try:
+            info = os.stat(path)
+            key = self._calls.handle_of(path, info.st_dev)
+        except FanotifyUnavailable as e:
+            raise WatchError(e.errno or errno.EIO, e.strerror, path) from None
+        except OSError as e:
+            raise WatchError(e.errno or errno.EIO, e.strerror, path) from None
+        if not stat.S_ISDIR(info.st_mode):
+            raise WatchError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
+        if self._devices is not None and info.st_dev not in self._devices:
+            raise WatchError(errno.EXDEV, "on a filesystem the fanotify group has no mark on", path)
+        wid = self._by_key.get(key)
+        if wid is None:
+            wid = self._next
+            self._next += 1
+            self._watches[wid] = _Watch(key, path)
+            self._by_key[key] = wid
+        watch = self._watches[wid]
+        if watch.path != path:
+            # The same directory under a new name (renamed, or a link): the
+            # new name is the one its sub-directories' events follow.
+            if self._by_path.get(watch.path) == wid:
+                del self._by_path[watch.path]
+            watch.path = path
+        self._by_path[path] = wid
+        watch.sinks.append((sink, mask & ~IN_ONLYDIR))
+        return wid
+
+    def remove(self, handle: int, sink: EventSink) -> None:
+        """Stop delivering the events of C{handle} to C{sink}."""
+        watch = self._watches.get(handle)
+        if watch is None:
+            return
+        watch.sinks = [(s, m) for s, m in watch.sinks if s is not sink]
+        if not watch.sinks:
+            self._forget(handle)
+
+    def _forget(self, wid: int) -> _Watch | None:
+        watch = self._watches.pop(wid, None)
+        if watch is not None:
+            if self._by_key.get(watch.key) == wid:
+                del self._by_key[watch.key]
+            if self._by_path.get(watch.path) == wid:
+                del self._by_path[watch.path]
+        return watch
+
+    def drain(self) -> None:
+        """Read and dispatch everything the kernel has queued, now."""
+        while self._descriptor >= 0:
+            try:
+                data = os.read(self._descriptor, _READ_SIZE)
+            except OSError:
+                return
+            if not data:
+                return
+            self._hand_over(data)
+
+    # -- reading -------------------------------------------------------------------
+
+    def doRead(self):
+        """Read and dispatch what the kernel has queued, in large reads."""
+        for _ in range(_READS_PER_TURN):
+            try:
+                data = os.read(self._descriptor, _READ_SIZE)
+            except BlockingIOError:
+                return None
+            except OSError as e:
+                if e.errno == errno.EINTR:
+                    continue
+                self._log.error("Reading fanotify events failed: {error}", error=e)
+                return main.CONNECTION_LOST
+            if not data:
+                return main.CONNECTION_DONE
+            self._hand_over(data)
+            if len(data) < _READ_SIZE // 2:
+                return None
+        return None
+
+    def _hand_over(self, data: bytes) -> None:
+        """Parse one read and hand each watched directory its events, in order."""
+        read_time = self._clock.seconds()
+        by_key = self._by_key.get
+        batches: dict[int, Batch] = {}
+        count = 0
+        for key, name, mask in parse(data):
+            count += 1
+            wid = by_key(key)
+            if wid is None:
+                if mask & FAN_Q_OVERFLOW:
+                    self._flush(batches, read_time)
+                    self._overflowed()
+                continue  # a directory nobody asked for: the common drop
+            if not name:
+                if mask & _SELF:
+                    self._flush(batches, read_time)
+                    self._self_ended(wid, mask)
+                continue
+            if mask & FAN_ONDIR and mask & _GONE:
+                watch = self._watches[wid]
+                child = self._by_path.get(watch.path + b"/" + name)
+                if child is not None:
+                    self._flush(batches, read_time)
+                    self._end(child, IN_MOVE_SELF if mask & IN_MOVED_FROM else IN_DELETE_SELF)
+            pending = batches.get(wid)
+            if pending is None:
+                pending = batches[wid] = []
+            for bit in split(mask):
+                pending.append((name, bit))
+        self.events += count
+        self._flush(batches, read_time)
+
+    def _flush(self, batches: dict[int, Batch], read_time: float) -> None:
+        for wid, batch in batches.items():
+            watch = self._watches.get(wid)
+            if watch is None:
+                continue
+            for sink, mask in list(watch.sinks):
+                mine = [e for e in batch if e[1] & mask]
+                if not mine:
+                    continue
+                try:
+                    sink.file_events(mine, read_time)
+                except Exception:
+                    self._log.failure("Handling fanotify events failed")
+        batches.clear()
+
+    def _self_ended(self, wid: int, mask: int) -> None:
+        """A watched directory was moved or deleted: its watch ends unless its path still leads to it."""
+        watch = self._watches[wid]
+        try:
+            if self._calls.handle_of(watch.path) == watch.key:
+                return  # renamed and followed already (its new name was added)
+        except OSError:
+            pass  # gone
+        self._end(wid, mask & _SELF)
+
+    def _end(self, wid: int, mask: int) -> None:
+        watch = self._forget(wid)
+        if watch is None:
+            return
+        for sink, _mask in watch.sinks:
+            try:
+                sink.watch_ended(mask)
+            except Exception:
+                self._log.failure("Handling the end of a watch failed")
+
+    def _overflowed(self) -> None:
+        self.overflows += 1
+        self._log.warn(
+            "The kernel fanotify queue overflowed (overflow {count}): events were dropped; "
+            "listing every directory", count=self.overflows,
+        )
+        for watch in list(self._watches.values()):
+            for sink, _mask in watch.sinks:
+                try:
+                    sink.events_lost()
+                except Exception:
+                    self._log.failure("Handling lost fanotify events failed")
+        if self._on_overflow is not None:
+            self._on_overflow()
+
+    # -- closing ---------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Forget every directory and close the group (its marks go with it)."""
+        self._watches.clear()
+        self._by_key.clear()
+        self._by_path.clear()
+        self.loseConnection()
+
+    def loseConnection(self) -> None:
+        """Close now: there is nothing to write first."""
+        if self.connected:
+            self.connectionLost(Failure(main.CONNECTION_DONE))
+
+    def connectionLost(self, reason: Failure) -> None:
+        """Out of the reactor, and the descriptor closed."""
+        super().connectionLost(reason)
+        descriptor, self._descriptor = self._descriptor, -1
+        if descriptor >= 0:
+            try:
+                os.close(descriptor)
+            except OSError as e:
+                self._log.error("Closing the fanotify descriptor failed: {error}", error=e)
