@@ -16,7 +16,7 @@ from twisted.trial import unittest
 import dirobserver
 from dirobserver.ops import metrics
 from dirobserver.ops.http import MetricsService
-from tests.kit.ops_stand_ins import Core, FanotifySource, Monitor, Section, Tree, get
+from tests.kit.ops_stand_ins import Core, FanotifySource, Monitor, Once, Section, Tree, get
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:
@@ -36,7 +36,7 @@ def busy_core() -> Core:
     core = Core(monitors=[
         Monitor(Section("stage1"), "watched", listings=3, tree=Tree(watched=40, past_watch_limit=2)),
         Monitor(Section("stage2"), "missing", listings=1, tree=Tree(polled=5)),
-        Monitor(Section("stage3"), "watched", listings=0),
+        Monitor(Section("stage3"), "watched", listings=0, once=Once(skipped=12, pruned=3)),
     ])
     core.writer.delivered_by = {("stage1", "created"): 41, ("stage1", "exists"): 7, ("stage2", "created"): 2}
     core.writer.held_events = 5
@@ -85,6 +85,8 @@ class CollectorTests(unittest.TestCase):
             ("dirobserver_listings_total", (("section", "stage1"),)): 3,
             ("dirobserver_listings_total", (("section", "stage2"),)): 1,
             ("dirobserver_listings_total", (("section", "stage3"),)): 0,
+            ("dirobserver_listing_skipped_total", (("section", "stage3"),)): 12,
+            ("dirobserver_record_pruned_total", (("section", "stage3"),)): 3,
             ("dirobserver_subdirectories", (("state", "watched"),)): 40,
             ("dirobserver_subdirectories", (("state", "polled"),)): 5,
             ("dirobserver_subdirectories", (("state", "past_watch_limit"),)): 2,
@@ -105,6 +107,8 @@ class CollectorTests(unittest.TestCase):
             "dirobserver_overflows": "counter",
             "dirobserver_directories": "gauge",
             "dirobserver_listings": "counter",
+            "dirobserver_listing_skipped": "counter",
+            "dirobserver_record_pruned": "counter",
             "dirobserver_subdirectories": "gauge",
             "dirobserver_listing_seconds": "histogram",
             "dirobserver_delivery_seconds": "histogram",

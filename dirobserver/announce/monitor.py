@@ -42,6 +42,7 @@ from dirobserver.announce.announcer import Announcer
 from dirobserver.announce.complete_files import CompleteFiles, section_mask, waits_for_complete
 from dirobserver.announce.listing import ListingContext, SectionListings
 from dirobserver.announce.listing_line import ListingLine
+from dirobserver.announce.once import ListedOnce
 from dirobserver.announce.settle import SettleTable
 from dirobserver.config.settings import (
     ANNOUNCE_CLOSED,
@@ -184,6 +185,11 @@ class DirectoryMonitor:
     def listings(self) -> int:
         """How many listings were done."""
         return self._listings.listings
+
+    @property
+    def once(self) -> ListedOnce | None:
+        """The section's listings with C{announce_once} (their counts), or None."""
+        return self._listings.once
 
     def relist(self, resume: bool = False) -> defer.Deferred:
         """List the directory (see L{SectionListings.relist})."""

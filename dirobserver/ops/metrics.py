@@ -19,7 +19,9 @@ What the C{core} object must provide::
 
     core.monitors                  objects with .section.name, .state
                                    ("watched" or "missing"), .listings,
-                                   .tree.counts() (sub-directories by state)
+                                   .tree.counts() (sub-directories by state),
+                                   .once (None, or .skipped and .pruned:
+                                   announce_once)
     core.writer.delivered_by       {(section, event): acknowledged events}
     core.writer.held()             events held in memory, not yet acknowledged
     core.writer.redis_up()         whether the connection is usable
@@ -123,10 +125,25 @@ class ObserverCollector:
         listings = CounterMetricFamily(
             "dirobserver_listings_total", "Directory listings done, by section.", labels=["section"]
         )
+        skipped = CounterMetricFamily(
+            "dirobserver_listing_skipped_total",
+            "Files listings found and did not announce, announced already (announce_once), by section.",
+            labels=["section"],
+        )
+        pruned = CounterMetricFamily(
+            "dirobserver_record_pruned_total",
+            "Fields removed from the record of what was announced, their files gone (announce_once), "
+            "by section.",
+            labels=["section"],
+        )
         subdirectories = dict.fromkeys(SUBDIRECTORY_STATES, 0)
         for monitor in core.monitors:
             by_state[monitor.state] = by_state.get(monitor.state, 0) + 1
             listings.add_metric([monitor.section.name], monitor.listings)
+            once = monitor.once
+            if once is not None:
+                skipped.add_metric([monitor.section.name], once.skipped)
+                pruned.add_metric([monitor.section.name], once.pruned)
             if monitor.tree is not None:
                 for state, count in monitor.tree.counts().items():
                     subdirectories[state] += count
@@ -134,6 +151,8 @@ class ObserverCollector:
             directories.add_metric([state], count)
         yield directories
         yield listings
+        yield skipped
+        yield pruned
         tree = GaugeMetricFamily(
             "dirobserver_subdirectories",
             "Sub-directories of recursive sections, by how they are watched.", labels=["state"],

@@ -30,6 +30,16 @@ class Monitor:
     state: str = "watched"
     listings: int = 0
     tree: Tree = field(default_factory=lambda: Tree())
+    #: announce_once: what its listings skipped and pruned (None: without)
+    once: Once | None = None
+
+
+@dataclass
+class Once:
+    """What the metrics read of a section's listings with announce_once."""
+
+    skipped: int = 0
+    pruned: int = 0
 
 
 @dataclass
