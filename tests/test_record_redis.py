@@ -22,7 +22,7 @@ from dirobserver.redis.record import parse_value, record_value
 from dirobserver.redis.writer import RedisWriter
 from tests.kit import RedisServer
 from tests.kit.log_capture import LogCapture
-from tests.kit.waiting import sleep
+from tests.kit.waiting import wait_for
 
 #: Every test here starts a server (see `make unit`).
 pytestmark = pytest.mark.process
@@ -58,13 +58,9 @@ class RecordTests(unittest.TestCase):
         with open(os.path.join(self.dir, name), "w") as f:
             f.write(name)
 
-    @defer.inlineCallbacks
-    def wait_for(self, predicate, timeout: float = 10.0):
-        for _ in range(int(timeout / 0.02)):
-            if predicate():
-                return True
-            yield sleep(0.02)  # the polling interval
-        return predicate()
+    @staticmethod
+    def wait_for(predicate) -> defer.Deferred:
+        return wait_for(predicate, timeout=10.0)
 
     def queued(self) -> list[dict]:
         return [json.loads(e) for e in reversed(self.client.lrange("q", 0, -1))]
