@@ -86,6 +86,8 @@ class _Attempt:
         self.password_key, self.tls_failure = password_key, tls_failure
         self.proto: RespProtocol | None = None
         self.step: Step | None = None
+        #: set when the caller cancels (not when the deadline does)
+        self.cancelled = False
 
     async def handshake(self, proto: RespProtocol) -> RespProtocol:
         """Send the steps in turn; fail at the first bad reply."""
@@ -128,9 +130,15 @@ class _Attempt:
     def failed(self, failure: Failure) -> Any:
         if self.proto is not None and self.proto.transport is not None:
             self.proto.transport.abortConnection()
-        if failure.check(defer.CancelledError, error.ConnectingCancelledError):
+        if self.cancelled or failure.check(defer.CancelledError, error.ConnectingCancelledError):
             # Cancelled by its caller (the deadline's is a TimeoutError):
-            # nothing to explain, and nothing more to try.
+            # nothing to explain, and nothing more to try.  A cancel that
+            # lands while the host name is being resolved comes back as a
+            # DNSLookupError: the flag, not the failure, says what happened
+            # (otherwise a caller trying Sentinels in turn takes it for an
+            # unreachable one and goes on to the next, after it was stopped).
+            if self.cancelled and not failure.check(defer.CancelledError):
+                return Failure(defer.CancelledError())
             return failure
         raise AttemptFailed(self.cause(failure))
 
@@ -157,7 +165,15 @@ def connect_and_handshake(
     d = defer.maybeDeferred(endpoint.connect, RespFactory())
     d.addCallback(lambda proto: defer.Deferred.fromCoroutine(attempt.handshake(_built(proto))))
     d.addTimeout(timeout, clock)
-    return d.addErrback(attempt.failed)
+    d.addErrback(attempt.failed)
+
+    def cancel(_: defer.Deferred) -> None:
+        attempt.cancelled = True
+        d.cancel()
+
+    result: defer.Deferred = defer.Deferred(canceller=cancel)
+    d.chainDeferred(result)
+    return result
 
 
 def _built(proto: IProtocol) -> RespProtocol:
