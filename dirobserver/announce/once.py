@@ -109,14 +109,20 @@ class ListedOnce:
                 return
             looks = [look(path) for path in chunk]
             d, box = self._ask("HMGET", key, *chunk)
+            # The held entries are read the moment the reply arrives, not
+            # when the cooperator resumes this generator: a held event
+            # written in between is in neither the reply nor, by then, the
+            # held entries, and would be announced twice.
+            holding: list[Any] = []
+            d.addCallback(lambda _: holding.extend(held.value(key, path) for path in chunk))
             yield d
             if isinstance(box[0], RecordUnavailable):
                 raise box[0]
-            for path, seen, value in zip(chunk, looks, box[0], strict=True):
+            for path, seen, value, held_value in zip(chunk, looks, box[0], holding, strict=True):
                 if seen is GONE:
                     continue  # gone since the scan: nothing to announce
                 dev, ino = seen[0], seen[1]
-                if same_file(held.value(key, path), dev, ino):
+                if same_file(held_value, dev, ino):
                     self.skipped += 1
                     continue
                 recorded = parse_value(_as_bytes(value))
