@@ -22,6 +22,7 @@ from twisted.trial import unittest
 from dirobserver.sources.inotify import InotifySource
 from dirobserver.sources.interface import WatchError
 from dirobserver.sources.masks import IN_DELETE_SELF, IN_ISDIR, IN_MOVE_SELF
+from dirobserver.sources.overflow_span import OverflowSpan
 
 
 class RecordingSink:
@@ -243,6 +244,41 @@ class WatcherTests(unittest.TestCase):
                          [b"a-longer-file-name-%05d" % i for i in range(sink.lost[0])])
 
 
+    @pytest.mark.process
+    @defer.inlineCallbacks
+    def test_events_queued_behind_an_unread_overflow_come_before_the_loss(self):
+        """
+        The kernel queues its overflow event once: events queued behind it
+        while it is unread may have lost their successors with no second
+        one.  The loss is told after them (they are no better than it).
+        """
+        with open("/proc/sys/fs/inotify/max_queued_events") as f:
+            limit = int(f.read())
+        d = self.mkdir("flood")
+        sink = RecordingSink()
+        self.watcher.add(d, sink)
+        create = ("import os,sys\n"
+                  "d=sys.argv[1]\n"
+                  "for i in range(int(sys.argv[2])):\n"
+                  "    os.close(os.open(os.path.join(d, sys.argv[3] % i), os.O_CREAT|os.O_WRONLY))\n")
+        # Names of 23 bytes: 48 bytes an event.  The reactor reads nothing
+        # while this test's own code runs.
+        subprocess.run([sys.executable, "-c", create, os.fsdecode(d), str(limit + 100),
+                        "a-longer-file-name-%05d"], check=True)
+        # Room for more, the overflow event still unread: a reader that was
+        # slow, not stopped.  (These thousand events are dropped here.)
+        os.read(self.watcher.fileno(), 1000 * 48)
+        subprocess.run([sys.executable, "-c", create, os.fsdecode(d), "500", "late-file-name-%05d-xx"],
+                       check=True)
+        for _ in range(500):
+            if self.overflows:
+                break
+            yield task.deferLater(reactor, 0.01, lambda: None)  # the polling interval
+        self.assertEqual(self.overflows, 1)
+        late = [b"late-file-name-%05d-xx" % i for i in range(500)]
+        self.assertEqual(sink.names[sink.lost[0] - 500:sink.lost[0]], late)
+
+
 class FailingCalls:
     """Stands in for libc: opens a real descriptor, refuses every watch."""
 
@@ -319,3 +355,36 @@ class SeamTests(unittest.TestCase):
         yield plain.wait(lambda s: b"h" in s.names)
         self.assertEqual(plain.names, [b"f", b"g", b"h"])
         self.assertEqual(closing.names, [b"f", b"f"])
+
+
+class OverflowSpanTests(unittest.SynchronousTestCase):
+    """The bytes read after an overflow event before its loss is handled."""
+
+    def test_the_loss_is_due_once_what_was_queued_behind_it_is_read(self):
+        span = OverflowSpan()
+        span.read(100)
+        self.assertFalse(span.due())
+        span.marked(queued=250)  # in this read; 250 bytes more in the kernel
+        self.assertFalse(span.due())
+        span.read(200)
+        self.assertFalse(span.due())
+        span.read(200)
+        self.assertTrue(span.due())
+        self.assertFalse(span.due())  # once
+        self.assertFalse(span.open)
+
+    def test_nothing_queued_behind_it_is_due_with_its_own_read(self):
+        span = OverflowSpan()
+        span.read(100)
+        span.marked(queued=0)
+        self.assertTrue(span.due())
+
+    def test_a_second_overflow_within_the_span_moves_its_end(self):
+        span = OverflowSpan()
+        span.read(100)
+        span.marked(queued=100)
+        span.read(100)
+        span.marked(queued=300)  # the queue filled again behind the first
+        self.assertFalse(span.due())
+        span.read(300)
+        self.assertTrue(span.due())

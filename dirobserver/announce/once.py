@@ -59,6 +59,11 @@ def _as_bytes(value: Any) -> bytes | None:
     return str(value).encode("utf-8", "surrogateescape")
 
 
+def _held_values(_: Any, held: Any, key: str, paths: list[bytes], into: list[Any]) -> None:
+    """Note, in C{into}, the record values the writer holds for C{paths}."""
+    into.extend(held.value(key, path) for path in paths)
+
+
 class ListedOnce:
     """
     The announcing part of one section's listings with C{announce_once}.
@@ -114,7 +119,7 @@ class ListedOnce:
             # written in between is in neither the reply nor, by then, the
             # held entries, and would be announced twice.
             holding: list[Any] = []
-            d.addCallback(lambda _: holding.extend(held.value(key, path) for path in chunk))
+            d.addCallback(_held_values, held, key, chunk, holding)
             yield d
             if isinstance(box[0], RecordUnavailable):
                 raise box[0]

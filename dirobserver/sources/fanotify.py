@@ -62,6 +62,7 @@ from dirobserver.sources.masks import (
     IN_MOVED_FROM,
     IN_ONLYDIR,
 )
+from dirobserver.sources.overflow_span import OverflowSpan, queued_bytes
 from dirobserver.util.reactor import IDaemonReactor
 
 _SELF = IN_MOVE_SELF | IN_DELETE_SELF
@@ -115,6 +116,7 @@ class FanotifySource(FileDescriptor):
         self._next = 1
         self.overflows = 0
         self.events = 0
+        self._span = OverflowSpan()
 
     def fileno(self) -> int:
         """The group's descriptor (-1 once closed), for the reactor."""
@@ -212,13 +214,16 @@ class FanotifySource(FileDescriptor):
         by_key = self._by_key.get
         batches: dict[int, Batch] = {}
         count = 0
+        self._span.read(len(data))
         for key, name, mask in parse(data):
             count += 1
             wid = by_key(key)
             if wid is None:
                 if mask & FAN_Q_OVERFLOW:
-                    self._flush(batches, read_time)
-                    self._overflowed()
+                    # Handled once what was queued behind it is read too
+                    # (see dirobserver.sources.overflow_span).
+                    self.overflows += 1
+                    self._span.marked(queued_bytes(self._descriptor))
                 continue  # a directory nobody asked for: the common drop
             if not name:
                 if mask & _SELF:
@@ -238,6 +243,8 @@ class FanotifySource(FileDescriptor):
                 pending.append((name, bit))
         self.events += count
         self._flush(batches, read_time)
+        if self._span.due():
+            self._overflowed()
 
     def _flush(self, batches: dict[int, Batch], read_time: float) -> None:
         for wid, batch in batches.items():
@@ -275,7 +282,6 @@ class FanotifySource(FileDescriptor):
                 self._log.failure("Handling the end of a watch failed")
 
     def _overflowed(self) -> None:
-        self.overflows += 1
         self._log.warn(
             "The kernel fanotify queue overflowed (overflow {count}): events were dropped; "
             "listing every directory", count=self.overflows,

@@ -15,10 +15,11 @@ that must not lose events:
     (deleted, moved, unmounted) only ends that watch.
  2. C{IN_Q_OVERFLOW} (watch descriptor -1: the kernel queue was full and
     events were dropped) is discarded by Twisted.  Here it is counted; the
-    events read before it are handed over first, then every sink is told
-    that events were lost (C{events_lost}: what it remembers of earlier
-    events may be stale), then C{on_overflow} is called, so the caller can
-    list every directory.
+    events still queued when it was read are handed over too (they may have
+    lost their successors: L{dirobserver.sources.overflow_span}), then
+    every sink is told that events were lost (C{events_lost}: what it
+    remembers of earlier events may be stale), then C{on_overflow} is
+    called, so the caller can list every directory.
  3. Twisted reads 8 KiB per reactor turn and rebuilds its byte buffer for
     every event, and builds a C{FilePath} per event.  Here one read takes up
     to 256 KiB, events are parsed in place with C{struct.unpack_from}, and the
@@ -63,6 +64,7 @@ from dirobserver.sources.masks import (
     IN_UNMOUNT,
     WATCH_MASK,
 )
+from dirobserver.sources.overflow_span import OverflowSpan, queued_bytes
 from dirobserver.sources.read_pacing import ReadPacing
 from dirobserver.util.linger import Linger
 from dirobserver.util.reactor import IDaemonReactor
@@ -135,6 +137,7 @@ class InotifySource(FileDescriptor):
         self._on_overflow = on_overflow
         self._pacing = ReadPacing(self._clock, linger, self.stopReading, self._read_again)
         self.overflows = 0
+        self._span = OverflowSpan()
         self.events = 0
 
     def fileno(self) -> int:
@@ -250,6 +253,7 @@ class InotifySource(FileDescriptor):
         sinks_of = self._sinks.get
         batches: dict[int, list[tuple[bytes, int]]] = {}
         size = len(in_)
+        self._span.read(size)
         offset = 0
         count = 0
         while offset + 16 <= size:
@@ -259,12 +263,9 @@ class InotifySource(FileDescriptor):
             count += 1
             if sinks_of(wd) is None:
                 if wd == -1 and mask & IN_Q_OVERFLOW:
-                    # What came before the loss goes first: a sink told of
-                    # the loss must not then get older events as if current.
-                    for before, batch in batches.items():
-                        self._dispatch(before, batch, read_time)
-                    batches.clear()
-                    self._overflowed()
+                    # Handled once what was queued behind it is read too.
+                    self.overflows += 1
+                    self._span.marked(queued_bytes(self._descriptor))
                 # Otherwise: the late IN_IGNORED of a watch we already
                 # dropped, or an event that was queued before its removal.
                 continue
@@ -280,6 +281,10 @@ class InotifySource(FileDescriptor):
         self.events += count
         for wd, batch in batches.items():
             self._dispatch(wd, batch, read_time)
+        if self._span.due():
+            # After every event it may have spoilt: a sink told of the loss
+            # must not then get older events as if current.
+            self._overflowed()
 
     def _dispatch(self, wd: int, batch: Batch | None, read_time: float) -> None:
         if not batch:
@@ -302,7 +307,6 @@ class InotifySource(FileDescriptor):
                 self._log.failure("Handling inotify events failed")
 
     def _overflowed(self) -> None:
-        self.overflows += 1
         self._log.warn(
             "The kernel inotify queue overflowed (overflow {count}): events "
             "were dropped; listing every directory",
