@@ -732,7 +732,8 @@ def test_listing_cut_by_poll_queue_limit_consumer_removes_files(
 
     observer = observer_factory(config).start()
     consumer = consumers(redis_server, "q", on_events=process)
-    missing = consumer.wait_for(names, timeout=15)
+    # Three catch-ups at least (every 5 s, 20 files each): room for a loaded machine.
+    missing = consumer.wait_for(names, timeout=45)
     assert not missing, f"cut listing, files removed by the consumer: {describe_missing(missing)}"
     assert observer.is_running()
 
