@@ -37,7 +37,7 @@ from twisted.python.failure import Failure
 
 from dirobserver.announce.announcer import Announcer
 from dirobserver.announce.file_facts import GONE
-from dirobserver.redis.record import parse_value, same_file
+from dirobserver.redis.record import as_bytes, parse_value, same_file
 from dirobserver.redis.writer import RedisWriter
 
 #: Files looked up in one C{HMGET}; record fields read per C{HSCAN}.
@@ -50,13 +50,6 @@ class RecordUnavailable(Exception):
     def __init__(self, why: Failure) -> None:
         super().__init__(why.getErrorMessage())
         self.why = why
-
-
-def _as_bytes(value: Any) -> bytes | None:
-    """A reply's string as bytes (replies are text when they are UTF-8)."""
-    if value is None or isinstance(value, bytes):
-        return value
-    return str(value).encode("utf-8", "surrogateescape")
 
 
 class ListedOnce:
@@ -114,7 +107,8 @@ class ListedOnce:
             # written in between is in neither the reply nor, by then, the
             # held entries, and would be announced twice.
             holding: list[Any] = []
-            d.addCallback(lambda _: holding.extend(held.value(key, path) for path in chunk))
+            d.addCallback(lambda _, into, names: into.extend(held.value(key, name) for name in names),
+                          holding, chunk)
             yield d
             if isinstance(box[0], RecordUnavailable):
                 raise box[0]
@@ -125,7 +119,7 @@ class ListedOnce:
                 if same_file(held_value, dev, ino):
                     self.skipped += 1
                     continue
-                recorded = parse_value(_as_bytes(value))
+                recorded = parse_value(as_bytes(value))
                 if (recorded is not None and recorded[0] == dev and recorded[1] == ino
                         and not (reannounce and now - recorded[2] >= reannounce)):
                     self.skipped += 1
@@ -155,7 +149,7 @@ class ListedOnce:
             cursor, flat = box[0]
             gone = []
             for raw in flat[::2]:
-                field = _as_bytes(raw)
+                field = as_bytes(raw)
                 assert field is not None
                 if not os.path.lexists(os.path.join(directory, field)) and not held.holds(key, field):
                     gone.append(field)
