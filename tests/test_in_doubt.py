@@ -24,6 +24,7 @@ from dirobserver.redis.protocol import RespFactory, RespProtocol, encode_command
 from dirobserver.redis.queue_types import LIST
 from dirobserver.redis.record import HeldRecords
 from dirobserver.redis.rounds import Rounds
+from tests.kit.log_capture import LogCapture
 
 TIMEOUT = 2.0
 KEY = "q:announced"
@@ -104,6 +105,7 @@ class InDoubtRounds(unittest.TestCase):
 
     def test_a_batch_that_ran_is_not_sent_again(self) -> None:
         """The record holds the values sent: delivered, counted once, not resent."""
+        logs = LogCapture(self)
         q = HeldQueue("q", None, LIST, KEY)
         self.lost_round(q, ["a", "b"])
         proto, transport = self.connect(client_info="id=9 addr=127.0.0.1:40001")
@@ -119,6 +121,9 @@ class InDoubtRounds(unittest.TestCase):
         self.assertEqual((self.rounds.delivered, self.bound.held, q.in_flight, q.scheduled), (2, 0, None, False))
         self.assertEqual(self.records.count(), 0)
         self.assertEqual(self.rounds.delivered_by, {("s", "created"): 2})
+        said = [line for line in logs.lines("info") if "had reached it" in line]
+        self.assertEqual(said, ["2 events sent before the connection to Redis at 127.0.0.1:6379 was lost "
+                                "had reached it (their record says so): not sent again"])
 
     def test_a_field_twice_in_the_batch_holds_its_last_value_and_that_is_enough(self) -> None:
         q = HeldQueue("q", None, LIST, KEY)
@@ -183,6 +188,18 @@ class InDoubtRounds(unittest.TestCase):
         self.rounds.flush()
         self.assertEqual(commands(transport), [["HMGET", KEY, "a"]])
         proto.dataReceived(b"*1\r\n" + bulk("1:10:100.5"))
+        self.assertEqual(self.rounds.delivered, 1)
+
+    def test_another_server_kills_no_client(self) -> None:
+        """After a reload to another server, its client ids are not the old connection's."""
+        q = HeldQueue("q", None, LIST, KEY)
+        self.lost_round(q, ["a"])
+        self.rounds.doubts.forget_sender()  # as RedisWriter.reconfigure does
+        proto, transport = self.connect()
+        self.rounds.flush()
+        self.assertEqual(commands(transport), [["HMGET", KEY, "a"]])
+        proto.dataReceived(b"*1\r\n$-1\r\n")
+        self.answer_round(proto, 2)
         self.assertEqual(self.rounds.delivered, 1)
 
     def test_a_queue_without_a_record_is_sent_again_unasked(self) -> None:

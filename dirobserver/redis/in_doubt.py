@@ -36,12 +36,14 @@ connection to another server (a reload) kills nothing
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 
+from dirobserver.config.settings import RedisSettings
 from dirobserver.redis.held_events import HeldQueue
 from dirobserver.redis.protocol import RespProtocol
 from dirobserver.redis.record import as_bytes
@@ -81,6 +83,8 @@ class InDoubt:
         has a queue with a record).
     """
 
+    _log = Logger()
+
     def __init__(self) -> None:
         self.wanted = False
         self._queues: list[HeldQueue] = []
@@ -118,12 +122,14 @@ class InDoubt:
         """The next connection goes to another server: its client ids are not ours to kill."""
         self._sender = None
 
-    def check(self, proto: RespProtocol, timeout: float, clock: IReactorTime) -> defer.Deferred:
+    def check(self, proto: RespProtocol, settings: RedisSettings, clock: IReactorTime,
+              acknowledge: Callable[[HeldQueue], int]) -> defer.Deferred:
         """
         Ask Redis on C{proto} which batches in doubt ran (see the module
-        docstring).  The Deferred fires with C{[(queue, ran)]}, and the
-        doubts are over; or fails (no answer within C{timeout}, connection
-        lost), and they stay for the next connection.
+        docstring), and C{acknowledge} those (it returns how many events a
+        batch held).  The Deferred fires with the queues acknowledged, and
+        the doubts are over; or fails (no answer within C{settings.timeout},
+        connection lost), and they stay for the next connection.
         """
         queues = list(self._queues)
         commands: list[tuple[Any, ...]] = []
@@ -133,11 +139,22 @@ class InDoubt:
         for q in queues:
             commands.append(("HMGET", q.record_key, *[field for field, _ in q.in_flight_entries]))
         d = proto.pipeline(commands)
-        d.addTimeout(timeout, clock)
+        d.addTimeout(settings.timeout, clock)
 
-        def decided(replies: list[Any]) -> list[tuple[HeldQueue, bool]]:
+        def decided(replies: list[Any]) -> list[HeldQueue]:
             self._queues, self._sender = [], None
             lookups = replies[len(commands) - len(queues):]
-            return [(q, batch_ran(q.in_flight_entries, reply)) for q, reply in zip(queues, lookups, strict=True)]
+            ran = [q for q, reply in zip(queues, lookups, strict=True) if batch_ran(q.in_flight_entries, reply)]
+            events = 0
+            for q in ran:
+                q.overcount = 0  # its INCRBY ran with it
+                events += acknowledge(q)
+            if events:
+                self._log.info(
+                    "{n} events sent before the connection to Redis at {addr} was lost had reached it "
+                    "(their record says so): not sent again",
+                    n=events, addr=settings.describe(),
+                )
+            return ran
 
         return d.addCallback(decided)

@@ -151,7 +151,7 @@ class Rounds:
             return
         if self.doubts:
             # Before anything is sent again: which batches in doubt ran?
-            self._round = check = self.doubts.check(proto, self.settings.timeout, self._clock)
+            self._round = check = self.doubts.check(proto, self.settings, self._clock, self._acknowledge)
             check.addBoth(self._checked, proto)
             return
         lined_up = self._lined_up
@@ -269,8 +269,10 @@ class Rounds:
         self._bound.wake()
         return refused
 
-    def _acknowledge(self, q: HeldQueue, now: float) -> int:
+    def _acknowledge(self, q: HeldQueue, now: float | None = None) -> int:
         """Redis has C{q}'s batch in flight: it leaves memory and is counted; how many events."""
+        if now is None:
+            now = self._clock.seconds()
         if q.record_key is not None:
             self._records.release(q.record_key, q.in_flight_entries)
         n = q.acknowledged(self.delivered_by, self.delivery_seconds, now)
@@ -294,21 +296,10 @@ class Rounds:
             if self.proto is proto:
                 self._give_up(proto)  # the doubts stay, for the next connection
             return
-        now, ran = self._clock.seconds(), 0
-        for q, delivered in result:
-            if not delivered:
-                continue
-            q.overcount = 0  # its INCRBY ran with it
-            ran += self._acknowledge(q, now)
+        for q in result:  # acknowledged: nothing left to send unless more came
             if not q.pending and q in self._lined_up:
-                self._lined_up.remove(q)  # nothing left to send
+                self._lined_up.remove(q)
                 q.scheduled = False
-        if ran:
-            self._log.info(
-                "{n} events sent before the connection to Redis at {addr} was lost had reached it "
-                "(their record says so): not sent again",
-                n=ran, addr=self.settings.describe(),
-            )
         self._bound.wake()
         if self.proto is proto:
             self.flush()
