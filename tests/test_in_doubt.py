@@ -112,10 +112,11 @@ class InDoubtRounds(unittest.TestCase):
         self.rounds.flush()
         self.assertEqual(commands(transport), [
             ["CLIENT", "KILL", "ID", "7", "ADDR", "127.0.0.1:40000"],  # the old connection's
+            ["TYPE", "q"],
             ["HMGET", KEY, "a", "b"],
         ])
         transport.clear()
-        proto.dataReceived(b":0\r\n*2\r\n" + bulk("1:10:100.5") + bulk("1:11:100.5"))
+        proto.dataReceived(b":0\r\n+list\r\n*2\r\n" + bulk("1:10:100.5") + bulk("1:11:100.5"))
         self.clock.advance(0)
         self.assertEqual(commands(transport), [])
         self.assertEqual((self.rounds.delivered, self.bound.held, q.in_flight, q.scheduled), (2, 0, None, False))
@@ -130,7 +131,7 @@ class InDoubtRounds(unittest.TestCase):
         self.lost_round(q, ["a", "a"])
         proto, transport = self.connect()
         self.rounds.flush()
-        proto.dataReceived(b":1\r\n*2\r\n" + bulk("1:11:100.5") + bulk("1:11:100.5"))
+        proto.dataReceived(b":1\r\n+list\r\n*2\r\n" + bulk("1:11:100.5") + bulk("1:11:100.5"))
         self.assertEqual(self.rounds.delivered, 2)
 
     def test_a_batch_that_did_not_run_is_sent_again_after_the_check_with_what_came_since(self) -> None:
@@ -140,9 +141,9 @@ class InDoubtRounds(unittest.TestCase):
         self.push(q, "later", "1:99:101.0")  # pushed meanwhile: waits for the check
         self.rounds.flush()
         self.clock.advance(0)
-        self.assertEqual([c[0] for c in commands(transport)], ["CLIENT", "HMGET"])
+        self.assertEqual([c[0] for c in commands(transport)], ["CLIENT", "TYPE", "HMGET"])
         transport.clear()
-        proto.dataReceived(b":0\r\n*1\r\n$-1\r\n")  # no record: it did not run
+        proto.dataReceived(b":0\r\n+none\r\n*1\r\n$-1\r\n")  # no record: it did not run
         self.assertEqual(commands(transport)[1], ["LPUSH", "q", '{"filename": "a"}'])  # the same batch
         self.assertEqual(self.rounds.delivered, 0)
         self.answer_round(proto, 2)
@@ -157,7 +158,7 @@ class InDoubtRounds(unittest.TestCase):
         proto, transport = self.connect()
         self.rounds.flush()
         transport.clear()
-        proto.dataReceived(b":0\r\n-WRONGTYPE Operation against a key holding the wrong kind of value\r\n")
+        proto.dataReceived(b":0\r\n+list\r\n-WRONGTYPE Operation against a key holding the wrong kind of value\r\n")
         self.assertEqual([c[0] for c in commands(transport)], ["MULTI", "LPUSH", "HSET", "EXEC"])
         self.answer_round(proto, 2)
         self.assertEqual(self.rounds.delivered, 1)
@@ -174,7 +175,7 @@ class InDoubtRounds(unittest.TestCase):
         self.rounds.flush()
         # Still the connection that sent the batch, not the one that only asked.
         self.assertEqual(commands(transport)[0], ["CLIENT", "KILL", "ID", "7", "ADDR", "127.0.0.1:40000"])
-        proto.dataReceived(b":0\r\n*1\r\n" + bulk("1:10:100.5"))
+        proto.dataReceived(b":0\r\n+none\r\n*1\r\n" + bulk("1:10:100.5"))
         self.assertEqual(self.rounds.delivered, 1)
 
     def test_without_the_identity_the_record_alone_decides(self) -> None:
@@ -186,9 +187,24 @@ class InDoubtRounds(unittest.TestCase):
         self.assertIsNone(self.rounds.proto)
         proto, transport = self.connect()
         self.rounds.flush()
-        self.assertEqual(commands(transport), [["HMGET", KEY, "a"]])
-        proto.dataReceived(b"*1\r\n" + bulk("1:10:100.5"))
+        self.assertEqual(commands(transport), [["TYPE", "q"], ["HMGET", KEY, "a"]])
+        proto.dataReceived(b"+list\r\n*1\r\n" + bulk("1:10:100.5"))
         self.assertEqual(self.rounds.delivered, 1)
+
+    def test_a_record_written_while_the_queue_refused_the_pushes_is_not_believed(self) -> None:
+        """
+        The queue's key has the wrong type: the HSET ran, the pushes did not
+        (Redis rolls nothing back), and the reply was never seen: sent again.
+        """
+        q = HeldQueue("q", None, LIST, KEY)
+        self.lost_round(q, ["a"])
+        proto, transport = self.connect()
+        self.rounds.flush()
+        transport.clear()
+        proto.dataReceived(b":0\r\n+string\r\n*1\r\n" + bulk("1:10:100.5"))
+        self.assertEqual(self.rounds.delivered, 0)
+        self.assertEqual([c[0] for c in commands(transport)], ["MULTI", "LPUSH", "HSET", "EXEC"])
+        self.answer_round(proto, 2)
 
     def test_another_server_kills_no_client(self) -> None:
         """After a reload to another server, its client ids are not the old connection's."""
@@ -197,8 +213,8 @@ class InDoubtRounds(unittest.TestCase):
         self.rounds.doubts.forget_sender()  # as RedisWriter.reconfigure does
         proto, transport = self.connect()
         self.rounds.flush()
-        self.assertEqual(commands(transport), [["HMGET", KEY, "a"]])
-        proto.dataReceived(b"*1\r\n$-1\r\n")
+        self.assertEqual(commands(transport), [["TYPE", "q"], ["HMGET", KEY, "a"]])
+        proto.dataReceived(b"+list\r\n*1\r\n$-1\r\n")
         self.answer_round(proto, 2)
         self.assertEqual(self.rounds.delivered, 1)
 
@@ -228,9 +244,9 @@ class InDoubtRounds(unittest.TestCase):
         self.assertIsNone(self.rounds.proto)
         proto, transport = self.connect()
         self.rounds.flush()
-        self.assertEqual([c[0] for c in commands(transport)], ["CLIENT", "HMGET"])
-        proto.dataReceived(b":0\r\n*1\r\n$-1\r\n")
-        self.assertEqual(commands(transport)[2][0], "MULTI")
+        self.assertEqual([c[0] for c in commands(transport)], ["CLIENT", "TYPE", "HMGET"])
+        proto.dataReceived(b":0\r\n+none\r\n*1\r\n$-1\r\n")
+        self.assertEqual(commands(transport)[3][0], "MULTI")
         self.answer_round(proto, 2)
         self.assertEqual(self.rounds.delivered, 1)
 

@@ -19,12 +19,18 @@ before any round, L{InDoubt.check} asks Redis, in one pipelined write:
    on (its identity asked with C{CLIENT INFO} when it was made), so that
    Redis cannot still be reading that transaction, a large one, when the
    record is read: killed half-read, the transaction is discarded;
- - one C{HMGET} of the record fields per queue in doubt.
+ - per queue in doubt, the C{TYPE} of the queue's key and one C{HMGET} of
+   the record fields.
 
 A transaction runs whole or not at all, so one entry whose record holds the
 value sent means the batch ran (the same field twice in a batch holds its
 last value): that batch is delivered and not sent again; the others are.
-A record Redis cannot read (C{WRONGTYPE}) leaves its batch to be sent again.
+But Redis rolls nothing back: with the queue's key of the wrong type, the
+C{HSET} ran while the pushes were refused (the rounds take such a record
+back when they see the reply, and here it was never seen).  So a batch
+counts as delivered only while its queue's key has the queue's type or does
+not exist (a list emptied by its consumers).  A record Redis cannot read
+(C{WRONGTYPE}) leaves its batch to be sent again.
 Without an identity (C{CLIENT INFO} refused: Redis before 6.2, an ACL) or
 with C{CLIENT KILL} refused, the C{HMGET} alone decides, which is right
 unless Redis was still reading that transaction.
@@ -137,14 +143,16 @@ class InDoubt:
             client_id, addr = self._sender
             commands.append(("CLIENT", "KILL", "ID", client_id, "ADDR", addr))
         for q in queues:
+            commands.append(("TYPE", q.name))
             commands.append(("HMGET", q.record_key, *[field for field, _ in q.in_flight_entries]))
         d = proto.pipeline(commands)
         d.addTimeout(settings.timeout, clock)
 
         def decided(replies: list[Any]) -> list[HeldQueue]:
             self._queues, self._sender = [], None
-            lookups = replies[len(commands) - len(queues):]
-            ran = [q for q, reply in zip(queues, lookups, strict=True) if batch_ran(q.in_flight_entries, reply)]
+            lookups = replies[len(commands) - 2 * len(queues):]
+            ran = [q for q, kind, recorded in zip(queues, lookups[::2], lookups[1::2], strict=True)
+                   if kind in (q.shape.name, "none") and batch_ran(q.in_flight_entries, recorded)]
             events = 0
             for q in ran:
                 q.overcount = 0  # its INCRBY ran with it
