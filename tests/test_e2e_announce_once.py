@@ -234,7 +234,7 @@ def test_redis_paused_shorter_than_timeout_announces_every_file_once(
     taken.until(names)
     counts = marker_arrives(taken, shm, "marker")
     exactly_once(counts, names | {"marker"})
-    assert not lines_with(observer, "did not answer within"), observer.output()[mark:]
+    assert not lines_with(observer, "did not answer within"), "\n".join(observer.lines[mark:])
 
 
 def test_redis_paused_longer_than_timeout_announces_every_file_once(
