@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from tests.kit import Observer, RedisServer, free_port, redis_at, section, wait_until, write_config
-from tests.test_e2e_faults import held_events, make_files
+from tests.test_e2e_faults import held_events, lines_with, make_files
 
 #: Every test here starts a process or a server (see `make unit`).
 pytestmark = pytest.mark.process
@@ -120,10 +120,6 @@ def exactly_once(counts: Counter[str], names: set[str]) -> None:
     twice = {name: n for name, n in counts.items() if n > 1}
     assert not twice, f"announced more than once: {twice}"
     assert set(counts) == names, f"missing {names - set(counts)}, unexpected {set(counts) - names}"
-
-
-def lines_with(observer: Observer, text: str) -> list[str]:
-    return [line for line in observer.output().splitlines() if text in line]
 
 
 # -- 1. forced polls ------------------------------------------------------------------------
