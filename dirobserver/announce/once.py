@@ -37,7 +37,7 @@ from twisted.python.failure import Failure
 
 from dirobserver.announce.announcer import Announcer
 from dirobserver.announce.file_facts import GONE
-from dirobserver.redis.record import parse_value, same_file
+from dirobserver.redis.record import as_bytes, parse_value, same_file
 from dirobserver.redis.writer import RedisWriter
 
 #: Files looked up in one C{HMGET}; record fields read per C{HSCAN}.
@@ -50,13 +50,6 @@ class RecordUnavailable(Exception):
     def __init__(self, why: Failure) -> None:
         super().__init__(why.getErrorMessage())
         self.why = why
-
-
-def _as_bytes(value: Any) -> bytes | None:
-    """A reply's string as bytes (replies are text when they are UTF-8)."""
-    if value is None or isinstance(value, bytes):
-        return value
-    return str(value).encode("utf-8", "surrogateescape")
 
 
 def _held_values(_: Any, held: Any, key: str, paths: list[bytes], into: list[Any]) -> None:
@@ -130,7 +123,7 @@ class ListedOnce:
                 if same_file(held_value, dev, ino):
                     self.skipped += 1
                     continue
-                recorded = parse_value(_as_bytes(value))
+                recorded = parse_value(as_bytes(value))
                 if (recorded is not None and recorded[0] == dev and recorded[1] == ino
                         and not (reannounce and now - recorded[2] >= reannounce)):
                     self.skipped += 1
@@ -160,7 +153,7 @@ class ListedOnce:
             cursor, flat = box[0]
             gone = []
             for raw in flat[::2]:
-                field = _as_bytes(raw)
+                field = as_bytes(raw)
                 assert field is not None
                 if not os.path.lexists(os.path.join(directory, field)) and not held.holds(key, field):
                     gone.append(field)

@@ -23,6 +23,7 @@ counts it as announced too.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 
 def record_value(dev: int, ino: int, when: float) -> bytes:
@@ -39,6 +40,13 @@ def parse_value(value: bytes | None) -> tuple[int, int, float] | None:
         return int(dev), int(ino), float(when)
     except ValueError:
         return None
+
+
+def as_bytes(value: Any) -> bytes | None:
+    """A reply's string as bytes (the protocol gives text where it is UTF-8), or None."""
+    if value is None or isinstance(value, bytes):
+        return value
+    return str(value).encode("utf-8", "surrogateescape")
 
 
 def same_file(value: bytes | None, dev: int, ino: int) -> bool:

@@ -24,6 +24,11 @@ is in flight: its reply is taken at that tick, the one at which the
 inotify source reads the events of the next round, so that a round costs
 one wake-up rather than one for the events and one for the reply.
 
+A batch with record entries (C{announce_once}) whose reply never came may
+have run all the same: on the next connection, before any round, Redis is
+asked whether it did (L{dirobserver.redis.in_doubt}), and a batch that ran is
+not sent again.
+
 L{dirobserver.redis.writer} owns the queues and the connection; it lines
 queues up here and says when the connection comes and goes (L{Rounds.proto}).
 """
@@ -38,10 +43,12 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from txredisapi import ResponseError
 
 from dirobserver.config.settings import RedisSettings
 from dirobserver.redis.held_bound import HeldBound
 from dirobserver.redis.held_events import HeldQueue
+from dirobserver.redis.in_doubt import InDoubt
 from dirobserver.redis.protocol import RespProtocol
 from dirobserver.redis.record import HeldRecords
 from dirobserver.redis.refusals import Refusals
@@ -69,6 +76,8 @@ class Rounds:
     @ivar delivered_by: events acknowledged by Redis per C{(section, event)}.
     @ivar delivery_seconds: time from the read of an event to its
         acknowledgement by Redis.
+    @ivar doubts: the batches sent and not answered that a record can
+        vouch for (L{dirobserver.redis.in_doubt}).
     """
 
     _log = Logger()
@@ -111,6 +120,7 @@ class Rounds:
         self._pauses: list[Any] = []
         #: why Redis refuses the events of some queues now
         self._refusals = Refusals(clock.seconds, REFUSED_PAUSE)
+        self.doubts = InDoubt()
         self.proto: RespProtocol | None = None
         self.delivered = 0
         self.delivered_by: dict[tuple[str, str], int] = {}
@@ -138,6 +148,11 @@ class Rounds:
         self.flush_call = None
         proto = self.proto
         if proto is None or self._round is not None:
+            return
+        if self.doubts:
+            # Before anything is sent again: which batches in doubt ran?
+            self._round = check = self.doubts.check(proto, self.settings, self._clock, self._acknowledge)
+            check.addBoth(self._checked, proto)
             return
         lined_up = self._lined_up
         if not lined_up:
@@ -169,10 +184,10 @@ class Rounds:
             linger.later(self._resume)
         elif linger is not None:
             linger.round_sent()
-        round_ = defer.DeferredList(replies, consumeErrors=True)
+        self._round = round_ = defer.DeferredList(replies, consumeErrors=True)
         round_.addTimeout(self.settings.timeout, self._clock)
+        # Set before: replies that failed at once (not connected) fire it now.
         round_.addBoth(self._round_done, proto, work)
-        self._round = round_
 
     def _resume(self) -> None:
         transport, self._paused = self._paused, None
@@ -216,18 +231,17 @@ class Rounds:
             # and then fires with their CancelledErrors as a plain list: a
             # deadline that passed shows as cancelled replies, not a failure.
             # The deadline passed: treat the connection as dead, resend later.
-            self._log.warn(
-                "Redis at {addr} did not answer within {timeout} s; reconnecting",
-                addr=self.settings.describe(),
-                timeout=self.settings.timeout,
-            )
-            proto.transport.abortConnection()
+            for q in work:
+                self.doubts.add(q, proto)
+            self._give_up(proto)
             return []
         refused = []
         now = self._clock.seconds()
         # Fewer results than queues when sending failed half-way: the queues
         # not sent keep their batch and go back in line.
         for q, (ok, reply) in zip(work, results, strict=False):
+            if not ok and isinstance(reply, Failure) and not reply.check(ResponseError):
+                self.doubts.add(q, proto)  # sent, perhaps, and never answered
             record_reply: Any = None
             recorded = q.record_key is not None and bool(q.in_flight_entries)
             if recorded and ok and isinstance(reply, list) and reply:
@@ -237,10 +251,7 @@ class Rounds:
             if problem is None:
                 if recorded:
                     self._refusals.judge_record(q, record_reply)
-                    self._records.release(str(q.record_key), q.in_flight_entries)
-                n = q.acknowledged(self.delivered_by, self.delivery_seconds, now)
-                self._bound.held -= n
-                self.delivered += n
+                self._acknowledge(q, now)
             else:
                 if recorded and record_reply is not None and not isinstance(record_reply, Exception):
                     # The pushes were refused and the record written: take
@@ -257,6 +268,41 @@ class Rounds:
                 self._refusals.refused(q, problem)
         self._bound.wake()
         return refused
+
+    def _acknowledge(self, q: HeldQueue, now: float | None = None) -> int:
+        """Redis has C{q}'s batch in flight: it leaves memory and is counted; how many events."""
+        if now is None:
+            now = self._clock.seconds()
+        if q.record_key is not None:
+            self._records.release(q.record_key, q.in_flight_entries)
+        n = q.acknowledged(self.delivered_by, self.delivery_seconds, now)
+        self._bound.held -= n
+        self.delivered += n
+        return n
+
+    def _give_up(self, proto: RespProtocol) -> None:
+        """No answer within the deadline: drop the connection (what was sent is resent, or checked)."""
+        self._log.warn(
+            "Redis at {addr} did not answer within {timeout} s; reconnecting",
+            addr=self.settings.describe(),
+            timeout=self.settings.timeout,
+        )
+        proto.transport.abortConnection()
+
+    def _checked(self, result: Any, proto: RespProtocol) -> None:
+        """Redis said which batches in doubt ran: those are delivered; then the rounds go on."""
+        self._round = None
+        if isinstance(result, Failure):
+            if self.proto is proto:
+                self._give_up(proto)  # the doubts stay, for the next connection
+            return
+        for q in result:  # acknowledged: nothing left to send unless more came
+            if not q.pending and q in self._lined_up:
+                self._lined_up.remove(q)
+                q.scheduled = False
+        self._bound.wake()
+        if self.proto is proto:
+            self.flush()
 
 
 def _cancelled(results: list[tuple[bool, Any]]) -> bool:

@@ -132,6 +132,8 @@ class RedisWriter(service.Service):
             pushed to this handle carry their record entries.
         """
         q = self._queues.get((name, shape, record))
+        if record is not None:
+            self._rounds.doubts.wanted = True
         if q is None:
             q = self._queues[name, shape, record] = HeldQueue(name, counter, shape, record)
         elif counter is not None and q.counter is None:
@@ -312,6 +314,7 @@ class RedisWriter(service.Service):
         self._settings = self._rounds.settings = settings
         old, self._connection = self._connection, self._new_connection(settings)
         self._rounds.proto = None
+        self._rounds.doubts.forget_sender()
         self._switched = True
         old.stop()
         if self.running:
@@ -325,6 +328,7 @@ class RedisWriter(service.Service):
     def _connected(self, proto: RespProtocol) -> None:
         """The connection is up: wake the waiters, send what is held."""
         self._rounds.proto = proto
+        self._rounds.doubts.identify(proto)
         if self._connection.connections > 1 or self._switched:
             # Another server (a reload) is a reconnect too: what the old one
             # had is not there, and the listings cover the files present.
