@@ -20,7 +20,8 @@ from pathlib import Path
 
 from .processes import Resources, child_env, forget, remember, spawn, stop_process, twistd_command
 
-#: The line the daemon logs once every section is watched and listed.
+#: The line the daemon logs once every section is watched (its start-up
+#: listing may still run: wait for its "Listed" line where that matters).
 READY_MARK = "dirobserver ready"
 
 
