@@ -61,6 +61,7 @@ MEASURES = (
     ("sunreclaim_mb", "kernel: SUnreclaim delta", "MiB", "mb", True),
     ("creation_rate", "burst: creation rate", "files/s", "rate", True),
     ("delivered_rate", "burst: delivered rate (first create -> all in)", "files/s", "rate", True),
+    ("delivered_ratio", "burst: delivered / creation", "", "ratio", True),
     ("missing", "burst: files never announced (worst run)", "files", "int", False),
     ("duplicates", "burst: duplicate events", "events", "int", False),
     ("misplaced", "burst: sampled events with a wrong directory", "events", "int", False),
@@ -176,10 +177,13 @@ def _mode_run(ctx: Context, tree: Tree, mode: str, work: Path, targets_path: Pat
         work, [{"name": SECTION, "directory": str(tree.path), "queue": queue, "recursive": "true",
                 "watch_mode": mode}],
         extra_args=[f"--metrics=tcp:{port}:interface=127.0.0.1"])
-    profiler = ctx.profiler(observer, f"fanotify-tree-{mode}", run)
+    # Profiled (--profile) in two parts: the start, and the burst.
+    profiler = ctx.profiler(observer, f"fanotify-tree-{mode}-start", run)
     ready_s = observer.wait_ready(timeout=timeout)
     samples = _wait_watched(observer, port, time.time() + timeout)
     watching_s = time.time() - observer.started_at
+    if profiler is not None:
+        profiler.stop()
     kernel = KernelMemory().since(before)
     start = {
         "watching_s": watching_s,
@@ -193,6 +197,7 @@ def _mode_run(ctx: Context, tree: Tree, mode: str, work: Path, targets_path: Pat
     ctx.say(f"{mode}: {start['watched']:,.0f} sub-directories watched {watching_s:.1f} s after the start "
             f"(ready line at {ready_s:.1f} s); peak RSS {start['watch_rss_mb']:,.0f} MiB; "
             f"kernel +{kernel['marks_mb']:.1f} MiB of mark slabs, SUnreclaim +{kernel['sunreclaim_mb']:.1f} MiB")
+    profiler = ctx.profiler(observer, f"fanotify-tree-{mode}-burst", run)
     burst = _burst(ctx, observer, tree, queue, port, targets_path, files, straggler_timeout)
     figures = _finish(observer, profiler, burst.pop("cpu0"), int(burst["events"]))
     figures.pop("overflows")  # inotify's log line only: the metric counts both kinds
@@ -235,6 +240,7 @@ def _burst(ctx: Context, observer: Observer, tree: Tree, queue: str, port: int, 
         "cpu0": cpu0,
         "creation_rate": made["rate"],
         "delivered_rate": n / span if span > 0 else 0.0,
+        "delivered_ratio": n / span / made["rate"] if span > 0 and made["rate"] else 0.0,
         "missing": float(n - drain.covered),
         "duplicates": float(drain.events - drain.covered - drain.foreign),
         "misplaced": float(drain.misplaced()),
@@ -255,7 +261,7 @@ def side_by_side(result: dict[str, Any]) -> str:
         fan, ino, ratio = (figures.get(f"{side}_{key}") for side in ("fanotify", "inotify", "ratio"))
         if fan is None or ino is None:
             continue
-        fmt = "{:,.0f}" if kind in ("rate", "int") else "{:,.2f}"
+        fmt = "{:,.0f}" if kind in ("rate", "int") else "{:.1%}" if kind == "ratio" else "{:,.2f}"
         suffix = f" {unit}" if unit else ""
         rows.append((label, fmt.format(fan["value"]) + suffix, fmt.format(ino["value"]) + suffix,
                      f"{ratio['value']:.3g}" if ratio is not None else "-"))
