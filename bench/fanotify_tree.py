@@ -114,12 +114,20 @@ class Tree:
                 os.unlink(entry.path)
 
 
-def tree_prepare(ctx: Context, top: int, sub: int) -> Tree:
-    """Make the tree (once for every run): one C{mkdir} per directory, relative to its parent's descriptor."""
+def tree_prepare(ctx: Context, top: int, sub: int, files: int) -> Tree:
+    """
+    Make the tree (once for every run): one C{mkdir} per directory, relative
+    to its parent's descriptor.  C{files}: the burst's, which need inodes too.
+    """
     path = ctx.fresh("fanotify-tree")
     why = unavailable(path)
     if why is not None:
         raise Skipped(why)
+    # tmpfs has a fixed number of inodes, which other work on the machine
+    # uses too: say so now rather than fail in the middle of a burst.
+    needed, free = top * (1 + sub) + files, os.statvfs(path).f_favail
+    if free < needed * 1.1:
+        raise RuntimeError(f"{path}: {free:,} free inodes, and the tree and its burst need {needed:,}")
     t0 = time.monotonic()
     root = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
