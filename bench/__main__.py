@@ -1,13 +1,15 @@
 """
 ``python -m bench [--quick] [--runs N] [--burst N] [--listing N] [--dirs N]
 [--paced-seconds S] [--tree-files N] [--tree-dirs N] [--burst-dirs N] [--poll-files N]
-[--poll-window S] [--idle-seconds S] [--worker-files N] [--only NAME,...] [--json PATH]
+[--poll-window S] [--idle-seconds S] [--worker-files N] [--fan-top N] [--fan-sub N]
+[--fan-targets N] [--fan-files N] [--only NAME,...] [--json PATH]
 [--profile DIR] [--source DIR]``
 
 Runs the workloads (burst, burst-closed, the paced ones: 100, 1k, 10k and 20k
 files a second with the default linger and with linger = 0, paced-closed;
-listing, dirs, tree-listing, tree-burst, poll-cost, idle, and worker-1 and worker-4:
-files through the observer and a worker), prints the machine and a
+listing, dirs, tree-listing, tree-burst, poll-cost, idle, worker-1 and worker-4:
+files through the observer and a worker, and fanotify-tree: a big tree
+watched by fanotify and by inotify, side by side), prints the machine and a
 table, and writes the same figures as JSON (by default
 ``bench/results/latest.json``).  Exit status: 0 when every workload ran
 (whether or not its targets were met), 1 when one failed, 130 on Ctrl-C.
@@ -35,13 +37,14 @@ from typing import Any
 from tests.kit import REPO_ROOT, Resources, scratch_root
 
 from . import report
+from .fanotify_tree import Skipped, side_by_side, tree_prepare as fan_tree_prepare, tree_run as fan_tree_run
 from .harness import machine, redis_server
 from .trees import poll_cost_run, tree_burst_run, tree_listing_run, tree_prepare
 from .workers import WORKERS, worker_run
 from .workloads import PACED, Context, burst_run, dirs_run, idle_run, listing_prepare, listing_run, paced_run
 
 WORKLOADS = ("burst", "burst-closed", *PACED, "listing", "dirs",
-             "tree-listing", "tree-burst", "poll-cost", "idle", *WORKERS)
+             "tree-listing", "tree-burst", "poll-cost", "idle", *WORKERS, "fanotify-tree")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -59,6 +62,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--poll-window", type=float, help="seconds the polling cost is measured (default 30)")
     p.add_argument("--idle-seconds", type=float, help="how long the idle CPU is measured (default 30)")
     p.add_argument("--worker-files", type=int, help="files through the observer and a worker (default 5,000)")
+    p.add_argument("--fan-top", type=int, help="fanotify-tree: directories at the top (default 1,000)")
+    p.add_argument("--fan-sub", type=int, help="fanotify-tree: sub-directories of each (default 1,000)")
+    p.add_argument("--fan-targets", type=int, help="fanotify-tree: directories the burst goes to (default 10,000)")
+    p.add_argument("--fan-files", type=int, help="fanotify-tree: files of the burst (default 1,000,000)")
     p.add_argument("--straggler-timeout", type=float, help="wait for late events, seconds (default 120)")
     p.add_argument("--only", help=f"comma-separated workloads among {', '.join(WORKLOADS)} "
                                   "('paced' = every paced one)")
@@ -85,6 +92,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     a.straggler_timeout = a.straggler_timeout or (30.0 if quick else 120.0)
     a.idle_seconds = a.idle_seconds or (1.0 if quick else 30.0)
     a.worker_files = a.worker_files or (300 if quick else 5_000)
+    a.fan_top = a.fan_top or (10 if quick else 1_000)
+    a.fan_sub = a.fan_sub or (10 if quick else 1_000)
+    a.fan_targets = a.fan_targets or (20 if quick else 10_000)
+    a.fan_files = a.fan_files or (2_000 if quick else 1_000_000)
     selected = []
     for name in (a.only or ",".join(WORKLOADS)).split(","):
         name = name.strip()
@@ -128,6 +139,11 @@ def _runner(name: str, ctx: Context, args: argparse.Namespace) -> Callable[[int]
         return partial(idle_run, ctx, args.idle_seconds)
     if name in WORKERS:
         return partial(worker_run, ctx, name, args.worker_files, timeout=max(60.0, args.straggler_timeout * 2))
+    if name == "fanotify-tree":
+        tree = fan_tree_prepare(ctx, args.fan_top, args.fan_sub, args.fan_files)
+        # Watching a million directories takes minutes, not seconds.
+        return partial(fan_tree_run, ctx, tree, args.fan_targets, args.fan_files,
+                       timeout=max(60.0, args.straggler_timeout * 5), straggler_timeout=args.straggler_timeout)
     return partial(dirs_run, ctx, args.dirs, timeout=max(60.0, args.straggler_timeout))
 
 
@@ -165,6 +181,7 @@ def main(argv: list[str]) -> int:
         "poll-cost": f"poll {args.poll_files:,}",
         "idle": "idle",
         **{name: f"worker {args.worker_files:,} --jobs={jobs}" for name, jobs in WORKERS.items()},
+        "fanotify-tree": f"fanotify tree {args.fan_top:,} x {args.fan_sub:,}",
     }
     params = {
         "runs": args.runs, "burst": args.burst, "listing": args.listing, "dirs": args.dirs,
@@ -172,6 +189,8 @@ def main(argv: list[str]) -> int:
         "tree_files": args.tree_files, "tree_dirs": args.tree_dirs, "burst_dirs": args.burst_dirs,
         "poll_files": args.poll_files, "poll_window": args.poll_window, "idle_seconds": args.idle_seconds,
         "worker_files": args.worker_files,
+        "fan_top": args.fan_top, "fan_sub": args.fan_sub, "fan_targets": args.fan_targets,
+        "fan_files": args.fan_files,
         "quick": args.quick, "selected": args.selected,
     }
     interrupted = False
@@ -192,7 +211,8 @@ def main(argv: list[str]) -> int:
                     figures = run_one(i)
                     runs.append(figures)
                     log(f"run {i + 1}: " + ", ".join(
-                        f"{f.key}={figures[f.key]:.4g}" for f in report.figures_for(name) if f.key in figures))
+                        f"{f.key}={figures[f.key]:.4g}" for f in report.figures_for(name)
+                        if f.key in figures and f.table))
                 results[name] = {
                     "title": titles[name],
                     "seconds": time.time() - t_workload,
@@ -203,13 +223,17 @@ def main(argv: list[str]) -> int:
                 }
             except KeyboardInterrupt:
                 raise
+            except Skipped as e:
+                log(f"skipped: {e}")
+                results[name] = {"title": titles[name], "skipped": str(e), "runs": runs}
             except Exception as e:
                 traceback.print_exc()
                 results[name] = {"title": titles[name], "error": f"{type(e).__name__}: {e}", "runs": runs}
             finally:
-                if name in ("listing", "tree-listing"):
+                shared = {"listing": "listing-files", "tree-listing": "tree-files", "fanotify-tree": "fanotify-tree"}
+                if name in shared:
                     from tests.kit import remove_tree
-                    remove_tree(root / ("listing-files" if name == "listing" else "tree-files"))
+                    remove_tree(root / shared[name])
     except KeyboardInterrupt:
         interrupted = True
         print("\ninterrupted: stopping every process and removing the scratch directories", file=sys.stderr)
@@ -228,6 +252,9 @@ def main(argv: list[str]) -> int:
     print()
     print(report.machine_line(info))
     print(report.table(titles, results))
+    if "figures" in results.get("fanotify-tree", {}):
+        print(f"\n{titles['fanotify-tree']}, side by side (medians):")
+        print(side_by_side(results["fanotify-tree"]))
     print(f"\nwall time {wall:.0f} s; load average at the end {os.getloadavg()[0]:.2f}; figures in {args.json}")
     if interrupted:
         return 130

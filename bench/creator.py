@@ -26,7 +26,11 @@ Modes (names are fixed so the consumer can map a name back to its index):
    DIRS new sub-directories ROOT/d00000 ... (a tree present before start);
  - ``tree-burst ROOT DIRS PER_DIR``: DIRS new sub-directories ROOT/b00000/x
    ..., each made (two levels) and filled at once with PER_DIR files
-   C{g00000000} ..., as fast as possible.
+   C{g00000000} ..., as fast as possible;
+ - ``spread ROOT TARGETS COUNT``: COUNT files C{s00000000} ... in existing
+   sub-directories of ROOT, as fast as possible: TARGETS is a file of their
+   paths relative to ROOT, one a line, and file I goes to line I modulo
+   their number (every directory gets a file in turn).
 """
 
 from __future__ import annotations
@@ -48,8 +52,13 @@ def _on_stop(signum: int, frame: object) -> None:
 
 
 def burst(directory: str, count: int) -> dict:
-    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     names = [b"f%08d" % i for i in range(count)]  # built before the clock starts
+    return _create(directory, names)
+
+
+def _create(directory: str, names: list[bytes]) -> dict:
+    """Create C{names} (relative to C{directory}) as fast as possible, until done or told to stop."""
+    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     op, cl = os.open, os.close
     t_first = time.time()
     made = 0
@@ -128,16 +137,7 @@ def trickle(directory: str, interval: float, times_path: str) -> dict:
 
 
 def tree(root: str, count: int) -> dict:
-    rfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-    names = [b"d%05d/x" % i for i in range(count)]
-    op, cl = os.open, os.close
-    t_first = time.time()
-    for name in names:
-        cl(op(name, FLAGS, 0o644, dir_fd=rfd))
-    t_last = time.time()
-    os.close(rfd)
-    span = t_last - t_first
-    return {"count": count, "t_first": t_first, "t_last": t_last, "rate": count / span if span > 0 else 0.0}
+    return _create(root, [b"d%05d/x" % i for i in range(count)])
 
 
 def _fill(root: str, dirs: int, files: int, prefix: bytes, nested: bool) -> dict:
@@ -161,6 +161,14 @@ def _fill(root: str, dirs: int, files: int, prefix: bytes, nested: bool) -> dict
     return {"count": made, "t_first": t_first, "t_last": t_last, "rate": made / span if span > 0 else 0.0}
 
 
+def spread(root: str, targets_path: str, count: int) -> dict:
+    with open(targets_path, "rb") as f:
+        targets = f.read().split()
+    # Paths relative to the root's descriptor: a lookup of a few names per
+    # file, no absolute path (built before the clock starts).
+    return _create(root, [b"%s/s%08d" % (targets[i % len(targets)], i) for i in range(count)])
+
+
 def main(argv: list[str]) -> int:
     signal.signal(signal.SIGUSR1, _on_stop)
     mode, args = argv[0], argv[1:]
@@ -176,6 +184,8 @@ def main(argv: list[str]) -> int:
         result = _fill(args[0], int(args[1]), int(args[2]), b"f", nested=False)
     elif mode == "tree-burst":
         result = _fill(args[0], int(args[1]), int(args[1]) * int(args[2]), b"g", nested=True)
+    elif mode == "spread":
+        result = spread(args[0], args[1], int(args[2]))
     else:
         sys.stderr.write(f"unknown mode {mode!r}\n")
         return 2

@@ -40,6 +40,7 @@ class Figure:
     target: Target | None = None
     worst: bool = False  # aggregate with max instead of the median
     kind: str = "num"  # "rate", "ms", "s", "mb", "int", "ratio", "bool", "num"
+    table: bool = True  # a row of the table (else in the JSON only, or a table of its workload)
 
 
 def _fmt(kind: str) -> Callable[[float], str]:
@@ -176,7 +177,31 @@ def figures_for(workload: str) -> list[Figure]:
             Figure("failed", "files in failed/ (worst run)", "files", Target("==", 0), worst=True, kind="int"),
             Figure("peak_rss_mb", "observer peak RSS", "MiB", kind="mb"),
         ]
+    if workload == "fanotify-tree":
+        return _fanotify_tree_figures()
     raise KeyError(workload)
+
+
+def _fanotify_tree_figures() -> list[Figure]:
+    """
+    Each measure in each mode (in the table of L{bench.fanotify_tree.side_by_side}),
+    and in the main table the ratios issue 23 sets targets for, and the files lost.
+    """
+    from .fanotify_tree import MEASURES
+
+    less = Target("<=", 1.0)
+    targets = {"watching_s": less, "watch_rss_mb": less, "marks_mb": less}
+    figures = []
+    for key, label, unit, kind, compared in MEASURES:
+        counted = not compared
+        for mode in ("fanotify", "inotify"):
+            figures.append(Figure(f"{mode}_{key}", f"{mode}: {label}", unit,
+                                  Target("==", 0) if key in ("missing", "misplaced") else None,
+                                  worst=counted, kind=kind, table=key == "missing"))
+        if compared:
+            figures.append(Figure(f"ratio_{key}", f"fanotify / inotify: {label}", "", targets.get(key),
+                                  kind="num", table=key in targets))
+    return figures
 
 
 def summarize(workload: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -209,9 +234,12 @@ def table(title_of: dict[str, str], results: dict[str, Any]) -> str:
             rows.append((title_of.get(name, name), "ERROR", result["error"][:60], "", "NO"))
             continue
         first = True
+        if "skipped" in result:
+            rows.append((title_of.get(name, name), "skipped", result["skipped"][:60], "", "-"))
+            continue
         for fig in figures_for(name):
             entry = result["figures"].get(fig.key)
-            if entry is None:
+            if entry is None or not fig.table:
                 continue
             fmt = _fmt(fig.kind)
             value = fmt(entry["value"]) + (f" {fig.unit}" if fig.unit and fig.kind != "ratio" else "")

@@ -15,6 +15,7 @@ import re
 import statistics
 import time
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,11 +59,12 @@ class Context:
         path.mkdir(parents=True)
         return path
 
-    def observer(self, workdir: Path, sections: list[dict[str, str]]) -> Observer:
+    def observer(self, workdir: Path, sections: list[dict[str, str]], extra_args: Sequence[str] = ()) -> Observer:
+        """A fresh observer of C{sections} (C{extra_args}: more options of the subcommand), Redis emptied."""
         config = workdir / "observer.ini"
         write_config(config, self.redis.port, sections)
         self.client.flushall()
-        return Observer(self.resources, config, workdir)
+        return Observer(self.resources, config, workdir, extra_args=extra_args)
 
     def profiler(self, observer: Observer, name: str, run: int) -> Profiler | None:
         if self.profile_dir is None or run != 0:

@@ -15,9 +15,16 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.kit import command_calls, connections_received, drain, free_port, wait_until, write_config
+from tests.kit import (
+    command_calls,
+    connections_received,
+    drain,
+    free_port,
+    metric_samples,
+    wait_until,
+    write_config,
+)
 
 #: Every test here starts a process or a server (see `make unit`).
 pytestmark = pytest.mark.process
@@ -49,13 +56,6 @@ def _answers(url: str) -> int | None:
         return None
 
 
-def _samples(text: str) -> dict[tuple[str, tuple], float]:
-    found = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return found
-
 
 def test_metrics_and_readiness_of_the_real_daemon(tmp_path, redis_server, redis_client,
                                                   observer_factory):
@@ -74,7 +74,7 @@ def test_metrics_and_readiness_of_the_real_daemon(tmp_path, redis_server, redis_
     def scraped() -> dict:
         status, text = _get(f"{base}/metrics")
         assert status == 200
-        return _samples(text)
+        return metric_samples(text)
 
     assert wait_until(lambda: scraped().get(
         ("dirobserver_events_total", (("event", "created"), ("section", "stage")))) == 3, 5)

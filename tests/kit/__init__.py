@@ -13,6 +13,7 @@ Modules by concern:
  - L{tests.kit.observer}: the daemon as a twistd subprocess;
  - L{tests.kit.worker}: the worker daemon (C{dirobserver-worker}) likewise;
  - L{tests.kit.config}: the observer's INI file;
+ - L{tests.kit.metrics}: the daemon's /metrics, scraped and parsed;
  - L{tests.kit.waiting}: waiting for a condition (threads and reactor);
  - L{tests.kit.cases}: trial cases for the parts run in-process;
  - L{tests.kit.log_capture}: the observer's log events, in-process;
@@ -26,6 +27,7 @@ them.
 """
 
 from .config import ini_section, ini_text, redis_at, section, write_config
+from .metrics import metric_samples, scrape_metrics
 from .observer import READY_MARK, LoggedObserver, Observer
 from .processes import (
     REPO_ROOT,
@@ -49,7 +51,8 @@ __all__ = [
     "READY_MARK", "REPO_ROOT", "LoggedObserver", "Observer", "RedisServer", "Resources",
     "child_env", "code_under_test", "command_calls", "connections_received",
     "drain", "drop_root_file_access", "free_port", "ini_section",
-    "ini_text", "kill_leftovers", "pop_raw", "redis_at", "remove_tree", "scratch_root", "section",
+    "ini_text", "kill_leftovers", "metric_samples", "pop_raw", "redis_at", "remove_tree", "scratch_root",
+    "scrape_metrics", "section",
     "spawn", "stop_process", "twistd_command", "twistd_path", "valkey_server_binary", "wait_until",
     "write_config",
 ]
