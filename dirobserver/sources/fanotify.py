@@ -27,6 +27,11 @@ directory whose parent nobody watches (a section's top) ends with
 C{FAN_MOVE_SELF} / C{FAN_DELETE_SELF}, unless its path still leads to it (a
 rename already followed).
 
+A recursive section need not register its sub-directories: L{add_tree}
+registers its top once, and the events of directories nobody registered
+are routed by their path (L{dirobserver.sources.fanotify_trees}), found
+from their handles (L{dirobserver.sources.fanotify_paths}).
+
 The group and its marks are made by
 L{dirobserver.sources.fanotify_choice} (C{open_group}, C{FanotifyGroup}),
 which the service calls in C{privilegedStartService}, before twistd drops privileges: reading the
@@ -54,12 +59,15 @@ from dirobserver.sources.fanotify_calls import (
     LibcFanotify,
 )
 from dirobserver.sources.fanotify_events import parse, split
+from dirobserver.sources.fanotify_paths import HandlePaths
+from dirobserver.sources.fanotify_trees import TreeRoutes
 from dirobserver.sources.interface import Batch, EventSink, WatchError
 from dirobserver.sources.masks import (
     IN_DELETE,
     IN_DELETE_SELF,
     IN_MOVE_SELF,
     IN_MOVED_FROM,
+    IN_MOVED_TO,
     IN_ONLYDIR,
 )
 from dirobserver.sources.overflow_span import OverflowSpan, queued_bytes
@@ -67,6 +75,7 @@ from dirobserver.util.reactor import IDaemonReactor
 
 _SELF = IN_MOVE_SELF | IN_DELETE_SELF
 _GONE = IN_MOVED_FROM | IN_DELETE
+_MOVES = IN_MOVED_FROM | IN_MOVED_TO
 _READ_SIZE = 256 * 1024
 _READS_PER_TURN = 4
 
@@ -95,12 +104,15 @@ class FanotifySource(FileDescriptor):
 
     def __init__(self, reactor: IDaemonReactor, descriptor: int,
                  on_overflow: Callable[[], None] | None = None,
-                 calls: LibcFanotify = LIBC_FANOTIFY, devices: set[int] | None = None) -> None:
+                 calls: LibcFanotify = LIBC_FANOTIFY, devices: set[int] | None = None,
+                 paths: HandlePaths | None = None) -> None:
         """
         @param descriptor: the group, with its marks (this source closes it).
         @param devices: the devices (C{st_dev}) the group has marks on, if
             known: a directory on another one is refused (C{EXDEV}), since
             no event of it would come.
+        @param paths: the paths of directories by their handles, for the
+            trees (L{add_tree}); none: every tree registers each directory.
         """
         super().__init__(reactor=reactor)
         self._clock: IReactorTime = reactor
@@ -114,6 +126,7 @@ class FanotifySource(FileDescriptor):
         self._by_key: dict[bytes, int] = {}
         self._by_path: dict[bytes, int] = {}
         self._next = 1
+        self._routes = TreeRoutes(paths if paths is not None else HandlePaths(calls))
         self.overflows = 0
         self.events = 0
         self._span = OverflowSpan()
@@ -125,6 +138,34 @@ class FanotifySource(FileDescriptor):
     def watch_count(self) -> int:
         """How many directories sinks asked for (they cost no kernel watch)."""
         return len(self._watches)
+
+    def cached_directories(self) -> int:
+        """How many directories' paths the trees' routing remembers (see L{dirobserver.sources.fanotify_paths})."""
+        return len(self._routes.paths)
+
+    # -- lazy trees ------------------------------------------------------------------
+
+    def tree_problem(self) -> str | None:
+        """Why L{add_tree} cannot be used (None: it can); asked once privileges are dropped."""
+        return self._routes.paths.problem()
+
+    def add_tree(self, top: bytes, sink: EventSink, mask: int) -> int:
+        """
+        Deliver the events of every directory below C{top} (not C{top}'s
+        own: L{add} it) to C{sink}, names relative to C{top}, for C{mask}.
+        Nothing is registered per directory: they are routed by their
+        paths (see L{dirobserver.sources.fanotify_trees}).
+        """
+        real = os.path.realpath(top)
+        tree = self._next
+        self._next += 1
+        self._routes.add(tree, real, sink, mask & ~IN_ONLYDIR)
+        return tree
+
+    def remove_tree(self, tree: int, sink: EventSink) -> None:
+        """Stop delivering the events of tree C{tree} to C{sink}."""
+        if self._routes.remove(tree, sink) and not self._routes:
+            self._routes.forget_all()  # no tree left: nothing to route
 
     # -- EventSource ---------------------------------------------------------------
 
@@ -212,12 +253,25 @@ class FanotifySource(FileDescriptor):
         """Parse one read and hand each watched directory its events, in order."""
         read_time = self._clock.seconds()
         by_key = self._by_key.get
+        # Watches by their positive ids, trees by their negative ones, in
+        # the order of their first event.
         batches: dict[int, Batch] = {}
         count = 0
         self._span.read(len(data))
+        routes = self._routes
+        routes.new_read()
         for key, name, mask in parse(data):
             count += 1
             wid = by_key(key)
+            if routes and name:
+                if mask & FAN_ONDIR and mask & _MOVES:
+                    routes.moved(key, name)
+                for tree, prefix in routes.targets(key):
+                    pending = batches.get(-tree)
+                    if pending is None:
+                        pending = batches[-tree] = []
+                    for bit in split(mask):
+                        pending.append((prefix + name, bit))
             if wid is None:
                 if mask & FAN_Q_OVERFLOW:
                     # Handled once what was queued behind it is read too
@@ -248,10 +302,15 @@ class FanotifySource(FileDescriptor):
 
     def _flush(self, batches: dict[int, Batch], read_time: float) -> None:
         for wid, batch in batches.items():
-            watch = self._watches.get(wid)
-            if watch is None:
-                continue
-            for sink, mask in list(watch.sinks):
+            if wid < 0:
+                route = self._routes.sink(-wid)
+                sinks = [] if route is None else [route]
+            else:
+                watch = self._watches.get(wid)
+                if watch is None:
+                    continue
+                sinks = list(watch.sinks)
+            for sink, mask in sinks:
                 mine = [e for e in batch if e[1] & mask]
                 if not mine:
                     continue
@@ -286,12 +345,13 @@ class FanotifySource(FileDescriptor):
             "The kernel fanotify queue overflowed (overflow {count}): events were dropped; "
             "listing every directory", count=self.overflows,
         )
-        for watch in list(self._watches.values()):
-            for sink, _mask in watch.sinks:
-                try:
-                    sink.events_lost()
-                except Exception:
-                    self._log.failure("Handling lost fanotify events failed")
+        self._routes.forget_all()  # a rename may be among the events lost
+        sinks = [sink for watch in self._watches.values() for sink, _mask in watch.sinks]
+        for sink in sinks + self._routes.sinks():
+            try:
+                sink.events_lost()
+            except Exception:
+                self._log.failure("Handling lost fanotify events failed")
         if self._on_overflow is not None:
             self._on_overflow()
 
@@ -302,6 +362,8 @@ class FanotifySource(FileDescriptor):
         self._watches.clear()
         self._by_key.clear()
         self._by_path.clear()
+        self._routes.paths.close()  # its filesystem descriptors
+        self._routes = TreeRoutes(HandlePaths(self._calls))
         self.loseConnection()
 
     def loseConnection(self) -> None:

@@ -1,11 +1,13 @@
 """
 The fanotify system calls, through C{ctypes}: the seam of L{dirobserver.sources.fanotify}.
 
-Three calls are needed: C{fanotify_init} (a notification group that reports
+Four calls are needed: C{fanotify_init} (a notification group that reports
 each event with the file handle of its directory and the entry's name,
 C{FAN_REPORT_DFID_NAME}, Linux 5.9), C{fanotify_mark} (one filesystem mark
-covers every directory of a filesystem, C{CAP_SYS_ADMIN}) and
-C{name_to_handle_at} (the handle of a directory, to recognise its events).
+covers every directory of a filesystem, C{CAP_SYS_ADMIN}),
+C{name_to_handle_at} (the handle of a directory, to recognise its events)
+and C{open_by_handle_at} (the way back, from a handle an event carries to
+the directory's path: C{CAP_DAC_READ_SEARCH}).
 The layouts of the records the kernel writes are here too, so the parsing in
 L{dirobserver.sources.fanotify} and its tests share one definition.
 
@@ -84,6 +86,8 @@ FID_HEAD = struct.Struct("=8sIi")
 _AT_SYMLINK_FOLLOW = 0x400
 #: MAX_HANDLE_SZ of the kernel.
 _MAX_HANDLE_SZ = 128
+#: A key's fsid and handle type, before the handle itself (see L{handle_key}).
+_KEY_HEAD = 12
 
 
 class _FileHandle(ctypes.Structure):
@@ -130,6 +134,7 @@ class LibcFanotify:
         libc.name_to_handle_at.argtypes = [ctypes.c_int, ctypes.c_char_p,
                                            ctypes.POINTER(_FileHandle),
                                            ctypes.POINTER(ctypes.c_int), ctypes.c_int]
+        libc.open_by_handle_at.argtypes = [ctypes.c_int, ctypes.POINTER(_FileHandle), ctypes.c_int]
         self._libc = libc
         #: the fsid of each device (st_dev) met: one statvfs per filesystem,
         #: not one per directory of a tree
@@ -175,6 +180,34 @@ class LibcFanotify:
             if device is not None:
                 self._fsids[device] = fsid
         return handle_key(fsid, handle.handle_type, bytes(handle.f_handle[:handle.handle_bytes]))
+
+    def path_of(self, mount: int, key: bytes) -> bytes:
+        """
+        The path of the directory whose key (L{handle_key}) is C{key}, now:
+        opened by its handle (C{O_PATH}, nothing is read) on the filesystem
+        of descriptor C{mount}, then named by C{/proc/self/fd}.
+
+        @raise OSError: C{EPERM} without C{CAP_DAC_READ_SEARCH}; C{ESTALE}
+            for a directory deleted (its handle leads nowhere any more).
+        """
+        f_handle = key[_KEY_HEAD:]
+        handle = _FileHandle()
+        handle.handle_bytes = len(f_handle)
+        handle.handle_type = struct.unpack_from("=i", key, 8)[0]
+        ctypes.memmove(handle.f_handle, f_handle, len(f_handle))
+        fd = self._libc.open_by_handle_at(mount, ctypes.byref(handle), os.O_PATH | os.O_CLOEXEC)
+        if fd < 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code))
+        try:
+            path = os.readlink(b"/proc/self/fd/%d" % fd)
+            # A directory removed but still held open by someone opens,
+            # and is named "... (deleted)": it is gone all the same.
+            if path.endswith(b" (deleted)") and os.fstat(fd).st_nlink == 0:
+                raise OSError(errno.ESTALE, os.strerror(errno.ESTALE))
+            return path
+        finally:
+            os.close(fd)
 
 
 #: The process's libc, loaded once.

@@ -12,7 +12,9 @@ The group and its marks need C{CAP_SYS_ADMIN}: L{FanotifyGroup.open} runs in
 the service's C{privilegedStartService}, which twistd calls before it drops
 privileges (C{--uid}).  A section added by a reload afterwards can use the
 group only if its filesystem is marked already (no new mark can be made
-then); otherwise it is watched by inotify, and one line says so.
+then); otherwise it is watched by inotify, and one line says so.  The
+descriptors the lazy trees open directories' handles on (one per marked
+filesystem, L{dirobserver.sources.fanotify_paths}) are opened with the marks.
 
 An explicit C{watch_mode = fanotify} that cannot be had is refused before
 the daemon starts: L{problem} is what the options ask (one line naming the
@@ -36,6 +38,7 @@ from dirobserver.sources.fanotify_calls import (
     FanotifyUnavailable,
     LibcFanotify,
 )
+from dirobserver.sources.fanotify_paths import HandlePaths
 from dirobserver.sources.fstype import remote_kind, statfs_type
 from dirobserver.sources.liveness import InotifyLivenessProbe
 from dirobserver.sources.masks import IN_DELETE, IN_DELETE_SELF, IN_MOVE_SELF, IN_MOVED_FROM, IN_ONLYDIR
@@ -140,6 +143,9 @@ class FanotifyGroup:
         #: the devices (st_dev) marked, and the sections given the group
         self._devices: set[int] = set()
         self._chosen: set[str] = set()
+        #: the directories' paths by their handles (the lazy trees'); its
+        #: descriptors are opened with the marks
+        self._paths = HandlePaths(calls)
         #: the watchdog's probe of the group (see L{start_probe})
         self.probe: InotifyLivenessProbe | None = None
 
@@ -182,12 +188,13 @@ class FanotifyGroup:
                 )
         if not self._chosen:
             os.close(descriptor)
+            self._paths.close()
             return
         if probed and self._mark(descriptor, os.fsencode(tempfile.gettempdir()), mask, marked):
             self._log.error("The watchdog cannot probe fanotify: the filesystem of {tmp} cannot be "
                             "marked", tmp=tempfile.gettempdir())
         self.source = FanotifySource(self._reactor, descriptor, self._on_overflow, self._calls,
-                                     self._devices)
+                                     self._devices, self._paths)
         self.source.startReading()
 
     def _mark(self, descriptor: int, path: bytes, mask: int, marked: dict[int, str | None]) -> str | None:
@@ -202,6 +209,7 @@ class FanotifyGroup:
                 # handles refuses one or the other.
                 self._calls.mark_filesystem(descriptor, path, mark_mask(mask))
                 self._calls.handle_of(path)
+                self._paths.open_mount(path)
                 marked[device] = None
                 self._devices.add(device)
             except FanotifyUnavailable as e:

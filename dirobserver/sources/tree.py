@@ -33,6 +33,10 @@ Which source watches each directory (inotify, or the section's poller: in
 a polled section, below a network mount, past C{fs.inotify.max_user_watches})
 is L{dirobserver.sources.tree_watches.TreeWatches}'s to decide.
 
+A tree watched by fanotify needs no watch per directory: where the source
+can open directories by their handles, a L{dirobserver.sources.lazy_tree.LazyTree}
+does the work, and this tree keeps no node below the top.
+
 The listings of the section (start-up, forced poll, overflow, reconnect)
 walk the whole tree through the L{dirobserver.announce.scan.Walker} methods of
 the tree: L{enter} watches a sub-directory before the listing reads it.
@@ -52,7 +56,9 @@ from twisted.python.failure import Failure
 
 from dirobserver.announce.event import decode_name
 from dirobserver.config.settings import SectionSettings
+from dirobserver.sources.fanotify import FanotifySource
 from dirobserver.sources.interface import Batch, EventSource
+from dirobserver.sources.lazy_tree import LazyTree
 from dirobserver.sources.masks import IN_CREATE, IN_ISDIR, IN_MOVED_TO
 from dirobserver.sources.polling import Poller
 from dirobserver.sources.tree_watches import TreeWatches
@@ -149,6 +155,9 @@ class DirectoryTree:
         self._top.ended = True
         #: bumped when the whole tree is dropped: walks under way stop
         self._generation = 0
+        #: the lazy tree, when a fanotify source routes the events below the top
+        self._lazy: LazyTree | None = None
+        self._said_eager = False
         self.subdirectories = 0
 
     def counts(self) -> dict[str, int]:
@@ -188,12 +197,33 @@ class DirectoryTree:
             top.wd = handle
         if identity is not None:
             top.device, top.inode = identity
+        if self.recursive and isinstance(watcher, FanotifySource) and not polled and self._lazily(watcher):
+            return
         if self.recursive:
             self._walk(top, announce=False)
+
+    def _lazily(self, source: FanotifySource) -> bool:
+        """Have C{source} route the events below the top to a lazy tree, if it can; whether it does."""
+        why = source.tree_problem()
+        if why is not None:
+            if not self._said_eager:
+                self._said_eager = True
+                self._log.info("[{section}] fanotify: each sub-directory of {directory} is registered "
+                               "(the tree cannot be lazy: {why})", section=self.section.name,
+                               directory=self.section.directory, why=why)
+            return False
+        section = self.section
+        self._lazy = LazyTree(self._top.path, self._watches.mask, section.subdirectories,
+                              self.accepts_directory, self._deliver, self._found, self._run)
+        self._lazy.start(source)
+        return True
 
     def clear(self) -> None:
         """The top's watch ended (or the section stops): so do all the others."""
         self._generation += 1
+        if self._lazy is not None:
+            self._lazy.stop()
+            self._lazy = None
         top = self._top
         for child in list(top.children.values()):
             self._drop(child)
@@ -203,7 +233,10 @@ class DirectoryTree:
 
     def top_events(self, batch: Batch) -> None:
         """Events of the top directory (the monitor's): sub-directories that appear."""
-        self._appearances(self._top, batch)
+        if self._lazy is not None:
+            self._lazy.appearances(batch)
+        else:
+            self._appearances(self._top, batch)
 
     # -- the Walker interface (the section's listings) -----------------------------
 
@@ -213,6 +246,8 @@ class DirectoryTree:
 
     def enter(self, subdirectory: bytes) -> bool:
         """A listing reads C{subdirectory} next: watch it first if it is not."""
+        if self._lazy is not None:
+            return True  # the lazy tree's events come without a watch
         node = self._top
         parts = subdirectory.split(b"/")
         for part in parts[:-1]:
@@ -343,7 +378,10 @@ class DirectoryTree:
 
     def _walk(self, start: _Node, announce: bool) -> None:
         """Read C{start} and what is below it, cooperatively (see L{_walking})."""
-        work = self._walking(start, announce, self._generation)
+        self._run(self._walking(start, announce, self._generation))
+
+    def _run(self, work: Iterator[object]) -> None:
+        """Run a reading cooperatively; a failure is logged."""
         self._cooperator.cooperate(work).whenDone().addErrback(self._walk_failed)
 
     def _walk_failed(self, failure: Failure) -> None:

@@ -1,0 +1,199 @@
+"""
+The lazy fanotify tree's parts on a real fanotify group (as root) on the
+test's directory, read synchronously with C{drain()}: directories' paths
+from the handles events carry (L{HandlePaths}: resolution, the bound,
+forgetting), and a source routing a tree's events by path
+(L{FanotifySource.add_tree}): names relative to the top, nothing per
+directory, renames and moves in followed, the outside dropped.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from twisted.internet import reactor
+
+from dirobserver.sources import fanotify_calls as calls
+from dirobserver.sources.fanotify import FanotifySource
+from dirobserver.sources.fanotify_choice import open_group
+from dirobserver.sources.fanotify_paths import HandlePaths
+from dirobserver.sources.masks import IN_CREATE, IN_DELETE, IN_ISDIR, IN_MOVED_TO, WATCH_MASK
+from tests.test_fanotify import Sink, root_only
+
+pytestmark = root_only
+
+MASK = WATCH_MASK | IN_DELETE
+
+
+def paths_for(directory: Path, bound: int = 100) -> HandlePaths:
+    made = HandlePaths(bound=bound)
+    made.open_mount(os.fsencode(directory))
+    return made
+
+
+def key_of(directory: Path) -> bytes:
+    return calls.LIBC_FANOTIFY.handle_of(os.fsencode(directory))
+
+
+def test_a_handle_leads_back_to_its_directory_and_a_deleted_one_nowhere(tmp_path):
+    """The path of a directory by its key, now (after a rename: the new one); deleted: None."""
+    paths = paths_for(tmp_path)
+    try:
+        assert paths.problem() is None
+        (tmp_path / "a" / "b").mkdir(parents=True)
+        key = key_of(tmp_path / "a" / "b")
+        assert paths.path(key) == os.fsencode(tmp_path / "a" / "b")
+        os.rename(tmp_path / "a", tmp_path / "z")
+        assert paths.path(key) == os.fsencode(tmp_path / "a" / "b")  # remembered: stale
+        paths.forget_all()
+        assert paths.path(key) == os.fsencode(tmp_path / "z" / "b")
+        gone = key_of(tmp_path / "z" / "b")
+        (tmp_path / "z" / "b").rmdir()
+        paths.forget_all()
+        assert paths.path(gone) is None
+        assert paths.resolved == 3 and paths.cleared == 2
+    finally:
+        paths.close()
+
+
+def test_the_table_keeps_the_most_recently_used_handles(tmp_path):
+    """Past its bound the least recently used answer is forgotten (and found again when asked)."""
+    paths = paths_for(tmp_path, bound=2)
+    try:
+        keys = []
+        for name in ("a", "b", "c"):
+            (tmp_path / name).mkdir()
+            keys.append(key_of(tmp_path / name))
+        paths.path(keys[0])
+        paths.path(keys[1])
+        paths.path(keys[0])  # used again: b is now the oldest
+        paths.path(keys[2])
+        assert len(paths) == 2
+        resolved = paths.resolved
+        paths.path(keys[0])
+        assert paths.resolved == resolved  # still there
+        assert paths.path(keys[1]) == os.fsencode(tmp_path / "b")
+        assert paths.resolved == resolved + 1  # had to be opened again
+    finally:
+        paths.close()
+
+
+def test_without_cap_dac_read_search_the_problem_is_said():
+    """C{open_by_handle_at} refused (EPERM, as after twistd --uid): the tree falls back, saying why."""
+
+    class Refused(calls.LibcFanotify):
+        def __init__(self) -> None:
+            """The process's libc, loaded already (finding it again starts a process)."""
+            self.__dict__.update(calls.LIBC_FANOTIFY.__dict__)
+
+        def path_of(self, mount: int, key: bytes) -> bytes:
+            raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+
+    paths = HandlePaths(Refused())
+    paths.open_mount(b"/dev/shm")
+    try:
+        why = paths.problem()
+        assert why is not None and "CAP_DAC_READ_SEARCH" in why
+    finally:
+        paths.close()
+    assert HandlePaths().problem() is not None  # no descriptor at all
+
+
+@pytest.fixture
+def source(tmp_path: Path):
+    descriptor = open_group([os.fsencode(tmp_path)], MASK)
+    made = FanotifySource(reactor, descriptor, devices={os.stat(tmp_path).st_dev},
+                          paths=paths_for(tmp_path))
+    yield made
+    made.close()
+
+
+def test_a_tree_gets_its_directories_events_relative_to_its_top_with_nothing_per_directory(
+        tmp_path, source):
+    """Events at any depth reach the tree's sink as C{b"a/b/f"}; a sibling's do not; no watch per directory."""
+    top, sibling = tmp_path / "top", tmp_path / "sibling"
+    (top / "a" / "b").mkdir(parents=True)
+    sibling.mkdir()
+    source.drain()
+    tree, top_sink = Sink(), Sink()
+    source.add(os.fsencode(top), top_sink, MASK)
+    source.add_tree(os.fsencode(top), tree, MASK)
+    (top / "f").write_bytes(b"x")
+    (top / "a" / "f").write_bytes(b"x")
+    (top / "a" / "b" / "f").write_bytes(b"x")
+    (top / "a" / "b" / "new").mkdir()
+    (top / "a" / "b" / "new" / "g").write_bytes(b"x")
+    (sibling / "no").write_bytes(b"x")
+    source.drain()
+    assert top_sink.events == [(b"f", IN_CREATE)]
+    assert tree.events == [(b"a/f", IN_CREATE), (b"a/b/f", IN_CREATE),
+                           (b"a/b/new", IN_CREATE | IN_ISDIR), (b"a/b/new/g", IN_CREATE)]
+    assert source.watch_count() == 1  # the top's own
+    assert source.cached_directories() == 5  # top (its own events), a, a/b, a/b/new, sibling
+
+
+def test_a_directory_renamed_within_the_tree_is_followed_under_its_new_name(tmp_path, source):
+    """The rename forgets the paths remembered: a file made afterwards has the new name."""
+    top = tmp_path / "top"
+    (top / "a" / "deep").mkdir(parents=True)
+    source.drain()
+    tree = Sink()
+    source.add_tree(os.fsencode(top), tree, MASK)
+    (top / "a" / "deep" / "before").write_bytes(b"x")
+    source.drain()
+    os.rename(top / "a", top / "z")
+    (top / "z" / "deep" / "after").write_bytes(b"x")
+    source.drain()
+    assert tree.events == [(b"a/deep/before", IN_CREATE), (b"z/deep/after", IN_CREATE)]
+
+
+def test_a_directory_known_outside_then_moved_in_is_routed_to_the_tree(tmp_path, source):
+    """A directory remembered as outside the tree is found inside once moved in; moved out, it is dropped."""
+    top, staging = tmp_path / "top", tmp_path / "staging"
+    top.mkdir()
+    (staging / "batch").mkdir(parents=True)
+    tree = Sink()
+    source.add_tree(os.fsencode(top), tree, MASK)
+    (staging / "batch" / "early").write_bytes(b"x")
+    source.drain()
+    assert tree.events == []
+    shutil.move(staging / "batch", top / "batch")
+    (top / "batch" / "late").write_bytes(b"x")
+    source.drain()
+    os.rename(top / "batch", staging / "back")
+    (staging / "back" / "gone").write_bytes(b"x")
+    source.drain()
+    # (the move out is an event of the top: its monitor's, not the tree's)
+    assert tree.events == [(b"batch/late", IN_CREATE)]
+    assert source.tree_problem() is None
+
+
+def test_a_tree_removed_gets_nothing_more(tmp_path, source):
+    """C{remove_tree}: no more events, and nothing is remembered once no tree is left."""
+    top = tmp_path / "top"
+    (top / "a").mkdir(parents=True)
+    tree = Sink()
+    handle = source.add_tree(os.fsencode(top), tree, MASK)
+    (top / "a" / "f").write_bytes(b"x")
+    source.drain()
+    source.remove_tree(handle, tree)
+    (top / "a" / "g").write_bytes(b"x")
+    source.drain()
+    assert tree.events == [(b"a/f", IN_CREATE)]
+    assert source.cached_directories() == 0
+
+
+def test_moved_to_is_the_name_of_the_move(tmp_path, source):
+    """A file moved in below the top arrives as C{IN_MOVED_TO} under its relative name."""
+    top = tmp_path / "top"
+    (top / "a").mkdir(parents=True)
+    (tmp_path / "f").write_bytes(b"x")
+    tree = Sink()
+    source.add_tree(os.fsencode(top), tree, MASK)
+    os.rename(tmp_path / "f", top / "a" / "f")
+    source.drain()
+    assert tree.events == [(b"a/f", IN_MOVED_TO)]
