@@ -114,7 +114,10 @@ def source(tmp_path: Path):
 
 def test_a_tree_gets_its_directories_events_relative_to_its_top_with_nothing_per_directory(
         tmp_path, source):
-    """Events at any depth reach the tree's sink as C{b"a/b/f"}; a sibling's do not; no watch per directory."""
+    """
+    Events at any depth reach the tree's sink as C{b"a/b/f"} (the top's
+    too); a sibling's do not; nothing is registered per directory.
+    """
     top, sibling = tmp_path / "top", tmp_path / "sibling"
     (top / "a" / "b").mkdir(parents=True)
     sibling.mkdir()
@@ -130,7 +133,7 @@ def test_a_tree_gets_its_directories_events_relative_to_its_top_with_nothing_per
     (sibling / "no").write_bytes(b"x")
     source.drain()
     assert top_sink.events == [(b"f", IN_CREATE)]
-    assert tree.events == [(b"a/f", IN_CREATE), (b"a/b/f", IN_CREATE),
+    assert tree.events == [(b"f", IN_CREATE), (b"a/f", IN_CREATE), (b"a/b/f", IN_CREATE),
                            (b"a/b/new", IN_CREATE | IN_ISDIR), (b"a/b/new/g", IN_CREATE)]
     assert source.watch_count() == 1  # the top's own
     assert source.cached_directories() == 5  # top (its own events), a, a/b, a/b/new, sibling
@@ -148,7 +151,8 @@ def test_a_directory_renamed_within_the_tree_is_followed_under_its_new_name(tmp_
     os.rename(top / "a", top / "z")
     (top / "z" / "deep" / "after").write_bytes(b"x")
     source.drain()
-    assert tree.events == [(b"a/deep/before", IN_CREATE), (b"z/deep/after", IN_CREATE)]
+    assert tree.events == [(b"a/deep/before", IN_CREATE), (b"z", IN_MOVED_TO | IN_ISDIR),
+                           (b"z/deep/after", IN_CREATE)]
 
 
 def test_a_directory_known_outside_then_moved_in_is_routed_to_the_tree(tmp_path, source):
@@ -167,8 +171,7 @@ def test_a_directory_known_outside_then_moved_in_is_routed_to_the_tree(tmp_path,
     os.rename(top / "batch", staging / "back")
     (staging / "back" / "gone").write_bytes(b"x")
     source.drain()
-    # (the move out is an event of the top: its monitor's, not the tree's)
-    assert tree.events == [(b"batch/late", IN_CREATE)]
+    assert tree.events == [(b"batch", IN_MOVED_TO | IN_ISDIR), (b"batch/late", IN_CREATE)]
     assert source.tree_problem() is None
 
 
@@ -176,6 +179,7 @@ def test_a_tree_removed_gets_nothing_more(tmp_path, source):
     """C{remove_tree}: no more events, and nothing is remembered once no tree is left."""
     top = tmp_path / "top"
     (top / "a").mkdir(parents=True)
+    source.drain()
     tree = Sink()
     handle = source.add_tree(os.fsencode(top), tree, MASK)
     (top / "a" / "f").write_bytes(b"x")
@@ -192,6 +196,7 @@ def test_moved_to_is_the_name_of_the_move(tmp_path, source):
     top = tmp_path / "top"
     (top / "a").mkdir(parents=True)
     (tmp_path / "f").write_bytes(b"x")
+    source.drain()
     tree = Sink()
     source.add_tree(os.fsencode(top), tree, MASK)
     os.rename(tmp_path / "f", top / "a" / "f")

@@ -151,8 +151,8 @@ class FanotifySource(FileDescriptor):
 
     def add_tree(self, top: bytes, sink: EventSink, mask: int) -> int:
         """
-        Deliver the events of every directory below C{top} (not C{top}'s
-        own: L{add} it) to C{sink}, names relative to C{top}, for C{mask}.
+        Deliver the events of C{top} and of every directory below it to
+        C{sink}, names relative to C{top}, for C{mask}.
         Nothing is registered per directory: they are routed by their
         paths (see L{dirobserver.sources.fanotify_trees}).
         """

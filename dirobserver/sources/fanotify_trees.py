@@ -8,7 +8,9 @@ rather than each of its sub-directories.  The events of a directory nobody
 registered are then routed by the directory's path, found from its handle
 (L{dirobserver.sources.fanotify_paths.HandlePaths}): a directory under a
 tree's top hands its events to that tree's sink, their names relative to
-the top (C{b"a/b/f.csv"}, as a tree's nodes gave them).
+the top (C{b"a/b/f.csv"}, as a tree's nodes gave them).  The top's own
+events go to the tree too (names without a directory): it learns there of
+the sub-directories that appear and go.
 
 The answers for one read are kept for that read (one look-up per directory
 and read, not per event).  A directory renamed into, out of or within a
@@ -78,9 +80,10 @@ class TreeRoutes:
             found = []
             path = self.paths.path(key)
             if path is not None:
+                below = path.rstrip(b"/") + b"/"
                 for tree, (top, _sink, _mask) in self._trees.items():
-                    if path.startswith(top):
-                        found.append((tree, path[len(top):] + b"/"))
+                    if below.startswith(top):
+                        found.append((tree, below[len(top):]))
             self._memo[key] = found
         return found
 

@@ -7,8 +7,9 @@ ones included, so the tree registers nothing per directory: its top is
 registered once with the source (L{FanotifySource.add_tree}), which routes
 the events of every directory below it here by their path (see
 L{dirobserver.sources.fanotify_trees}), names relative to the top as a
-L{dirobserver.sources.tree.DirectoryTree}'s nodes give them.  What the
-tree still does:
+L{dirobserver.sources.tree.DirectoryTree}'s nodes give them.  The top's
+own events come too: its monitor has them already, but the tree learns
+there of sub-directories that appear and go.  What the tree still does:
 
  - drop the events of directories below one C{ignore_directories} refuses
    (the mark reports them too);
@@ -30,11 +31,14 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
+from twisted.logger import Logger
+
 from dirobserver.sources.interface import Batch, EventSink
-from dirobserver.sources.masks import IN_CREATE, IN_ISDIR, IN_MOVED_TO
+from dirobserver.sources.masks import IN_CREATE, IN_DELETE, IN_ISDIR, IN_MOVED_FROM, IN_MOVED_TO
 from dirobserver.sources.walk import DirEntries, Turn, Walk
 
 _APPEARED = IN_CREATE | IN_MOVED_TO
+_GONE = IN_MOVED_FROM | IN_DELETE
 
 
 class TreeSource(Protocol):
@@ -50,11 +54,14 @@ class TreeSource(Protocol):
 class LazyTree:
     """The sub-directories of one section, routed by a fanotify source (see the module docstring)."""
 
-    def __init__(self, top: bytes, mask: int, subdirectories: bool,
+    _log = Logger()
+
+    def __init__(self, section: str, top: bytes, mask: int, subdirectories: bool,
                  accepts: Callable[[bytes], bool], deliver: Callable[[Batch, float], None],
                  found: Callable[[Batch], Iterator[object]],
                  run: Callable[[Iterator[object]], None]) -> None:
         """
+        @param section: the section's name, for the log.
         @param top: the section's directory.
         @param mask: what the section asks for.
         @param subdirectories: whether the section announces directories too.
@@ -64,8 +71,12 @@ class LazyTree:
             reactor (and the writer) breathe.
         @param run: runs a reading cooperatively.
         """
+        self._section = section
         self._top = top
-        self._mask = mask
+        #: what the section asks for; the source is asked for the
+        #: sub-directories that go besides (said at debug level)
+        self._wanted = mask
+        self._mask = mask | _GONE
         self._subdirectories = subdirectories
         self._accepts = accepts
         self._deliver = deliver
@@ -92,19 +103,32 @@ class LazyTree:
     # -- EventSink ------------------------------------------------------------------
 
     def file_events(self, batch: Batch, read_time: float) -> None:
-        """Events below the top: those of accepted directories are handed on."""
+        """
+        Events of the top and below it: sub-directories that appear are
+        read, those that go are said; the events below the top in accepted
+        directories are handed on (the top's are its monitor's already).
+        """
         if self._handle is None:
             return
-        accepted: dict[bytes, bool] = {}
+        accepted: dict[bytes, bool] = {b"": True}
         kept: Batch = []
+        wanted = self._wanted
         for name, mask in batch:
-            directory = name.rpartition(b"/")[0]
+            directory, _, leaf = name.rpartition(b"/")
             ok = accepted.get(directory)
             if ok is None:
                 ok = accepted[directory] = all(self._accepts(part) for part in directory.split(b"/"))
-            if ok:
+            if not ok:
+                continue
+            if mask & IN_ISDIR and self._accepts(leaf):
+                if mask & _APPEARED:
+                    self._run(self._reading(name, self._generation))
+                elif mask & _GONE:
+                    self._log.debug("[{section}] {path} is gone (deleted or moved away): no more "
+                                    "events of it", section=self._section,
+                                    path=os.fsdecode(os.path.join(self._top, name)))
+            if directory and mask & wanted:
                 kept.append((name, mask))
-        self.appearances(kept)
         if kept:
             self._deliver(kept, read_time)
 
@@ -115,13 +139,6 @@ class LazyTree:
         """The monitor, the sink of the top, hears of it and lists the tree."""
 
     # -- new sub-directories -----------------------------------------------------------
-
-    def appearances(self, batch: Batch) -> None:
-        """Events of the top or below it (names relative to the top): read each directory that appeared."""
-        for name, mask in batch:
-            if mask & IN_ISDIR and mask & _APPEARED and self._handle is not None \
-                    and self._accepts(name.rpartition(b"/")[2]):
-                self._run(self._reading(name, self._generation))
 
     def _reading(self, start: bytes, generation: int) -> Iterator[object]:
         """Announce what is in C{start} (relative to the top) and below it, as moved in."""

@@ -213,7 +213,7 @@ class DirectoryTree:
                                directory=self.section.directory, why=why)
             return False
         section = self.section
-        self._lazy = LazyTree(self._top.path, self._watches.mask, section.subdirectories,
+        self._lazy = LazyTree(section.name, self._top.path, self._watches.mask, section.subdirectories,
                               self.accepts_directory, self._deliver, self._found, self._run)
         self._lazy.start(source)
         return True
@@ -233,9 +233,7 @@ class DirectoryTree:
 
     def top_events(self, batch: Batch) -> None:
         """Events of the top directory (the monitor's): sub-directories that appear."""
-        if self._lazy is not None:
-            self._lazy.appearances(batch)
-        else:
+        if self._lazy is None:  # else the lazy tree has the top's events too
             self._appearances(self._top, batch)
 
     # -- the Walker interface (the section's listings) -----------------------------
