@@ -45,7 +45,7 @@ def busy_core() -> Core:
     core.writer.dropped = 11
     core.overflows = 2
     core.watchdog_resets = 6
-    core.fanotify.source = FanotifySource(events=900, overflows=1, directories=41)
+    core.fanotify.source = FanotifySource(events=900, overflows=1, directories=41, cached=77)
     for value in (0.0002, 0.0002, 0.003, 12.0, 400.0):
         core.writer.delivery_seconds.observe(value)
     core.listing_seconds.observe(0.02, weight=3)
@@ -95,6 +95,7 @@ class CollectorTests(unittest.TestCase):
             ("dirobserver_fanotify_events_total", ()): 900,
             ("dirobserver_fanotify_overflows_total", ()): 1,
             ("dirobserver_fanotify_directories", ()): 41,
+            ("dirobserver_fanotify_cached_directories", ()): 77,
             ("dirobserver_build_info", (("version", metadata.version("dirobserver")),)): 1,
         }
         for key, value in expected.items():
@@ -117,6 +118,7 @@ class CollectorTests(unittest.TestCase):
             "dirobserver_fanotify_events": "counter",
             "dirobserver_fanotify_overflows": "counter",
             "dirobserver_fanotify_directories": "gauge",
+            "dirobserver_fanotify_cached_directories": "gauge",
             "dirobserver_build_info": "gauge",
         })
         # Labels are section names and kinds, never paths.

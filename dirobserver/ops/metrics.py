@@ -31,7 +31,8 @@ What the C{core} object must provide::
     core.writer.delivery_seconds   stats.Histogram
     core.overflows                 kernel queue overflows (inotify and fanotify)
     core.fanotify.source           the fanotify source (None: no section uses it),
-                                   with .events, .overflows, .watch_count()
+                                   with .events, .overflows, .watch_count(),
+                                   .cached_directories()
     core.listing_seconds           stats.Histogram
     core.watchdog_resets           inactivity watchdog resets
 """
@@ -195,6 +196,11 @@ def fanotify_families(source: Any) -> Iterator[Metric]:
     yield GaugeMetricFamily(
         "dirobserver_fanotify_directories", "Directories the fanotify group delivers events of (no kernel watch each).",
         value=source.watch_count() if source is not None else 0,
+    )
+    yield GaugeMetricFamily(
+        "dirobserver_fanotify_cached_directories",
+        "Directories whose path the lazy trees remember, by the handle their events carry (bounded).",
+        value=source.cached_directories() if source is not None else 0,
     )
 
 

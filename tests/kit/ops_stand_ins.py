@@ -77,9 +77,13 @@ class FanotifySource:
     events: int = 0
     overflows: int = 0
     directories: int = 0
+    cached: int = 0
 
     def watch_count(self) -> int:
         return self.directories
+
+    def cached_directories(self) -> int:
+        return self.cached
 
 
 @dataclass
