@@ -134,3 +134,30 @@ def test_a_tree_of_20000_directories_registers_only_its_top(
           f"20,000 directories: {figures['ready']:.2f} s to ready, {figures['listed']:.2f} s to "
           f"listed, peak RSS {figures['peak_kib']} KiB; {cached} paths remembered after files in "
           f"1,000 directories")
+
+
+def test_the_top_deleted_then_made_again_is_watched_again_lazily(
+    tmp_path, private_tmpfs, redis_server, observer_factory, collectors
+):
+    """
+    The descriptor handles are opened on is the filesystem's root, not the
+    top: deleting the top is said at once, and the top made again is a new
+    lazy tree whose new sub-directories' files are announced.
+    """
+    top = private_tmpfs / "in"
+    (top / "old").mkdir(parents=True)
+    config = write_config(tmp_path, {"tree": fanotify(top)},
+                          common={"redis_server": "127.0.0.1", "redis_port": redis_server.port})
+    observer = observer_factory(config).start()
+    observer.wait_for_line(f"Listed {top}:")
+    collector = collectors(redis_server)
+    before = write(top / "old" / "before")
+    assert not collector.wait_all({before}, timeout=10)
+    mark = observer.mark()
+    subprocess.run(["rm", "-rf", str(top)], check=True)
+    observer.wait_for_line(f"{top} was deleted", since=mark, timeout=10)
+    (top / "new" / "deeper").mkdir(parents=True)
+    observer.wait_for_line(f"Directory is back, watching {top}", since=mark, timeout=30)
+    after = write(top / "new" / "deeper" / "after")
+    assert not collector.wait_all({after}, timeout=10)
+    assert "cannot be lazy" not in observer.output()

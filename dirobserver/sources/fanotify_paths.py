@@ -7,7 +7,7 @@ each with the handle of its directory.  A recursive section need not
 register each of its sub-directories to recognise theirs: the handle of a
 directory nobody registered is opened (C{open_by_handle_at}, C{O_PATH}: a
 name, nothing read) on a descriptor of the filesystem (the I{mount}: a
-section's top, opened before privileges are dropped), and named by
+mount's root, opened before privileges are dropped), and named by
 C{/proc/self/fd}.  Whether that path is under a section's top decides
 where its events go (L{dirobserver.sources.fanotify}).
 
@@ -39,6 +39,18 @@ from dirobserver.sources.fanotify_calls import LIBC_FANOTIFY, FanotifyUnavailabl
 BOUND = 100_000
 #: A key's filesystem id: its first bytes (see fanotify_calls.handle_key).
 _FSID = 8
+
+
+def mount_root(path: bytes) -> bytes:
+    """The root of the mount that holds directory C{path}: its highest ancestor on the same device."""
+    path = os.path.abspath(path)
+    device = os.stat(path).st_dev
+    while path != b"/":
+        parent = os.path.dirname(path)
+        if os.stat(parent).st_dev != device:
+            break
+        path = parent
+    return path
 
 
 class HandlePaths:
@@ -80,8 +92,10 @@ class HandlePaths:
         if fsid in self._mounts:
             return
         try:
-            # Not O_PATH: open_by_handle_at refuses such a descriptor (EBADF).
-            self._mounts[fsid] = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            # The mount's root, not the section's directory: a directory
+            # held open is not reported deleted until it is closed.  And
+            # not O_PATH: open_by_handle_at refuses such a descriptor (EBADF).
+            self._mounts[fsid] = os.open(mount_root(path), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError:
             return  # gone meanwhile: problem() says so if no filesystem is left
         if self._probe is None:
