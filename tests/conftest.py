@@ -171,3 +171,24 @@ def worker_factory(tmp_path: Path) -> Iterator[Any]:
         yield factory
     finally:
         finish()
+
+
+@pytest.fixture
+def collectors() -> Iterator[Any]:
+    """
+    The tree tests' collectors (L{tests.test_e2e_trees.Collector}: BRPOP in
+    a thread): C{collectors(server, queue="q")}; stopped at the end.
+    """
+    from tests.test_e2e_trees import Collector
+
+    made: list[Collector] = []
+
+    def factory(server: Any, queue: str = "q") -> Collector:
+        made.append(Collector(server, queue))
+        return made[-1]
+
+    try:
+        yield factory
+    finally:
+        for collector in made:
+            collector.stop()

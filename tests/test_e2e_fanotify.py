@@ -17,32 +17,19 @@ import os
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.kit import section, write_config
 from tests.kit.observer import observer_args
 from tests.kit.processes import child_env
-from tests.test_e2e_trees import Collector, start, warnings_of, write
+from tests.test_e2e_trees import start, warnings_of, write
 
 pytestmark = [
     pytest.mark.process,
     pytest.mark.skipif(os.geteuid() != 0, reason="a fanotify filesystem mark needs root"),
 ]
-
-
-@pytest.fixture
-def collectors() -> Iterator[Any]:
-    """The tree tests' collectors (BRPOP in a thread), stopped at the end."""
-    made: list[Collector] = []
-    try:
-        yield lambda server, queue="q": made.append(Collector(server, queue)) or made[-1]
-    finally:
-        for collector in made:
-            collector.stop()
 
 
 def fanotify(directory: Path, **extra: str) -> dict[str, str]:

@@ -24,23 +24,12 @@ import pytest
 from tests.kit import free_port, write_config
 from tests.test_e2e_fanotify import fanotify
 from tests.test_e2e_operations import _get, _samples
-from tests.test_e2e_trees import Collector, warnings_of, write
+from tests.test_e2e_trees import warnings_of, write
 
 pytestmark = [
     pytest.mark.process,
     pytest.mark.skipif(os.geteuid() != 0, reason="a fanotify filesystem mark needs root"),
 ]
-
-
-@pytest.fixture
-def collectors() -> Iterator[Any]:
-    """The tree tests' collectors (BRPOP in a thread), stopped at the end."""
-    made: list[Collector] = []
-    try:
-        yield lambda server, queue="q": made.append(Collector(server, queue)) or made[-1]
-    finally:
-        for collector in made:
-            collector.stop()
 
 
 @pytest.fixture

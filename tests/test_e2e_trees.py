@@ -17,7 +17,6 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,20 +64,6 @@ class Collector:
         wait_until(lambda: expected <= set(self.paths()), timeout, interval=0.02)
         return expected - set(self.paths())
 
-
-@pytest.fixture
-def collectors() -> Iterator[Any]:
-    made: list[Collector] = []
-
-    def factory(server: RedisServer, queue: str = "q") -> Collector:
-        made.append(Collector(server, queue))
-        return made[-1]
-
-    try:
-        yield factory
-    finally:
-        for collector in made:
-            collector.stop()
 
 
 def start(observer_factory, tmp_path: Path, port: int, sections: dict[str, dict[str, Any]],
