@@ -27,7 +27,9 @@ directory whose parent nobody watches (a section's top) ends with
 C{FAN_MOVE_SELF} / C{FAN_DELETE_SELF}, unless its path still leads to it (a
 rename already followed).
 
-A recursive section need not register its sub-directories: L{add_tree}
+The directories registered one by one are
+L{dirobserver.sources.fanotify_watches}'s.  A recursive section need not
+register its sub-directories: L{add_tree}
 registers its top once, and the events of directories nobody registered
 are routed by their path (L{dirobserver.sources.fanotify_trees}), found
 from their handles (L{dirobserver.sources.fanotify_paths}).
@@ -42,7 +44,6 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 from collections.abc import Callable
 
 from twisted.internet import main
@@ -55,13 +56,13 @@ from dirobserver.sources.fanotify_calls import (
     FAN_ONDIR,
     FAN_Q_OVERFLOW,
     LIBC_FANOTIFY,
-    FanotifyUnavailable,
     LibcFanotify,
 )
 from dirobserver.sources.fanotify_events import parse, split
 from dirobserver.sources.fanotify_paths import HandlePaths
 from dirobserver.sources.fanotify_trees import TreeRoutes
-from dirobserver.sources.interface import Batch, EventSink, WatchError
+from dirobserver.sources.fanotify_watches import DirectoryWatches
+from dirobserver.sources.interface import Batch, EventSink
 from dirobserver.sources.masks import (
     IN_DELETE,
     IN_DELETE_SELF,
@@ -78,17 +79,6 @@ _GONE = IN_MOVED_FROM | IN_DELETE
 _MOVES = IN_MOVED_FROM | IN_MOVED_TO
 _READ_SIZE = 256 * 1024
 _READS_PER_TURN = 4
-
-
-class _Watch:
-    """A directory some sinks asked for: its key, path and sinks (a tree has one per directory: kept small)."""
-
-    __slots__ = ("key", "path", "sinks")
-
-    def __init__(self, key: bytes, path: bytes) -> None:
-        self.key = key
-        self.path = path
-        self.sinks: list[tuple[EventSink, int]] = []
 
 
 class FanotifySource(FileDescriptor):
@@ -120,12 +110,7 @@ class FanotifySource(FileDescriptor):
         self._descriptor = descriptor
         self.connected = 1
         self._on_overflow = on_overflow
-        self._devices = devices
-        #: per watch id; and the id of each key, and of each path
-        self._watches: dict[int, _Watch] = {}
-        self._by_key: dict[bytes, int] = {}
-        self._by_path: dict[bytes, int] = {}
-        self._next = 1
+        self._watches = DirectoryWatches(calls, devices)
         self._routes = TreeRoutes(paths if paths is not None else HandlePaths(calls))
         self.overflows = 0
         self.events = 0
@@ -156,10 +141,8 @@ class FanotifySource(FileDescriptor):
         Nothing is registered per directory: they are routed by their
         paths (see L{dirobserver.sources.fanotify_trees}).
         """
-        real = os.path.realpath(top)
-        tree = self._next
-        self._next += 1
-        self._routes.add(tree, real, sink, mask & ~IN_ONLYDIR)
+        tree = self._watches.new_id()
+        self._routes.add(tree, os.path.realpath(top), sink, mask & ~IN_ONLYDIR)
         return tree
 
     def remove_tree(self, tree: int, sink: EventSink) -> None:
@@ -171,51 +154,11 @@ class FanotifySource(FileDescriptor):
 
     def add(self, path: bytes, sink: EventSink, mask: int) -> int:
         """Deliver the events of directory C{path} selected by C{mask} to C{sink}."""
-        try:
-            info = os.stat(path)
-            key = self._calls.handle_of(path, info.st_dev)
-        except FanotifyUnavailable as e:
-            raise WatchError(e.errno or errno.EIO, e.strerror, path) from None
-        except OSError as e:
-            raise WatchError(e.errno or errno.EIO, e.strerror, path) from None
-        if not stat.S_ISDIR(info.st_mode):
-            raise WatchError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
-        if self._devices is not None and info.st_dev not in self._devices:
-            raise WatchError(errno.EXDEV, "on a filesystem the fanotify group has no mark on", path)
-        wid = self._by_key.get(key)
-        if wid is None:
-            wid = self._next
-            self._next += 1
-            self._watches[wid] = _Watch(key, path)
-            self._by_key[key] = wid
-        watch = self._watches[wid]
-        if watch.path != path:
-            # The same directory under a new name (renamed, or a link): the
-            # new name is the one its sub-directories' events follow.
-            if self._by_path.get(watch.path) == wid:
-                del self._by_path[watch.path]
-            watch.path = path
-        self._by_path[path] = wid
-        watch.sinks.append((sink, mask & ~IN_ONLYDIR))
-        return wid
+        return self._watches.add(path, sink, mask)
 
     def remove(self, handle: int, sink: EventSink) -> None:
         """Stop delivering the events of C{handle} to C{sink}."""
-        watch = self._watches.get(handle)
-        if watch is None:
-            return
-        watch.sinks = [(s, m) for s, m in watch.sinks if s is not sink]
-        if not watch.sinks:
-            self._forget(handle)
-
-    def _forget(self, wid: int) -> _Watch | None:
-        watch = self._watches.pop(wid, None)
-        if watch is not None:
-            if self._by_key.get(watch.key) == wid:
-                del self._by_key[watch.key]
-            if self._by_path.get(watch.path) == wid:
-                del self._by_path[watch.path]
-        return watch
+        self._watches.remove(handle, sink)
 
     def drain(self) -> None:
         """Read and dispatch everything the kernel has queued, now."""
@@ -252,7 +195,7 @@ class FanotifySource(FileDescriptor):
     def _hand_over(self, data: bytes) -> None:
         """Parse one read and hand each watched directory its events, in order."""
         read_time = self._clock.seconds()
-        by_key = self._by_key.get
+        by_key = self._watches.by_key.get
         # Watches by their positive ids, trees by their negative ones, in
         # the order of their first event.
         batches: dict[int, Batch] = {}
@@ -285,8 +228,7 @@ class FanotifySource(FileDescriptor):
                     self._self_ended(wid, mask)
                 continue
             if mask & FAN_ONDIR and mask & _GONE:
-                watch = self._watches[wid]
-                child = self._by_path.get(watch.path + b"/" + name)
+                child = self._watches.child(wid, name)
                 if child is not None:
                     self._flush(batches, read_time)
                     self._end(child, IN_MOVE_SELF if mask & IN_MOVED_FROM else IN_DELETE_SELF)
@@ -306,7 +248,7 @@ class FanotifySource(FileDescriptor):
                 route = self._routes.sink(-wid)
                 sinks = [] if route is None else [route]
             else:
-                watch = self._watches.get(wid)
+                watch = self._watches.by_id.get(wid)
                 if watch is None:
                     continue
                 sinks = list(watch.sinks)
@@ -322,16 +264,11 @@ class FanotifySource(FileDescriptor):
 
     def _self_ended(self, wid: int, mask: int) -> None:
         """A watched directory was moved or deleted: its watch ends unless its path still leads to it."""
-        watch = self._watches[wid]
-        try:
-            if self._calls.handle_of(watch.path) == watch.key:
-                return  # renamed and followed already (its new name was added)
-        except OSError:
-            pass  # gone
-        self._end(wid, mask & _SELF)
+        if not self._watches.still_there(wid):
+            self._end(wid, mask & _SELF)
 
     def _end(self, wid: int, mask: int) -> None:
-        watch = self._forget(wid)
+        watch = self._watches.forget(wid)
         if watch is None:
             return
         for sink, _mask in watch.sinks:
@@ -346,8 +283,7 @@ class FanotifySource(FileDescriptor):
             "listing every directory", count=self.overflows,
         )
         self._routes.forget_all()  # a rename may be among the events lost
-        sinks = [sink for watch in self._watches.values() for sink, _mask in watch.sinks]
-        for sink in sinks + self._routes.sinks():
+        for sink in self._watches.sinks() + self._routes.sinks():
             try:
                 sink.events_lost()
             except Exception:
@@ -360,8 +296,6 @@ class FanotifySource(FileDescriptor):
     def close(self) -> None:
         """Forget every directory and close the group (its marks go with it)."""
         self._watches.clear()
-        self._by_key.clear()
-        self._by_path.clear()
         self._routes.paths.close()  # its filesystem descriptors
         self._routes = TreeRoutes(HandlePaths(self._calls))
         self.loseConnection()
