@@ -1,10 +1,11 @@
 """
-The lazy fanotify tree's parts on a real fanotify group (as root) on the
+The lazy fanotify tree on a real fanotify group (as root) on the
 test's directory, read synchronously with C{drain()}: directories' paths
 from the handles events carry (L{HandlePaths}: resolution, the bound,
-forgetting), and a source routing a tree's events by path
+forgetting), a source routing a tree's events by path
 (L{FanotifySource.add_tree}): names relative to the top, nothing per
-directory, renames and moves in followed, the outside dropped.
+directory, renames and moves in followed, the outside dropped; and a
+L{DirectoryTree} that goes lazy with such a source.
 """
 
 from __future__ import annotations
@@ -16,12 +17,17 @@ from pathlib import Path
 
 import pytest
 from twisted.internet import reactor
+from twisted.logger import globalLogPublisher
 
+from dirobserver.config import settings as config
 from dirobserver.sources import fanotify_calls as calls
 from dirobserver.sources.fanotify import FanotifySource
 from dirobserver.sources.fanotify_choice import open_group
 from dirobserver.sources.fanotify_paths import HandlePaths
+from dirobserver.sources.identity import identity
 from dirobserver.sources.masks import IN_CREATE, IN_DELETE, IN_ISDIR, IN_MOVED_TO, WATCH_MASK
+from dirobserver.sources.tree import DirectoryTree, TreeContext
+from tests.kit.cases import ClockedDirectoryCase
 from tests.test_fanotify import Sink, root_only
 
 pytestmark = root_only
@@ -202,3 +208,69 @@ def test_moved_to_is_the_name_of_the_move(tmp_path, source):
     os.rename(tmp_path / "f", top / "a" / "f")
     source.drain()
     assert tree.events == [(b"a/f", IN_MOVED_TO)]
+
+
+class LazyDirectoryTreeTests(ClockedDirectoryCase):
+    """
+    A L{DirectoryTree} given a real fanotify source (on the temporary
+    directory's filesystem) goes lazy: no node and no registration per
+    directory; what appears is read and announced; ignored directories'
+    events are dropped; a sub-directory that goes is said.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        descriptor = open_group([os.fsencode(self.root)], MASK)
+        self.source = FanotifySource(reactor, descriptor, devices={os.stat(self.root).st_dev},
+                                     paths=paths_for(Path(self.root)))
+        self.addCleanup(self.source.close)
+        self.delivered: list[tuple[bytes, int]] = []
+        text = ("[common]\nredis_server=h\nredis_port=1\n[s:common]\nactive=true\nqueue=q\n"
+                f"directory={self.root}\nrecursive=true\nignore_directories=^\\.\n")
+        section = config.parse(text, "t.ini").sections[0]
+        self.tree = DirectoryTree(TreeContext(section, WATCH_MASK, self._deliver, lambda: None, self.clock,
+                                              self.cooperator, lambda: None))  # type: ignore[arg-type]
+        self.addCleanup(self.tree.clear)
+
+    def _deliver(self, batch, read_time) -> None:
+        self.delivered += batch
+
+    def test_what_appears_is_read_and_ignored_directories_are_dropped(self):
+        root = Path(self.root)
+        (root / "old" / "deep").mkdir(parents=True)
+        self.source.drain()
+        self.tree.rooted(self.source, 0, polled=False, identity=identity(self.root))
+        self.run_due()
+        self.assertTrue(self.tree.enter(b"old/deep"))
+        (root / "old" / "deep" / "f").write_bytes(b"x")
+        (root / "new" / "deeper").mkdir(parents=True)
+        (root / "new" / "deeper" / "g").write_bytes(b"x")
+        (root / ".hidden" / "in").mkdir(parents=True)
+        (root / ".hidden" / "in" / "h").write_bytes(b"x")
+        self.source.drain()
+        self.run_due()
+        names = {name for name, _mask in self.delivered}
+        self.assertIn(b"old/deep/f", names)
+        self.assertIn(b"new/deeper/g", names)  # by its event, or by the reading of new/
+        self.assertFalse([name for name in names if b".hidden" in name])
+        self.assertEqual((self.tree.subdirectories, self.source.watch_count()), (0, 0))
+
+    def test_a_sub_directory_that_goes_is_said_and_the_tree_cleared_gets_nothing(self):
+        root = Path(self.root)
+        (root / "a" / "b").mkdir(parents=True)
+        self.source.drain()
+        self.tree.rooted(self.source, 0, polled=False, identity=identity(self.root))
+        self.run_due()
+        said: list[dict] = []
+        globalLogPublisher.addObserver(said.append)
+        self.addCleanup(globalLogPublisher.removeObserver, said.append)
+        (root / "a" / "b").rmdir()
+        self.source.drain()
+        self.assertTrue(any("is gone" in event.get("log_format", "")
+                            and event.get("path", "").endswith("/a/b") for event in said))
+        self.assertEqual(self.delivered, [])  # the section did not ask for deletions
+        self.tree.clear()
+        (root / "a" / "late").write_bytes(b"x")
+        self.source.drain()
+        self.run_due()
+        self.assertEqual(self.delivered, [])
