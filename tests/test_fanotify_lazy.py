@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from dirobserver.config import settings as config
 from dirobserver.sources import fanotify_calls as calls
 from dirobserver.sources.fanotify import FanotifySource
 from dirobserver.sources.fanotify_choice import open_group
-from dirobserver.sources.fanotify_paths import HandlePaths
+from dirobserver.sources.fanotify_paths import HandlePaths, mount_root
 from dirobserver.sources.identity import identity
 from dirobserver.sources.masks import IN_CREATE, IN_DELETE, IN_ISDIR, IN_MOVED_TO, WATCH_MASK
 from dirobserver.sources.tree import DirectoryTree, TreeContext
@@ -178,7 +179,7 @@ def test_a_directory_known_outside_then_moved_in_is_routed_to_the_tree(tmp_path,
     (staging / "back" / "gone").write_bytes(b"x")
     source.drain()
     assert tree.events == [(b"batch", IN_MOVED_TO | IN_ISDIR), (b"batch/late", IN_CREATE)]
-    assert source.tree_problem() is None
+    assert source.tree_problem(os.fsencode(top)) is None
 
 
 def test_a_tree_removed_gets_nothing_more(tmp_path, source):
@@ -274,3 +275,41 @@ class LazyDirectoryTreeTests(ClockedDirectoryCase):
         self.source.drain()
         self.run_due()
         self.assertEqual(self.delivered, [])
+
+
+@pytest.mark.process
+def test_a_tree_reached_through_a_bind_mount_is_routed_by_the_bind_s_paths(tmp_path):
+    """
+    A bind mount shows a part of a filesystem elsewhere, with the same
+    device: handles are opened on the bind's own root (found by mount id),
+    so the paths they lead to are the bind's, and its tree gets its events.
+    """
+    disk = tmp_path / "fs"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(disk)], check=True)
+    try:
+        # The bind inside the filesystem it shows a part of: the same device
+        # all the way up to the filesystem's root.
+        bind = disk / "view"
+        bind.mkdir()
+        (disk / "part" / "top" / "a").mkdir(parents=True)
+        subprocess.run(["mount", "--bind", str(disk / "part"), str(bind)], check=True)
+        try:
+            assert mount_root(os.fsencode(bind / "top" / "a")) == os.fsencode(bind)
+            descriptor = open_group([os.fsencode(bind / "top")], MASK)
+            source = FanotifySource(reactor, descriptor, paths=paths_for(bind / "top"))
+            try:
+                assert source.tree_problem(os.fsencode(bind / "top")) is None
+                tree = Sink()
+                source.add_tree(os.fsencode(bind / "top"), tree, MASK)
+                (bind / "top" / "a" / "f").write_bytes(b"x")
+                source.drain()
+                assert tree.events == [(b"a/f", IN_CREATE)]
+                # The filesystem's own mount is not the one handles are opened on.
+                assert source.tree_problem(os.fsencode(disk / "part" / "top")) is not None
+            finally:
+                source.close()
+        finally:
+            subprocess.run(["umount", str(bind)], check=False)
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)

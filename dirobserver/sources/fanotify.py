@@ -130,9 +130,14 @@ class FanotifySource(FileDescriptor):
 
     # -- lazy trees ------------------------------------------------------------------
 
-    def tree_problem(self) -> str | None:
-        """Why L{add_tree} cannot be used (None: it can); asked once privileges are dropped."""
-        return self._routes.paths.problem()
+    def tree_problem(self, top: bytes) -> str | None:
+        """Why L{add_tree} cannot be used for C{top} (None: it can); asked once privileges are dropped."""
+        paths = self._routes.paths
+        why = paths.problem()
+        if why is None and not paths.leads_to(top):
+            why = ("its path is not the one its handle leads to on the filesystem's mount "
+                   "(a bind mount, or another mount of the same filesystem?)")
+        return why
 
     def add_tree(self, top: bytes, sink: EventSink, mask: int) -> int:
         """

@@ -42,15 +42,32 @@ _FSID = 8
 
 
 def mount_root(path: bytes) -> bytes:
-    """The root of the mount that holds directory C{path}: its highest ancestor on the same device."""
+    """
+    The root of the mount that holds directory C{path}: its highest
+    ancestor in the same mount (by mount id: a bind mount has the device of
+    the filesystem it shows a part of).
+    """
     path = os.path.abspath(path)
-    device = os.stat(path).st_dev
+    mount = _mount_id(path)
     while path != b"/":
         parent = os.path.dirname(path)
-        if os.stat(parent).st_dev != device:
+        if _mount_id(parent) != mount:
             break
         path = parent
     return path
+
+
+def _mount_id(path: bytes) -> int:
+    """The id of the mount C{path} is in (C{mnt_id} of a descriptor's fdinfo; -1: not said)."""
+    fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    try:
+        with open(f"/proc/self/fdinfo/{fd}", "rb") as info:
+            for line in info:
+                if line.startswith(b"mnt_id:"):
+                    return int(line.split()[1])
+    finally:
+        os.close(fd)
+    return -1
 
 
 class HandlePaths:
@@ -119,6 +136,19 @@ class HandlePaths:
                         "daemon no longer has (twistd --uid)" if e.errno == errno.EPERM
                         else f"directories cannot be opened by their handles ({e.strerror})")
         return self._problem
+
+    def leads_to(self, directory: bytes) -> bool:
+        """
+        Whether the handle of C{directory} leads back to its real path: not
+        where the filesystem's descriptor is another mount of it (a bind
+        mount of a part of it, say), whose paths differ.
+        """
+        try:
+            key = self._calls.handle_of(directory)
+            mount = self._mounts[key[:_FSID]]
+            return self._calls.path_of(mount, key) == os.path.realpath(directory)
+        except (OSError, KeyError):
+            return False
 
     def path(self, key: bytes) -> bytes | None:
         """The path of the directory of C{key}, None when it leads nowhere (deleted, unknown filesystem)."""

@@ -204,7 +204,7 @@ class DirectoryTree:
 
     def _lazily(self, source: FanotifySource) -> bool:
         """Have C{source} route the events below the top to a lazy tree, if it can; whether it does."""
-        why = source.tree_problem()
+        why = source.tree_problem(self._top.path)
         if why is not None:
             if not self._said_eager:
                 self._said_eager = True
