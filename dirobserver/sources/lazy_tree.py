@@ -13,11 +13,14 @@ there of sub-directories that appear and go.  What the tree still does:
 
  - drop the events of directories below one C{ignore_directories} refuses
    (the mark reports them too);
- - read a sub-directory that appears (created, or moved in with its
-   content) and announce what it holds, as the eager tree does: whatever
-   is made in it from then on has events already, so C{mkdir -p a/b && touch
-   a/b/f} loses nothing (a file made while it is read may be announced
+ - read a sub-directory moved in, and announce what it brought, as the
+   eager tree does (a file made in it while it is read may be announced
    twice, as with the eager tree).
+
+A sub-directory I{created} is not read: the mark was there before it, so
+everything made in it has its own events, C{mkdir -p a/b && touch a/b/f}
+included.  Reading it too would announce most of its first files twice
+(the eager tree reads it because it had no watch on it until then).
 
 Sub-directories on another filesystem (a mount point inside the tree) are
 not followed: the mark is on the top's filesystem only (an eager tree
@@ -34,10 +37,9 @@ from typing import Protocol
 from twisted.logger import Logger
 
 from dirobserver.sources.interface import Batch, EventSink
-from dirobserver.sources.masks import IN_CREATE, IN_DELETE, IN_ISDIR, IN_MOVED_FROM, IN_MOVED_TO
+from dirobserver.sources.masks import IN_DELETE, IN_ISDIR, IN_MOVED_FROM, IN_MOVED_TO
 from dirobserver.sources.walk import DirEntries, Turn, Walk
 
-_APPEARED = IN_CREATE | IN_MOVED_TO
 _GONE = IN_MOVED_FROM | IN_DELETE
 
 
@@ -121,7 +123,7 @@ class LazyTree:
             if not ok:
                 continue
             if mask & IN_ISDIR and self._accepts(leaf):
-                if mask & _APPEARED:
+                if mask & IN_MOVED_TO:
                     self._run(self._reading(name, self._generation))
                 elif mask & _GONE:
                     self._log.debug("[{section}] {path} is gone (deleted or moved away): no more "
