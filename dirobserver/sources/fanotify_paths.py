@@ -33,7 +33,7 @@ import errno
 import os
 from collections import OrderedDict
 
-from dirobserver.sources.fanotify_calls import LIBC_FANOTIFY, FanotifyUnavailable, LibcFanotify
+from dirobserver.sources.fanotify_calls import LIBC_FANOTIFY, LibcFanotify
 
 #: How many handles the table remembers.
 BOUND = 100_000
@@ -102,17 +102,19 @@ class HandlePaths:
         handles on (called while privileged, with the marks).
         """
         try:
-            key = self._calls.handle_of(path)
-        except FanotifyUnavailable:
-            return  # the mark said why already
+            # The mount's root, not the section's directory: a directory
+            # held open is not reported deleted until it is closed.  It is
+            # also what problem() probes with: it does not go away.
+            root = mount_root(path)
+            key = self._calls.handle_of(root)
+        except OSError:
+            return  # gone meanwhile, or no handles (the mark said why)
         fsid = key[:_FSID]
         if fsid in self._mounts:
             return
         try:
-            # The mount's root, not the section's directory: a directory
-            # held open is not reported deleted until it is closed.  And
-            # not O_PATH: open_by_handle_at refuses such a descriptor (EBADF).
-            self._mounts[fsid] = os.open(mount_root(path), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            # Not O_PATH: open_by_handle_at refuses such a descriptor (EBADF).
+            self._mounts[fsid] = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError:
             return  # gone meanwhile: problem() says so if no filesystem is left
         if self._probe is None:
