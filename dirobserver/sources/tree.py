@@ -46,91 +46,22 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 
-from twisted.internet import defer, task
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet import task
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dirobserver.announce.event import decode_name
-from dirobserver.config.settings import SectionSettings
 from dirobserver.sources.fanotify import FanotifySource
 from dirobserver.sources.interface import Batch, EventSource
 from dirobserver.sources.lazy_tree import LazyTree
 from dirobserver.sources.masks import IN_CREATE, IN_ISDIR, IN_MOVED_TO
-from dirobserver.sources.polling import Poller
+from dirobserver.sources.tree_node import Node, TreeContext
 from dirobserver.sources.tree_watches import TreeWatches
 from dirobserver.sources.walk import DirEntries, Turn, Walk
 
 _APPEARED = IN_CREATE | IN_MOVED_TO
-
-
-class _Node:
-    """A directory of the tree, and the sink of its watch."""
-
-    __slots__ = ("tree", "parent", "name", "path", "prefix", "children", "wd", "polled",
-                 "poll_only", "device", "inode", "ended")
-
-    def __init__(self, tree: DirectoryTree, parent: _Node | None, name: bytes, path: bytes,
-                 prefix: bytes) -> None:
-        self.tree = tree
-        self.parent = parent
-        self.name = name
-        self.path = path
-        #: what the names of its events are prefixed with (b"" at the top)
-        self.prefix = prefix
-        self.children: dict[bytes, _Node] = {}
-        #: its inotify watch, or its poller's handle (None: none of that kind)
-        self.wd: int | None = None
-        self.polled: int | None = None
-        #: polled for good (a polled section, a network mount), not for
-        #: want of inotify watches
-        self.poll_only = False
-        self.device = self.inode = 0
-        self.ended = False
-
-    @property
-    def relative(self) -> bytes:
-        """Its path relative to the top (b"" for the top)."""
-        return self.prefix[:-1]
-
-    def file_events(self, batch: Batch, read_time: float) -> None:
-        """Entries appeared in the directory: the tree hands them on."""
-        self.tree.node_events(self, batch, read_time)
-
-    def watch_ended(self, mask: int) -> None:
-        """The directory was deleted, moved or unmounted."""
-        self.tree.node_ended(self)
-
-    def events_lost(self) -> None:
-        """The monitor, the sink of the top directory, hears of it for the whole tree."""
-
-
-@dataclass(frozen=True)
-class TreeContext:
-    """
-    What a L{DirectoryTree} is given by its section's monitor.
-
-    @ivar section: the section's settings.
-    @ivar mask: what each sub-directory is watched for (the section's).
-    @ivar deliver: takes the events of the sub-directories, their names
-        relative to the top (the monitor's event handling).
-    @ivar room: None while the writer has room, else a Deferred that fires
-        when it has (the reading of a new sub-directory waits).
-    @ivar clock: stamps what a reading finds.
-    @ivar cooperator: runs the readings (the service's own).
-    @ivar poller: the section's poller (made when first needed).
-    """
-
-    section: SectionSettings
-    mask: int
-    deliver: Callable[[Batch, float], None]
-    room: Callable[[], defer.Deferred | None]
-    clock: IReactorTime
-    cooperator: task.Cooperator
-    poller: Callable[[], Poller]
 
 
 class DirectoryTree:
@@ -151,7 +82,7 @@ class DirectoryTree:
         self._clock = context.clock
         self._cooperator = context.cooperator
         self._watches = TreeWatches(section, context.mask, context.poller)
-        self._top = _Node(self, None, b"", os.fsencode(section.directory), b"")
+        self._top = Node(self, None, b"", os.fsencode(section.directory), b"")
         self._top.ended = True
         #: bumped when the whole tree is dropped: walks under way stop
         self._generation = 0
@@ -269,7 +200,7 @@ class DirectoryTree:
 
     def seen(self, subdirectory: bytes, names: list[bytes]) -> None:
         """A listing read C{names} in C{subdirectory}: its poller's previous scan."""
-        node: _Node | None = self._top
+        node: Node | None = self._top
         for part in subdirectory.split(b"/") if subdirectory else ():
             node = node.children.get(part) if node is not None else None
         if node is not None:
@@ -277,7 +208,7 @@ class DirectoryTree:
 
     # -- events -----------------------------------------------------------------------
 
-    def node_events(self, node: _Node, batch: Batch, read_time: float) -> None:
+    def node_events(self, node: Node, batch: Batch, read_time: float) -> None:
         """Events of sub-directory C{node}'s watch: handed on, names relative to the top."""
         if node.ended:
             return
@@ -285,12 +216,12 @@ class DirectoryTree:
         prefix = node.prefix
         self._deliver([(prefix + name, mask) for name, mask in batch], read_time)
 
-    def _appearances(self, node: _Node, batch: Batch) -> None:
+    def _appearances(self, node: Node, batch: Batch) -> None:
         for name, mask in batch:
             if mask & IN_ISDIR and mask & _APPEARED:
                 self._appeared(node, name)
 
-    def _appeared(self, parent: _Node, name: bytes) -> None:
+    def _appeared(self, parent: Node, name: bytes) -> None:
         """Sub-directory C{name} appeared in C{parent}: watch it, then read it."""
         if parent.ended or not self.accepts_directory(name):
             return
@@ -308,7 +239,7 @@ class DirectoryTree:
         else:
             self._walk(child, announce=True)
 
-    def node_ended(self, node: _Node) -> None:
+    def node_ended(self, node: Node) -> None:
         """The watch of C{node} ended: deleted, moved or unmounted."""
         if node.ended:
             return
@@ -330,7 +261,7 @@ class DirectoryTree:
 
     # -- watches ------------------------------------------------------------------------
 
-    def _watch(self, parent: _Node, name: bytes) -> _Node | None:
+    def _watch(self, parent: Node, name: bytes) -> Node | None:
         """Watch (or poll) sub-directory C{name} of C{parent}; None when it cannot be."""
         path = os.path.join(parent.path, name)
         try:
@@ -339,7 +270,7 @@ class DirectoryTree:
             return None  # gone already
         if not stat.S_ISDIR(info.st_mode):
             return None
-        node = _Node(self, parent, name, path, parent.prefix + name + b"/")
+        node = Node(self, parent, name, path, parent.prefix + name + b"/")
         node.device, node.inode = info.st_dev, info.st_ino
         if not self._watches.watch(node, parent):
             return None
@@ -348,7 +279,7 @@ class DirectoryTree:
         return node
 
     @staticmethod
-    def _still_there(node: _Node) -> bool:
+    def _still_there(node: Node) -> bool:
         """Whether the directory at C{node}'s path is still the one it watches."""
         try:
             info = os.lstat(node.path)
@@ -356,7 +287,7 @@ class DirectoryTree:
             return False
         return (info.st_dev, info.st_ino) == (node.device, node.inode)
 
-    def _drop(self, node: _Node) -> int:
+    def _drop(self, node: Node) -> int:
         """End the watches of C{node} and of everything below it; return how many."""
         count = 0
         stack = [node]
@@ -374,7 +305,7 @@ class DirectoryTree:
 
     # -- reading new sub-directories ----------------------------------------------------
 
-    def _walk(self, start: _Node, announce: bool) -> None:
+    def _walk(self, start: Node, announce: bool) -> None:
         """Read C{start} and what is below it, cooperatively (see L{_walking})."""
         self._run(self._walking(start, announce, self._generation))
 
@@ -387,7 +318,7 @@ class DirectoryTree:
             self._log.failure("[{section}] Reading a new sub-directory failed", failure,
                               section=self.section.name)
 
-    def _walking(self, start: _Node, announce: bool, generation: int) -> Iterator[object]:
+    def _walking(self, start: Node, announce: bool, generation: int) -> Iterator[object]:
         """
         Watch every sub-directory below C{start}, each before it is read.
         C{announce}: C{start} is new, and what is in it is announced (as
@@ -396,13 +327,13 @@ class DirectoryTree:
         subdirectories = self.section.subdirectories
         found: Batch = []
 
-        def current(node: _Node) -> bool:
+        def current(node: Node) -> bool:
             return not node.ended and generation == self._generation
 
-        def enter(node: _Node) -> bytes | None:
+        def enter(node: Node) -> bytes | None:
             return node.path if current(node) else None
 
-        def entries(node: _Node, chunk: DirEntries) -> None:
+        def entries(node: Node, chunk: DirEntries) -> None:
             for entry in chunk:
                 raw = entry.name
                 try:
@@ -426,19 +357,19 @@ class DirectoryTree:
                 if announce:
                     found.append((node.prefix + raw, mask))
 
-        def turn(node: _Node) -> Turn:
+        def turn(node: Node) -> Turn:
             yield from done(node)
             return current(node)
 
-        def done(node: _Node) -> Iterator[object]:
+        def done(node: Node) -> Iterator[object]:
             batch = found[:]
             found.clear()
             return self._found(batch)
 
-        def unreadable(node: _Node, error: OSError) -> None:
+        def unreadable(node: Node, error: OSError) -> None:
             found.clear()  # gone already: its end of watch follows
 
-        walk: Walk[_Node] = Walk(start, enter, entries, turn, done, unreadable)
+        walk: Walk[Node] = Walk(start, enter, entries, turn, done, unreadable)
         return walk.run()
 
     def _found(self, found: Batch) -> Iterator[object]:
