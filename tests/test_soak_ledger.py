@@ -202,3 +202,17 @@ def test_the_worker_section_counts_a_file_filed_in_done_as_received_and_one_run_
     # done/ is emptied as a next stage would; the file filed counts as received.
     assert list(worker.done.iterdir()) == []
     assert book.check(T0 + 60).unannounced == [failed, lost, claimed]
+
+
+def test_a_sub_directory_renamed_within_the_tree_takes_its_files_along_at_any_depth() -> None:
+    book = ledger("fanotify")
+    deep = book.new(0, "moved", "w000000000/a/b")
+    top = book.new(0, "moved", "w000000000")
+    other = book.new(0, "nested", "w0000000001/a")  # a name that only begins like it
+    assert book.moved(0, "w000000000", "n000000000") == 2
+    assert book.relative(deep) == "n000000000/a/b/" + book.name(deep)
+    assert book.relative(top) == "n000000000/" + book.name(top)
+    assert book.relative(other) == "w0000000001/a/" + book.name(other)
+    # A deleted sub-directory sweeps what is below it too.
+    assert book.swept(0, T0 + 5, "n000000000") == 2
+    assert book.gone[deep] == book.gone[top] == T0 + 5 and book.gone[other] == float("inf")
