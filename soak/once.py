@@ -67,6 +67,8 @@ class OnceFindings:
     unexplained: list[tuple[int, float, str]] = field(default_factory=list)
     #: duplicates that came from a listing (C{"exists"}), the rest are C{"created"}
     listed: int = 0
+    #: the explained after a fault, by the fault (the earliest that explains each)
+    by_fault: dict[str, int] = field(default_factory=dict)
 
     @property
     def allowance(self) -> int:
@@ -80,7 +82,8 @@ class OnceFindings:
     def summary(self) -> dict[str, Any]:
         """The figures of the JSON line."""
         return {"files": self.files, "duplicates": self.duplicates, "listed": self.listed,
-                "explained": {"redis_lost": self.redis_lost, "after_fault": self.after_fault},
+                "explained": {"redis_lost": self.redis_lost, "after_fault": self.after_fault,
+                              "by_fault": self.by_fault},
                 "unexplained": len(self.unexplained), "allowance": self.allowance, "passed": self.passed}
 
 
@@ -90,17 +93,18 @@ def judge(ledger: Ledger, section: int, files: int) -> OnceFindings:
     which completed C{files} files.
     """
     found = OnceFindings(ledger.sections[section].name, files)
-    faults = sorted((w.start, w.end) for w in ledger.windows
+    faults = sorted((w.start, w.end, w.why) for w in ledger.windows
                     if w.why in LISTING_FAULTS and (w.section is None or w.section == section))
-    starts = [start for start, _end in faults]
+    starts = [start for start, _end, _why in faults]
     used: dict[int, int] = {}  # per file: how many of its losses explained a duplicate
     for i, when, event in sorted(r for r in ledger.repeats if ledger.section[r[0]] == section):
         found.duplicates += 1
         found.listed += event == "exists"
         if _lost_before(ledger.losses.get(i, ()), used, i, when):
             found.redis_lost += 1
-        elif _after_fault(_file_time(ledger, i), when, faults, starts):
+        elif (why := _after_fault(_file_time(ledger, i), when, faults, starts)) is not None:
             found.after_fault += 1
+            found.by_fault[why] = found.by_fault.get(why, 0) + 1
         else:
             found.unexplained.append((i, when, event))
     return found
@@ -125,12 +129,14 @@ def _file_time(ledger: Ledger, i: int) -> float:
     return complete if complete == complete else ledger.ready[i]
 
 
-def _after_fault(new: float, when: float, faults: list[tuple[float, float]], starts: list[float]) -> bool:
+def _after_fault(new: float, when: float, faults: list[tuple[float, float, str]],
+                 starts: list[float]) -> str | None:
     """
-    Whether a fault was on, or ended within L{EXPLAIN_WITHIN}, at C{when},
-    and began at most L{NEW_SLACK} after the file's time C{new}.
+    The first fault that was on, or ended within L{EXPLAIN_WITHIN}, at
+    C{when}, and began at most L{NEW_SLACK} after the file's time C{new}
+    (None: none).
     """
-    for start, end in faults[:bisect.bisect_right(starts, when)]:
+    for start, end, why in faults[:bisect.bisect_right(starts, when)]:
         if when <= end + EXPLAIN_WITHIN and new >= start - NEW_SLACK:
-            return True
-    return False
+            return why
+    return None

@@ -116,6 +116,7 @@ def test_once_duplicates_after_a_listing_fault_are_explained_for_new_files_only(
     again(book, ids[0], 203.0)  # complete at 1 s: not new then, announce_once must not repeat it
     found = judge(book, 0, 1001)
     assert found.after_fault == 1 and [i for i, _, _ in found.unexplained] == [ids[0]]
+    assert found.by_fault == {"observer_kill": 1}
     assert found.passed  # one unexplained: within the allowance of 1
     # Too long after the fault ended, or a file older than the slack: unexplained.
     again(book, new, 202.0 + EXPLAIN_WITHIN + 0.5)
