@@ -431,6 +431,9 @@ def _keep(out: Path, replay: str, t0: float, end: float, ledger: Ledger, found: 
         "unexplained_duplicates": {o.section: [{**ledger.describe(i, t0, end), "duplicate": round(t - t0, 3),
                                                 "event": event} for i, t, event in o.unexplained[:100]]
                                    for o in once},
+        "explained_duplicates": {o.section: [{**ledger.describe(i, t0, end), "duplicate": round(t - t0, 3),
+                                              "event": event, "reason": why} for i, t, event, why in o.explained[:500]]
+                                 for o in once},
     }
     (out / "details.json").write_text(json.dumps(details, indent=1))
     return out

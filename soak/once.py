@@ -20,10 +20,12 @@ announced twice") gives the reasons a fault of the soak can bring about:
    a reconnect, an overflow, a directory back, a section active again).  A
    duplicate received while such a fault of its section (or of the whole
    daemon) was on, or within L{EXPLAIN_WITHIN} seconds after it ended, is
-   explained when its file was new then: complete (or abandoned) no earlier
-   than L{NEW_SLACK} seconds before the fault began.  A file present long
-   before (kept by its consumer, or waiting for its deletion) that is
-   announced again after a fault has no such excuse.
+   explained when its file was new at that fault's listing: complete (or
+   abandoned) no earlier than L{NEW_SLACK} seconds before the fault began
+   and no later than L{NEW_SLACK} seconds after it ended.  A file present
+   long before (kept by its consumer, or waiting for its deletion) that is
+   announced again after a fault has no such excuse, nor has one made well
+   after the fault's listing.
 
 Everything else is I{unexplained}.  The rule (L{OnceFindings.passed}): the
 unexplained duplicates may be at most L{ALLOWANCE} of the section's files
@@ -44,7 +46,8 @@ ALLOWANCE = 0.001
 #: Seconds after a loss, or after the end of a fault, within which a
 #: duplicate is laid at its door.
 EXPLAIN_WITHIN = 60.0
-#: A file complete this long before a fault began was not new at its listing.
+#: A file complete this long before a fault began, or after it ended, was
+#: not new at the listing the fault caused.
 NEW_SLACK = 10.0
 #: The faults after which the observer lists the sections they concern
 #: (docs/design.md, "The delivery guarantee"): not an invalid reload (refused,
@@ -69,6 +72,8 @@ class OnceFindings:
     listed: int = 0
     #: the explained after a fault, by the fault (the earliest that explains each)
     by_fault: dict[str, int] = field(default_factory=dict)
+    #: every explained duplicate: (file, when received, event, the reason)
+    explained: list[tuple[int, float, str, str]] = field(default_factory=list)
 
     @property
     def allowance(self) -> int:
@@ -102,9 +107,11 @@ def judge(ledger: Ledger, section: int, files: int) -> OnceFindings:
         found.listed += event == "exists"
         if _lost_before(ledger.losses.get(i, ()), used, i, when):
             found.redis_lost += 1
+            found.explained.append((i, when, event, "lost by Redis"))
         elif (why := _after_fault(_file_time(ledger, i), when, faults, starts)) is not None:
             found.after_fault += 1
             found.by_fault[why] = found.by_fault.get(why, 0) + 1
+            found.explained.append((i, when, event, why))
         else:
             found.unexplained.append((i, when, event))
     return found
@@ -133,10 +140,11 @@ def _after_fault(new: float, when: float, faults: list[tuple[float, float, str]]
                  starts: list[float]) -> str | None:
     """
     The first fault that was on, or ended within L{EXPLAIN_WITHIN}, at
-    C{when}, and began at most L{NEW_SLACK} after the file's time C{new}
-    (None: none).
+    C{when}, and around which the file was new: its time C{new} no earlier
+    than L{NEW_SLACK} before the fault began, no later than L{NEW_SLACK}
+    after it ended (None: none).
     """
     for start, end, why in faults[:bisect.bisect_right(starts, when)]:
-        if when <= end + EXPLAIN_WITHIN and new >= start - NEW_SLACK:
+        if when <= end + EXPLAIN_WITHIN and start - NEW_SLACK <= new <= end + NEW_SLACK:
             return why
     return None
