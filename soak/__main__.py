@@ -298,7 +298,7 @@ def _run(args: argparse.Namespace, seed: int, kinds: list, resources: Resources,
     found = ledger.check(end)
     events = sum(c.events for c in consumers)
     files = found.files
-    once = [judge(ledger, s.index, found.section_files[s.index]) for s in sections if s.kind.once]
+    once = [judge(ledger, s.index, found.section_files[s.index], redis.sentinel) for s in sections if s.kind.once]
     result = {
         "seed": seed,
         "minutes": args.minutes,

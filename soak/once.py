@@ -8,24 +8,37 @@ announced twice") gives the reasons a fault of the soak can bring about:
 
  - I{Redis lost the announcement}: an event, and its record, that Redis
    acknowledged and then lost (a master killed and restarted empty, a
-   replica promoted before it had the master's last writes).  Before each
-   such fault the soak reads the master's queues and records, and its
-   replica's (L{soak.faults.pause_and_read}); what the master holds and
-   the replica does not may be lost (L{soak.ledger.Ledger.once_lost}).
-   Each such loss of a file explains one duplicate of it, received within
-   L{EXPLAIN_WITHIN} seconds after the loss;
+   replica promoted before it had the master's last writes); the next
+   listing announces the file again.  The soak knows it two ways:
+    - before each Redis kill, failover and single-server outage it reads
+      the master's queues and records, and its replica's
+      (L{soak.faults.pause_and_read}); what the master holds and the
+      replica does not may be lost (L{soak.ledger.Ledger.once_lost}).  Each
+      such loss of a file explains one duplicate of it, received within
+      L{EXPLAIN_WITHIN} seconds after the loss;
+    - what was written after that reading, or to a master that is
+      replaced without one (a Redis SIGSTOPped past the Sentinels'
+      C{down-after-milliseconds} is failed over; its successor may have
+      been promoted before it had caught up): a duplicate received while a
+      fault that can lose writes (L{LOSING}) was on, or within
+      L{EXPLAIN_WITHIN} after it ended, of a file first received (its
+      write acknowledged) no earlier than L{NEW_SLACK} before that fault
+      began and no later than L{NEW_SLACK} after it ended;
  - I{a listing raced the kernel's event of a new file}: a listing pushed
-   the file's event before the kernel's event for it was read.  Listings
-   the soak causes are those of the faults in L{LISTING_FAULTS} (a restart,
-   a reconnect, an overflow, a directory back, a section active again).  A
-   duplicate received while such a fault of its section (or of the whole
-   daemon) was on, or within L{EXPLAIN_WITHIN} seconds after it ended, is
-   explained when its file was new at that fault's listing: complete (or
-   abandoned) no earlier than L{NEW_SLACK} seconds before the fault began
-   and no later than L{NEW_SLACK} seconds after it ended.  A file present
-   long before (kept by its consumer, or waiting for its deletion) that is
-   announced again after a fault has no such excuse, nor has one made well
-   after the fault's listing.
+   the file's event before the kernel's event for it was read, so the
+   duplicate is the kernel's (C{"created"}) event.  Listings the soak
+   causes are those of the faults in L{LISTING_FAULTS} (a restart, a
+   reconnect, an overflow, a directory back, a section active again).  A
+   C{"created"} duplicate received while such a fault of its section (or
+   of the whole daemon) was on, or within L{EXPLAIN_WITHIN} seconds after
+   it ended, is explained when its file was new at that fault's listing:
+   complete (or abandoned) no earlier than L{NEW_SLACK} seconds before the
+   fault began and no later than L{NEW_SLACK} seconds after it ended.
+
+A listing's C{"exists"} after the file's event was delivered, with no loss
+by Redis near, has no reason: that is what C{announce_once} prevents.  A
+file present long before a fault (kept by its consumer, or waiting for its
+deletion) announced again after it has none either.
 
 Everything else is I{unexplained}.  The rule (L{OnceFindings.passed}): the
 unexplained duplicates may be at most L{ALLOWANCE} of the section's files
@@ -56,6 +69,11 @@ LISTING_FAULTS = frozenset({
     "redis_kill", "redis_stop", "failover", "held_overflow", "observer_overflow", "observer_kill",
     "reload_changed", "dir_delete", "dir_rename", "dir_unreadable",
 })
+#: The faults that can lose writes Redis acknowledged, with one server (a
+#: kill, and a long outage, which is a kill) and with a Sentinel set (the
+#: master killed, failed over, or stopped long enough to be failed over).
+LOSING = {False: frozenset({"redis_kill", "held_overflow"}),
+          True: frozenset({"redis_kill", "failover", "redis_stop"})}
 
 
 @dataclass
@@ -92,23 +110,32 @@ class OnceFindings:
                 "unexplained": len(self.unexplained), "allowance": self.allowance, "passed": self.passed}
 
 
-def judge(ledger: Ledger, section: int, files: int) -> OnceFindings:
+def judge(ledger: Ledger, section: int, files: int, sentinel: bool) -> OnceFindings:
     """
     Explain the duplicates of C{section} (a section of L{Ledger.once}),
     which completed C{files} files.
+
+    @param sentinel: Redis was a Sentinel set (which faults lose writes: L{LOSING}).
     """
     found = OnceFindings(ledger.sections[section].name, files)
-    faults = sorted((w.start, w.end, w.why) for w in ledger.windows
-                    if w.why in LISTING_FAULTS and (w.section is None or w.section == section))
-    starts = [start for start, _end, _why in faults]
+
+    def concerning(names: frozenset[str]) -> tuple[list[tuple[float, float, str]], list[float]]:
+        chosen = sorted((w.start, w.end, w.why) for w in ledger.windows
+                        if w.why in names and (w.section is None or w.section == section))
+        return chosen, [start for start, _end, _why in chosen]
+
+    listing, losing = concerning(LISTING_FAULTS), concerning(LOSING[sentinel])
     used: dict[int, int] = {}  # per file: how many of its losses explained a duplicate
     for i, when, event in sorted(r for r in ledger.repeats if ledger.section[r[0]] == section):
         found.duplicates += 1
         found.listed += event == "exists"
         if _lost_before(ledger.losses.get(i, ()), used, i, when):
             found.redis_lost += 1
-            found.explained.append((i, when, event, "lost by Redis"))
-        elif (why := _after_fault(_file_time(ledger, i), when, faults, starts)) is not None:
+            found.explained.append((i, when, event, "lost by Redis (read before the fault)"))
+        elif (why := _around_fault(ledger.received[i], when, *losing)) is not None:
+            found.redis_lost += 1
+            found.explained.append((i, when, event, f"lost by Redis ({why})"))
+        elif event == "created" and (why := _around_fault(_file_time(ledger, i), when, *listing)) is not None:
             found.after_fault += 1
             found.by_fault[why] = found.by_fault.get(why, 0) + 1
             found.explained.append((i, when, event, why))
@@ -136,13 +163,12 @@ def _file_time(ledger: Ledger, i: int) -> float:
     return complete if complete == complete else ledger.ready[i]
 
 
-def _after_fault(new: float, when: float, faults: list[tuple[float, float, str]],
-                 starts: list[float]) -> str | None:
+def _around_fault(new: float, when: float, faults: list[tuple[float, float, str]],
+                  starts: list[float]) -> str | None:
     """
-    The first fault that was on, or ended within L{EXPLAIN_WITHIN}, at
-    C{when}, and around which the file was new: its time C{new} no earlier
-    than L{NEW_SLACK} before the fault began, no later than L{NEW_SLACK}
-    after it ended (None: none).
+    The first of C{faults} that was on, or ended within L{EXPLAIN_WITHIN},
+    at C{when}, around which C{new} falls: no earlier than L{NEW_SLACK}
+    before it began, no later than L{NEW_SLACK} after it ended (None: none).
     """
     for start, end, why in faults[:bisect.bisect_right(starts, when)]:
         if when <= end + EXPLAIN_WITHIN and start - NEW_SLACK <= new <= end + NEW_SLACK:
