@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .backlog import Backlog
 from .kinds import STREAM, Section
 from .ledger import Ledger
 
@@ -277,6 +278,7 @@ class Consumer(threading.Thread):
         self._finish = threading.Event()
         self._later: list[tuple[float, int, int]] = []  # (due, tries, id)
         self._stream_ready = False
+        self.backlog = Backlog(section, ledger)
 
     def finish(self) -> None:
         """Stop once the queue has stayed empty for a second."""
@@ -301,6 +303,7 @@ class Consumer(threading.Thread):
                 try:
                     client = client or self._connect()
                     got = self._read_stream(client) if self.section.kind.reader == STREAM else self._read_list(client)
+                    self.backlog.sample(client)
                 except (ConnectionError, valkey.exceptions.ConnectionError, valkey.exceptions.TimeoutError,
                         valkey.exceptions.BusyLoadingError, valkey.exceptions.ReadOnlyError) as e:
                     # Redis went away, or this node is a replica now: ask
@@ -328,6 +331,7 @@ class Consumer(threading.Thread):
         except BaseException as e:
             self.failed = e
         finally:
+            self.backlog.close(time.time())
             if client is not None:
                 client.close()
 
