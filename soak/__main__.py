@@ -16,7 +16,10 @@ The last line of the output is one JSON object::
     {"seed", "minutes", "files", "faults", "unannounced", "announced_early",
      "duplicates", "max_rss_mb", "tracebacks", "lost_by_redis", ...,
      "worker": {"run", "runs", "filed", "failed", "lost", "filed_not_run",
-                "left_claimed", "starts", "tracebacks", "exit_status"}}
+                "left_claimed", "starts", "tracebacks", "exit_status"},
+     "sections": {NAME: {"files", "due", "unannounced", "received", "events", "duplicates",
+                         "backlog_windows"}},
+     "once": {NAME: {"files", "duplicates", "listed", "explained", "unexplained", "allowance", "passed"}}}
 
 (C{lost_by_redis}: files announced, then lost with Redis's data, and gone
 before the observer's insurance listing could announce them again; they
@@ -28,7 +31,8 @@ traceback, exceeded C{--max-rss}, exited on its own or not with 0 on the
 final SIGTERM; or when the worker ran a file it did not file in C{done/}
 (lost), filed one in C{failed/} or without running it, left one claimed,
 logged a traceback, exited on its own or not with 0 on its SIGTERM;
-0 otherwise.  A failure prints the seed and the fault
+or when a section with C{announce_once} had more duplicates without a
+reason than 0.1% of its files (L{soak.once}); 0 otherwise.  A failure prints the seed and the fault
 timeline, and keeps the observer's log and the details in C{--artifacts}.
 """
 
@@ -380,7 +384,11 @@ def _restart(daemon: Daemon | Worker, problems: list[str]) -> bool:
 
 
 def _sections(sections: list[Section], consumers: list, found: Any, ledger: Ledger) -> dict[str, Any]:
-    """Each section's figures: files completed, due, received, events, duplicates (and names it should not have had)."""
+    """
+    Each section's figures: files completed, due, unannounced, received,
+    events, duplicates, and how often its queue was past its
+    C{poll_queue_limit} (L{soak.backlog}).
+    """
     unexpected: dict[str, int] = {}
     for _t, name, _n, _why in ledger.unexpected:
         unexpected[name] = unexpected.get(name, 0) + 1
@@ -393,6 +401,7 @@ def _sections(sections: list[Section], consumers: list, found: Any, ledger: Ledg
         out[s.name] = {"files": found.section_files[k], "due": found.section_due[k],
                        "unannounced": unannounced[k], "received": found.section_received[k],
                        "events": consumer.events,
+                       "backlog_windows": consumer.backlog.windows if isinstance(consumer, Consumer) else 0,
                        "duplicates": consumer.events - found.section_received[k] - unexpected.get(s.name, 0)}
     return out
 
