@@ -16,7 +16,10 @@ The last line of the output is one JSON object::
     {"seed", "minutes", "files", "faults", "unannounced", "announced_early",
      "duplicates", "max_rss_mb", "tracebacks", "lost_by_redis", ...,
      "worker": {"run", "runs", "filed", "failed", "lost", "filed_not_run",
-                "left_claimed", "starts", "tracebacks", "exit_status"}}
+                "left_claimed", "starts", "tracebacks", "exit_status"},
+     "sections": {NAME: {"files", "due", "unannounced", "received", "events", "duplicates",
+                         "backlog_windows"}},
+     "once": {NAME: {"files", "duplicates", "listed", "explained", "unexplained", "allowance", "passed"}}}
 
 (C{lost_by_redis}: files announced, then lost with Redis's data, and gone
 before the observer's insurance listing could announce them again; they
@@ -28,7 +31,8 @@ traceback, exceeded C{--max-rss}, exited on its own or not with 0 on the
 final SIGTERM; or when the worker ran a file it did not file in C{done/}
 (lost), filed one in C{failed/} or without running it, left one claimed,
 logged a traceback, exited on its own or not with 0 on its SIGTERM;
-0 otherwise.  A failure prints the seed and the fault
+or when a section with C{announce_once} had more duplicates without a
+reason than 0.1% of its files (L{soak.once}); 0 otherwise.  A failure prints the seed and the fault
 timeline, and keeps the observer's log and the details in C{--artifacts}.
 """
 
@@ -50,8 +54,9 @@ from typing import Any
 from tests.kit import REPO_ROOT, Resources, scratch_root
 
 from .faults import DIRECTORY, FAULTS, OVERFLOWED, PROCESS, TRACEBACK, Daemon, Lane, Soak, Timeline
-from .kinds import ObserverConfig, Section, available_kinds
+from .kinds import ObserverConfig, Section, available_kinds, unavailable
 from .ledger import RECOVERY, Ledger
+from .once import OnceFindings, judge
 from .servers import SentinelSet, Single
 from .traffic import Consumer, Producer
 from .working import Watch, Worker
@@ -177,6 +182,12 @@ def _run(args: argparse.Namespace, seed: int, kinds: list, resources: Resources,
     root = scratch_root(resources)
     from dirobserver.config.settings import KNOWN_KEYS, ConfigError, load
 
+    for kind in list(kinds):
+        why = unavailable(kind, root)
+        if why is not None:
+            say(f"kind {kind.name} skipped: {why}")
+            kinds.remove(kind)
+
     sentinel = args.redis == "sentinel" or (args.redis == "auto" and "redis_sentinels" in KNOWN_KEYS)
     redis = (SentinelSet if sentinel else Single)(resources, root / "redis")
     sections = []
@@ -291,6 +302,7 @@ def _run(args: argparse.Namespace, seed: int, kinds: list, resources: Resources,
     found = ledger.check(end)
     events = sum(c.events for c in consumers)
     files = found.files
+    once = [judge(ledger, s.index, found.section_files[s.index], redis.sentinel) for s in sections if s.kind.once]
     result = {
         "seed": seed,
         "minutes": args.minutes,
@@ -313,6 +325,8 @@ def _run(args: argparse.Namespace, seed: int, kinds: list, resources: Resources,
         "kinds": [k.name for k in kinds],
         "worker": None,
         "redis": "sentinel" if redis.sentinel else "single",
+        "sections": _sections(sections, consumers, found, ledger),
+        "once": {o.section: o.summary() for o in once},
     }
     if exit_status not in (0, None):
         problems.append(f"the observer's exit status on SIGTERM was {exit_status}")
@@ -332,15 +346,22 @@ def _run(args: argparse.Namespace, seed: int, kinds: list, resources: Resources,
                           ("tracebacks", "tracebacks in the worker's log")):
             if worked_files[key]:
                 problems.append(f"worker: {worked_files[key]} {what}")
+    for o in once:
+        say(f"[{o.section}] (announce_once): {o.files} files, {o.duplicates} duplicate events "
+            f"({o.listed} from listings); explained: {o.redis_lost} lost by Redis, {o.after_fault} after "
+            f"a fault; {len(o.unexplained)} unexplained (allowance {o.allowance})")
+        if not o.passed:
+            problems.append(f"[{o.section}] (announce_once): {len(o.unexplained)} duplicates unexplained, "
+                            f"more than 0.1% of its {o.files} files ({o.allowance})")
     failed = bool(problems or found.unannounced or found.early or ledger.unexpected or result["tracebacks"])
     say(f"{files} files ({result['files_per_second']}/s), {found.due} due, {found.received} received, "
         f"{found.lost_by_redis} announced but lost by Redis and gone before the insurance listing, "
         f"{events} events, {result['faults']} faults, max RSS {max_rss:.0f} MiB, exit status {exit_status}")
     if failed or args.artifacts:
         out = _keep(args.artifacts or Path(f"/tmp/dirobserver-soak-{seed}"), replay, t0, end, ledger, found,
-                    timeline, daemon, problems, result)
+                    timeline, daemon, problems, result, once)
     if failed:
-        _report_failure(seed, replay, t0, end, ledger, found, timeline, problems)
+        _report_failure(seed, replay, t0, end, ledger, found, timeline, problems, once)
         print(f"  the observer's log and the details: {out}", flush=True)
     else:
         say("PASSED: every due file was announced")
@@ -362,6 +383,29 @@ def _restart(daemon: Daemon | Worker, problems: list[str]) -> bool:
     return False
 
 
+def _sections(sections: list[Section], consumers: list, found: Any, ledger: Ledger) -> dict[str, Any]:
+    """
+    Each section's figures: files completed, due, unannounced, received,
+    events, duplicates, and how often its queue was past its
+    C{poll_queue_limit} (L{soak.backlog}).
+    """
+    unexpected: dict[str, int] = {}
+    for _t, name, _n, _why in ledger.unexpected:
+        unexpected[name] = unexpected.get(name, 0) + 1
+    unannounced = [0] * len(sections)
+    for i in found.unannounced:
+        unannounced[ledger.section[i]] += 1
+    out = {}
+    for s, consumer in zip(sections, consumers, strict=True):
+        k = s.index
+        out[s.name] = {"files": found.section_files[k], "due": found.section_due[k],
+                       "unannounced": unannounced[k], "received": found.section_received[k],
+                       "events": consumer.events,
+                       "backlog_windows": consumer.backlog.windows if isinstance(consumer, Consumer) else 0,
+                       "duplicates": consumer.events - found.section_received[k] - unexpected.get(s.name, 0)}
+    return out
+
+
 def _cpu() -> dict[str, float]:
     """CPU seconds of this process, and of its children that ended (observers, Redis servers)."""
     import resource
@@ -381,7 +425,7 @@ def _progress(t0: float, producers: list, consumers: list, timeline: Timeline, d
 
 
 def _keep(out: Path, replay: str, t0: float, end: float, ledger: Ledger, found: Any, timeline: Timeline,
-          daemon: Daemon, problems: list[str], result: dict[str, Any]) -> Path:
+          daemon: Daemon, problems: list[str], result: dict[str, Any], once: list[OnceFindings]) -> Path:
     """Write the evidence of a run to C{out}: the observer's log and C{details.json}."""
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy(daemon.log, out / "observer.log")
@@ -393,6 +437,12 @@ def _keep(out: Path, replay: str, t0: float, end: float, ledger: Ledger, found: 
         "unannounced": _sample(ledger, found.unannounced, t0, end),
         "announced_early": _sample(ledger, found.early, t0, end),
         "unexpected_names": [(round(t - t0, 3), s, n, why) for t, s, n, why in ledger.unexpected[:200]],
+        "unexplained_duplicates": {o.section: [{**ledger.describe(i, t0, end), "duplicate": round(t - t0, 3),
+                                                "event": event} for i, t, event in o.unexplained[:100]]
+                                   for o in once},
+        "explained_duplicates": {o.section: [{**ledger.describe(i, t0, end), "duplicate": round(t - t0, 3),
+                                              "event": event, "reason": why} for i, t, event, why in o.explained[:500]]
+                                 for o in once},
     }
     (out / "details.json").write_text(json.dumps(details, indent=1))
     return out
@@ -412,7 +462,7 @@ def _sample(ledger: Ledger, ids: list[int], t0: float, end: float, each: int = 1
 
 
 def _report_failure(seed: int, replay: str, t0: float, end: float, ledger: Ledger, found: Any,
-                    timeline: Timeline, problems: list[str]) -> None:
+                    timeline: Timeline, problems: list[str], once: list[OnceFindings]) -> None:
     print(f"\nFAILED (seed {seed}; replay: {replay})", flush=True)
     for problem in problems:
         print(f"  problem: {problem}")
@@ -423,6 +473,11 @@ def _report_failure(seed: int, replay: str, t0: float, end: float, ledger: Ledge
                 print(f"    {json.dumps(ledger.describe(i, t0, end))}")
     for t, section, name, why in ledger.unexpected[:10]:
         print(f"  announced {name!r} in [{section}] at {t - t0:.2f} s: {why}")
+    for o in once:
+        if not o.passed:
+            print(f"  [{o.section}]: {len(o.unexplained)} unexplained duplicates, the first ones:")
+            for i, t, event in o.unexplained[:10]:
+                print(f"    {event} at {t - t0:.2f} s: {json.dumps(ledger.describe(i, t0, end))}")
     print("  fault timeline (seconds since the start):")
     for line in timeline.lines():
         print(f"    {line}")

@@ -49,6 +49,10 @@ REFUSED = b"Reload refused"
 OVERFLOWED = b"queue overflowed"
 HELD_BOUND = b"events held (max_held_events"
 TRACEBACK = b"Traceback (most recent call last)"
+#: The record of a section with C{announce_once} is its queue's name and
+#: this (the observer's default, C{dirobserver.config.keys.ANNOUNCED_SUFFIX}:
+#: not imported, so that C{--source} may soak an observer without it).
+ANNOUNCED_SUFFIX = ":announced"
 
 
 def _obey_permissions() -> None:
@@ -192,27 +196,55 @@ def pause_and_read(s: Soak, pause_ms: int, unpause: bool = False) -> str:
     (see L{soak.ledger.Ledger.lost_with_redis}).  Consumers block
     meanwhile (their reads are writes), so nothing is taken either.
 
+    For the sections that announce once, the records too: what the master
+    holds (queues and records) and its replica does not yet, Redis may lose
+    (L{soak.ledger.Ledger.once_lost}); with one server, all of it.
+
     @param unpause: let writes go on once the queues are read.
     """
     names: list[tuple[int, str]] = []
+    once: set[tuple[int, str]] = set()
     client = s.redis.master_client()
     try:
         client.execute_command("CLIENT", "PAUSE", pause_ms, "WRITE")
         when = time.time()
         for section in s.sections:
-            if section.kind.reader == STREAM:
-                names += [(section.index, stream_event(fields)[0])
-                          for _id, fields in client.xrange(section.queue)]
-            else:
-                names += [(section.index, json.loads(raw)["filename"])
-                          for raw in client.lrange(section.queue, 0, -1)]
+            found = _announced(client, section)
+            names += found
+            if section.kind.once:
+                once.update(found)
+                once.update(_recorded(client, section))
+        for replica in s.redis.replica_clients() if once else ():
+            try:
+                for section in s.sections:
+                    if section.kind.once:
+                        once.difference_update(_announced(replica, section))
+                        once.difference_update(_recorded(replica, section))
+            finally:
+                replica.close()
         if unpause:
             client.execute_command("CLIENT", "UNPAUSE")
     except Exception as e:  # the master went away meanwhile: nothing known
         return f"its queues could not be read ({e})"
     finally:
         client.close()
-    return f"{s.ledger.lost_with_redis(names, when)} files in its queues"
+    said = f"{s.ledger.lost_with_redis(names, when)} files in its queues"
+    if once:
+        said += f", {s.ledger.once_lost(once, when)} announced once that its replica lacks"
+    return said
+
+
+def _announced(client: Any, section: Section) -> list[tuple[int, str]]:
+    """The C{(section, name)} of the events in C{section}'s queue."""
+    if section.kind.reader == STREAM:
+        return [(section.index, stream_event(fields)[0]) for _id, fields in client.xrange(section.queue)]
+    return [(section.index, json.loads(raw)["filename"]) for raw in client.lrange(section.queue, 0, -1)]
+
+
+def _recorded(client: Any, section: Section) -> list[tuple[int, str]]:
+    """The C{(section, path)} of the fields of C{section}'s record (C{announce_once}, its default key)."""
+    return [(section.index, field.decode("utf-8", "surrogateescape"))
+            for field in client.hkeys(section.queue + ANNOUNCED_SUFFIX)]
 
 
 def redis_kill(s: Soak, rng: random.Random, _: Section | None) -> str:
@@ -242,7 +274,7 @@ def redis_stop(s: Soak, rng: random.Random, _: Section | None) -> str:
 
 
 def observer_overflow(s: Soak, rng: random.Random, _: Section | None) -> str:
-    section = rng.choice([x for x in s.sections if x.kind.inotify and not x.kind.worker])
+    section = rng.choice([x for x in s.sections if x.kind.kernel_queue and not x.kind.worker])
     count = min(s.queued_events + 2000, 100_000)
     before = s.daemon.count(OVERFLOWED)
     with s.daemon.lock:
@@ -429,7 +461,7 @@ class Lane(threading.Thread):
                        and (soak.redis.sentinel or not f.sentinel)
                        and (lane == PROCESS or any(f.applies(x) for x in soak.sections))
                        and (f.run is not worker_kill or soak.worker is not None)]
-        if not any(x.kind.inotify for x in soak.sections):
+        if not any(x.kind.kernel_queue for x in soak.sections):
             self.faults = [f for f in self.faults if f.run is not observer_overflow]
         self.problems: list[str] = []
 

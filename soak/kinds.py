@@ -29,7 +29,7 @@ LIST, STREAM = "list", "stream"
 NONE, LIVE, ALL = "", "created", "all"
 
 #: The producer's ways of making a file (see L{soak.traffic.Producer}).
-STYLES = ("quick", "odd", "slow", "staged", "abandoned", "ignored", "entry", "nested")
+STYLES = ("quick", "odd", "slow", "staged", "abandoned", "ignored", "entry", "nested", "moved")
 
 #: Seconds of every grace period: a file must have been present and complete
 #: this long (plus the kind's C{grace_keys}), outside fault windows, to be due.
@@ -58,8 +58,15 @@ class SectionKind:
     @ivar staging: C{"working"} (C{NAME.working}, always ignored) or
         C{"hidden"} (C{.NAME.part}, which the section must ignore) for files
         written under another name and renamed into place.
-    @ivar inotify: its events come from inotify (a burst while the observer
-        is stopped overflows the kernel queue).
+    @ivar kernel_queue: its events come from a kernel queue, inotify's or
+        fanotify's (a burst while the observer is stopped overflows it).
+    @ivar depth: the deepest sub-directory its C{nested} and C{moved} files
+        go to (1: a sub-directory of its directory).
+    @ivar once: C{announce_once} is on: its duplicates are judged
+        (L{soak.once}), not only counted.
+    @ivar fanotify: it needs a fanotify filesystem mark, which the soak
+        probes before it runs (root, Linux 5.9, a filesystem with file
+        handles): see L{unavailable}.
     @ivar worker: a real C{dirobserver-worker} consumes it (L{soak.working})
         instead of a consumer; it then takes no fault's burst (a worker runs
         a process per file: tens of thousands would outlast the run) and no
@@ -78,8 +85,11 @@ class SectionKind:
     grace_keys: tuple[str, ...] = ()
     keep: float = 0.02
     staging: str = "working"
-    inotify: bool = True
+    kernel_queue: bool = True
     worker: bool = False
+    depth: int = 1
+    once: bool = False
+    fanotify: bool = False
 
     def available(self, known: Sequence[str]) -> bool:
         """Whether the observer knows every key this kind needs (and has the worker, if it needs it)."""
@@ -114,13 +124,25 @@ KINDS: tuple[SectionKind, ...] = (
     SectionKind("stream", {"queue_type": "stream"},
                 {"quick": 60, "slow": 15, "staged": 15, "abandoned": 10}, rate=50,
                 needs=("queue_type",), reader=STREAM),
-    # Trees and polling.
-    SectionKind("tree", {"recursive": "true"}, {"nested": 60, "quick": 30, "abandoned": 10}, rate=30,
-                needs=("recursive",)),
+    # Trees and polling.  The tree is pinned to inotify (as root, "auto"
+    # would choose fanotify for it), so that both sources are soaked.
+    SectionKind("tree", {"recursive": "true", "watch_mode": "inotify"},
+                {"nested": 60, "quick": 30, "abandoned": 10}, rate=30,
+                needs=("recursive",), optional=("watch_mode",)),
+    # A tree on one fanotify filesystem mark: files a few levels down,
+    # sub-directories filled and then renamed within the tree.
+    SectionKind("fanotify", {"recursive": "true", "watch_mode": "fanotify"},
+                {"nested": 45, "moved": 20, "quick": 25, "abandoned": 10}, rate=30,
+                needs=("recursive", "watch_mode"), depth=3, fanotify=True),
     SectionKind("scan", {"watch_mode": "poll", "poll_interval": "1"},
                 {"quick": 60, "slow": 20, "staged": 10, "abandoned": 10}, rate=30,
                 needs=("watch_mode",), optional=("poll_interval",), grace_keys=("poll_interval",),
-                inotify=False),
+                kernel_queue=False),
+    # Announcing once: listings (a forced poll every 3 s, and every fault's)
+    # announce only what was never announced.
+    SectionKind("once", {"announce_once": "true", "extra_fields": "id", "forced_poll": "3"},
+                {"quick": 55, "odd": 5, "slow": 15, "staged": 15, "abandoned": 10}, rate=40,
+                needs=("announce_once", "extra_fields"), once=True),
     # The worker's half: complete files, run and filed by dirobserver-worker.
     SectionKind("worker", {"announce": "closed"}, {"quick": 60, "slow": 20, "staged": 10, "abandoned": 10},
                 rate=20, needs=("announce",), worker=True),
@@ -132,6 +154,24 @@ def _has_worker() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("dirobserver.worker.tap") is not None
+
+
+def unavailable(kind: SectionKind, where: Path) -> str | None:
+    """
+    Why C{kind} cannot run with its directory under C{where} on this
+    machine (None: it can).  Only a fanotify kind can be refused: the
+    observer's own probe (a group and a filesystem mark, made and closed)
+    says why, in its words.
+    """
+    if not kind.fanotify:
+        return None
+    if os.geteuid() != 0:
+        return "a fanotify filesystem mark needs root (CAP_SYS_ADMIN)"
+    try:
+        from dirobserver.sources.fanotify_choice import problem
+    except ImportError:
+        return "this dirobserver has no fanotify source"
+    return problem(str(where))
 
 
 def available_kinds(known: Sequence[str] | None = None) -> list[SectionKind]:

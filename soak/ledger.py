@@ -80,6 +80,10 @@ class Findings:
     received: int = 0
     #: announced, then lost by Redis, and gone before the insurance listing
     lost_by_redis: int = 0
+    #: per section (by index): files completed, due, received
+    section_files: list[int] = field(default_factory=list)
+    section_due: list[int] = field(default_factory=list)
+    section_received: list[int] = field(default_factory=list)
 
 
 class Ledger:
@@ -99,8 +103,14 @@ class Ledger:
         self.pause = array("d")
         #: when Redis last lost this file's announcement (see L{lost_with_redis})
         self.lost: dict[int, float] = {}
-        #: sub-directory of the files of style "nested"
+        #: sub-directory of the files of style "nested" and "moved"
         self.subdir: dict[int, str] = {}
+        #: the sections whose duplicates are judged (C{announce_once}, L{soak.once})
+        self.once = {s.index for s in sections if s.kind.once}
+        #: the events of their files after the first: [(file, when received, event)]
+        self.repeats: list[tuple[int, float, str]] = []
+        #: their files' announcements Redis may have lost (L{lost_with_redis}, L{once_lost}): times
+        self.losses: dict[int, list[float]] = {}
         self._present: list[set[int]] = [set() for _ in sections]
         self._present_lock = [threading.Lock() for _ in sections]
         self.windows: list[Window] = []
@@ -182,20 +192,35 @@ class Ledger:
 
     def swept(self, section: int, when: float, subdir: str | None = None) -> int:
         """
-        Every file of C{section} (in C{subdir} only, if given) went with its
-        directory; how many.
+        Every file of C{section} (in C{subdir} and below only, if given)
+        went with its directory; how many.
         """
         with self._present_lock[section]:
             if subdir is None:
                 gone = self._present[section]
                 self._present[section] = set()
             else:
-                gone = {i for i in self._present[section] if self.subdir.get(i) == subdir}
+                gone = {i for i in self._present[section] if _under(self.subdir.get(i), subdir)}
                 self._present[section] -= gone
         for i in gone:
             if when < self.gone[i]:
                 self.gone[i] = when
         return len(gone)
+
+    def moved(self, section: int, old: str, new: str) -> int:
+        """
+        The sub-directory C{old} of C{section} was renamed C{new}, within
+        the tree: its files (at any depth) are there now; how many.
+        """
+        count = 0
+        with self._present_lock[section]:
+            for i in self._present[section]:
+                sub = self.subdir.get(i)
+                if _under(sub, old):
+                    assert sub is not None
+                    self.subdir[i] = new + sub[len(old):]
+                    count += 1
+        return count
 
     def present(self, section: int) -> int:
         """How many files of C{section} are in its directory (or being written)."""
@@ -228,17 +253,24 @@ class Ledger:
         elif STYLES[self.style[i]] == "ignored":
             why = "its section's filters refuse it"
         if why is not None:
-            with self._lock:
-                self.unexpected.append((now, self.sections[section].name, filename, why))
+            self.refused(section, filename, now, why)
             return None
         if not stamp >= self.stamp[i]:  # also when none yet (NaN)
             self.stamp[i] = stamp
         if event == "created" and not stamp >= self.stamp_live[i]:
             self.stamp_live[i] = stamp
         if self.received[i] == self.received[i]:
+            if section in self.once:
+                with self._lock:
+                    self.repeats.append((i, now, event))
             return None
         self.received[i] = now
         return i
+
+    def refused(self, section: int, filename: str, now: float, why: str) -> None:
+        """An event of C{section} for C{filename} that should not have been, and C{why}."""
+        with self._lock:
+            self.unexpected.append((now, self.sections[section].name, filename, why))
 
     def lost_with_redis(self, names: Iterable[tuple[int, str]], when: float) -> int:
         """
@@ -247,13 +279,33 @@ class Ledger:
         (see the module docstring).  How many of them are files of the soak.
         """
         count = 0
+        for i in self._files(names):
+            self.lost[i] = when
+            count += 1
+        return count
+
+    def once_lost(self, names: Iterable[tuple[int, str]], when: float) -> int:
+        """
+        Redis may lose, at C{when}, the announcements (queued events, or
+        fields of the record) of these C{(section, path)} of sections that
+        announce once: a duplicate of such a file is explained
+        (L{soak.once}).  How many of them are files of the soak.
+        """
+        count = 0
+        with self._lock:
+            for i in self._files(names):
+                if self.section[i] in self.once:
+                    self.losses.setdefault(i, []).append(when)
+                    count += 1
+        return count
+
+    def _files(self, names: Iterable[tuple[int, str]]) -> Iterable[int]:
+        """The files of the soak among C{(section, path)}."""
         for section, filename in names:
             match = _OURS.match(filename.rsplit("/", 1)[-1])
             i = int(match.group(2)) if match else -1
             if 0 <= i < len(self.section) and self.section[i] == section:
-                self.lost[i] = when
-                count += 1
-        return count
+                yield i
 
     # -- progress ----------------------------------------------------------------
 
@@ -314,7 +366,8 @@ class Ledger:
 
     def check(self, end: float) -> Findings:
         """Every file against the guarantee, as of C{end} (the final SIGTERM)."""
-        found = Findings()
+        found = Findings(section_files=[0] * len(self.sections), section_due=[0] * len(self.sections),
+                         section_received=[0] * len(self.sections))
         windows = [self.excluded(s.index) for s in self.sections]
         early_after = [s.kind.settle() - EARLY_TOLERANCE if s.kind.early else None for s in self.sections]
         stamps = [self.stamp if s.kind.early == ALL else self.stamp_live for s in self.sections]
@@ -323,13 +376,16 @@ class Ledger:
             section = self.section[i]
             received = rec[i] == rec[i]
             found.received += received
+            found.section_received[section] += received
             if comp[i] == comp[i]:
                 found.files += 1
+                found.section_files[section] += 1
             if self.due(i, end, windows[section]):
                 if not received and i in self.lost and not self.due(i, end, windows[section], self.lost[i]):
                     found.lost_by_redis += 1
                     continue
                 found.due += 1
+                found.section_due[section] += 1
                 if not received:
                     found.unannounced.append(i)
             delay = early_after[section]
@@ -364,3 +420,8 @@ class Ledger:
 
     def all_ids(self) -> Iterable[int]:
         return range(len(self.section))
+
+
+def _under(sub: str | None, top: str) -> bool:
+    """Whether the sub-directory C{sub} is C{top} or below it."""
+    return sub is not None and (sub == top or sub.startswith(top + "/"))

@@ -45,6 +45,10 @@ class Single:
     def master_client(self) -> Any:
         return self.server.client(socket_timeout=5)
 
+    def replica_clients(self) -> list[Any]:
+        """None: a single server has no replica."""
+        return []
+
     def kill(self) -> None:
         self.server.kill()
 
@@ -96,6 +100,12 @@ class SentinelSet(kit_sentinel.SentinelSet):
 
     def master_client(self) -> Any:
         return self._master().client(socket_timeout=5)
+
+    def replica_clients(self) -> list[Any]:
+        """Clients of the nodes that run and are not the master now."""
+        master = self._master()
+        return [node.client(socket_timeout=5) for node in self.servers
+                if node is not master and node.is_running()]
 
     def _replicas_ok(self) -> bool:
         """

@@ -13,7 +13,12 @@ its kind asks for (L{soak.kinds.SectionKind.styles}):
  - C{abandoned}: deleted again before it is complete (never due);
  - C{ignored}: a name the section's filters refuse (never to be announced);
  - C{entry}: a sub-directory (announced with C{subdirectories = true});
- - C{nested}: a file in a new sub-directory (trees).
+ - C{nested}: a file in a new sub-directory (trees), up to the kind's
+   C{depth} levels down;
+ - C{moved}: a file in a sub-directory being filled (C{wNNN}, up to
+   C{depth} levels down), which is renamed within the tree (to C{nNNN})
+   once it holds L{PER_SUBDIR} files: its files were announced under one
+   name and are found under another.
 
 Every step runs under the section's C{ops} lock, which a directory fault
 holds for its whole duration.  Everything is reported to the L{Ledger}.
@@ -36,6 +41,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .backlog import Backlog
 from .kinds import STREAM, Section
 from .ledger import Ledger
 
@@ -69,6 +75,9 @@ class Producer(threading.Thread):
         self._sequence = itertools.count()
         self._subdir: str | None = None
         self._in_subdir = 0
+        #: the sub-directory being filled for C{moved} files: its top, where the files go
+        self._filling: tuple[str, str] | None = None
+        self._in_filling = 0
         # A settle is a promise of the writer: it never pauses that long
         # before the file is complete (else the file is complete by that
         # rule, and its announcement is not early).
@@ -141,11 +150,13 @@ class Producer(threading.Thread):
             # A new sub-directory every few files, or when a fault swept the last one away.
             if (self._subdir is None or self._in_subdir >= PER_SUBDIR
                     or not os.path.isdir(self.path(self._subdir))):
-                self._subdir = f"n{len(ledger.section):09d}"
-                os.mkdir(self.path(self._subdir))
+                self._subdir = self._below(f"n{len(ledger.section):09d}")
+                os.makedirs(self.path(self._subdir))
                 self._in_subdir = 0
             self._in_subdir += 1
             subdir = self._subdir
+        elif style == "moved":
+            subdir = self._fill()
         i = ledger.new(self.section.index, style, subdir)
         if style == "entry":
             ready = time.time()
@@ -174,6 +185,34 @@ class Producer(threading.Thread):
             ready = time.time()
             os.close(fd)
             self._done(i, ready)
+
+    def _below(self, top: str) -> str:
+        """C{top}, or a path a few levels below it (up to the kind's C{depth})."""
+        depth = self.section.kind.depth
+        return top if depth <= 1 else "/".join([top, *"abc"[:self.rng.randrange(depth)]])
+
+    def _fill(self) -> str:
+        """
+        The sub-directory where the next C{moved} file goes: a full one is
+        renamed within the tree first (C{wNNN} to C{nNNN}, and the ledger
+        told), and a new one made.
+        """
+        if self._filling is not None:
+            top, where = self._filling
+            if not os.path.isdir(self.path(where)):
+                self._filling = None  # a fault swept it away
+            elif self._in_filling >= PER_SUBDIR:
+                final = "n" + top[1:]
+                os.rename(self.path(top), self.path(final))
+                self.ledger.moved(self.section.index, top, final)
+                self._filling = None
+        if self._filling is None:
+            top = f"w{len(self.ledger.section):09d}"
+            self._filling = (top, self._below(top))
+            os.makedirs(self.path(self._filling[1]))
+            self._in_filling = 0
+        self._in_filling += 1
+        return self._filling[1]
 
     def _done(self, i: int, ready: float, pause: float = 0.0) -> None:
         self.ledger.completed(i, ready, time.time(), pause)
@@ -239,6 +278,7 @@ class Consumer(threading.Thread):
         self._finish = threading.Event()
         self._later: list[tuple[float, int, int]] = []  # (due, tries, id)
         self._stream_ready = False
+        self.backlog = Backlog(section, ledger)
 
     def finish(self) -> None:
         """Stop once the queue has stayed empty for a second."""
@@ -263,6 +303,7 @@ class Consumer(threading.Thread):
                 try:
                     client = client or self._connect()
                     got = self._read_stream(client) if self.section.kind.reader == STREAM else self._read_list(client)
+                    self.backlog.sample(client)
                 except (ConnectionError, valkey.exceptions.ConnectionError, valkey.exceptions.TimeoutError,
                         valkey.exceptions.BusyLoadingError, valkey.exceptions.ReadOnlyError) as e:
                     # Redis went away, or this node is a replica now: ask
@@ -276,7 +317,9 @@ class Consumer(threading.Thread):
                     time.sleep(0.05)
                     continue
                 now = time.time()
-                for name, stamp, event in got:
+                for name, stamp, event, ident in got:
+                    if self.section.kind.once and not _an_id(ident):
+                        self.ledger.refused(self.section.index, name, now, f"its id is {ident!r}, not 24 hex digits")
                     self._handle(name, stamp, event, now)
                 self._delete_due(now)
                 if got:
@@ -288,12 +331,13 @@ class Consumer(threading.Thread):
         except BaseException as e:
             self.failed = e
         finally:
+            self.backlog.close(time.time())
             if client is not None:
                 client.close()
 
     # -- reading ----------------------------------------------------------------------
 
-    def _read_list(self, client: Any) -> list[tuple[str, float, str]]:
+    def _read_list(self, client: Any) -> list[tuple[str, float, str, Any]]:
         queue = self.section.queue
         raws = []
         item = client.brpop([queue], timeout=0.2)
@@ -303,10 +347,10 @@ class Consumer(threading.Thread):
         out = []
         for raw in raws:
             event = json.loads(raw)
-            out.append((event["filename"], float(event["event_timestamp"]), event["event"]))
+            out.append((event["filename"], float(event["event_timestamp"]), event["event"], event.get("id")))
         return out
 
-    def _read_stream(self, client: Any) -> list[tuple[str, float, str]]:
+    def _read_stream(self, client: Any) -> list[tuple[str, float, str, Any]]:
         import valkey
 
         queue = self.section.queue
@@ -330,7 +374,7 @@ class Consumer(threading.Thread):
         for _stream, entries in reply or ():
             for entry_id, fields in entries:
                 ids.append(entry_id)
-                out.append(stream_event(fields))
+                out.append((*stream_event(fields), fields.get(b"id")))
         if ids:
             client.xack(queue, self.GROUP, *ids)
             client.xdel(queue, *ids)
@@ -373,6 +417,13 @@ class Consumer(threading.Thread):
         except OSError:
             return  # a sub-directory a fault filled, say: keep it
         ledger.removed(i, time.time(), consumed=True)
+
+
+def _an_id(ident: Any) -> bool:
+    """Whether C{ident} is an event's C{id} (C{extra_fields = id}): 24 hexadecimal digits."""
+    if isinstance(ident, bytes):
+        ident = ident.decode("ascii", "replace")
+    return isinstance(ident, str) and len(ident) == 24 and all(c in "0123456789abcdef" for c in ident)
 
 
 def stream_event(fields: dict) -> tuple[str, float, str]:

@@ -1,13 +1,19 @@
 """
 The soak's checker (L{soak.ledger}) on hand-made histories: which
 files were due, which were announced early, which names should never have
-been announced.  The soak itself runs in test_soak.py.
+been announced; and a queue past its C{poll_queue_limit} (with a real
+Redis) as a window.  The soak itself runs in test_soak.py.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from soak.kinds import KINDS, Section, available_kinds
 from soak.ledger import RECOVERY, Ledger
@@ -202,3 +208,49 @@ def test_the_worker_section_counts_a_file_filed_in_done_as_received_and_one_run_
     # done/ is emptied as a next stage would; the file filed counts as received.
     assert list(worker.done.iterdir()) == []
     assert book.check(T0 + 60).unannounced == [failed, lost, claimed]
+
+
+def test_a_sub_directory_renamed_within_the_tree_takes_its_files_along_at_any_depth() -> None:
+    book = ledger("fanotify")
+    deep = book.new(0, "moved", "w000000000/a/b")
+    top = book.new(0, "moved", "w000000000")
+    other = book.new(0, "nested", "w0000000001/a")  # a name that only begins like it
+    assert book.moved(0, "w000000000", "n000000000") == 2
+    assert book.relative(deep) == "n000000000/a/b/" + book.name(deep)
+    assert book.relative(top) == "n000000000/" + book.name(top)
+    assert book.relative(other) == "w0000000001/a/" + book.name(other)
+    # A deleted sub-directory sweeps what is below it too.
+    assert book.swept(0, T0 + 5, "n000000000") == 2
+    assert book.gone[deep] == book.gone[top] == T0 + 5 and book.gone[other] == float("inf")
+
+
+@pytest.mark.process
+def test_a_queue_past_its_poll_queue_limit_is_a_window_of_its_section_until_it_has_room(
+        redis_client: Any) -> None:
+    from soak.backlog import CATCH_UP, Backlog
+
+    kind = replace(KIND["created"], keys={"poll_queue_limit": "2"})
+    book = Ledger([Section(0, "small", kind, Path("/nowhere/small"), "q:small")])
+    backlog = Backlog(book.sections[0], book)
+
+    def sample() -> None:
+        backlog._last = 0.0  # look now, whatever the pace
+        backlog.sample(redis_client)
+
+    sample()
+    redis_client.lpush("q:small", "a")
+    sample()
+    assert book.windows == []  # below the limit
+    redis_client.lpush("q:small", "b")
+    sample()
+    sample()
+    assert book.windows == []  # past it: the window is open
+    redis_client.delete("q:small")
+    before = time.time()
+    sample()
+    [window] = book.windows
+    assert (window.section, window.why) == (0, "queue_backlog")
+    assert window.start <= before <= window.end - CATCH_UP
+    assert backlog.windows == 1
+    backlog.close(time.time())  # nothing open: nothing more
+    assert len(book.windows) == 1
