@@ -35,6 +35,10 @@ class ParserTests(unittest.SynchronousTestCase):
     def test_commands_are_encoded_as_bulk_strings(self):
         self.assertEqual(encode_command([b"LPUSH", "q", 3]),
                          b"*3\r\n$5\r\nLPUSH\r\n$1\r\nq\r\n$1\r\n3\r\n")
+        # Text and numbers before many bytes (an HSET of a batch's entries).
+        self.assertEqual(encode_command(["HSET", "q:a", b"f\xff", b"1:2:3.5", "\u00e9", 7]),
+                         b"*6\r\n$4\r\nHSET\r\n$3\r\nq:a\r\n$2\r\nf\xff\r\n$7\r\n1:2:3.5\r\n"
+                         b"$2\r\n\xc3\xa9\r\n$1\r\n7\r\n")
 
 
 @pytest.mark.process

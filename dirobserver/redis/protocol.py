@@ -58,8 +58,10 @@ def encode_command(args: Sequence[Any]) -> bytes:
     try:
         # The usual case (events are bytes already): one comprehension.
         body = b"".join([b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in args])
-    except TypeError:  # a str or an int among them
-        args = [_bytes(arg) for arg in args]
+    except TypeError:  # a str or an int among them (the command's name, say)
+        # Only those are converted: the events of an LPUSH or the entries
+        # of an HSET after the name are bytes, thousands of them.
+        args = [arg if isinstance(arg, bytes) else _bytes(arg) for arg in args]
         body = b"".join([b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in args])
     return b"*%d\r\n" % len(args) + body
 
