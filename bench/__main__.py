@@ -6,7 +6,7 @@
 [--profile DIR] [--source DIR]``
 
 Runs the workloads (burst, burst-closed, burst-once, the paced ones: 100, 1k, 10k and 20k
-files a second with the default linger and with linger = 0, paced-closed;
+files a second with the default linger and with linger = 0, 20k with announce_once, paced-closed;
 listing, dirs, tree-listing, tree-burst, poll-cost, idle, worker-1 and worker-4:
 files through the observer and a worker, and fanotify-tree: a big tree
 watched by fanotify and by inotify, side by side), prints the machine and a
@@ -152,6 +152,8 @@ def _paced_title(name: str) -> str:
     rate = f"{paced.rate // 1000}k" if paced.rate >= 1000 else str(paced.rate)
     if paced.closed:
         return f"paced {rate}/s closed"
+    if paced.once:
+        return f"paced {rate}/s announce_once"
     return f"paced {rate}/s" + (f" linger {paced.linger}" if paced.linger is not None else "")
 
 

@@ -303,12 +303,15 @@ class Paced:
     A paced workload: C{rate} files a second; C{linger} the observer's
     (None: its default), so that rows with and without it show the curve of
     CPU per file against the rate; C{closed}: the section announces complete
-    files only (latencies from each close).
+    files only (latencies from each close); C{once}: the section has
+    C{announce_once} (what a file's record entry costs, at a rate the
+    observer keeps up with).
     """
 
     rate: int
     linger: str | None = None
     closed: bool = False
+    once: bool = False
 
 
 #: The paced workloads by name, in the order of the table.
@@ -321,6 +324,7 @@ PACED = {
     "paced-10k-linger0": Paced(10_000, "0"),
     "paced-20k": Paced(20_000),
     "paced-20k-linger0": Paced(20_000, "0"),
+    "paced-20k-once": Paced(20_000, once=True),
     "paced-closed": Paced(1_000, closed=True),
 }
 
@@ -337,7 +341,7 @@ def paced_run(ctx: Context, name: str, seconds: float, run: int) -> dict[str, An
     directory.mkdir()
     queue = "q:paced"
     times_path = work / "times.bin"
-    section = _section("paced", directory, queue, closed)
+    section = _section("paced", directory, queue, closed, paced.once)
     if paced.linger is not None:
         section["linger"] = paced.linger
     observer = ctx.observer(work, [section])

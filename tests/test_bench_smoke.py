@@ -31,9 +31,10 @@ import pytest
 pytestmark = pytest.mark.process
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-WORKLOADS = ("burst", "burst-closed", "burst-once", "paced-100", "paced-100-linger0", "paced-1k", "paced-1k-linger0",
-             "paced-10k", "paced-10k-linger0", "paced-20k", "paced-20k-linger0", "paced-closed", "listing",
-             "dirs", "tree-listing", "tree-burst", "poll-cost", "idle")
+WORKLOADS = ("burst", "burst-closed", "burst-once", "paced-100", "paced-100-linger0", "paced-1k",
+             "paced-1k-linger0", "paced-10k", "paced-10k-linger0", "paced-20k", "paced-20k-linger0",
+             "paced-20k-once", "paced-closed", "listing", "dirs", "tree-listing", "tree-burst", "poll-cost",
+             "idle")
 #: fanotify's filesystem mark and the inotify limit need root
 AS_ROOT = os.geteuid() == 0
 
