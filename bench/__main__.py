@@ -5,8 +5,8 @@
 [--fan-targets N] [--fan-files N] [--only NAME,...] [--json PATH]
 [--profile DIR] [--source DIR]``
 
-Runs the workloads (burst, burst-closed, the paced ones: 100, 1k, 10k and 20k
-files a second with the default linger and with linger = 0, paced-closed;
+Runs the workloads (burst, burst-closed, burst-once, the paced ones: 100, 1k, 10k and 20k
+files a second with the default linger and with linger = 0, 20k with announce_once, paced-closed;
 listing, dirs, tree-listing, tree-burst, poll-cost, idle, worker-1 and worker-4:
 files through the observer and a worker, and fanotify-tree: a big tree
 watched by fanotify and by inotify, side by side), prints the machine and a
@@ -43,7 +43,7 @@ from .trees import poll_cost_run, tree_burst_run, tree_listing_run, tree_prepare
 from .workers import WORKERS, worker_run
 from .workloads import PACED, Context, burst_run, dirs_run, idle_run, listing_prepare, listing_run, paced_run
 
-WORKLOADS = ("burst", "burst-closed", *PACED, "listing", "dirs",
+WORKLOADS = ("burst", "burst-closed", "burst-once", *PACED, "listing", "dirs",
              "tree-listing", "tree-burst", "poll-cost", "idle", *WORKERS, "fanotify-tree")
 
 
@@ -120,7 +120,7 @@ def _runner(name: str, ctx: Context, args: argparse.Namespace) -> Callable[[int]
     """
     if name.startswith("burst"):
         return partial(burst_run, ctx, args.burst, straggler_timeout=args.straggler_timeout,
-                       closed=name == "burst-closed")
+                       closed=name == "burst-closed", once=name == "burst-once")
     if name in PACED:
         return partial(paced_run, ctx, name, args.paced_seconds)
     if name == "listing":
@@ -152,6 +152,8 @@ def _paced_title(name: str) -> str:
     rate = f"{paced.rate // 1000}k" if paced.rate >= 1000 else str(paced.rate)
     if paced.closed:
         return f"paced {rate}/s closed"
+    if paced.once:
+        return f"paced {rate}/s announce_once"
     return f"paced {rate}/s" + (f" linger {paced.linger}" if paced.linger is not None else "")
 
 
@@ -173,6 +175,7 @@ def main(argv: list[str]) -> int:
     titles = {
         "burst": f"burst {args.burst:,}",
         "burst-closed": f"burst {args.burst:,} closed",
+        "burst-once": f"burst {args.burst:,} announce_once",
         **{name: _paced_title(name) for name in PACED},
         "listing": f"listing {args.listing:,}",
         "dirs": f"{args.dirs:,} dirs",

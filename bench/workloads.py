@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dirobserver.config.settings import ANNOUNCED_SUFFIX
 from tests.kit import RedisServer, Resources, remove_tree
 
 from .harness import (
@@ -163,24 +164,44 @@ def _wait_idle(observer: Observer, poll: Any, until: float, window: float = 0.5)
 # -- 1. burst ----------------------------------------------------------------
 
 
-def _section(name: str, directory: Path, queue: str, closed: bool) -> dict[str, str]:
+def _section(name: str, directory: Path, queue: str, closed: bool, once: bool = False) -> dict[str, str]:
     section = {"name": name, "directory": str(directory), "queue": queue}
     if closed:
         section["announce"] = "closed"
+    if once:
+        section["announce_once"] = "true"
     return section
 
 
-def burst_run(ctx: Context, n: int, run: int, straggler_timeout: float, closed: bool = False) -> dict[str, Any]:
+def record_figures(client: Any, key: str, files: int) -> dict[str, float]:
+    """
+    The size of an C{announce_once} record once a run is over: its fields
+    (C{HLEN}) and its Redis memory per file (C{MEMORY USAGE key SAMPLES 0}:
+    every field counted, not a sample).
+    """
+    fields = int(client.hlen(key))
+    memory = int(client.execute_command("MEMORY", "USAGE", key, "SAMPLES", "0") or 0)
+    return {
+        "record_fields": float(fields),
+        "record_bytes_per_file": memory / files if files else 0.0,
+        "record_mb": memory / 2**20,
+    }
+
+
+def burst_run(ctx: Context, n: int, run: int, straggler_timeout: float, closed: bool = False,
+              once: bool = False) -> dict[str, Any]:
     """
     C{n} files created (and closed) as fast as possible.  C{closed}: the
-    section announces complete files only, each at its close.
+    section announces complete files only, each at its close.  C{once}: the
+    section has C{announce_once}, so every event also writes its record
+    entry, whose size is measured at the end.
     """
-    name = "burst-closed" if closed else "burst"
+    name = "burst-closed" if closed else "burst-once" if once else "burst"
     work = ctx.fresh(f"{name}-{run}")
     directory = work / "burst"
     directory.mkdir()
     queue = "q:burst"
-    observer = ctx.observer(work, [_section("burst", directory, queue, closed)])
+    observer = ctx.observer(work, [_section("burst", directory, queue, closed, once)])
     ready_s = observer.wait_ready()
     cpu0 = observer.cpu()
     profiler = ctx.profiler(observer, name, run)
@@ -266,6 +287,9 @@ def burst_run(ctx: Context, n: int, run: int, straggler_timeout: float, closed: 
             "events": float(drained),
         }
     )
+    if once:
+        # The section's record, under its default name.
+        figures.update(record_figures(client, queue + ANNOUNCED_SUFFIX, n))
     remove_tree(work)
     return figures
 
@@ -279,12 +303,15 @@ class Paced:
     A paced workload: C{rate} files a second; C{linger} the observer's
     (None: its default), so that rows with and without it show the curve of
     CPU per file against the rate; C{closed}: the section announces complete
-    files only (latencies from each close).
+    files only (latencies from each close); C{once}: the section has
+    C{announce_once} (what a file's record entry costs, at a rate the
+    observer keeps up with).
     """
 
     rate: int
     linger: str | None = None
     closed: bool = False
+    once: bool = False
 
 
 #: The paced workloads by name, in the order of the table.
@@ -297,6 +324,7 @@ PACED = {
     "paced-10k-linger0": Paced(10_000, "0"),
     "paced-20k": Paced(20_000),
     "paced-20k-linger0": Paced(20_000, "0"),
+    "paced-20k-once": Paced(20_000, once=True),
     "paced-closed": Paced(1_000, closed=True),
 }
 
@@ -313,7 +341,7 @@ def paced_run(ctx: Context, name: str, seconds: float, run: int) -> dict[str, An
     directory.mkdir()
     queue = "q:paced"
     times_path = work / "times.bin"
-    section = _section("paced", directory, queue, closed)
+    section = _section("paced", directory, queue, closed, paced.once)
     if paced.linger is not None:
         section["linger"] = paced.linger
     observer = ctx.observer(work, [section])

@@ -1,8 +1,9 @@
 """
 Smoke test of the benchmark: ``python -m bench --quick`` runs every workload
 end to end (its own valkey-server, real twistd observers, a creating child)
-and writes numeric figures; the bursts (names announced as they appear, and
-complete files announced at their close), the trees (listed at start, and
+and writes numeric figures; the bursts (names announced as they appear,
+complete files announced at their close, and names announced once, each
+with its one field in the record), the trees (listed at start, and
 burst into new sub-directories) and the polled directory announce every
 file, each event naming the directory that holds its file; the worker
 runs (the observer and C{dirobserver-worker} running C{true}, one job and
@@ -30,9 +31,10 @@ import pytest
 pytestmark = pytest.mark.process
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-WORKLOADS = ("burst", "burst-closed", "paced-100", "paced-100-linger0", "paced-1k", "paced-1k-linger0",
-             "paced-10k", "paced-10k-linger0", "paced-20k", "paced-20k-linger0", "paced-closed", "listing",
-             "dirs", "tree-listing", "tree-burst", "poll-cost", "idle")
+WORKLOADS = ("burst", "burst-closed", "burst-once", "paced-100", "paced-100-linger0", "paced-1k",
+             "paced-1k-linger0", "paced-10k", "paced-10k-linger0", "paced-20k", "paced-20k-linger0",
+             "paced-20k-once", "paced-closed", "listing", "dirs", "tree-listing", "tree-burst", "poll-cost",
+             "idle")
 #: fanotify's filesystem mark and the inotify limit need root
 AS_ROOT = os.geteuid() == 0
 
@@ -68,6 +70,11 @@ def test_bench_quick(tmp_path: Path) -> None:
             assert isinstance(value, numbers.Real) and value == value, (name, key, value)
     assert workloads["burst"]["figures"]["missing"]["value"] == 0, output
     assert workloads["burst-closed"]["figures"]["missing"]["value"] == 0, output
+    # announce_once: every file announced, and recorded once (20,000: --quick's burst).
+    once = workloads["burst-once"]["figures"]
+    assert once["missing"]["value"] == 0, output
+    assert once["record_fields"]["value"] == 20_000, output
+    assert once["record_bytes_per_file"]["value"] > 0, output
     assert workloads["paced-closed"]["figures"]["missing"]["value"] == 0, output
     for name in ("tree-listing", "tree-burst", "poll-cost"):
         assert workloads[name]["figures"]["missing"]["value"] == 0, (name, output)

@@ -16,7 +16,7 @@ from dirobserver.announce.event import CREATED, EXISTS, EventEncoder
 from dirobserver.announce.file_facts import GONE, FileFacts
 from dirobserver.config import settings as config
 from dirobserver.redis.queue_types import StreamQueue
-from dirobserver.redis.record import HeldRecords, parse_value, record_value, same_file
+from dirobserver.redis.record import HeldRecords, parse_value, record_entries, record_stamp, record_value, same_file
 
 
 def section(directory: str, extra: str = "", once: bool = True) -> config.SectionSettings:
@@ -35,6 +35,16 @@ class RecordValueTests(unittest.TestCase):
         self.assertFalse(same_file(value, 2049, 12345))  # a prefix of the inode is another file
         self.assertFalse(same_file(None, 2049, 123456))
 
+    def test_a_stamp_made_once_gives_the_same_values(self):
+        for when in (1700000000.25, 1796514852.2252123, 5.0, 0.1 + 0.2):
+            stamp = record_stamp(when)
+            self.assertEqual(record_value(2049, 7, when, stamp), b"2049:7:%r" % when)
+            self.assertEqual(record_value(2049, 7, when), record_value(2049, 7, when, stamp))
+        looks = [(2049, 10, 3, 1.0), (0, 0, None, None), (5, 11, 0, 2.0)]
+        self.assertEqual(record_entries([b"a", b"gone", b"c"], looks, 9.5),
+                         [(b"a", record_value(2049, 10, 9.5)), (b"gone", b"0:0:9.5"),
+                          (b"c", record_value(5, 11, 9.5))])
+
     def test_a_value_not_ours_is_no_record(self):
         for value in (None, b"", b"garbage", b"1:2", b"a:b:c"):
             self.assertIsNone(parse_value(value), value)
@@ -51,6 +61,21 @@ class HeldRecordsTests(unittest.TestCase):
         held.release("k", [(b"a", b"1:2:2.0"), (b"b", b"1:3:1.0")])
         self.assertFalse(held.holds("k", b"a"))
         self.assertIsNone(held.value("k", b"b"))
+        self.assertEqual(held.count(), 0)
+
+    def test_the_latest_value_is_held_until_its_own_event_is_released(self):
+        held = HeldRecords()
+        held.hold("k", [(b"a", b"1:1:1.0")])
+        held.hold("k", [(b"a", b"1:2:2.0")])
+        self.assertEqual(held.value("k", b"a"), b"1:2:2.0")
+        held.release("k", [(b"a", b"1:1:1.0")])  # the older event: the newer one is still held
+        self.assertEqual(held.value("k", b"a"), b"1:2:2.0")
+        # Two events of one file with one value: the first acknowledged
+        # wrote that very value to Redis, which a listing then reads.
+        held.hold("k", [(b"b", b"1:3:3.0"), (b"b", b"1:3:3.0")])
+        held.release("k", [(b"b", b"1:3:3.0")])
+        self.assertIsNone(held.value("k", b"b"))
+        held.release("k", [(b"b", b"1:3:3.0"), (b"a", b"1:2:2.0")])
         self.assertEqual(held.count(), 0)
 
     def test_keys_are_apart(self):
@@ -103,6 +128,23 @@ class FileFactsTests(unittest.TestCase):
         file_id, size, mtime = self.facts.facts(b"absent", GONE)
         self.assertEqual((size, mtime), (None, None))
         self.assertEqual(FileFacts.entry(b"absent", GONE, 5.0), (b"absent", b"0:0:5.0"))
+
+    def test_looking_at_many_files_gives_what_looking_at_each_gives(self):
+        self.write("f", b"12345")
+        self.write("g", b"")
+        os.symlink(os.path.join(self.dir, "nowhere"), os.path.join(self.dir, "dangling"))
+        paths = [b"f", b"absent", b"dangling", b"g"]
+        looks = self.facts.look_all(paths)
+        self.assertEqual(looks, [self.facts.look(p) for p in paths])
+        self.assertIs(looks[1], GONE)
+        self.assertEqual(looks[2][1], os.lstat(os.path.join(self.dir, "dangling")).st_ino)
+        self.assertEqual(FileFacts.entries(paths, looks, 5.0),
+                         [FileFacts.entry(p, seen, 5.0) for p, seen in zip(paths, looks, strict=True)])
+
+    def test_without_extra_fields_an_event_says_nothing_of_its_file(self):
+        facts = FileFacts(section(self.dir))
+        self.write("f", b"x")
+        self.assertIsNone(facts.facts(b"f", facts.look(b"f")))
 
     def test_a_name_that_is_not_utf8_is_looked_at_by_its_bytes(self):
         name = b"caf\xe9.csv"
@@ -164,3 +206,50 @@ class ConfigurationTests(unittest.TestCase):
             with self.assertRaisesRegex(config.ConfigError, r"\[a\] announced: r is a queue"):
                 config.parse(base + f"announced = r\n[b:common]\nactive = true\ndirectory = {d}/x\n"
                              "queue = r\n", "c.ini")
+
+
+class IdentifiedEventsTests(unittest.TestCase):
+    """
+    What a section with C{announce_once} hands the writer for a read: no
+    server (the writer is not started, so it holds what it is given).
+    """
+
+    def setUp(self) -> None:
+        from twisted.internet import reactor
+
+        from dirobserver.announce.announcer import Announcer
+        from dirobserver.redis.writer import RedisWriter
+
+        self.dir = tempfile.mkdtemp()
+        self.addCleanup(lambda: [os.unlink(os.path.join(self.dir, n)) for n in os.listdir(self.dir)]
+                        and os.rmdir(self.dir))
+        text = ("[common]\nredis_server = 127.0.0.1\nredis_port = 6399\n"
+                f"[s:common]\nactive = true\ndirectory = {self.dir}\nqueue = q\nannounce_once = true\n"
+                "only = .*\\.csv$\n")
+        parsed = config.parse(text, os.path.join(self.dir, "c.ini"))
+        self.writer = RedisWriter(parsed.redis, 1000, reactor)  # type: ignore[arg-type]
+        self.announcer = Announcer(parsed.sections[0], self.writer, None)  # type: ignore[arg-type]
+
+    def test_each_accepted_file_gets_its_event_and_record_entry_in_order(self):
+        for name in ("a.csv", "b.txt", "c.csv"):
+            open(os.path.join(self.dir, name), "w").close()
+        batch = [(b"a.csv", 0x100), (b"b.txt", 0x100), (b"gone.csv", 0x100), (b"d.csv", 0x100 | 0x40000000),
+                 (b"c.csv", 0x100)]
+        self.announcer.created_events(batch, 7.25)
+        q = self.announcer.queue
+        self.assertEqual([json.loads(p)["filename"] for p in q.pending], ["a.csv", "gone.csv", "c.csv"])
+        a, c = (os.stat(os.path.join(self.dir, n)) for n in ("a.csv", "c.csv"))
+        expected = [(b"a.csv", record_value(a.st_dev, a.st_ino, 7.25)), (b"gone.csv", b"0:0:7.25"),
+                    (b"c.csv", record_value(c.st_dev, c.st_ino, 7.25))]
+        self.assertEqual(q.pending_entries, expected)
+        self.assertEqual([self.writer.records.value("q:announced", f) for f, _ in expected],
+                         [v for _, v in expected])
+
+    def test_settled_files_are_pushed_by_kind_each_in_order(self):
+        for name in ("a.csv", "b.csv", "c.csv"):
+            open(os.path.join(self.dir, name), "w").close()
+        self.announcer.announce([("a.csv", CREATED), ("b.csv", EXISTS), ("c.csv", CREATED)], 3.0)
+        q = self.announcer.queue
+        events = [(e["filename"], e["event"]) for e in map(json.loads, q.pending)]
+        self.assertEqual(events, [("a.csv", CREATED), ("c.csv", CREATED), ("b.csv", EXISTS)])
+        self.assertEqual([f for f, _ in q.pending_entries], [b"a.csv", b"c.csv", b"b.csv"])

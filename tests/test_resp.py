@@ -32,9 +32,28 @@ class ParserTests(unittest.SynchronousTestCase):
             self.assertEqual(pos, 0, cut)
         self.assertEqual(parse_reply(data, 0), (["hello", 7], len(data)))
 
+    def test_arrays_of_bulk_strings_read_as_any_reply_cut_anywhere(self):
+        # The shapes of an HSCAN reply (a cursor, then fields and values)
+        # and of an HMGET one (absent fields are null), empty strings and
+        # names that are not UTF-8 among them.
+        data = (b"*2\r\n$3\r\n128\r\n*4\r\n$1\r\na\r\n$7\r\n1:2:3.5\r\n$2\r\n\xff\xfe\r\n$0\r\n\r\n"
+                b"*4\r\n$-1\r\n$1\r\nv\r\n:3\r\n$-1\r\n")
+        first, pos = parse_reply(data, 0)
+        self.assertEqual(first, ["128", ["a", "1:2:3.5", b"\xff\xfe", ""]])
+        second, end = parse_reply(data, pos)
+        self.assertEqual((second, end), ([None, "v", 3, None], len(data)))
+        for cut in range(pos + 1, len(data)):
+            self.assertEqual(parse_reply(data[:cut], pos)[1], pos, cut)
+        for cut in range(1, pos):
+            self.assertEqual(parse_reply(data[:cut], 0)[1], 0, cut)
+
     def test_commands_are_encoded_as_bulk_strings(self):
         self.assertEqual(encode_command([b"LPUSH", "q", 3]),
                          b"*3\r\n$5\r\nLPUSH\r\n$1\r\nq\r\n$1\r\n3\r\n")
+        # Text and numbers before many bytes (an HSET of a batch's entries).
+        self.assertEqual(encode_command(["HSET", "q:a", b"f\xff", b"1:2:3.5", "\u00e9", 7]),
+                         b"*6\r\n$4\r\nHSET\r\n$3\r\nq:a\r\n$2\r\nf\xff\r\n$7\r\n1:2:3.5\r\n"
+                         b"$2\r\n\xc3\xa9\r\n$1\r\n7\r\n")
 
 
 @pytest.mark.process

@@ -105,22 +105,35 @@ class Announcer:
         """
         facts = self.facts
         assert facts is not None
-        accepts, encode, look = self._accepts, self.encode, facts.look
-        recording = facts.record is not None
-        by_event: dict[str, tuple[list, list]] = {}
+        # This runs for every file of a burst: the names are sorted out
+        # first (by event), then each group is looked at, encoded and
+        # recorded in loops of its own, each a comprehension where it can be.
+        accepts, encode = self._accepts, self.encode
+        by_event: dict[str, tuple[list[bytes], list[str]]] = {}
+        last_event: str | None = None
+        names: list[bytes] = []
+        texts: list[str] = []
         for name, event in items:
-            text = decode_name(name)
+            text = name.decode("utf-8", "surrogateescape")  # decode_name, inlined
             if not filtered and not accepts(text):
                 continue
-            seen = look(name)
-            payloads, entries = by_event.setdefault(event, ([], []))
-            payloads.append(encode(text, event, when, facts.facts(name, seen)))
-            if recording:
-                entries.append(facts.entry(name, seen, when))
-        for event, (payloads, entries) in by_event.items():
+            if event != last_event:
+                names, texts = by_event.setdefault(event, ([], []))
+                last_event = event
+            names.append(name)
+            texts.append(text)
+        recording = facts.record is not None
+        for event, (names, texts) in by_event.items():
+            looks = facts.look_all(names)
+            if facts.fields:
+                describe = facts.facts
+                payloads = [encode(text, event, when, describe(name, seen))
+                            for name, text, seen in zip(names, texts, looks, strict=True)]
+            else:
+                payloads = [encode(text, event, when) for text in texts]
             self._writer.push_many(
                 self.queue, payloads, self._source, section=self._section, event=event,
-                read_time=when, entries=entries if recording else None,
+                read_time=when, entries=facts.entries(names, looks, when) if recording else None,
             )
 
     def exists(self, name: bytes, when: float, look: tuple | None = None) -> None:

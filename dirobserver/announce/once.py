@@ -94,7 +94,7 @@ class ListedOnce:
         @raise RecordUnavailable: Redis did not answer a lookup.
         """
         writer, key, held = self._writer, self._key, self._writer.records
-        look, exists = self._facts.look, self._announcer.exists
+        look_all, exists = self._facts.look_all, self._announcer.exists
         ceiling = max(1, writer.max_held * 3 // 4)
         reannounce = self._reannounce_after
         while True:
@@ -105,7 +105,7 @@ class ListedOnce:
                     break
             if not chunk:
                 return
-            looks = [look(path) for path in chunk]
+            looks = look_all(chunk)
             d, box = self._ask("HMGET", key, *chunk)
             # The held entries are read the moment the reply arrives, not
             # when the cooperator resumes this generator: a held event
@@ -143,7 +143,10 @@ class ListedOnce:
 
         @raise RecordUnavailable: Redis did not answer.
         """
-        key, held, directory = self._key, self._writer.records, self._directory
+        key, held = self._key, self._writer.records
+        # os.path.join(directory, field) as one concatenation, and
+        # os.path.lexists as the lstat it is: a field costs this each walk.
+        prefix, lstat = os.path.join(self._directory, b""), os.lstat
         cursor: Any = "0"
         while True:
             d, box = self._ask("HSCAN", key, cursor, "COUNT", LOOKUP)
@@ -155,8 +158,11 @@ class ListedOnce:
             for raw in flat[::2]:
                 field = as_bytes(raw)
                 assert field is not None
-                if not os.path.lexists(os.path.join(directory, field)) and not held.holds(key, field):
-                    gone.append(field)
+                try:
+                    lstat(prefix + field)
+                except (OSError, ValueError):  # as lexists: absent, or a name no path can be
+                    if not held.holds(key, field):
+                        gone.append(field)
             if gone:
                 d, box = self._ask("HDEL", key, *gone)
                 yield d

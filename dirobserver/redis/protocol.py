@@ -49,6 +49,9 @@ _CRLF = b"\r\n"
 #: Marks "not enough bytes yet" in the parser (None is a valid reply).
 _INCOMPLETE = object()
 
+#: The first byte of a bulk string (C{$}), as C{data[i]} gives it.
+_BULK = ord("$")
+
 #: Bytes a connection may write per reactor turn.  Twisted's default
 #: (128 KiB) makes a 10,000-event LPUSH take a dozen turns to leave, and the
 #: next round (another directory's one new file) waits behind it.
@@ -58,8 +61,10 @@ def encode_command(args: Sequence[Any]) -> bytes:
     try:
         # The usual case (events are bytes already): one comprehension.
         body = b"".join([b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in args])
-    except TypeError:  # a str or an int among them
-        args = [_bytes(arg) for arg in args]
+    except TypeError:  # a str or an int among them (the command's name, say)
+        # Only those are converted: the events of an LPUSH or the entries
+        # of an HSET after the name are bytes, thousands of them.
+        args = [arg if isinstance(arg, bytes) else _bytes(arg) for arg in args]
         body = b"".join([b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in args])
     return b"*%d\r\n" % len(args) + body
 
@@ -108,12 +113,34 @@ def parse_reply(data: bytes, pos: int) -> tuple[Any, int]:
         count = int(line)
         if count < 0:
             return None, after
-        items = []
+        items: list[Any] = []
+        append, find, length = items.append, data.find, len(data)
         for _ in range(count):
+            if after < length and data[after] == _BULK:
+                # A bulk string, read here: the items of an HMGET or an
+                # HSCAN reply, a thousand at a time, without a call each.
+                end = find(_CRLF, after)
+                if end < 0:
+                    return _INCOMPLETE, pos
+                size = int(data[after + 1:end])
+                start = end + 2
+                if size < 0:
+                    append(None)
+                    after = start
+                    continue
+                after = start + size + 2
+                if length < after:
+                    return _INCOMPLETE, pos
+                raw = data[start:start + size]
+                try:
+                    append(raw.decode("utf-8"))
+                except UnicodeDecodeError:
+                    append(raw)
+                continue
             item, after = parse_reply(data, after)
             if item is _INCOMPLETE:
                 return _INCOMPLETE, pos
-            items.append(item)
+            append(item)
         return items, after
     if kind == b"-":
         return ResponseError(line.decode("utf-8", "replace")), after

@@ -22,13 +22,38 @@ counts it as announced too.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 
-def record_value(dev: int, ino: int, when: float) -> bytes:
-    """The value recorded for a file (see the module docstring)."""
-    return b"%d:%d:%r" % (dev, ino, when)
+def record_stamp(when: float) -> bytes:
+    """
+    The end of the values recorded at C{when}: C{b":<event_timestamp>"}.
+    Every file of one read (or one listing) shares it, and formatting a
+    float is most of the cost of a value: made once, it is reused.
+    """
+    return b":%r" % when
+
+
+def record_value(dev: int, ino: int, when: float, stamp: bytes | None = None) -> bytes:
+    """
+    The value recorded for a file (see the module docstring).
+
+    @param stamp: C{record_stamp(when)}, if made already.
+    """
+    return b"%d:%d%s" % (dev, ino, record_stamp(when) if stamp is None else stamp)
+
+
+def record_entries(fields: Sequence[bytes], files: Iterable[Sequence[Any]], when: float) -> list[tuple[bytes, bytes]]:
+    """
+    The record entries C{(field, value)} of files announced together at
+    C{when} (a read, a settle): C{files} gives each field's device and
+    inode first (a L{dirobserver.announce.file_facts.Look}).  One
+    comprehension, the time formatted once: this runs for every file of a
+    burst.
+    """
+    stamp = record_stamp(when)
+    return [(field, b"%d:%d%s" % (seen[0], seen[1], stamp)) for field, seen in zip(fields, files, strict=True)]
 
 
 def parse_value(value: bytes | None) -> tuple[int, int, float] | None:
@@ -57,44 +82,47 @@ def same_file(value: bytes | None, dev: int, ino: int) -> bool:
 class HeldRecords:
     """
     The record entries of the events the writer holds (not acknowledged
-    yet), per record key: the fields, with how many held events carry each
-    and the value of the latest.
+    yet), per record key: each field held, with the value of its latest
+    held event.
+
+    Holding costs one C{dict.update} per batch, not Python work per entry:
+    this runs for every file of a burst.  No count of the events of a
+    field is kept.  Releasing an entry forgets its field when the value
+    held is that entry's value: a later event of the field (another value)
+    keeps it held until it is released in turn.  Two held events of one
+    field with equal values (the same file, read at the same time) are
+    forgotten with the first acknowledged: Redis then has that very value,
+    so a listing reads the same answer from the record as it would from
+    here.
     """
 
     __slots__ = ("_held",)
 
     def __init__(self) -> None:
-        self._held: dict[str, dict[bytes, list]] = {}
+        self._held: dict[str, dict[bytes, bytes]] = {}
 
     def hold(self, key: str, entries: Iterable[tuple[bytes, bytes]]) -> None:
         """Events with these C{(field, value)} entries are held now."""
-        held = self._held.setdefault(key, {})
-        for field, value in entries:
-            known = held.get(field)
-            if known is None:
-                held[field] = [1, value]
-            else:
-                known[0] += 1
-                known[1] = value
+        held = self._held.get(key)
+        if held is None:
+            held = self._held[key] = {}
+        held.update(entries)
 
     def release(self, key: str, entries: Iterable[tuple[bytes, bytes]]) -> None:
         """Those events are no longer held (acknowledged, or given up)."""
         held = self._held.get(key)
         if held is None:
             return
-        for field, _ in entries:
-            known = held.get(field)
-            if known is not None:
-                known[0] -= 1
-                if known[0] <= 0:
-                    del held[field]
+        get = held.get
+        for field, value in entries:
+            if get(field) == value:
+                del held[field]
         if not held:
             del self._held[key]
 
     def value(self, key: str, field: bytes) -> bytes | None:
         """The value of the latest held event of C{field}, if one is held."""
-        known = self._held.get(key, {}).get(field)
-        return None if known is None else known[1]
+        return self._held.get(key, {}).get(field)
 
     def holds(self, key: str, field: bytes) -> bool:
         """Whether an event of C{field} is held."""
