@@ -22,8 +22,9 @@ from typing import Any
 import pytest
 
 from tests.kit import free_port, write_config
+from tests.kit.metrics import metric_samples
 from tests.test_e2e_fanotify import fanotify
-from tests.test_e2e_operations import _get, _samples
+from tests.test_e2e_operations import _get
 from tests.test_e2e_trees import warnings_of, write
 
 pytestmark = [
@@ -80,7 +81,7 @@ def watched_tree(tmp_path: Path, filesystem: Path, port: int, factory: Any, bran
 def scraped(base: str) -> dict:
     status, text = _get(base)
     assert status == 200
-    return _samples(text)
+    return metric_samples(text)
 
 
 def test_a_tree_of_20000_directories_registers_only_its_top(
