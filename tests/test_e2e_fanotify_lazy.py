@@ -104,8 +104,10 @@ def test_a_tree_of_20000_directories_registers_only_its_top(
     big, base, tree, figures = watched_tree(tmp_path, private_tmpfs, redis_server.port, observer_factory, 200, 99)
     samples = scraped(base)
     assert samples[("dirobserver_fanotify_directories", ())] == registered  # nothing per directory
-    # No event yet below the top (the watchdog's probe directory has some).
-    assert samples[("dirobserver_fanotify_cached_directories", ())] <= 3
+    # Nothing remembered per directory: no event yet below the top (the
+    # watchdog's probe directory has some, and a late event of the tree's
+    # making may name a directory or two).
+    assert samples[("dirobserver_fanotify_cached_directories", ())] <= 10
     collector = collectors(redis_server)
     expected = set()
     for branch in range(0, 200, 2):

@@ -42,7 +42,6 @@ group and C{name_to_handle_at} need none afterwards.
 
 from __future__ import annotations
 
-import errno
 import os
 from collections.abc import Callable
 
@@ -71,14 +70,13 @@ from dirobserver.sources.masks import (
     IN_MOVED_TO,
     IN_ONLYDIR,
 )
-from dirobserver.sources.overflow_span import OverflowSpan, queued_bytes
+from dirobserver.sources.overflow_span import OverflowSpan
+from dirobserver.sources.read_ahead import ReadAhead
 from dirobserver.util.reactor import IDaemonReactor
 
 _SELF = IN_MOVE_SELF | IN_DELETE_SELF
 _GONE = IN_MOVED_FROM | IN_DELETE
 _MOVES = IN_MOVED_FROM | IN_MOVED_TO
-_READ_SIZE = 256 * 1024
-_READS_PER_TURN = 4
 
 
 class FanotifySource(FileDescriptor):
@@ -115,6 +113,7 @@ class FanotifySource(FileDescriptor):
         self.overflows = 0
         self.events = 0
         self._span = OverflowSpan()
+        self._reader = ReadAhead(self._clock, descriptor, "fanotify", self._hand_over, self.connectionLost)
 
     def fileno(self) -> int:
         """The group's descriptor (-1 once closed), for the reactor."""
@@ -167,35 +166,13 @@ class FanotifySource(FileDescriptor):
 
     def drain(self) -> None:
         """Read and dispatch everything the kernel has queued, now."""
-        while self._descriptor >= 0:
-            try:
-                data = os.read(self._descriptor, _READ_SIZE)
-            except OSError:
-                return
-            if not data:
-                return
-            self._hand_over(data)
+        self._reader.drain()
 
     # -- reading -------------------------------------------------------------------
 
     def doRead(self):
-        """Read and dispatch what the kernel has queued, in large reads."""
-        for _ in range(_READS_PER_TURN):
-            try:
-                data = os.read(self._descriptor, _READ_SIZE)
-            except BlockingIOError:
-                return None
-            except OSError as e:
-                if e.errno == errno.EINTR:
-                    continue
-                self._log.error("Reading fanotify events failed: {error}", error=e)
-                return main.CONNECTION_LOST
-            if not data:
-                return main.CONNECTION_DONE
-            self._hand_over(data)
-            if len(data) < _READ_SIZE // 2:
-                return None
-        return None
+        """Read what the kernel has queued, hand over a read's worth (L{ReadAhead})."""
+        return self._reader.turn()
 
     def _hand_over(self, data: bytes) -> None:
         """Parse one read and hand each watched directory its events, in order."""
@@ -225,7 +202,7 @@ class FanotifySource(FileDescriptor):
                     # Handled once what was queued behind it is read too
                     # (see dirobserver.sources.overflow_span).
                     self.overflows += 1
-                    self._span.marked(queued_bytes(self._descriptor))
+                    self._span.marked(self._reader.behind())
                 continue  # a directory nobody asked for: the common drop
             if not name:
                 if mask & _SELF:
@@ -303,6 +280,7 @@ class FanotifySource(FileDescriptor):
         self._watches.clear()
         self._routes.paths.close()  # its filesystem descriptors
         self._routes = TreeRoutes(HandlePaths(self._calls))
+        self._reader.close()
         self.loseConnection()
 
     def loseConnection(self) -> None:
@@ -313,6 +291,7 @@ class FanotifySource(FileDescriptor):
     def connectionLost(self, reason: Failure) -> None:
         """Out of the reactor, and the descriptor closed."""
         super().connectionLost(reason)
+        self._reader.close()
         descriptor, self._descriptor = self._descriptor, -1
         if descriptor >= 0:
             try:

@@ -21,8 +21,10 @@ that must not lose events:
     remembers of earlier events may be stale), then C{on_overflow} is
     called, so the caller can list every directory.
  3. Twisted reads 8 KiB per reactor turn and rebuilds its byte buffer for
-    every event, and builds a C{FilePath} per event.  Here one read takes up
-    to 256 KiB, events are parsed in place with C{struct.unpack_from}, and the
+    every event, and builds a C{FilePath} per event.  Here the queue is
+    emptied into memory every turn and one read's worth handed over
+    (L{dirobserver.sources.read_ahead}), so that the handing over does not
+    let the kernel queue overflow; events are parsed in place with C{struct.unpack_from}, and the
     name is handed over as bytes: the mask already says whether the entry is
     a directory, so nothing needs a path object or a C{stat}.
 
@@ -42,7 +44,6 @@ C{calls}.
 
 from __future__ import annotations
 
-import errno
 import os
 import struct
 from collections.abc import Callable
@@ -64,7 +65,8 @@ from dirobserver.sources.masks import (
     IN_UNMOUNT,
     WATCH_MASK,
 )
-from dirobserver.sources.overflow_span import OverflowSpan, queued_bytes
+from dirobserver.sources.overflow_span import OverflowSpan
+from dirobserver.sources.read_ahead import ReadAhead
 from dirobserver.sources.read_pacing import ReadPacing
 from dirobserver.util.linger import Linger
 from dirobserver.util.reactor import IDaemonReactor
@@ -77,9 +79,6 @@ _FLAGS = IN_ONLYDIR
 _ENDS_WATCH = IN_DELETE_SELF | IN_MOVE_SELF | IN_UNMOUNT | IN_IGNORED
 
 _HEADER = struct.Struct("=iIII")  # wd, mask, cookie, len (struct inotify_event)
-_READ_SIZE = 256 * 1024
-#: Reads per reactor turn at most, so a flood cannot starve timers and Redis.
-_READS_PER_TURN = 4
 
 
 class InotifySource(FileDescriptor):
@@ -136,6 +135,8 @@ class InotifySource(FileDescriptor):
         self._mixed: set[int] = set()
         self._on_overflow = on_overflow
         self._pacing = ReadPacing(self._clock, linger, self.stopReading, self._read_again)
+        self._reader = ReadAhead(self._clock, self._descriptor, "inotify", self._hand_over,
+                                 self.connectionLost, self._pacing)
         self.overflows = 0
         self._span = OverflowSpan()
         self.events = 0
@@ -217,26 +218,8 @@ class InotifySource(FileDescriptor):
         return len(self._sinks)
 
     def doRead(self):
-        """Read and dispatch what the kernel has queued, in large reads."""
-        for _ in range(_READS_PER_TURN):
-            try:
-                data = os.read(self._descriptor, _READ_SIZE)
-            except BlockingIOError:
-                return None
-            except OSError as e:
-                if e.errno == errno.EINTR:
-                    continue
-                self._log.error("Reading inotify events failed: {error}", error=e)
-                return main.CONNECTION_LOST
-            if not data:
-                return main.CONNECTION_DONE
-            self._hand_over(data)
-            if len(data) < _READ_SIZE // 2:
-                # The queue is drained (a read returns whole events only, so a
-                # short read means there was no more).
-                self._pacing.drained()
-                return None
-        return None  # a burst: read on at the next turn, as fast as it comes
+        """Read what the kernel has queued, hand over a read's worth (L{ReadAhead})."""
+        return self._reader.turn()
 
     def _read_again(self) -> None:
         if self.connected:
@@ -265,7 +248,7 @@ class InotifySource(FileDescriptor):
                 if wd == -1 and mask & IN_Q_OVERFLOW:
                     # Handled once what was queued behind it is read too.
                     self.overflows += 1
-                    self._span.marked(queued_bytes(self._descriptor))
+                    self._span.marked(self._reader.behind())
                 # Otherwise: the late IN_IGNORED of a watch we already
                 # dropped, or an event that was queued before its removal.
                 continue
@@ -343,20 +326,14 @@ class InotifySource(FileDescriptor):
         stopping: a file created just before SIGTERM is already in the
         kernel queue, and must be announced before the watch is dropped.
         """
-        while True:
-            try:
-                data = os.read(self._descriptor, _READ_SIZE)
-            except (BlockingIOError, OSError):
-                return
-            if not data:
-                return
-            self._hand_over(data)
+        self._reader.drain()
 
     def close(self) -> None:
         """Drop every watch and close the inotify descriptor."""
         for table in (self._sinks, self._paths, self._wd_of, self._union, self._mixed):
             table.clear()
         self._pacing.close()
+        self._reader.close()
         self.loseConnection()
 
     def loseConnection(self) -> None:
@@ -373,6 +350,7 @@ class InotifySource(FileDescriptor):
         reactor after a read failed.
         """
         super().connectionLost(reason)
+        self._reader.close()
         descriptor, self._descriptor = self._descriptor, -1
         if descriptor >= 0:
             try:
