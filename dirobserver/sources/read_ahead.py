@@ -32,8 +32,10 @@ from twisted.python.failure import Failure
 from dirobserver.sources.overflow_span import queued_bytes
 from dirobserver.sources.read_pacing import ReadPacing
 
-#: Bytes per read: what one turn hands over at most.
-READ_SIZE = 256 * 1024
+#: Bytes per read: what one turn hands over at most.  64 KiB: about 2,000
+#: events, a few milliseconds of handing over even with a stat per file,
+#: so that the queue is read again long before it can fill.
+READ_SIZE = 64 * 1024
 #: Bytes of events read and not yet handed over, at most: past it the
 #: kernel queue holds the rest (and may overflow).  64 MiB: two million
 #: inotify events of a 16-byte name.
