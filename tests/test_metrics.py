@@ -16,7 +16,7 @@ from twisted.trial import unittest
 import dirobserver
 from dirobserver.ops import metrics
 from dirobserver.ops.http import MetricsService
-from tests.kit.ops_stand_ins import Core, FanotifySource, Monitor, Once, Section, Tree, get
+from tests.kit.ops_stand_ins import Core, FanotifySource, InotifySource, Monitor, Once, Section, Tree, get
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:
@@ -45,7 +45,8 @@ def busy_core() -> Core:
     core.writer.dropped = 11
     core.overflows = 2
     core.watchdog_resets = 6
-    core.fanotify.source = FanotifySource(events=900, overflows=1, directories=41, cached=77)
+    core.fanotify.source = FanotifySource(events=900, overflows=1, directories=41, cached=77, held=4096)
+    core.watcher = InotifySource(held=65536)
     for value in (0.0002, 0.0002, 0.003, 12.0, 400.0):
         core.writer.delivery_seconds.observe(value)
     core.listing_seconds.observe(0.02, weight=3)
@@ -92,6 +93,7 @@ class CollectorTests(unittest.TestCase):
             ("dirobserver_subdirectories", (("state", "past_watch_limit"),)): 2,
             ("dirobserver_dropped_to_listing_total", ()): 11,
             ("dirobserver_watchdog_resets_total", ()): 6,
+            ("dirobserver_backlog_bytes", ()): 65536 + 4096,
             ("dirobserver_fanotify_events_total", ()): 900,
             ("dirobserver_fanotify_overflows_total", ()): 1,
             ("dirobserver_fanotify_directories", ()): 41,
@@ -115,6 +117,7 @@ class CollectorTests(unittest.TestCase):
             "dirobserver_delivery_seconds": "histogram",
             "dirobserver_dropped_to_listing": "counter",
             "dirobserver_watchdog_resets": "counter",
+            "dirobserver_backlog_bytes": "gauge",
             "dirobserver_fanotify_events": "counter",
             "dirobserver_fanotify_overflows": "counter",
             "dirobserver_fanotify_directories": "gauge",

@@ -126,6 +126,26 @@ def test_drain_hands_everything_over_whatever_the_limit(rig):
     assert rig.reader.held == 0
 
 
+def test_drain_hands_over_what_waited_when_called_and_no_more(rig):
+    """A writer that goes on writing while the drain hands over cannot hold it for ever."""
+    rig.write(3 * READ_SIZE)
+    rig.reader.turn()  # one read handed over, two held
+    handed_before = len(rig.handed)
+
+    keep_writing = rig._hand
+
+    def hand_and_write(data: bytes) -> None:
+        keep_writing(data)
+        rig.write(READ_SIZE)  # more comes with every hand-over
+
+    rig.reader._hand_over = hand_and_write
+    rig.reader.drain()
+    # The two held reads went; what came during the drain waits for a turn.
+    assert len(rig.handed) - handed_before == 2
+    assert rig.reader.held == READ_SIZE  # read while draining, not handed over
+    assert rig.reader.behind() == 2 * READ_SIZE  # and the last one still in the pipe
+
+
 def test_close_cancels_the_next_turn_and_drops_what_is_held(rig):
     rig.write(2 * READ_SIZE)
     rig.reader.turn()

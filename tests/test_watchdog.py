@@ -23,6 +23,8 @@ class StandInWatcher:
         self.added: list[bytes] = []
         self.removed: list[int] = []
         self.queued: list = []
+        #: bytes of events read and not handed over (a burst being caught up)
+        self.held = 0
 
     def add(self, path: bytes, sink, mask: int = 0) -> int:
         self.added.append(path)
@@ -30,6 +32,9 @@ class StandInWatcher:
 
     def remove(self, wd: int, sink) -> None:
         self.removed.append(wd)
+
+    def backlog(self) -> int:
+        return self.held
 
     def drain(self) -> None:
         """Read what the kernel queued: here, the answers the test queued."""
@@ -105,6 +110,25 @@ class InotifyLivenessProbeTests(unittest.TestCase):
         self.assertEqual(self.deaths, 1)
         self.clock.advance(100)
         self.assertEqual(self.deaths, 1)
+
+    def test_a_burst_being_caught_up_is_no_silence(self):
+        """
+        Events read and not handed over yet (a burst far longer than the
+        timeout): the kernel answers, the probe's event is behind them; no
+        reset, no exit, a new probe each tick, and the watcher is not
+        drained by the tick (that would hold the reactor for the whole burst).
+        """
+        self.watcher.held = 64 * 1024
+        for _ in range(30):
+            self.clock.advance(self.dog.interval)
+        self.assertEqual((self.resets, self.deaths), (0, 0))
+        self.assertEqual(self.dog.probes, 31)
+        self.assertTrue(self.dog.healthy())
+        # Once caught up, a probe not answered is a silence again.
+        self.watcher.held = 0
+        self.clock.advance(self.dog.interval)
+        self.clock.advance(self.dog.interval)
+        self.assertEqual(self.resets, 1)
 
     def test_only_the_expected_probe_counts(self):
         """An unrelated name in the probe directory is not an answer."""

@@ -30,9 +30,11 @@ What the C{core} object must provide::
                                    announces them later)
     core.writer.delivery_seconds   stats.Histogram
     core.overflows                 kernel queue overflows (inotify and fanotify)
+    core.watcher                   the inotify source (None until started), with
+                                   .backlog() (bytes read, not handed over)
     core.fanotify.source           the fanotify source (None: no section uses it),
                                    with .events, .overflows, .watch_count(),
-                                   .cached_directories()
+                                   .cached_directories(), .backlog()
     core.listing_seconds           stats.Histogram
     core.watchdog_resets           inactivity watchdog resets
 """
@@ -116,6 +118,11 @@ class ObserverCollector:
             "dirobserver_overflows_total",
             "Kernel event queue overflows, inotify or fanotify (each followed by a listing).",
             value=core.overflows,
+        )
+        yield GaugeMetricFamily(
+            "dirobserver_backlog_bytes",
+            "Bytes of kernel events read and not handed over yet (inotify and fanotify): a burst being caught up.",
+            value=sum(source.backlog() for source in (core.watcher, core.fanotify.source) if source is not None),
         )
         yield from fanotify_families(core.fanotify.source)
 

@@ -164,6 +164,10 @@ class FanotifySource(FileDescriptor):
         """Stop delivering the events of C{handle} to C{sink}."""
         self._watches.remove(handle, sink)
 
+    def backlog(self) -> int:
+        """Bytes of events read and not handed over yet (see L{ReadAhead})."""
+        return self._reader.held
+
     def drain(self) -> None:
         """Read and dispatch everything the kernel has queued, now."""
         self._reader.drain()

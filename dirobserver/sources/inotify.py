@@ -320,6 +320,10 @@ class InotifySource(FileDescriptor):
             except Exception:
                 self._log.failure("Handling the end of a watch failed")
 
+    def backlog(self) -> int:
+        """Bytes of events read and not handed over yet (see L{ReadAhead})."""
+        return self._reader.held
+
     def drain(self) -> None:
         """
         Read and dispatch everything the kernel has queued, now.  Used when

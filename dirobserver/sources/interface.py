@@ -73,6 +73,12 @@ class EventSource(Protocol):
         while, timers run before the events of that while are read).
         """
 
+    def backlog(self) -> int:
+        """
+        Bytes of events read from the kernel and not handed over yet (0 for
+        a source with no queue): a source catching up with a burst.
+        """
+
 
 class WatchError(OSError):
     """

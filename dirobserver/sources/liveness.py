@@ -175,11 +175,19 @@ class InotifyLivenessProbe:
 
     def _tick(self) -> None:
         if self._expected is not None and self._watcher is not None:
-            # Timers run before the reactor reads its descriptors: after the
-            # process was suspended (SIGSTOP, a paused VM, heavy swapping) the
-            # answer may be waiting in the kernel queue.  Read it before
-            # judging, or a healthy observer would be reset or stopped.
-            self._watcher.drain()
+            if self._watcher.backlog():
+                # Events were read and wait to be handed over: the kernel
+                # answers, and the probe's event is behind a burst (as
+                # after an overflow, that is no silence).
+                self._expected = None
+                self._last_answer = self._clock.seconds()
+            else:
+                # Timers run before the reactor reads its descriptors: after
+                # the process was suspended (SIGSTOP, a paused VM, heavy
+                # swapping) the answer may be waiting in the kernel queue.
+                # Read it before judging, or a healthy observer would be
+                # reset or stopped.
+                self._watcher.drain()
         now = self._clock.seconds()
         if self._expected is not None:
             silent = now - self._last_answer

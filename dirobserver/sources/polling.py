@@ -168,6 +168,10 @@ class Poller:
     def drain(self) -> None:
         """Nothing waits to be read: a poller knows of changes only by its scans."""
 
+    def backlog(self) -> int:
+        """Nothing read waits: 0."""
+        return 0
+
     def listed(self, handle: int, names: Iterable[bytes]) -> None:
         """A listing saw C{names} in the directory: they are its previous scan."""
         polled = self._dirs.get(handle)

@@ -15,7 +15,7 @@ into memory (a read costs a copy, not a parse), then hands over one read's
 worth (at most L{READ_SIZE}) and comes back for the next at once, through
 the reactor (C{callLater(0)}), so that timers and Redis get their turns in
 between.  The kernel queue only overflows once L{LIMIT} bytes wait in memory
-(about two million inotify events), and that is handled as before.
+(half a million inotify events), and that is handled as before.
 """
 
 from __future__ import annotations
@@ -37,9 +37,12 @@ from dirobserver.sources.read_pacing import ReadPacing
 #: so that the queue is read again long before it can fill.
 READ_SIZE = 64 * 1024
 #: Bytes of events read and not yet handed over, at most: past it the
-#: kernel queue holds the rest (and may overflow).  64 MiB: two million
-#: inotify events of a 16-byte name.
-LIMIT = 64 * 1024 * 1024
+#: kernel queue holds the rest (and may overflow).  16 MiB: half a million
+#: inotify events of a short name, which a burst of a million files at
+#: 170,000 a second with announce_once never reached (9 MiB at most); and
+#: a drain (a settle's timer, the stop) hands over at most that much at
+#: once, a few seconds of the reactor's time with a stat per file.
+LIMIT = 16 * 1024 * 1024
 
 
 class ReadAhead:
@@ -122,12 +125,24 @@ class ReadAhead:
         return self._held + queued_bytes(self._descriptor)
 
     def drain(self) -> None:
-        """Read everything the kernel holds, whatever the limit, and hand it all over now."""
+        """
+        Hand over now every event waiting when called, read or still in the
+        kernel queue (a sink about to act on a timer asks first; so does
+        the stop).  The queue is read again between hand-overs, so that it
+        does not overflow meanwhile; what comes after the call waits for the
+        next turn, so a writer that keeps writing cannot hold the reactor.
+        """
         if self._descriptor < 0:
             return
-        self._limit = float("inf")  # type: ignore[assignment]  # stopping: nothing comes after
-        self._fill()
-        self._hand_over_all()
+        owed = self.behind()
+        while owed > 0 and self._descriptor >= 0:
+            if self._fill() is not None:
+                self._hand_over_all()  # the descriptor is done: doRead says so next
+                return
+            if not self._reads:
+                return
+            owed -= len(self._reads[0])
+            self._hand_over_one()
 
     def close(self) -> None:
         """The descriptor is closing: nothing more is read or handed over."""

@@ -78,12 +78,26 @@ class FanotifySource:
     overflows: int = 0
     directories: int = 0
     cached: int = 0
+    held: int = 0
 
     def watch_count(self) -> int:
         return self.directories
 
     def cached_directories(self) -> int:
         return self.cached
+
+    def backlog(self) -> int:
+        return self.held
+
+
+@dataclass
+class InotifySource:
+    """What the metrics read of the inotify source."""
+
+    held: int = 0
+
+    def backlog(self) -> int:
+        return self.held
 
 
 @dataclass
@@ -95,6 +109,7 @@ class FanotifyGroup:
 class Core:
     monitors: list = field(default_factory=list)
     fanotify: FanotifyGroup = field(default_factory=FanotifyGroup)
+    watcher: InotifySource | None = None
     writer: Writer = field(default_factory=Writer)
     overflows: int = 0
     listing_seconds: Histogram = field(default_factory=lambda: Histogram(LISTING_BUCKETS))
