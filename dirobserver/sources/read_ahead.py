@@ -48,7 +48,8 @@ LIMIT = 16 * 1024 * 1024
 class ReadAhead:
     """
     The reading of one source's descriptor: L{turn} when the reactor says
-    it is readable, L{behind} while handing over, L{drain} when stopping.
+    it is readable, L{behind} while handing over, L{drain} when a timer
+    needs the events waiting (and when stopping).
     """
 
     _log = Logger()
