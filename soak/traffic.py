@@ -300,9 +300,20 @@ class Consumer(threading.Thread):
         quiet_since: float | None = None
         try:
             while True:
+                # What was taken is kept in got as it comes: a BRPOP's event
+                # is this consumer's alone once Redis popped it, and must be
+                # handled even when what follows it on the connection fails
+                # (a master paused and killed between the BRPOP and the RPOP
+                # lost a file of the once section for good: its record says
+                # it was announced).
+                got: list[tuple[str, float, str, Any]] = []
+                broken = False
                 try:
                     client = client or self._connect()
-                    got = self._read_stream(client) if self.section.kind.reader == STREAM else self._read_list(client)
+                    if self.section.kind.reader == STREAM:
+                        got = self._read_stream(client)
+                    else:
+                        self._read_list(client, got)
                     self.backlog.sample(client)
                 except (ConnectionError, valkey.exceptions.ConnectionError, valkey.exceptions.TimeoutError,
                         valkey.exceptions.BusyLoadingError, valkey.exceptions.ReadOnlyError) as e:
@@ -314,13 +325,15 @@ class Consumer(threading.Thread):
                     if client is not None:
                         client.close()
                         client = None
-                    time.sleep(0.05)
-                    continue
+                    broken = True
                 now = time.time()
                 for name, stamp, event, ident in got:
                     if self.section.kind.once and not _an_id(ident):
                         self.ledger.refused(self.section.index, name, now, f"its id is {ident!r}, not 24 hex digits")
                     self._handle(name, stamp, event, now)
+                if broken:
+                    time.sleep(0.05)
+                    continue
                 self._delete_due(now)
                 if got:
                     quiet_since = None
@@ -337,18 +350,13 @@ class Consumer(threading.Thread):
 
     # -- reading ----------------------------------------------------------------------
 
-    def _read_list(self, client: Any) -> list[tuple[str, float, str, Any]]:
+    def _read_list(self, client: Any, got: list[tuple[str, float, str, Any]]) -> None:
+        """Take a list's events into C{got}, each as soon as Redis gave it (see L{run})."""
         queue = self.section.queue
-        raws = []
         item = client.brpop([queue], timeout=0.2)
         if item:
-            raws.append(item[1])
-            raws.extend(client.rpop(queue, 1000) or ())
-        out = []
-        for raw in raws:
-            event = json.loads(raw)
-            out.append((event["filename"], float(event["event_timestamp"]), event["event"], event.get("id")))
-        return out
+            got.append(list_event(item[1]))
+            got.extend(map(list_event, client.rpop(queue, 1000) or ()))
 
     def _read_stream(self, client: Any) -> list[tuple[str, float, str, Any]]:
         import valkey
@@ -424,6 +432,12 @@ def _an_id(ident: Any) -> bool:
     if isinstance(ident, bytes):
         ident = ident.decode("ascii", "replace")
     return isinstance(ident, str) and len(ident) == 24 and all(c in "0123456789abcdef" for c in ident)
+
+
+def list_event(raw: bytes) -> tuple[str, float, str, Any]:
+    """(filename, event_timestamp, event, id) of a list's event (its JSON)."""
+    event = json.loads(raw)
+    return event["filename"], float(event["event_timestamp"]), event["event"], event.get("id")
 
 
 def stream_event(fields: dict) -> tuple[str, float, str]:

@@ -254,3 +254,56 @@ def test_a_queue_past_its_poll_queue_limit_is_a_window_of_its_section_until_it_h
     assert backlog.windows == 1
     backlog.close(time.time())  # nothing open: nothing more
     assert len(book.windows) == 1
+
+
+@pytest.mark.process
+def test_an_event_taken_by_brpop_is_received_when_the_connection_fails_before_the_rpop(
+        redis_server: Any) -> None:
+    """
+    The consumer takes a list's first event with BRPOP and the rest with
+    RPOP.  A master paused and killed between the two (the soak's Redis
+    kill) used to cost the event BRPOP took: Redis had popped it, and the
+    consumer dropped it with the failed RPOP (two files of the once
+    section were never received in a 30-minute soak).
+    """
+    from soak.traffic import Consumer
+
+    book = ledger("created")
+    files = [book.new(0, "quick") for _ in range(3)]
+    client = redis_server.client()
+    try:
+        for i in files:
+            client.lpush("q:created", json.dumps({"directory": "/nowhere/created", "filename": book.name(i),
+                                                  "event": "created", "event_timestamp": T0}))
+    finally:
+        client.close()
+
+    class KilledBeforeTheRpop(Consumer):
+        def _connect(self) -> Any:
+            real = super()._connect()
+            if redis_server.is_running():
+                rpop = real.rpop
+
+                def rpop_after_the_kill(*args: Any, **kwargs: Any) -> Any:
+                    redis_server.kill()
+                    return rpop(*args, **kwargs)
+
+                real.rpop = rpop_after_the_kill
+            return real
+
+    consumer = KilledBeforeTheRpop(book.sections[0], book, lambda: ("127.0.0.1", redis_server.port), seed=1)
+    consumer.start()
+    try:
+        deadline = time.monotonic() + 10
+        while consumer.errors == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)  # the polling interval
+        assert consumer.errors >= 1, "the RPOP did not fail"
+        # The first event pushed is the one BRPOP took (the list's right end).
+        assert book.received[files[0]] == book.received[files[0]], "the event BRPOP took was dropped"
+        assert consumer.files == 1
+    finally:
+        redis_server.restart()
+        consumer.finish()
+        consumer.join(15)
+    assert not consumer.is_alive()
+    assert consumer.failed is None
