@@ -142,6 +142,7 @@ class DirectoryMonitor:
             ListingContext(section, writer, self._announcer, self, cooperator, turns, listing_seconds,
                            self._current_watch, clock),
             self.waiting,
+            self._catch_up,
         )
         if section.recursive:
             self._need_tree()
