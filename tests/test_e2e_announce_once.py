@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from tests.kit import Observer, RedisServer, free_port, redis_at, section, wait_until, write_config
+from tests.test_e2e_fanotify import inotify_watches
 from tests.test_e2e_faults import held_events, lines_with, make_files
 
 #: Every test here starts a process or a server (see `make unit`).
@@ -383,3 +384,32 @@ def test_a_record_of_the_wrong_type_is_said_once_by_each_and_loses_no_event(
     assert all(counts[name] == 1 for name in before), counts
     assert all(counts[name] <= 2 for name in names), counts
     assert "Traceback" not in observer.output()
+
+
+# -- with the other sources -------------------------------------------------------------------
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a fanotify filesystem mark needs root")
+def test_a_fanotify_tree_announces_each_file_once_through_forced_polls(
+    tmp_path, shm, redis_server, observer_factory, taken, queue_type
+) -> None:
+    """
+    C{watch_mode = fanotify} on a tree: files present at the start (below
+    the top) and files made in a sub-directory while it runs are each
+    announced once through three forced polls, their record fields being
+    their paths relative to the top.
+    """
+    (shm / "a" / "b").mkdir(parents=True)
+    before = set(make_files(shm / "a", (f"before-{i}" for i in range(5))))
+    observer = observer_factory(config(tmp_path, shm, redis_server.port, queue_type, forced_poll=1,
+                                       recursive="true", watch_mode="fanotify")).start()
+    listed(observer, shm, 1, since=0)
+    during = set(make_files(shm / "a" / "b", (f"during-{i}" for i in range(5))))
+    mark = observer.mark()
+    listed(observer, shm, 3, since=mark)
+    counts = marker_arrives(taken, shm, "marker")
+    exactly_once(counts, before | during | {"marker"})
+    fields = {field.decode() for field in taken.client.hkeys(RECORD)}
+    assert fields == ({f"a/{name}" for name in before} | {f"a/b/{name}" for name in during} | {"marker"})
+    # The tree is fanotify's: no inotify watch per directory (the watchdog's probe may hold one).
+    assert inotify_watches(observer.pid) <= 1
