@@ -24,9 +24,10 @@ that must not lose events:
     every event, and builds a C{FilePath} per event.  Here the queue is
     emptied into memory every turn and one read's worth handed over
     (L{dirobserver.sources.read_ahead}), so that the handing over does not
-    let the kernel queue overflow; events are parsed in place with C{struct.unpack_from}, and the
-    name is handed over as bytes: the mask already says whether the entry is
-    a directory, so nothing needs a path object or a C{stat}.
+    let the kernel queue overflow; events are parsed in place with
+    C{struct.unpack_from}, and the name is handed over as bytes: the mask
+    already says whether the entry is a directory, so nothing needs a path
+    object or a C{stat}.
 
 A stream of events naps between reads, so that its events gather in the
 kernel queue (L{dirobserver.sources.read_pacing}).
@@ -326,9 +327,10 @@ class InotifySource(FileDescriptor):
 
     def drain(self) -> None:
         """
-        Read and dispatch everything the kernel has queued, now.  Used when
-        stopping: a file created just before SIGTERM is already in the
-        kernel queue, and must be announced before the watch is dropped.
+        Hand over now the events waiting, read or still queued (see
+        L{ReadAhead.drain}).  Used when stopping (a file created just before
+        SIGTERM must be announced before the watch is dropped) and by timers
+        that need the events of the time before them.
         """
         self._reader.drain()
 
