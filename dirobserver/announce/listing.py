@@ -444,12 +444,12 @@ class SectionListings:
         waiting = self.waiting
         self._caught_up()
         for i, key in enumerate(keys, 1):
+            if i % CHUNK == 0:
+                self._caught_up()  # what came while the earlier ones were announced
             raw = key[KEY_WIDTH:]
             if waiting and raw in waiting:
                 continue
             yield raw
-            if i % CHUNK == 0:
-                self._caught_up()
 
     def _announce(self, keys: Iterator[bytes]) -> Iterator[Any]:
         """Push C{"exists"} events, oldest first, pausing while the writer is full."""
