@@ -19,7 +19,8 @@ The last line of the output is one JSON object::
                 "left_claimed", "starts", "tracebacks", "exit_status"},
      "sections": {NAME: {"files", "due", "unannounced", "received", "events", "duplicates",
                          "backlog_windows"}},
-     "once": {NAME: {"files", "duplicates", "listed", "explained", "unexplained", "allowance", "passed"}}}
+     "once": {NAME: {"files", "duplicates", "listed", "explained", "unexplained", "allowance", "passed"}},
+     "record_readings", "history_cuts"}
 
 (C{lost_by_redis}: files announced, then lost with Redis's data, and gone
 before the observer's insurance listing could announce them again; they
@@ -57,6 +58,7 @@ from .faults import DIRECTORY, FAULTS, OVERFLOWED, PROCESS, TRACEBACK, Daemon, L
 from .kinds import ObserverConfig, Section, available_kinds, unavailable
 from .ledger import RECOVERY, Ledger
 from .once import OnceFindings, judge
+from .record_watch import RecordWatch
 from .servers import SentinelSet, Single
 from .traffic import Consumer, Producer
 from .working import Watch, Worker
@@ -223,7 +225,8 @@ def _run(args: argparse.Namespace, seed: int, kinds: list, resources: Resources,
     soak = Soak(redis, daemon, config, ledger, sections, producers, timeline, queued_events(), worker)
     lanes = [Lane(PROCESS, soak, rng.randrange(2**32), args.fault_gap, halt_faults, release, args.only),
              Lane(DIRECTORY, soak, rng.randrange(2**32), args.fault_gap * 2, halt_faults, release, args.only)]
-    for thread in consumers + producers + lanes:
+    record_watch = RecordWatch(sections, ledger, redis.master_client)
+    for thread in consumers + producers + lanes + [record_watch]:
         thread.start()
 
     problems: list[str] = []
@@ -296,9 +299,11 @@ def _run(args: argparse.Namespace, seed: int, kinds: list, resources: Resources,
         consumer.finish()
     for consumer in consumers:
         consumer.join(60)
+    record_watch.stop()
+    record_watch.join(60)
     release.set()
     problems += [f"{t.name} failed: {type(t.failed).__name__}: {t.failed}"
-                 for t in producers + consumers if t.failed is not None]
+                 for t in producers + consumers + [record_watch] if t.failed is not None]
     found = ledger.check(end)
     events = sum(c.events for c in consumers)
     files = found.files
@@ -327,6 +332,8 @@ def _run(args: argparse.Namespace, seed: int, kinds: list, resources: Resources,
         "redis": "sentinel" if redis.sentinel else "single",
         "sections": _sections(sections, consumers, found, ledger),
         "once": {o.section: o.summary() for o in once},
+        "record_readings": record_watch.readings,
+        "history_cuts": len(ledger.cuts),
     }
     if exit_status not in (0, None):
         problems.append(f"the observer's exit status on SIGTERM was {exit_status}")
@@ -349,7 +356,8 @@ def _run(args: argparse.Namespace, seed: int, kinds: list, resources: Resources,
     for o in once:
         say(f"[{o.section}] (announce_once): {o.files} files, {o.duplicates} duplicate events "
             f"({o.listed} from listings); explained: {o.redis_lost} lost by Redis, {o.after_fault} after "
-            f"a fault; {len(o.unexplained)} unexplained (allowance {o.allowance})")
+            f"a fault; {len(o.unexplained)} unexplained (allowance {o.allowance}); "
+            f"{len(ledger.cuts)} cuts of Redis's history in {record_watch.readings} readings")
         if not o.passed:
             problems.append(f"[{o.section}] (announce_once): {len(o.unexplained)} duplicates unexplained, "
                             f"more than 0.1% of its {o.files} files ({o.allowance})")

@@ -49,10 +49,6 @@ REFUSED = b"Reload refused"
 OVERFLOWED = b"queue overflowed"
 HELD_BOUND = b"events held (max_held_events"
 TRACEBACK = b"Traceback (most recent call last)"
-#: The record of a section with C{announce_once} is its queue's name and
-#: this (the observer's default, C{dirobserver.config.keys.ANNOUNCED_SUFFIX}:
-#: not imported, so that C{--source} may soak an observer without it).
-ANNOUNCED_SUFFIX = ":announced"
 
 
 def _obey_permissions() -> None:
@@ -244,7 +240,7 @@ def _announced(client: Any, section: Section) -> list[tuple[int, str]]:
 def _recorded(client: Any, section: Section) -> list[tuple[int, str]]:
     """The C{(section, path)} of the fields of C{section}'s record (C{announce_once}, its default key)."""
     return [(section.index, field.decode("utf-8", "surrogateescape"))
-            for field in client.hkeys(section.queue + ANNOUNCED_SUFFIX)]
+            for field in client.hkeys(section.record)]
 
 
 def redis_kill(s: Soak, rng: random.Random, _: Section | None) -> str:

@@ -201,7 +201,16 @@ class Section:
     queue: str
     ops: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
+    @property
+    def record(self) -> str:
+        """The key of its record, with C{announce_once} (the observer's default name)."""
+        return self.queue + ANNOUNCED_SUFFIX
 
+
+#: A record's key is its queue's name and this (the observer's default,
+#: C{dirobserver.config.keys.ANNOUNCED_SUFFIX}: not imported, so that
+#: C{--source} may soak an observer without it).
+ANNOUNCED_SUFFIX = ":announced"
 #: Reload variants: what a changed configuration changes (see L{ObserverConfig}).
 CHANGES = ("forced_poll", "timeout", "max_held", "section_off")
 #: Configuration errors a reload must refuse.

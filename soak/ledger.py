@@ -111,6 +111,9 @@ class Ledger:
         self.repeats: list[tuple[int, float, str]] = []
         #: their files' announcements Redis may have lost (L{lost_with_redis}, L{once_lost}): times
         self.losses: dict[int, list[float]] = {}
+        #: spans between two readings of a master whose history was cut
+        #: between them (L{history_cut}): (earlier reading, later reading)
+        self.cuts: list[tuple[float, float]] = []
         self._present: list[set[int]] = [set() for _ in sections]
         self._present_lock = [threading.Lock() for _ in sections]
         self.windows: list[Window] = []
@@ -298,6 +301,15 @@ class Ledger:
                     self.losses.setdefault(i, []).append(when)
                     count += 1
         return count
+
+    def history_cut(self, since: float, until: float) -> None:
+        """
+        Redis lost writes made after C{since} (a reading of the master) and
+        before C{until} (a reading of its successor, which does not carry
+        on its history: L{soak.record_watch}).  Which ones is unknown.
+        """
+        with self._lock:
+            self.cuts.append((since, until))
 
     def _files(self, names: Iterable[tuple[int, str]]) -> Iterable[int]:
         """The files of the soak among C{(section, path)}."""

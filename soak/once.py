@@ -9,13 +9,21 @@ announced twice") gives the reasons a fault of the soak can bring about:
  - I{Redis lost the announcement}: an event, and its record, that Redis
    acknowledged and then lost (a master killed and restarted empty, a
    replica promoted before it had the master's last writes); the next
-   listing announces the file again.  The soak knows it two ways:
+   listing announces the file again.  The soak knows it three ways:
     - before each Redis kill, failover and single-server outage it reads
       the master's queues and records, and its replica's
       (L{soak.faults.pause_and_read}); what the master holds and the
       replica does not may be lost (L{soak.ledger.Ledger.once_lost}).  Each
       such loss of a file explains one duplicate of it, received within
       L{EXPLAIN_WITHIN} seconds after the loss;
+    - every second it reads the master's records and replication history
+      (L{soak.record_watch}); when a master does not carry on the history
+      of the previous reading, the fields of that reading it lacks are
+      losses as above, and a duplicate of a file first received between
+      the two readings, and received again within L{EXPLAIN_WITHIN} after
+      the later one, is explained (L{soak.ledger.Ledger.cuts}): this is
+      how a loss long after its fault is seen (two failovers in a row,
+      the second onto a node that had not caught up with the first);
     - what was written after that reading, or to a master that is
       replaced without one (a Redis SIGSTOPped past the Sentinels'
       C{down-after-milliseconds} is failed over; its successor may have
@@ -132,6 +140,10 @@ def judge(ledger: Ledger, section: int, files: int, sentinel: bool) -> OnceFindi
         if _lost_before(ledger.losses.get(i, ()), used, i, when):
             found.redis_lost += 1
             found.explained.append((i, when, event, "lost by Redis (read before the fault)"))
+        elif (cut := _cut_between(ledger.cuts, ledger.received[i], when)) is not None:
+            found.redis_lost += 1
+            since, until = cut
+            found.explained.append((i, when, event, f"lost by Redis (history cut between {since:.2f} and {until:.2f})"))
         elif (why := _around_fault(ledger.received[i], when, *losing)) is not None:
             found.redis_lost += 1
             found.explained.append((i, when, event, f"lost by Redis ({why})"))
@@ -155,6 +167,18 @@ def _lost_before(losses: Any, used: dict[int, int], i: int, when: float) -> bool
         return True
     used[i] = k
     return False
+
+
+def _cut_between(cuts: list[tuple[float, float]], received: float, when: float) -> tuple[float, float] | None:
+    """
+    The cut of Redis's history (L{soak.record_watch}) between whose two
+    readings the file was first received, if a duplicate received at
+    C{when} came within L{EXPLAIN_WITHIN} of its end (None: none).
+    """
+    for since, until in cuts:
+        if since <= received <= until and since <= when <= until + EXPLAIN_WITHIN:
+            return since, until
+    return None
 
 
 def _file_time(ledger: Ledger, i: int) -> float:
