@@ -6,7 +6,8 @@ for the CPU the way a real producer would.  Files are created empty with
 C{os.open(O_CREAT | O_EXCL)} + C{os.close}, relative to a directory
 descriptor (no path lookup per file).  Times are C{time.time()} taken right
 after C{os.open} returns (the file exists from then on).  At the end the
-child prints one JSON line with its figures; SIGUSR1 makes any mode stop
+child prints one JSON line with its figures (C{burst}: also the CPU its
+loop used); SIGUSR1 makes any mode stop
 early (and still print), which is how the trickle is ended.
 
 Modes (names are fixed so the consumer can map a name back to its index):
@@ -60,6 +61,7 @@ def _create(directory: str, names: list[bytes]) -> dict:
     """Create C{names} (relative to C{directory}) as fast as possible, until done or told to stop."""
     dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     op, cl = os.open, os.close
+    cpu0 = time.process_time()
     t_first = time.time()
     made = 0
     for name in names:
@@ -68,9 +70,11 @@ def _create(directory: str, names: list[bytes]) -> dict:
         if _stop and made % 1024 == 0:
             break
     t_last = time.time()
+    cpu = time.process_time() - cpu0
     os.close(dfd)
     span = t_last - t_first
-    return {"count": made, "t_first": t_first, "t_last": t_last, "rate": made / span if span > 0 else 0.0}
+    return {"count": made, "t_first": t_first, "t_last": t_last, "rate": made / span if span > 0 else 0.0,
+            "cpu_s": cpu}
 
 
 def paced(directory: str, rate: float, seconds: float, times_path: str, after_close: bool = False) -> dict:

@@ -61,6 +61,14 @@ COMMON = [
     Figure("peak_rss_mb", "observer peak RSS", "MiB", kind="mb"),
 ]
 
+#: Where a burst's CPU went (L{bench.workloads.cpu_budget}).
+BUDGET = [
+    Figure("creator_cpu_per_100k", "creator CPU per 100k files", "s", kind="s"),
+    Figure("redis_cpu_per_100k", "Redis CPU per 100k files", "s", kind="s"),
+    Figure("consumer_cpu_per_100k", "bench consumer CPU per 100k files", "s", kind="s"),
+    Figure("cpu_bound_ratio", "delivered / creation the CPU allows (all cores busy)", "", kind="ratio"),
+]
+
 #: The size of the C{announce_once} record after a run (burst-once).
 RECORD = [
     Figure("record_fields", "record fields (HLEN)", "fields", kind="int"),
@@ -80,7 +88,7 @@ def figures_for(workload: str) -> list[Figure]:
             Figure("duplicates", "duplicate events", "events", kind="int"),
             Figure("catch_up_s", "last create -> all announced", "s", kind="s"),
             Figure("overflows", "kernel queue overflows", "", kind="int"),
-        ] + COMMON + (RECORD if workload == "burst-once" else [])
+        ] + COMMON + BUDGET + (RECORD if workload == "burst-once" else [])
     if workload.startswith("paced"):
         from .workloads import PACED
 

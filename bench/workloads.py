@@ -188,6 +188,31 @@ def record_figures(client: Any, key: str, files: int) -> dict[str, float]:
     }
 
 
+def redis_cpu(client: Any) -> float:
+    """The CPU seconds the bench's Redis has used (C{INFO cpu}: user and system, its main thread's and others')."""
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def cpu_budget(observer: float, creator: float, redis: float, consumer: float, files: int,
+               creation_s: float) -> dict[str, float]:
+    """
+    Where a burst's CPU went, per 100k files, and what that allows: the
+    creator, the observer, Redis and this process's consumer share
+    C{os.cpu_count()} cores, so the burst cannot be all in Redis before
+    C{total / cores} seconds after its first file: the delivered rate is at
+    most C{creation_s / (total / cores)} of the creation rate, even with
+    every core busy all the time (which they are not).  On a quiet machine
+    only: another process's CPU is not counted.
+    """
+    per = 100_000 / files if files else 0.0
+    total = observer + creator + redis + consumer
+    cores = os.cpu_count() or 1
+    bound = min(1.0, creation_s / (total / cores)) if total > 0 else 0.0
+    return {"creator_cpu_per_100k": creator * per, "redis_cpu_per_100k": redis * per,
+            "consumer_cpu_per_100k": consumer * per, "cpu_bound_ratio": bound}
+
+
 def burst_run(ctx: Context, n: int, run: int, straggler_timeout: float, closed: bool = False,
               once: bool = False) -> dict[str, Any]:
     """
@@ -206,6 +231,7 @@ def burst_run(ctx: Context, n: int, run: int, straggler_timeout: float, closed: 
     cpu0 = observer.cpu()
     profiler = ctx.profiler(observer, name, run)
     client = ctx.client
+    redis_cpu0, consumer_cpu0 = redis_cpu(client), time.process_time()
 
     # During the run the consumer only moves events out of Redis (so the
     # list does not grow) and notes how many Redis had received when: one
@@ -264,11 +290,16 @@ def burst_run(ctx: Context, n: int, run: int, straggler_timeout: float, closed: 
     deadline = time.time() + straggler_timeout
     # Until the observer is idle and the list empty (a listing after an
     # overflow may still be pushing), then count; stragglers: until deadline.
+    budget: list[float] = []  # the consumer's and Redis's CPU until the observer was first idle
     while True:
         _wait_idle(observer, poll, deadline)
+        if not budget:  # before the names are parsed: that work is the bench's, not the burst's
+            budget = [time.process_time() - consumer_cpu0, redis_cpu(client) - redis_cpu0]
         if check_coverage() or time.time() > deadline:
             break
     figures = _finish(observer, profiler, cpu0, drained)
+    figures.update(cpu_budget(figures["cpu_s"], made.get("cpu_s", 0.0), *budget, n,
+                              made["t_last"] - made["t_first"]))
 
     position = coverage["position"]
     t_in_redis = next((t for t, pushed in timeline if position and pushed >= position), None)
