@@ -18,7 +18,8 @@ from twisted.internet import defer, task
 from twisted.trial import unittest
 
 from dirobserver.announce.announcer import Announcer
-from dirobserver.announce.listing import ListingContext, SectionListings
+from dirobserver.announce.listing import SectionListings
+from dirobserver.announce.listing_context import ListingContext
 from dirobserver.announce.listing_line import ListingLine
 from dirobserver.announce.settle import SettleTable
 from dirobserver.config import settings as config

@@ -2,11 +2,11 @@
 Directory listings ("boot the pump", the forced poll, the catch-ups).
 
 L{SectionListings} runs the listings of one section: when to list, how much
-(C{poll_queue_limit}), where a cut listing resumes, and the announcing of
-C{"exists"} events without overrunning the writer.  The reading of the
-directory (or tree), and the compact sorted entries it gives, oldest first,
-are L{dirobserver.announce.scan}'s; names are decoded here, as they are announced,
-a chunk at a time like every other step of a listing.
+(C{poll_queue_limit}), where a cut listing resumes, and what becomes of the
+young files.  The reading of the directory (or tree), and the compact
+sorted entries it gives, oldest first, are L{dirobserver.announce.scan}'s;
+the announcing of the files found, as C{"exists"} events without overrunning
+the writer, is L{dirobserver.announce.listing_announce}'s.
 
 With a C{settle}, a listing announces only the files unmodified for that
 long.  The younger ones (the newest, at the end of the sorted listing) wait
@@ -24,65 +24,21 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any
 
 from twisted.internet import defer, task
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from dirobserver.announce.announcer import Announcer
-from dirobserver.announce.event import EXISTS, decode_name
-from dirobserver.announce.listing_line import ListingLine
+from dirobserver.announce.event import decode_name
+from dirobserver.announce.listing_announce import ListingAnnouncer
+from dirobserver.announce.listing_context import ListingContext
 from dirobserver.announce.listing_requests import ListingRequests, covering
-from dirobserver.announce.once import ListedOnce, RecordUnavailable
-from dirobserver.announce.scan import CHUNK, KEY_WIDTH, Walker, key_path, key_seconds, scan_directory, time_key
+from dirobserver.announce.scan import CHUNK, Walker, key_path, key_seconds, scan_directory, time_key
 from dirobserver.announce.settle import TICK, SettleTable
-from dirobserver.config.settings import SectionSettings
-from dirobserver.redis.writer import RedisWriter
 from dirobserver.util.backoff import Recurring
 from dirobserver.util.failures import describe_failure
 from dirobserver.util.quiet import quiet_at, quiet_since
-from dirobserver.util.stats import Histogram
-
-
-@dataclass(frozen=True)
-class ListingContext:
-    """
-    What the listings of one section work with, given whole by its monitor.
-
-    @ivar section: the section's settings.
-    @ivar writer: where the C{"exists"} events go, and whose queue's length
-        C{poll_queue_limit} is checked against.
-    @ivar announcer: the section's (its queue, how a name becomes what
-        the queue holds, and the files' facts when its events identify
-        them).
-    @ivar source: what the writer asks to list again when it could not
-        hold this section's events (the section's monitor).
-    @ivar cooperator: runs the scans and the announcing (the service's own).
-    @ivar turns: shared by all sections: a few listings at a time, while
-        Redis takes commands.
-    @ivar durations: where each listing's duration is counted.
-    @ivar watched: which watch covers the directory now (None: none).  A
-        listing of a directory that is not watched announces nothing, and
-        one whose watch ended or changed while it ran stops: the files it
-        would leave in the table would have no events to follow them (the
-        soak found a listing of a directory deleted and recreated, run
-        before the new watch, that announced files still being written).
-        The new watch lists the directory itself.
-    @ivar clock: stamps the C{"exists"} events, and times the later looks.
-    """
-
-    section: SectionSettings
-    writer: RedisWriter
-    announcer: Announcer
-    source: Any
-    cooperator: task.Cooperator
-    turns: ListingLine
-    durations: Histogram
-    watched: Callable[[], int | None]
-    clock: IReactorTime
 
 
 class SectionListings:
@@ -106,29 +62,20 @@ class SectionListings:
             directory has no use for it (see L{polled}).
         @param catch_up: hands over the events already read or queued for
             the directory; with a C{waiting} table, a listing calls it
-            before it announces (see L{_caught_up}).
+            before it announces (see L{dirobserver.announce.listing_announce}).
         """
         self._clock = context.clock
         self.section = context.section
         self._writer = context.writer
-        self._announcer = context.announcer
-        self._queue = context.announcer.queue
-        self._encoder = context.announcer.encode
+        #: what turns the files found into events
+        self.found = ListingAnnouncer(context, waiting, catch_up, lambda: self._stopped)
         #: the announcing of a section with announce_once (None: without)
-        self.once = (ListedOnce(context.announcer, context.writer, self.section.reannounce_after,
-                                self.section.directory)
-                     if self.section.announce_once else None)
-        self._record_trouble = Recurring()
-        self._catch_up = catch_up if waiting is not None else None
-        self._source = context.source
+        self.once = self.found.once
         self._cooperator = context.cooperator
         self._turns = context.turns
         self._durations = context.durations
         self._watched = context.watched
         self._table = waiting
-        #: where young files wait now: the section's table, or None while
-        #: the directory is polled (see L{polled})
-        self.waiting = waiting
         #: the section's tree, once it has one (see L{use_tree})
         self.walker: Walker | None = None
         self._running: defer.Deferred | None = None
@@ -157,7 +104,12 @@ class SectionListings:
         poller waits for new files itself, and no event would move them
         there.  The monitor says so each time the directory is watched anew.
         """
-        self.waiting = None if polled else self._table
+        self.found.waiting = None if polled else self._table
+
+    @property
+    def waiting(self) -> SettleTable | None:
+        """Where young files wait now: the section's table, or None while the directory is polled."""
+        return self.found.waiting
 
     def stop(self) -> None:
         """Announce nothing more (the section is stopping)."""
@@ -333,9 +285,10 @@ class SectionListings:
             young_paths = map(key_path, entries.keys(old_end))
             await self._cooperator.cooperate(self._hold(young_paths, now, watch)).whenDone()
         if self.once is None:
-            await self._cooperator.cooperate(self._announce(entries.keys(start, end))).whenDone()
-        elif not await self._announce_once(entries.keys(start, end), now, full=since is None and not
-                                           self.incomplete and start == 0):
+            await self._cooperator.cooperate(self.found.announce(entries.keys(start, end))).whenDone()
+        elif not await self.found.announce_once(entries.keys(start, end), now, full=since is None and not
+                                                self.incomplete and start == 0):
+            self.incomplete = True
             return False
         self._log.debug(
             "[{section}] Listed {directory}: {n} files announced, {young} too young",
@@ -387,106 +340,3 @@ class SectionListings:
     def _looking_again(self) -> None:
         self._recheck = None
         self.relist(since=self._recheck_since)
-
-    async def _announce_once(self, keys: Iterator[bytes], now: float, full: bool) -> bool:
-        """
-        Announce what was never announced (L{dirobserver.announce.once});
-        after a C{full} listing, prune the record.  False when Redis could
-        not be asked: the listing is then incomplete, and the catch-up
-        lists again.
-        """
-        once = self.once
-        assert once is not None
-
-        def stopped() -> bool:
-            return self._stopped
-
-        try:
-            await self._cooperator.cooperate(once.announce(self._not_waiting(keys), now, stopped)).whenDone()
-            if full and not self._stopped:
-                await self._cooperator.cooperate(once.prune(stopped)).whenDone()
-        except RecordUnavailable as e:
-            self.incomplete = True
-            why = describe_failure(e.why)
-            if self._record_trouble.happened(why, self._clock.seconds()):
-                self._log.warn(
-                    "[{section}] Cannot read the record {key} of what was announced ({error}); "
-                    "listing again later",
-                    section=self.section.name, key=self.section.record_key, error=why,
-                )
-            return False
-        trouble = self._record_trouble
-        if trouble.cause is not None:
-            summary = trouble.summary(self._clock.seconds())
-            trouble.ended()
-            self._log.info("[{section}] The record {key} can be read again (it could not {summary})",
-                           section=self.section.name, key=self.section.record_key, summary=summary)
-        return True
-
-    def _caught_up(self) -> None:
-        """
-        Hand over the events waiting for the source before the table is
-        consulted: a file the scan found quiet by its C{mtime} may have been
-        closed since, its close still queued (the sources read the kernel
-        queue ahead, and a burst makes them catch up for a while); handed
-        over, it puts the file in the table, whose timer announces it a
-        C{settle} after its close, not the listing now (found by the soak:
-        a file announced 38 ms before its C{settle} was up).
-        """
-        if self._catch_up is not None:
-            try:
-                self._catch_up()
-            except Exception:
-                self._log.failure("Reading the events queued before announcing failed")
-
-    def _not_waiting(self, keys: Iterator[bytes]) -> Iterator[bytes]:
-        """The paths of C{keys} that do not wait in the table (looked up as they are taken)."""
-        waiting = self.waiting
-        self._caught_up()
-        for i, key in enumerate(keys, 1):
-            if i % CHUNK == 0:
-                self._caught_up()  # what came while the earlier ones were announced
-            raw = key[KEY_WIDTH:]
-            if waiting and raw in waiting:
-                continue
-            yield raw
-
-    def _announce(self, keys: Iterator[bytes]) -> Iterator[Any]:
-        """Push C{"exists"} events, oldest first, pausing while the writer is full."""
-        writer = self._writer
-        now = self._clock.seconds()
-        push, encode, queue, held = writer.push, self._encoder, self._queue, writer.held
-        # Events that say which file they are of look at it (extra_fields).
-        exists = self._announcer.exists if self._announcer.facts is not None else None
-        source, section = self._source, self.section.name
-        # A listing never makes the writer drop events: it pauses at three
-        # quarters of max_held (whatever other listings run at the same
-        # time), which leaves room for live events.  Dropping here would ask
-        # for this very listing again, endlessly.
-        ceiling = max(1, writer.max_held * 3 // 4)
-        # Files not complete yet are the table's to announce.  It changes only
-        # while this pauses: look at its size again after each pause.
-        waiting = self.waiting
-        self._caught_up()
-        skip = bool(waiting)
-        for i, key in enumerate(keys, 1):
-            while held() >= ceiling:
-                yield writer.room()
-                if self._stopped:
-                    return
-                self._caught_up()
-                skip = bool(waiting)
-            raw = key[KEY_WIDTH:]
-            if skip and raw in waiting:  # type: ignore[operator]
-                continue
-            if exists is not None:
-                exists(raw, now)
-            else:
-                push(queue, encode(decode_name(raw), EXISTS, now), source, section, EXISTS, now)
-            if i % CHUNK == 0:
-                if self._stopped:
-                    return
-                yield None
-                self._caught_up()
-                skip = bool(waiting)
-

@@ -40,7 +40,8 @@ from twisted.logger import Logger
 
 from dirobserver.announce.announcer import Announcer
 from dirobserver.announce.complete_files import CompleteFiles, section_mask, waits_for_complete
-from dirobserver.announce.listing import ListingContext, SectionListings
+from dirobserver.announce.listing import SectionListings
+from dirobserver.announce.listing_context import ListingContext
 from dirobserver.announce.listing_line import ListingLine
 from dirobserver.announce.once import ListedOnce
 from dirobserver.announce.settle import SettleTable
