@@ -119,6 +119,25 @@ def test_an_end_met_outside_doRead_is_said_through_lost(rig):
     assert rig.lost[0].value is main.CONNECTION_DONE
 
 
+def test_a_read_error_met_by_a_drain_is_logged_once_and_ends_the_next_turn(rig):
+    from twisted.logger import Logger
+
+    logged: list[dict] = []
+    rig.reader._log = Logger(observer=logged.append)
+    rig.write(6 * READ_SIZE)
+    assert rig.reader.turn() is None  # four reads held (the limit), one handed over
+    # The descriptor starts failing: a directory's reads fail with EISDIR.
+    directory = os.open(tempfile.gettempdir(), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.dup2(directory, rig.out)
+    finally:
+        os.close(directory)
+    rig.reader.drain()
+    assert sum(len(d) for d in rig.handed) == 4 * READ_SIZE  # what was read is handed over
+    assert rig.reader.turn() is main.CONNECTION_LOST  # the reactor's next doRead
+    assert [event["log_format"] for event in logged] == ["Reading {what} events failed: {error}"]
+
+
 def test_drain_hands_everything_over_whatever_the_limit(rig):
     rig.write(6 * READ_SIZE)
     rig.reader.drain()

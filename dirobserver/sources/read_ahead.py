@@ -89,6 +89,10 @@ class ReadAhead:
         #: whether the last fill emptied the kernel queue
         self._emptied = False
         self._next: IDelayedCall | None = None
+        #: why the descriptor is done, once a read said so: it is not read
+        #: again (a drain that met a read error would have the reactor's
+        #: next doRead meet it, and log it, a second time)
+        self._done: Exception | None = None
 
     @property
     def held(self) -> int:
@@ -155,8 +159,10 @@ class ReadAhead:
         self._next = None
 
     def _fill(self) -> Exception | None:
-        """Read until the kernel queue is empty or the limit reached."""
+        """Read until the kernel queue is empty or the limit reached; why the descriptor is done, if it is."""
         self._emptied = False
+        if self._done is not None:
+            return self._done
         while self._held < self._limit:
             try:
                 data = os.read(self._descriptor, self._read_size)
@@ -165,9 +171,11 @@ class ReadAhead:
                 return None
             except OSError as e:
                 self._log.error("Reading {what} events failed: {error}", what=self._what, error=e)
-                return main.CONNECTION_LOST
+                self._done = main.CONNECTION_LOST
+                return self._done
             if not data:
-                return main.CONNECTION_DONE
+                self._done = main.CONNECTION_DONE
+                return self._done
             self._reads.append(data)
             self._held += len(data)
             if len(data) < self._read_size // 2:
