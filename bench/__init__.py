@@ -13,7 +13,8 @@ Modules:
    creator and latency children (processes, servers and the clean-up on
    exit are the testing kit's, L{tests.kit});
  - L{bench.creator}: the file-creating child (``python -m bench.creator``);
- - L{bench.workloads}: the workloads and their figures;
+ - L{bench.context}: what every workload shares; L{bench.burst}, L{bench.paced},
+   L{bench.listing}, L{bench.idle}: the workloads of flat directories;
  - L{bench.report}: medians, targets, the table and the JSON file;
  - L{bench.profile}: a summary of a py-spy raw profile (``--profile DIR``);
  - L{bench.trees}: the workloads of recursive sections;

@@ -37,11 +37,15 @@ from typing import Any
 from tests.kit import REPO_ROOT, Resources, scratch_root
 
 from . import report
+from .burst import burst_run
+from .context import Context
 from .fanotify_tree import Skipped, side_by_side, tree_prepare as fan_tree_prepare, tree_run as fan_tree_run
 from .harness import machine, redis_server
+from .idle import idle_run
+from .listing import dirs_run, listing_prepare, listing_run
+from .paced import PACED, paced_run
 from .trees import poll_cost_run, tree_burst_run, tree_listing_run, tree_prepare
 from .workers import WORKERS, worker_run
-from .workloads import PACED, Context, burst_run, dirs_run, idle_run, listing_prepare, listing_run, paced_run
 
 WORKLOADS = ("burst", "burst-closed", "burst-once", *PACED, "listing", "dirs",
              "tree-listing", "tree-burst", "poll-cost", "idle", *WORKERS, "fanotify-tree")

@@ -37,10 +37,10 @@ from typing import Any
 
 from tests.kit import free_port, scrape_metrics
 
+from .context import Context, finish, wait_idle
 from .harness import Creator, Observer
 from .kernel import KernelMemory, inotify_watches
 from .trees import _Drain, _poll_until
-from .workloads import Context, _finish, _wait_idle
 
 MODES = ("fanotify", "inotify")
 SECTION = "tree"
@@ -207,7 +207,7 @@ def _mode_run(ctx: Context, tree: Tree, mode: str, work: Path, targets_path: Pat
             f"kernel +{kernel['marks_mb']:.1f} MiB of mark slabs, SUnreclaim +{kernel['sunreclaim_mb']:.1f} MiB")
     profiler = ctx.profiler(observer, f"fanotify-tree-{mode}-burst", run)
     burst = _burst(ctx, observer, tree, queue, port, targets_path, files, straggler_timeout)
-    figures = _finish(observer, profiler, burst.pop("cpu0"), int(burst["events"]))
+    figures = finish(observer, profiler, burst.pop("cpu0"), int(burst["events"]))
     figures.pop("overflows")  # inotify's log line only: the metric counts both kinds
     figures.update(start)
     figures.update(burst)
@@ -237,7 +237,7 @@ def _burst(ctx: Context, observer: Observer, tree: Tree, queue: str, port: int, 
     made = creator.result()
     deadline = time.time() + straggler_timeout
     _poll_until(drain, lambda: drain.t_all is not None, deadline)
-    _wait_idle(observer, drain, min(deadline, time.time() + 5.0))
+    wait_idle(observer, drain, min(deadline, time.time() + 5.0))
     samples = scrape_metrics(port, timeout=30.0)
     if samples is None:
         raise RuntimeError(f"the observer's /metrics did not answer after the burst:\n{observer.tail()}")

@@ -61,7 +61,7 @@ COMMON = [
     Figure("peak_rss_mb", "observer peak RSS", "MiB", kind="mb"),
 ]
 
-#: Where a burst's CPU went (L{bench.workloads.cpu_budget}).
+#: Where a burst's CPU went (L{bench.burst.cpu_budget}).
 BUDGET = [
     Figure("creator_cpu_per_100k", "creator CPU per 100k files", "s", kind="s"),
     Figure("redis_cpu_per_100k", "Redis CPU per 100k files", "s", kind="s"),
@@ -90,7 +90,7 @@ def figures_for(workload: str) -> list[Figure]:
             Figure("overflows", "kernel queue overflows", "", kind="int"),
         ] + COMMON + BUDGET + (RECORD if workload == "burst-once" else [])
     if workload.startswith("paced"):
-        from .workloads import PACED
+        from .paced import PACED
 
         paced = PACED[workload]
         closed, rate = paced.closed, paced.rate

@@ -1,5 +1,5 @@
 """
-The workloads of whole trees and of polling.  Like L{bench.workloads}, each
+The workloads of whole trees and of polling.  Like L{bench.burst}, each
 ``*_run`` function does one run with a fresh observer process and returns
 its figures.
 
@@ -24,8 +24,8 @@ from typing import Any
 
 from tests.kit import remove_tree
 
+from .context import Context, finish, name_index, parse_names, parse_stamped, percentile, wait_idle
 from .harness import Creator
-from .workloads import Context, _finish, _index, _wait_idle, parse_names, parse_stamped, percentile
 
 #: seconds between two scans in poll-cost (the default of poll_interval)
 POLL_INTERVAL = 2.0
@@ -56,7 +56,7 @@ class _Drain:
         self.exists += exists
         seen, covered = self.seen, self.covered
         for name in names:
-            i = _index(name, self.prefix, self.n)
+            i = name_index(name, self.prefix, self.n)
             if i < 0:
                 self.foreign += 1
             elif not seen[i]:
@@ -97,9 +97,9 @@ def tree_listing_run(ctx: Context, directory: Path, n: int, run: int, timeout: f
     profiler = ctx.profiler(observer, "tree-listing", run)
     drain = _Drain(ctx, queue, b"f", n)
     _poll_until(drain, lambda: drain.t_all is not None, time.time() + timeout)
-    _wait_idle(observer, drain, time.time() + 5.0)
+    wait_idle(observer, drain, time.time() + 5.0)
     # The listing started with the process: charge all of its CPU.
-    figures = _finish(observer, profiler, 0.0, drain.events)
+    figures = finish(observer, profiler, 0.0, drain.events)
     figures.update({
         "all_announced_s": (drain.t_all - t0) if drain.t_all else timeout,
         "ready_s": ready_s,
@@ -133,8 +133,8 @@ def tree_burst_run(ctx: Context, dirs: int, per_dir: int, run: int, straggler_ti
     ctx.say(f"made {dirs:,} sub-directories with {made['count']:,} files at {made['rate']:,.0f} files/s")
     deadline = time.time() + straggler_timeout
     _poll_until(drain, lambda: drain.t_all is not None, deadline)
-    _wait_idle(observer, drain, min(deadline, time.time() + 5.0))
-    figures = _finish(observer, profiler, cpu0, drain.events)
+    wait_idle(observer, drain, min(deadline, time.time() + 5.0))
+    figures = finish(observer, profiler, cpu0, drain.events)
     figures.update({
         "creation_rate": made["rate"],
         "missing": float(n - drain.covered),
@@ -178,7 +178,7 @@ def poll_cost_run(ctx: Context, n: int, run: int, window: float, timeout: float)
     listing = _Drain(ctx, queue, b"f", n)
     deadline = time.time() + timeout
     _poll_until(listing, lambda: listing.t_all is not None, deadline)
-    _wait_idle(observer, listing, min(deadline, time.time() + 10.0))
+    wait_idle(observer, listing, min(deadline, time.time() + 10.0))
     ctx.say(f"{listing.covered:,} files listed at start; polling for {window:g} s")
 
     # The window: nothing but a trickle of new files, one every 0.5 s.
@@ -208,7 +208,7 @@ def poll_cost_run(ctx: Context, n: int, run: int, window: float, timeout: float)
     with open(times_path, "rb") as f:
         times.frombytes(f.read())
     delays = [stamped[b"t%06d" % i] - times[i] for i in range(len(times)) if b"t%06d" % i in stamped]
-    figures = _finish(observer, profiler, cpu0, max(1, len(stamped)))
+    figures = finish(observer, profiler, cpu0, max(1, len(stamped)))
     figures.update({
         "cpu_percent": cpu / elapsed * 100.0,
         "scan_ms": cpu / max(1.0, elapsed / POLL_INTERVAL) * 1000.0,

@@ -7,7 +7,7 @@ run, file, acknowledge) and not a command.
  - ``worker-1``: the worker with C{--jobs=1};
  - ``worker-4``: with C{--jobs=4}.
 
-Like L{bench.workloads}, each run has a fresh observer (and worker) and
+Like L{bench.burst}, each run has a fresh observer (and worker) and
 returns its figures.  The run is timed from the first file created until
 every file is in C{done/} and the queue and the worker's processing list
 are empty; then every file must be in C{done/} (none in C{failed/}, none
@@ -26,8 +26,8 @@ from tests.kit import remove_tree
 from tests.kit.processes import cpu_seconds, peak_rss_mb
 from tests.kit.worker import LoggedWorker
 
+from .context import Context, finish
 from .harness import Creator
-from .workloads import Context, _finish
 
 #: The worker workloads by name: the worker's C{--jobs}.
 WORKERS = {"worker-1": 1, "worker-4": 4}
@@ -90,7 +90,7 @@ def worker_run(ctx: Context, name: str, n: int, run: int, timeout: float) -> dic
         made = creator.result()
     worker_cpu = cpu_seconds(worker.pid) - worker_cpu0
     worker_rss = peak_rss_mb(worker.pid)
-    figures = _finish(observer, profiler, cpu0, n)
+    figures = finish(observer, profiler, cpu0, n)
     worker_errors = worker.errors()
     worker_status = worker.stop()
     runs = worker.log_count(RAN)

@@ -59,9 +59,9 @@ from typing import Any
 from tests.kit import REPO_ROOT, Resources, scratch_root, spawn
 from tests.kit.processes import cpu_split
 
+from ..context import Context
 from ..harness import Creator, machine, redis_server
 from ..report import machine_line
-from ..workloads import Context
 
 KINDS = ("inotifywait", "epoll", "epoll-lazy", "epoll-linger", "twisted", "observer", "observer-linger0")
 QUEUE = "q:floor"

@@ -1,0 +1,172 @@
+"""
+The bursts: a million files created as fast as possible (C{burst}; with
+C{announce = closed}, C{burst-closed}; with C{announce_once}, C{burst-once},
+whose record's size is measured), how fast they are all in Redis, whether
+any is missing, and where the CPU went.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from dirobserver.config.settings import ANNOUNCED_SUFFIX
+from tests.kit import remove_tree
+
+from .context import Context, finish, flat_section, name_index, parse_names, wait_idle
+from .harness import (
+    Creator,
+)
+
+
+def record_figures(client: Any, key: str, files: int) -> dict[str, float]:
+    """
+    The size of an C{announce_once} record once a run is over: its fields
+    (C{HLEN}) and its Redis memory per file (C{MEMORY USAGE key SAMPLES 0}:
+    every field counted, not a sample).
+    """
+    fields = int(client.hlen(key))
+    memory = int(client.execute_command("MEMORY", "USAGE", key, "SAMPLES", "0") or 0)
+    return {
+        "record_fields": float(fields),
+        "record_bytes_per_file": memory / files if files else 0.0,
+        "record_mb": memory / 2**20,
+    }
+
+
+def redis_cpu(client: Any) -> float:
+    """The CPU seconds the bench's Redis has used (C{INFO cpu}: user and system, its main thread's and others')."""
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def cpu_budget(observer: float, creator: float, redis: float, consumer: float, files: int,
+               creation_s: float) -> dict[str, float]:
+    """
+    Where a burst's CPU went, per 100k files, and what that allows: the
+    creator, the observer, Redis and this process's consumer share
+    C{os.cpu_count()} cores, so the burst cannot be all in Redis before
+    C{total / cores} seconds after its first file: the delivered rate is at
+    most C{creation_s / (total / cores)} of the creation rate, even with
+    every core busy all the time (which they are not).  On a quiet machine
+    only: another process's CPU is not counted.
+    """
+    per = 100_000 / files if files else 0.0
+    total = observer + creator + redis + consumer
+    cores = os.cpu_count() or 1
+    bound = min(1.0, creation_s / (total / cores)) if total > 0 else 0.0
+    return {"creator_cpu_per_100k": creator * per, "redis_cpu_per_100k": redis * per,
+            "consumer_cpu_per_100k": consumer * per, "cpu_bound_ratio": bound}
+
+
+def burst_run(ctx: Context, n: int, run: int, straggler_timeout: float, closed: bool = False,
+              once: bool = False) -> dict[str, Any]:
+    """
+    C{n} files created (and closed) as fast as possible.  C{closed}: the
+    section announces complete files only, each at its close.  C{once}: the
+    section has C{announce_once}, so every event also writes its record
+    entry, whose size is measured at the end.
+    """
+    name = "burst-closed" if closed else "burst-once" if once else "burst"
+    work = ctx.fresh(f"{name}-{run}")
+    directory = work / "burst"
+    directory.mkdir()
+    queue = "q:burst"
+    observer = ctx.observer(work, [flat_section("burst", directory, queue, closed, once)])
+    ready_s = observer.wait_ready()
+    cpu0 = observer.cpu()
+    profiler = ctx.profiler(observer, name, run)
+    client = ctx.client
+    redis_cpu0, consumer_cpu0 = redis_cpu(client), time.process_time()
+
+    # During the run the consumer only moves events out of Redis (so the
+    # list does not grow) and notes how many Redis had received when: one
+    # transaction LLEN + RPOP, so drained-before + LLEN is the number of
+    # events pushed so far.  Names are looked at afterwards, so the
+    # consumer's CPU competes as little as possible with the observer.  The
+    # list is FIFO (LPUSH, RPOP): the k-th event drained is the k-th pushed,
+    # which gives the time each event was in Redis (to a poll's precision).
+    batches: list[list[bytes]] = []
+    timeline: list[tuple[float, int]] = []  # (time, events pushed by then)
+    drained = 0
+
+    def poll() -> int:
+        nonlocal drained
+        pipe = client.pipeline(transaction=True)
+        pipe.llen(queue)
+        pipe.rpop(queue, 10_000)
+        length, batch = pipe.execute()
+        now = time.time()
+        if not timeline or timeline[-1][1] != drained + length:
+            timeline.append((now, drained + length))
+        if batch:
+            batches.append(batch)
+            drained += len(batch)
+        return len(batch or ())
+
+    seen = bytearray(n)
+    coverage = {"covered": 0, "exists": 0, "foreign": 0, "position": None, "parsed": 0, "checked": 0}
+
+    def check_coverage() -> bool:
+        """Look at the batches not looked at yet; True once every file is seen."""
+        covered = coverage["covered"]
+        for batch in batches[coverage["checked"]:]:
+            names, exists = parse_names(batch)
+            coverage["exists"] += exists
+            for j, name in enumerate(names):
+                i = name_index(name, b"f", n)
+                if i < 0:
+                    coverage["foreign"] += 1
+                elif not seen[i]:
+                    seen[i] = 1
+                    covered += 1
+                    if covered == n:
+                        coverage["position"] = coverage["parsed"] + j + 1
+            coverage["parsed"] += len(batch)
+            coverage["checked"] += 1
+        coverage["covered"] = covered
+        return covered == n
+
+    creator = Creator(ctx.resources, "burst", directory, n)
+    while creator.running():
+        if not poll():
+            time.sleep(0.002)
+    made = creator.result()
+    ctx.say(f"created {made['count']} files at {made['rate']:,.0f}/s; {drained:,} events drained so far")
+    deadline = time.time() + straggler_timeout
+    # Until the observer is idle and the list empty (a listing after an
+    # overflow may still be pushing), then count; stragglers: until deadline.
+    budget: list[float] = []  # the consumer's and Redis's CPU until the observer was first idle
+    while True:
+        wait_idle(observer, poll, deadline)
+        if not budget:  # before the names are parsed: that work is the bench's, not the burst's
+            budget = [time.process_time() - consumer_cpu0, redis_cpu(client) - redis_cpu0]
+        if check_coverage() or time.time() > deadline:
+            break
+    figures = finish(observer, profiler, cpu0, drained)
+    figures.update(cpu_budget(figures["cpu_s"], made.get("cpu_s", 0.0), *budget, n,
+                              made["t_last"] - made["t_first"]))
+
+    position = coverage["position"]
+    t_in_redis = next((t for t, pushed in timeline if position and pushed >= position), None)
+    span = (t_in_redis - made["t_first"]) if t_in_redis else 0.0
+    delivered_rate = n / span if span > 0 else 0.0
+    figures.update(
+        {
+            "creation_rate": made["rate"],
+            "delivered_rate": delivered_rate,
+            "ratio": delivered_rate / made["rate"] if made["rate"] else 0.0,
+            "missing": float(n - coverage["covered"]),
+            "duplicates": float(drained - coverage["covered"] - coverage["foreign"]),
+            "exists_events": float(coverage["exists"]),
+            "catch_up_s": (t_in_redis - made["t_last"]) if t_in_redis else straggler_timeout,
+            "ready_s": ready_s,
+            "events": float(drained),
+        }
+    )
+    if once:
+        # The section's record, under its default name.
+        figures.update(record_figures(client, queue + ANNOUNCED_SUFFIX, n))
+    remove_tree(work)
+    return figures
