@@ -163,3 +163,28 @@ class RecordTests(unittest.TestCase):
         yield task.cooperate(once.prune(lambda: False)).whenDone()
         self.assertEqual(sorted(self.client.hkeys("q:announced")), [b"pending", b"present"])
         self.assertEqual(once.pruned, 2500)
+
+    @defer.inlineCallbacks
+    def test_a_directory_renamed_away_for_a_moment_keeps_its_record(self):
+        """
+        A prune while the directory is renamed away (an operator moving it
+        aside and back) removes nothing: its files are not gone, and the
+        soak saw a record of 2,000 files present emptied, then all of them
+        announced again.  Back in place, only what is really gone goes.
+        """
+        writer, announcer = self.start()
+        yield writer.when_connected()
+        for i in range(1500):  # more than one HSCAN step
+            self.touch(f"f{i}")
+            self.client.hset("q:announced", f"f{i}", b"1:1:1.0")
+        self.client.hset("q:announced", "gone", b"1:1:1.0")
+        once = ListedOnce(announcer, writer, 0, self.dir)
+        aside = self.dir + ".aside"
+        os.rename(self.dir, aside)
+        try:
+            yield task.cooperate(once.prune(lambda: False)).whenDone()
+        finally:
+            os.rename(aside, self.dir)
+        self.assertEqual((once.pruned, self.client.hlen("q:announced")), (0, 1501))
+        yield task.cooperate(once.prune(lambda: False)).whenDone()
+        self.assertEqual((once.pruned, self.client.hlen("q:announced")), (1, 1500))

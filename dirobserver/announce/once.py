@@ -23,7 +23,9 @@ it stops, marked incomplete; the catch-up lists the rest later
 After a full listing, L{ListedOnce.prune} walks the record (C{HSCAN}) and
 removes (C{HDEL}) the fields of files no longer there, unless an event of
 that name is held: the record never outgrows what is present for longer
-than one full listing.
+than one full listing.  Files are looked up from a descriptor of the
+directory, so that a directory renamed away for a moment does not empty
+its record (L{ListedOnce._gone}).
 """
 
 from __future__ import annotations
@@ -42,6 +44,14 @@ from dirobserver.redis.writer import RedisWriter
 
 #: Files looked up in one C{HMGET}; record fields read per C{HSCAN}.
 LOOKUP = 1000
+
+
+def _lookups(directory: bytes) -> int | None:
+    """A descriptor of C{directory} to look its files up from (None: it cannot be opened now)."""
+    try:
+        return os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
 
 
 class RecordUnavailable(Exception):
@@ -144,9 +154,6 @@ class ListedOnce:
         @raise RecordUnavailable: Redis did not answer.
         """
         key, held = self._key, self._writer.records
-        # os.path.join(directory, field) as one concatenation, and
-        # os.path.lexists as the lstat it is: a field costs this each walk.
-        prefix, lstat = os.path.join(self._directory, b""), os.lstat
         cursor: Any = "0"
         while True:
             d, box = self._ask("HSCAN", key, cursor, "COUNT", LOOKUP)
@@ -154,15 +161,9 @@ class ListedOnce:
             if isinstance(box[0], RecordUnavailable):
                 raise box[0]
             cursor, flat = box[0]
-            gone = []
-            for raw in flat[::2]:
-                field = as_bytes(raw)
-                assert field is not None
-                try:
-                    lstat(prefix + field)
-                except (OSError, ValueError):  # as lexists: absent, or a name no path can be
-                    if not held.holds(key, field):
-                        gone.append(field)
+            gone = self._gone(key, held, flat[::2])
+            if gone is None:
+                return  # the directory is not there now: nothing is known gone
             if gone:
                 d, box = self._ask("HDEL", key, *gone)
                 yield d
@@ -171,3 +172,34 @@ class ListedOnce:
                 self.pruned += int(box[0])
             if str(cursor) == "0" or stopped():
                 return
+
+    def _gone(self, key: str, held: Any, fields: list[Any]) -> list[bytes] | None:
+        """
+        Those of C{fields} whose file is gone and no event of which is held;
+        None when the directory cannot be opened now.
+
+        The files are looked up from a descriptor of the directory, opened
+        for this chunk and closed before the next reactor turn: a directory
+        renamed away for a moment (and back) must not make every file in it
+        look gone, and have its whole record removed and announced again
+        (found by the soak: a prune that ran while the directory was
+        renamed away emptied the record of 2,000 files present).  Held
+        only within this loop, the descriptor delays no C{IN_DELETE_SELF}.
+        """
+        top = _lookups(self._directory)
+        if top is None:
+            return None
+        lstat = os.lstat
+        gone = []
+        try:
+            for raw in fields:
+                field = as_bytes(raw)
+                assert field is not None
+                try:
+                    lstat(field, dir_fd=top)
+                except (OSError, ValueError):  # as lexists: absent, or a name no path can be
+                    if not held.holds(key, field):
+                        gone.append(field)
+        finally:
+            os.close(top)
+        return gone
