@@ -5,11 +5,14 @@ random faults.
 One observer (a real ``twistd -n dirobserver`` subprocess), a real Redis
 (the bundled valkey-server), one section per mode the observer supports
 (L{soak.kinds}), a producer and a consumer per section
-(L{soak.traffic}) but for the worker's section, which a real
+(L{soak.producer}, L{soak.consumer}) but for the worker's section, which a real
 ``twistd dirobserver-worker`` consumes (L{soak.working}), and two lanes of
-random faults (L{soak.faults}).  After N minutes the faults and the producers stop,
-the consumers get what is still due, the observer gets its SIGTERM, and the
-checker (L{soak.ledger}) goes through every file.
+random faults (L{soak.faults}) against the observer (L{soak.daemon}).  After N
+minutes the faults and the producers stop, the consumers get what is still due,
+the observer gets its SIGTERM, and the checker (L{soak.checker}) goes through
+every file of the ledger (L{soak.ledger}).  This module parses the command line
+and runs the soak; what it says, the JSON object's figures and the evidence it
+keeps come from L{soak.report}, and C{--source} is L{soak.source}'s.
 
 The last line of the output is one JSON object::
 
@@ -24,7 +27,7 @@ The last line of the output is one JSON object::
 
 (C{lost_by_redis}: files announced, then lost with Redis's data, and gone
 before the observer's insurance listing could announce them again; they
-are no failure: see L{soak.ledger}.)
+are no failure: see L{soak.checker}.)
 
 The exit status is 1 when a file was unannounced or announced early, a
 name was announced that should not have been, the observer logged a
@@ -43,24 +46,29 @@ import argparse
 import json
 import os
 import random
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from tests.kit import REPO_ROOT, Resources, scratch_root
+from tests.kit import Resources, scratch_root
 
-from .faults import DIRECTORY, FAULTS, OVERFLOWED, PROCESS, TRACEBACK, Daemon, Lane, Soak, Timeline
+from . import report
+from .checker import RECOVERY
+from .consumer import Consumer
+from .daemon import OVERFLOWED, TRACEBACK, Daemon
+from .faults import DIRECTORY, FAULTS, PROCESS, Lane, Soak, Timeline
 from .kinds import ObserverConfig, Section, available_kinds, unavailable
-from .ledger import RECOVERY, Ledger
-from .once import OnceFindings, judge
+from .ledger import Ledger
+from .once import judge
+from .process_faults import queued_events
+from .producer import Producer
 from .record_watch import RecordWatch
+from .report import say
 from .servers import SentinelSet, Single
-from .traffic import Consumer, Producer
+from .source import LINKS, again_on, imported_from
 from .working import Watch, Worker
 
 
@@ -94,18 +102,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return a
 
 
-def say(text: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
-
-
-def queued_events() -> int:
-    """The kernel's inotify queue length (a burst past it overflows)."""
-    try:
-        return int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
-    except (OSError, ValueError):
-        return 16384
-
-
 def _without_seed(argv: list[str]) -> list[str]:
     """The command line's arguments but C{--seed} (the replay names the seed drawn)."""
     out, skip = [], False
@@ -133,15 +129,15 @@ def main(argv: list[str]) -> int:
             print(f"--source {args.source}: no dirobserver package there", file=sys.stderr)
             return 2
         if os.environ.get("DIROBSERVER_BENCH_SOURCE") != str(args.source.resolve()):
-            _again_on(args.source.resolve(), argv)  # does not return
-        if not _imported_from(args.source.resolve()):
+            again_on(args.source.resolve(), argv)  # does not return
+        if not imported_from(args.source.resolve()):
             print("--source needs Python 3.11 or later (PYTHONSAFEPATH)", file=sys.stderr)
             return 2
     kinds = available_kinds()
     say(f"soak: seed {seed}, {args.minutes:g} min, kinds {', '.join(k.name for k in kinds)} (replay: {replay})")
     resources = Resources()
-    if os.environ.get(_LINKS):
-        resources.directory(Path(os.environ[_LINKS]))
+    if os.environ.get(LINKS):
+        resources.directory(Path(os.environ[LINKS]))
     try:
         return _run(args, seed, kinds, resources, replay)
     except KeyboardInterrupt:
@@ -149,35 +145,6 @@ def main(argv: list[str]) -> int:
         return 130
     finally:
         resources.close()
-
-
-#: The directory that holds the link to --source's dirobserver (see L{_again_on}).
-_LINKS = "DIROBSERVER_SOAK_SOURCE_LINKS"
-
-
-def _again_on(source: Path, argv: list[str]) -> None:
-    """
-    Run this soak again in a process whose C{dirobserver} is C{source}'s,
-    since this process reads the keys it knows and checks the configuration
-    with it; the children find it first too (L{tests.kit.processes.child_env}).
-    Only C{dirobserver} comes from there (a directory holding a link to it is
-    first on the path); the soak and the kit come from here, and
-    C{PYTHONSAFEPATH} keeps the current directory off the path.
-    """
-    links = Path(tempfile.mkdtemp(prefix="dirobserver-soak-source-"))
-    (links / "dirobserver").symlink_to(source / "dirobserver")
-    path = [str(links), str(REPO_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    env = {**os.environ, "DIROBSERVER_BENCH_SOURCE": str(source), _LINKS: str(links),
-           "PYTHONSAFEPATH": "1", "PYTHONPATH": os.pathsep.join(path)}
-    sys.stdout.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "soak", *argv], env)
-
-
-def _imported_from(source: Path) -> bool:
-    """Whether the C{dirobserver} this process imports is C{source}'s."""
-    import dirobserver
-
-    return Path(dirobserver.__file__).resolve().is_relative_to(source)
 
 
 def _run(args: argparse.Namespace, seed: int, kinds: list, resources: Resources, replay: str) -> int:
@@ -253,7 +220,7 @@ def _run(args: argparse.Namespace, seed: int, kinds: list, resources: Resources,
             break
         if time.time() >= next_progress:
             next_progress += args.progress
-            _progress(t0, producers, consumers, timeline, daemon, max_rss)
+            report.progress(t0, producers, consumers, timeline, daemon, max_rss)
 
     say("stopping the faults and the producers")
     halt_faults.set()
@@ -326,11 +293,11 @@ def _run(args: argparse.Namespace, seed: int, kinds: list, resources: Resources,
         "observer_starts": daemon.starts,
         "exit_status": exit_status,
         "files_per_second": round(files / (stopped - t0), 1),
-        "cpu_s": _cpu(),
+        "cpu_s": report.cpu(),
         "kinds": [k.name for k in kinds],
         "worker": None,
         "redis": "sentinel" if redis.sentinel else "single",
-        "sections": _sections(sections, consumers, found, ledger),
+        "sections": report.section_figures(sections, consumers, found, ledger),
         "once": {o.section: o.summary() for o in once},
         "record_readings": record_watch.readings,
         "history_cuts": len(ledger.cuts),
@@ -340,36 +307,17 @@ def _run(args: argparse.Namespace, seed: int, kinds: list, resources: Resources,
     if max_rss > args.max_rss:
         problems.append(f"the observer's RSS reached {max_rss:.0f} MiB (bound {args.max_rss:g})")
     if watch is not None and worker is not None:
-        worked_files: dict[str, Any] = {**watch.findings(), "tracebacks": worker.count(TRACEBACK),
-                                        "exit_status": worker_status}
-        result["worker"] = worked_files
-        say(f"worker of [{watch.section.name}]: {worked_files['run']} files run ({worked_files['runs']} runs), "
-            f"{worked_files['filed']} filed in done/, {worked_files['failed']} in failed/, "
-            f"{worked_files['lost']} lost, {worked_files['left_claimed']} left claimed; "
-            f"{worked_files['take_overs']} take-overs, {worked_files['recovered']} claims recovered; "
-            f"{worked_files['starts']} starts, exit status {worker_status}")
-        for key, what in (("lost", "run and never filed"), ("filed_not_run", "filed without a run"),
-                          ("failed", "filed in failed/"), ("left_claimed", "left claimed"),
-                          ("tracebacks", "tracebacks in the worker's log")):
-            if worked_files[key]:
-                problems.append(f"worker: {worked_files[key]} {what}")
-    for o in once:
-        say(f"[{o.section}] (announce_once): {o.files} files, {o.duplicates} duplicate events "
-            f"({o.listed} from listings); explained: {o.redis_lost} lost by Redis, {o.after_fault} after "
-            f"a fault; {len(o.unexplained)} unexplained (allowance {o.allowance}); "
-            f"{len(ledger.cuts)} cuts of Redis's history in {record_watch.readings} readings")
-        if not o.passed:
-            problems.append(f"[{o.section}] (announce_once): {len(o.unexplained)} duplicates unexplained, "
-                            f"more than 0.1% of its {o.files} files ({o.allowance})")
+        result["worker"] = report.worker_findings(watch, worker, worker_status, problems)
+    report.once_findings(once, ledger, record_watch.readings, problems)
     failed = bool(problems or found.unannounced or found.early or ledger.unexpected or result["tracebacks"])
     say(f"{files} files ({result['files_per_second']}/s), {found.due} due, {found.received} received, "
         f"{found.lost_by_redis} announced but lost by Redis and gone before the insurance listing, "
         f"{events} events, {result['faults']} faults, max RSS {max_rss:.0f} MiB, exit status {exit_status}")
     if failed or args.artifacts:
-        out = _keep(args.artifacts or Path(f"/tmp/dirobserver-soak-{seed}"), replay, t0, end, ledger, found,
-                    timeline, daemon, problems, result, once)
+        out = report.keep(args.artifacts or Path(f"/tmp/dirobserver-soak-{seed}"), replay, t0, end, ledger,
+                          found, timeline, daemon, problems, result, once)
     if failed:
-        _report_failure(seed, replay, t0, end, ledger, found, timeline, problems, once)
+        report.failure(seed, replay, t0, end, ledger, found, timeline, problems, once)
         print(f"  the observer's log and the details: {out}", flush=True)
     else:
         say("PASSED: every due file was announced")
@@ -389,106 +337,6 @@ def _restart(daemon: Daemon | Worker, problems: list[str]) -> bool:
             say(problems[-1])
             time.sleep(2)
     return False
-
-
-def _sections(sections: list[Section], consumers: list, found: Any, ledger: Ledger) -> dict[str, Any]:
-    """
-    Each section's figures: files completed, due, unannounced, received,
-    events, duplicates, and how often its queue was past its
-    C{poll_queue_limit} (L{soak.backlog}).
-    """
-    unexpected: dict[str, int] = {}
-    for _t, name, _n, _why in ledger.unexpected:
-        unexpected[name] = unexpected.get(name, 0) + 1
-    unannounced = [0] * len(sections)
-    for i in found.unannounced:
-        unannounced[ledger.section[i]] += 1
-    out = {}
-    for s, consumer in zip(sections, consumers, strict=True):
-        k = s.index
-        out[s.name] = {"files": found.section_files[k], "due": found.section_due[k],
-                       "unannounced": unannounced[k], "received": found.section_received[k],
-                       "events": consumer.events,
-                       "backlog_windows": consumer.backlog.windows if isinstance(consumer, Consumer) else 0,
-                       "duplicates": consumer.events - found.section_received[k] - unexpected.get(s.name, 0)}
-    return out
-
-
-def _cpu() -> dict[str, float]:
-    """CPU seconds of this process, and of its children that ended (observers, Redis servers)."""
-    import resource
-
-    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return {"soak": round(me.ru_utime + me.ru_stime, 1), "children": round(children.ru_utime + children.ru_stime, 1)}
-
-
-def _progress(t0: float, producers: list, consumers: list, timeline: Timeline, daemon: Daemon, rss: float) -> None:
-    made = sum(p.made for p in producers)
-    files = sum(c.files for c in consumers)
-    events = sum(c.events for c in consumers)
-    errors = sum(c.errors for c in consumers)
-    say(f"{time.time() - t0:7.1f}s  files {made} made, {files} received ({events} events); "
-        f"faults {len(timeline.faults)}; observer starts {daemon.starts}, RSS {daemon.rss_mb():.0f} MiB "
-        f"(max {rss:.0f}); consumer reconnects {errors}")
-
-
-def _keep(out: Path, replay: str, t0: float, end: float, ledger: Ledger, found: Any, timeline: Timeline,
-          daemon: Daemon, problems: list[str], result: dict[str, Any], once: list[OnceFindings]) -> Path:
-    """Write the evidence of a run to C{out}: the observer's log and C{details.json}."""
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.copy(daemon.log, out / "observer.log")
-    worker_log = daemon.workdir / "worker" / "worker.log"
-    if worker_log.exists():
-        shutil.copy(worker_log, out / "worker.log")
-    details = {
-        "result": result, "replay": replay, "t0": t0, "problems": problems, "faults": timeline.faults,
-        "unannounced": _sample(ledger, found.unannounced, t0, end),
-        "announced_early": _sample(ledger, found.early, t0, end),
-        "unexpected_names": [(round(t - t0, 3), s, n, why) for t, s, n, why in ledger.unexpected[:200]],
-        "unexplained_duplicates": {o.section: [{**ledger.describe(i, t0, end), "duplicate": round(t - t0, 3),
-                                                "event": event} for i, t, event in o.unexplained[:100]]
-                                   for o in once},
-        "explained_duplicates": {o.section: [{**ledger.describe(i, t0, end), "duplicate": round(t - t0, 3),
-                                              "event": event, "reason": why} for i, t, event, why in o.explained[:500]]
-                                 for o in once},
-    }
-    (out / "details.json").write_text(json.dumps(details, indent=1))
-    return out
-
-
-def _sample(ledger: Ledger, ids: list[int], t0: float, end: float, each: int = 100) -> dict[str, Any]:
-    """How many files of each section failed, and the stories of the first C{each} of every section.
-
-    A per-section sample, because one fault can fail thousands of files of
-    one section and hide a few of another's behind them.
-    """
-    by_section: dict[str, list[int]] = {}
-    for i in ids:
-        by_section.setdefault(ledger.sections[ledger.section[i]].name, []).append(i)
-    return {name: {"count": len(found), "first": [ledger.describe(i, t0, end) for i in found[:each]]}
-            for name, found in by_section.items()}
-
-
-def _report_failure(seed: int, replay: str, t0: float, end: float, ledger: Ledger, found: Any,
-                    timeline: Timeline, problems: list[str], once: list[OnceFindings]) -> None:
-    print(f"\nFAILED (seed {seed}; replay: {replay})", flush=True)
-    for problem in problems:
-        print(f"  problem: {problem}")
-    for title, ids in (("unannounced", found.unannounced), ("announced early", found.early)):
-        if ids:
-            print(f"  {len(ids)} files {title}, the first ones:")
-            for i in ids[:10]:
-                print(f"    {json.dumps(ledger.describe(i, t0, end))}")
-    for t, section, name, why in ledger.unexpected[:10]:
-        print(f"  announced {name!r} in [{section}] at {t - t0:.2f} s: {why}")
-    for o in once:
-        if not o.passed:
-            print(f"  [{o.section}]: {len(o.unexplained)} unexplained duplicates, the first ones:")
-            for i, t, event in o.unexplained[:10]:
-                print(f"    {event} at {t - t0:.2f} s: {json.dumps(ledger.describe(i, t0, end))}")
-    print("  fault timeline (seconds since the start):")
-    for line in timeline.lines():
-        print(f"    {line}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ The soak's section kinds and the observer's configuration.
 
 Each row of L{KINDS} is one mode of the observer: the configuration keys of
 its section, how its files are produced (L{SectionKind.styles}, weights of
-the producer's ways of writing a file, see L{soak.traffic}), how its
+the producer's ways of writing a file, see L{soak.producer}), how its
 queue is read (a list by C{BRPOP}/C{RPOP}, a stream by C{XREADGROUP}/
 C{XACK}), and what the checker demands of it (C{early}: an event before the
 file is complete is an error, for live events or all; C{grace_keys}: keys whose seconds lengthen the
@@ -28,7 +28,7 @@ LIST, STREAM = "list", "stream"
 #: Which events of a kind must not come before its files are complete.
 NONE, LIVE, ALL = "", "created", "all"
 
-#: The producer's ways of making a file (see L{soak.traffic.Producer}).
+#: The producer's ways of making a file (see L{soak.producer.Producer}).
 STYLES = ("quick", "odd", "slow", "staged", "abandoned", "ignored", "entry", "nested", "moved")
 
 #: Seconds of every grace period: a file must have been present and complete

@@ -12,7 +12,7 @@ announced twice") gives the reasons a fault of the soak can bring about:
    listing announces the file again.  The soak knows it three ways:
     - before each Redis kill, failover and single-server outage it reads
       the master's queues and records, and its replica's
-      (L{soak.faults.pause_and_read}); what the master holds and the
+      (L{soak.process_faults.pause_and_read}); what the master holds and the
       replica does not may be lost (L{soak.ledger.Ledger.once_lost}).  Each
       such loss of a file explains one duplicate of it, received within
       L{EXPLAIN_WITHIN} seconds after the loss;

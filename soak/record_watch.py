@@ -2,7 +2,7 @@
 What Redis lost of the records of the sections that announce once, read
 as it happens.
 
-The readings before a fault (L{soak.faults.pause_and_read}) see what a
+The readings before a fault (L{soak.process_faults.pause_and_read}) see what a
 master holds and its replica lacks at that moment.  They miss what a later
 failover loses: a master stopped past C{down-after-milliseconds} and
 replaced, and then, seconds later, the whole set paused and failed over

@@ -1,6 +1,6 @@
 """
 The worker's section of the soak: a real ``twistd dirobserver-worker``
-consumes it instead of a L{soak.traffic.Consumer}.
+consumes it instead of a L{soak.consumer.Consumer}.
 
 The worker (L{Worker}) runs a command that appends the file's base name to
 C{worker/runs.log} (O_APPEND: concurrent runs do not mix) and sleeps 20 ms
@@ -51,7 +51,7 @@ class Worker:
     The worker process across its restarts (one log file for all).
 
     @ivar lock: held while the worker is deliberately down (see
-        L{soak.faults.Daemon.lock}).
+        L{soak.daemon.Daemon.lock}).
     """
 
     def __init__(self, resources: Resources, config: Path, root: Path, section: Section) -> None:
@@ -117,7 +117,7 @@ def worker_kill(s: Any, rng: Any, _: Section | None) -> str:
 class Watch(threading.Thread):
     """
     The worker's section's consumer, for the ledger (see the module
-    docstring); the attributes of L{soak.traffic.Consumer} the soak reads.
+    docstring); the attributes of L{soak.consumer.Consumer} the soak reads.
 
     @ivar events: runs of the command; @ivar files: files filed in done/.
     """

@@ -1,5 +1,5 @@
 """
-The soak's checker (L{soak.ledger}) on hand-made histories: which
+The soak's checker (L{soak.checker}) on hand-made histories: which
 files were due, which were announced early, which names should never have
 been announced; and a queue past its C{poll_queue_limit} (with a real
 Redis) as a window.  The soak itself runs in test_soak.py.
@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
+from soak.checker import RECOVERY
 from soak.kinds import KINDS, Section, available_kinds
-from soak.ledger import RECOVERY, Ledger
+from soak.ledger import Ledger
 
 KIND = {kind.name: kind for kind in KINDS}
 T0 = 1_000_000.0
@@ -266,7 +267,7 @@ def test_an_event_taken_by_brpop_is_received_when_the_connection_fails_before_th
     consumer dropped it with the failed RPOP (two files of the once
     section were never received in a 30-minute soak).
     """
-    from soak.traffic import Consumer
+    from soak.consumer import Consumer
 
     book = ledger("created")
     files = [book.new(0, "quick") for _ in range(3)]
