@@ -13,7 +13,8 @@ writer is running.  It owns:
    catch-up of listings cut short by C{poll_queue_limit}, the watchdog;
  - the recovery actions that involve every directory: a kernel queue
    overflow, a watchdog reset, a Redis reconnect;
- - the answers to "alive?" and "ready?" (/livez, /readyz, systemd).
+ - the parts whose state answers "alive?" and "ready?" (/livez, /readyz,
+   systemd: L{dirobserver.app.health}).
 
 On stop it reads what the kernel queued and drops the watches first, so
 nothing new comes in; the writer, stopped next, delivers what it holds.
@@ -21,7 +22,6 @@ nothing new comes in; the writer, stopped next, delivers what it holds.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +33,7 @@ from twisted.logger import Logger
 from dirobserver.announce.listing_line import ListingLine
 from dirobserver.announce.monitor import WATCHED, DirectoryMonitor
 from dirobserver.app import exits
+from dirobserver.app.health import HealthAnswers
 from dirobserver.config.settings import SectionSettings, Settings
 from dirobserver.redis.writer import RedisWriter
 from dirobserver.sources.fanotify_choice import FanotifyGroup
@@ -46,11 +47,6 @@ from dirobserver.util.words import plural
 
 #: Directories listed at the same time (the others wait their turn).
 LISTINGS_AT_ONCE = 4
-
-#: Directories named one by one in L{ObserverService.problems}.
-NAMED_MISSING = 10
-#: What L{ObserverService.problems} says when the daemon is not alive.
-NOT_ALIVE = "not alive: the event loop or the inotify probe is stuck"
 
 #: Seconds after the start, without Redis, when "waiting for Redis" is said.
 WAITING_SAID_AFTER = 1.0
@@ -71,7 +67,7 @@ _STEP_DELAY = 0.00001
 _TIME_SLICE = 0.01
 
 
-class ObserverService(service.Service):
+class ObserverService(HealthAnswers, service.Service):
     """
     The core: the watcher, one L{DirectoryMonitor} per active section, and
     the periodic and recovery work that involves them.
@@ -240,16 +236,11 @@ class ObserverService(service.Service):
         self._waiting_call = self._reactor.callLater(WAITING_SAID_AFTER, self._say_waiting)
         self.writer.when_connected().addCallback(self._ready)
 
-    def _watching(self) -> str:
-        """C{"2 of 3 directories"}: how many are watched."""
-        watched = sum(m.state == WATCHED for m in self.monitors)
-        return f"{watched} of {plural(len(self.monitors), 'directory', 'directories')}"
-
     def _say_waiting(self) -> None:
         self._waiting_call = None
         self._log.info(
             "Watching {watching}; waiting for Redis at {redis}",
-            watching=self._watching(),
+            watching=self.watching(),
             redis=self.settings.redis.describe(),
         )
 
@@ -264,80 +255,11 @@ class ObserverService(service.Service):
             return
         self._log.info(
             "dirobserver ready: watching {watching}, Redis at {redis} connected",
-            watching=self._watching(),
+            watching=self.watching(),
             redis=self.writer.describe(),
         )
         if self._on_ready is not None:
             self._on_ready()
-
-    # -- health ----------------------------------------------------------------
-
-    def alive(self) -> bool:
-        """The reactor turns (this runs) and inotify answers the watchdog's probe (L{NOT_ALIVE})."""
-        if not self.running or self.watcher is None or not self.watcher.connected:
-            return False
-        return (self.watchdog is None or self.watchdog.healthy()) and self.fanotify.healthy()
-
-    def ready_problem(self) -> str | None:
-        """
-        None when every directory that exists is watched and Redis takes
-        commands; else why not, in one line.
-        """
-        if not self.running:
-            return "not running"
-        if self.watcher is None:
-            return "no inotify instance"
-        for monitor in self.monitors:
-            if monitor.state != WATCHED and os.path.isdir(monitor.directory):
-                return self._not_watched(monitor)
-        if not self.writer.redis_up():
-            return self._redis_problem()
-        return None
-
-    def problems(self) -> list[str]:
-        """
-        Everything that is not well, one short line each (the bodies of
-        /livez and /readyz), whether or not it makes the daemon unready: a
-        missing directory does not (it is watched once it appears), yet the
-        operator should see it.  When the daemon is not alive, why comes
-        first.  At most L{NAMED_MISSING} directories are named; a last line
-        counts the others.
-        """
-        if not self.running:
-            return ["not running"]
-        if self.watcher is None:
-            return ["no inotify instance"]
-        found = []
-        if not self.alive():
-            found.append(NOT_ALIVE)
-        unwatched = [m for m in self.monitors if m.state != WATCHED]
-        found += [self._not_watched(m) for m in unwatched[:NAMED_MISSING]]
-        if len(unwatched) > NAMED_MISSING:
-            found.append(f"{plural(len(unwatched) - NAMED_MISSING, 'more directory', 'more directories')}"
-                         " not watched")
-        if not self.writer.redis_up():
-            found.append(self._redis_problem())
-            held = self.writer.held()
-            if held:
-                found.append(f"{plural(held, 'event')} held, waiting for Redis")
-        return found
-
-    def _not_watched(self, monitor: DirectoryMonitor) -> str:
-        where = f"[{monitor.section.name}] {monitor.directory}"
-        if os.path.isdir(monitor.directory):
-            return f"{where} exists but is not watched"
-        return f"{where} is missing"
-
-    def _redis_problem(self) -> str:
-        return self.writer.problem or f"Redis at {self.settings.redis.describe()}: connecting"
-
-    def status_text(self) -> str:
-        """The state in one line, for systemd's STATUS=."""
-        redis = ("Redis connected" if self.writer.redis_up()
-                 else self.writer.problem or "Redis not connected")
-        held = self.writer.held()
-        return (f"Watching {self._watching()}; {redis}"
-                + (f"; {plural(held, 'event')} held" if held else ""))
 
     def _new_watcher(self) -> InotifySource:
         # The writer's linger: the events read at a tick and the reply of
