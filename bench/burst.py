@@ -35,6 +35,10 @@ def record_figures(client: Any, key: str, files: int) -> dict[str, float]:
     }
 
 
+#: Seconds between two counts of the queue's length during a burst.
+COUNT_EVERY = 0.005
+
+
 def redis_cpu(client: Any) -> float:
     """The CPU seconds the bench's Redis has used (C{INFO cpu}: user and system, its main thread's and others')."""
     info = client.info("cpu")
@@ -80,16 +84,33 @@ def burst_run(ctx: Context, n: int, run: int, straggler_timeout: float, closed: 
     client = ctx.client
     redis_cpu0, consumer_cpu0 = redis_cpu(client), time.process_time()
 
-    # During the run the consumer only moves events out of Redis (so the
-    # list does not grow) and notes how many Redis had received when: one
-    # transaction LLEN + RPOP, so drained-before + LLEN is the number of
-    # events pushed so far.  Names are looked at afterwards, so the
-    # consumer's CPU competes as little as possible with the observer.  The
-    # list is FIFO (LPUSH, RPOP): the k-th event drained is the k-th pushed,
-    # which gives the time each event was in Redis (to a poll's precision).
+    # Until the observer is idle after the burst the consumer only counts
+    # (LLEN every COUNT_EVERY seconds: how many events Redis had received
+    # when); then it takes them all out (one transaction LLEN + RPOP, so
+    # drained-before + LLEN is the number pushed so far) and looks at the
+    # names.  Taking them out during the burst cost the bench's process and
+    # Redis a few microseconds a file of the two cores the creator, the
+    # observer and Redis share (a consumer of a real pipeline is elsewhere,
+    # or at least not the observer's work).  The list is FIFO (LPUSH,
+    # RPOP): the k-th event drained is the k-th pushed, which gives the time
+    # each event was in Redis (to a poll's precision).
     batches: list[list[bytes]] = []
     timeline: list[tuple[float, int]] = []  # (time, events pushed by then)
     drained = 0
+    counted = 0  # events pushed as of the last count
+
+    def noted(length: int) -> None:
+        if not timeline or timeline[-1][1] != drained + length:
+            timeline.append((time.time(), drained + length))
+
+    def count() -> int:
+        """How many events came since the last count (a pause first, so that counting costs little)."""
+        nonlocal counted
+        time.sleep(COUNT_EVERY)
+        length = client.llen(queue)
+        noted(length)
+        grown, counted = drained + length - counted, drained + length
+        return grown
 
     def poll() -> int:
         nonlocal drained
@@ -97,9 +118,7 @@ def burst_run(ctx: Context, n: int, run: int, straggler_timeout: float, closed: 
         pipe.llen(queue)
         pipe.rpop(queue, 10_000)
         length, batch = pipe.execute()
-        now = time.time()
-        if not timeline or timeline[-1][1] != drained + length:
-            timeline.append((now, drained + length))
+        noted(length)
         if batch:
             batches.append(batch)
             drained += len(batch)
@@ -130,20 +149,22 @@ def burst_run(ctx: Context, n: int, run: int, straggler_timeout: float, closed: 
 
     creator = Creator(ctx.resources, "burst", directory, n)
     while creator.running():
-        if not poll():
-            time.sleep(0.002)
+        count()
     made = creator.result()
-    ctx.say(f"created {made['count']} files at {made['rate']:,.0f}/s; {drained:,} events drained so far")
+    ctx.say(f"created {made['count']} files at {made['rate']:,.0f}/s; {counted:,} events in Redis so far")
     deadline = time.time() + straggler_timeout
-    # Until the observer is idle and the list empty (a listing after an
-    # overflow may still be pushing), then count; stragglers: until deadline.
-    budget: list[float] = []  # the consumer's and Redis's CPU until the observer was first idle
+    # Until the observer is idle (a listing after an overflow may still be
+    # pushing), counting; then take everything out and look at the names;
+    # stragglers: until deadline.
+    wait_idle(observer, count, deadline)
+    # The burst's CPU: the consumer's (counting) and Redis's until then.
+    budget = [time.process_time() - consumer_cpu0, redis_cpu(client) - redis_cpu0]
     while True:
-        wait_idle(observer, poll, deadline)
-        if not budget:  # before the names are parsed: that work is the bench's, not the burst's
-            budget = [time.process_time() - consumer_cpu0, redis_cpu(client) - redis_cpu0]
+        while poll():
+            pass
         if check_coverage() or time.time() > deadline:
             break
+        wait_idle(observer, poll, deadline)
     figures = finish(observer, profiler, cpu0, drained)
     figures.update(cpu_budget(figures["cpu_s"], made.get("cpu_s", 0.0), *budget, n,
                               made["t_last"] - made["t_first"]))
