@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import unittest
 
@@ -89,8 +90,7 @@ class HeldRecordsTests(unittest.TestCase):
 class FileFactsTests(unittest.TestCase):
     def setUp(self) -> None:
         self.dir = tempfile.mkdtemp()
-        self.addCleanup(lambda: [os.unlink(os.path.join(self.dir, n)) for n in os.listdir(self.dir)]
-                        and os.rmdir(self.dir))
+        self.addCleanup(shutil.rmtree, self.dir, True)
         self.facts = FileFacts(section(self.dir, "extra_fields = mtime;id;size\n"))
 
     def write(self, name: str, data: bytes) -> None:
@@ -133,13 +133,25 @@ class FileFactsTests(unittest.TestCase):
         self.write("f", b"12345")
         self.write("g", b"")
         os.symlink(os.path.join(self.dir, "nowhere"), os.path.join(self.dir, "dangling"))
-        paths = [b"f", b"absent", b"dangling", b"g"]
+        os.mkdir(os.path.join(self.dir, "sub"))
+        os.symlink("../f", os.path.join(self.dir, "sub", "relative"))  # followed from its own directory
+        paths = [b"f", b"absent", b"dangling", b"g", b"sub/relative"]
         looks = self.facts.look_all(paths)
         self.assertEqual(looks, [self.facts.look(p) for p in paths])
         self.assertIs(looks[1], GONE)
         self.assertEqual(looks[2][1], os.lstat(os.path.join(self.dir, "dangling")).st_ino)
+        self.assertEqual(looks[4][1], os.stat(os.path.join(self.dir, "f")).st_ino)
         self.assertEqual(FileFacts.entries(paths, looks, 5.0),
                          [FileFacts.entry(p, seen, 5.0) for p, seen in zip(paths, looks, strict=True)])
+
+    def test_looking_at_many_files_of_a_directory_gone_finds_each_gone(self):
+        self.write("f", b"12345")
+        aside = self.dir + ".aside"
+        os.rename(self.dir, aside)
+        try:
+            self.assertEqual(self.facts.look_all([b"f", b"g"]), [GONE, GONE])
+        finally:
+            os.rename(aside, self.dir)
 
     def test_without_extra_fields_an_event_says_nothing_of_its_file(self):
         facts = FileFacts(section(self.dir))

