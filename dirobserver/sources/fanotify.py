@@ -127,6 +127,10 @@ class FanotifySource(FileDescriptor):
         """How many directories' paths the trees' routing remembers (see L{dirobserver.sources.fanotify_paths})."""
         return len(self._routes.paths)
 
+    def cached_paths(self) -> list[bytes]:
+        """The paths of the directories L{cached_directories} counts (those that lead somewhere)."""
+        return self._routes.paths.remembered()
+
     # -- lazy trees ------------------------------------------------------------------
 
     def tree_problem(self, top: bytes) -> str | None:

@@ -96,6 +96,10 @@ class HandlePaths:
         """How many handles are remembered (the cached directories)."""
         return len(self._paths)
 
+    def remembered(self) -> list[bytes]:
+        """The paths remembered, oldest use first (those that lead nowhere left out)."""
+        return [path for path in self._paths.values() if path is not None]
+
     def open_mount(self, path: bytes) -> None:
         """
         Keep a descriptor of the filesystem of directory C{path}, to open
