@@ -3,7 +3,8 @@ End-to-end: the lazy fanotify tree (as root) costs nothing per directory.
 
 A tree of 20,000 directories on a tmpfs of its own (mounted by the test,
 so that nobody else's directories have events on the marked filesystem)
-is watched with one registration (the top's): no entry per directory, no path remembered before events come, and
+is watched with one registration (the top's; the watchdog probes in a
+TMPDIR on the same tmpfs): no entry per directory, no path remembered before events come, and
 afterwards the paths of the directories that had events, no more.  The
 figures (time to the ready line and to the end of the start-up listing,
 peak RSS) of that tree and of one of 200 directories are printed, not
@@ -65,7 +66,14 @@ def watched_tree(tmp_path: Path, filesystem: Path, port: int, factory: Any, bran
     config = write_config(home, {"tree": fanotify(tree)},
                           common={"redis_server": "127.0.0.1", "redis_port": port, "poll_queue_limit": 0})
     metrics = free_port()
-    observer = factory(config, extra_args=[f"--metrics=tcp:{metrics}:interface=127.0.0.1"], cwd=home)
+    # The watchdog probes the group in a directory of TMPDIR, marking that
+    # directory's filesystem whole: on the shared /tmp every other test's
+    # directories would have events and be remembered (CI counted 1,006).
+    # A TMPDIR on the test's own tmpfs keeps the count the tree's.
+    probe_home = filesystem / f"tmp-{tree.name}"
+    probe_home.mkdir()
+    observer = factory(config, extra_args=[f"--metrics=tcp:{metrics}:interface=127.0.0.1"], cwd=home,
+                       env={"TMPDIR": str(probe_home)})
     begun = time.monotonic()
     observer.start(wait_ready=False)
     observer.wait_for_line("dirobserver ready", timeout=60)
