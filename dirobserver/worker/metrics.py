@@ -43,13 +43,14 @@ class WorkerProbe:
 
 
 class WorkerCollector:
-    """Reads the counters of a L{dirobserver.worker.service.WorkerService}."""
+    """Reads the counters of a L{dirobserver.worker.service.WorkerService} (its L{dirobserver.worker.job.Outcomes})."""
 
     def __init__(self, worker: Any) -> None:
         self.worker = worker
 
     def collect(self) -> Iterator[Metric]:
         w = self.worker
+        o = w.outcomes
         section = w.config.section
         files = CounterMetricFamily(
             "dirobserver_worker_files_total",
@@ -57,17 +58,17 @@ class WorkerCollector:
             "claimed by another worker; recovered: a dead worker's claim run again).",
             labels=["section", "outcome"])
         for outcome in ("succeeded", "failed", "skipped", "recovered", "given_back"):
-            files.add_metric([section, outcome], getattr(w, outcome))
+            files.add_metric([section, outcome], getattr(o, outcome))
         yield files
         yield CounterMetricFamily("dirobserver_worker_timeouts_total",
-                                  "Commands killed at --timeout.", value=w.timed_out)
+                                  "Commands killed at --timeout.", value=o.timed_out)
         yield CounterMetricFamily("dirobserver_worker_bad_events_total",
                                   "Events that named no usable file (dropped with a log line).",
-                                  value=w.bad)
+                                  value=o.bad)
         yield GaugeMetricFamily("dirobserver_worker_running", "Commands running now.",
-                                value=w.commands_running)
+                                value=w.file_jobs.commands_running)
         yield GaugeMetricFamily("dirobserver_worker_redis_up",
                                 "1 when the Redis connection is usable, else 0.",
                                 value=1 if w.main.proto is not None else 0)
         yield histogram_family("dirobserver_worker_command_seconds", "Duration of one command.",
-                               w.durations)
+                               o.durations)

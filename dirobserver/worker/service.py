@@ -1,22 +1,10 @@
 """
-The worker's service: take an event, claim its file, run the command, file
-it, acknowledge the event; C{--jobs} at a time; one log line per file.
+The worker's service: take events and start their jobs, C{--jobs} at a
+time; renew the worker's claim key; stop without losing what was taken.
 
 One loop takes events (L{WorkerService._take_loop}): it waits for a free
 job slot, then takes the next event (a taken-over one first), and starts a
-job for it.  A job (L{WorkerService._handle}) runs in this order, so that a
-crash at any point loses nothing:
-
- 1. the event is read and its path checked (a bad one: one line, acknowledged);
- 2. the file is claimed (L{dirobserver.worker.claim}); when it is not
-    there, a claim of a dead worker is recovered; when there is none, the
-    file is gone or another worker has it: acknowledged, nothing run;
- 3. the command runs (L{dirobserver.worker.run});
- 4. the file is filed (L{dirobserver.worker.filing}), in a thread;
- 5. the log line, then the event is acknowledged.
-
-Two events of one path never run at once in one worker: the second waits
-for the first (a new file under the same name is then claimed afresh).
+job for it (L{dirobserver.worker.job}: claim, run, file, acknowledge).
 
 Every C{min(reclaim-after / 3, 10)} seconds the worker renews its claim
 key and takes over the events of dead workers (L{dirobserver.worker.queues}).
@@ -44,12 +32,10 @@ from dirobserver.app import exits
 from dirobserver.util.failures import StartRefused
 from dirobserver.util.periodic import Periodic
 from dirobserver.util.reactor import IDaemonReactor
-from dirobserver.util.stats import Histogram
-from dirobserver.worker import claim, run
-from dirobserver.worker.filer import Filer
-from dirobserver.worker.queues import BadEvent, Event, ListEvents, StreamEvents
+from dirobserver.worker.job import FileJobs, Outcomes
+from dirobserver.worker.queues import Event, ListEvents, StreamEvents
 from dirobserver.worker.redis_link import RedisLink
-from dirobserver.worker.settings import WorkerConfig, locate
+from dirobserver.worker.settings import WorkerConfig
 
 #: Seconds a blocking take waits in Redis before it is sent again (shorter
 #: than any deadline: a stop waits for it).
@@ -57,9 +43,6 @@ BLOCK = 1.0
 
 #: Seconds between two renewals of the claim key, at most.
 RENEW_MAX = 10.0
-
-#: Bounds of the command duration histogram, in seconds.
-DURATION_BOUNDS = (0.01, 0.1, 1.0, 10.0, 60.0, 600.0, 3600.0)
 
 
 async def _settled(d: defer.Deferred) -> bool:
@@ -73,12 +56,8 @@ async def _settled(d: defer.Deferred) -> bool:
 
 class WorkerService(service.MultiService):
     """
-    The worker (see the module docstring).
-
-    Counters, for the log and C{/metrics}: C{succeeded}, C{failed},
-    C{timed_out}, C{skipped} (file gone or claimed: a duplicate),
-    C{recovered} (a dead worker's claim run again), C{bad} (unusable
-    events), C{given_back}, and C{durations} (a histogram of command times).
+    The worker (see the module docstring).  What its jobs came to, for the
+    log and C{/metrics}, is L{outcomes}.
     """
 
     _log = Logger()
@@ -89,7 +68,6 @@ class WorkerService(service.MultiService):
         self.config = config
         self._reactor = reactor
         self.main = RedisLink(config.redis, reactor)
-        self._filer = Filer(config, reactor, lambda: self._stopping)
         self.blocking = RedisLink(config.redis, reactor)
         self.events: ListEvents | StreamEvents
         if config.queue_type == "stream":
@@ -98,23 +76,18 @@ class WorkerService(service.MultiService):
         else:
             self.events = ListEvents(self.main, self.blocking, config.queue, config.worker_id,
                                      config.reclaim_after)
-        self._launcher = run.group_launcher()
+        self.file_jobs = FileJobs(config, reactor, self.events, lambda: self._stopping)
+        self.outcomes: Outcomes = self.file_jobs.outcomes
         self._tick = Periodic(self._tick_once, min(config.reclaim_after / 3, RENEW_MAX),
                               "claim renewal", reactor)
         self._backlog: deque[Event] = deque()
         self._jobs: dict[int, tuple[Event, defer.Deferred]] = {}
-        self._running: dict[int, run.Running] = {}
-        self._paths: dict[str, list[defer.Deferred]] = {}
         self._slot: defer.Deferred | None = None
         self._loop: defer.Deferred | None = None
         self._stopping = False
-        self._commands_ended: list[defer.Deferred] = []
         self._next_job = 0
         self._stop_signals = exits.CleanStopSignals(reactor)
         self.ready = False
-        self.succeeded = self.failed = self.timed_out = self.skipped = 0
-        self.recovered = self.bad = self.given_back = 0
-        self.durations = Histogram(DURATION_BOUNDS)
 
     # -- starting ----------------------------------------------------------------
 
@@ -188,14 +161,9 @@ class WorkerService(service.MultiService):
             if event is None:
                 continue
             if self._stopping:
-                await self._give_back(event)
+                await self.file_jobs.give_back(event)
                 break
             self._start(event)
-
-    @property
-    def commands_running(self) -> int:
-        """How many commands run now."""
-        return len(self._running)
 
     def _known(self) -> list[Event]:
         return [event for event, _ in self._jobs.values()] + list(self._backlog)
@@ -222,7 +190,7 @@ class WorkerService(service.MultiService):
 
     async def _report_bad(self) -> None:
         for raw, why in await self.events.drop_bad():
-            self.bad += 1
+            self.outcomes.bad += 1
             self._log.warn("Dropped an event of {queue}: {why}: {raw!r}", queue=self.config.queue,
                            why=why, raw=raw)
 
@@ -231,7 +199,7 @@ class WorkerService(service.MultiService):
     def _start(self, event: Event) -> None:
         key = self._next_job
         self._next_job += 1
-        d = defer.Deferred.fromCoroutine(self._handle(key, event))
+        d = defer.Deferred.fromCoroutine(self.file_jobs.handle(key, event))
         self._jobs[key] = (event, d)
 
         def ended(result: Any) -> None:
@@ -247,100 +215,6 @@ class WorkerService(service.MultiService):
         slot, self._slot = self._slot, None
         if slot is not None:
             slot.callback(None)
-
-    async def _handle(self, key: int, event: Event) -> None:
-        try:
-            path, relative = locate(event, self.config.directories)
-        except BadEvent as e:
-            self.bad += 1
-            self._log.warn("Dropped an event of {queue}: {why}", queue=self.config.queue, why=e)
-            await self.events.ack(event)
-            return
-        while path in self._paths:
-            waiter: defer.Deferred = defer.Deferred()
-            self._paths[path].append(waiter)
-            await waiter
-        if self._stopping:
-            await self._give_back(event)  # it waited for another event of its file
-            return
-        self._paths[path] = []
-        try:
-            await self._process(key, event, path, relative)
-        finally:
-            for waiter in self._paths.pop(path):
-                waiter.callback(None)
-
-    async def _process(self, key: int, event: Event, path: str, relative: str) -> None:
-        c = self.config
-        try:
-            claimed = claim.claim(path, c.worker_id)
-            if claimed is None:
-                claimed = await self._recover(path)
-        except OSError as e:
-            self._log.error("Cannot claim {path}: {error}; event dropped", path=path, error=e.strerror)
-            await self.events.ack(event)
-            return
-        if claimed is None:
-            self.skipped += 1
-            self._log.debug("{path}: gone or claimed by another worker; nothing to run", path=path)
-            await self.events.ack(event)
-            return
-        if self._stopping:  # stopped while looking for a dead worker's claim
-            claim.unclaim(claimed, path)
-            await self._give_back(event)
-            return
-        running = run.start(self._reactor, self._launcher, c.executable,
-                            run.arguments(c.command, claimed), c.timeout)
-        self._running[key] = running
-        try:
-            outcome = await running.ended
-        finally:
-            del self._running[key]
-            if not self._running:
-                ended, self._commands_ended = self._commands_ended, []
-                for waiter in ended:
-                    waiter.callback(None)
-        if outcome.timed_out and self._stopping:
-            # A stop waits for a command at most until its --timeout: one
-            # cut short then is not a failure of the file, it is given back.
-            claim.unclaim(claimed, path)
-            await self._give_back(event)
-            self._log.info("{path}: {how} after {seconds:.2f} s; file and event given back",
-                           path=path, how=outcome.describe(), seconds=outcome.duration)
-            return
-        self.durations.observe(outcome.duration)
-        where = await self._filer.file(claimed, relative, outcome, path)
-        if where is None:
-            return  # stopping: the claim stays, for a live worker to recover
-        if outcome.succeeded:
-            self.succeeded += 1
-            self._log.info("{path}: {how} in {seconds:.2f} s; {where}", path=path,
-                           how=outcome.describe(), seconds=outcome.duration, where=where)
-        else:
-            self.failed += 1
-            self.timed_out += outcome.timed_out
-            stderr = f"; stderr: {outcome.stderr}" if outcome.stderr else ""
-            self._log.warn("{path}: {how} in {seconds:.2f} s; {where}{stderr}", path=path,
-                           how=outcome.describe(), seconds=outcome.duration, where=where,
-                           stderr=stderr)
-        await self.events.ack(event)
-
-    async def _recover(self, path: str) -> str | None:
-        """A claim of C{path} by a dead worker, taken over; else None."""
-        for owner, claimed in sorted(claim.find_claims(path).items()):
-            if owner == self.config.worker_id or await self.events.alive(owner):
-                continue
-            mine = claim.reclaim(claimed, path, self.config.worker_id)
-            if mine is not None:
-                self.recovered += 1
-                self._log.info("{path}: recovered from worker {owner}, which stopped", path=path,
-                               owner=owner)
-                return mine
-        return None
-
-    async def _give_back(self, event: Event) -> None:
-        self.given_back += 1
-        await self.events.give_back(event)
 
     # -- stopping ------------------------------------------------------------------
 
@@ -362,13 +236,11 @@ class WorkerService(service.MultiService):
             else:
                 self._loop.addTimeout(BLOCK + grace, self._reactor)  # a take returns within BLOCK
             await _settled(self._loop)
-        if self._running:
+        if self.file_jobs.commands_running:
             # Each command's own --timeout bounds the wait (without one, it
             # is waited for until it ends).
-            self._log.info("Waiting for {n} running commands to finish", n=len(self._running))
-            waiter: defer.Deferred = defer.Deferred()
-            self._commands_ended.append(waiter)
-            await waiter
+            self._log.info("Waiting for {n} running commands to finish", n=self.file_jobs.commands_running)
+            await self.file_jobs.commands_ended()
         last = defer.Deferred.fromCoroutine(self._last_words())
         if self.main.proto is None:
             last.cancel()
@@ -382,7 +254,7 @@ class WorkerService(service.MultiService):
         """Give back what was not started, let the jobs acknowledge, unregister."""
         backlog, self._backlog = list(self._backlog), deque()
         for event in backlog:
-            await self._give_back(event)
+            await self.file_jobs.give_back(event)
         jobs = [d for _, d in self._jobs.values()]
         if jobs:
             await defer.DeferredList(jobs)
@@ -393,14 +265,14 @@ class WorkerService(service.MultiService):
         await defer.gatherResults([self.main.stop(), self.blocking.stop()], consumeErrors=True)
 
     def _stopped(self, result: Any) -> defer.Deferred:
-        for waiter in self._commands_ended:
-            waiter.callback(None)
+        self.file_jobs.release()
         if isinstance(result, Failure) and not result.check(defer.CancelledError):
             self._log.failure("Stopping failed", result)
         self._stop_signals.restore()
+        o = self.outcomes
         self._log.info(
             "dirobserver-worker stopped: {ok} succeeded, {failed} failed ({timeouts} timed out), "
             "{skipped} skipped, {recovered} recovered, {given} given back",
-            ok=self.succeeded, failed=self.failed, timeouts=self.timed_out, skipped=self.skipped,
-            recovered=self.recovered, given=self.given_back)
+            ok=o.succeeded, failed=o.failed, timeouts=o.timed_out, skipped=o.skipped,
+            recovered=o.recovered, given=o.given_back)
         return defer.Deferred.fromCoroutine(self._close())
