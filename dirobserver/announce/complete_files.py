@@ -31,6 +31,7 @@ import stat
 from collections.abc import Callable
 
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 
 from dirobserver.announce.event import CREATED, decode_name
 from dirobserver.announce.settle import Announce, SettleTable
@@ -82,17 +83,20 @@ class CompleteFiles:
     @ivar waiting: the files not complete yet.
     """
 
+    _log = Logger()
+
     def __init__(
         self,
         section: SectionSettings,
         clock: IReactorTime,
         announce: Announce,
-        on_full: Callable[[int], None],
+        relist: Callable[[], object],
         catch_up: Callable[[], None] | None = None,
     ) -> None:
         """
         @param announce: pushes C{(text, event)} pairs stamped with a time.
-        @param on_full: the table was full and forgot its files (their count).
+        @param relist: lists the section's directory (when the table was
+            full and forgot its files, the listing announces them).
         @param catch_up: delivers the events already queued (see
             L{dirobserver.announce.settle}).
         """
@@ -100,11 +104,25 @@ class CompleteFiles:
         self._accepts = section.name_filter  # in a tree, names are relative paths
         self._subdirectories = section.subdirectories
         self._announce = announce
-        self.waiting = SettleTable(section.settle, clock, announce, on_full, catch_up=catch_up)
+        self._section = section.name
+        self._settle = section.settle
+        self._relist = relist
+        self.waiting = SettleTable(section.settle, clock, announce, self._full, catch_up=catch_up)
         #: reads one batch of events (see L{dirobserver.sources.interface.EventSink})
         self.file_events: Callable[[Batch, float], None] = (
             self._closed_events if section.announce == ANNOUNCE_CLOSED else self._settled_events
         )
+
+    def _full(self, count: int) -> None:
+        """The table was full and forgot its C{count} files: say so, and list the directory."""
+        settle = self._settle
+        when = f"once unmodified for {settle:g} s" if settle else "at once, open or not (settle is 0)"
+        self._log.warn(
+            "[{section}] {count} files wait to be complete, the most a section keeps: "
+            "forgetting them; the listing that follows announces them {when}",
+            section=self._section, count=count, when=when,
+        )
+        self._relist()
 
     def _settled_events(self, batch: Batch, read_time: float) -> None:
         """C{announce = created} with a settle: a new name waits for quiet."""

@@ -40,6 +40,7 @@ from twisted.logger import Logger
 
 from dirobserver.announce.announcer import Announcer
 from dirobserver.announce.complete_files import CompleteFiles, section_mask, waits_for_complete
+from dirobserver.announce.link_target import LinkTarget
 from dirobserver.announce.listing import SectionListings
 from dirobserver.announce.listing_context import ListingContext
 from dirobserver.announce.listing_line import ListingLine
@@ -56,7 +57,7 @@ from dirobserver.redis.writer import RedisWriter
 from dirobserver.sources.fstype import choose_mode
 from dirobserver.sources.identity import identity
 from dirobserver.sources.interface import Batch, EventSource, WatchError
-from dirobserver.sources.masks import IN_DELETE_SELF, IN_MOVE_SELF, IN_UNMOUNT, WATCH_MASK
+from dirobserver.sources.masks import WATCH_MASK, ended_why
 from dirobserver.sources.polling import Poller
 from dirobserver.sources.tree import DirectoryTree, TreeContext
 from dirobserver.util.stats import Histogram
@@ -110,7 +111,7 @@ class DirectoryMonitor:
         #: changes, see L{_use})
         self._events: Callable[[Batch, float], None] = self._announcer.created_events
         if waits_for_complete(section):
-            self._complete = CompleteFiles(section, clock, self._announcer.announce, self._waiting_full,
+            self._complete = CompleteFiles(section, clock, self._announcer.announce, self.relist,
                                            self._catch_up)
             self.waiting, self._events = self._complete.waiting, self._complete.file_events
         self._writer = writer
@@ -127,7 +128,7 @@ class DirectoryMonitor:
         self.mode = WATCH_INOTIFY
         self._problem: str | None = None
         #: where the configured path pointed when watched, if it is a link
-        self._target: str | None = None
+        self._link = LinkTarget(section.name, section.directory)
         self._stopped = False
         #: how many watches were set: tells a watch from the one before it
         self._watches = 0
@@ -288,15 +289,7 @@ class DirectoryMonitor:
         # A new watch: what the old one said of open files no longer holds.
         self._forget_waiting()
         self.state = WATCHED
-        self._target = None
-        if os.path.islink(self.directory):
-            self._target = os.path.realpath(self.directory)
-            self._log.info(
-                "[{section}] {directory} is a symbolic link to {target}; watching the target",
-                section=self.section.name,
-                directory=self.directory,
-                target=os.path.realpath(self.directory),
-            )
+        self._link.watched()
         # A directory that comes back (or appears) always says so; the first
         # watch of each says so too, unless the service asked for quiet
         # (thousands of sections: their lines would cost seconds of the start).
@@ -330,27 +323,11 @@ class DirectoryMonitor:
         self._listings.polled(polled)
 
     def check_target(self) -> None:
-        """
-        A configured path that is a symbolic link may be pointed elsewhere
-        (a "current" link switched atomically): the kernel watch stays on the
-        old target, which still exists, so no event says so.  Follow the
-        link to its new target.
-        """
-        if self._target is None or self._wd is None:
-            return
-        target = os.path.realpath(self.directory)
-        if target == self._target:
-            return
-        self._log.warn(
-            "[{section}] {directory} now points to {target}: watching the new target",
-            section=self.section.name,
-            directory=self.directory,
-            target=target,
-        )
-        self._release()
-        self._target = None
-        self.state = MISSING
-        self.try_watch()
+        """Watch the new target of a configured symbolic link pointed elsewhere (L{LinkTarget})."""
+        if self._wd is not None and self._link.moved():
+            self._release()
+            self.state = MISSING
+            self.try_watch()
 
     def detach(self) -> None:
         """Stop watching and listing (the observer is stopping)."""
@@ -371,16 +348,6 @@ class DirectoryMonitor:
         """Events of the sub-directories, their names relative to the directory."""
         self._events(batch, read_time)
 
-    def _waiting_full(self, count: int) -> None:
-        settle = self.section.settle
-        when = f"once unmodified for {settle:g} s" if settle else "at once, open or not (settle is 0)"
-        self._log.warn(
-            "[{section}] {count} files wait to be complete, the most a section keeps: "
-            "forgetting them; the listing that follows announces them {when}",
-            section=self.section.name, count=count, when=when,
-        )
-        self.relist()
-
     def events_lost(self) -> None:
         """Events were lost: an open file's close may be among them.  A listing follows."""
         self._forget_waiting()
@@ -396,16 +363,7 @@ class DirectoryMonitor:
             self.tree.clear()
         self._forget_waiting()
         self.state = MISSING
-        if mask & IN_DELETE_SELF and mask & IN_MOVE_SELF:
-            why = "was replaced by another directory"
-        elif mask & IN_DELETE_SELF:
-            why = "was deleted"
-        elif mask & IN_MOVE_SELF:
-            why = "was moved or renamed"
-        elif mask & IN_UNMOUNT:
-            why = "was unmounted"
-        else:
-            why = "is no longer watched"
+        why = ended_why(mask)
         self._problem = f"{self.directory} {why}"
         self._log.warn(
             "[{section}] {directory} {why}: stopped watching it; watching it "

@@ -30,3 +30,16 @@ IN_ISDIR = 0x40000000
 #: What a monitored directory is watched for: entries appearing in it, and the
 #: directory itself going away.  (C{IN_ONLYDIR}: refuse to watch a file.)
 WATCH_MASK = IN_CREATE | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR
+
+
+def ended_why(mask: int) -> str:
+    """Why a directory's watch ended (its last event's C{mask}), in words: "was deleted"..."""
+    if mask & IN_DELETE_SELF and mask & IN_MOVE_SELF:
+        return "was replaced by another directory"  # a poller's word for it
+    if mask & IN_DELETE_SELF:
+        return "was deleted"
+    if mask & IN_MOVE_SELF:
+        return "was moved or renamed"
+    if mask & IN_UNMOUNT:
+        return "was unmounted"
+    return "is no longer watched"
