@@ -144,9 +144,9 @@ def _runner(name: str, ctx: Context, args: argparse.Namespace) -> Callable[[int]
     if name in WORKERS:
         return partial(worker_run, ctx, name, args.worker_files, timeout=max(60.0, args.straggler_timeout * 2))
     if name == "fanotify-tree":
-        tree = fan_tree_prepare(ctx, args.fan_top, args.fan_sub, args.fan_files)
+        fan_tree = fan_tree_prepare(ctx, args.fan_top, args.fan_sub, args.fan_files)
         # Watching a million directories takes minutes, not seconds.
-        return partial(fan_tree_run, ctx, tree, args.fan_targets, args.fan_files,
+        return partial(fan_tree_run, ctx, fan_tree, args.fan_targets, args.fan_files,
                        timeout=max(60.0, args.straggler_timeout * 5), straggler_timeout=args.straggler_timeout)
     return partial(dirs_run, ctx, args.dirs, timeout=max(60.0, args.straggler_timeout))
 

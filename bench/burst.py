@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from dirobserver.config.settings import ANNOUNCED_SUFFIX
@@ -37,6 +38,18 @@ def record_figures(client: Any, key: str, files: int) -> dict[str, float]:
 
 #: Seconds between two counts of the queue's length during a burst.
 COUNT_EVERY = 0.005
+
+
+@dataclass
+class Coverage:
+    """How much of a burst the events drained so far name (see L{burst_run})."""
+
+    covered: int = 0  # files seen at least once
+    exists: int = 0  # "exists" events (a listing's)
+    foreign: int = 0  # events naming no file of the burst
+    position: int | None = None  # the drained event that completed the coverage
+    parsed: int = 0  # events looked at
+    checked: int = 0  # batches looked at
 
 
 def redis_cpu(client: Any) -> float:
@@ -125,26 +138,26 @@ def burst_run(ctx: Context, n: int, run: int, straggler_timeout: float, closed: 
         return len(batch or ())
 
     seen = bytearray(n)
-    coverage = {"covered": 0, "exists": 0, "foreign": 0, "position": None, "parsed": 0, "checked": 0}
+    coverage = Coverage()
 
     def check_coverage() -> bool:
         """Look at the batches not looked at yet; True once every file is seen."""
-        covered = coverage["covered"]
-        for batch in batches[coverage["checked"]:]:
+        covered = coverage.covered
+        for batch in batches[coverage.checked:]:
             names, exists = parse_names(batch)
-            coverage["exists"] += exists
+            coverage.exists += exists
             for j, name in enumerate(names):
                 i = name_index(name, b"f", n)
                 if i < 0:
-                    coverage["foreign"] += 1
+                    coverage.foreign += 1
                 elif not seen[i]:
                     seen[i] = 1
                     covered += 1
                     if covered == n:
-                        coverage["position"] = coverage["parsed"] + j + 1
-            coverage["parsed"] += len(batch)
-            coverage["checked"] += 1
-        coverage["covered"] = covered
+                        coverage.position = coverage.parsed + j + 1
+            coverage.parsed += len(batch)
+            coverage.checked += 1
+        coverage.covered = covered
         return covered == n
 
     creator = Creator(ctx.resources, "burst", directory, n)
@@ -158,7 +171,7 @@ def burst_run(ctx: Context, n: int, run: int, straggler_timeout: float, closed: 
     # stragglers: until deadline.
     wait_idle(observer, count, deadline)
     # The burst's CPU: the consumer's (counting) and Redis's until then.
-    budget = [time.process_time() - consumer_cpu0, redis_cpu(client) - redis_cpu0]
+    consumer_cpu, redis_burst_cpu = time.process_time() - consumer_cpu0, redis_cpu(client) - redis_cpu0
     while True:
         while poll():
             pass
@@ -166,10 +179,10 @@ def burst_run(ctx: Context, n: int, run: int, straggler_timeout: float, closed: 
             break
         wait_idle(observer, poll, deadline)
     figures = finish(observer, profiler, cpu0, drained)
-    figures.update(cpu_budget(figures["cpu_s"], made.get("cpu_s", 0.0), *budget, n,
+    figures.update(cpu_budget(figures["cpu_s"], made.get("cpu_s", 0.0), redis_burst_cpu, consumer_cpu, n,
                               made["t_last"] - made["t_first"]))
 
-    position = coverage["position"]
+    position = coverage.position
     t_in_redis = next((t for t, pushed in timeline if position and pushed >= position), None)
     span = (t_in_redis - made["t_first"]) if t_in_redis else 0.0
     delivered_rate = n / span if span > 0 else 0.0
@@ -178,9 +191,9 @@ def burst_run(ctx: Context, n: int, run: int, straggler_timeout: float, closed: 
             "creation_rate": made["rate"],
             "delivered_rate": delivered_rate,
             "ratio": delivered_rate / made["rate"] if made["rate"] else 0.0,
-            "missing": float(n - coverage["covered"]),
-            "duplicates": float(drained - coverage["covered"] - coverage["foreign"]),
-            "exists_events": float(coverage["exists"]),
+            "missing": float(n - coverage.covered),
+            "duplicates": float(drained - coverage.covered - coverage.foreign),
+            "exists_events": float(coverage.exists),
             "catch_up_s": (t_in_redis - made["t_last"]) if t_in_redis else straggler_timeout,
             "ready_s": ready_s,
             "events": float(drained),

@@ -15,6 +15,7 @@ import json
 import signal
 import sys
 import time
+from typing import cast
 
 _stop = False
 
@@ -36,10 +37,12 @@ def main(argv: list[str]) -> int:
     got: list[tuple[bytes, float]] = []
     while True:
         stopping = _stop
-        item = client.brpop([queue], timeout=0.05)
+        # A synchronous client: its replies are values (the stubs also
+        # allow awaitables), and Redis takes a timeout in seconds as a float.
+        item = cast("list[bytes] | None", client.brpop([queue], timeout=0.05))  # type: ignore[arg-type]
         if item:
             got.append((item[1], time.time()))
-        more = client.rpop(queue, 1000)
+        more = cast("list[bytes] | None", client.rpop(queue, 1000))
         if more:
             at = time.time()
             got.extend((raw, at) for raw in more)

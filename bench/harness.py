@@ -157,6 +157,7 @@ class LatencyConsumer:
         cmd = [sys.executable, "-m", "bench.consumer", str(port), queue, str(out)]
         self.out = out
         self.proc = resources.process(spawn(cmd, stdout=subprocess.PIPE, cwd=str(REPO_ROOT)), sig=signal.SIGUSR1)
+        assert self.proc.stdout is not None  # a pipe, asked for above
         line = self.proc.stdout.readline()
         if line.strip() != b"ready":
             raise RuntimeError(f"the latency consumer did not start: {line!r}")

@@ -80,7 +80,7 @@ def paced_run(ctx: Context, name: str, seconds: float, run: int) -> dict[str, An
     sampler.start()
     creator = Creator(ctx.resources, "paced-closed" if closed else "paced", directory, rate, seconds, times_path)
     made: dict[str, Any] | None = None
-    deadline = None
+    deadline = float("inf")  # set when the creator is done
     while True:
         item = client.brpop([queue], timeout=0.05)
         if item:
@@ -107,8 +107,8 @@ def paced_run(ctx: Context, name: str, seconds: float, run: int) -> dict[str, An
     first_seen: dict[int, tuple[float, float]] = {}
     for events, at in received:
         names, stamps = parse_stamped(events)
-        for name, stamp in zip(names, stamps, strict=True):
-            i = name_index(name, b"p", len(times))
+        for filename, stamp in zip(names, stamps, strict=True):
+            i = name_index(filename, b"p", len(times))
             if i >= 0 and i not in first_seen:
                 first_seen[i] = (at, stamp)
     latencies = [(at - times[i]) * 1000.0 for i, (at, _) in first_seen.items()]

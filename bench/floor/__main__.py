@@ -97,15 +97,23 @@ def _start(ctx: Context, kind: str, work: Any, directory: Any) -> tuple[int, Cal
         observer.wait_ready()
         return observer.pid, lambda: (observer.stop(), {})[1]
     if kind == "inotifywait":
-        proc = ctx.resources.process(spawn(["inotifywait", "-m", "-e", "create", str(directory)],
-                                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
-        while b"Watches established" not in proc.stderr.readline():
-            if proc.poll() is not None:
-                raise RuntimeError(f"inotifywait exited with {proc.returncode}")
-        return proc.pid, lambda: (proc.terminate(), proc.wait(10), {})[2]
+        waiter = ctx.resources.process(spawn(["inotifywait", "-m", "-e", "create", str(directory)],
+                                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+        assert waiter.stderr is not None  # a pipe, asked for above
+        while b"Watches established" not in waiter.stderr.readline():
+            if waiter.poll() is not None:
+                raise RuntimeError(f"inotifywait exited with {waiter.returncode}")
+
+        def stop_waiter() -> dict[str, Any]:
+            waiter.terminate()
+            waiter.wait(10)
+            return {}
+
+        return waiter.pid, stop_waiter
     ctx.client.delete(QUEUE)
     proc = ctx.resources.process(spawn([sys.executable, "-m", "bench.floor.rungs", kind, str(directory),
                                         str(ctx.redis.port), QUEUE], stdout=subprocess.PIPE, cwd=str(REPO_ROOT)))
+    assert proc.stdout is not None  # a pipe, asked for above
     line = proc.stdout.readline()
     if line.strip() != b"ready":
         raise RuntimeError(f"{kind} did not start: {line!r}")

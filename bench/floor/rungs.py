@@ -185,6 +185,7 @@ def run_epoll(directory: str, port: int, queue: str, lazy: bool, linger: float =
 def run_twisted(directory: str, port: int, queue: str) -> None:
     """The C{twisted} kind (see the module docstring)."""
     from twisted.internet import inotify, protocol, reactor
+    from twisted.python.failure import Failure
     from twisted.python.filepath import FilePath
 
     counts = Counts()
@@ -195,34 +196,40 @@ def run_twisted(directory: str, port: int, queue: str) -> None:
         def dataReceived(self, data: bytes) -> None:
             counts.replies(data)
 
-    def on_event(_ignored: object, path: object, mask: int) -> None:
-        if mask & IN_ISDIR:
+    pusher: Pusher | None = None
+
+    def on_event(_ignored: object, path: FilePath, mask: int) -> None:
+        if mask & IN_ISDIR or pusher is None or pusher.transport is None:
             return
         name = decode_name(os.path.basename(path.path))
         pusher.transport.write(encode_command([b"LPUSH", key, encode(name, CREATED, time.time())]))
         counts.sent(1)
 
-    # Count the reactor's turns (each ends one epoll_wait).
-    turn = reactor.doIteration
+    # Count the reactor's turns (each ends one epoll_wait): a rung of the
+    # measuring ladder may wrap the reactor's loop, the daemon never does.
+    turn = reactor.doIteration  # type: ignore[attr-defined]
 
     def counted(delay: float | None) -> None:
         counts.turns += 1
         turn(delay)
 
-    reactor.doIteration = counted
+    reactor.doIteration = counted  # type: ignore[attr-defined]
     connected = protocol.ClientCreator(reactor, Pusher).connectTCP("127.0.0.1", port)
 
     def start(proto: Pusher) -> None:
         nonlocal pusher
         pusher = proto
-        proto.transport.setTcpNoDelay(True)
+        proto.transport.setTcpNoDelay(True)  # type: ignore[union-attr]
         notifier = inotify.INotify(reactor=reactor)
         notifier.startReading()
         notifier.watch(FilePath(os.fsencode(directory)), mask=_MASK, callbacks=[on_event])
         print("ready", flush=True)
 
-    pusher: Pusher | None = None
-    connected.addCallback(start).addErrback(lambda f: (f.printTraceback(), reactor.stop()))
+    def failed(failure: Failure) -> None:
+        failure.printTraceback()
+        reactor.stop()
+
+    connected.addCallback(start).addErrback(failed)
     reactor.run()
     counts.report()
 
