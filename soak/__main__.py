@@ -164,7 +164,7 @@ def _run(args: argparse.Namespace, seed: int, kinds: list, resources: Resources,
         directory = root / "in" / kind.name
         directory.mkdir(parents=True)
         sections.append(Section(i, kind.name, kind, directory, f"soak:{kind.name}"))
-    config = ObserverConfig(root / "observer.ini", redis.config_lines(), sections, known=KNOWN_KEYS)
+    config = ObserverConfig(root / "observer.ini", redis.config_lines(KNOWN_KEYS), sections, known=KNOWN_KEYS)
     config.write()
     try:
         load(str(config.path))
@@ -173,7 +173,7 @@ def _run(args: argparse.Namespace, seed: int, kinds: list, resources: Resources,
         return 2
     ledger = Ledger(sections)
     daemon = Daemon(resources, config.path, root, [])
-    say(f"observer ready in {daemon.start():.2f} s; Redis: {', '.join(redis.config_lines())}; "
+    say(f"observer ready in {daemon.start():.2f} s; Redis: {', '.join(redis.config_lines(KNOWN_KEYS))}; "
         f"files under {root / 'in'}")
     # One section (at most) is consumed by a real dirobserver-worker.
     worked = next((s for s in sections if s.kind.worker), None)

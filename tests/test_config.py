@@ -683,3 +683,26 @@ def test_fast_paths_agree_with_the_regex_engine():
         matcher = _any_match(compiled)
         for name in names:
             assert bool(matcher(name)) == any(p.match(name) for p in compiled), (patterns, name)
+
+
+# --- waiting for replicas -----------------------------------------------------------------
+
+def test_redis_wait_replicas_is_off_by_default_and_read_with_its_timeout():
+    assert (parse(COMMON + STAGE1).redis.wait_replicas, parse(COMMON + STAGE1).redis.wait_timeout) == (0, 1.0)
+    settings = parse(COMMON + STAGE1 + "redis_wait_replicas=2\nredis_wait_timeout=0.25\n")
+    assert (settings.redis.wait_replicas, settings.redis.wait_timeout) == (2, 0.25)
+
+
+def test_a_wait_for_replicas_as_long_as_the_reply_deadline_is_an_error():
+    message = error_of(COMMON + STAGE1 + "redis_wait_replicas=1\nredis_wait_timeout=10\n")
+    assert message == (f"{PATH}: [stage1] redis_wait_timeout: must be shorter than timeout (10 s): a round "
+                       "that waits longer than that is taken for a Redis that does not answer")
+    # Without replicas to wait for, the timeout is not used, and not judged.
+    assert parse(COMMON + STAGE1 + "redis_wait_timeout=10\n").redis.wait_replicas == 0
+
+
+@pytest.mark.parametrize("line, said", [("redis_wait_replicas=-1", "redis_wait_replicas: '-1' must be at least 0"),
+                                        ("redis_wait_replicas=one", "redis_wait_replicas: 'one' is not an integer"),
+                                        ("redis_wait_timeout=0", "redis_wait_timeout: '0' must be at least 0.001")])
+def test_bad_wait_values_name_the_key(line, said):
+    assert error_of(COMMON + STAGE1 + line + "\n") == f"{PATH}: [stage1] {said}"

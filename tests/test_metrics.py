@@ -42,6 +42,7 @@ def busy_core() -> Core:
     core.writer.held_events = 5
     core.writer.up = False
     core.writer.reconnects = 4
+    core.writer.replica_waits_short = 9
     core.writer.dropped = 11
     core.overflows = 2
     core.watchdog_resets = 6
@@ -80,6 +81,7 @@ class CollectorTests(unittest.TestCase):
             ("dirobserver_held_events", ()): 5,
             ("dirobserver_redis_up", ()): 0,
             ("dirobserver_redis_reconnects_total", ()): 4,
+            ("dirobserver_redis_replica_waits_short_total", ()): 9,
             ("dirobserver_overflows_total", ()): 2,
             ("dirobserver_directories", (("state", "watched"),)): 2,
             ("dirobserver_directories", (("state", "missing"),)): 1,
@@ -107,6 +109,7 @@ class CollectorTests(unittest.TestCase):
             "dirobserver_held_events": "gauge",
             "dirobserver_redis_up": "gauge",
             "dirobserver_redis_reconnects": "counter",
+            "dirobserver_redis_replica_waits_short": "counter",
             "dirobserver_overflows": "counter",
             "dirobserver_directories": "gauge",
             "dirobserver_listings": "counter",

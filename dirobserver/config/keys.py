@@ -289,6 +289,14 @@ KEYS: tuple[Key, ...] = (
         help="seconds: the deadline for connecting to Redis and for every reply. `0` (the old "
              "program's \"no timeout\") is accepted with a warning and replaced by the default, "
              "because a Redis that never answers would otherwise hold events forever"),
+    Key("redis_wait_replicas", COMMON, REDIS, Number(0, integer=True), "0", field="redis.wait_replicas",
+        help="after each round of events, `WAIT` until this many replicas have it (at most "
+             "`redis_wait_timeout`) before the next round, so that a failover loses at most the last "
+             "round, not everything the replica lagged behind. `0`: no wait. See "
+             "[Waiting for replicas](operations.md#waiting-for-replicas-redis_wait_replicas)"),
+    Key("redis_wait_timeout", COMMON, REDIS, Number(0.001), "1", field="redis.wait_timeout",
+        help="seconds: the longest a round waits for `redis_wait_replicas` (shorter than `timeout`); "
+             "past it the events are delivered all the same, and the next round waits again"),
     Key("monitor_inactivitytimeout", COMMON, DAEMON, Number(), "300", field="inactivity_timeout",
         check=_zero_disables,
         help="seconds: the watchdog (see [the watchdog](design.md#the-watchdog-monitor_inactivitytimeout)). "

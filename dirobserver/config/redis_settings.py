@@ -9,7 +9,8 @@ like any other.  What one key's value means for another is here:
   - a Unix socket wins over host and port;
   - C{--embedded-redis} gives host and port their defaults;
   - a user needs a password, and the TLS keys need C{redis_tls} (a client
-    certificate needs its key, and TLS is not for a Unix socket).
+    certificate needs its key, and TLS is not for a Unix socket);
+  - a round's wait for replicas ends before its reply's deadline.
 
 Standard library only, like the rest of the configuration.
 """
@@ -47,6 +48,9 @@ class RedisSettings:
     tls_key: str | None = None
     tls_server_name: str | None = None
     tls_verify: bool = True
+    #: replicas each round waits for (C{WAIT}), and for how long at most
+    wait_replicas: int = 0
+    wait_timeout: float = 1.0
 
     def describe(self) -> str:
         """C{host:port}, C{unix:/path} or the Sentinel master, for log lines (never a password)."""
@@ -88,6 +92,9 @@ def redis_endpoint(r: SectionReader, values: dict[str, Any], redis_optional: boo
             if values[key] is not None:
                 r.warn(key, "ignored: redis_sentinels is not set")
     _access(r, values)
+    if values["redis_wait_replicas"] and values["redis_wait_timeout"] >= values["timeout"]:
+        raise r.fail("redis_wait_timeout", f"must be shorter than timeout ({values['timeout']:g} s): "
+                     "a round that waits longer than that is taken for a Redis that does not answer")
     if values["redis_sentinels"]:
         return
     if values["redis_unix_socket"]:

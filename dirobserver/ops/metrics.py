@@ -26,6 +26,8 @@ What the C{core} object must provide::
     core.writer.held()             events held in memory, not yet acknowledged
     core.writer.redis_up()         whether the connection is usable
     core.writer.reconnects         reconnections since start
+    core.writer.replica_waits_short  rounds whose WAIT ended with fewer
+                                   replicas than redis_wait_replicas
     core.writer.dropped            events dropped at the held bound (a listing
                                    announces them later)
     core.writer.delivery_seconds   stats.Histogram
@@ -113,6 +115,11 @@ class ObserverCollector:
         )
         yield CounterMetricFamily(
             "dirobserver_redis_reconnects_total", "Reconnections to Redis since start.", value=writer.reconnects
+        )
+        yield CounterMetricFamily(
+            "dirobserver_redis_replica_waits_short_total",
+            "Rounds whose WAIT ended with fewer replicas than redis_wait_replicas (0 when it is 0).",
+            value=writer.replica_waits_short,
         )
         yield CounterMetricFamily(
             "dirobserver_overflows_total",

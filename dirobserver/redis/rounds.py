@@ -24,6 +24,10 @@ is in flight: its reply is taken at that tick, the one at which the
 inotify source reads the events of the next round, so that a round costs
 one wake-up rather than one for the events and one for the reply.
 
+With C{redis_wait_replicas} a round ends with a C{WAIT}, and the next round
+leaves once it answers: the master is at most one round ahead of its
+replicas (L{dirobserver.redis.replica_wait}).
+
 A batch with record entries (C{announce_once}) whose reply never came may
 have run all the same: on the next connection, before any round, Redis is
 asked whether it did (L{dirobserver.redis.in_doubt}), and a batch that ran is
@@ -52,6 +56,7 @@ from dirobserver.redis.in_doubt import InDoubt
 from dirobserver.redis.protocol import RespProtocol
 from dirobserver.redis.record import HeldRecords
 from dirobserver.redis.refusals import Refusals
+from dirobserver.redis.replica_wait import ReplicaWait
 from dirobserver.util import stats
 from dirobserver.util.linger import Linger
 
@@ -78,6 +83,7 @@ class Rounds:
         acknowledgement by Redis.
     @ivar doubts: the batches sent and not answered that a record can
         vouch for (L{dirobserver.redis.in_doubt}).
+    @ivar replica_wait: the C{WAIT} that ends each round (C{redis_wait_replicas}).
     """
 
     _log = Logger()
@@ -121,6 +127,7 @@ class Rounds:
         #: why Redis refuses the events of some queues now
         self._refusals = Refusals(clock.seconds, REFUSED_PAUSE)
         self.doubts = InDoubt()
+        self.replica_wait = ReplicaWait(settings)
         self.proto: RespProtocol | None = None
         self.delivered = 0
         self.delivered_by: dict[tuple[str, str], int] = {}
@@ -161,10 +168,15 @@ class Rounds:
             return
         work = [lined_up.popleft() for _ in range(min(len(lined_up), QUEUES_PER_ROUND))]
         replies = []
+        waited = False
         proto.cork()  # the whole round leaves in one write
         try:
             for q in work:
                 replies.append(q.send(proto))
+            if self.replica_wait.wanted(proto):
+                # Last: its reply comes once the replicas have the round.
+                replies.append(self.replica_wait.send(proto))
+                waited = True
         except Exception:
             # Not connected any more: what was sent will fail by itself.
             self._log.failure("Sending events to Redis failed")
@@ -187,7 +199,7 @@ class Rounds:
         self._round = round_ = defer.DeferredList(replies, consumeErrors=True)
         round_.addTimeout(self.settings.timeout, self._clock)
         # Set before: replies that failed at once (not connected) fire it now.
-        round_.addBoth(self._round_done, proto, work)
+        round_.addBoth(self._round_done, proto, work, waited)
 
     def _resume(self) -> None:
         transport, self._paused = self._paused, None
@@ -195,8 +207,11 @@ class Rounds:
             # A transport that was closed meanwhile ignores this.
             transport.resumeProducing()
 
-    def _round_done(self, results: Any, proto: RespProtocol, work: list[HeldQueue]) -> None:
+    def _round_done(self, results: Any, proto: RespProtocol, work: list[HeldQueue], waited: bool) -> None:
         self._round = None
+        if waited and isinstance(results, list) and not _cancelled(results):
+            results, (ok, reply) = results[:-1], results[-1]
+            self.replica_wait.answered(ok, reply, proto)
         refused = self._settle(results, proto, work)
         for q in work:
             if q in refused:

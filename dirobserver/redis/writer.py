@@ -220,6 +220,11 @@ class RedisWriter(service.Service):
         return self._rounds.delivered
 
     @property
+    def replica_waits_short(self) -> int:
+        """Rounds whose C{WAIT} ended with fewer replicas than C{redis_wait_replicas}."""
+        return self._rounds.replica_wait.short
+
+    @property
     def max_held(self) -> int:
         """The most events held before falling back to listings."""
         return self._bound.max_held

@@ -60,6 +60,7 @@ class Writer:
     held_events: int = 0
     up: bool = True
     reconnects: int = 0
+    replica_waits_short: int = 0
     dropped: int = 0
     delivery_seconds: Histogram = field(default_factory=lambda: Histogram(DELIVERY_BUCKETS))
 
