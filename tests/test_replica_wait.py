@@ -17,7 +17,7 @@ from dirobserver.config.settings import RedisSettings
 from dirobserver.redis.writer import RedisWriter
 from tests.kit import RedisServer
 from tests.kit.log_capture import LogCapture
-from tests.kit.waiting import sleep
+from tests.kit.waiting import sleep, wait_for
 
 pytestmark = pytest.mark.process
 
@@ -51,13 +51,8 @@ class ReplicaWaitTests(unittest.TestCase):
         self.addCleanup(lambda: writer.stopService() if writer.running else None)
         return writer
 
-    @defer.inlineCallbacks
-    def wait_for(self, predicate, timeout: float = 20.0):
-        for _ in range(int(timeout / 0.02)):
-            if predicate():
-                return True
-            yield sleep(0.02)  # the polling interval
-        return predicate()
+    def wait_for(self, predicate) -> defer.Deferred:
+        return wait_for(predicate, timeout=20.0)
 
     def on_master(self) -> int:
         return self.master.client().llen("q")
