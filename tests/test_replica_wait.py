@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import pytest
 from twisted.internet import defer, reactor
+from twisted.python.failure import Failure
 from twisted.trial import unittest
+from txredisapi import ResponseError
 
 from dirobserver.config.settings import RedisSettings
+from dirobserver.redis.replica_wait import ReplicaWait
 from dirobserver.redis.writer import RedisWriter
 from tests.kit import RedisServer
 from tests.kit.log_capture import LogCapture
@@ -121,3 +124,38 @@ class ReplicaWaitTests(unittest.TestCase):
         self.assertEqual(len(refused), 1, logs.lines())
         self.assertIn("NOPERM", refused[0])
         self.assertEqual(self.on_master(), 5)
+
+
+class RefusalTests(unittest.TestCase):
+    """What a refused WAIT means (the connection is only an identity here)."""
+
+    def setUp(self) -> None:
+        self.logs = LogCapture(self)
+        settings = RedisSettings(host="h", port=1, unix_socket=None, password=None, db=None, timeout=10.0,
+                                 wait_replicas=1, wait_timeout=1.0)
+        self.wait = ReplicaWait(settings)
+
+    def refuse(self, proto: object, text: str) -> None:
+        self.wait.answered(False, Failure(ResponseError(text)), proto)  # type: ignore[arg-type]
+
+    def test_a_refusal_for_good_stops_waiting_on_that_connection_only(self):
+        old, new = object(), object()
+        self.refuse(old, "NOPERM User pusher has no permissions to run the 'wait' command")
+        self.refuse(old, "NOPERM User pusher has no permissions to run the 'wait' command")
+        self.assertFalse(self.wait.wanted(old))  # type: ignore[arg-type]
+        self.assertTrue(self.wait.wanted(new))  # type: ignore[arg-type]
+        self.refuse(new, "NOPERM User pusher has no permissions to run the 'wait' command")
+        self.assertEqual(len(self.logs.lines("error")), 1)  # the same reason is said once
+
+    def test_a_demoted_masters_refusal_is_left_to_its_readonly(self):
+        proto = object()
+        # valkey 8's words.
+        self.refuse(proto, "ERR WAIT cannot be used with replica instances. Please also note that if a "
+                           "replica is configured to be writable (which is not the default) writes to "
+                           "replicas are just local and are not propagated.")
+        self.assertTrue(self.wait.wanted(proto))  # type: ignore[arg-type]
+        self.assertEqual(self.logs.lines("error"), [])
+
+    def test_without_replicas_to_wait_for_no_round_waits(self):
+        settings = RedisSettings(host="h", port=1, unix_socket=None, password=None, db=None, timeout=10.0)
+        self.assertFalse(ReplicaWait(settings).wanted(object()))  # type: ignore[arg-type]
