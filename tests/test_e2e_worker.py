@@ -390,6 +390,35 @@ def test_a_refusal_by_redis_is_one_line_until_it_changes(
     assert "Traceback" not in worker.output()
 
 
+def test_an_acknowledgement_refused_for_a_while_is_sent_again_without_a_traceback(
+    tmp_path: Path, redis_server: Any, redis_client: Any, worker_factory: Any
+) -> None:
+    """
+    Redis refuses writes while a command runs (min-replicas-to-write with no
+    replica: NOREPLICAS): the acknowledgement is said once and sent again
+    every second; once writes pass, the event is acknowledged, the file filed.
+    """
+    config, incoming = _config(tmp_path, redis_server)
+    done, started, release = tmp_path / "done", tmp_path / "started", tmp_path / "release"
+    script = f'touch "{started}"; while [ ! -e "{release}" ]; do sleep 0.05; done'
+    worker = worker_factory(config, "data", [f"--done={done}", f"--failed={tmp_path / 'failed'}"],
+                            ["/bin/sh", "-c", script, "sh", "{}"]).start()
+    (incoming / "a.csv").write_text("x")
+    redis_client.lpush("files", json.dumps({"directory": str(incoming), "filename": "a.csv",
+                                            "event": "created", "event_timestamp": 1.0}))
+    assert wait_until(started.exists, 10)
+    redis_client.config_set("min-replicas-to-write", 1)
+    mark = worker.mark()
+    release.touch()
+    worker.wait_for_line("refused a command for now (NOREPLICAS", 10, since=mark)
+    assert files_under(done) == ["a.csv"]  # filed; its event waits to be acknowledged
+    redis_client.config_set("min-replicas-to-write", 0)
+    worker.wait_for_line("accepts the worker's commands again", 10, since=mark)
+    assert wait_until(lambda: _idle(redis_client), 10)
+    assert worker.output().count("refused a command for now") == 1
+    assert "Traceback" not in worker.output()
+
+
 def test_a_metrics_port_in_use_stops_the_worker_before_it_takes_anything(
     tmp_path: Path, redis_server: Any, redis_client: Any, worker_factory: Any
 ) -> None:

@@ -14,6 +14,12 @@ C{XREADGROUP ... BLOCK}), one for everything else, so that an
 acknowledgement never waits behind a block.  A command whose reply does
 not come within its deadline (C{timeout} from the configuration, plus the
 block for a blocking one) drops the connection, which the loop reopens.
+
+A command Redis refuses for a while (C{NOREPLICAS}: a master with
+C{min-replicas-to-write} whose replica is resynchronising; C{LOADING},
+C{MASTERDOWN}, C{TRYAGAIN}) is sent again every second, said once until a
+command passes: an acknowledgement refused that way is not a failure of the
+file, and the claim key's renewal must not log a traceback every interval.
 """
 
 from __future__ import annotations
@@ -22,13 +28,20 @@ from collections.abc import Callable
 from typing import Any
 
 import txredisapi
-from twisted.internet import defer
+from twisted.internet import defer, task
+from twisted.logger import Logger
 
 from dirobserver.config.settings import RedisSettings
 from dirobserver.redis.connection import RedisConnection
 from dirobserver.redis.protocol import RespProtocol
 from dirobserver.redis.sentinel import route_for
 from dirobserver.util.reactor import IDaemonReactor
+
+#: Refusals that pass by themselves: the command is sent again (see the module docstring).
+PASSING = ("NOREPLICAS", "LOADING", "MASTERDOWN", "TRYAGAIN")
+
+#: Seconds between two sendings of a command refused for a while.
+REFUSED_PAUSE = 1.0
 
 
 class RedisLink:
@@ -40,6 +53,8 @@ class RedisLink:
         what happened to it: see L{dirobserver.worker.queues}).
     """
 
+    _log = Logger()
+
     def __init__(self, settings: RedisSettings, reactor: IDaemonReactor) -> None:
         self._settings = settings
         self._reactor = reactor
@@ -50,6 +65,9 @@ class RedisLink:
         self.proto: RespProtocol | None = None
         self._waiting: list[defer.Deferred] = []
         self.lost = 0
+        #: the refusal said (None: the last command passed)
+        self._refused: str | None = None
+        self._stopping = False
 
     def start(self) -> None:
         """Connect, and keep connecting."""
@@ -57,6 +75,7 @@ class RedisLink:
 
     def stop(self) -> defer.Deferred:
         """Close; commands still waiting fail with C{ConnectionError}."""
+        self._stopping = True
         waiting, self._waiting = self._waiting, []
         for d in waiting:
             d.errback(txredisapi.ConnectionError("stopping"))
@@ -100,18 +119,41 @@ class RedisLink:
         """
         C{send(protocol)} once connected, under C{deadline}; its result.  A
         connection lost before the reply (or past the deadline, which drops
-        it) counts in C{lost} and sends again, unless not C{retry}.
+        it) counts in C{lost} and sends again, unless not C{retry}; so is
+        one refused for a while (L{PASSING}), unless not C{retry}.
         """
         while True:
             proto = await self._when_up()
             d = send(proto)
             d.addTimeout(deadline, self._reactor)
             try:
-                return await d
+                reply = await d
+            except txredisapi.ResponseError as e:
+                if not retry or not str(e).startswith(PASSING):
+                    raise
+                await self._refused_for_now(str(e))
+                continue
             except txredisapi.ConnectionError:
                 self.lost += 1
             except defer.TimeoutError:
                 self.lost += 1
                 proto.transport.abortConnection()
+            else:
+                if self._refused is not None:
+                    self._refused = None
+                    self._log.info("Redis at {redis} accepts the worker's commands again",
+                                   redis=self._settings.describe())
+                return reply
             if not retry:
                 raise txredisapi.ConnectionError("lost before the reply")
+
+    async def _refused_for_now(self, error: str) -> None:
+        """Say a passing refusal (once until a command passes), and wait before sending again."""
+        reason = error.split(" ", 1)[0]
+        if reason != self._refused:
+            self._refused = reason
+            self._log.warn("Redis at {redis} refused a command for now ({error}); sending it again "
+                           "every second", redis=self._settings.describe(), error=error)
+        await task.deferLater(self._reactor, REFUSED_PAUSE, lambda: None)
+        if self._stopping:
+            raise txredisapi.ConnectionError("stopping")
