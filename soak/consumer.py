@@ -102,6 +102,18 @@ class Consumer(threading.Thread):
                         client.close()
                         client = None
                     broken = True
+                except valkey.exceptions.ResponseError as e:
+                    if "NOREPLICAS" not in str(e):
+                        raise
+                    # A master with min-replicas-to-write whose replica is
+                    # resynchronising refuses writes, and BRPOP, RPOP,
+                    # XREADGROUP and XACK are writes: a refused one took
+                    # nothing (what a BRPOP took before is in got).  Stream
+                    # entries read and not acknowledged are read again.
+                    self.errors += 1
+                    self.last_error = str(e)
+                    self._stream_ready = False
+                    broken = True
                 now = time.time()
                 for name, stamp, event, ident in got:
                     if self.section.kind.once and not _an_id(ident):
