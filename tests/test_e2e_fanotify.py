@@ -23,7 +23,7 @@ import pytest
 
 from tests.kit import section, write_config
 from tests.kit.observer import observer_args
-from tests.kit.processes import child_env
+from tests.kit.processes import child_env, drop_root_file_access
 from tests.test_e2e_trees import start, warnings_of, write
 
 pytestmark = [
@@ -203,6 +203,35 @@ def test_an_explicit_request_that_cannot_be_had_is_one_line_and_78(tmp_path, shm
     assert len(lines) == 1, lines
     assert "[tree] watch_mode = fanotify cannot be had" in lines[0]
     assert "CAP_SYS_ADMIN" in lines[0]
+
+
+def test_a_directory_unreadable_at_the_start_is_marked_by_its_parent_and_listed_once_readable(
+    tmp_path, shm, redis_server, observer_factory, collectors
+):
+    """
+    The kernel wants read permission on the path that names the filesystem
+    to mark: a section's directory the daemon cannot read at its start (root
+    without the capabilities that bypass permissions) is not a refusal of
+    fanotify (exit 78, as the soak met after a restart during such a fault):
+    its parent names the filesystem, and the directory is listed once it
+    can be read, as an unreadable directory is with inotify.
+    """
+    top = shm / "in"
+    top.mkdir()
+    top.chmod(0o300)
+    config = write_config(tmp_path, {"tree": fanotify(top)},
+                          common={"redis_server": "127.0.0.1", "redis_port": redis_server.port})
+    observer = observer_factory(config, preexec_fn=drop_root_file_access).start(wait_ready=False)
+    observer.wait_for_line(f"Cannot list {top}: Permission denied; listing it once it can be read",
+                           timeout=30)
+    assert observer.is_running()
+    collector = collectors(redis_server)
+    top.chmod(0o755)
+    observer.wait_for_line(f"Listed {top}:", timeout=30)
+    (top / "sub").mkdir()
+    name = write(top / "sub" / "after")
+    assert not collector.wait_all({name}, timeout=10)
+    assert "cannot be had" not in observer.output()
 
 
 def test_the_group_made_as_root_keeps_working_after_twistd_drops_privileges(

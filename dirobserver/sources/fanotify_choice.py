@@ -23,6 +23,7 @@ section and the reason, exit status 78).
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
@@ -68,12 +69,39 @@ def open_group(paths: Iterable[bytes], mask: int, calls: LibcFanotify = LIBC_FAN
     descriptor = calls.init()
     try:
         for path in paths:
-            calls.mark_filesystem(descriptor, path, mark_mask(mask))
-            calls.handle_of(path)  # a filesystem without handles says so now
+            marked_by = mark_by(calls, descriptor, path, mask)
+            calls.handle_of(marked_by)  # a filesystem without handles says so now
     except BaseException:
         os.close(descriptor)
         raise
     return descriptor
+
+
+def mark_by(calls: LibcFanotify, descriptor: int, path: bytes, mask: int) -> bytes:
+    """
+    Mark the filesystem of C{path}; the directory the mark was made by.
+
+    The kernel wants read permission on the path that names the filesystem,
+    but the mark is the whole filesystem's, whichever directory names it: a
+    section's directory the daemon cannot read at the start (its mode
+    changed for a while) is not a reason to refuse fanotify, so its nearest
+    ancestor on the same filesystem that can be read names it instead (the
+    directory itself is watched as any unreadable one is: as soon as it
+    can be).
+
+    @raise FanotifyUnavailable: the mark cannot be had (not for C{EACCES}
+        while an ancestor on the filesystem is left to try).
+    """
+    device = os.stat(path).st_dev
+    while True:
+        try:
+            calls.mark_filesystem(descriptor, path, mark_mask(mask))
+            return path
+        except FanotifyUnavailable as e:
+            parent = os.path.dirname(path)
+            if e.errno != errno.EACCES or parent == path or os.stat(parent).st_dev != device:
+                raise
+            path = parent
 
 
 def existing(path: str) -> bytes:
@@ -207,9 +235,9 @@ class FanotifyGroup:
             try:
                 # Marked, then asked for a handle: a filesystem without
                 # handles refuses one or the other.
-                self._calls.mark_filesystem(descriptor, path, mark_mask(mask))
-                self._calls.handle_of(path)
-                self._paths.open_mount(path)
+                marked_by = mark_by(self._calls, descriptor, path, mask)
+                self._calls.handle_of(marked_by)
+                self._paths.open_mount(marked_by)
                 marked[device] = None
                 self._devices.add(device)
             except FanotifyUnavailable as e:
