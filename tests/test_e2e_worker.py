@@ -283,6 +283,45 @@ def test_a_worker_killed_mid_command_is_taken_over_after_reclaim_after(
     assert not os.listdir(incoming)
 
 
+@pytest.mark.parametrize("queue_type", ["list", "stream"])
+def test_the_empty_claim_directory_of_a_killed_worker_is_removed_by_its_successor(
+    tmp_path: Path, redis_server: Any, observer_factory: Any, worker_factory: Any, queue_type: str
+) -> None:
+    """
+    A worker killed between making its private directory and renaming the
+    file into it leaves the file in place and an empty directory: the
+    worker that takes its event over runs the file and removes the
+    directory (found by the soak: one was left at the end of a run).
+    """
+    config, incoming = _config(tmp_path, redis_server, queue_type=queue_type)
+    done, failed, log = tmp_path / "done", tmp_path / "failed", tmp_path / "runs.log"
+    slow, pid_file = tmp_path / "slow", tmp_path / "pid"
+    slow.touch()
+    observer_factory(config).start()
+    command = recording_command(log, f'if [ -e "{slow}" ]; then echo $$ > "{pid_file}"; '
+                                     'exec sleep 60; fi')
+    options = [f"--done={done}", f"--failed={failed}", "--reclaim-after=2"]
+    first = worker_factory(config, "data", options, command).start()
+    (incoming / "a.csv").write_text("x")
+    assert wait_until(pid_file.exists, 20)
+    first.signal(signal.SIGKILL)
+    first.wait()
+    os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+    slow.unlink()
+    # The state of a kill between mkdir and rename: the file back in place,
+    # the dead worker's private directory empty.
+    [private] = [p for p in incoming.iterdir() if p.name.endswith(".working")]
+    (private / "a.csv").rename(incoming / "a.csv")
+    second = worker_factory(config, "data", options, command).start()
+    line = second.wait_for_line("a.csv: exit 0", 30)
+    assert "filed as" in line
+    # (The rename back was announced too: the file may run from that event
+    # first, and the event taken over then finds it gone.)
+    assert f"removed {private}, left empty by worker" in second.wait_for_line("left empty by worker", 30)
+    assert files_under(done) == ["a.csv"]
+    assert not os.listdir(incoming)
+
+
 def test_a_stream_queue_is_consumed_by_a_consumer_group(
     tmp_path: Path, redis_server: Any, redis_client: Any, observer_factory: Any,
     worker_factory: Any,

@@ -63,6 +63,25 @@ def test_find_claims_names_each_owner_and_reclaim_takes_the_file_over(tmp_path: 
     assert sorted(os.listdir(tmp_path)) == [".a.csv.live-2.working", "a.csv.1"]
 
 
+def test_leftovers_are_the_claim_directories_without_the_file(tmp_path: Path) -> None:
+    """A claim holding its file is no leftover; an empty one goes, one holding output stays."""
+    path = str(tmp_path / "a.csv")
+    for name in ("a.csv", "b.csv"):
+        (tmp_path / name).write_text("x")
+    held = claim.claim(path, "w1")
+    empty = tmp_path / claim.claim_directory_name("a.csv", "w2")
+    empty.mkdir()
+    output = tmp_path / claim.claim_directory_name("a.csv", "w3")
+    output.mkdir()
+    (output / "a.csv.gz").write_text("made by the command")
+    (tmp_path / claim.claim_directory_name("b.csv", "w4")).mkdir()
+    assert claim.leftovers(path) == {"w2": str(empty), "w3": str(output)}
+    assert claim.find_claims(path) == {"w1": held}
+    assert claim.remove_leftover(str(empty)) and not empty.exists()
+    assert not claim.remove_leftover(str(output)) and (output / "a.csv.gz").exists()
+    assert claim.remove_leftover(str(empty))  # already gone
+
+
 def test_unclaim_puts_the_file_back_unless_a_new_file_took_the_name(tmp_path: Path) -> None:
     path = str(tmp_path / "a.csv")
     (tmp_path / "a.csv").write_text("old")

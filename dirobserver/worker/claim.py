@@ -22,7 +22,11 @@ C{NAME_MAX} is replaced there by a hash of it (L{claim_directory_name}).
 A worker that dies leaves its claims behind.  L{find_claims} lists the
 claims of a base name (their owners' ids are in the names); the caller
 decides which owners are dead (their claim key in Redis expired) and
-L{reclaim} renames the file into a claim of its own.
+L{reclaim} renames the file into a claim of its own.  A worker killed
+between making its private directory and renaming the file into it (or
+between filing the file and removing the directory) leaves an empty one:
+L{leftovers} lists those, and the worker that takes over the event
+removes the dead owners' (L{remove_leftover}).
 """
 
 from __future__ import annotations
@@ -102,10 +106,8 @@ def claim(path: str, worker: str) -> str | None:
     return target
 
 
-def find_claims(path: str) -> dict[str, str]:
-    """
-    The claims of C{path} present on disk, by owner: C{{worker id: claimed path}}.
-    """
+def _claim_directories(path: str) -> dict[str, str]:
+    """The private directories of claims of C{path}'s base name, by owner."""
     directory, base = os.path.split(path)
     found: dict[str, str] = {}
     try:
@@ -117,12 +119,47 @@ def find_claims(path: str) -> dict[str, str]:
             continue
         # ".<stem>.<worker>.working": the worker id holds no ".".
         head, _, worker = name[1:-len(SUFFIX)].rpartition(".")
-        if not valid_worker_id(worker) or head != _stem(base, worker):
-            continue
-        candidate = os.path.join(directory, name, base)
+        if valid_worker_id(worker) and head == _stem(base, worker):
+            found[worker] = os.path.join(directory, name)
+    return found
+
+
+def find_claims(path: str) -> dict[str, str]:
+    """
+    The claims of C{path} present on disk, by owner: C{{worker id: claimed path}}.
+    """
+    base = os.path.basename(path)
+    found: dict[str, str] = {}
+    for worker, private in _claim_directories(path).items():
+        candidate = os.path.join(private, base)
         if os.path.lexists(candidate):
             found[worker] = candidate
     return found
+
+
+def leftovers(path: str) -> dict[str, str]:
+    """
+    The private directories of C{path}'s base name that hold no claimed
+    file, by owner: what a worker killed between making one and renaming
+    the file into it, or between filing the file and removing it, leaves.
+    """
+    base = os.path.basename(path)
+    return {worker: private for worker, private in _claim_directories(path).items()
+            if not os.path.lexists(os.path.join(private, base))}
+
+
+def remove_leftover(private: str) -> bool:
+    """
+    Remove a dead worker's private directory if it is empty (what its
+    command left there stays, and so does the directory); whether it went.
+    """
+    try:
+        os.rmdir(private)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return True
 
 
 def reclaim(claimed: str, path: str, worker: str) -> str | None:

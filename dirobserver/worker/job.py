@@ -7,7 +7,9 @@ loses nothing:
  1. the event is read and its path checked (a bad one: one line, acknowledged);
  2. the file is claimed (L{dirobserver.worker.claim}); when it is not
     there, a claim of a dead worker is recovered; when there is none, the
-    file is gone or another worker has it: acknowledged, nothing run;
+    file is gone or another worker has it: acknowledged, nothing run; for
+    an event taken over, the empty private directories its dead worker
+    left are removed;
  3. the command runs (L{dirobserver.worker.run});
  4. the file is filed (L{dirobserver.worker.filing}), in a thread;
  5. the log line, then the event is acknowledged.
@@ -142,6 +144,8 @@ class FileJobs:
             self._log.error("Cannot claim {path}: {error}; event dropped", path=path, error=e.strerror)
             await self._events.ack(event)
             return
+        if event.taken_over:
+            await self._clear_leftovers(path)
         if claimed is None:
             counts.skipped += 1
             self._log.debug("{path}: gone or claimed by another worker; nothing to run", path=path)
@@ -189,6 +193,23 @@ class FileJobs:
             del self._running[key]
             if not self._running:
                 self.release()
+
+    async def _clear_leftovers(self, path: str) -> None:
+        """
+        Remove the empty private directories a dead worker left for
+        C{path} (L{claim.leftovers}).  Only for an event taken over: only
+        a worker that died with the event taken leaves one, and the listing
+        it costs is not paid for every event.
+        """
+        for owner, private in sorted(claim.leftovers(path).items()):
+            if owner == self.config.worker_id or await self._events.alive(owner):
+                continue
+            if claim.remove_leftover(private):
+                self._log.info("{path}: removed {private}, left empty by worker {owner}, which stopped",
+                               path=path, private=private, owner=owner)
+            else:
+                self._log.warn("{path}: {private}, left by worker {owner}, which stopped, is not empty; "
+                               "left in place", path=path, private=private, owner=owner)
 
     async def _recover(self, path: str) -> str | None:
         """A claim of C{path} by a dead worker, taken over; else None."""
