@@ -251,6 +251,38 @@ def test_sigterm_past_timeout_kills_the_command_and_gives_file_and_event_back(
     assert files_under(done) == [] and files_under(failed) == []
 
 
+def test_an_event_given_back_while_redis_refuses_writes_is_given_back_once_it_takes_them(
+    tmp_path: Path, redis_server: Any, redis_client: Any, worker_factory: Any,
+) -> None:
+    """
+    A stop gives an event back (its command cut by --timeout) while Redis
+    refuses writes (NOREPLICAS): its transaction is sent again until it
+    passes, said once; the event is back in the queue exactly once.
+    """
+    config, incoming = _config(tmp_path, redis_server)
+    started = tmp_path / "started"
+    command = ["/bin/sh", "-c", f'touch "{started}"; exec sleep 60', "sh"]
+    worker = worker_factory(config, "data", [f"--done={tmp_path / 'done'}",
+                                             f"--failed={tmp_path / 'failed'}", "--timeout=3"],
+                            command).start()
+    (incoming / "a.csv").write_text("x")
+    event = json.dumps({"directory": str(incoming), "filename": "a.csv", "event": "created",
+                        "event_timestamp": 1.0})
+    redis_client.lpush("files", event)
+    assert wait_until(started.exists, 20)
+    redis_client.config_set("min-replicas-to-write", 1)
+    mark = worker.mark()
+    worker.terminate()
+    worker.wait_for_line("refused a command for now (NOREPLICAS", 15, since=mark)
+    assert redis_client.lrange("files", 0, -1) == []
+    redis_client.config_set("min-replicas-to-write", 0)
+    assert worker.wait(20) == 0
+    assert redis_client.lrange("files", 0, -1) == [event.encode()]
+    assert files_under(incoming) == ["a.csv"]
+    assert worker.output().count("refused a command for now") == 1
+    assert "Traceback" not in worker.output()
+
+
 @pytest.mark.parametrize("queue_type", ["list", "stream"])
 def test_a_worker_killed_mid_command_is_taken_over_after_reclaim_after(
     tmp_path: Path, redis_server: Any, observer_factory: Any, worker_factory: Any, queue_type: str
