@@ -35,6 +35,7 @@ class Consumer(threading.Thread):
 
     @ivar events: events received; @ivar files: files received (first events).
     @ivar errors: Redis errors survived (reconnections).
+    @ivar refusals: reads refused for a while (C{NOREPLICAS}), tried again.
     """
 
     GROUP = "soak"
@@ -49,6 +50,7 @@ class Consumer(threading.Thread):
         self.events = 0
         self.files = 0
         self.errors = 0
+        self.refusals = 0
         self.last_error = ""
         self.failed: BaseException | None = None
         self._finish = threading.Event()
@@ -110,7 +112,7 @@ class Consumer(threading.Thread):
                     # XREADGROUP and XACK are writes: a refused one took
                     # nothing (what a BRPOP took before is in got).  Stream
                     # entries read and not acknowledged are read again.
-                    self.errors += 1
+                    self.refusals += 1
                     self.last_error = str(e)
                     self._stream_ready = False
                     broken = True

@@ -34,9 +34,10 @@ def progress(t0: float, producers: list, consumers: list, timeline: Timeline, da
     files = sum(c.files for c in consumers)
     events = sum(c.events for c in consumers)
     errors = sum(c.errors for c in consumers)
+    refusals = sum(c.refusals for c in consumers)
     say(f"{time.time() - t0:7.1f}s  files {made} made, {files} received ({events} events); "
         f"faults {len(timeline.faults)}; observer starts {daemon.starts}, RSS {daemon.rss_mb():.0f} MiB "
-        f"(max {rss:.0f}); consumer reconnects {errors}")
+        f"(max {rss:.0f}); consumer reconnects {errors}, reads refused {refusals}")
 
 
 def section_figures(sections: list[Section], consumers: list, found: Any, ledger: Ledger) -> dict[str, Any]:

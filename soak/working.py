@@ -125,7 +125,7 @@ class Watch(threading.Thread):
     def __init__(self, section: Section, ledger: Ledger, worker: Worker) -> None:
         super().__init__(name=f"worker-{section.name}", daemon=True)
         self.section, self.ledger, self.worker = section, ledger, worker
-        self.events = self.files = self.errors = 0
+        self.events = self.files = self.errors = self.refusals = 0
         self.failed: BaseException | None = None
         self.ran: Counter[str] = Counter()
         self.filed: set[str] = set()
