@@ -6,6 +6,7 @@ real commands.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -283,36 +284,59 @@ def test_an_event_given_back_while_redis_refuses_writes_is_given_back_once_it_ta
     assert "Traceback" not in worker.output()
 
 
+@dataclasses.dataclass
+class KilledMidCommand:
+    """
+    A worker SIGKILLed while its command ran on C{a.csv} (the command's
+    orphan ended too): its event and its claim are left for a successor.
+    """
+
+    config: Path
+    incoming: Path
+    done: Path
+    log: Path
+    options: list[str]
+    command: list[str]
+
+    @classmethod
+    def make(cls, tmp_path: Path, redis_server: Any, observer_factory: Any, worker_factory: Any,
+             queue_type: str) -> KilledMidCommand:
+        config, incoming = _config(tmp_path, redis_server, queue_type=queue_type)
+        done, failed, log = tmp_path / "done", tmp_path / "failed", tmp_path / "runs.log"
+        slow, pid_file = tmp_path / "slow", tmp_path / "pid"
+        slow.touch()
+        observer_factory(config).start()
+        # While "slow" exists, the command hangs (recording its pid first).
+        command = recording_command(log, f'if [ -e "{slow}" ]; then echo $$ > "{pid_file}"; '
+                                         'exec sleep 60; fi')
+        options = [f"--done={done}", f"--failed={failed}", "--reclaim-after=2"]
+        first = worker_factory(config, "data", options, command).start()
+        (incoming / "a.csv").write_text("x")
+        assert wait_until(pid_file.exists, 20)
+        first.signal(signal.SIGKILL)
+        first.wait()
+        # The orphaned command is not the worker's any more: end it here.
+        os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+        slow.unlink()
+        return cls(config, incoming, done, log, options, command)
+
+    def successor(self, worker_factory: Any) -> Any:
+        return worker_factory(self.config, "data", self.options, self.command).start()
+
+
 @pytest.mark.parametrize("queue_type", ["list", "stream"])
 def test_a_worker_killed_mid_command_is_taken_over_after_reclaim_after(
     tmp_path: Path, redis_server: Any, observer_factory: Any, worker_factory: Any, queue_type: str
 ) -> None:
-    config, incoming = _config(tmp_path, redis_server, queue_type=queue_type)
-    done, failed, log = tmp_path / "done", tmp_path / "failed", tmp_path / "runs.log"
-    slow, pid_file = tmp_path / "slow", tmp_path / "pid"
-    slow.touch()
-    observer_factory(config).start()
-    # While "slow" exists, the command hangs (recording its pid first).
-    command = recording_command(log, f'if [ -e "{slow}" ]; then echo $$ > "{pid_file}"; '
-                                     'exec sleep 60; fi')
-    options = [f"--done={done}", f"--failed={failed}", "--reclaim-after=2"]
-    first = worker_factory(config, "data", options, command).start()
-    (incoming / "a.csv").write_text("x")
-    assert wait_until(pid_file.exists, 20)
-    first.signal(signal.SIGKILL)
-    first.wait()
-    # The orphaned command is not the worker's any more: end it here.
-    orphan = int(pid_file.read_text())
-    os.killpg(orphan, signal.SIGKILL)
-    slow.unlink()
-    assert files_under(incoming) != []  # still claimed in its private directory
-    second = worker_factory(config, "data", options, command).start()
+    killed = KilledMidCommand.make(tmp_path, redis_server, observer_factory, worker_factory, queue_type)
+    assert files_under(killed.incoming) != []  # still claimed in its private directory
+    second = killed.successor(worker_factory)
     line = second.wait_for_line("a.csv: exit 0", 30)
     assert "filed as" in line
     assert "recovered from worker" in second.output()
-    assert files_under(done) == ["a.csv"]
-    assert runs(log) == ["a.csv", "a.csv"]  # run again: at least once, never lost
-    assert not os.listdir(incoming)
+    assert files_under(killed.done) == ["a.csv"]
+    assert runs(killed.log) == ["a.csv", "a.csv"]  # run again: at least once, never lost
+    assert not os.listdir(killed.incoming)
 
 
 @pytest.mark.parametrize("queue_type", ["list", "stream"])
@@ -325,33 +349,19 @@ def test_the_empty_claim_directory_of_a_killed_worker_is_removed_by_its_successo
     worker that takes its event over runs the file and removes the
     directory (found by the soak: one was left at the end of a run).
     """
-    config, incoming = _config(tmp_path, redis_server, queue_type=queue_type)
-    done, failed, log = tmp_path / "done", tmp_path / "failed", tmp_path / "runs.log"
-    slow, pid_file = tmp_path / "slow", tmp_path / "pid"
-    slow.touch()
-    observer_factory(config).start()
-    command = recording_command(log, f'if [ -e "{slow}" ]; then echo $$ > "{pid_file}"; '
-                                     'exec sleep 60; fi')
-    options = [f"--done={done}", f"--failed={failed}", "--reclaim-after=2"]
-    first = worker_factory(config, "data", options, command).start()
-    (incoming / "a.csv").write_text("x")
-    assert wait_until(pid_file.exists, 20)
-    first.signal(signal.SIGKILL)
-    first.wait()
-    os.killpg(int(pid_file.read_text()), signal.SIGKILL)
-    slow.unlink()
+    killed = KilledMidCommand.make(tmp_path, redis_server, observer_factory, worker_factory, queue_type)
     # The state of a kill between mkdir and rename: the file back in place,
     # the dead worker's private directory empty.
-    [private] = [p for p in incoming.iterdir() if p.name.endswith(".working")]
-    (private / "a.csv").rename(incoming / "a.csv")
-    second = worker_factory(config, "data", options, command).start()
+    [private] = [p for p in killed.incoming.iterdir() if p.name.endswith(".working")]
+    (private / "a.csv").rename(killed.incoming / "a.csv")
+    second = killed.successor(worker_factory)
     line = second.wait_for_line("a.csv: exit 0", 30)
     assert "filed as" in line
     # (The rename back was announced too: the file may run from that event
     # first, and the event taken over then finds it gone.)
     assert f"removed {private}, left empty by worker" in second.wait_for_line("left empty by worker", 30)
-    assert files_under(done) == ["a.csv"]
-    assert not os.listdir(incoming)
+    assert files_under(killed.done) == ["a.csv"]
+    assert not os.listdir(killed.incoming)
 
 
 def test_a_stream_queue_is_consumed_by_a_consumer_group(
