@@ -252,25 +252,36 @@ def test_sigterm_past_timeout_kills_the_command_and_gives_file_and_event_back(
     assert files_under(done) == [] and files_under(failed) == []
 
 
-def test_an_event_given_back_while_redis_refuses_writes_is_given_back_once_it_takes_them(
-    tmp_path: Path, redis_server: Any, redis_client: Any, worker_factory: Any,
-) -> None:
+def _running_until_cut(tmp_path: Path, redis_server: Any, redis_client: Any,
+                       worker_factory: Any) -> tuple[Any, Path, str]:
     """
-    A stop gives an event back (its command cut by --timeout) while Redis
-    refuses writes (NOREPLICAS): its transaction is sent again until it
-    passes, said once; the event is back in the queue exactly once.
+    A worker running a command on C{a.csv} that only its C{--timeout} (2 s)
+    ends: stopped, it gives the file and the event back.  The worker, the
+    incoming directory and the event.
     """
     config, incoming = _config(tmp_path, redis_server)
     started = tmp_path / "started"
     command = ["/bin/sh", "-c", f'touch "{started}"; exec sleep 60', "sh"]
     worker = worker_factory(config, "data", [f"--done={tmp_path / 'done'}",
-                                             f"--failed={tmp_path / 'failed'}", "--timeout=3"],
+                                             f"--failed={tmp_path / 'failed'}", "--timeout=2"],
                             command).start()
     (incoming / "a.csv").write_text("x")
     event = json.dumps({"directory": str(incoming), "filename": "a.csv", "event": "created",
                         "event_timestamp": 1.0})
     redis_client.lpush("files", event)
     assert wait_until(started.exists, 20)
+    return worker, incoming, event
+
+
+def test_an_event_given_back_while_redis_refuses_writes_is_given_back_once_it_takes_them(
+    tmp_path: Path, redis_server: Any, redis_client: Any, worker_factory: Any,
+) -> None:
+    """
+    A stop gives an event back (its command cut by --timeout) while Redis
+    refuses writes (NOREPLICAS): it is sent again until it passes, said
+    once; the event is back in the queue exactly once.
+    """
+    worker, incoming, event = _running_until_cut(tmp_path, redis_server, redis_client, worker_factory)
     redis_client.config_set("min-replicas-to-write", 1)
     mark = worker.mark()
     worker.terminate()
@@ -279,8 +290,28 @@ def test_an_event_given_back_while_redis_refuses_writes_is_given_back_once_it_ta
     redis_client.config_set("min-replicas-to-write", 0)
     assert worker.wait(20) == 0
     assert redis_client.lrange("files", 0, -1) == [event.encode()]
+    assert redis_client.keys("files:processing:*") == []
     assert files_under(incoming) == ["a.csv"]
     assert worker.output().count("refused a command for now") == 1
+    assert "Traceback" not in worker.output()
+
+
+def test_an_event_redis_refuses_to_take_back_stays_taken_for_a_take_over(
+    tmp_path: Path, redis_server: Any, redis_client: Any, worker_factory: Any,
+) -> None:
+    """
+    A stop gives an event back while its queue's key holds a string
+    (WRONGTYPE): one line says so, and the event stays in the worker's
+    processing list, where another worker takes it over; it is not lost.
+    """
+    worker, incoming, event = _running_until_cut(tmp_path, redis_server, redis_client, worker_factory)
+    redis_client.set("files", "not a list")
+    worker.terminate()
+    assert worker.wait(20) == 0
+    assert "Redis refused to give back an event of files (WRONGTYPE" in worker.output()
+    [processing] = redis_client.keys("files:processing:*")
+    assert redis_client.lrange(processing, 0, -1) == [event.encode()]
+    assert files_under(incoming) == ["a.csv"]
     assert "Traceback" not in worker.output()
 
 

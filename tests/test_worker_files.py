@@ -63,6 +63,30 @@ def test_find_claims_names_each_owner_and_reclaim_takes_the_file_over(tmp_path: 
     assert sorted(os.listdir(tmp_path)) == [".a.csv.live-2.working", "a.csv.1"]
 
 
+def test_a_claim_whose_directory_is_removed_under_it_makes_it_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    Another worker that took this one for dead removed its empty private
+    directory between the mkdir and the rename: the claim is made again,
+    not taken for a file gone (which would acknowledge its event unrun).
+    """
+    path = str(tmp_path / "a.csv")
+    (tmp_path / "a.csv").write_text("x")
+    rename, raced = os.rename, []
+
+    def racing(source: str, target: str) -> None:
+        if not raced:
+            raced.append(target)
+            os.rmdir(os.path.dirname(target))
+        rename(source, target)
+
+    monkeypatch.setattr(os, "rename", racing)
+    claimed = claim.claim(path, "w1")
+    assert raced and claimed == claim.claimed_path(path, "w1")
+    assert Path(claimed).read_text() == "x" and not os.path.exists(path)
+
+
 def test_leftovers_are_the_claim_directories_without_the_file(tmp_path: Path) -> None:
     """A claim holding its file is no leftover; an empty one goes, one holding output stays."""
     path = str(tmp_path / "a.csv")
@@ -77,9 +101,9 @@ def test_leftovers_are_the_claim_directories_without_the_file(tmp_path: Path) ->
     (tmp_path / claim.claim_directory_name("b.csv", "w4")).mkdir()
     assert claim.leftovers(path) == {"w2": str(empty), "w3": str(output)}
     assert claim.find_claims(path) == {"w1": held}
-    assert claim.remove_leftover(str(empty)) and not empty.exists()
-    assert not claim.remove_leftover(str(output)) and (output / "a.csv.gz").exists()
-    assert claim.remove_leftover(str(empty))  # already gone
+    assert claim.remove_leftover(str(empty)) is True and not empty.exists()
+    assert claim.remove_leftover(str(output)) is False and (output / "a.csv.gz").exists()
+    assert claim.remove_leftover(str(empty)) is None  # already gone
 
 
 def test_unclaim_puts_the_file_back_unless_a_new_file_took_the_name(tmp_path: Path) -> None:

@@ -44,6 +44,9 @@ SUFFIX = ".working"
 #: Longest file name most Linux filesystems accept, in bytes.
 NAME_MAX = 255
 
+#: Attempts at a claim whose directory is removed under it (see L{claim}).
+CLAIM_TRIES = 3
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9-]+")
 
 
@@ -90,20 +93,27 @@ def claim(path: str, worker: str) -> str | None:
     """
     target = claimed_path(path, worker)
     private = os.path.dirname(target)
-    try:
-        os.mkdir(private, 0o700)
-    except FileExistsError:
-        pass  # a claim of ours that a crash left behind, or a duplicate event
-    try:
-        if os.path.lexists(target):
-            # Only a crash of this very process could leave it (ids are
-            # random per process): never overwrite a claimed file.
-            raise FileNotFoundError(errno.EEXIST, "already claimed")
-        os.rename(path, target)
-    except FileNotFoundError:
-        _remove_directory(private)
-        return None
-    return target
+    for _ in range(CLAIM_TRIES):
+        try:
+            os.mkdir(private, 0o700)
+        except FileExistsError:
+            pass  # a claim of ours that a crash left behind, or a duplicate event
+        try:
+            if os.path.lexists(target):
+                # Only a crash of this very process could leave it (ids are
+                # random per process): never overwrite a claimed file.
+                raise FileNotFoundError(errno.EEXIST, "already claimed")
+            os.rename(path, target)
+        except FileNotFoundError:
+            if os.path.lexists(path) and not os.path.isdir(private):
+                # Our directory went between mkdir and rename: another
+                # worker took this one for a dead one's leftover (its
+                # renewals refused for longer than --reclaim-after, say).
+                continue
+            _remove_directory(private)
+            return None
+        return target
+    raise OSError(errno.ENOENT, "its claim directory kept disappearing", private)
 
 
 def _claim_directories(path: str) -> dict[str, str]:
@@ -148,15 +158,18 @@ def leftovers(path: str) -> dict[str, str]:
             if not os.path.lexists(os.path.join(private, base))}
 
 
-def remove_leftover(private: str) -> bool:
+def remove_leftover(private: str) -> bool | None:
     """
     Remove a dead worker's private directory if it is empty (what its
-    command left there stays, and so does the directory); whether it went.
+    command left there stays, and so does the directory).
+
+    @return: True when it went, False when it is not empty, None when it
+        was gone already (another worker removed it).
     """
     try:
         os.rmdir(private)
     except FileNotFoundError:
-        return True
+        return None
     except OSError:
         return False
     return True

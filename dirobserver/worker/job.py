@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import txredisapi
 from twisted.internet import defer
 from twisted.logger import Logger
 
@@ -106,9 +107,19 @@ class FileJobs:
             waiter.callback(None)
 
     async def give_back(self, event: Event) -> None:
-        """Put C{event} back for another taker."""
+        """
+        Put C{event} back for another taker.  Redis refusing it (not for a
+        while: that is waited out) leaves it taken by this worker, which
+        another takes over once this one's key expires: said, not raised.
+        """
+        try:
+            await self._events.give_back(event)
+        except txredisapi.ResponseError as e:
+            self._log.warn("Redis refused to give back an event of {queue} ({error}); another "
+                           "worker takes it over after --reclaim-after", queue=self.config.queue,
+                           error=e)
+            return
         self.outcomes.given_back += 1
-        await self._events.give_back(event)
 
     async def handle(self, key: int, event: Event) -> None:
         """Job C{key}: C{event}'s file, steps 1 to 5 of the module docstring."""
@@ -204,10 +215,11 @@ class FileJobs:
         for owner, private in sorted(claim.leftovers(path).items()):
             if owner == self.config.worker_id or await self._events.alive(owner):
                 continue
-            if claim.remove_leftover(private):
+            removed = claim.remove_leftover(private)
+            if removed:
                 self._log.info("{path}: removed {private}, left empty by worker {owner}, which stopped",
                                path=path, private=private, owner=owner)
-            else:
+            elif removed is False:
                 self._log.warn("{path}: {private}, left by worker {owner}, which stopped, is not empty; "
                                "left in place", path=path, private=private, owner=owner)
 

@@ -159,9 +159,20 @@ class ListEvents(_Events):
         return bad
 
     async def give_back(self, event: Event) -> None:
-        """Put C{event} back at the head of the queue (a stop)."""
-        await self.main.pipeline([("MULTI",), ("LREM", self.processing, 1, event.handle),
-                                  ("RPUSH", self.queue, event.handle), ("EXEC",)])
+        """
+        Put C{event} back at the head of the queue (a stop): pushed there
+        first, then removed from this worker's processing list.  Not one
+        C{MULTI}/C{EXEC}: Redis does not undo a transaction's commands when
+        one fails as it runs, so a push refused there (a queue key of
+        another type) after the removal would lose the event.  In this
+        order a refused push leaves the event taken by this worker (taken
+        over once its key expires), and a stop between the two leaves it
+        in both places: a duplicate, which finds its file claimed or gone.
+
+        @raise txredisapi.ResponseError: Redis refused the push.
+        """
+        await self.main.call("RPUSH", self.queue, event.handle)
+        await self.main.call("LREM", self.processing, 1, event.handle)
 
     async def take_over(self) -> list[Event]:
         """Move the events of every dead worker into this one's processing list."""

@@ -20,8 +20,6 @@ C{min-replicas-to-write} whose replica is resynchronising; C{LOADING},
 C{MASTERDOWN}, C{TRYAGAIN}) is sent again every second, said once until a
 command passes: an acknowledgement refused that way is not a failure of the
 file, and the claim key's renewal must not log a traceback every interval.
-A transaction (L{RedisLink.pipeline}) with such a refusal inside was
-discarded whole by Redis, and is sent again the same way.
 """
 
 from __future__ import annotations
@@ -44,14 +42,6 @@ PASSING = ("NOREPLICAS", "LOADING", "MASTERDOWN", "TRYAGAIN")
 
 #: Seconds between two sendings of a command refused for a while.
 REFUSED_PAUSE = 1.0
-
-
-def _passing_refusal_raised(replies: list[Any]) -> list[Any]:
-    """C{replies}, unless one is a refusal for a while: then that is raised."""
-    for reply in replies:
-        if isinstance(reply, txredisapi.ResponseError) and str(reply).startswith(PASSING):
-            raise reply
-    return replies
 
 
 class RedisLink:
@@ -119,17 +109,6 @@ class RedisLink:
         """
         return await self._answered(lambda proto: proto.execute_command(*command),
                                     self._settings.timeout + block, retry)
-
-    async def pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """
-        Send C{commands} in one write once connected (again after a loss);
-        their replies.  One of them refused for a while (L{PASSING}) sends
-        them all again, as a refused command: in a C{MULTI}/C{EXEC}
-        transaction such a refusal discards the whole transaction.
-        """
-        return await self._answered(
-            lambda proto: proto.pipeline(commands).addCallback(_passing_refusal_raised),
-            self._settings.timeout)
 
     async def _answered(self, send: Callable[[Any], defer.Deferred], deadline: float,
                         retry: bool = True) -> Any:
