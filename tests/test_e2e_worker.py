@@ -315,6 +315,78 @@ def test_an_event_redis_refuses_to_take_back_stays_taken_for_a_take_over(
     assert "Traceback" not in worker.output()
 
 
+def test_a_worker_taken_for_dead_that_lives_on_registers_again(
+    tmp_path: Path, redis_server: Any, redis_client: Any, worker_factory: Any
+) -> None:
+    """
+    A worker stopped past --reclaim-after is taken for dead: another takes
+    its events over and removes it from the registry.  Continued, it must
+    be in the registry again, or what it takes after is never taken over
+    when it dies.
+    """
+    config, _ = _config(tmp_path, redis_server)
+    options = ["--delete", f"--failed={tmp_path / 'failed'}", "--reclaim-after=2"]
+    first = worker_factory(config, "data", options, ["true"]).start()
+    [first_id] = redis_client.smembers("files:workers")
+    worker_factory(config, "data", options, ["true"]).start()
+    assert wait_until(lambda: len(redis_client.smembers("files:workers")) == 2, 10)
+    first.signal(signal.SIGSTOP)
+    try:
+        assert wait_until(lambda: first_id not in redis_client.smembers("files:workers"), 15)
+    finally:
+        first.signal(signal.SIGCONT)
+    assert wait_until(lambda: first_id in redis_client.smembers("files:workers"), 10)
+
+
+def test_a_refusal_at_the_start_is_one_line_and_the_worker_starts_once_it_ends(
+    tmp_path: Path, redis_server: Any, redis_client: Any, worker_factory: Any
+) -> None:
+    """
+    The stream's key holds a string: the consumer group cannot be made
+    (WRONGTYPE).  One line, tried again every second; once the key is
+    gone the worker is ready and runs what comes.
+    """
+    config, incoming = _config(tmp_path, redis_server, queue_type="stream")
+    redis_client.set("files", "not a stream")
+    worker = worker_factory(config, "data", ["--delete", f"--failed={tmp_path / 'failed'}"],
+                            ["true"]).start(wait_ready=False)
+    worker.wait_for_line("Redis refused the worker's registration of files: WRONGTYPE", 15)
+    redis_client.delete("files")
+    worker.wait_for_line(worker.READY_MARK, 15)
+    (incoming / "a.csv").write_text("x")
+    redis_client.xadd("files", {"directory": str(incoming), "filename": "a.csv",
+                                "event": "created", "event_timestamp": "1.0"})
+    worker.wait_for_line("a.csv: exit 0", 15)
+    assert worker.output().count("Redis refused the worker's registration") == 1
+    assert "Traceback" not in worker.output()
+
+
+def test_a_demoted_redis_is_one_line_and_the_worker_goes_on_once_it_takes_writes(
+    tmp_path: Path, redis_server: Any, redis_client: Any, redis_server_factory: Any,
+    worker_factory: Any,
+) -> None:
+    """
+    The worker's Redis made a replica (no Sentinel to ask): its writes are
+    refused (READONLY); one line, sent again every second, no traceback at
+    each renewal; made a master again, it runs what comes.
+    """
+    config, incoming = _config(tmp_path, redis_server)
+    other = redis_server_factory()
+    worker = worker_factory(config, "data", ["--delete", f"--failed={tmp_path / 'failed'}",
+                                             "--reclaim-after=3"], ["true"]).start()
+    mark = worker.mark()
+    redis_client.execute_command("REPLICAOF", "127.0.0.1", str(other.port))
+    worker.wait_for_line("refused a command for now (READONLY", 15, since=mark)
+    redis_client.execute_command("REPLICAOF", "NO", "ONE")
+    worker.wait_for_line("accepts the worker's commands again", 15, since=mark)
+    (incoming / "a.csv").write_text("x")
+    redis_client.lpush("files", json.dumps({"directory": str(incoming), "filename": "a.csv",
+                                            "event": "created", "event_timestamp": 1.0}))
+    worker.wait_for_line("a.csv: exit 0", 15, since=mark)
+    assert worker.output().count("refused a command for now") == 1
+    assert "Traceback" not in worker.output()
+
+
 @dataclasses.dataclass
 class KilledMidCommand:
     """

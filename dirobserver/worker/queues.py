@@ -6,7 +6,7 @@ A list (L{ListEvents})::
     BLMOVE queue queue:processing:W RIGHT LEFT block    take (oldest first)
     LREM queue:processing:W 1 event                     acknowledge (filed)
     SET queue:worker:W W PX reclaim-after               the claim key, renewed
-    SADD queue:workers W                                so others can find W
+    SADD queue:workers W                                so others can find W (renewed too)
 
 The event moves atomically from the queue into the processing list of
 worker C{W}, and leaves it only once its file is filed: killed at any
@@ -133,6 +133,16 @@ class ListEvents(_Events):
     async def register(self) -> None:
         """The claim key first, then the registry: never seen without a key."""
         await self.renew()
+
+    async def renew(self, running: Iterable[Event] = ()) -> None:
+        """
+        The claim key, then the registry, at every renewal: a worker taken
+        for dead (its renewals refused or cut off for C{--reclaim-after})
+        was removed from the registry by the worker that took its events
+        over; if it lives on, it must be found again the day it dies, or
+        what it takes then is never taken over.
+        """
+        await super().renew()
         await self.main.call("SADD", self.registry, self.worker)
 
     async def take(self, block: float) -> Event | None:

@@ -17,7 +17,8 @@ block for a blocking one) drops the connection, which the loop reopens.
 
 A command Redis refuses for a while (C{NOREPLICAS}: a master with
 C{min-replicas-to-write} whose replica is resynchronising; C{LOADING},
-C{MASTERDOWN}, C{TRYAGAIN}) is sent again every second, said once until a
+C{MASTERDOWN}, C{TRYAGAIN}, C{OOM}; C{READONLY}: a demoted master, which
+a Sentinel-following link leaves for the new one) is sent again every second, said once until a
 command passes: an acknowledgement refused that way is not a failure of the
 file, and the claim key's renewal must not log a traceback every interval.
 """
@@ -37,8 +38,11 @@ from dirobserver.redis.protocol import RespProtocol
 from dirobserver.redis.sentinel import route_for
 from dirobserver.util.reactor import IDaemonReactor
 
-#: Refusals that pass by themselves: the command is sent again (see the module docstring).
-PASSING = ("NOREPLICAS", "LOADING", "MASTERDOWN", "TRYAGAIN")
+#: Refusals that pass by themselves: the command is sent again (see the
+#: module docstring).  C{READONLY} too: a demoted master, left for the one
+#: the Sentinels name when they are asked (L{RedisConnection.not_master}),
+#: or waited out; C{OOM}: consumers and workers free memory.
+PASSING = ("NOREPLICAS", "LOADING", "MASTERDOWN", "TRYAGAIN", "READONLY", "OOM")
 
 #: Seconds between two sendings of a command refused for a while.
 REFUSED_PAUSE = 1.0
@@ -127,6 +131,8 @@ class RedisLink:
             except txredisapi.ResponseError as e:
                 if not retry or not str(e).startswith(PASSING):
                     raise
+                if str(e).startswith("READONLY"):
+                    self.connection.not_master(str(e))
                 await self._refused_for_now(str(e))
                 continue
             except txredisapi.ConnectionError:

@@ -20,6 +20,7 @@ not be given back.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import txredisapi
@@ -85,6 +86,7 @@ class WorkerService(service.MultiService):
         self._slot: defer.Deferred | None = None
         self._loop: defer.Deferred | None = None
         self._stopping = False
+        self._tick_refused: str | None = None
         self._next_job = 0
         self._stop_signals = exits.CleanStopSignals(reactor)
         self.ready = False
@@ -121,11 +123,32 @@ class WorkerService(service.MultiService):
         if not failure.check(defer.CancelledError):  # a stop that could not wait for Redis
             self._log.failure("The take loop failed", failure)
 
+    async def _patiently(self, what: str, step: Callable[[], Awaitable[Any]]) -> Any:
+        """
+        C{step()}'s result, sent again every second while Redis refuses it
+        (the stream's key of another type, a group deleted...), in one line
+        per new refusal; None once stopping.  The take loop must not end on
+        a refusal: it would take nothing more, silently, until a restart.
+        """
+        refused: str | None = None
+        while not self._stopping:
+            try:
+                return await step()
+            except txredisapi.ResponseError as e:
+                if str(e) != refused:
+                    refused = str(e)
+                    self._log.error("Redis refused {what} of {queue}: {error}; trying again every "
+                                    "second", what=what, queue=self.config.queue, error=refused)
+                await task.deferLater(self._reactor, 1.0, lambda: None)
+        return None
+
     async def _take_loop(self) -> None:
-        await self.events.register()
+        await self._patiently("the worker's registration", self.events.register)
         if self._stopping:
             return
-        await self._renew_and_take_over()
+        await self._patiently("the worker's first renewal", self._renew_and_take_over)
+        if self._stopping:
+            return
         self._tick.start()
         self.ready = True
         self._log.info("dirobserver-worker ready: taking events of {queue}", queue=self.config.queue)
@@ -142,8 +165,9 @@ class WorkerService(service.MultiService):
                 event = await self.events.take(BLOCK)
             except txredisapi.ConnectionError:
                 # The reply was lost: the event may have been taken all the same.
-                if not self._stopping:
-                    self._backlog.extend(await self.events.adopt(self._known()))
+                adopted = await self._patiently("a look at the worker's taken events",
+                                                lambda: self.events.adopt(self._known()))
+                self._backlog.extend(adopted or [])
                 continue
             except txredisapi.ResponseError as e:
                 # Redis refused (the key holds another type, the group was
@@ -152,12 +176,14 @@ class WorkerService(service.MultiService):
                     refused = str(e)
                     self._log.error("Redis refused to give an event of {queue}: {error}; trying "
                                     "again every second", queue=self.config.queue, error=refused)
+                if refused.startswith("READONLY"):
+                    self.blocking.connection.not_master(refused)
                 await task.deferLater(self._reactor, 1.0, lambda: None)
                 if "NOGROUP" in refused:
-                    await self.events.register()
+                    await self._patiently("the worker's registration", self.events.register)
                 continue
             refused = None
-            await self._report_bad()
+            await self._patiently("dropping unreadable events", self._report_bad)
             if event is None:
                 continue
             if self._stopping:
@@ -169,11 +195,26 @@ class WorkerService(service.MultiService):
         return [event for event, _ in self._jobs.values()] + list(self._backlog)
 
     def _tick_once(self) -> defer.Deferred:
-        def stopped(failure: Failure) -> Failure | None:
-            # The links close at the stop: a renewal waiting for Redis ends quietly.
-            return None if self._stopping and failure.check(txredisapi.ConnectionError) else failure
+        def renewed(_: Any) -> None:
+            if self._tick_refused is not None:
+                self._tick_refused = None
+                self._log.info("Redis accepts the claim renewal of {queue} again",
+                               queue=self.config.queue)
 
-        return defer.Deferred.fromCoroutine(self._renew_and_take_over()).addErrback(stopped)
+        def failed(failure: Failure) -> Failure | None:
+            # The links close at the stop: a renewal waiting for Redis ends quietly.
+            if self._stopping and failure.check(txredisapi.ConnectionError):
+                return None
+            if failure.check(txredisapi.ResponseError):  # one line per new refusal
+                if str(failure.value) != self._tick_refused:
+                    self._tick_refused = str(failure.value)
+                    self._log.error("Redis refused the claim renewal of {queue}: {error}; trying "
+                                    "again at the next", queue=self.config.queue,
+                                    error=self._tick_refused)
+                return None
+            return failure
+
+        return defer.Deferred.fromCoroutine(self._renew_and_take_over()).addCallbacks(renewed, failed)
 
     async def _renew_and_take_over(self) -> None:
         await self.events.renew(self._known())
@@ -204,7 +245,11 @@ class WorkerService(service.MultiService):
 
         def ended(result: Any) -> None:
             del self._jobs[key]
-            if isinstance(result, Failure) and not result.check(defer.CancelledError):
+            if isinstance(result, Failure) and result.check(txredisapi.ResponseError):
+                self._log.error("Redis refused a command for {file} ({error}); its event stays "
+                                "taken until a restart or a take-over", file=event.filename,
+                                error=result.value)
+            elif isinstance(result, Failure) and not result.check(defer.CancelledError):
                 self._log.failure("Handling {file} failed; its event stays taken until a restart",
                                   result, file=event.filename)
             self._wake()
