@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.kit import free_port, wait_until, write_config
+from tests.kit.processes import drop_root_file_access
 from tests.kit.worker import files_under, recording_command, runs
 
 #: Every test here starts a process or a server (see `make unit`).
@@ -385,6 +386,32 @@ def test_a_demoted_redis_is_one_line_and_the_worker_goes_on_once_it_takes_writes
     worker.wait_for_line("a.csv: exit 0", 15, since=mark)
     assert worker.output().count("refused a command for now") == 1
     assert "Traceback" not in worker.output()
+
+
+def test_a_claim_that_fails_is_tried_again_until_it_works(
+    tmp_path: Path, redis_server: Any, redis_client: Any, worker_factory: Any
+) -> None:
+    """
+    The worker may not write in the file's directory (its private
+    directory cannot be made): one line, tried again every second, and the
+    file runs once it can; before, the event was dropped and the file never
+    ran.
+    """
+    config, incoming = _config(tmp_path, redis_server)
+    worker = worker_factory(config, "data", ["--delete", f"--failed={tmp_path / 'failed'}"],
+                            ["true"], preexec_fn=drop_root_file_access).start()
+    (incoming / "a.csv").write_text("x")
+    incoming.chmod(0o500)
+    try:
+        redis_client.lpush("files", json.dumps({"directory": str(incoming), "filename": "a.csv",
+                                                "event": "created", "event_timestamp": 1.0}))
+        worker.wait_for_line("Cannot claim", 15)
+    finally:
+        incoming.chmod(0o700)
+    worker.wait_for_line("a.csv: exit 0", 15)
+    assert worker.output().count("Cannot claim") == 1
+    assert "claimed after all" in worker.output()
+    assert not os.listdir(incoming)
 
 
 @dataclasses.dataclass

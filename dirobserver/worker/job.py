@@ -7,9 +7,10 @@ loses nothing:
  1. the event is read and its path checked (a bad one: one line, acknowledged);
  2. the file is claimed (L{dirobserver.worker.claim}); when it is not
     there, a claim of a dead worker is recovered; when there is none, the
-    file is gone or another worker has it: acknowledged, nothing run; for
-    an event taken over, the empty private directories its dead worker
-    left are removed;
+    file is gone or another worker has it: acknowledged, nothing run; a
+    claim that fails (no permission, a full disk) is tried again every
+    second; for an event taken over, the empty private directories its
+    dead worker left are removed;
  3. the command runs (L{dirobserver.worker.run});
  4. the file is filed (L{dirobserver.worker.filing}), in a thread;
  5. the log line, then the event is acknowledged.
@@ -27,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import txredisapi
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from dirobserver.util.reactor import IDaemonReactor
@@ -36,6 +37,14 @@ from dirobserver.worker import claim, run
 from dirobserver.worker.filer import Filer
 from dirobserver.worker.queues import BadEvent, Event, ListEvents, StreamEvents
 from dirobserver.worker.settings import WorkerConfig, locate
+
+#: Seconds between two attempts at a claim that failed (see L{FileJobs._claim}).
+CLAIM_RETRY = 1.0
+
+
+class _Stopped(Exception):
+    """The worker stopped while a job waited: its event goes back."""
+
 
 #: Bounds of the command duration histogram, in seconds.
 DURATION_BOUNDS = (0.01, 0.1, 1.0, 10.0, 60.0, 600.0, 3600.0)
@@ -145,15 +154,11 @@ class FileJobs:
                 waiter.callback(None)
 
     async def _process(self, key: int, event: Event, path: str, relative: str) -> None:
-        c = self.config
         counts = self.outcomes
         try:
-            claimed = claim.claim(path, c.worker_id)
-            if claimed is None:
-                claimed = await self._recover(path)
-        except OSError as e:
-            self._log.error("Cannot claim {path}: {error}; event dropped", path=path, error=e.strerror)
-            await self._events.ack(event)
+            claimed = await self._claim(path)
+        except _Stopped:
+            await self.give_back(event)
             return
         if event.taken_over:
             await self._clear_leftovers(path)
@@ -204,6 +209,36 @@ class FileJobs:
             del self._running[key]
             if not self._running:
                 self.release()
+
+    async def _claim(self, path: str) -> str | None:
+        """
+        C{path} claimed, or a dead worker's claim of it recovered; None
+        when there is neither (gone, or another worker has it).  A claim
+        that fails (a full disk for the private directory, no permission,
+        no descriptor left) is tried again every L{CLAIM_RETRY} seconds,
+        said once, as filing is: dropping the event would leave the file
+        unrun, since nothing announces it again.
+
+        @raise _Stopped: the worker stops meanwhile (the event goes back).
+        """
+        failing = False
+        while True:
+            try:
+                claimed = claim.claim(path, self.config.worker_id)
+                if claimed is None:
+                    claimed = await self._recover(path)
+            except OSError as e:
+                if not failing:
+                    failing = True
+                    self._log.error("Cannot claim {path}: {error}; trying again every {every:g} s",
+                                    path=path, error=f"{e.strerror}: {e.filename}", every=CLAIM_RETRY)
+                await task.deferLater(self._reactor, CLAIM_RETRY, lambda: None)
+                if self._stopping():
+                    raise _Stopped() from e
+                continue
+            if failing:
+                self._log.info("{path}: claimed after all", path=path)
+            return claimed
 
     async def _clear_leftovers(self, path: str) -> None:
         """

@@ -80,8 +80,9 @@ def worker_factory_fixture(tmp_path: Path) -> Any:
     workers: list[Worker] = []
 
     def factory(config: str | Path, section: str, options: Sequence[str],
-                command: Sequence[str]) -> Worker:
-        worker = Worker(config, section, options, command, cwd=tmp_path)
+                command: Sequence[str], **kwargs: Any) -> Worker:
+        """@param kwargs: for L{Observer} (C{preexec_fn}, say)."""
+        worker = Worker(config, section, options, command, cwd=tmp_path, **kwargs)
         workers.append(worker)
         return worker
 
