@@ -547,7 +547,7 @@ def test_metrics_count_the_files_by_outcome(
     observer_factory(config).start()
     worker = worker_factory(config, "data", ["--delete", f"--failed={tmp_path / 'failed'}",
                                              f"--metrics=tcp:{port}:interface=127.0.0.1"],
-                            ["/bin/sh", "-c", 'case "$1" in *bad*) exit 1;; esac', "sh"]).start()
+                            ["/bin/sh", "-c", 'case "${1##*/}" in bad*) exit 1;; esac', "sh"]).start()
     (incoming / "good.csv").write_text("x")
     (incoming / "bad.csv").write_text("x")
     worker.wait_for_line("good.csv: exit 0", 20)
