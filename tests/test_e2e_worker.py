@@ -11,6 +11,8 @@ import json
 import os
 import signal
 import socket
+import threading
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -412,6 +414,89 @@ def test_a_claim_that_fails_is_tried_again_until_it_works(
     assert worker.output().count("Cannot claim") == 1
     assert "claimed after all" in worker.output()
     assert not os.listdir(incoming)
+
+
+class ReplyCutter:
+    """
+    A TCP proxy in front of Redis that, once, forwards a command to Redis
+    and drops the connection before its reply (the command ran; its
+    caller never knows): the first command whose RESP bytes hold C{cut}.
+    """
+
+    def __init__(self, port: int, cut: bytes) -> None:
+        self.target, self.cut, self.done = port, cut, threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target))
+            cutting = threading.Event()
+            threading.Thread(target=self._pipe, args=(client, server, cutting, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, cutting, False), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, cutting: threading.Event,
+              commands: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if commands and self.cut in data and not self.done.is_set():
+                    self.done.set()
+                    cutting.set()  # the reply is swallowed, then both sides closed
+                    sink.sendall(data)
+                    time.sleep(0.3)
+                    break
+                if cutting.is_set():
+                    break
+                sink.sendall(data)
+        except OSError:
+            pass
+        for end in (source, sink):
+            try:
+                end.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            end.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_an_event_moved_by_a_take_over_whose_reply_was_lost_is_run(
+    tmp_path: Path, redis_server: Any, redis_client: Any, worker_factory: Any
+) -> None:
+    """
+    A dead worker's two events are taken over; the connection is lost after
+    Redis moved the first (LMOVE) and before its reply: the command is sent
+    again and moves the second.  The first, in this worker's processing
+    list though it never heard of it, is found and run too.
+    """
+    incoming = tmp_path / "in"
+    incoming.mkdir()
+    proxy = ReplyCutter(redis_server.port, b"$5\r\nLMOVE\r\n")
+    try:
+        config = write_config(tmp_path, {"data": {"active": "true", "directory": str(incoming),
+                                                  "queue": "files"}},
+                              common={"redis_server": "127.0.0.1", "redis_port": proxy.port})
+        for name in ("a.csv", "b.csv"):
+            (incoming / name).write_text("x")
+            redis_client.lpush("files:processing:dead-1-aaaaaa", json.dumps(
+                {"directory": str(incoming), "filename": name, "event": "created",
+                 "event_timestamp": 1.0}))
+        redis_client.sadd("files:workers", "dead-1-aaaaaa")
+        worker = worker_factory(config, "data", ["--delete", f"--failed={tmp_path / 'failed'}"],
+                                ["true"]).start()
+        assert proxy.done.wait(10)
+        worker.wait_for_line("a.csv: exit 0", 20)
+        worker.wait_for_line("b.csv: exit 0", 20)
+        assert wait_until(lambda: redis_client.keys("files:processing:*") == [], 10)
+        assert not os.listdir(incoming)
+    finally:
+        proxy.close()
 
 
 @dataclasses.dataclass

@@ -221,7 +221,13 @@ class WorkerService(service.MultiService):
         if self._stopping:
             return
         known = {event.handle for event in self._known()}
+        lost = self.main.lost
         taken = [event for event in await self.events.take_over() if event.handle not in known]
+        if self.main.lost != lost:
+            # A command of the take-over lost its reply and was sent again:
+            # what the first sending moved is in this worker's own list
+            # (its own pending entries), unknown to it.
+            taken += await self.events.adopt([*self._known(), *taken])
         if taken:
             self._log.info("Took over {n} events of a dead worker of {queue}", n=len(taken),
                            queue=self.config.queue)
