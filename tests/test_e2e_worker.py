@@ -42,6 +42,12 @@ def _idle(client: Any, queue: str = "files") -> bool:
     return all(client.llen(key) == 0 for key in keys)
 
 
+def _event(directory: Path | str, filename: str) -> str:
+    """An event as the observer writes it to a list (a "created" one)."""
+    return json.dumps({"directory": str(directory), "filename": filename, "event": "created",
+                       "event_timestamp": 1.0})
+
+
 def test_three_workers_run_each_of_300_files_exactly_once(
     tmp_path: Path, redis_server: Any, redis_client: Any, observer_factory: Any, worker_factory: Any
 ) -> None:
@@ -269,8 +275,7 @@ def _running_until_cut(tmp_path: Path, redis_server: Any, redis_client: Any,
                                              f"--failed={tmp_path / 'failed'}", "--timeout=2"],
                             command).start()
     (incoming / "a.csv").write_text("x")
-    event = json.dumps({"directory": str(incoming), "filename": "a.csv", "event": "created",
-                        "event_timestamp": 1.0})
+    event = _event(incoming, "a.csv")
     redis_client.lpush("files", event)
     assert wait_until(started.exists, 20)
     return worker, incoming, event
@@ -383,8 +388,7 @@ def test_a_demoted_redis_is_one_line_and_the_worker_goes_on_once_it_takes_writes
     redis_client.execute_command("REPLICAOF", "NO", "ONE")
     worker.wait_for_line("accepts the worker's commands again", 15, since=mark)
     (incoming / "a.csv").write_text("x")
-    redis_client.lpush("files", json.dumps({"directory": str(incoming), "filename": "a.csv",
-                                            "event": "created", "event_timestamp": 1.0}))
+    redis_client.lpush("files", _event(incoming, "a.csv"))
     worker.wait_for_line("a.csv: exit 0", 15, since=mark)
     assert worker.output().count("refused a command for now") == 1
     assert "Traceback" not in worker.output()
@@ -405,8 +409,7 @@ def test_a_claim_that_fails_is_tried_again_until_it_works(
     (incoming / "a.csv").write_text("x")
     incoming.chmod(0o500)
     try:
-        redis_client.lpush("files", json.dumps({"directory": str(incoming), "filename": "a.csv",
-                                                "event": "created", "event_timestamp": 1.0}))
+        redis_client.lpush("files", _event(incoming, "a.csv"))
         worker.wait_for_line("Cannot claim", 15)
     finally:
         incoming.chmod(0o700)
@@ -484,9 +487,7 @@ def test_an_event_moved_by_a_take_over_whose_reply_was_lost_is_run(
                               common={"redis_server": "127.0.0.1", "redis_port": proxy.port})
         for name in ("a.csv", "b.csv"):
             (incoming / name).write_text("x")
-            redis_client.lpush("files:processing:dead-1-aaaaaa", json.dumps(
-                {"directory": str(incoming), "filename": name, "event": "created",
-                 "event_timestamp": 1.0}))
+            redis_client.lpush("files:processing:dead-1-aaaaaa", _event(incoming, name))
         redis_client.sadd("files:workers", "dead-1-aaaaaa")
         worker = worker_factory(config, "data", ["--delete", f"--failed={tmp_path / 'failed'}"],
                                 ["true"]).start()
@@ -609,10 +610,8 @@ def test_bad_and_stale_events_are_acknowledged_without_running_anything(
     """No observer: the events are pushed by hand, as a broken producer would."""
     config, incoming = _config(tmp_path, redis_server)
     log = tmp_path / "runs.log"
-    stale = json.dumps({"directory": str(incoming), "filename": "gone.csv", "event": "created",
-                        "event_timestamp": 1.0})
-    outside = json.dumps({"directory": "/etc", "filename": "passwd", "event": "created",
-                          "event_timestamp": 1.0})
+    stale = _event(incoming, "gone.csv")
+    outside = _event("/etc", "passwd")
     redis_client.lpush("files", "not json at all", stale, outside)
     worker = worker_factory(config, "data", ["--delete", f"--failed={tmp_path / 'failed'}"],
                             recording_command(log)).start()
@@ -677,8 +676,7 @@ def test_a_refusal_by_redis_is_one_line_until_it_changes(
     worker.wait_for_line("Redis refused to give an event of files: WRONGTYPE", 10)
     mark = worker.mark()
     (incoming / "a.csv").write_text("x")
-    event = json.dumps({"directory": str(incoming), "filename": "a.csv", "event": "created",
-                        "event_timestamp": 1.0})
+    event = _event(incoming, "a.csv")
     redis_client.delete("files")
     redis_client.lpush("files", event)
     worker.wait_for_line("a.csv: exit 0", 10, since=mark)
@@ -700,8 +698,7 @@ def test_an_acknowledgement_refused_for_a_while_is_sent_again_without_a_tracebac
     worker = worker_factory(config, "data", [f"--done={done}", f"--failed={tmp_path / 'failed'}"],
                             ["/bin/sh", "-c", script, "sh", "{}"]).start()
     (incoming / "a.csv").write_text("x")
-    redis_client.lpush("files", json.dumps({"directory": str(incoming), "filename": "a.csv",
-                                            "event": "created", "event_timestamp": 1.0}))
+    redis_client.lpush("files", _event(incoming, "a.csv"))
     assert wait_until(started.exists, 10)
     redis_client.config_set("min-replicas-to-write", 1)
     mark = worker.mark()
