@@ -129,10 +129,12 @@ class RedisLink:
             try:
                 reply = await d
             except txredisapi.ResponseError as e:
+                if str(e).startswith("READONLY"):
+                    # A demoted master: leave it whether or not the command
+                    # is sent again here (a blocking take's caller waits).
+                    self.connection.not_master(str(e))
                 if not retry or not str(e).startswith(PASSING):
                     raise
-                if str(e).startswith("READONLY"):
-                    self.connection.not_master(str(e))
                 await self._refused_for_now(str(e))
                 continue
             except txredisapi.ConnectionError:

@@ -176,8 +176,6 @@ class WorkerService(service.MultiService):
                     refused = str(e)
                     self._log.error("Redis refused to give an event of {queue}: {error}; trying "
                                     "again every second", queue=self.config.queue, error=refused)
-                if refused.startswith("READONLY"):
-                    self.blocking.connection.not_master(refused)
                 await task.deferLater(self._reactor, 1.0, lambda: None)
                 if "NOGROUP" in refused:
                     await self._patiently("the worker's registration", self.events.register)
