@@ -239,7 +239,8 @@ KEYS: tuple[Key, ...] = (
     Key("announced", SECTION, OUTPUT, Text(), "", field="announced",
         shown_default="`queue` + `:announced`",
         help="with `announce_once`: the Redis hash that records what was announced (one field per file: "
-             "its path relative to `directory`), written in the same `MULTI/EXEC` as the events"),
+             "its path relative to `directory`), written in the same `MULTI/EXEC` as the events; "
+             "about 84 bytes of Redis memory per file present (`burst-once` in docs/performance.md)"),
     Key("extra_fields", SECTION, OUTPUT, Words(EXTRA_FIELDS), "", field="extra_fields",
         help="event fields beyond the four: `id` (the same string in every announcement of one file: "
              "same path, same inode), `size` (bytes), `mtime` (seconds since the epoch), read when the "
